@@ -1,0 +1,43 @@
+"""The actors: one per OAuth client (its shard), and per tenant a KeyManager and a Directory.
+
+`kinds()` wires them into the runtime; `addresses` builds the addresses the front door asks.
+"""
+
+from oauthd.actors.client import ClientActor, GetClient, client_address
+from oauthd.actors.directory import (
+    CountClients,
+    Directory,
+    LookupClient,
+    RegisterClient,
+    directory_address,
+)
+from oauthd.actors.keys import (
+    KeyInfo,
+    KeyManager,
+    ListKeys,
+    RotateKeys,
+    Tick,
+    keys_address,
+    run_key_schedule,
+)
+from oauthd.actors.wiring import Env, kinds
+
+__all__ = [
+    "ClientActor",
+    "CountClients",
+    "Directory",
+    "Env",
+    "GetClient",
+    "KeyInfo",
+    "KeyManager",
+    "ListKeys",
+    "LookupClient",
+    "RegisterClient",
+    "RotateKeys",
+    "Tick",
+    "client_address",
+    "directory_address",
+    "keys_address",
+    "kinds",
+    "run_key_schedule",
+]

@@ -1,0 +1,68 @@
+"""The Directory actor: the tenant's index of clients. Registering a client creates its shard
+first and indexes it second, so the index never names a shard that does not exist."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from oauthd.actors.shard import ShardActor, command, query
+from oauthd.runtime import Address, Clock
+from oauthd.settings import StorageSettings
+from oauthd.storage import (
+    DIRECTORY,
+    ClientRecord,
+    count_clients,
+    create_client_shard,
+    index_client,
+    load_shard_key,
+)
+
+__all__ = ["CountClients", "Directory", "LookupClient", "RegisterClient", "directory_address"]
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterClient:
+    """Command: create or replace a client's registration; replies with its shard key."""
+
+    record: ClientRecord
+
+
+@dataclass(frozen=True, slots=True)
+class LookupClient:
+    """Query: the shard key of a registered client, or None."""
+
+    client_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CountClients:
+    """Query: how many clients are registered."""
+
+
+def directory_address(tenant: str) -> Address:
+    return Address(tenant, "directory", "")
+
+
+class Directory(ShardActor):
+    schema = DIRECTORY
+
+    def __init__(self, tenant_dir: Path, storage: StorageSettings, clock: Clock) -> None:
+        super().__init__(tenant_dir / "directory.sqlite", storage, create=True)
+        self._tenant_dir = tenant_dir
+        self._clock = clock
+
+    @command(RegisterClient)
+    def register(self, message: RegisterClient) -> str:
+        record = message.record
+        shard_key = create_client_shard(self._tenant_dir, record, fsync=self._storage.fsync)
+        index_client(self.store, record.client_id, shard_key, record.source, int(self._clock.now()))
+        return shard_key
+
+    @query(LookupClient)
+    def lookup(self, message: LookupClient) -> str | None:
+        return load_shard_key(self.store, message.client_id)
+
+    @query(CountClients)
+    def count(self, _message: CountClients) -> int:
+        return count_clients(self.store)

@@ -1,0 +1,99 @@
+"""The base of actors that own one SQLite shard: each message is one transaction, committed
+before the reply leaves (the output gate). Handlers are plain synchronous functions, so a
+message can never be interrupted half way; only fsync-per-commit mode moves them to a thread,
+because there the commit itself waits for the disk."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import trio
+
+from oauthd.errors import InvalidRequest
+from oauthd.settings import StorageSettings
+from oauthd.storage import Schema, Store
+
+__all__ = ["ShardActor", "command", "query"]
+
+M = TypeVar("M")
+Handler = Callable[[Any, Any], Any]
+
+
+def command(message_type: type[M]) -> Callable[[Handler], Handler]:
+    """Mark a handler that may write: it runs inside BEGIN IMMEDIATE ... COMMIT."""
+
+    def mark(fn: Handler) -> Handler:
+        fn.__oauthd_handles__ = (message_type, True)  # type: ignore[attr-defined]  # marker read by __init_subclass__
+        return fn
+
+    return mark
+
+
+def query(message_type: type[M]) -> Callable[[Handler], Handler]:
+    """Mark a handler that only reads: no write lock is taken."""
+
+    def mark(fn: Handler) -> Handler:
+        fn.__oauthd_handles__ = (message_type, False)  # type: ignore[attr-defined]  # marker read by __init_subclass__
+        return fn
+
+    return mark
+
+
+class ShardActor:
+    schema: ClassVar[Schema]
+    _handlers: ClassVar[dict[type[Any], tuple[Handler, bool]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        handlers = dict(cls._handlers)
+        for value in vars(cls).values():
+            marker = getattr(value, "__oauthd_handles__", None)
+            if marker is not None:
+                handlers[marker[0]] = (value, marker[1])
+        cls._handlers = handlers
+
+    def __init__(self, path: Path, storage: StorageSettings, *, create: bool) -> None:
+        self._path = path
+        self._storage = storage
+        self._create = create
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        assert self._store is not None, "actor used before open()"
+        return self._store
+
+    async def open(self) -> None:
+        self._store = Store(
+            self._path,
+            self.schema,
+            create=self._create,
+            fsync=self._storage.fsync,
+            busy_timeout_ms=self._storage.busy_timeout_ms,
+        )
+        self.loaded()
+
+    def loaded(self) -> None:
+        """Hook: fill in-memory caches from the freshly opened shard."""
+
+    async def receive(self, message: Any) -> Any:
+        entry = self._handlers.get(type(message))
+        if entry is None:
+            raise InvalidRequest("unsupported message", detail=type(message).__name__)
+        if self._storage.fsync:
+            return await trio.to_thread.run_sync(self._run, entry, message)
+        return self._run(entry, message)
+
+    def _run(self, entry: tuple[Handler, bool], message: Any) -> Any:
+        handler, writes = entry
+        if not writes:
+            return handler(self, message)
+        with self.store.transaction():
+            return handler(self, message)
+
+    async def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None

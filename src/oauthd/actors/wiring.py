@@ -1,0 +1,59 @@
+"""How the runtime makes each kind of actor, from the settings and the shared services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from oauthd.actors.client import ClientActor
+from oauthd.actors.directory import Directory
+from oauthd.actors.keys import KeyManager
+from oauthd.keys import KeyringHolder
+from oauthd.runtime import Actor, Address, Clock, Kind
+from oauthd.settings import Settings
+from oauthd.storage import client_shard_path, tenant_dir
+
+__all__ = ["Env", "kinds"]
+
+
+@dataclass(frozen=True, slots=True)
+class Env:
+    """What actors share: settings, the clock, the keyring, the key-encryption key."""
+
+    settings: Settings
+    clock: Clock
+    keyring: KeyringHolder
+    kek: bytes | None
+
+    def tenant_dir(self, tenant: str) -> Path:
+        return tenant_dir(self.settings.data_dir, tenant)
+
+
+def kinds(env: Env) -> list[Kind]:
+    s = env.settings
+
+    def client(address: Address) -> Actor:
+        return ClientActor(env.tenant_dir(address.tenant), address.key, s.storage)
+
+    def client_exists(address: Address) -> bool:
+        # Garbage never spawns an actor: only a shard key of hex digits naming a file does.
+        key = address.key
+        return (
+            len(key) == 20
+            and all(c in "0123456789abcdef" for c in key)
+            and client_shard_path(env.tenant_dir(address.tenant), key).is_file()
+        )
+
+    def directory(address: Address) -> Actor:
+        return Directory(env.tenant_dir(address.tenant), s.storage, env.clock)
+
+    def keys(address: Address) -> Actor:
+        return KeyManager(
+            env.tenant_dir(address.tenant), s.keys, s.storage, env.clock, env.keyring, env.kek
+        )
+
+    return [
+        Kind("client", client, exists=client_exists),
+        Kind("directory", directory),
+        Kind("keys", keys, pinned=True),
+    ]

@@ -1,0 +1,98 @@
+"""The `oauthd` command: serve | check-config | keys list | keys rotate."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from functools import partial
+
+import trio
+
+from oauthd.actors import KeyInfo, ListKeys, RotateKeys, keys_address
+from oauthd.errors import ConfigError
+from oauthd.logs import setup_logging
+from oauthd.server import TENANT, Runtime, configured_clients, load_kek, open_runtime, serve
+from oauthd.settings import Settings, load_settings
+
+__all__ = ["main"]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="oauthd", description="OAuth 2.1 authorization server")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="serve HTTP until SIGINT/SIGTERM")
+    s.add_argument("--config", required=True, help="TOML configuration file")
+    s.add_argument("--listen", help="host:port, overriding the file's listen")
+    c = sub.add_parser("check-config", help="validate a configuration file without serving")
+    c.add_argument("--config", required=True)
+    k = sub.add_parser("keys", help="signing keys")
+    ksub = k.add_subparsers(dest="keys_command", required=True)
+    kl = ksub.add_parser("list", help="list keys and their states")
+    kl.add_argument("--config", required=True)
+    kr = ksub.add_parser("rotate", help="start a new signing key")
+    kr.add_argument("--config", required=True)
+    kr.add_argument(
+        "--immediate",
+        action="store_true",
+        help="sign with the new key now instead of after keys.publish_ahead_s",
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        if args.command == "check-config":
+            return check_config(settings)
+        setup_logging(settings.log)
+        if args.command == "serve":
+            trio.run(partial(serve, settings, listen=args.listen))
+            return 0
+        return trio.run(
+            keys_command,
+            settings,
+            args.keys_command,
+            args.immediate if args.keys_command == "rotate" else False,
+        )
+    except ConfigError as exc:
+        print(f"oauthd: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def check_config(settings: Settings) -> int:
+    import os
+
+    configured_clients(settings, os.environ, 0)
+    load_kek(settings, os.environ)
+    print(f"{settings.source}: ok (issuer {settings.issuer}, dev_mode={settings.dev_mode})")
+    return 0
+
+
+async def keys_command(settings: Settings, command: str, immediate: bool) -> int:
+    """Works beside a running server: the shard's write lock orders both."""
+    async with trio.open_nursery() as nursery:
+        runtime: Runtime = await nursery.start(partial(open_runtime, settings))
+        address = keys_address(TENANT)
+        message = RotateKeys(immediate) if command == "rotate" else ListKeys()
+        infos: list[KeyInfo] = await runtime.system.ask(address, message)
+        print_keys(infos)
+        nursery.cancel_scope.cancel()
+    return 0
+
+
+def print_keys(infos: list[KeyInfo]) -> None:
+    def when(t: int) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(t))
+
+    print(f"{'kid':<45} {'alg':<6} {'state':<10} {'signs from':<21} {'retires':<21} removed")
+    for k in infos:
+        mark = "*" if k.signing else " "
+        print(
+            f"{k.kid:<44}{mark} {k.alg:<6} {k.state:<10} {when(k.activate_at):<21} "
+            f"{when(k.retire_at):<21} {when(k.remove_at)}"
+        )

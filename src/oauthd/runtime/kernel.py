@@ -1,0 +1,311 @@
+"""Spawn-on-demand actors with one message at a time, bounded mailboxes, eviction, supervision.
+
+The contract (DESIGN.md "Actors"):
+
+- `ask(address, message)` spawns the actor on its first message and waits for its reply.
+- An actor handles one message at a time, in its own task; `Actor.receive` is expected to run
+  the message in one transaction and return only after it committed (the output gate).
+- A caller that is cancelled does not abort its message: the message completes in the actor's
+  task, shielded from cancellation, and the reply is dropped.
+- A full mailbox answers `TemporarilyUnavailable` (503 with Retry-After) at once.
+- An actor idle for `idle_timeout_s`, or the least recently used one when `max_live` actors are
+  live, is evicted: its task ends and `Actor.close` releases its resources. State is on disk.
+- A non-OAuth exception in `receive` fails that one message with `ServerError`, the traceback
+  goes to the log, and the actor is replaced by a fresh one opened from disk.
+
+The caller/actor hand-off uses trio's low-level park/reschedule rather than channels and events:
+an ask is two task switches and no allocation beyond the message tuple and its reply slot.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import outcome
+import trio
+
+from oauthd.errors import NotFound, OAuthError, ServerError, TemporarilyUnavailable
+from oauthd.settings import ActorSettings
+
+__all__ = ["Actor", "ActorSystem", "Address", "Kind", "SystemStats"]
+
+log = logging.getLogger("oauthd.runtime")
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """Who an actor is: tenant, kind and key (DESIGN.md "Actors")."""
+
+    tenant: str
+    kind: str
+    key: str
+
+    def __str__(self) -> str:
+        return f"{self.tenant}/{self.kind}/{self.key}" if self.key else f"{self.tenant}/{self.kind}"
+
+
+class Actor(Protocol):
+    async def open(self) -> None:
+        """Load state from disk; messages wait in the mailbox until this returns."""
+
+    async def receive(self, message: Any) -> Any:
+        """Handle one message and return its reply after its writes committed."""
+
+    async def close(self) -> None:
+        """Release what `open` acquired; called on eviction, restart and shutdown."""
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """A kind of actor: how to make one, and whether an address may exist at all."""
+
+    name: str
+    factory: Callable[[Address], Actor]
+    exists: Callable[[Address], bool] | None = None  # None: every key is valid
+    pinned: bool = False  # pinned actors are never evicted (singletons with timers)
+
+
+@dataclass(frozen=True, slots=True)
+class SystemStats:
+    live: int
+    activations: int
+    evictions: int
+    restarts: int
+    mailbox_depth: int
+
+
+class _Reply:
+    """Where an actor puts the answer for one parked caller."""
+
+    __slots__ = ("abandoned", "task")
+
+    def __init__(self, task: trio.lowlevel.Task) -> None:
+        self.task = task
+        self.abandoned = False
+
+    def abort(self, _raise_cancel: Any) -> trio.lowlevel.Abort:
+        self.abandoned = True  # the message still runs; its reply is dropped
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def send(self, result: outcome.Outcome[Any]) -> None:
+        if not self.abandoned:
+            self.abandoned = True
+            trio.lowlevel.reschedule(self.task, result)
+
+
+class _Cell:
+    """One live actor: its mailbox and bookkeeping, owned by the system."""
+
+    __slots__ = ("address", "busy", "closing", "kind", "last_used", "mailbox", "parked")
+
+    def __init__(self, address: Address, kind: Kind, now: float) -> None:
+        self.address = address
+        self.kind = kind
+        self.mailbox: deque[tuple[Any, _Reply]] = deque()
+        self.parked: trio.lowlevel.Task | None = None
+        self.busy = True  # until open() has returned
+        self.closing = False
+        self.last_used = now
+
+    def wake(self) -> None:
+        task, self.parked = self.parked, None
+        if task is not None:
+            trio.lowlevel.reschedule(task)
+
+    def _abort_park(self, _raise_cancel: Any) -> trio.lowlevel.Abort:
+        self.parked = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    async def wait_for_mail(self) -> None:
+        self.parked = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(self._abort_park)
+
+
+class ActorSystem:
+    """Runs actors of registered kinds inside `run()`'s nursery."""
+
+    def __init__(self, settings: ActorSettings, kinds: list[Kind]) -> None:
+        self._settings = settings
+        self._kinds = {kind.name: kind for kind in kinds}
+        self._live: OrderedDict[Address, _Cell] = OrderedDict()
+        self._nursery: trio.Nursery | None = None
+        self._activations = 0
+        self._evictions = 0
+        self._restarts = 0
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[ActorSystem] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve actors until cancelled; then every actor closes its resources."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._reap_idle)
+                task_status.started(self)
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+
+    # --- asking ------------------------------------------------------------------------------
+
+    async def ask(self, address: Address, message: Any) -> Any:
+        """Send `message` to the actor at `address` and wait for its reply."""
+        cell = self._live.get(address)
+        if cell is None or cell.closing:
+            cell = self._spawn(address)
+        else:
+            self._live.move_to_end(address)
+        if len(cell.mailbox) >= self._settings.mailbox_size:
+            raise TemporarilyUnavailable(
+                "the server is busy, retry later",
+                detail=f"mailbox of {address} is full",
+                retry_after_s=self._settings.retry_after_s,
+            )
+        cell.last_used = trio.current_time()
+        reply = _Reply(trio.lowlevel.current_task())
+        cell.mailbox.append((message, reply))
+        cell.wake()
+        return await trio.lowlevel.wait_task_rescheduled(reply.abort)
+
+    def is_live(self, address: Address) -> bool:
+        return address in self._live
+
+    def stats(self) -> SystemStats:
+        return SystemStats(
+            live=len(self._live),
+            activations=self._activations,
+            evictions=self._evictions,
+            restarts=self._restarts,
+            mailbox_depth=sum(len(c.mailbox) for c in self._live.values()),
+        )
+
+    # --- spawning, eviction ------------------------------------------------------------------
+
+    def _spawn(self, address: Address) -> _Cell:
+        if self._nursery is None:
+            raise TemporarilyUnavailable("the server is not running", detail="actor system down")
+        kind = self._kinds.get(address.kind)
+        if kind is None:
+            raise NotFound("no such actor", detail=f"unknown kind {address.kind!r}")
+        if kind.exists is not None and not kind.exists(address):
+            raise NotFound("no such actor", detail=f"{address} does not exist")  # no spawn
+        self._evict_over_cap()
+        cell = _Cell(address, kind, trio.current_time())
+        self._live[address] = cell
+        self._activations += 1
+        self._nursery.start_soon(self._run_actor, cell, name=f"actor {address}")
+        return cell
+
+    def _evictable(self, cell: _Cell) -> bool:
+        return not (cell.busy or cell.mailbox or cell.kind.pinned or cell.closing)
+
+    def _evict(self, cell: _Cell) -> None:
+        del self._live[cell.address]
+        cell.closing = True
+        self._evictions += 1
+        cell.wake()
+
+    def _evict_over_cap(self) -> None:
+        excess = len(self._live) - self._settings.max_live + 1
+        if excess <= 0:
+            return
+        victims = []
+        for cell in self._live.values():  # least recently used first
+            if self._evictable(cell):
+                victims.append(cell)
+                if len(victims) == excess:
+                    break
+        for cell in victims:
+            self._evict(cell)
+
+    async def _reap_idle(self) -> None:
+        idle_s = self._settings.idle_timeout_s
+        while True:
+            await trio.sleep(max(idle_s / 4, 0.01))
+            cutoff = trio.current_time() - idle_s
+            stale = [c for c in self._live.values() if c.last_used <= cutoff and self._evictable(c)]
+            for cell in stale:
+                self._evict(cell)
+
+    # --- the actor's own task ----------------------------------------------------------------
+
+    async def _run_actor(self, cell: _Cell) -> None:
+        actor = await self._open(cell)
+        try:
+            while actor is not None:
+                if not cell.mailbox:
+                    if cell.closing:
+                        break
+                    await cell.wait_for_mail()
+                    continue
+                message, reply = cell.mailbox.popleft()
+                cell.busy = True
+                actor = await self._deliver(cell, actor, message, reply)
+                cell.busy = False
+                cell.last_used = trio.current_time()
+                await trio.lowlevel.cancel_shielded_checkpoint()  # let others run between messages
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._shut(cell, actor)
+
+    async def _open(self, cell: _Cell) -> Actor | None:
+        actor = cell.kind.factory(cell.address)
+        try:
+            with trio.CancelScope(shield=True):
+                await actor.open()
+        except Exception:
+            log.exception("actor %s failed to open", cell.address)
+            self._fail_queued(cell, ServerError("internal error", detail="actor failed to open"))
+            return None
+        cell.busy = False
+        return actor
+
+    async def _deliver(
+        self, cell: _Cell, actor: Actor, message: Any, reply: _Reply
+    ) -> Actor | None:
+        try:
+            with trio.CancelScope(shield=True):  # a message never stops half way
+                result = await actor.receive(message)
+        except OAuthError as exc:
+            reply.send(outcome.Error(exc))
+        except Exception:
+            log.exception("actor %s crashed on %s", cell.address, type(message).__name__)
+            reply.send(outcome.Error(ServerError("internal error", detail="actor crashed")))
+            return await self._restart(cell, actor)
+        else:
+            reply.send(outcome.Value(result))
+        return actor
+
+    async def _restart(self, cell: _Cell, actor: Actor) -> Actor | None:
+        """Replace a crashed actor with a fresh one loaded from disk."""
+        self._restarts += 1
+        with trio.CancelScope(shield=True):
+            await self._close_quietly(cell, actor)
+        cell.busy = True
+        return await self._open(cell)
+
+    async def _shut(self, cell: _Cell, actor: Actor | None) -> None:
+        if self._live.get(cell.address) is cell:
+            del self._live[cell.address]
+        self._fail_queued(cell, TemporarilyUnavailable("the server is shutting down"))
+        if actor is not None:
+            await self._close_quietly(cell, actor)
+
+    @staticmethod
+    async def _close_quietly(cell: _Cell, actor: Actor) -> None:
+        try:
+            await actor.close()
+        except Exception:
+            log.exception("actor %s failed to close", cell.address)
+
+    @staticmethod
+    def _fail_queued(cell: _Cell, error: OAuthError) -> None:
+        while cell.mailbox:
+            _message, reply = cell.mailbox.popleft()
+            reply.send(outcome.Error(error))

@@ -1,0 +1,168 @@
+"""The root nursery, and the wiring diagram of a running oauthd:
+
+    serve()
+    ├── ActorSystem.run()           client actors, Directory, KeyManager (spawned on demand)
+    ├── run_key_schedule()          wakes the KeyManager at each scheduled key change
+    └── serve_http()                Hypercorn -> AccessLog -> Quart-Trio routes -> ask(actor)
+
+Nothing serves before its state is open: the KeyManager has an active key and the configured
+clients are registered before Hypercorn binds. Shutdown runs the other way: Hypercorn stops
+accepting and lets in-flight requests finish, then the actors close their shards.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
+from typing import Any
+
+import trio
+
+from oauthd.actors import Env, RegisterClient, Tick, directory_address, keys_address, kinds
+from oauthd.actors.keys import run_key_schedule
+from oauthd.errors import ConfigError
+from oauthd.keys import KeyringHolder, parse_kek
+from oauthd.runtime import ActorSystem, Clock, SystemClock
+from oauthd.settings import Settings
+from oauthd.storage import ClientRecord, hash_secret, tenant_dir
+from oauthd.web import AppState, create_app, hypercorn_config, serve_http
+
+__all__ = ["Runtime", "open_runtime", "serve", "wait_for_signal"]
+
+log = logging.getLogger("oauthd.server")
+TENANT = "default"
+
+
+class Runtime:
+    """A running actor system with its keys loaded and its configured clients registered."""
+
+    def __init__(self, settings: Settings, system: ActorSystem, env: Env) -> None:
+        self.settings = settings
+        self.system = system
+        self.env = env
+
+    @property
+    def keyring(self) -> KeyringHolder:
+        return self.env.keyring
+
+
+def load_kek(settings: Settings, environ: Mapping[str, str]) -> bytes | None:
+    name = settings.keys.encryption_key_env
+    if not name:
+        return None
+    if name not in environ:
+        raise ConfigError(settings.source, "keys.encryption_key_env", f"${name} is not set")
+    try:
+        return parse_kek(environ[name])
+    except ValueError as exc:
+        raise ConfigError(settings.source, "keys.encryption_key_env", str(exc)) from None
+
+
+def configured_clients(
+    settings: Settings, environ: Mapping[str, str], now: int
+) -> list[ClientRecord]:
+    """The [[clients]] of the file as registrations; their secrets come from the environment."""
+    records = []
+    for i, c in enumerate(settings.clients):
+        secret_hash = ""
+        if c.client_secret_env:
+            if c.client_secret_env not in environ:
+                key = f"clients[{i}].client_secret_env"
+                raise ConfigError(settings.source, key, f"${c.client_secret_env} is not set")
+            secret_hash = hash_secret(environ[c.client_secret_env])
+        records.append(
+            ClientRecord(
+                client_id=c.client_id,
+                client_name=c.client_name,
+                redirect_uris=c.redirect_uris,
+                grant_types=c.grant_types,
+                response_types=("code",),
+                token_endpoint_auth_method=c.token_endpoint_auth_method,
+                scope=c.scope,
+                first_party=c.first_party,
+                secret_hash=secret_hash,
+                source="config",
+                created_at=now,
+            )
+        )
+    return records
+
+
+def check_data_dir(settings: Settings) -> None:
+    directory = tenant_dir(settings.data_dir, TENANT)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            settings.source, "data_dir", f"cannot create {directory}: {exc}"
+        ) from None
+    if not os.access(directory, os.W_OK):
+        raise ConfigError(settings.source, "data_dir", f"{directory} is not writable")
+
+
+async def open_runtime(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    environ: Mapping[str, str] | None = None,
+    task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the actors until cancelled; report a ready `Runtime` through `task_status`."""
+    environ = os.environ if environ is None else environ
+    clock = clock or SystemClock()
+    check_data_dir(settings)
+    clients = configured_clients(settings, environ, int(clock.now()))
+    env = Env(settings, clock, KeyringHolder(), load_kek(settings, environ))
+    system = ActorSystem(settings.actors, kinds(env))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(system.run)
+        await system.ask(keys_address(TENANT), Tick())  # first start generates the first key
+        nursery.start_soon(
+            run_key_schedule, system, keys_address(TENANT), clock, settings.keys.reload_interval_s
+        )
+        for record in clients:
+            await system.ask(directory_address(TENANT), RegisterClient(record))
+        task_status.started(Runtime(settings, system, env))
+        await trio.sleep_forever()
+
+
+async def wait_for_signal() -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("received %s, shutting down", signal.Signals(signum).name)
+            return
+
+
+async def serve(
+    settings: Settings,
+    *,
+    shutdown: Callable[[], Awaitable[Any]] = wait_for_signal,
+    clock: Clock | None = None,
+    listen: str | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until `shutdown` returns: in-flight requests finish, then actors close."""
+    started = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        runtime: Runtime = await nursery.start(partial(open_runtime, settings, clock=clock))
+        state = AppState(settings, runtime.system, runtime.keyring, runtime.env.clock, TENANT)
+        app = create_app(state)
+        config = hypercorn_config(settings, listen)
+
+        async def http(*, task_status: trio.TaskStatus[list[str]]) -> None:
+            await serve_http(app, config, shutdown, task_status=task_status)
+            nursery.cancel_scope.cancel()  # in-flight requests are done: now close the actors
+
+        binds: list[str] = await nursery.start(http)
+        log.info(
+            "oauthd serving %s at %s (dev_mode=%s) in %.0f ms",
+            settings.issuer,
+            ", ".join(binds),
+            settings.dev_mode,
+            (time.perf_counter() - started) * 1000,
+        )
+        task_status.started(binds)

@@ -1,0 +1,472 @@
+"""Settings: frozen dataclasses loaded from one TOML file, with `OAUTHD_*` environment overrides.
+
+Every key and its default is defined here, once; `config/production.example.toml` documents them
+for operators. Loading is strict: an unknown key, a wrong type or an impossible value stops
+startup with a `ConfigError` naming the file and the key. Environment overrides use the key path
+in upper case with `__` between table and key: `OAUTHD_ISSUER`, `OAUTHD_TOKENS__CODE_TTL_S`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+from urllib.parse import urlsplit
+
+from oauthd.errors import ConfigError
+
+__all__ = [
+    "ActorSettings",
+    "ClientSettings",
+    "DevSettings",
+    "DevUser",
+    "KeySettings",
+    "LimitSettings",
+    "LogSettings",
+    "ResourceSettings",
+    "Settings",
+    "StorageSettings",
+    "TokenSettings",
+    "is_loopback_host",
+    "load_settings",
+]
+
+ENV_PREFIX = "OAUTHD_"
+DAY_S = 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSettings:
+    """Lifetimes in seconds (DESIGN.md "Tokens")."""
+
+    access_token_ttl_s: int = 3600  # JWT access tokens (RFC 9068)
+    id_token_ttl_s: int = 3600  # OIDC ID tokens
+    refresh_token_ttl_s: int = 30 * DAY_S  # absolute lifetime of a refresh-token family
+    code_ttl_s: int = 60  # authorization codes; OAuth 2.1 §4.1.2 recommends at most 600
+    device_code_ttl_s: int = 600  # RFC 8628 device codes
+    refresh_grace_s: int = 30  # replay of a rotated refresh token returns the same pair
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceSettings:
+    """An RFC 8707 resource (audience) this server issues tokens for."""
+
+    uri: str
+    scopes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    """A client pre-registered in the configuration file."""
+
+    client_id: str
+    redirect_uris: tuple[str, ...] = ()
+    token_endpoint_auth_method: Literal[
+        "none", "client_secret_basic", "client_secret_post", "private_key_jwt"
+    ] = "client_secret_basic"  # noqa: S105 (a method name, not a secret)
+    client_name: str = ""
+    grant_types: tuple[str, ...] = ("authorization_code", "refresh_token")
+    scope: str = ""
+    first_party: bool = False  # first-party clients skip the consent page
+    client_secret_env: str = ""  # name of the environment variable holding the secret
+
+
+@dataclass(frozen=True, slots=True)
+class DevUser:
+    email: str
+    password: str
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DevSettings:
+    """Dev-mode login: users from this file, email + password."""
+
+    users: tuple[DevUser, ...] = (DevUser("alice@example.com", "password", "Alice"),)
+    allow_any_credentials: bool = False  # creates unknown users; never opens a known one
+
+
+@dataclass(frozen=True, slots=True)
+class KeySettings:
+    """Signing keys: published -> active -> retired -> gone (DESIGN.md "Tokens")."""
+
+    algorithm: Literal["ES256", "RS256", "EdDSA"] = "ES256"
+    active_s: int = 90 * DAY_S  # how long a key signs before the next one takes over
+    publish_ahead_s: int = DAY_S  # a new key is in the JWKS this long before it signs
+    retain_s: int = 7 * DAY_S  # a retired key stays in the JWKS this long; >= token lifetimes
+    rsa_bits: int = 2048
+    reload_interval_s: float = 5.0  # how often a server notices keys changed by the CLI
+    encryption_key_env: str = ""  # env var with a base64url 32-byte key-encryption key
+
+
+@dataclass(frozen=True, slots=True)
+class ActorSettings:
+    """The actor kernel (DESIGN.md "Actors")."""
+
+    mailbox_size: int = 256  # a full mailbox answers 503 temporarily_unavailable
+    idle_timeout_s: float = 300.0  # an actor idle this long is evicted (its shard closed)
+    max_live: int = 1000  # LRU cap on live actors; bounds memory, not clients
+    retry_after_s: int = 1  # Retry-After on a full mailbox
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    fsync: bool = False  # true: fsync every commit (power-loss durable; commits go to a thread)
+    busy_timeout_ms: int = 5000  # wait this long for another process's write lock
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    max_body_bytes: int = 65_536  # request bodies over this answer 413
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+    access_log: bool = True  # one line per request
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    issuer: str  # the only source of the issuer; no request header changes it
+    data_dir: Path = Path("data")  # relative paths are relative to the working directory
+    dev_mode: bool = False
+    listen: str = "127.0.0.1:8787"
+    graceful_timeout_s: float = 10.0  # in-flight requests get this long at shutdown
+    tokens: TokenSettings = field(default_factory=TokenSettings)
+    resources: tuple[ResourceSettings, ...] = ()
+    clients: tuple[ClientSettings, ...] = ()
+    dev: DevSettings = field(default_factory=DevSettings)
+    keys: KeySettings = field(default_factory=KeySettings)
+    actors: ActorSettings = field(default_factory=ActorSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    source: str = "<defaults>"  # the file these settings came from, for messages
+
+    @property
+    def listen_host(self) -> str:
+        return split_listen(self.listen)[0]
+
+    @property
+    def listen_port(self) -> int:
+        return split_listen(self.listen)[1]
+
+    @property
+    def issuer_path(self) -> str:
+        """The issuer's path ('' or '/t1'): endpoints and path-suffixed metadata live under it."""
+        return urlsplit(self.issuer).path.rstrip("/")
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected host:port, got {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read, override from the environment, convert and check; raise ConfigError on any fault."""
+    source = str(path)
+    environ = os.environ if environ is None else environ
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(source, "(file)", "no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "(syntax)", str(exc)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, "(file)", str(exc)) from None
+    used_env = apply_env_overrides(raw, environ, source)
+    raw["source"] = source
+    settings: Settings = convert(Settings, raw, source, "")
+    check_unknown_env(settings, environ, used_env, source)
+    for check in CHECKS:
+        check(settings)
+    return settings
+
+
+def apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str], source: str) -> set[str]:
+    """Put each OAUTHD_A__B=value into raw[a][b] as text; conversion parses it later."""
+    used: set[str] = set()
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        target: type[Any] = Settings
+        table = raw
+        for i, part in enumerate(path):
+            fields = {f.name: f for f in dataclasses.fields(target)}
+            hint = _hints(target).get(part) if part in fields and part != "source" else None
+            if hint is None:
+                break
+            if isinstance(hint, type) and dataclasses.is_dataclass(hint) and i < len(path) - 1:
+                target = hint
+                sub = table.setdefault(part, {})
+                if not isinstance(sub, dict):
+                    raise ConfigError(source, name, "overrides a key that is not a table")
+                table = sub
+                continue
+            if i == len(path) - 1 and _is_scalar(hint):
+                table[part] = EnvText(value)
+                used.add(name)
+            break
+    return used
+
+
+def check_unknown_env(
+    settings: Settings, environ: Mapping[str, str], used: set[str], source: str
+) -> None:
+    """An OAUTHD_* variable that is neither an override nor a named secret is a typo."""
+    named = {c.client_secret_env for c in settings.clients} | {settings.keys.encryption_key_env}
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX) and name not in used and name not in named:
+            raise ConfigError(
+                "environment", name, "unknown OAUTHD_ variable (use OAUTHD_TABLE__KEY)"
+            )
+
+
+class EnvText(str):
+    """A value that came from an environment variable: text to be parsed as the key's type."""
+
+
+def _is_scalar(hint: Any) -> bool:
+    return hint in (str, int, float, bool, Path) or get_origin(hint) is Literal
+
+
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _hints(cls: type[Any]) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def convert(hint: Any, value: Any, source: str, key: str) -> Any:
+    """Convert a TOML value to `hint`, naming `key` in any error."""
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return _convert_dataclass(hint, value, source, key)
+    origin = get_origin(hint)
+    if origin is tuple:
+        (item,) = get_args(hint)[:1]
+        if isinstance(value, EnvText):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(source, key, f"expected an array, got {_kind(value)}")
+        return tuple(convert(item, v, source, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is Literal:
+        allowed = get_args(hint)
+        if value not in allowed:
+            choices = ", ".join(repr(a) for a in allowed)
+            raise ConfigError(source, key, f"must be one of {choices}, got {value!r}")
+        return str(value)
+    if origin in (types.UnionType, typing.Union):
+        raise TypeError(f"unions are not supported in settings: {key}")
+    return _convert_scalar(hint, value, source, key)
+
+
+def _convert_dataclass(cls: type[Any], value: Any, source: str, key: str) -> Any:
+    if not isinstance(value, dict):
+        raise ConfigError(source, key or "(root)", f"expected a table, got {_kind(value)}")
+    hints = _hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for name in value:
+        if name not in names:
+            where = f"{key}.{name}" if key else name
+            raise ConfigError(source, where, "unknown key")
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        where = f"{key}.{f.name}" if key else f.name
+        if f.name in value:
+            kwargs[f.name] = convert(hints[f.name], value[f.name], source, where)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(source, where, "required key is missing")
+    return cls(**kwargs)
+
+
+def _convert_scalar(hint: Any, value: Any, source: str, key: str) -> Any:
+    if isinstance(value, EnvText):
+        value = _parse_env(hint, value, source, key)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return str(value)
+    elif hint is Path:
+        if isinstance(value, str) and value:
+            return Path(value)
+    else:
+        raise TypeError(f"unsupported settings type {hint!r} at {key}")
+    raise ConfigError(source, key, f"expected {_name(hint)}, got {_kind(value)} {value!r}")
+
+
+def _parse_env(hint: Any, value: str, source: str, key: str) -> Any:
+    parsers: dict[Any, Callable[[str], Any]] = {
+        bool: lambda v: {"true": True, "1": True, "false": False, "0": False}[v.lower()],
+        int: int,
+        float: float,
+    }
+    parse = parsers.get(hint)
+    if parse is None:
+        return str(value)
+    try:
+        return parse(value)
+    except (KeyError, ValueError):
+        raise ConfigError(source, key, f"expected {_name(hint)}, got {value!r}") from None
+
+
+def _name(hint: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
+        hint, "a path"
+    )
+
+
+def _kind(value: Any) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+# --- checks: impossible values --------------------------------------------------------------
+
+
+def check_issuer(s: Settings) -> None:
+    """RFC 8414 §2: https URL, no query or fragment; http only for loopback outside dev mode."""
+    parts = urlsplit(s.issuer)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError(s.source, "issuer", f"must be an absolute https URL, got {s.issuer!r}")
+    if parts.query or parts.fragment or "#" in s.issuer or "?" in s.issuer:
+        raise ConfigError(s.source, "issuer", "must not have a query or fragment (RFC 8414 §2)")
+    if s.issuer.endswith("/"):
+        raise ConfigError(s.source, "issuer", "must not end with '/' (clients compare bytes)")
+    if parts.scheme == "http" and not s.dev_mode and not is_loopback_host(parts.hostname):
+        raise ConfigError(s.source, "issuer", "must be https outside dev mode (OAuth 2.1 §1.5)")
+
+
+def check_listen(s: Settings) -> None:
+    try:
+        split_listen(s.listen)
+    except ValueError as exc:
+        raise ConfigError(s.source, "listen", str(exc)) from None
+
+
+def check_positive(s: Settings) -> None:
+    sections: dict[str, Any] = {
+        "tokens": s.tokens,
+        "keys": s.keys,
+        "actors": s.actors,
+        "limits": s.limits,
+        "storage": s.storage,
+    }
+    for name, section in sections.items():
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
+                raise ConfigError(s.source, f"{name}.{f.name}", f"must be positive, got {value}")
+    if s.graceful_timeout_s < 0:
+        raise ConfigError(s.source, "graceful_timeout_s", "must not be negative")
+
+
+def check_key_schedule(s: Settings) -> None:
+    """A retired key must outlive every token it signed (DESIGN.md: rotation never orphans)."""
+    longest = max(s.tokens.access_token_ttl_s, s.tokens.id_token_ttl_s)
+    if s.keys.retain_s < longest:
+        raise ConfigError(
+            s.source,
+            "keys.retain_s",
+            f"must be at least the longest token lifetime ({longest} s), got {s.keys.retain_s}",
+        )
+    if s.keys.algorithm == "RS256" and s.keys.rsa_bits < 2048:
+        raise ConfigError(s.source, "keys.rsa_bits", "must be at least 2048 (RFC 7518 §3.3)")
+    if s.tokens.code_ttl_s > 600:
+        raise ConfigError(s.source, "tokens.code_ttl_s", "must be at most 600 (OAuth 2.1 §4.1.2)")
+
+
+def check_resources(s: Settings) -> None:
+    """RFC 8707 §2: a resource is an absolute URI without a fragment."""
+    seen: set[str] = set()
+    for i, r in enumerate(s.resources):
+        parts = urlsplit(r.uri)
+        if not parts.scheme or not parts.netloc or parts.fragment or "#" in r.uri:
+            raise ConfigError(
+                s.source, f"resources[{i}].uri", f"must be an absolute URI, got {r.uri!r}"
+            )
+        if r.uri in seen:
+            raise ConfigError(s.source, f"resources[{i}].uri", f"duplicate {r.uri!r}")
+        seen.add(r.uri)
+
+
+def check_clients(s: Settings) -> None:
+    seen: set[str] = set()
+    for i, c in enumerate(s.clients):
+        if not c.client_id or c.client_id in seen:
+            raise ConfigError(s.source, f"clients[{i}].client_id", "must be unique and not empty")
+        seen.add(c.client_id)
+        secret_based = c.token_endpoint_auth_method in ("client_secret_basic", "client_secret_post")
+        if secret_based and not c.client_secret_env:
+            raise ConfigError(
+                s.source,
+                f"clients[{i}].client_secret_env",
+                "a client_secret_* client needs the name of the variable holding its secret",
+            )
+
+
+def check_dev(s: Settings) -> None:
+    emails = [u.email.lower() for u in s.dev.users]
+    for i, email in enumerate(emails):
+        if "@" not in email or emails.index(email) != i:
+            raise ConfigError(s.source, f"dev.users[{i}].email", "must be a unique email address")
+
+
+CHECKS: tuple[Callable[[Settings], None], ...] = (
+    check_issuer,
+    check_listen,
+    check_positive,
+    check_key_schedule,
+    check_resources,
+    check_clients,
+    check_dev,
+)
+
+
+def settings_for_tests(**overrides: Any) -> Settings:
+    """Defaults with overrides, checked like a loaded file (used by tests and benchmarks)."""
+    settings = dataclasses.replace(
+        Settings(issuer="http://127.0.0.1:8787", dev_mode=True, source="<test>"), **overrides
+    )
+    for check in CHECKS:
+        check(settings)
+    return settings

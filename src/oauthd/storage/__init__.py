@@ -1,0 +1,43 @@
+"""The only importer of sqlite3, sqlite-utils and argon2: shard files, schemas, migrations, hashes.
+
+Each shard is one SQLite file in WAL mode whose schema is versioned by `PRAGMA user_version`
+and brought up to date by its ordered migrations when it is opened (DESIGN.md "Storage").
+"""
+
+from oauthd.storage.clients import (
+    ClientRecord,
+    client_shard_path,
+    create_client_shard,
+    load_client,
+    shard_key_for,
+)
+from oauthd.storage.directory import DIRECTORY, count_clients, index_client, load_shard_key
+from oauthd.storage.keys import KEYS, KeyRow, delete_keys, insert_key, load_keys, update_key_times
+from oauthd.storage.secrets import check_password, check_secret, hash_password, hash_secret
+from oauthd.storage.sqlite import Schema, SchemaError, Store, tenant_dir
+
+__all__ = [
+    "DIRECTORY",
+    "KEYS",
+    "ClientRecord",
+    "KeyRow",
+    "Schema",
+    "SchemaError",
+    "Store",
+    "check_password",
+    "check_secret",
+    "client_shard_path",
+    "count_clients",
+    "create_client_shard",
+    "delete_keys",
+    "hash_password",
+    "hash_secret",
+    "index_client",
+    "insert_key",
+    "load_client",
+    "load_keys",
+    "load_shard_key",
+    "shard_key_for",
+    "tenant_dir",
+    "update_key_times",
+]

@@ -1,0 +1,117 @@
+"""One SQLite shard: connection settings, the write transaction, schema migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+__all__ = ["Migration", "Schema", "SchemaError", "Store", "tenant_dir"]
+
+Migration = Callable[[sqlite_utils.Database], None]
+
+# A shard is small and mostly idle: a small page cache keeps an open shard cheap (DESIGN.md
+# "Performance shape": the live-actor cap bounds memory). Negative means KiB.
+CACHE_KIB = 256
+
+
+class SchemaError(Exception):
+    """A shard written by a newer oauthd, or one that cannot be migrated."""
+
+
+@dataclass(frozen=True, slots=True)
+class Schema:
+    """A shard type: its name and its ordered migrations; the version is their count."""
+
+    name: str
+    migrations: tuple[Migration, ...]
+
+    @property
+    def version(self) -> int:
+        return len(self.migrations)
+
+
+def tenant_dir(data_dir: Path, tenant: str) -> Path:
+    return data_dir / tenant
+
+
+class Store:
+    """An open shard. Use `transaction()` for every read that decides a write (BEGIN IMMEDIATE),
+    so that two processes sharing the data dir order one shard's changes (DESIGN.md)."""
+
+    def __init__(
+        self,
+        path: Path,
+        schema: Schema,
+        *,
+        create: bool,
+        fsync: bool = False,
+        busy_timeout_ms: int = 5000,
+    ) -> None:
+        self.path = path
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            uri = f"file:{path}?mode=rwc"
+        else:
+            uri = f"file:{path}?mode=rw"  # never creates: garbage must not make files
+        self.conn = sqlite3.connect(
+            uri, uri=True, isolation_level=None, check_same_thread=False, timeout=0
+        )
+        try:
+            self._configure(fsync, busy_timeout_ms)
+            self.db = sqlite_utils.Database(self.conn)
+            self._migrate(schema)
+        except BaseException:
+            self.conn.close()
+            raise
+
+    def _configure(self, fsync: bool, busy_timeout_ms: int) -> None:
+        execute = self.conn.execute
+        execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        if execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            execute("PRAGMA journal_mode = WAL")  # persistent: set once, when the file is new
+        # NORMAL in WAL survives a killed process; FULL also survives power loss.
+        execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
+        execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+
+    def _migrate(self, schema: Schema) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > schema.version:
+            raise SchemaError(
+                f"{self.path}: {schema.name} schema version {version} is newer than "
+                f"this oauthd understands ({schema.version})"
+            )
+        if version == schema.version:
+            return
+        with self.transaction():
+            # Re-read inside the write lock: another process may have migrated meanwhile.
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            for migration in schema.migrations[version:]:
+                migration(self.db)
+            self.conn.execute(f"PRAGMA user_version = {schema.version}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT; ROLLBACK on any exception."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def data_version(self) -> int:
+        """Changes when another connection commits to this file (PRAGMA data_version)."""
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        self.conn.close()

@@ -1,0 +1,36 @@
+"""The Quart-Trio application: routes, error mapping, body limits, the access log."""
+
+from __future__ import annotations
+
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from oauthd.web.access_log import AccessLog, ASGIApp
+from oauthd.web.errors import install_error_handlers
+from oauthd.web.pages import Pages
+from oauthd.web.responses import CORS
+from oauthd.web.routes import discovery, health, jwks
+from oauthd.web.state import AppState
+
+__all__ = ["AppState", "create_app"]
+
+ENDPOINTS = (jwks, health)
+
+
+def create_app(state: AppState) -> AccessLog:
+    app = QuartTrio("oauthd")
+    app.config["MAX_CONTENT_LENGTH"] = state.settings.limits.max_body_bytes
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
+    install_error_handlers(app, Pages())
+    contributions = [endpoint.register(app, state) for endpoint in ENDPOINTS]
+    discovery.register(app, state, contributions)
+
+    @app.after_request
+    async def cors_preflight(response: Response) -> Response:
+        # Automatic OPTIONS answers preflights; only public documents allow any origin.
+        if request.method == "OPTIONS" and "/.well-known/" in request.path:
+            response.headers.update(CORS)
+        return response
+
+    asgi: ASGIApp = app  # type: ignore[assignment]  # Quart types ASGI scopes as TypedDicts
+    return AccessLog(asgi, enabled=state.settings.log.access_log)

@@ -1,0 +1,42 @@
+"""Responses: JSON bodies, errors, and the header sets every response of a kind carries."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from quart import Response
+
+from oauthd.errors import OAuthError
+
+__all__ = ["CORS", "NO_STORE", "error_response", "json_bytes", "json_response"]
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# Public documents (metadata, JWKS) may be read by browser-based clients (CORS-1, RFC 9700 §2.6);
+# never with credentials.
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Headers": "authorization, content-type, mcp-protocol-version",
+    "Access-Control-Allow-Methods": "GET, OPTIONS",
+    "Access-Control-Max-Age": "86400",
+}
+JSON = "application/json"
+
+
+def json_bytes(document: Any) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def json_response(
+    body: bytes, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(body, status=status, headers=dict(headers or {}), content_type=JSON)
+
+
+def error_response(exc: OAuthError) -> Response:
+    """The one place any OAuth error becomes an HTTP response (JSON, no-store)."""
+    body: dict[str, str] = {"error": exc.code}
+    if exc.description:
+        body["error_description"] = exc.description
+    return json_response(json_bytes(body), exc.status, {**NO_STORE, **exc.headers()})

@@ -1,0 +1,40 @@
+"""Hypercorn on trio: bind, serve until the shutdown trigger fires, let in-flight requests end."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+from oauthd.settings import Settings
+from oauthd.web.access_log import ASGIApp
+
+__all__ = ["hypercorn_config", "serve_http"]
+
+
+def hypercorn_config(settings: Settings, listen: str | None = None) -> Config:
+    config = Config()
+    host, port = settings.listen_host, settings.listen_port
+    if listen is not None:
+        host, _, port_text = listen.rpartition(":")
+        host, port = host.strip("[]"), int(port_text)
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.accesslog = None  # oauthd writes its own access log, without query strings
+    config.errorlog = logging.getLogger("hypercorn.error")  # through oauthd's handlers
+    config.graceful_timeout = settings.graceful_timeout_s
+    config.include_server_header = False
+    config.h11_max_incomplete_size = 16 * 1024  # request line + headers (ERR-3)
+    return config
+
+
+async def serve_http(
+    app: ASGIApp,
+    config: Config,
+    shutdown: Callable[[], Awaitable[None]],
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    await serve(app, config, shutdown_trigger=shutdown, task_status=task_status)  # type: ignore[arg-type]  # hypercorn's Framework type is narrower than ASGI callables

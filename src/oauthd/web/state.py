@@ -1,0 +1,28 @@
+"""What routes share: settings, the actor system, the keyring, and URL building."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from oauthd.keys import KeyringHolder
+from oauthd.runtime import ActorSystem, Clock
+from oauthd.settings import Settings
+
+__all__ = ["AppState"]
+
+
+@dataclass(frozen=True, slots=True)
+class AppState:
+    settings: Settings
+    system: ActorSystem
+    keyring: KeyringHolder
+    clock: Clock
+    tenant: str = "default"
+
+    def path(self, endpoint: str) -> str:
+        """Endpoints live under the issuer's path, so `issuer + endpoint` resolves."""
+        return self.settings.issuer_path + endpoint
+
+    def url(self, endpoint: str) -> str:
+        """Absolute URLs are built from the configured issuer, never from request headers."""
+        return self.settings.issuer + endpoint

@@ -1,0 +1,67 @@
+"""Shared fixtures: settings in a temporary data dir, and a real oauthd serving on a free port."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from oauthd.server import serve
+from oauthd.settings import LogSettings, Settings, settings_for_tests
+
+ISSUER = "http://127.0.0.1:8787"
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Settings with a fresh data dir; keyword arguments replace top-level fields."""
+
+    def make(**overrides: Any) -> Settings:
+        base: dict[str, Any] = {
+            "issuer": ISSUER,
+            "data_dir": tmp_path / "data",
+            "listen": "127.0.0.1:0",
+            "log": LogSettings(access_log=False),
+        }
+        return settings_for_tests(**{**base, **overrides})
+
+    return make
+
+
+@dataclass
+class Server:
+    base_url: str
+    http: httpx.AsyncClient
+    settings: Settings
+    stop: trio.Event
+
+
+@asynccontextmanager
+async def running_server(settings: Settings) -> AsyncIterator[Server]:
+    """`oauthd serve` in this trio run, bound to a free loopback port; stopped on exit."""
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        binds: list[str] = await nursery.start(partial(serve, settings, shutdown=stop.wait))
+        async with httpx.AsyncClient(base_url=binds[0]) as http:
+            try:
+                yield Server(binds[0], http, settings, stop)
+            finally:
+                stop.set()
+
+
+@pytest.fixture
+async def server(make_settings: Callable[..., Settings]) -> AsyncIterator[Server]:
+    async with running_server(make_settings()) as s:
+        yield s
+
+
+def replace(settings: Settings, **changes: Any) -> Settings:
+    return dataclasses.replace(settings, **changes)
