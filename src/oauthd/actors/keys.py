@@ -15,6 +15,7 @@ from pathlib import Path
 import trio
 
 from oauthd.actors.shard import ShardActor, command, query
+from oauthd.errors import OAuthError
 from oauthd.keys import (
     KeyringHolder,
     KeyState,
@@ -202,8 +203,13 @@ async def run_key_schedule(
     system: ActorSystem, address: Address, clock: Clock, reload_interval_s: float
 ) -> None:
     """Wake the KeyManager at each scheduled change, and every `reload_interval_s` to notice
-    changes made by other processes."""
+    changes made by other processes. A failed tick (the shard locked by another process past
+    its busy timeout) is retried; the keyring keeps its last snapshot meanwhile."""
     while True:
-        next_at = await system.ask(address, Tick())
+        try:
+            next_at = await system.ask(address, Tick())
+        except OAuthError as exc:
+            log.warning("key schedule tick failed, retrying in %s s: %s", reload_interval_s, exc)
+            next_at = math.inf
         wait_s = min(reload_interval_s, max(next_at - clock.now(), 0.0))
         await trio.sleep(wait_s if math.isfinite(wait_s) else reload_interval_s)

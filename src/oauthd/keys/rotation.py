@@ -117,15 +117,14 @@ def plan_rotation(
     keys: Sequence[KeyTimes], now: float, settings: KeySettings, *, immediate: bool
 ) -> Plan:
     """Rotate on demand: a new key signs after `publish_ahead_s` (or at once when `immediate`,
-    for a suspected compromise); every older key stops signing then and is retained for
-    `retain_s`. Published keys that never signed are dropped."""
+    for a suspected compromise); every key active now signs until then (even past its own
+    retirement, so that dropping a published successor leaves no gap without a signer) and is
+    retained for `retain_s`. Published keys that never signed are dropped."""
     t = int(now)
     start = t if immediate else t + settings.publish_ahead_s
     new = _new_key(start, settings)
     retire = tuple(
-        (k.kid, start, start + settings.retain_s)
-        for k in keys
-        if k.activate_at <= t and k.retire_at > start
+        (k.kid, start, start + settings.retain_s) for k in keys if k.activate_at <= t < k.retire_at
     )
     unused = tuple(k.kid for k in keys if k.activate_at > t)
     return Plan(create=(new,), retire=retire, delete=unused)

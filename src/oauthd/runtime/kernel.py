@@ -255,13 +255,14 @@ class ActorSystem:
                 await self._shut(cell, actor)
 
     async def _open(self, cell: _Cell) -> Actor | None:
-        actor = cell.kind.factory(cell.address)
-        try:
+        try:  # the factory too: a kind that cannot make its actor must not crash the system
+            actor = cell.kind.factory(cell.address)
             with trio.CancelScope(shield=True):
                 await actor.open()
-        except Exception:
+        except Exception as exc:
             log.exception("actor %s failed to open", cell.address)
-            self._fail_queued(cell, ServerError("internal error", detail="actor failed to open"))
+            detail = f"actor {cell.address} failed to open: {exc}"
+            self._fail_queued(cell, ServerError("internal error", detail=detail))
             return None
         cell.busy = False
         return actor

@@ -80,20 +80,24 @@ class Store:
         execute(f"PRAGMA cache_size = -{CACHE_KIB}")
 
     def _migrate(self, schema: Schema) -> None:
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if self._version(schema) == schema.version:
+            return
+        with self.transaction():
+            # Re-read inside the write lock: another process may have migrated meanwhile,
+            # perhaps a newer oauthd, whose version we must not overwrite with ours.
+            version = self._version(schema)
+            for migration in schema.migrations[version:]:
+                migration(self.db)
+            self.conn.execute(f"PRAGMA user_version = {schema.version}")
+
+    def _version(self, schema: Schema) -> int:
+        version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
         if version > schema.version:
             raise SchemaError(
                 f"{self.path}: {schema.name} schema version {version} is newer than "
                 f"this oauthd understands ({schema.version})"
             )
-        if version == schema.version:
-            return
-        with self.transaction():
-            # Re-read inside the write lock: another process may have migrated meanwhile.
-            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-            for migration in schema.migrations[version:]:
-                migration(self.db)
-            self.conn.execute(f"PRAGMA user_version = {schema.version}")
+        return version
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
