@@ -14,7 +14,7 @@ from oauthd.actors import KeyInfo, ListKeys, RotateKeys, keys_address
 from oauthd.errors import ConfigError
 from oauthd.logs import setup_logging
 from oauthd.server import TENANT, Runtime, configured_clients, load_kek, open_runtime, serve
-from oauthd.settings import Settings, load_settings
+from oauthd.settings import Settings, load_settings, split_listen
 
 __all__ = ["main"]
 
@@ -49,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return check_config(settings)
         setup_logging(settings.log)
         if args.command == "serve":
+            check_listen_option(args.listen)
             trio.run(partial(serve, settings, listen=args.listen))
             return 0
         return trio.run(
@@ -62,6 +63,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def check_listen_option(listen: str | None) -> None:
+    """`--listen` is checked like the file's `listen`: a clear message, not a traceback."""
+    if listen is None:
+        return
+    try:
+        split_listen(listen)
+    except ValueError as exc:
+        raise ConfigError("command line", "--listen", str(exc)) from None
 
 
 def check_config(settings: Settings) -> int:

@@ -30,6 +30,7 @@ from typing import ClassVar
 __all__ = [
     "AccessDenied",
     "ConfigError",
+    "Forbidden",
     "InvalidClient",
     "InvalidGrant",
     "InvalidRequest",
@@ -184,3 +185,12 @@ class RequestTooLarge(InvalidRequest):
     status = 413
     redirectable = False
     section = "RFC 9110 §15.5.14"
+
+
+class Forbidden(OAuthError):
+    """A browser form without its valid, session-bound CSRF token (OAuth 2.1 §7.10)."""
+
+    code = "forbidden"
+    status = 403
+    redirectable = False
+    section = "OAuth 2.1 §7.10"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import tomllib
 import types
@@ -31,11 +32,13 @@ __all__ = [
     "LimitSettings",
     "LogSettings",
     "ResourceSettings",
+    "SessionSettings",
     "Settings",
     "StorageSettings",
     "TokenSettings",
     "is_loopback_host",
     "load_settings",
+    "split_listen",
 ]
 
 ENV_PREFIX = "OAUTHD_"
@@ -51,7 +54,9 @@ class TokenSettings:
     refresh_token_ttl_s: int = 30 * DAY_S  # absolute lifetime of a refresh-token family
     code_ttl_s: int = 60  # authorization codes; OAuth 2.1 §4.1.2 recommends at most 600
     device_code_ttl_s: int = 600  # RFC 8628 device codes
-    refresh_grace_s: int = 30  # replay of a rotated refresh token returns the same pair
+    # A rotated refresh token replayed this soon returns the same pair (a client retrying after
+    # a lost response); later, replay revokes the family. Kept to a few seconds (REFRESH-2).
+    refresh_grace_s: int = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +128,13 @@ class StorageSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionSettings:
+    """Browser sessions at the authorization server (login once, then consent only)."""
+
+    ttl_s: int = 86_400  # a session lasts this long after login
+
+
+@dataclass(frozen=True, slots=True)
 class LimitSettings:
     max_body_bytes: int = 65_536  # request bodies over this answer 413
 
@@ -148,6 +160,7 @@ class Settings:
     keys: KeySettings = field(default_factory=KeySettings)
     actors: ActorSettings = field(default_factory=ActorSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    sessions: SessionSettings = field(default_factory=SessionSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     log: LogSettings = field(default_factory=LogSettings)
     source: str = "<defaults>"  # the file these settings came from, for messages
@@ -197,6 +210,8 @@ def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) ->
         raise ConfigError(source, "(syntax)", str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, "(file)", str(exc)) from None
+    if "source" in raw:  # set by the loader, not a key of the file
+        raise ConfigError(source, "source", "unknown key")
     used_env = apply_env_overrides(raw, environ, source)
     raw["source"] = source
     settings: Settings = convert(Settings, raw, source, "")
@@ -390,14 +405,16 @@ def check_positive(s: Settings) -> None:
         "actors": s.actors,
         "limits": s.limits,
         "storage": s.storage,
+        "sessions": s.sessions,
     }
     for name, section in sections.items():
         for f in dataclasses.fields(section):
             value = getattr(section, f.name)
-            if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
+            is_number = isinstance(value, int | float) and not isinstance(value, bool)
+            if is_number and not (math.isfinite(value) and value > 0):  # TOML allows nan, inf
                 raise ConfigError(s.source, f"{name}.{f.name}", f"must be positive, got {value}")
-    if s.graceful_timeout_s < 0:
-        raise ConfigError(s.source, "graceful_timeout_s", "must not be negative")
+    if not (math.isfinite(s.graceful_timeout_s) and s.graceful_timeout_s >= 0):
+        raise ConfigError(s.source, "graceful_timeout_s", "must be a finite, non-negative number")
 
 
 def check_key_schedule(s: Settings) -> None:

@@ -1,7 +1,9 @@
 """One log line per request: method, path, status, duration and the actor that served it.
 
 The query string is never logged: authorization responses and some clients carry codes and
-tokens there. Routes name their actor by setting `scope["oauthd.actor"]`.
+tokens there. The path is logged with control and non-ASCII characters escaped, so a request
+for `/x%0aforged` cannot write a second log line. Routes name their actor by setting
+`scope["oauthd.actor"]`.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class AccessLog:
             log.info(
                 "%s %s %d %.2fms %s",
                 scope["method"],
-                scope["path"],
+                scope["path"].encode("unicode_escape").decode("ascii"),
                 status,
                 (time.perf_counter() - start) * 1000,
                 scope.get("oauthd.actor", "-"),

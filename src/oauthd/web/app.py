@@ -5,6 +5,7 @@ from __future__ import annotations
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from oauthd.errors import RequestTooLarge
 from oauthd.web.access_log import AccessLog, ASGIApp
 from oauthd.web.errors import install_error_handlers
 from oauthd.web.pages import Pages
@@ -24,6 +25,14 @@ def create_app(state: AppState) -> AccessLog:
     install_error_handlers(app, Pages())
     contributions = [endpoint.register(app, state) for endpoint in ENDPOINTS]
     discovery.register(app, state, contributions)
+
+    @app.before_request
+    async def check_body_size() -> None:
+        # ERR-3: a declared body over the limit answers 413 before routing, unread. Quart's own
+        # MAX_CONTENT_LENGTH check fires only when a route reads the body (and for chunked ones).
+        length = request.content_length
+        if length is not None and length > state.settings.limits.max_body_bytes:
+            raise RequestTooLarge("request body too large")
 
     @app.after_request
     async def cors_preflight(response: Response) -> Response:

@@ -9,7 +9,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
-from oauthd.settings import Settings
+from oauthd.settings import Settings, split_listen
 from oauthd.web.access_log import ASGIApp
 
 __all__ = ["hypercorn_config", "serve_http"]
@@ -17,10 +17,7 @@ __all__ = ["hypercorn_config", "serve_http"]
 
 def hypercorn_config(settings: Settings, listen: str | None = None) -> Config:
     config = Config()
-    host, port = settings.listen_host, settings.listen_port
-    if listen is not None:
-        host, _, port_text = listen.rpartition(":")
-        host, port = host.strip("[]"), int(port_text)
+    host, port = split_listen(settings.listen if listen is None else listen)
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None  # oauthd writes its own access log, without query strings
     config.errorlog = logging.getLogger("hypercorn.error")  # through oauthd's handlers

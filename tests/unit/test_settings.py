@@ -1,0 +1,388 @@
+"""Settings: strict TOML loading, environment overrides, and the shipped configuration files."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from oauthd.errors import ConfigError
+from oauthd.settings import Settings, load_settings
+
+CONFIG = Path(__file__).resolve().parents[2] / "config"
+BASE = 'issuer = "http://127.0.0.1:8787"\n'
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "oauthd.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def load(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> Settings:
+    return load_settings(write(tmp_path, text), environ or {})
+
+
+def config_error(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> ConfigError:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ or {})
+    return info.value
+
+
+def assert_names(error: ConfigError, source: str, key: str) -> None:
+    assert error.source == source
+    assert error.key == key
+    assert f"{source}: {key}: " in str(error)
+
+
+# --- the file loads ------------------------------------------------------------------------
+
+
+def test_minimal_file_gets_every_default(tmp_path: Path) -> None:
+    """Only `issuer` is required; every other key has its documented default."""
+    settings = load(tmp_path, BASE)
+    assert settings.issuer == "http://127.0.0.1:8787"
+    assert settings.tokens.code_ttl_s == 60
+    assert settings.dev_mode is False
+    assert settings.source == str(tmp_path / "oauthd.toml")
+
+
+def test_dev_toml_loads_in_dev_mode() -> None:
+    """config/dev.toml loads as shipped, with dev mode on."""
+    settings = load_settings(CONFIG / "dev.toml", {})
+    assert settings.dev_mode is True
+    assert settings.issuer == "http://127.0.0.1:8787"
+
+
+def test_production_example_loads_with_its_secret_variable() -> None:
+    """config/production.example.toml loads once WEB_CLIENT_SECRET is in the environment."""
+    settings = load_settings(CONFIG / "production.example.toml", {"WEB_CLIENT_SECRET": "s3cret"})
+    assert settings.dev_mode is False
+    assert settings.issuer == "https://auth.example.com"
+    assert settings.clients[0].client_secret_env == "WEB_CLIENT_SECRET"
+
+
+def undocumented(cls: type[Any], table: dict[str, Any], prefix: str = "") -> list[str]:
+    """Keys of `cls` (recursing into tables and arrays of tables) missing from `table`."""
+    missing = []
+    for name, hint in typing.get_type_hints(cls).items():
+        if name == "source":
+            continue
+        if name not in table:
+            missing.append(prefix + name)
+            continue
+        value = table[name]
+        inner = typing.get_args(hint)[0] if typing.get_origin(hint) is tuple else hint
+        if dataclasses.is_dataclass(inner) and isinstance(inner, type):
+            for item in value if isinstance(value, list) else [value]:
+                missing += undocumented(inner, item, f"{prefix}{name}.")
+    return missing
+
+
+def test_production_example_documents_every_key() -> None:
+    """DESIGN.md: every key is documented in config/production.example.toml."""
+    raw = tomllib.loads((CONFIG / "production.example.toml").read_text(encoding="utf-8"))
+    assert undocumented(Settings, raw) == []
+
+
+# --- unknown keys and wrong types ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (BASE + "isuser = 'x'\n", "isuser"),
+        (BASE + "source = 'x'\n", "source"),
+        (BASE + "[tokens]\nfoo = 1\n", "tokens.foo"),
+        (BASE + "[nonsense]\nx = 1\n", "nonsense"),
+        (
+            BASE + "[[clients]]\nclient_id = 'a'\ntoken_endpoint_auth_method = 'none'\nx = 1\n",
+            "clients[0].x",
+        ),
+        (
+            BASE + "[dev]\nusers = [{ email = 'a@b.c', password = 'p', role = 'x' }]\n",
+            "dev.users[0].role",
+        ),
+    ],
+    ids=["top-level", "loader-internal", "in-table", "table", "in-array-table", "inline-table"],
+)
+def test_unknown_key_names_file_and_key(tmp_path: Path, text: str, key: str) -> None:
+    """An unknown key stops loading with ConfigError naming the file and the key."""
+    error = config_error(tmp_path, text)
+    assert_names(error, str(tmp_path / "oauthd.toml"), key)
+    assert "unknown key" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (BASE + "[tokens]\ncode_ttl_s = '60'\n", "tokens.code_ttl_s"),
+        (BASE + "[tokens]\ncode_ttl_s = 60.5\n", "tokens.code_ttl_s"),
+        (BASE + "dev_mode = 1\n", "dev_mode"),
+        (BASE + "listen = ['127.0.0.1:1']\n", "listen"),
+        (BASE + "tokens = 5\n", "tokens"),
+        (BASE + "data_dir = ''\n", "data_dir"),
+        (BASE + "[keys]\nalgorithm = 'HS256'\n", "keys.algorithm"),
+        (
+            BASE + "[[resources]]\nuri = 'https://r.example'\nscopes = 'a b'\n",
+            "resources[0].scopes",
+        ),
+        ("issuer = 8787\n", "issuer"),
+    ],
+    ids=[
+        "string-for-int",
+        "float-for-int",
+        "int-for-bool",
+        "array-for-string",
+        "int-for-table",
+        "empty-path",
+        "not-in-literal",
+        "string-for-array",
+        "int-for-string",
+    ],
+)
+def test_wrong_type_names_file_and_key(tmp_path: Path, text: str, key: str) -> None:
+    """A value of the wrong type stops loading with ConfigError naming the file and the key."""
+    assert_names(config_error(tmp_path, text), str(tmp_path / "oauthd.toml"), key)
+
+
+# --- impossible values -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (BASE + "[tokens]\naccess_token_ttl_s = -1\n", "tokens.access_token_ttl_s"),
+        (BASE + "[tokens]\ncode_ttl_s = 0\n", "tokens.code_ttl_s"),
+        (BASE + "[tokens]\ncode_ttl_s = 601\n", "tokens.code_ttl_s"),
+        (BASE + "[actors]\nidle_timeout_s = nan\n", "actors.idle_timeout_s"),
+        (BASE + "[keys]\nreload_interval_s = inf\n", "keys.reload_interval_s"),
+        (BASE + "graceful_timeout_s = -1.0\n", "graceful_timeout_s"),
+        (BASE + "graceful_timeout_s = nan\n", "graceful_timeout_s"),
+        (BASE + "[keys]\nretain_s = 3599\n", "keys.retain_s"),
+        (BASE + "[tokens]\nid_token_ttl_s = 700000\n", "keys.retain_s"),
+        (BASE + "[keys]\nalgorithm = 'RS256'\nrsa_bits = 1024\n", "keys.rsa_bits"),
+        (BASE + "[limits]\nmax_body_bytes = 0\n", "limits.max_body_bytes"),
+    ],
+    ids=[
+        "negative-ttl",
+        "zero-ttl",
+        "code-ttl-over-600",
+        "nan",
+        "inf",
+        "negative-grace",
+        "nan-grace",
+        "retain-below-access-ttl",
+        "retain-below-id-ttl",
+        "weak-rsa",
+        "zero-body-limit",
+    ],
+)
+def test_impossible_value_names_file_and_key(tmp_path: Path, text: str, key: str) -> None:
+    """An impossible value stops loading with ConfigError naming the file and the key."""
+    assert_names(config_error(tmp_path, text), str(tmp_path / "oauthd.toml"), key)
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1", "127.0.0.1:http", ":8787", "127.0.0.1:65536", ""])
+def test_bad_listen_is_rejected(tmp_path: Path, listen: str) -> None:
+    """`listen` must be host:port with a port in 0..65535."""
+    error = config_error(tmp_path, BASE + f"listen = '{listen}'\n")
+    assert_names(error, str(tmp_path / "oauthd.toml"), "listen")
+
+
+@pytest.mark.parametrize(
+    "issuer",
+    [
+        "http://127.0.0.1:8787?tenant=1",
+        "http://127.0.0.1:8787#frag",
+        "http://127.0.0.1:8787?",
+        "http://127.0.0.1:8787/",
+        "http://127.0.0.1:8787/t1/",
+        "ftp://127.0.0.1",
+        "127.0.0.1:8787",
+        "https://",
+        "",
+    ],
+    ids=[
+        "query",
+        "fragment",
+        "empty-query",
+        "slash",
+        "path-slash",
+        "ftp",
+        "no-scheme",
+        "no-host",
+        "empty",
+    ],
+)
+def test_rfc8414_s2_issuer_must_be_a_plain_https_url(tmp_path: Path, issuer: str) -> None:
+    """DISC-2 (RFC 8414 §2): the issuer has no query, no fragment, no trailing '/', is http(s)."""
+    error = config_error(tmp_path, f"issuer = '{issuer}'\ndev_mode = true\n")
+    assert_names(error, str(tmp_path / "oauthd.toml"), "issuer")
+
+
+def test_html_11_http_issuer_off_loopback_needs_dev_mode(tmp_path: Path) -> None:
+    """HTML-11: production startup refuses http issuers other than loopback."""
+    error = config_error(tmp_path, "issuer = 'http://auth.example.com'\n")
+    assert_names(error, str(tmp_path / "oauthd.toml"), "issuer")
+    assert "https" in error.problem
+
+
+@pytest.mark.parametrize(
+    "issuer",
+    ["http://127.0.0.1:8787", "http://localhost:8787", "http://[::1]:8787", "https://a.example/t1"],
+)
+def test_html_11_loopback_http_and_https_issuers_are_accepted(tmp_path: Path, issuer: str) -> None:
+    """HTML-11: http is allowed outside dev mode only for loopback; https always."""
+    assert load(tmp_path, f"issuer = '{issuer}'\n").issuer == issuer
+
+
+def test_http_issuer_off_loopback_is_allowed_in_dev_mode(tmp_path: Path) -> None:
+    """Dev mode is the one switch that allows an http issuer on another host."""
+    settings = load(tmp_path, "issuer = 'http://dev.internal:8787'\ndev_mode = true\n")
+    assert settings.issuer == "http://dev.internal:8787"
+
+
+CLIENT = "[[clients]]\nclient_id = '{id}'\ntoken_endpoint_auth_method = 'none'\n"
+
+
+def test_duplicate_client_ids_are_rejected(tmp_path: Path) -> None:
+    """Client ids in [[clients]] are unique."""
+    text = BASE + CLIENT.format(id="cli") + CLIENT.format(id="cli")
+    assert_names(
+        config_error(tmp_path, text), str(tmp_path / "oauthd.toml"), "clients[1].client_id"
+    )
+
+
+@pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
+def test_secret_client_needs_client_secret_env(tmp_path: Path, method: str) -> None:
+    """A client_secret_* client names the variable holding its secret (never the secret)."""
+    text = BASE + f"[[clients]]\nclient_id = 'web'\ntoken_endpoint_auth_method = '{method}'\n"
+    error = config_error(tmp_path, text)
+    assert_names(error, str(tmp_path / "oauthd.toml"), "clients[0].client_secret_env")
+
+
+@pytest.mark.parametrize(
+    ("users", "key"),
+    [
+        ("[{ email = 'alice', password = 'p' }]", "dev.users[0].email"),
+        (
+            "[{ email = 'a@example.com', password = 'p' },"
+            " { email = 'A@example.com', password = 'q' }]",
+            "dev.users[1].email",
+        ),
+        ("[{ email = 'a@example.com' }]", "dev.users[0].password"),
+    ],
+    ids=["no-at", "duplicate", "no-password"],
+)
+def test_bad_dev_user_is_rejected(tmp_path: Path, users: str, key: str) -> None:
+    """Dev users have a unique email address and a password."""
+    error = config_error(tmp_path, BASE + f"[dev]\nusers = {users}\n")
+    assert_names(error, str(tmp_path / "oauthd.toml"), key)
+
+
+def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
+    """A syntax error stops loading with the file and the position."""
+    error = config_error(tmp_path, BASE + "[tokens\n")
+    assert_names(error, str(tmp_path / "oauthd.toml"), "(syntax)")
+    assert "line 2" in error.problem
+
+
+def test_missing_file_names_the_file(tmp_path: Path) -> None:
+    """A missing file is a ConfigError, not a traceback."""
+    path = tmp_path / "absent.toml"
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, {})
+    assert_names(info.value, str(path), "(file)")
+
+
+def test_missing_issuer_is_required(tmp_path: Path) -> None:
+    """`issuer` is the one required key: the only source of the issuer."""
+    assert_names(
+        config_error(tmp_path, "dev_mode = true\n"), str(tmp_path / "oauthd.toml"), "issuer"
+    )
+
+
+# --- environment overrides ---------------------------------------------------------------------
+
+
+def test_env_overrides_top_level_key(tmp_path: Path) -> None:
+    """OAUTHD_ISSUER overrides `issuer`."""
+    settings = load(tmp_path, BASE, {"OAUTHD_ISSUER": "https://auth.example.com"})
+    assert settings.issuer == "https://auth.example.com"
+
+
+def test_env_overrides_key_in_table_as_its_type(tmp_path: Path) -> None:
+    """OAUTHD_TOKENS__CODE_TTL_S=30 sets tokens.code_ttl_s to the integer 30."""
+    settings = load(
+        tmp_path, BASE + "[tokens]\ncode_ttl_s = 60\n", {"OAUTHD_TOKENS__CODE_TTL_S": "30"}
+    )
+    assert settings.tokens.code_ttl_s == 30
+
+
+def test_env_overrides_key_in_absent_table(tmp_path: Path) -> None:
+    """An override of a table the file does not have still applies, with the other defaults."""
+    settings = load(tmp_path, BASE, {"OAUTHD_KEYS__RELOAD_INTERVAL_S": "0.2"})
+    assert settings.keys.reload_interval_s == 0.2
+    assert settings.keys.algorithm == "ES256"
+
+
+@pytest.mark.parametrize(("text", "value"), [("true", True), ("1", True), ("FALSE", False)])
+def test_env_override_parses_booleans(tmp_path: Path, text: str, value: bool) -> None:
+    """OAUTHD_DEV_MODE=true sets dev_mode."""
+    assert load(tmp_path, BASE, {"OAUTHD_DEV_MODE": text}).dev_mode is value
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "key"),
+    [
+        ("OAUTHD_TOKENS__CODE_TTL_S", "abc", "tokens.code_ttl_s"),
+        ("OAUTHD_TOKENS__CODE_TTL_S", "601", "tokens.code_ttl_s"),
+        ("OAUTHD_DEV_MODE", "yes", "dev_mode"),
+        ("OAUTHD_LOG__LEVEL", "verbose", "log.level"),
+        ("OAUTHD_ISSUER", "http://127.0.0.1:8787/", "issuer"),
+    ],
+    ids=["not-an-int", "impossible", "not-a-bool", "not-in-literal", "bad-issuer"],
+)
+def test_bad_env_override_names_the_key(tmp_path: Path, name: str, value: str, key: str) -> None:
+    """A bad override value is checked like the file's and names the key it overrides."""
+    error = config_error(tmp_path, BASE, {name: value})
+    assert error.key == key
+    assert key in str(error)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "OAUTHD_FOO",
+        "OAUTHD_TOKENS__FOO",
+        "OAUTHD_TOKENS",
+        "OAUTHD_SOURCE",
+        "OAUTHD_CLIENTS__CLIENT_ID",
+    ],
+)
+def test_unknown_oauthd_variable_is_rejected(tmp_path: Path, name: str) -> None:
+    """An OAUTHD_* variable that overrides nothing is a typo: ConfigError naming it."""
+    error = config_error(tmp_path, BASE, {name: "1"})
+    assert error.key == name
+    assert name in str(error)
+
+
+def test_client_secret_variable_may_use_the_oauthd_prefix(tmp_path: Path) -> None:
+    """A variable named by clients[].client_secret_env is a secret, not an unknown override."""
+    text = (
+        BASE + "[[clients]]\nclient_id = 'web'\ntoken_endpoint_auth_method = 'client_secret_post'\n"
+        "client_secret_env = 'OAUTHD_WEB_SECRET'\n"
+    )
+    settings = load(tmp_path, text, {"OAUTHD_WEB_SECRET": "s3cret"})
+    assert settings.clients[0].client_secret_env == "OAUTHD_WEB_SECRET"
+
+
+def test_unrelated_variables_are_ignored(tmp_path: Path) -> None:
+    """Only the OAUTHD_ prefix is read from the environment."""
+    assert load(tmp_path, BASE, {"HOME": "/root", "ISSUER": "x"}).issuer == "http://127.0.0.1:8787"
