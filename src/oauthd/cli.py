@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import time
 from collections.abc import Sequence
@@ -58,11 +59,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.keys_command,
             args.immediate if args.keys_command == "rotate" else False,
         )
-    except ConfigError as exc:
-        print(f"oauthd: configuration error: {exc}", file=sys.stderr)
+    except (ConfigError, OSError, BaseExceptionGroup) as exc:
+        problem = startup_problem(exc)
+        if problem is None:
+            raise
+        print(f"oauthd: {problem}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def startup_problem(exc: BaseException) -> str | None:
+    """A configuration error or an unusable address, however deep in exception groups the
+    nurseries put it: said in one line instead of a traceback."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            problem = startup_problem(inner)
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(exc, ConfigError):
+        return f"configuration error: {exc}"
+    if isinstance(exc, OSError) and exc.errno in (
+        errno.EADDRINUSE,
+        errno.EADDRNOTAVAIL,
+        errno.EACCES,
+    ):
+        return f"cannot listen: {exc.strerror}"
+    return None
 
 
 def check_listen_option(listen: str | None) -> None:

@@ -24,7 +24,7 @@ import trio
 
 from oauthd.actors import Env, RegisterClient, Tick, directory_address, keys_address, kinds
 from oauthd.actors.keys import run_key_schedule
-from oauthd.errors import ConfigError
+from oauthd.errors import ConfigError, ServerError
 from oauthd.keys import KeyringHolder, parse_kek
 from oauthd.runtime import ActorSystem, Clock, SystemClock
 from oauthd.settings import Settings
@@ -120,7 +120,11 @@ async def open_runtime(
     system = ActorSystem(settings.actors, kinds(env))
     async with trio.open_nursery() as nursery:
         await nursery.start(system.run)
-        await system.ask(keys_address(TENANT), Tick())  # first start generates the first key
+        try:
+            await system.ask(keys_address(TENANT), Tick())  # first start makes the first key
+        except ServerError as exc:
+            # The keys shard cannot be opened or decrypted: an operator's problem, not a crash.
+            raise ConfigError(settings.source, "keys", exc.detail or exc.description) from None
         nursery.start_soon(
             run_key_schedule, system, keys_address(TENANT), clock, settings.keys.reload_interval_s
         )
