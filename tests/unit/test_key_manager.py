@@ -19,7 +19,7 @@ import trio
 import trio.testing
 
 from oauthd.actors import KeyManager, ListKeys, RotateKeys, keys_address
-from oauthd.errors import ConfigError, ServerError
+from oauthd.errors import ConfigError
 from oauthd.keys import KeyringHolder
 from oauthd.keys.jwk import unseal
 from oauthd.runtime import TrioClock
@@ -294,14 +294,14 @@ async def test_private_keys_are_sealed_with_the_kek_and_a_wrong_kek_fails_clearl
     with pytest.raises(BaseExceptionGroup) as wrong:
         async with running(settings, clock, {KEK_ENV: OTHER_KEK}):
             pytest.fail("started with the wrong key-encryption key")
-    errors = [e for e in leaves(wrong.value) if isinstance(e, ServerError)]
+    errors = [e for e in leaves(wrong.value) if isinstance(e, ConfigError)]
     assert errors
     assert "cannot be decrypted with this key-encryption key" in str(errors[0])
 
     with pytest.raises(BaseExceptionGroup) as missing:
         async with running(settings_with(), clock):
             pytest.fail("started without the key-encryption key")
-    errors = [e for e in leaves(missing.value) if isinstance(e, ServerError)]
+    errors = [e for e in leaves(missing.value) if isinstance(e, ConfigError)]
     assert "no key-encryption key is configured" in str(errors[0])
 
     with pytest.raises(BaseExceptionGroup) as unset:
