@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from oauthd.server import serve
-from oauthd.settings import LogSettings, Settings, settings_for_tests
+from oauthd.settings import LogSettings, ResourceSettings, Settings, settings_for_tests
 
 ISSUER = "http://127.0.0.1:8787"
 
@@ -30,6 +30,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "data_dir": tmp_path / "data",
             "listen": "127.0.0.1:0",
             "log": LogSettings(access_log=False),
+            "resources": (ResourceSettings("https://mcp.example.com/mcp", ("mcp:tools",)),),
         }
         return settings_for_tests(**{**base, **overrides})
 

@@ -12,6 +12,7 @@ accepting and lets in-flight requests finish, then the actors close their shards
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -87,6 +88,16 @@ def configured_clients(
                 secret_hash=secret_hash,
                 source="config",
                 created_at=now,
+                metadata=json.dumps(
+                    {
+                        "client_name": c.client_name,
+                        "redirect_uris": list(c.redirect_uris),
+                        "grant_types": list(c.grant_types),
+                        "response_types": ["code"],
+                        "token_endpoint_auth_method": c.token_endpoint_auth_method,
+                        "scope": c.scope,
+                    }
+                ),
             )
         )
     return records

@@ -28,7 +28,7 @@ from oauthd.actors.shard import ShardActor, command, query
 from oauthd.errors import InvalidGrant, NotFound, ServerError, TemporarilyUnavailable
 from oauthd.keys import KeyringHolder
 from oauthd.runtime import Actor, ActorSystem, Address, Kind, TrioClock
-from oauthd.settings import ActorSettings, Settings, StorageSettings
+from oauthd.settings import ActorSettings, Settings, StorageSettings, settings_for_tests
 from oauthd.storage import ClientRecord, Schema
 
 # --- a small shard actor: a counter per name, on its own SQLite file ----------------------------
@@ -592,7 +592,9 @@ async def test_garbage_address_never_spawns_an_actor(
 
 async def test_client_actor_never_creates_a_missing_shard(tmp_path: Path) -> None:
     """A ClientActor opened on a shard key with no file fails to open instead of creating it."""
-    actor = ClientActor(tmp_path, "0123456789abcdef0123", StorageSettings())
+    settings = settings_for_tests(data_dir=tmp_path / "data")
+    env = Env(settings, TrioClock(), KeyringHolder(), None)
+    actor = ClientActor(env, "default", "0123456789abcdef0123")
     with pytest.raises(sqlite3.OperationalError):
         await actor.open()
     assert list(await trio.Path(tmp_path).iterdir()) == []

@@ -1,15 +1,20 @@
 """The ClientActor: owns one client's shard. Its registration is cached in memory and
-re-read when another process has committed to the shard (PRAGMA data_version)."""
+re-read when another process has committed to the shard (PRAGMA data_version).
+
+Its handlers come in three parts: the registration itself (RFC 7592), the browser part of
+the code flow (pending requests, codes) and the token endpoint's grants."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
+from oauthd.actors.client_authz import AuthorizationHandlers
+from oauthd.actors.client_registration import RegistrationHandlers
+from oauthd.actors.client_tokens import TokenHandlers
 from oauthd.actors.shard import ShardActor, query
+from oauthd.actors.wiring import Env
 from oauthd.errors import InvalidClient
 from oauthd.runtime import Address
-from oauthd.settings import StorageSettings
 from oauthd.storage import ClientRecord, client_shard_path, load_client, shard_key_for
 from oauthd.storage.clients import CLIENT
 
@@ -25,11 +30,14 @@ def client_address(tenant: str, client_id: str) -> Address:
     return Address(tenant, "client", shard_key_for(client_id))
 
 
-class ClientActor(ShardActor):
+class ClientActor(AuthorizationHandlers, TokenHandlers, RegistrationHandlers, ShardActor):
     schema = CLIENT
 
-    def __init__(self, tenant_dir: Path, shard_key: str, storage: StorageSettings) -> None:
-        super().__init__(client_shard_path(tenant_dir, shard_key), storage, create=False)
+    def __init__(self, env: Env, tenant: str, shard_key: str) -> None:
+        path = client_shard_path(env.tenant_dir(tenant), shard_key)
+        super().__init__(path, env.settings.storage, create=False)
+        self.env = env
+        self.shard_key = shard_key
         self._client: ClientRecord | None = None
         self._seen_version = -1
 
@@ -37,13 +45,17 @@ class ClientActor(ShardActor):
         self._client = load_client(self.store)
         self._seen_version = self.store.data_version()
 
+    def forget(self) -> None:
+        """The registration changed in this transaction: reload it on next use."""
+        self._seen_version = -1
+
     def client(self) -> ClientRecord:
-        version = self.store.data_version()
-        if version != self._seen_version:
+        if self.store.data_version() != self._seen_version:
             self.loaded()
-        if self._client is None:
-            raise InvalidClient("unknown client", detail="shard has no registration")
-        return self._client
+        client = self._client
+        if client is None or client.deleted_at is not None:
+            raise InvalidClient("unknown client", detail="no registration in the shard")
+        return client
 
     @query(GetClient)
     def get_client(self, _message: GetClient) -> ClientRecord:

@@ -4,11 +4,11 @@ first and indexes it second, so the index never names a shard that does not exis
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
+from oauthd.actors.people import PeopleHandlers
 from oauthd.actors.shard import ShardActor, command, query
-from oauthd.runtime import Address, Clock
-from oauthd.settings import StorageSettings
+from oauthd.actors.wiring import Env
+from oauthd.runtime import Address
 from oauthd.storage import (
     DIRECTORY,
     ClientRecord,
@@ -16,9 +16,17 @@ from oauthd.storage import (
     create_client_shard,
     index_client,
     load_shard_key,
+    unindex_client,
 )
 
-__all__ = ["CountClients", "Directory", "LookupClient", "RegisterClient", "directory_address"]
+__all__ = [
+    "CountClients",
+    "Directory",
+    "LookupClient",
+    "RegisterClient",
+    "UnindexClient",
+    "directory_address",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +52,22 @@ def directory_address(tenant: str) -> Address:
     return Address(tenant, "directory", "")
 
 
-class Directory(ShardActor):
+@dataclass(frozen=True, slots=True)
+class UnindexClient:
+    """Command: drop a deregistered client from the index."""
+
+    client_id: str
+
+
+class Directory(PeopleHandlers, ShardActor):
     schema = DIRECTORY
 
-    def __init__(self, tenant_dir: Path, storage: StorageSettings, clock: Clock) -> None:
-        super().__init__(tenant_dir / "directory.sqlite", storage, create=True)
+    def __init__(self, env: Env, tenant: str) -> None:
+        tenant_dir = env.tenant_dir(tenant)
+        super().__init__(tenant_dir / "directory.sqlite", env.settings.storage, create=True)
+        self.env = env
         self._tenant_dir = tenant_dir
-        self._clock = clock
+        self._clock = env.clock
 
     @command(RegisterClient)
     def register(self, message: RegisterClient) -> str:
@@ -58,6 +75,10 @@ class Directory(ShardActor):
         shard_key = create_client_shard(self._tenant_dir, record, fsync=self._storage.fsync)
         index_client(self.store, record.client_id, shard_key, record.source, int(self._clock.now()))
         return shard_key
+
+    @command(UnindexClient)
+    def unindex(self, message: UnindexClient) -> None:
+        unindex_client(self.store, message.client_id)
 
     @query(LookupClient)
     def lookup(self, message: LookupClient) -> str | None:

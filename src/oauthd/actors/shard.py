@@ -11,14 +11,23 @@ from typing import Any, ClassVar, TypeVar
 
 import trio
 
-from oauthd.errors import InvalidRequest
+from oauthd.errors import InvalidRequest, OAuthError
 from oauthd.settings import StorageSettings
 from oauthd.storage import Schema, Store
 
-__all__ = ["ShardActor", "command", "query"]
+__all__ = ["CommitThenRaise", "ShardActor", "command", "query"]
 
 M = TypeVar("M")
 Handler = Callable[[Any, Any], Any]
+
+
+class CommitThenRaise(Exception):
+    """Raised by a handler whose writes must stand although the caller gets an error, e.g.
+    revoking a token family when a used code is replayed (OAuth 2.1 §4.1.3)."""
+
+    def __init__(self, error: OAuthError) -> None:
+        super().__init__(error.code)
+        self.error = error
 
 
 def command(message_type: type[M]) -> Callable[[Handler], Handler]:
@@ -48,10 +57,11 @@ class ShardActor:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         handlers = dict(cls._handlers)
-        for value in vars(cls).values():
-            marker = getattr(value, "__oauthd_handles__", None)
-            if marker is not None:
-                handlers[marker[0]] = (value, marker[1])
+        for base in reversed(cls.__mro__):  # handlers may come from mixins
+            for value in vars(base).values():
+                marker = getattr(value, "__oauthd_handles__", None)
+                if marker is not None:
+                    handlers[marker[0]] = (value, marker[1])
         cls._handlers = handlers
 
     def __init__(self, path: Path, storage: StorageSettings, *, create: bool) -> None:
@@ -91,7 +101,11 @@ class ShardActor:
         if not writes:
             return handler(self, message)
         with self.store.transaction():
-            return handler(self, message)
+            try:
+                return handler(self, message)
+            except CommitThenRaise as outcome:
+                failure = outcome.error  # leave the block normally: COMMIT, then answer
+        raise failure
 
     async def close(self) -> None:
         if self._store is not None:

@@ -1,13 +1,10 @@
-"""How the runtime makes each kind of actor, from the settings and the shared services."""
+"""What actors share, and how the runtime makes each kind of actor."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from oauthd.actors.client import ClientActor
-from oauthd.actors.directory import Directory
-from oauthd.actors.keys import KeyManager
 from oauthd.keys import KeyringHolder
 from oauthd.runtime import Actor, Address, Clock, Kind
 from oauthd.settings import Settings
@@ -30,10 +27,14 @@ class Env:
 
 
 def kinds(env: Env) -> list[Kind]:
+    from oauthd.actors.client import ClientActor
+    from oauthd.actors.directory import Directory
+    from oauthd.actors.keys import KeyManager
+
     s = env.settings
 
     def client(address: Address) -> Actor:
-        return ClientActor(env.tenant_dir(address.tenant), address.key, s.storage)
+        return ClientActor(env, address.tenant, address.key)
 
     def client_exists(address: Address) -> bool:
         # Garbage never spawns an actor: only a shard key of hex digits naming a file does.
@@ -45,7 +46,7 @@ def kinds(env: Env) -> list[Kind]:
         )
 
     def directory(address: Address) -> Actor:
-        return Directory(env.tenant_dir(address.tenant), s.storage, env.clock)
+        return Directory(env, address.tenant)
 
     def keys(address: Address) -> Actor:
         return KeyManager(

@@ -8,10 +8,18 @@ from oauthd.storage.clients import (
     ClientRecord,
     client_shard_path,
     create_client_shard,
+    delete_client,
     load_client,
+    save_client,
     shard_key_for,
 )
-from oauthd.storage.directory import DIRECTORY, count_clients, index_client, load_shard_key
+from oauthd.storage.directory import (
+    DIRECTORY,
+    count_clients,
+    index_client,
+    load_shard_key,
+    unindex_client,
+)
 from oauthd.storage.keys import KEYS, KeyRow, delete_keys, insert_key, load_keys, update_key_times
 from oauthd.storage.secrets import check_password, check_secret, hash_password, hash_secret
 from oauthd.storage.sqlite import Schema, SchemaError, Store, tenant_dir
@@ -29,6 +37,7 @@ __all__ = [
     "client_shard_path",
     "count_clients",
     "create_client_shard",
+    "delete_client",
     "delete_keys",
     "hash_password",
     "hash_secret",
@@ -37,7 +46,9 @@ __all__ = [
     "load_client",
     "load_keys",
     "load_shard_key",
+    "save_client",
     "shard_key_for",
     "tenant_dir",
+    "unindex_client",
     "update_key_times",
 ]

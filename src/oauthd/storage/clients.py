@@ -1,7 +1,8 @@
 """The per-client shard: `<tenant>/clients/<2 chars>/<shardkey>.sqlite`, one file per client.
 
-Schema v1 holds the client's registration. Later migrations add its codes, refresh-token
-families and access-token records, which all live beside the client that owns them.
+v1 holds the registration. v2 adds its RFC 7591 metadata, its registration access token
+(hashed) and deletion time, and everything the client's grants need (`grants.py`): pending
+authorization requests, codes, refresh-token families, refresh tokens, access-token records.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from oauthd.storage.grants import migrate_v2 as migrate_grants
 from oauthd.storage.sqlite import Schema, Store
 
 __all__ = [
@@ -20,7 +22,9 @@ __all__ = [
     "ClientRecord",
     "client_shard_path",
     "create_client_shard",
+    "delete_client",
     "load_client",
+    "save_client",
     "shard_key_for",
 ]
 
@@ -40,6 +44,9 @@ class ClientRecord:
     secret_hash: str
     source: str  # "config", "cli" or "dynamic"
     created_at: int
+    metadata: str = "{}"  # the RFC 7591 members as registered, JSON
+    registration_token_hash: str = ""  # RFC 7592; empty for clients not registered over HTTP
+    deleted_at: int | None = None
 
 
 def _v1(db: sqlite_utils.Database) -> None:
@@ -61,7 +68,20 @@ def _v1(db: sqlite_utils.Database) -> None:
     )
 
 
-CLIENT = Schema("client", (_v1,))
+def _v2(db: sqlite_utils.Database) -> None:
+    client = db.table("client")
+    client.add_column("metadata", str, not_null_default="{}")
+    client.add_column("registration_token_hash", str, not_null_default="")
+    client.add_column("deleted_at", int)
+    migrate_grants(db)
+
+
+CLIENT = Schema("client", (_v1, _v2))
+COLUMNS = (
+    "client_id, client_name, redirect_uris, grant_types, response_types, "
+    "token_endpoint_auth_method, scope, first_party, secret_hash, source, created_at, "
+    "metadata, registration_token_hash, deleted_at"
+)
 
 
 def shard_key_for(client_id: str) -> str:
@@ -73,48 +93,66 @@ def client_shard_path(tenant_dir: Path, shard_key: str) -> Path:
     return tenant_dir / "clients" / shard_key[:2] / f"{shard_key}.sqlite"
 
 
+def save_client(store: Store, record: ClientRecord) -> None:
+    store.conn.execute(
+        f"INSERT OR REPLACE INTO client ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608 (constant columns)
+        (
+            record.client_id,
+            record.client_name,
+            json.dumps(record.redirect_uris),
+            json.dumps(record.grant_types),
+            json.dumps(record.response_types),
+            record.token_endpoint_auth_method,
+            record.scope,
+            int(record.first_party),
+            record.secret_hash,
+            record.source,
+            record.created_at,
+            record.metadata,
+            record.registration_token_hash,
+            record.deleted_at,
+        ),
+    )
+
+
 def create_client_shard(tenant_dir: Path, record: ClientRecord, *, fsync: bool = False) -> str:
     """Create (or overwrite the registration in) the client's shard; returns its shard key."""
     shard_key = shard_key_for(record.client_id)
     store = Store(client_shard_path(tenant_dir, shard_key), CLIENT, create=True, fsync=fsync)
     try:
-        with store.transaction() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO client VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    record.client_id,
-                    record.client_name,
-                    json.dumps(record.redirect_uris),
-                    json.dumps(record.grant_types),
-                    json.dumps(record.response_types),
-                    record.token_endpoint_auth_method,
-                    record.scope,
-                    int(record.first_party),
-                    record.secret_hash,
-                    record.source,
-                    record.created_at,
-                ),
-            )
+        with store.transaction():
+            save_client(store, record)
     finally:
         store.close()
     return shard_key
 
 
+def delete_client(store: Store, now: int) -> None:
+    """RFC 7592 §2.3: the client is gone, and so is every grant it held."""
+    store.conn.execute("UPDATE client SET deleted_at = ?", (now,))
+    store.conn.execute("UPDATE families SET revoked_at = ? WHERE revoked_at IS NULL", (now,))
+    store.conn.execute("UPDATE access_tokens SET revoked_at = ? WHERE revoked_at IS NULL", (now,))
+    store.conn.execute("DELETE FROM pending")
+
+
 def load_client(store: Store) -> ClientRecord | None:
-    rows = store.query("SELECT * FROM client LIMIT 1")
+    rows = store.query(f"SELECT {COLUMNS} FROM client LIMIT 1")  # noqa: S608 (constant columns)
     if not rows:
         return None
-    (cid, name, uris, grants, responses, method, scope, first, secret, source, created) = rows[0]
+    row = rows[0]
     return ClientRecord(
-        client_id=cid,
-        client_name=name,
-        redirect_uris=tuple(json.loads(uris)),
-        grant_types=tuple(json.loads(grants)),
-        response_types=tuple(json.loads(responses)),
-        token_endpoint_auth_method=method,
-        scope=scope,
-        first_party=bool(first),
-        secret_hash=secret,
-        source=source,
-        created_at=created,
+        client_id=row[0],
+        client_name=row[1],
+        redirect_uris=tuple(json.loads(row[2])),
+        grant_types=tuple(json.loads(row[3])),
+        response_types=tuple(json.loads(row[4])),
+        token_endpoint_auth_method=row[5],
+        scope=row[6],
+        first_party=bool(row[7]),
+        secret_hash=row[8],
+        source=row[9],
+        created_at=row[10],
+        metadata=row[11],
+        registration_token_hash=row[12],
+        deleted_at=row[13],
     )

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import sqlite_utils
 
+from oauthd.storage.people import migrate_people
 from oauthd.storage.sqlite import Schema, Store
 
-__all__ = ["DIRECTORY", "count_clients", "index_client", "load_shard_key"]
+__all__ = ["DIRECTORY", "count_clients", "index_client", "load_shard_key", "unindex_client"]
 
 
 def _v1(db: sqlite_utils.Database) -> None:
@@ -17,7 +18,7 @@ def _v1(db: sqlite_utils.Database) -> None:
     db.table("clients").create_index(["shard_key"], unique=True)
 
 
-DIRECTORY = Schema("directory", (_v1,))
+DIRECTORY = Schema("directory", (_v1, migrate_people))
 
 
 def index_client(store: Store, client_id: str, shard_key: str, source: str, now: int) -> None:
@@ -33,3 +34,7 @@ def load_shard_key(store: Store, client_id: str) -> str | None:
 
 def count_clients(store: Store) -> int:
     return int(store.query("SELECT count(*) FROM clients")[0][0])
+
+
+def unindex_client(store: Store, client_id: str) -> None:
+    store.conn.execute("DELETE FROM clients WHERE client_id = ?", (client_id,))

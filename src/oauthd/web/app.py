@@ -8,21 +8,35 @@ from quart_trio import QuartTrio
 from oauthd.errors import RequestTooLarge
 from oauthd.web.access_log import AccessLog, ASGIApp
 from oauthd.web.errors import install_error_handlers
-from oauthd.web.pages import Pages
-from oauthd.web.responses import CORS
-from oauthd.web.routes import discovery, health, jwks
+from oauthd.web.html import PAGES
+from oauthd.web.responses import API_CORS, CORS
+from oauthd.web.routes import (
+    authorize,
+    consent,
+    discovery,
+    health,
+    jwks,
+    login,
+    logout,
+    register,
+    token,
+    userinfo,
+)
 from oauthd.web.state import AppState
 
 __all__ = ["AppState", "create_app"]
 
-ENDPOINTS = (jwks, health)
+ENDPOINTS = (jwks, health, authorize, login, consent, logout, token, userinfo, register)
+# Endpoints browser-based clients call (RFC 9700 §2.6, CORS-2); never the HTML pages, and
+# never with credentials (CORS-3, CORS-4).
+API_PATHS = ("/token", "/register", "/userinfo")
 
 
 def create_app(state: AppState) -> AccessLog:
     app = QuartTrio("oauthd")
     app.config["MAX_CONTENT_LENGTH"] = state.settings.limits.max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
-    install_error_handlers(app, Pages())
+    install_error_handlers(app, PAGES)
     contributions = [endpoint.register(app, state) for endpoint in ENDPOINTS]
     discovery.register(app, state, contributions)
 
@@ -34,10 +48,15 @@ def create_app(state: AppState) -> AccessLog:
         if length is not None and length > state.settings.limits.max_body_bytes:
             raise RequestTooLarge("request body too large")
 
+    api = tuple(state.path(p) for p in API_PATHS)
+
     @app.after_request
-    async def cors_preflight(response: Response) -> Response:
-        # Automatic OPTIONS answers preflights; only public documents allow any origin.
-        if request.method == "OPTIONS" and "/.well-known/" in request.path:
+    async def cors(response: Response) -> Response:
+        # Automatic OPTIONS answers preflights; public documents and the API allow any origin.
+        path = request.path
+        if path.startswith(api):
+            response.headers.update(API_CORS)
+        elif request.method == "OPTIONS" and "/.well-known/" in path:
             response.headers.update(CORS)
         return response
 

@@ -10,7 +10,7 @@ from quart import Response
 
 from oauthd.errors import OAuthError
 
-__all__ = ["CORS", "NO_STORE", "error_response", "json_bytes", "json_response"]
+__all__ = ["API_CORS", "CORS", "NO_STORE", "error_response", "json_bytes", "json_response"]
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 # Public documents (metadata, JWKS) may be read by browser-based clients (CORS-1, RFC 9700 §2.6);
@@ -19,6 +19,13 @@ CORS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Headers": "authorization, content-type, mcp-protocol-version",
     "Access-Control-Allow-Methods": "GET, OPTIONS",
+    "Access-Control-Max-Age": "86400",
+}
+API_CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Headers": "authorization, content-type, mcp-protocol-version",
+    "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
+    "Access-Control-Expose-Headers": "WWW-Authenticate",
     "Access-Control-Max-Age": "86400",
 }
 JSON = "application/json"

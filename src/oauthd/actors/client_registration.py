@@ -1,0 +1,96 @@
+"""ClientActor handlers for RFC 7592: read, update and delete a client's own registration
+with its registration access token."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+from oauthd.actors.shard import command, query
+from oauthd.actors.wiring import Env
+from oauthd.oauth.handles import parse_handle
+from oauthd.oauth.rfc6750_bearer import InvalidToken
+from oauthd.oauth.rfc7591_registration import ClientMetadata, InvalidClientMetadata
+from oauthd.storage import ClientRecord, Store, check_secret
+from oauthd.storage.clients import delete_client, save_client
+
+__all__ = [
+    "DeleteRegistration",
+    "GetRegistration",
+    "RegistrationHandlers",
+    "UpdateRegistration",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class GetRegistration:
+    """Query: the registration, for the holder of its registration access token."""
+
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateRegistration:
+    """Command: replace the metadata (RFC 7592 §2.2); replies the new ClientRecord."""
+
+    token: str
+    metadata: ClientMetadata
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteRegistration:
+    """Command: deregister (RFC 7592 §2.3); every grant of the client ends with it."""
+
+    token: str
+
+
+class RegistrationHandlers:
+    store: Store
+    env: Env
+    shard_key: str
+
+    def client(self) -> ClientRecord:
+        raise NotImplementedError
+
+    def forget(self) -> None:
+        raise NotImplementedError
+
+    def _authorized(self, token: str) -> ClientRecord:
+        # RFC 7592 §3: the registration access token is a bearer token for this URI only.
+        client = self.client()
+        if parse_handle(token, "rat") != self.shard_key or not check_secret(
+            token, client.registration_token_hash
+        ):
+            raise InvalidToken("the registration access token is invalid")
+        return client
+
+    @query(GetRegistration)
+    def get_registration(self, message: GetRegistration) -> ClientRecord:
+        return self._authorized(message.token)
+
+    @command(UpdateRegistration)
+    def update_registration(self, message: UpdateRegistration) -> ClientRecord:
+        client = self._authorized(message.token)
+        meta = message.metadata
+        if meta.token_endpoint_auth_method != client.token_endpoint_auth_method:
+            # A change would need a new secret, or leave a public client holding one.
+            raise InvalidClientMetadata("token_endpoint_auth_method cannot be changed")
+        updated = dataclasses.replace(
+            client,
+            client_name=meta.client_name,
+            redirect_uris=meta.redirect_uris,
+            grant_types=meta.grant_types,
+            response_types=meta.response_types,
+            scope=meta.scope,
+            metadata=json.dumps(meta.public_members()),
+        )
+        save_client(self.store, updated)
+        self.forget()
+        return updated
+
+    @command(DeleteRegistration)
+    def delete_registration(self, message: DeleteRegistration) -> None:
+        self._authorized(message.token)
+        delete_client(self.store, int(self.env.clock.now()))
+        self.forget()

@@ -1,0 +1,92 @@
+"""Redirect URIs: what may be registered (RFC 7591 §2, OAuth 2.1 §2.3, RFC 8252 §7) and how a
+requested URI matches a registered one (exact string, except the port of a loopback IP or
+localhost redirect: RFC 8252 §7.3, OAuth 2.1 §4.1.1)."""
+
+from __future__ import annotations
+
+from urllib.parse import SplitResult, urlsplit
+
+from oauthd.errors import OAuthError
+
+__all__ = [
+    "InvalidRedirectUri",
+    "check_registrable",
+    "is_loopback_redirect",
+    "matches_registered",
+]
+
+LOOPBACK_HOSTS = ("127.0.0.1", "[::1]", "localhost")
+_DANGEROUS_SCHEMES = ("javascript", "data", "vbscript", "file", "blob", "about")
+
+
+class InvalidRedirectUri(OAuthError):
+    code = "invalid_redirect_uri"
+    section = "RFC 7591 §3.2.2"
+
+
+def _split(uri: str) -> SplitResult | None:
+    try:
+        parts = urlsplit(uri)
+        _ = parts.port  # raises on a malformed port
+    except ValueError:
+        return None
+    return parts
+
+
+def _host(parts: SplitResult) -> str:
+    """The host as written in the URI, without userinfo or port; IPv6 keeps its brackets."""
+    netloc = parts.netloc.rpartition("@")[2]
+    if netloc.startswith("["):
+        return netloc[: netloc.find("]") + 1]
+    return netloc.partition(":")[0]
+
+
+def is_loopback_redirect(uri: str) -> bool:
+    parts = _split(uri)
+    return (
+        parts is not None
+        and parts.scheme == "http"
+        and "@" not in parts.netloc
+        and _host(parts) in LOOPBACK_HOSTS
+    )
+
+
+def check_registrable(uri: str) -> None:
+    """Raise InvalidRedirectUri unless `uri` may be registered."""
+    parts = _split(uri)
+    # OAuth 2.1 §2.3: absolute, no fragment.
+    if parts is None or not parts.scheme or "#" in uri:
+        raise InvalidRedirectUri("redirect URIs must be absolute and have no fragment")
+    if any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in uri):
+        raise InvalidRedirectUri("redirect URIs must not contain spaces or control characters")
+    scheme = parts.scheme.lower()
+    if scheme in _DANGEROUS_SCHEMES:
+        raise InvalidRedirectUri(f"the {scheme}: scheme is not allowed")
+    if scheme == "https":
+        if not parts.hostname or "@" in parts.netloc:
+            raise InvalidRedirectUri("https redirect URIs need a host and no userinfo")
+        return
+    if scheme == "http":
+        # OAuth 2.1 §2.3.1 and RFC 8252 §7.3: http only for loopback.
+        if not is_loopback_redirect(uri):
+            raise InvalidRedirectUri("http redirect URIs are allowed only for loopback hosts")
+        return
+    # RFC 8252 §7.1: a private-use scheme for native apps, in reverse-domain form.
+    if "." not in scheme:
+        raise InvalidRedirectUri("private-use schemes must be reverse domain names (RFC 8252)")
+
+
+def matches_registered(requested: str, registered: tuple[str, ...]) -> bool:
+    """Exact match (RFC 3986 §6.2.1 simple comparison), or a loopback redirect that differs
+    only in its port (RFC 8252 §7.3)."""
+    if requested in registered:
+        return True
+    if not is_loopback_redirect(requested):
+        return False
+    wanted = _without_port(requested)
+    return any(is_loopback_redirect(r) and _without_port(r) == wanted for r in registered)
+
+
+def _without_port(uri: str) -> tuple[str, str, str, str]:
+    parts = urlsplit(uri)
+    return (parts.scheme, _host(parts), parts.path, parts.query)

@@ -1,0 +1,144 @@
+"""What the directory holds about people (schema v2): users, browser sessions, consents."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import sqlite_utils
+
+from oauthd.storage.secrets import hash_secret
+from oauthd.storage.sqlite import Store
+
+__all__ = [
+    "SessionRow",
+    "UserRow",
+    "delete_session",
+    "insert_session",
+    "insert_user",
+    "load_consent",
+    "load_session",
+    "load_user",
+    "load_user_by_email",
+    "migrate_people",
+    "save_consent",
+    "set_session_csrf",
+]
+
+
+def migrate_people(db: sqlite_utils.Database) -> None:
+    db.table("users").create(
+        {
+            "user_id": str,
+            "email": str,
+            "name": str,
+            "email_verified": int,
+            "password_hash": str,
+            "created_at": int,
+        },
+        pk="user_id",
+    )
+    db.execute("CREATE UNIQUE INDEX users_email ON users (email COLLATE NOCASE)")
+    db.table("sessions").create(
+        {
+            "session_hash": str,
+            "user_id": str,
+            "auth_time": int,
+            "expires_at": int,
+            "csrf_hash": str,
+        },
+        pk="session_hash",
+    )
+    db.table("consents").create(
+        {"user_id": str, "client_id": str, "scope": str, "resources": str, "granted_at": int},
+        pk=("user_id", "client_id"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    user_id: str
+    email: str
+    name: str
+    email_verified: bool
+    password_hash: str
+
+
+def _user(row: tuple[object, ...]) -> UserRow:
+    user_id, email, name, verified, password_hash = row
+    return UserRow(str(user_id), str(email), str(name), bool(verified), str(password_hash))
+
+
+def load_user(store: Store, user_id: str) -> UserRow | None:
+    rows = store.query(
+        "SELECT user_id, email, name, email_verified, password_hash FROM users WHERE user_id = ?",
+        (user_id,),
+    )
+    return _user(rows[0]) if rows else None
+
+
+def load_user_by_email(store: Store, email: str) -> UserRow | None:
+    rows = store.query(
+        "SELECT user_id, email, name, email_verified, password_hash FROM users "
+        "WHERE email = ? COLLATE NOCASE",
+        (email,),
+    )
+    return _user(rows[0]) if rows else None
+
+
+def insert_user(store: Store, user: UserRow, now: int) -> None:
+    store.conn.execute(
+        "INSERT INTO users VALUES (?,?,?,?,?,?)",
+        (user.user_id, user.email, user.name, int(user.email_verified), user.password_hash, now),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    user_id: str
+    auth_time: int
+    expires_at: int
+    csrf_hash: str
+
+
+def insert_session(store: Store, session_id: str, user_id: str, now: int, ttl_s: int) -> None:
+    store.conn.execute(
+        "INSERT INTO sessions VALUES (?,?,?,?,'')",
+        (hash_secret(session_id), user_id, now, now + ttl_s),
+    )
+
+
+def load_session(store: Store, session_id: str) -> SessionRow | None:
+    rows = store.query(
+        "SELECT user_id, auth_time, expires_at, csrf_hash FROM sessions WHERE session_hash = ?",
+        (hash_secret(session_id),),
+    )
+    return SessionRow(*rows[0]) if rows else None
+
+
+def set_session_csrf(store: Store, session_id: str, csrf: str) -> None:
+    store.conn.execute(
+        "UPDATE sessions SET csrf_hash = ? WHERE session_hash = ?",
+        (hash_secret(csrf), hash_secret(session_id)),
+    )
+
+
+def delete_session(store: Store, session_id: str) -> None:
+    store.conn.execute("DELETE FROM sessions WHERE session_hash = ?", (hash_secret(session_id),))
+
+
+def load_consent(store: Store, user_id: str, client_id: str) -> tuple[str, tuple[str, ...]] | None:
+    rows = store.query(
+        "SELECT scope, resources FROM consents WHERE user_id = ? AND client_id = ?",
+        (user_id, client_id),
+    )
+    return (rows[0][0], tuple(json.loads(rows[0][1]))) if rows else None
+
+
+def save_consent(
+    store: Store, user_id: str, client_id: str, scope: str, resources: tuple[str, ...], now: int
+) -> None:
+    store.conn.execute(
+        "INSERT OR REPLACE INTO consents VALUES (?,?,?,?,?)",
+        (user_id, client_id, scope, json.dumps(resources), now),
+    )

@@ -1,0 +1,45 @@
+"""How routes reach actors: by client id (its shard), and the tenant's directory. The actor
+that served a request is noted in the ASGI scope for the access log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import request
+
+from oauthd.actors import client_address, directory_address
+from oauthd.errors import InvalidClient, InvalidRequest, NotFound
+from oauthd.oauth.handles import parse_handle
+from oauthd.runtime import Address
+from oauthd.web.state import AppState
+
+__all__ = ["ask", "ask_client", "ask_directory", "ask_pending"]
+
+
+async def ask(state: AppState, address: Address, message: Any) -> Any:
+    scope: dict[str, Any] = request.scope  # type: ignore[assignment]  # Quart types the ASGI scope as a closed TypedDict
+    scope["oauthd.actor"] = str(address)
+    return await state.system.ask(address, message)
+
+
+async def ask_client(state: AppState, client_id: str, message: Any) -> Any:
+    """Unknown clients never spawn an actor: they answer invalid_client."""
+    try:
+        return await ask(state, client_address(state.tenant, client_id), message)
+    except NotFound:
+        raise InvalidClient("unknown client") from None
+
+
+async def ask_directory(state: AppState, message: Any) -> Any:
+    return await ask(state, directory_address(state.tenant), message)
+
+
+async def ask_pending(state: AppState, request_id: str | None, message: Any) -> Any:
+    """A pending authorization request lives in its client's shard, named by its id."""
+    shard_key = parse_handle(request_id, "ar")
+    if shard_key is None:
+        raise InvalidRequest("this sign-in request has expired; start again from the app")
+    try:
+        return await ask(state, Address(state.tenant, "client", shard_key), message)
+    except NotFound:
+        raise InvalidRequest("this sign-in request has expired; start again from the app") from None

@@ -1,0 +1,151 @@
+"""GET /authorize (OAuth 2.1 §4.1.1): validate, then either answer at once (a session and
+consent already in place) or keep the request server-side and send the person to log in or
+consent. Client and redirect URI problems are shown, never redirected."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from quart import Quart, Response, request
+
+from oauthd.actors import GetClient
+from oauthd.actors.grants import CodeIssued, IssueCode, StartPending
+from oauthd.actors.people import SessionView
+from oauthd.errors import InvalidRequest, OAuthError
+from oauthd.oauth.params import Params
+from oauthd.oauth.rfc6749_authorize import (
+    AuthorizationRequest,
+    ClientView,
+    check_request,
+    choose_redirect_uri,
+    read_client_id,
+)
+from oauthd.oauth.rfc7636_pkce import METHODS
+from oauthd.oauth.rfc8414_metadata import Contribution
+from oauthd.oauth.scopes import OIDC_SCOPES, parse_scope
+from oauthd.storage import ClientRecord
+from oauthd.web.asks import ask_client
+from oauthd.web.browser import Cookies, current_session, redirect_to_client, see_other
+from oauthd.web.html import error_page
+from oauthd.web.interaction import consent_needed, deliver_code
+from oauthd.web.state import AppState
+
+__all__ = ["register"]
+
+PATH = "/authorize"
+BROWSER_COOKIE_S = 30 * 86_400
+
+
+class LoginRequired(OAuthError):
+    code = "login_required"
+    section = "OIDC Core §3.1.2.6"
+
+
+class ConsentRequired(OAuthError):
+    code = "consent_required"
+    section = "OIDC Core §3.1.2.6"
+
+
+def server_scopes(state: AppState) -> frozenset[str]:
+    scopes = set(OIDC_SCOPES)
+    for resource in state.settings.resources:
+        scopes.update(resource.scopes)
+    return frozenset(scopes)
+
+
+def client_view(client: ClientRecord) -> ClientView:
+    return ClientView(
+        client.client_id, client.redirect_uris, client.grant_types, parse_scope(client.scope)
+    )
+
+
+def register(app: Quart, state: AppState) -> Contribution:
+    scopes = server_scopes(state)
+    resources = tuple(r.uri for r in state.settings.resources)
+    cookies = Cookies.of(state)
+
+    async def authorize() -> Response:
+        params = Params.of(request.args.items(multi=True))
+        try:
+            client: ClientRecord = await ask_client(state, read_client_id(params), GetClient())
+            redirect = choose_redirect_uri(params, client.redirect_uris)
+        except OAuthError as exc:
+            return error_page(exc, 400)
+        session = await current_session(state, cookies)
+        states = params.get_all("state")
+        echo_state = states[0] if len(states) == 1 else None
+        try:
+            default = parse_scope(client.scope)
+            req = check_request(params, client_view(client), redirect, scopes, resources, default)
+        except OAuthError as exc:
+            if session is None and client.source == "dynamic":
+                # AUTHZ-17: an unauthenticated browser is not bounced to a self-registered
+                # client's redirect URI on an error; the error is shown here instead.
+                return error_page(exc, 400)
+            return redirect_to_client(state, redirect[0], {"state": echo_state}, exc)
+        return await decide(client, req, session)
+
+    async def decide(
+        client: ClientRecord, req: AuthorizationRequest, session: SessionView | None
+    ) -> Response:
+        now = int(state.clock.now())
+        # OIDC Core §3.1.2.1: prompt=login and an exceeded max_age force a fresh login.
+        if (
+            session is not None
+            and "login" not in req.prompt
+            and (req.max_age is None or now - session.auth_time < req.max_age)
+        ):
+            user_id = session.user.user_id
+            if not await consent_needed(state, client, user_id, req):
+                message = IssueCode(req, user_id, session.auth_time)
+                issued: CodeIssued = await ask_client(state, client.client_id, message)
+                return deliver_code(state, issued)
+            needs_login = False
+        else:
+            needs_login = True
+        if "none" in req.prompt:
+            # OIDC Core §3.1.2.1: prompt=none never shows a page.
+            error: OAuthError = (
+                LoginRequired("the user is not logged in")
+                if needs_login
+                else ConsentRequired("the user has not consented")
+            )
+            return redirect_to_client(state, req.redirect_uri, {"state": req.state}, error)
+        if needs_login and not state.settings.dev_mode:
+            problem = InvalidRequest("no sign-in method is configured on this server")
+            return error_page(problem, 503)
+        browser, new_browser = cookies.browser()
+        request_id: str = await ask_client(state, client.client_id, StartPending(req, browser))
+        target = "/login" if needs_login else "/consent"
+        response = see_other(state.path(target) + "?" + urlencode({"request": request_id}))
+        if new_browser:
+            cookies.set(response, "browser", browser, BROWSER_COOKIE_S)
+        return response
+
+    app.add_url_rule(state.path(PATH), "authorize", authorize, methods=["GET"])
+    return Contribution(
+        members={
+            "authorization_endpoint": state.url(PATH),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "code_challenge_methods_supported": list(METHODS),
+            "authorization_response_iss_parameter_supported": True,
+            "scopes_supported": sorted(scopes),
+            "prompt_values_supported": ["consent", "login", "none"],
+        },
+        oidc={"subject_types_supported": ["public"], "claims_supported": CLAIMS},
+    )
+
+
+CLAIMS = [
+    "aud",
+    "auth_time",
+    "email",
+    "email_verified",
+    "exp",
+    "iat",
+    "iss",
+    "name",
+    "nonce",
+    "sub",
+]

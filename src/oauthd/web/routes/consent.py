@@ -1,0 +1,117 @@
+"""Consent at /consent: who asks, for what, and where the person will be sent (HTML-4), with
+Allow and Deny. Self-registered clients are marked unverified; consent is remembered per
+user, client, scopes and resources."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode, urlsplit
+
+from quart import Quart, Response, request
+
+from oauthd.actors import GetClient
+from oauthd.actors.grants import (
+    ApprovePending,
+    CheckPending,
+    CodeIssued,
+    DenyPending,
+    Pending,
+    PreparePending,
+)
+from oauthd.actors.people import GrantConsent, SessionView
+from oauthd.errors import InvalidRequest, OAuthError
+from oauthd.oauth.rfc6749_authorize import AuthorizationRequest
+from oauthd.oauth.rfc8252_redirects import is_loopback_redirect
+from oauthd.oauth.rfc8414_metadata import Contribution
+from oauthd.storage import ClientRecord
+from oauthd.web.asks import ask_directory, ask_pending
+from oauthd.web.browser import Cookies, current_session, form_params, see_other
+from oauthd.web.html import error_page, page
+from oauthd.web.interaction import deliver_code
+from oauthd.web.state import AppState
+
+__all__ = ["register"]
+
+PATH = "/consent"
+
+
+def register(app: Quart, state: AppState) -> Contribution:
+    cookies = Cookies.of(state)
+
+    def browser_of() -> str:
+        browser = cookies.read("browser")
+        if browser is None:
+            raise InvalidRequest("cookies are needed to sign in; enable them and start again")
+        return browser
+
+    async def consent_form() -> Response:
+        request_id = request.args.get("request", "")
+        try:
+            session = await current_session(state, cookies)
+            if session is None:
+                return see_other(state.path("/login") + "?" + urlencode({"request": request_id}))
+            browser = browser_of()
+            pending: Pending = await ask_pending(
+                state, request_id, PreparePending(request_id, browser)
+            )
+            client: ClientRecord = await ask_pending(state, request_id, GetClient())
+            return render(request_id, pending, client, session)
+        except OAuthError as exc:
+            return error_page(exc)
+
+    def render(
+        request_id: str, pending: Pending, client: ClientRecord, session: SessionView
+    ) -> Response:
+        req = pending.request
+        registered = client.redirect_uris
+        return page(
+            "consent.html",
+            action=state.path(PATH),
+            request_id=request_id,
+            csrf=pending.csrf,
+            client_name=client.client_name or client.client_id,
+            unverified=client.source == "dynamic",
+            user_email=session.user.email,
+            redirect_host=urlsplit(req.redirect_uri).hostname or req.redirect_uri,
+            loopback_only=all(is_loopback_redirect(uri) for uri in registered),
+            scopes=req.scope,
+            resources=req.resources,
+        )
+
+    async def consent_submit() -> Response:
+        try:
+            form = await form_params()
+            request_id, csrf, browser = (
+                form.get("request") or "",
+                form.get("csrf") or "",
+                browser_of(),
+            )
+            session = await current_session(state, cookies)
+            req: AuthorizationRequest = await ask_pending(
+                state, request_id, CheckPending(request_id, browser, csrf)
+            )
+            if session is None:
+                return see_other(state.path("/login") + "?" + urlencode({"request": request_id}))
+            decision = form.get("decision")
+            if decision == "deny":
+                denied: CodeIssued = await ask_pending(
+                    state, request_id, DenyPending(request_id, browser, csrf)
+                )
+                return deliver_code(state, denied)
+            if decision != "allow":
+                raise InvalidRequest("choose Allow or Deny")
+            user_id = session.user.user_id
+            await ask_directory(
+                state, GrantConsent(user_id, req.client_id, req.scope, req.resources)
+            )
+            issued: CodeIssued = await ask_pending(
+                state,
+                request_id,
+                ApprovePending(request_id, browser, csrf, user_id, session.auth_time),
+            )
+            return deliver_code(state, issued)
+        except OAuthError as exc:
+            return error_page(exc)
+
+    app.add_url_rule(state.path(PATH), "consent_form", consent_form, methods=["GET"])
+    app.add_url_rule(state.path(PATH), "consent_submit", consent_submit, methods=["POST"])
+    return Contribution()

@@ -1,0 +1,127 @@
+"""Dev-mode login at /login: email and password for the users in the configuration file
+(DESIGN.md "Browser side"). Unreachable outside dev mode (HTML-11)."""
+
+from __future__ import annotations
+
+import hmac
+from urllib.parse import urlencode
+
+import trio
+from quart import Quart, Response, request
+
+from oauthd.actors import GetClient
+from oauthd.actors.grants import ApprovePending, CheckPending, CodeIssued, Pending, PreparePending
+from oauthd.actors.people import EnsureUser, FindUser, StartSession
+from oauthd.errors import InvalidRequest, OAuthError
+from oauthd.oauth.rfc6749_authorize import AuthorizationRequest
+from oauthd.oauth.rfc8414_metadata import Contribution
+from oauthd.settings import DevUser
+from oauthd.storage import ClientRecord, check_password, hash_password
+from oauthd.storage.people import UserRow
+from oauthd.web.asks import ask_directory, ask_pending
+from oauthd.web.browser import Cookies, form_params, see_other
+from oauthd.web.html import error_page, page
+from oauthd.web.interaction import consent_needed, deliver_code
+from oauthd.web.state import AppState
+
+__all__ = ["register"]
+
+PATH = "/login"
+WRONG = "The email or password is incorrect."
+
+
+def register(app: Quart, state: AppState) -> Contribution:
+    if not state.settings.dev_mode:
+        return Contribution()  # HTML-11: no dev login form in production (404)
+    cookies = Cookies.of(state)
+    dev_users = {u.email.lower(): u for u in state.settings.dev.users}
+
+    async def render(request_id: str, browser: str, error: str = "", status: int = 200) -> Response:
+        pending: Pending = await ask_pending(state, request_id, PreparePending(request_id, browser))
+        client: ClientRecord = await ask_pending(state, request_id, GetClient())
+        return page(
+            "login.html",
+            status,
+            action=state.path(PATH),
+            request_id=request_id,
+            csrf=pending.csrf,
+            client_name=client.client_name or client.client_id,
+            login_hint=pending.request.login_hint or "",
+            error=error,
+            dev_mode=True,
+        )
+
+    async def login_form() -> Response:
+        try:
+            response = await render(request.args.get("request", ""), browser_of())
+        except OAuthError as exc:
+            return error_page(exc)
+        return response
+
+    async def login_submit() -> Response:
+        try:
+            response = await sign_in()
+        except OAuthError as exc:
+            return error_page(exc)
+        return response
+
+    async def sign_in() -> Response:
+        form = await form_params()
+        request_id, browser = form.get("request") or "", browser_of()
+        csrf = form.get("csrf") or ""
+        req: AuthorizationRequest = await ask_pending(
+            state, request_id, CheckPending(request_id, browser, csrf)
+        )
+        user = await authenticate(form.get("email") or "", form.get("password") or "")
+        if user is None:
+            return await render(request_id, browser, WRONG, 401)
+        previous = cookies.read("session")
+        session_id: str = await ask_directory(state, StartSession(user.user_id, previous))
+        now = int(state.clock.now())
+        client: ClientRecord = await ask_pending(state, request_id, GetClient())
+        if await consent_needed(state, client, user.user_id, req):
+            response = see_other(state.path("/consent") + "?" + urlencode({"request": request_id}))
+        else:
+            issued: CodeIssued = await ask_pending(
+                state, request_id, ApprovePending(request_id, browser, csrf, user.user_id, now)
+            )
+            response = deliver_code(state, issued)
+        cookies.set(response, "session", session_id, state.settings.sessions.ttl_s)
+        return response
+
+    def browser_of() -> str:
+        browser = cookies.read("browser")
+        if browser is None:
+            raise InvalidRequest("cookies are needed to sign in; enable them and start again")
+        return browser
+
+    async def authenticate(email: str, password: str) -> UserRow | None:
+        """Configured users by constant-time comparison; with allow_any_credentials, other
+        users by argon2 (in a thread), created on first login. A wrong password never opens
+        a known account."""
+        configured = dev_users.get(email.lower())
+        if configured is not None:
+            return await login_configured(configured, password)
+        if not state.settings.dev.allow_any_credentials or "@" not in email or not password:
+            return None
+        found: UserRow | None = await ask_directory(state, FindUser(email))
+        if found is not None:
+            ok = await trio.to_thread.run_sync(check_password, password, found.password_hash)
+            return found if ok else None
+        hashed = await trio.to_thread.run_sync(hash_password, password)
+        user: UserRow = await ask_directory(
+            state, EnsureUser(email, email.partition("@")[0], hashed)
+        )
+        return user
+
+    async def login_configured(configured: DevUser, password: str) -> UserRow | None:
+        if not hmac.compare_digest(configured.password.encode(), password.encode()):
+            return None
+        user: UserRow = await ask_directory(
+            state, EnsureUser(configured.email, configured.name, email_verified=True)
+        )
+        return user
+
+    app.add_url_rule(state.path(PATH), "login_form", login_form, methods=["GET"])
+    app.add_url_rule(state.path(PATH), "login_submit", login_submit, methods=["POST"])
+    return Contribution()

@@ -1,0 +1,85 @@
+"""POST /token (OAuth 2.1 §3.2): parse the form, read the client's credentials, and hand the
+grant to the client's actor. `GRANTS` is the grant registry: the metadata advertises exactly
+its keys."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from quart import Quart, Response, request
+
+from oauthd.actors.grants import RedeemCode, RefreshTokens, TokenResponse
+from oauthd.errors import InvalidRequest, UnsupportedGrantType
+from oauthd.oauth.params import Params
+from oauthd.oauth.rfc6749_client_auth import ClientCredentials, read_credentials
+from oauthd.oauth.rfc8414_metadata import Contribution
+from oauthd.web.asks import ask_client
+from oauthd.web.browser import form_params
+from oauthd.web.responses import NO_STORE, json_bytes, json_response
+from oauthd.web.state import AppState
+
+__all__ = ["GRANTS", "register"]
+
+PATH = "/token"
+AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+# OAuth 2.1 §2.4.1, §3.2: credentials and grant parameters never travel in the URI.
+NOT_IN_QUERY = ("client_secret", "code", "code_verifier", "refresh_token", "client_assertion")
+
+
+def authorization_code(params: Params, credentials: ClientCredentials) -> RedeemCode:
+    return RedeemCode(
+        credentials=credentials,
+        code=params.get("code"),
+        code_verifier=params.get("code_verifier"),
+        redirect_uri=params.get("redirect_uri"),
+        resources=params.get_all("resource"),
+    )
+
+
+def refresh_token(params: Params, credentials: ClientCredentials) -> RefreshTokens:
+    return RefreshTokens(
+        credentials=credentials,
+        refresh_token=params.get("refresh_token"),
+        scope=params.get("scope"),
+        resources=params.get_all("resource"),
+    )
+
+
+GRANTS: dict[str, Callable[[Params, ClientCredentials], Any]] = {
+    "authorization_code": authorization_code,
+    "refresh_token": refresh_token,
+}
+
+
+def register(app: Quart, state: AppState) -> Contribution:
+    async def token() -> Response:
+        if any(name in request.args for name in NOT_IN_QUERY):
+            raise InvalidRequest("credentials must not be sent in the URI")
+        params = await form_params()
+        grant_type = params.get("grant_type")
+        if grant_type is None:
+            raise InvalidRequest("grant_type is required")
+        make = GRANTS.get(grant_type)
+        if make is None:
+            raise UnsupportedGrantType("unsupported grant_type")
+        credentials = read_credentials(request.headers.get("Authorization"), params)
+        # Every parameter is single-valued except resource (RFC 8707 §2).
+        repeated = params.repeated(name for name, _ in params.pairs if name != "resource")
+        if repeated is not None:
+            raise InvalidRequest(f"parameter {repeated} is repeated")
+        reply: TokenResponse = await ask_client(
+            state, credentials.client_id, make(params, credentials)
+        )
+        return json_response(json_bytes(reply.to_json()), 200, NO_STORE)
+
+    app.add_url_rule(state.path(PATH), "token", token, methods=["POST"])
+    return Contribution(
+        members={
+            "token_endpoint": state.url(PATH),
+            "grant_types_supported": sorted(GRANTS),
+            "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        },
+        # OIDC Discovery §3: ID tokens are signed with the configured key algorithm.
+        oidc={"id_token_signing_alg_values_supported": [state.settings.keys.algorithm]},
+    )

@@ -1,0 +1,154 @@
+"""Driving the authorization-code flow over HTTP as a person and a client would: register,
+authorize, log in, consent, redeem. Shared by the spec and interop tests."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+ALICE = ("alice@example.com", "password")
+LOOPBACK = "http://127.0.0.1/cb"
+RESOURCE = "https://mcp.example.com/mcp"
+
+
+def pkce() -> tuple[str, str]:
+    """(verifier, S256 challenge)."""
+    verifier = secrets.token_urlsafe(32)
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def form_field(html: str, name: str) -> str:
+    match = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert match, f"no {name} field in page"
+    return match.group(1)
+
+
+def query_of(location: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+async def register(http: httpx.AsyncClient, **metadata: Any) -> dict[str, Any]:
+    body = {
+        "redirect_uris": [LOOPBACK],
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code", "refresh_token"],
+        "client_name": "test client",
+        **metadata,
+    }
+    response = await http.post("/register", json=body)
+    assert response.status_code == 201, response.text
+    registered: dict[str, Any] = response.json()
+    return registered
+
+
+@dataclass
+class Authorization:
+    """One run of the code flow; `params` are the authorization request's parameters."""
+
+    client_id: str
+    redirect_uri: str = "http://127.0.0.1:5555/cb"
+    scope: str = "openid email"
+    resource: str | None = RESOURCE
+    state: str = "st-123"
+    extra: dict[str, str] = field(default_factory=dict)
+    verifier: str = ""
+    challenge: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.verifier:
+            self.verifier, self.challenge = pkce()
+
+    @property
+    def params(self) -> dict[str, str]:
+        params = {
+            "client_id": self.client_id,
+            "redirect_uri": self.redirect_uri,
+            "response_type": "code",
+            "code_challenge": self.challenge,
+            "code_challenge_method": "S256",
+            "state": self.state,
+            "scope": self.scope,
+        }
+        if self.resource:
+            params["resource"] = self.resource
+        return {**params, **self.extra}
+
+
+async def login(
+    http: httpx.AsyncClient, location: str, who: tuple[str, str] = ALICE
+) -> httpx.Response:
+    """Follow a redirect to the login page and submit it."""
+    page = await http.get(location)
+    assert page.status_code == 200, page.text
+    return await http.post(
+        "/login",
+        data={
+            "request": form_field(page.text, "request"),
+            "csrf": form_field(page.text, "csrf"),
+            "email": who[0],
+            "password": who[1],
+        },
+    )
+
+
+async def consent(
+    http: httpx.AsyncClient, location: str, decision: str = "allow"
+) -> httpx.Response:
+    page = await http.get(location)
+    assert page.status_code == 200, page.text
+    return await http.post(
+        "/consent",
+        data={
+            "request": form_field(page.text, "request"),
+            "csrf": form_field(page.text, "csrf"),
+            "decision": decision,
+        },
+    )
+
+
+async def authorize_code(http: httpx.AsyncClient, auth: Authorization) -> dict[str, str]:
+    """Run /authorize through login and consent as needed; the redirect's query parameters."""
+    response = await http.get("/authorize", params=auth.params)
+    for _ in range(4):
+        assert response.status_code in (302, 303), response.text
+        location = response.headers["location"]
+        if location.startswith("/login"):
+            response = await login(http, location)
+        elif location.startswith("/consent"):
+            response = await consent(http, location)
+        else:
+            return query_of(location)
+    raise AssertionError("the flow did not reach the client")
+
+
+async def redeem(
+    http: httpx.AsyncClient, auth: Authorization, code: str, **extra: str
+) -> httpx.Response:
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "code_verifier": auth.verifier,
+        "redirect_uri": auth.redirect_uri,
+        "client_id": auth.client_id,
+        **extra,
+    }
+    if auth.resource:
+        data.setdefault("resource", auth.resource)
+    return await http.post("/token", data=data)
+
+
+async def tokens_for(http: httpx.AsyncClient, auth: Authorization) -> dict[str, Any]:
+    """The whole flow: a token response for `auth`."""
+    result = await authorize_code(http, auth)
+    response = await redeem(http, auth, result["code"])
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body

@@ -1,0 +1,254 @@
+"""Pure protocol rules in oauthd.oauth, checked clause by clause."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+
+from oauthd.errors import InvalidClient, InvalidGrant, InvalidRequest, InvalidScope, InvalidTarget
+from oauthd.oauth.handles import issue_client_id, issue_handle, parse_handle
+from oauthd.oauth.oidc_id_token import at_hash, user_claims
+from oauthd.oauth.params import Params
+from oauthd.oauth.rfc6749_client_auth import check_method, read_credentials
+from oauthd.oauth.rfc7591_registration import InvalidClientMetadata, parse_metadata
+from oauthd.oauth.rfc7636_pkce import check_challenge, check_verifier, s256
+from oauthd.oauth.rfc8252_redirects import (
+    InvalidRedirectUri,
+    check_registrable,
+    matches_registered,
+)
+from oauthd.oauth.rfc8707_resources import resolve_resources
+from oauthd.oauth.scopes import parse_scope
+
+VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"  # RFC 7636 Appendix B
+CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+
+
+def test_rfc7636_appendix_b_s256_example() -> None:
+    """RFC 7636 App. B: BASE64URL(SHA256(verifier)) gives the published challenge."""
+    assert s256(VERIFIER) == CHALLENGE
+
+
+@pytest.mark.parametrize(
+    ("challenge", "method"),
+    [
+        (None, "S256"),
+        (CHALLENGE, None),
+        (CHALLENGE, "plain"),
+        (CHALLENGE, "s256"),
+        (CHALLENGE[:42], "S256"),
+        (CHALLENGE + "A", "S256"),
+        ("+" * 43, "S256"),
+    ],
+)
+def test_rfc7636_s4_4_1_bad_challenges_are_invalid_request(
+    challenge: str | None, method: str | None
+) -> None:
+    """PKCE-1/3/4/5: S256 with a 43-character challenge is required; plain is refused."""
+    with pytest.raises(InvalidRequest):
+        check_challenge(challenge, method)
+
+
+@pytest.mark.parametrize("verifier", [None, "", VERIFIER[:42], "a" * 129, VERIFIER[:-1] + "!"])
+def test_rfc7636_s4_6_bad_verifiers_are_invalid_grant(verifier: str | None) -> None:
+    """PKCE-6/7/9: missing, malformed or mismatching verifiers fail with invalid_grant."""
+    with pytest.raises(InvalidGrant):
+        check_verifier(verifier, CHALLENGE)
+    check_verifier(VERIFIER, CHALLENGE)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://app.example/cb",
+        "javascript:alert(1)",
+        "data:text/html,hi",
+        "file:///etc/passwd",
+        "about:blank",
+        "https://app.example/cb#frag",
+        "/cb",
+        "not a url",
+        "",
+        " https://app.example/cb",
+        "myapp:/cb",
+        "https://user@app.example/cb",
+    ],
+)
+def test_rfc7591_s2_unsafe_redirect_uris_are_refused(uri: str) -> None:
+    """REG-4..7: http only on loopback, no dangerous schemes, no fragments, absolute."""
+    with pytest.raises(InvalidRedirectUri):
+        check_registrable(uri)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://app.example/cb",
+        "http://127.0.0.1/cb",
+        "http://localhost:8080/cb",
+        "http://[::1]:9/cb",
+        "com.example.app:/oauth2redirect",
+    ],
+)
+def test_rfc7591_s2_safe_redirect_uris_are_accepted(uri: str) -> None:
+    """REG-4/7: https, loopback http and reverse-domain private-use schemes register."""
+    check_registrable(uri)
+
+
+@pytest.mark.parametrize(
+    "requested",
+    [
+        "https://app.example/cb/x",
+        "https://app.example/CB",
+        "https://app.example/cb?a=1",
+        "https://app.example/cb/",
+        "http://app.example/cb",
+        "https://app.example@evil.example/cb",
+        "https://app.example%2Fcb",
+        "https://app.example:8443/cb",
+    ],
+)
+def test_oauth21_s2_3_1_redirect_uri_is_exact_string_match(requested: str) -> None:
+    """AUTHZ-2/6: simple string comparison; no prefix, case or port relaxation for https."""
+    assert not matches_registered(requested, ("https://app.example/cb",))
+
+
+def test_rfc8252_s7_3_loopback_redirect_matches_on_any_port() -> None:
+    """AUTHZ-4/5/6: only the port of a loopback redirect may vary."""
+    registered = ("http://127.0.0.1/cb", "http://[::1]/cb", "http://localhost:3000/callback")
+    assert matches_registered("http://127.0.0.1:54321/cb", registered)
+    assert matches_registered("http://[::1]:61023/cb", registered)
+    assert matches_registered("http://localhost:49152/callback", registered)
+    for bad in (
+        "http://127.0.0.1:5000/other",
+        "http://localhost:5000/cb",
+        "https://127.0.0.1:5000/cb",
+        "http://127.0.0.1.evil.example:5000/cb",
+        "http://127.0.0.1:5000@evil.example/cb",
+    ):
+        assert not matches_registered(bad, registered), bad
+
+
+def test_oauth21_s1_4_1_scope_tokens_are_case_sensitive_and_charset_checked() -> None:
+    """AUTHZ-14: scope tokens keep their case; quotes and backslashes are invalid_scope."""
+    assert parse_scope("openid  OPENID openid") == ("openid", "OPENID")
+    for bad in ('a"b', "a\\b", "é"):
+        with pytest.raises(InvalidScope):
+            parse_scope(bad)
+
+
+def test_rfc8707_s2_resources_match_configured_spelling() -> None:
+    """RES-2/3/4: absolute URIs only; root slash and host case do not create a new audience."""
+    configured = ("https://mcp.example", "https://api.example/mcp")
+    assert resolve_resources(["https://mcp.example/"], configured) == ("https://mcp.example",)
+    assert resolve_resources(["HTTPS://API.EXAMPLE/mcp"], configured) == configured[1:]
+    for bad in ("mcp.example.com", "/mcp", "https://api.example/mcp#frag", "https://evil.example/"):
+        with pytest.raises(InvalidTarget):
+            resolve_resources([bad], configured)
+
+
+def test_oauth21_s3_1_repeated_parameters_and_empty_values() -> None:
+    """TOKEN-16: a repeated parameter is invalid_request; an empty value counts as absent."""
+    params = Params.of([("code", "a"), ("code", "a"), ("state", "")])
+    with pytest.raises(InvalidRequest):
+        params.get("code")
+    assert params.get("state") is None
+
+
+def _basic(client_id: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+def test_oauth21_s2_4_1_basic_credentials_are_form_decoded() -> None:
+    """TOKEN-7: id and secret are form-urlencoded before Base64."""
+    creds = read_credentials(_basic("my%3Aclient", "s%2B%3A%25"), Params(()))
+    assert (creds.client_id, creds.secret, creds.method) == (
+        "my:client",
+        "s+:%",
+        "client_secret_basic",
+    )
+
+
+def test_oauth21_s2_4_one_authentication_method_only() -> None:
+    """TOKEN-10: Basic plus a body secret is invalid_request."""
+    form = Params.of([("client_secret", "x")])
+    with pytest.raises(InvalidRequest):
+        read_credentials(_basic("c", "s"), form)
+
+
+@pytest.mark.parametrize("header", ["Basic !!!", "Basic " + base64.b64encode(b"nocolon").decode()])
+def test_oauth21_s3_2_4_malformed_basic_is_invalid_client(header: str) -> None:
+    """TOKEN-8: a malformed Basic header is invalid_client."""
+    with pytest.raises(InvalidClient):
+        read_credentials(header, Params(()))
+
+
+def test_rfc7591_s2_client_uses_its_registered_method() -> None:
+    """TOKEN-12: a method other than the registered one is invalid_client."""
+    creds = read_credentials(None, Params.of([("client_id", "c"), ("client_secret", "s")]))
+    with pytest.raises(InvalidClient):
+        check_method(creds, "client_secret_basic")
+
+
+def test_rfc7591_s2_defaults_are_applied_and_unknown_members_ignored() -> None:
+    """REG-9/12: only redirect_uris given -> code grant, code response, secret_basic."""
+    meta = parse_metadata(
+        {"redirect_uris": ["https://a.example/cb"], "x_vendor": 1}, lambda _scope: True
+    )
+    assert meta.grant_types == ("authorization_code",)
+    assert meta.response_types == ("code",)
+    assert meta.token_endpoint_auth_method == "client_secret_basic"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [],
+        "x",
+        {"redirect_uris": "https://a.example/cb"},
+        {"redirect_uris": []},
+        {"redirect_uris": ["https://a.example/cb"], "grant_types": ["implicit"]},
+        {"redirect_uris": ["https://a.example/cb"], "response_types": ["token"]},
+        {"redirect_uris": ["https://a.example/cb"], "grant_types": ["refresh_token"]},
+        {"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "foo"},
+        {"redirect_uris": ["https://a.example/cb"], "client_name": 5},
+        {"redirect_uris": ["https://a.example/cb"], "scope": ["a"]},
+        {"redirect_uris": ["https://a.example/cb"], "client_uri": "javascript:alert(1)"},
+        {"redirect_uris": ["https://a.example/cb"], "client_name": "x" * 10_000},
+    ],
+)
+def test_rfc7591_s3_2_2_bad_metadata_is_invalid_client_metadata(body: object) -> None:
+    """REG-8/10/11/14/15: bad metadata answers invalid_client_metadata."""
+    with pytest.raises(InvalidClientMetadata):
+        parse_metadata(body, lambda _scope: True)
+
+
+def test_oauth21_s7_7_handles_carry_shard_and_256_bits() -> None:
+    """TOKEN-17: opaque credentials are long, distinct, and routable by shard key only."""
+    handles = {issue_handle("rt", "0" * 20) for _ in range(1000)}
+    assert len(handles) == 1000
+    handle = handles.pop()
+    assert parse_handle(handle, "rt") == "0" * 20
+    assert parse_handle(handle, "ac") is None
+    assert parse_handle(handle[:-1], "rt") is None
+    assert len(issue_client_id()) >= 22
+
+
+def test_oidc_core_3_1_3_6_at_hash_is_left_half_of_sha256() -> None:
+    """OIDC-5: at_hash for ES256/RS256 is base64url of the left 128 bits of SHA-256."""
+    token = "jHkWEdUXMU1BwAsC4vtUsZwnNtTUYnLDtedWBi4Hw2I"
+    left = hashlib.sha256(token.encode()).digest()[:16]
+    assert at_hash(token, "RS256") == base64.urlsafe_b64encode(left).rstrip(b"=").decode()
+    assert len(at_hash(token, "EdDSA")) == 43  # SHA-512 for Ed25519: 256 bits
+
+
+def test_oidc_core_5_4_claims_follow_scopes() -> None:
+    """USERINFO-7: no email without the email scope."""
+    assert user_claims(("openid",), "a@example.com", "A", True) == {}
+    assert user_claims(("openid", "email", "profile"), "a@example.com", "A", True) == {
+        "name": "A",
+        "email": "a@example.com",
+        "email_verified": True,
+    }
