@@ -1,4 +1,4 @@
-"""The `oauthd` command: serve | check-config | keys list | keys rotate."""
+"""The `oauthd` command: serve | check-config | keys list|rotate | clients add|list."""
 
 from __future__ import annotations
 
@@ -11,9 +11,20 @@ from functools import partial
 
 import trio
 
-from oauthd.actors import KeyInfo, ListKeys, RotateKeys, keys_address
-from oauthd.errors import ConfigError
+from oauthd.actors import (
+    KeyInfo,
+    ListClients,
+    ListKeys,
+    RegisterClient,
+    RotateKeys,
+    directory_address,
+    keys_address,
+)
+from oauthd.actors.enrol import enrol
+from oauthd.errors import ConfigError, OAuthError
 from oauthd.logs import setup_logging
+from oauthd.oauth.rfc7591_registration import parse_metadata
+from oauthd.oauth.scopes import known_scopes
 from oauthd.server import TENANT, Runtime, configured_clients, load_kek, open_runtime, serve
 from oauthd.settings import Settings, load_settings, split_listen
 
@@ -39,6 +50,23 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="sign with the new key now instead of after keys.publish_ahead_s",
     )
+    clients = sub.add_parser("clients", help="registered clients")
+    csub = clients.add_subparsers(dest="clients_command", required=True)
+    ca = csub.add_parser("add", help="register a client; prints its id (and secret) once")
+    ca.add_argument("--config", required=True)
+    ca.add_argument("--name", default="", help="client_name shown on the consent page")
+    ca.add_argument("--redirect-uri", action="append", default=[], dest="redirect_uris")
+    ca.add_argument(
+        "--auth-method",
+        default="client_secret_basic",
+        choices=["none", "client_secret_basic", "client_secret_post"],
+        help="token_endpoint_auth_method (none: a public client without a secret)",
+    )
+    ca.add_argument("--grant-type", action="append", dest="grant_types")
+    ca.add_argument("--scope", default="")
+    ca.add_argument("--first-party", action="store_true", help="skip the consent page")
+    cl = csub.add_parser("list", help="list registered clients")
+    cl.add_argument("--config", required=True)
     return p
 
 
@@ -53,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_listen_option(args.listen)
             trio.run(partial(serve, settings, listen=args.listen))
             return 0
+        if args.command == "clients":
+            return trio.run(clients_command, settings, args)
         return trio.run(
             keys_command,
             settings,
@@ -131,3 +161,37 @@ def print_keys(infos: list[KeyInfo]) -> None:
             f"{k.kid:<44}{mark} {k.alg:<6} {k.state:<10} {when(k.activate_at):<21} "
             f"{when(k.retire_at):<21} {when(k.remove_at)}"
         )
+
+
+async def clients_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Works beside a running server, through the same actors and SQLite locks."""
+    async with trio.open_nursery() as nursery:
+        runtime: Runtime = await nursery.start(partial(open_runtime, settings))
+        directory = directory_address(TENANT)
+        if args.clients_command == "add":
+            await add_client(runtime, settings, args)
+        else:
+            for client_id, source, created_at in await runtime.system.ask(directory, ListClients()):
+                when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(created_at))
+                print(f"{client_id:<44} {source:<8} {when}")
+        nursery.cancel_scope.cancel()
+    return 0
+
+
+async def add_client(runtime: Runtime, settings: Settings, args: argparse.Namespace) -> None:
+    body = {
+        "client_name": args.name,
+        "redirect_uris": args.redirect_uris,
+        "token_endpoint_auth_method": args.auth_method,
+        "grant_types": args.grant_types or ["authorization_code", "refresh_token"],
+        "scope": args.scope,
+    }
+    try:
+        meta = parse_metadata(body, lambda scope: all(s in known_scopes(settings) for s in scope))
+    except OAuthError as exc:
+        raise ConfigError("command line", "clients add", exc.description) from None
+    new = enrol(meta, int(time.time()), source="cli", first_party=args.first_party)
+    await runtime.system.ask(directory_address(TENANT), RegisterClient(new.record))
+    print(f"client_id:     {new.record.client_id}")
+    if new.client_secret is not None:
+        print(f"client_secret: {new.client_secret}   (shown once; only its hash is stored)")

@@ -217,3 +217,40 @@ def test_keys_rotate_reaches_a_running_server_within_reload_interval(
         # keys.reload_interval_s is 0.2 s; allow for a loaded machine, but bounded.
         wait_until(lambda: len(jwks_kids(config)) == 2, 5.0, "the rotated key in the JWKS")
         assert kid in jwks_kids(config)  # the old key keeps verifying
+
+
+def test_clients_add_registers_a_client_the_server_knows(config: Config, tmp_path: Path) -> None:
+    """`oauthd clients add` validates like RFC 7591 registration, prints the id and a secret
+    once, stores only the hash, and a running server serves /authorize for the client."""
+    added = run(
+        "clients",
+        "add",
+        "--config",
+        str(config.path),
+        "--name",
+        "Shell",
+        "--redirect-uri",
+        "https://app.example/cb",
+    )
+    assert added.returncode == 0, added.stderr
+    lines = dict(line.split(":", 1) for line in added.stdout.splitlines())
+    client_id = lines["client_id"].strip()
+    secret = lines["client_secret"].split()[0]
+    listed = run("clients", "list", "--config", str(config.path))
+    assert client_id in listed.stdout
+    shards = list((config.path.parent / "data" / "default" / "clients").rglob("*.sqlite"))
+    assert shards
+    assert not any(secret.encode() in shard.read_bytes() for shard in shards)
+    refused = run(
+        "clients", "add", "--config", str(config.path), "--redirect-uri", "http://evil.example/cb"
+    )
+    assert refused.returncode == 2
+    assert "redirect" in refused.stderr
+    with serving(config, tmp_path / "stderr.log"):
+        page = httpx.get(
+            f"{config.url}/authorize",
+            params={"client_id": client_id, "response_type": "code", "state": "s"},
+        )
+    # Known client, its only redirect URI used: PKCE missing is redirected, not an error page.
+    assert page.status_code == 303
+    assert page.headers["location"].startswith("https://app.example/cb?error=invalid_request")

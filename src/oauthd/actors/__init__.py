@@ -7,6 +7,7 @@ from oauthd.actors.client import ClientActor, GetClient, client_address
 from oauthd.actors.directory import (
     CountClients,
     Directory,
+    ListClients,
     LookupClient,
     RegisterClient,
     directory_address,
@@ -30,6 +31,7 @@ __all__ = [
     "GetClient",
     "KeyInfo",
     "KeyManager",
+    "ListClients",
     "ListKeys",
     "LookupClient",
     "RegisterClient",

@@ -15,6 +15,7 @@ from oauthd.storage import (
     count_clients,
     create_client_shard,
     index_client,
+    list_clients,
     load_shard_key,
     unindex_client,
 )
@@ -22,6 +23,7 @@ from oauthd.storage import (
 __all__ = [
     "CountClients",
     "Directory",
+    "ListClients",
     "LookupClient",
     "RegisterClient",
     "UnindexClient",
@@ -50,6 +52,11 @@ class CountClients:
 
 def directory_address(tenant: str) -> Address:
     return Address(tenant, "directory", "")
+
+
+@dataclass(frozen=True, slots=True)
+class ListClients:
+    """Query: every registered client as (client_id, source, created_at)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +90,10 @@ class Directory(PeopleHandlers, ShardActor):
     @query(LookupClient)
     def lookup(self, message: LookupClient) -> str | None:
         return load_shard_key(self.store, message.client_id)
+
+    @query(ListClients)
+    def list_clients(self, _message: ListClients) -> list[tuple[str, str, int]]:
+        return list_clients(self.store)
 
     @query(CountClients)
     def count(self, _message: CountClients) -> int:

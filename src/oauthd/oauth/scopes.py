@@ -6,8 +6,15 @@ from __future__ import annotations
 import re
 
 from oauthd.errors import InvalidScope
+from oauthd.settings import Settings
 
-__all__ = ["OIDC_SCOPES", "check_scopes_allowed", "format_scope", "parse_scope"]
+__all__ = [
+    "OIDC_SCOPES",
+    "check_scopes_allowed",
+    "format_scope",
+    "known_scopes",
+    "parse_scope",
+]
 
 _TOKEN = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]+")
 
@@ -44,3 +51,11 @@ def check_scopes_allowed(
         raise InvalidScope("scope is not supported by this server")
     if client and any(s not in client for s in requested):
         raise InvalidScope("scope exceeds what the client registered")
+
+
+def known_scopes(settings: Settings) -> frozenset[str]:
+    """Every scope this server issues: the OIDC ones and those of its resources."""
+    scopes = set(OIDC_SCOPES)
+    for resource in settings.resources:
+        scopes.update(resource.scopes)
+    return frozenset(scopes)

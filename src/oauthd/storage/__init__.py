@@ -17,6 +17,7 @@ from oauthd.storage.directory import (
     DIRECTORY,
     count_clients,
     index_client,
+    list_clients,
     load_shard_key,
     unindex_client,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "hash_secret",
     "index_client",
     "insert_key",
+    "list_clients",
     "load_client",
     "load_keys",
     "load_shard_key",

@@ -8,7 +8,14 @@ import sqlite_utils
 from oauthd.storage.people import migrate_people
 from oauthd.storage.sqlite import Schema, Store
 
-__all__ = ["DIRECTORY", "count_clients", "index_client", "load_shard_key", "unindex_client"]
+__all__ = [
+    "DIRECTORY",
+    "count_clients",
+    "index_client",
+    "list_clients",
+    "load_shard_key",
+    "unindex_client",
+]
 
 
 def _v1(db: sqlite_utils.Database) -> None:
@@ -38,3 +45,8 @@ def count_clients(store: Store) -> int:
 
 def unindex_client(store: Store, client_id: str) -> None:
     store.conn.execute("DELETE FROM clients WHERE client_id = ?", (client_id,))
+
+
+def list_clients(store: Store) -> list[tuple[str, str, int]]:
+    rows = store.query("SELECT client_id, source, created_at FROM clients ORDER BY created_at")
+    return [(str(a), str(b), int(c)) for a, b, c in rows]

@@ -1,0 +1,47 @@
+"""Making a new client: identifiers, secrets and the stored record, the same way for
+registration over HTTP (RFC 7591) and `oauthd clients add`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from oauthd.oauth.handles import issue_client_id, issue_handle, issue_secret
+from oauthd.oauth.rfc7591_registration import ClientMetadata
+from oauthd.storage import ClientRecord, hash_secret, shard_key_for
+
+__all__ = ["Enrolment", "enrol"]
+
+
+@dataclass(frozen=True, slots=True)
+class Enrolment:
+    """A new client's record, and the secrets shown once and never stored in the clear."""
+
+    record: ClientRecord
+    client_secret: str | None
+    registration_access_token: str | None
+
+
+def enrol(meta: ClientMetadata, now: int, *, source: str, first_party: bool = False) -> Enrolment:
+    """A client id of 128 random bits; a secret only for secret-based methods; an RFC 7592
+    registration access token only for clients that registered themselves."""
+    client_id = issue_client_id()
+    public = meta.token_endpoint_auth_method == "none"  # noqa: S105 (a method name)
+    secret = None if public else issue_secret()
+    token = issue_handle("rat", shard_key_for(client_id)) if source == "dynamic" else None
+    record = ClientRecord(
+        client_id=client_id,
+        client_name=meta.client_name,
+        redirect_uris=meta.redirect_uris,
+        grant_types=meta.grant_types,
+        response_types=meta.response_types,
+        token_endpoint_auth_method=meta.token_endpoint_auth_method,
+        scope=meta.scope,
+        first_party=first_party,
+        secret_hash=hash_secret(secret) if secret else "",
+        source=source,
+        created_at=now,
+        metadata=json.dumps(meta.public_members()),
+        registration_token_hash=hash_secret(token) if token else "",
+    )
+    return Enrolment(record, secret, token)
