@@ -121,3 +121,18 @@ async def test_s15_5_14_body_at_the_limit_is_not_413(
     async with running_server(settings) as server:
         response = await server.http.post("/healthz", content=b"x" * 1024)
         assert response.status_code == 405
+
+
+async def test_s15_5_15_an_overlong_uri_answers_414(server: Server) -> None:
+    """ERR-3: a URI over the documented limit (8 KiB) answers 414 JSON, and the server stays up."""
+    response = await server.http.get("/.well-known/jwks.json", params={"x": "a" * 9000})
+    assert response.status_code == 414
+    assert response.json()["error"] == "invalid_request"
+    assert (await server.http.get("/healthz")).status_code == 200
+
+
+async def test_rfc6585_s5_oversized_headers_answer_431(server: Server) -> None:
+    """ERR-3: headers over the documented limit (16 KiB) answer 431 JSON."""
+    headers = {f"x-filler-{i}": "b" * 1000 for i in range(20)}
+    response = await server.http.get("/.well-known/jwks.json", headers=headers)
+    assert response.status_code == 431

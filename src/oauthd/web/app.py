@@ -9,6 +9,7 @@ from oauthd.errors import RequestTooLarge
 from oauthd.web.access_log import AccessLog, ASGIApp
 from oauthd.web.errors import install_error_handlers
 from oauthd.web.html import PAGES
+from oauthd.web.limits import RequestLimits
 from oauthd.web.responses import API_CORS, CORS
 from oauthd.web.routes import (
     authorize,
@@ -61,4 +62,4 @@ def create_app(state: AppState) -> AccessLog:
         return response
 
     asgi: ASGIApp = app  # type: ignore[assignment]  # Quart types ASGI scopes as TypedDicts
-    return AccessLog(asgi, enabled=state.settings.log.access_log)
+    return AccessLog(RequestLimits(asgi), enabled=state.settings.log.access_log)
