@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -103,6 +104,29 @@ def configured_clients(
     return records
 
 
+FDS_PER_SHARD = 3  # the database, its -wal and its -shm
+FDS_SPARE = 256  # sockets, logs and the tenant's own shards
+
+
+def raise_fd_limit(settings: Settings) -> None:
+    """Every live actor holds an open shard: make sure the process may open them all, or
+    say at startup that actors.max_live is beyond what this machine allows."""
+    wanted = settings.actors.max_live * FDS_PER_SHARD + FDS_SPARE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        log.warning(
+            "open-file limit %d is below the %d that actors.max_live=%d needs; "
+            "lower max_live or raise the hard limit",
+            soft,
+            wanted,
+            settings.actors.max_live,
+        )
+
+
 def check_data_dir(settings: Settings) -> None:
     directory = tenant_dir(settings.data_dir, TENANT)
     try:
@@ -126,6 +150,7 @@ async def open_runtime(
     environ = os.environ if environ is None else environ
     clock = clock or SystemClock()
     check_data_dir(settings)
+    raise_fd_limit(settings)
     clients = configured_clients(settings, environ, int(clock.now()))
     env = Env(settings, clock, KeyringHolder(), load_kek(settings, environ))
     system = ActorSystem(settings.actors, kinds(env))

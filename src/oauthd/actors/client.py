@@ -6,6 +6,7 @@ the code flow (pending requests, codes) and the token endpoint's grants."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from oauthd.actors.client_authz import AuthorizationHandlers
@@ -19,6 +20,8 @@ from oauthd.storage import ClientRecord, client_shard_path, load_client, shard_k
 from oauthd.storage.clients import CLIENT
 
 __all__ = ["ClientActor", "GetClient", "client_address"]
+
+RECHECK_S = 1.0  # how stale a cached registration may be for reads (multi-process serving)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,7 @@ class ClientActor(AuthorizationHandlers, TokenHandlers, RegistrationHandlers, Sh
         self.shard_key = shard_key
         self._client: ClientRecord | None = None
         self._seen_version = -1
+        self._checked_at = 0.0
 
     def loaded(self) -> None:
         self._client = load_client(self.store)
@@ -48,10 +52,17 @@ class ClientActor(AuthorizationHandlers, TokenHandlers, RegistrationHandlers, Sh
     def forget(self) -> None:
         """The registration changed in this transaction: reload it on next use."""
         self._seen_version = -1
+        self._checked_at = 0.0
 
-    def client(self) -> ClientRecord:
-        if self.store.data_version() != self._seen_version:
-            self.loaded()
+    def client(self, *, fresh: bool = True) -> ClientRecord:
+        """The registration. Writes always re-check the shard for another process's commit
+        (PRAGMA data_version, inside their write lock); plain reads accept a cache up to
+        RECHECK_S old, which spares the statement on the hot read path."""
+        now = time.monotonic()
+        if fresh or now - self._checked_at > RECHECK_S:
+            self._checked_at = now
+            if self.store.data_version() != self._seen_version:
+                self.loaded()
         client = self._client
         if client is None or client.deleted_at is not None:
             raise InvalidClient("unknown client", detail="no registration in the shard")
@@ -59,4 +70,4 @@ class ClientActor(AuthorizationHandlers, TokenHandlers, RegistrationHandlers, Sh
 
     @query(GetClient)
     def get_client(self, _message: GetClient) -> ClientRecord:
-        return self.client()
+        return self.client(fresh=False)

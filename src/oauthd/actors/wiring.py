@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from oauthd.keys import KeyringHolder
 from oauthd.runtime import Actor, Address, Clock, Kind
 from oauthd.settings import Settings
-from oauthd.storage import client_shard_path, tenant_dir
+from oauthd.storage import client_shard_file, tenant_dir
 
 __all__ = ["Env", "kinds"]
 
@@ -36,14 +37,16 @@ def kinds(env: Env) -> list[Kind]:
     def client(address: Address) -> Actor:
         return ClientActor(env, address.tenant, address.key)
 
+    hex_digits = frozenset("0123456789abcdef")
+    roots = {tenant: str(env.tenant_dir(tenant)) for tenant in ("default",)}
+
     def client_exists(address: Address) -> bool:
         # Garbage never spawns an actor: only a shard key of hex digits naming a file does.
         key = address.key
-        return (
-            len(key) == 20
-            and all(c in "0123456789abcdef" for c in key)
-            and client_shard_path(env.tenant_dir(address.tenant), key).is_file()
-        )
+        if len(key) != 20 or not hex_digits.issuperset(key):
+            return False
+        root = roots.get(address.tenant) or str(env.tenant_dir(address.tenant))
+        return os.path.isfile(client_shard_file(root, key))
 
     def directory(address: Address) -> Actor:
         return Directory(env, address.tenant)

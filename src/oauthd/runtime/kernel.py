@@ -237,19 +237,27 @@ class ActorSystem:
 
     async def _run_actor(self, cell: _Cell) -> None:
         actor = await self._open(cell)
+        # One scope for the actor's life, shielded only while a message runs: a message never
+        # stops half way, while waiting for mail stays cancellable (shutdown, eviction).
+        # Toggling one scope costs far less than entering a new shielded scope per message.
+        gate = trio.CancelScope()
         try:
-            while actor is not None:
-                if not cell.mailbox:
-                    if cell.closing:
-                        break
-                    await cell.wait_for_mail()
-                    continue
-                message, reply = cell.mailbox.popleft()
-                cell.busy = True
-                actor = await self._deliver(cell, actor, message, reply)
-                cell.busy = False
-                cell.last_used = trio.current_time()
-                await trio.lowlevel.cancel_shielded_checkpoint()  # let others run between messages
+            with gate:
+                while actor is not None:
+                    if not cell.mailbox:
+                        if cell.closing:
+                            break
+                        await cell.wait_for_mail()
+                        continue
+                    message, reply = cell.mailbox.popleft()
+                    cell.busy = True
+                    gate.shield = True
+                    actor = await self._deliver(cell, actor, message, reply)
+                    gate.shield = False
+                    cell.busy = False
+                    cell.last_used = trio.current_time()
+                    if cell.mailbox:  # more waiting: let other tasks run between messages
+                        await trio.lowlevel.cancel_shielded_checkpoint()
         finally:
             with trio.CancelScope(shield=True):
                 await self._shut(cell, actor)
@@ -271,8 +279,7 @@ class ActorSystem:
         self, cell: _Cell, actor: Actor, message: Any, reply: _Reply
     ) -> Actor | None:
         try:
-            with trio.CancelScope(shield=True):  # a message never stops half way
-                result = await actor.receive(message)
+            result = await actor.receive(message)  # shielded by the caller's gate
         except OAuthError as exc:
             reply.send(outcome.Error(exc))
         except Exception:

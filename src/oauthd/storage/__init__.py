@@ -6,6 +6,7 @@ and brought up to date by its ordered migrations when it is opened (DESIGN.md "S
 
 from oauthd.storage.clients import (
     ClientRecord,
+    client_shard_file,
     client_shard_path,
     create_client_shard,
     delete_client,
@@ -35,6 +36,7 @@ __all__ = [
     "Store",
     "check_password",
     "check_secret",
+    "client_shard_file",
     "client_shard_path",
     "count_clients",
     "create_client_shard",

@@ -20,6 +20,7 @@ from oauthd.storage.sqlite import Schema, Store
 __all__ = [
     "CLIENT",
     "ClientRecord",
+    "client_shard_file",
     "client_shard_path",
     "create_client_shard",
     "delete_client",
@@ -89,8 +90,13 @@ def shard_key_for(client_id: str) -> str:
     return hashlib.sha256(client_id.encode("utf-8")).hexdigest()[:20]
 
 
+def client_shard_file(tenant_root: str, shard_key: str) -> str:
+    """The shard's file as a string: the layout, once (also on the hot spawn check)."""
+    return f"{tenant_root}/clients/{shard_key[:2]}/{shard_key}.sqlite"
+
+
 def client_shard_path(tenant_dir: Path, shard_key: str) -> Path:
-    return tenant_dir / "clients" / shard_key[:2] / f"{shard_key}.sqlite"
+    return Path(client_shard_file(str(tenant_dir), shard_key))
 
 
 def save_client(store: Store, record: ClientRecord) -> None:

@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -63,21 +64,28 @@ class Store:
             uri, uri=True, isolation_level=None, check_same_thread=False, timeout=0
         )
         try:
-            self._configure(fsync, busy_timeout_ms)
-            self.db = sqlite_utils.Database(self.conn)
+            self._configure(fsync, busy_timeout_ms, create)
             self._migrate(schema)
         except BaseException:
             self.conn.close()
             raise
 
-    def _configure(self, fsync: bool, busy_timeout_ms: int) -> None:
-        execute = self.conn.execute
-        execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        if execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            execute("PRAGMA journal_mode = WAL")  # persistent: set once, when the file is new
-        # NORMAL in WAL survives a killed process; FULL also survives power loss.
-        execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
-        execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+    def _configure(self, fsync: bool, busy_timeout_ms: int, create: bool) -> None:
+        # NORMAL in WAL survives a killed process; FULL also survives power loss. One script:
+        # opening a shard is on the request path of every cold actor.
+        self.conn.executescript(
+            f"PRAGMA busy_timeout = {int(busy_timeout_ms)};"
+            f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'};"
+            f"PRAGMA cache_size = -{CACHE_KIB};"
+        )
+        # WAL is a property of the file: set once, by whoever may create it.
+        if create and self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self.conn.execute("PRAGMA journal_mode = WAL")
+
+    @cached_property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils over the same connection, for migrations and tools."""
+        return sqlite_utils.Database(self.conn)
 
     def _migrate(self, schema: Schema) -> None:
         if self._version(schema) == schema.version:
