@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import httpx
 import pytest
 import trio
 
+from oauthd.runtime.clock import Clock
 from oauthd.server import serve
 from oauthd.settings import LogSettings, ResourceSettings, Settings, settings_for_tests
 
@@ -45,12 +47,27 @@ class Server:
     stop: trio.Event
 
 
+class ManualClock:
+    """Wall time plus an offset the test moves: expiry without real sleeps."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
 @asynccontextmanager
-async def running_server(settings: Settings) -> AsyncIterator[Server]:
+async def running_server(settings: Settings, clock: Clock | None = None) -> AsyncIterator[Server]:
     """`oauthd serve` in this trio run, bound to a free loopback port; stopped on exit."""
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
-        binds: list[str] = await nursery.start(partial(serve, settings, shutdown=stop.wait))
+        binds: list[str] = await nursery.start(
+            partial(serve, settings, shutdown=stop.wait, clock=clock)
+        )
         async with httpx.AsyncClient(base_url=binds[0]) as http:
             try:
                 yield Server(binds[0], http, settings, stop)

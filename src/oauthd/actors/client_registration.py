@@ -36,6 +36,7 @@ class UpdateRegistration:
 
     token: str
     metadata: ClientMetadata
+    client_secret: str | None = None  # if sent, it must be the current one (RFC 7592 §2.2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,9 @@ class RegistrationHandlers:
     def update_registration(self, message: UpdateRegistration) -> ClientRecord:
         client = self._authorized(message.token)
         meta = message.metadata
+        secret = message.client_secret
+        if secret is not None and not check_secret(secret, client.secret_hash):
+            raise InvalidClientMetadata("client_secret does not match the registration")
         if meta.token_endpoint_auth_method != client.token_endpoint_auth_method:
             # A change would need a new secret, or leave a public client holding one.
             raise InvalidClientMetadata("token_endpoint_auth_method cannot be changed")

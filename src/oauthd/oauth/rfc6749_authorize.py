@@ -16,6 +16,7 @@ from oauthd.oauth.rfc8707_resources import resolve_resources
 from oauthd.oauth.scopes import check_scopes_allowed, parse_scope
 
 __all__ = [
+    "MAX_STATE",
     "AuthorizationRequest",
     "ClientView",
     "RegistrationNotSupported",
@@ -81,6 +82,9 @@ class AuthorizationRequest:
     prompt: frozenset[str]
     max_age: int | None
     login_hint: str | None
+    # OIDC Core §3.1.2.1: when prompt=login or max_age sent the person to log in although a
+    # session existed, the hash of that session, which may then not answer this request.
+    stale_session: str | None = None
 
 
 # --- stage 1 and 2: error page, never a redirect -------------------------------------------
@@ -233,6 +237,7 @@ def request_to_json(request: AuthorizationRequest) -> dict[str, object]:
         "prompt": sorted(request.prompt),
         "max_age": request.max_age,
         "login_hint": request.login_hint,
+        "stale_session": request.stale_session,
     }
 
 
@@ -258,4 +263,5 @@ def request_from_json(data: dict[str, object]) -> AuthorizationRequest:
         prompt=frozenset(strings("prompt")),
         max_age=max_age if isinstance(max_age, int) else None,
         login_hint=text("login_hint"),
+        stale_session=text("stale_session"),
     )

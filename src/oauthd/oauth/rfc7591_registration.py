@@ -139,6 +139,9 @@ def check_grants(
     # RFC 7591 §2.1: authorization_code goes with response type code, and back.
     if ("authorization_code" in grant_types) != ("code" in response_types):
         raise InvalidClientMetadata("grant_types and response_types are inconsistent")
+    # A refresh token comes only from another grant; here that is authorization_code.
+    if "refresh_token" in grant_types and "authorization_code" not in grant_types:
+        raise InvalidClientMetadata("refresh_token needs a grant that issues refresh tokens")
     if method not in AUTH_METHODS:
         raise InvalidClientMetadata("unsupported token_endpoint_auth_method")
 

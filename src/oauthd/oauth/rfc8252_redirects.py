@@ -78,15 +78,26 @@ def check_registrable(uri: str) -> None:
 
 def matches_registered(requested: str, registered: tuple[str, ...]) -> bool:
     """Exact match (RFC 3986 §6.2.1 simple comparison), or a loopback redirect that differs
-    only in its port (RFC 8252 §7.3)."""
+    only in its port (RFC 8252 §7.3). The port is cut out of the string as written, so
+    nothing that `urlsplit` forgives (a fragment, tabs and newlines it strips, leading
+    spaces) can make a different string match."""
     if requested in registered:
         return True
-    if not is_loopback_redirect(requested):
-        return False
     wanted = _without_port(requested)
-    return any(is_loopback_redirect(r) and _without_port(r) == wanted for r in registered)
+    if wanted is None:
+        return False
+    return any(_without_port(r) == wanted for r in registered)
 
 
-def _without_port(uri: str) -> tuple[str, str, str, str]:
+def _without_port(uri: str) -> str | None:
+    """A loopback redirect with its port removed, or None if `uri` is not one (OAuth 2.1
+    §2.3: no fragment; no space or control character)."""
+    if "#" in uri or any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in uri):
+        return None
+    if not is_loopback_redirect(uri):
+        return None
     parts = urlsplit(uri)
-    return (parts.scheme, _host(parts), parts.path, parts.query)
+    authority = f"http://{parts.netloc}"
+    if not uri.startswith(authority):
+        return None  # e.g. "HTTP://...": not the string that was registered
+    return f"http://{_host(parts)}{uri[len(authority) :]}"

@@ -31,7 +31,10 @@ def resolve_resources(requested: Iterable[str], configured: Iterable[str]) -> tu
     by_key = {_root_normalised(uri): uri for uri in configured}
     resolved: list[str] = []
     for uri in requested:
-        parts = urlsplit(uri)
+        try:
+            parts = urlsplit(uri)
+        except ValueError:  # e.g. an unclosed IPv6 bracket: garbage, not a server fault
+            raise InvalidTarget("resource must be an absolute URI without a fragment") from None
         if not parts.scheme or not parts.netloc or "#" in uri:
             raise InvalidTarget("resource must be an absolute URI without a fragment")
         match = by_key.get(_root_normalised(uri))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from quart import Response, request
 
@@ -76,12 +76,17 @@ async def current_session(state: AppState, cookies: Cookies) -> SessionView | No
 
 
 async def form_params() -> Params:
-    """A form body as OAuth reads it (OAuth 2.1 App. C.2): form-encoded UTF-8 only."""
-    mimetype = request.mimetype
-    if mimetype != FORM:
+    """A form body as OAuth reads it (OAuth 2.1 App. B, App. C.2): form-encoded UTF-8 only.
+
+    The body is read in full even when it is refused: answering before the client has sent
+    it all leaves a keep-alive connection that Hypercorn under Quart-Trio never closes."""
+    raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)
+    if request.mimetype != FORM:
         raise InvalidRequest("the body must be application/x-www-form-urlencoded")
-    form = await request.form
-    pairs = [(k, v) for k in form for v in form.getlist(k)]
+    try:
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidRequest("the body is not UTF-8 form-encoded") from None
     if any("\x00" in k or "\x00" in v for k, v in pairs):
         raise InvalidRequest("the body contains NUL characters")
     return Params.of(pairs)

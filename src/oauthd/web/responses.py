@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping
-from typing import Any
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, ParamSpec
 
 from quart import Response
 
 from oauthd.errors import OAuthError
 
-__all__ = ["API_CORS", "CORS", "NO_STORE", "error_response", "json_bytes", "json_response"]
+__all__ = [
+    "API_CORS",
+    "CORS",
+    "NO_STORE",
+    "error_response",
+    "json_bytes",
+    "json_errors",
+    "json_response",
+]
+
+log = logging.getLogger("oauthd.web")
+P = ParamSpec("P")
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 # Public documents (metadata, JWKS) may be read by browser-based clients (CORS-1, RFC 9700 §2.6);
@@ -47,3 +60,19 @@ def error_response(exc: OAuthError) -> Response:
     if exc.description:
         body["error_description"] = exc.description
     return json_response(json_bytes(body), exc.status, {**NO_STORE, **exc.headers()})
+
+
+def json_errors(view: Callable[P, Awaitable[Response]]) -> Callable[P, Awaitable[Response]]:
+    """A JSON API answers its OAuth errors as JSON, whatever Accept prefers (ERR-1): the
+    HTML error page is for the browser endpoints only."""
+
+    @functools.wraps(view)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
+        try:
+            return await view(*args, **kwargs)
+        except OAuthError as exc:
+            if exc.detail:
+                log.info("%s: %s", exc.code, exc.detail)
+            return error_response(exc)
+
+    return wrapper

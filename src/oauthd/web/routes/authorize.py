@@ -4,6 +4,7 @@ consent. Client and redirect URI problems are shown, never redirected."""
 
 from __future__ import annotations
 
+import dataclasses
 from urllib.parse import urlencode
 
 from quart import Quart, Response, request
@@ -14,6 +15,7 @@ from oauthd.actors.people import SessionView
 from oauthd.errors import InvalidRequest, OAuthError
 from oauthd.oauth.params import Params
 from oauthd.oauth.rfc6749_authorize import (
+    MAX_STATE,
     AuthorizationRequest,
     ClientView,
     check_request,
@@ -23,7 +25,7 @@ from oauthd.oauth.rfc6749_authorize import (
 from oauthd.oauth.rfc7636_pkce import METHODS
 from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.oauth.scopes import OIDC_SCOPES, parse_scope
-from oauthd.storage import ClientRecord
+from oauthd.storage import ClientRecord, hash_secret
 from oauthd.web.asks import ask_client
 from oauthd.web.browser import Cookies, current_session, redirect_to_client, see_other
 from oauthd.web.html import error_page
@@ -73,7 +75,8 @@ def register(app: Quart, state: AppState) -> Contribution:
             return error_page(exc, 400)
         session = await current_session(state, cookies)
         states = params.get_all("state")
-        echo_state = states[0] if len(states) == 1 else None
+        # A refused over-long state is not echoed into the Location header it was refused for.
+        echo_state = states[0] if len(states) == 1 and len(states[0]) <= MAX_STATE else None
         try:
             default = parse_scope(client.scope)
             req = check_request(params, client_view(client), redirect, scopes, resources, default)
@@ -114,6 +117,9 @@ def register(app: Quart, state: AppState) -> Contribution:
         if needs_login and not state.settings.dev_mode:
             problem = InvalidRequest("no sign-in method is configured on this server")
             return error_page(problem, 503)
+        if needs_login and session is not None:
+            # Login is forced (prompt=login, max_age): this session may not finish the request.
+            req = dataclasses.replace(req, stale_session=hash_secret(session.session_id))
         browser, new_browser = cookies.browser()
         request_id: str = await ask_client(state, client.client_id, StartPending(req, browser))
         target = "/login" if needs_login else "/consent"

@@ -4,6 +4,7 @@ user, client, scopes and resources."""
 
 from __future__ import annotations
 
+import hmac
 from urllib.parse import urlencode, urlsplit
 
 from quart import Quart, Response, request
@@ -22,7 +23,7 @@ from oauthd.errors import InvalidRequest, OAuthError
 from oauthd.oauth.rfc6749_authorize import AuthorizationRequest
 from oauthd.oauth.rfc8252_redirects import is_loopback_redirect
 from oauthd.oauth.rfc8414_metadata import Contribution
-from oauthd.storage import ClientRecord
+from oauthd.storage import ClientRecord, hash_secret
 from oauthd.web.asks import ask_directory, ask_pending
 from oauthd.web.browser import Cookies, current_session, form_params, see_other
 from oauthd.web.html import error_page, page
@@ -43,16 +44,27 @@ def register(app: Quart, state: AppState) -> Contribution:
             raise InvalidRequest("cookies are needed to sign in; enable them and start again")
         return browser
 
+    def to_login(request_id: str) -> Response:
+        return see_other(state.path("/login") + "?" + urlencode({"request": request_id}))
+
+    def is_stale(req: AuthorizationRequest, session: SessionView) -> bool:
+        """OIDC Core §3.1.2.1: a forced login is not skipped by coming here directly."""
+        return req.stale_session is not None and hmac.compare_digest(
+            req.stale_session, hash_secret(session.session_id)
+        )
+
     async def consent_form() -> Response:
         request_id = request.args.get("request", "")
         try:
             session = await current_session(state, cookies)
             if session is None:
-                return see_other(state.path("/login") + "?" + urlencode({"request": request_id}))
+                return to_login(request_id)
             browser = browser_of()
             pending: Pending = await ask_pending(
                 state, request_id, PreparePending(request_id, browser)
             )
+            if is_stale(pending.request, session):
+                return to_login(request_id)
             client: ClientRecord = await ask_pending(state, request_id, GetClient())
             return render(request_id, pending, client, session)
         except OAuthError as exc:
@@ -89,8 +101,8 @@ def register(app: Quart, state: AppState) -> Contribution:
             req: AuthorizationRequest = await ask_pending(
                 state, request_id, CheckPending(request_id, browser, csrf)
             )
-            if session is None:
-                return see_other(state.path("/login") + "?" + urlencode({"request": request_id}))
+            if session is None or is_stale(req, session):
+                return to_login(request_id)
             decision = form.get("decision")
             if decision == "deny":
                 denied: CodeIssued = await ask_pending(

@@ -80,6 +80,8 @@ def register(app: Quart, state: AppState) -> Contribution:
         now = int(state.clock.now())
         client: ClientRecord = await ask_pending(state, request_id, GetClient())
         if await consent_needed(state, client, user.user_id, req):
+            # The form's CSRF token is spent: minting the next one retires it (HTML-2).
+            await ask_pending(state, request_id, PreparePending(request_id, browser))
             response = see_other(state.path("/consent") + "?" + urlencode({"request": request_id}))
         else:
             issued: CodeIssued = await ask_pending(

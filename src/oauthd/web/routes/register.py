@@ -28,7 +28,7 @@ from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.oauth.scopes import OIDC_SCOPES
 from oauthd.storage import ClientRecord, hash_secret, shard_key_for
 from oauthd.web.asks import ask_client, ask_directory
-from oauthd.web.responses import NO_STORE, json_bytes, json_response
+from oauthd.web.responses import NO_STORE, json_bytes, json_errors, json_response
 from oauthd.web.state import AppState
 
 __all__ = ["register"]
@@ -46,12 +46,14 @@ def register(app: Quart, state: AppState) -> Contribution:
         return all(s in known_scopes for s in scope)
 
     async def read_body() -> Any:
+        # Read before refusing: see form_params on answering before the body is in.
+        raw = await request.get_data(as_text=False)
         if request.mimetype != JSON:
             raise InvalidClientMetadata("the body must be application/json")
-        raw = await request.get_data(as_text=False)
         try:
             return json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            # RecursionError: nesting deeper than the parser's stack (ERR-2), not a fault.
             raise InvalidClientMetadata("the body is not valid JSON") from None
 
     def render(client: ClientRecord, status: int, extra: dict[str, Any]) -> Response:
@@ -95,8 +97,15 @@ def register(app: Quart, state: AppState) -> Contribution:
                 await ask_client(state, client_id, DeleteRegistration(token))
                 await ask_directory(state, UnindexClient(client_id))
                 return Response("", status=204, headers=NO_STORE)
-            meta = update_metadata(client_id, await read_body())
-            client = await ask_client(state, client_id, UpdateRegistration(token, meta))
+            # RFC 7592 §2.2: authenticate first, so a bad token never learns about the body.
+            await ask_client(state, client_id, GetRegistration(token))
+            body = await read_body()
+            meta = update_metadata(client_id, body)
+            secret = body.get("client_secret")
+            if secret is not None and not isinstance(secret, str):
+                raise InvalidClientMetadata("client_secret must be a string")
+            update = UpdateRegistration(token, meta, secret)
+            client = await ask_client(state, client_id, update)
             return render(client, 200, {})
         except InvalidToken as exc:
             return unauthorized(exc)
@@ -111,8 +120,6 @@ def register(app: Quart, state: AppState) -> Contribution:
             raise InvalidClientMetadata("client_id must match the registration")
         if any(name in body for name in SERVER_MANAGED):
             raise InvalidClientMetadata("server-managed fields cannot be set")
-        if "client_secret" in body:
-            raise InvalidClientMetadata("client_secret cannot be set")
         return parse_metadata(body, allowed)
 
     def unauthorized(error: OAuthError) -> Response:
@@ -120,11 +127,11 @@ def register(app: Quart, state: AppState) -> Contribution:
         body = json_bytes({"error": error.code, "error_description": error.description})
         return json_response(body, 401, {**NO_STORE, "WWW-Authenticate": challenge})
 
-    app.add_url_rule(state.path(PATH), "register", create, methods=["POST"])
+    app.add_url_rule(state.path(PATH), "register", json_errors(create), methods=["POST"])
     app.add_url_rule(
         state.path(PATH) + "/<client_id>",
         "client_configuration",
-        configuration,
+        json_errors(configuration),
         methods=["GET", "PUT", "DELETE"],
     )
     return Contribution(members={"registration_endpoint": state.url(PATH)})

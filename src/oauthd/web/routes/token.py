@@ -16,7 +16,7 @@ from oauthd.oauth.rfc6749_client_auth import ClientCredentials, read_credentials
 from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.web.asks import ask_client
 from oauthd.web.browser import form_params
-from oauthd.web.responses import NO_STORE, json_bytes, json_response
+from oauthd.web.responses import NO_STORE, json_bytes, json_errors, json_response
 from oauthd.web.state import AppState
 
 __all__ = ["GRANTS", "register"]
@@ -25,6 +25,20 @@ PATH = "/token"
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 # OAuth 2.1 §2.4.1, §3.2: credentials and grant parameters never travel in the URI.
 NOT_IN_QUERY = ("client_secret", "code", "code_verifier", "refresh_token", "client_assertion")
+# OAuth 2.1 §3.2: a defined parameter is sent at most once; unknown ones are ignored, and
+# resource may repeat (RFC 8707 §2).
+SINGLE_VALUED = (
+    "grant_type",
+    "client_id",
+    "client_secret",
+    "client_assertion",
+    "client_assertion_type",
+    "code",
+    "code_verifier",
+    "redirect_uri",
+    "refresh_token",
+    "scope",
+)
 
 
 def authorization_code(params: Params, credentials: ClientCredentials) -> RedeemCode:
@@ -54,9 +68,9 @@ GRANTS: dict[str, Callable[[Params, ClientCredentials], Any]] = {
 
 def register(app: Quart, state: AppState) -> Contribution:
     async def token() -> Response:
+        params = await form_params()
         if any(name in request.args for name in NOT_IN_QUERY):
             raise InvalidRequest("credentials must not be sent in the URI")
-        params = await form_params()
         grant_type = params.get("grant_type")
         if grant_type is None:
             raise InvalidRequest("grant_type is required")
@@ -64,8 +78,7 @@ def register(app: Quart, state: AppState) -> Contribution:
         if make is None:
             raise UnsupportedGrantType("unsupported grant_type")
         credentials = read_credentials(request.headers.get("Authorization"), params)
-        # Every parameter is single-valued except resource (RFC 8707 §2).
-        repeated = params.repeated(name for name, _ in params.pairs if name != "resource")
+        repeated = params.repeated(SINGLE_VALUED)
         if repeated is not None:
             raise InvalidRequest(f"parameter {repeated} is repeated")
         reply: TokenResponse = await ask_client(
@@ -73,7 +86,7 @@ def register(app: Quart, state: AppState) -> Contribution:
         )
         return json_response(json_bytes(reply.to_json()), 200, NO_STORE)
 
-    app.add_url_rule(state.path(PATH), "token", token, methods=["POST"])
+    app.add_url_rule(state.path(PATH), "token", json_errors(token), methods=["POST"])
     return Contribution(
         members={
             "token_endpoint": state.url(PATH),

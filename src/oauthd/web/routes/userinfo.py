@@ -3,6 +3,8 @@ protected-resource metadata that its challenges point to (RFC 9728)."""
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 from quart import Quart, Response, request
 
 from oauthd.actors.grants import CheckAccessToken
@@ -27,6 +29,7 @@ __all__ = ["register"]
 
 PATH = "/userinfo"
 PRM_PATH = "/.well-known/oauth-protected-resource"
+FORM = "application/x-www-form-urlencoded"
 EXPOSE = {"Access-Control-Expose-Headers": "WWW-Authenticate"}
 
 
@@ -66,12 +69,23 @@ def register(app: Quart, state: AppState) -> Contribution:
             raise InvalidToken("the access token is no longer active")
         return at
 
+    async def body_token() -> str | None:
+        """The form body's access_token, read from the raw bytes: the form parser drops a
+        whole body that is not UTF-8, which must not hide a second token (RFC 6750 §2)."""
+        if request.method != "POST" or request.mimetype != FORM:
+            return None
+        # latin-1 maps every byte to one character, so nothing in the body can fail to decode.
+        raw = (await request.get_data(cache=True, as_text=False, parse_form_data=False)).decode(
+            "latin-1"
+        )
+        pairs = parse_qsl(raw, keep_blank_values=True, encoding="latin-1")
+        return next((value for name, value in pairs if name == "access_token"), None)
+
     async def userinfo() -> Response:
-        form = await request.form if request.method == "POST" else {}
         try:
             token = read_bearer(
                 request.headers.get("Authorization"),
-                form.get("access_token") if form else None,
+                await body_token(),
                 request.args.get("access_token"),
             )
         except OAuthError as exc:

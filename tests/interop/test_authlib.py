@@ -1,0 +1,142 @@
+"""An independent OAuth client against a real `oauthd serve`: Authlib's httpx OAuth2Client with
+PKCE S256 and a resource indicator, a person driving the login and consent pages, and PyJWT
+verifying the access token against the published JWKS."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urljoin
+
+import httpx
+import jwt
+import pytest
+from authlib.common.security import generate_token
+from authlib.deprecate import AuthlibDeprecationWarning
+
+from tests.flow import ALICE, RESOURCE, form_field, query_of
+from tests.interop.test_cli import Config, free_port, serving
+
+with warnings.catch_warnings():
+    # Authlib prefers the `httpx2` distribution and warns when it falls back to httpx.
+    warnings.simplefilter("ignore", AuthlibDeprecationWarning)
+    from authlib.integrations.httpx_client import OAuth2Client
+
+REDIRECT_URI = "http://127.0.0.1:61023/callback"
+
+
+@pytest.fixture
+def oauthd(tmp_path: Path) -> Iterator[Config]:
+    """`oauthd serve` in dev mode with one MCP resource, on a free loopback port."""
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    path = tmp_path / "oauthd.toml"
+    path.write_text(
+        f'issuer = "{issuer}"\n'
+        f'data_dir = "{tmp_path / "data"}"\n'
+        "dev_mode = true\n"
+        f'listen = "127.0.0.1:{port}"\n'
+        f'[[resources]]\nuri = "{RESOURCE}"\nscopes = ["mcp:tools"]\n'
+        '[log]\nlevel = "warning"\n',
+        encoding="utf-8",
+    )
+    config = Config(path, issuer, issuer)
+    with serving(config, tmp_path / "stderr.log"):
+        yield config
+
+
+def sign_in_and_consent(browser: httpx.Client, authorization_url: str) -> str:
+    """A person in a browser: follow redirects, submit login and consent; the final redirect
+    to the client."""
+    response = browser.get(authorization_url)
+    for _ in range(6):
+        assert response.status_code in (302, 303), response.text
+        location = urljoin(str(response.url), response.headers["location"])
+        if location.startswith(REDIRECT_URI):
+            return location
+        page = browser.get(location)
+        assert page.status_code == 200, page.text
+        form = {"request": form_field(page.text, "request"), "csrf": form_field(page.text, "csrf")}
+        if "/login" in location:
+            form |= {"email": ALICE[0], "password": ALICE[1]}
+            response = browser.post("/login", data=form)
+        else:
+            response = browser.post("/consent", data={**form, "decision": "allow"})
+    raise AssertionError("the flow did not reach the client")
+
+
+def test_authlib_code_flow_with_pkce_refresh_and_jwks_verification(oauthd: Config) -> None:
+    """Authlib registers nothing of its own: DCR over HTTP, then the code flow with S256 PKCE,
+    a refresh with rotation, and RFC 9068 access tokens verified with PyJWKClient."""
+    metadata = httpx.get(oauthd.url + "/.well-known/oauth-authorization-server", timeout=5).json()
+    assert "S256" in metadata["code_challenge_methods_supported"]
+    registered = httpx.post(
+        metadata["registration_endpoint"],
+        json={
+            "redirect_uris": ["http://127.0.0.1/callback"],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "client_name": "authlib interop",
+        },
+        timeout=5,
+    )
+    assert registered.status_code == 201, registered.text
+    client_id = registered.json()["client_id"]
+
+    with (
+        OAuth2Client(
+            client_id=client_id,
+            token_endpoint_auth_method="none",
+            scope="openid email mcp:tools",
+            redirect_uri=REDIRECT_URI,
+            code_challenge_method="S256",
+            timeout=5,
+        ) as client,
+        httpx.Client(base_url=oauthd.url, timeout=5) as browser,
+    ):
+        verifier = generate_token(64)
+        url, state = client.create_authorization_url(
+            metadata["authorization_endpoint"], code_verifier=verifier, resource=RESOURCE
+        )
+        callback = sign_in_and_consent(browser, url)
+        params = query_of(callback)
+        assert params["state"] == state
+        assert params["iss"] == metadata["issuer"]
+
+        token = client.fetch_token(
+            metadata["token_endpoint"],
+            authorization_response=callback,
+            code_verifier=verifier,
+            resource=RESOURCE,
+        )
+        assert token["token_type"] == "Bearer"
+        assert token["scope"] == "openid email mcp:tools"
+        assert "id_token" in token
+
+        jwks = jwt.PyJWKClient(metadata["jwks_uri"].replace(oauthd.issuer, oauthd.url))
+        claims = verify(jwks, token["access_token"], metadata["issuer"])
+        assert claims["client_id"] == client_id
+        assert claims["scope"] == "openid email mcp:tools"
+
+        refreshed = client.refresh_token(
+            metadata["token_endpoint"], refresh_token=token["refresh_token"]
+        )
+        assert refreshed["refresh_token"] != token["refresh_token"]
+        again = verify(jwks, refreshed["access_token"], metadata["issuer"])
+        assert again["sub"] == claims["sub"]
+        assert again["jti"] != claims["jti"]
+
+
+def verify(jwks: jwt.PyJWKClient, access_token: str, issuer: str) -> dict[str, object]:
+    assert jwt.get_unverified_header(access_token)["typ"] == "at+jwt"
+    key = jwks.get_signing_key_from_jwt(access_token)
+    claims: dict[str, object] = jwt.decode(
+        access_token,
+        key,
+        algorithms=["ES256", "RS256", "EdDSA"],
+        audience=RESOURCE,
+        issuer=issuer,
+        options={"require": ["exp", "iat", "iss", "sub", "aud", "jti"]},
+    )
+    return claims

@@ -1,0 +1,292 @@
+"""The userinfo endpoint (OIDC Core §5.3) as a bearer-protected resource (RFC 6750, RFC 9728
+§5.1): methods, challenges, audience, scope and the claims each scope releases."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import AsyncIterator, Callable
+from urllib.parse import urlsplit
+
+import httpx
+import jwt
+import pytest
+
+from oauthd.settings import Settings
+from tests.conftest import ISSUER, ManualClock, Server, running_server
+from tests.flow import RESOURCE, Authorization, authorize_code, redeem, register, tokens_for
+
+PRM_URL = ISSUER + "/.well-known/oauth-protected-resource"
+AT_TTL_S = 3600  # TokenSettings.access_token_ttl_s default
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def server(
+    make_settings: Callable[..., Settings], clock: ManualClock
+) -> AsyncIterator[Server]:
+    async with running_server(make_settings(), clock) as s:
+        yield s
+
+
+async def access_token(
+    server: Server, scope: str = "openid email", resource: str | None = None
+) -> str:
+    """An access token for alice; without `resource` it is for the issuer's own resources."""
+    client = await register(server.http)
+    tokens = await tokens_for(
+        server.http, Authorization(client["client_id"], scope=scope, resource=resource)
+    )
+    token: str = tokens["access_token"]
+    return token
+
+
+async def get(http: httpx.AsyncClient, token: str) -> httpx.Response:
+    return await http.get("/userinfo", headers={"Authorization": f"Bearer {token}"})
+
+
+def challenge(response: httpx.Response) -> dict[str, str]:
+    """The attributes of a `WWW-Authenticate: Bearer ...` challenge."""
+    header = response.headers["www-authenticate"]
+    scheme, _, rest = header.partition(" ")
+    assert scheme == "Bearer", header
+    return dict(re.findall(r'([a-z_]+)="([^"]*)"', rest))
+
+
+def assert_invalid_token(response: httpx.Response) -> None:
+    assert response.status_code == 401, response.text
+    attributes = challenge(response)
+    assert attributes["error"] == "invalid_token"
+    assert attributes["resource_metadata"] == PRM_URL
+    assert response.json()["error"] == "invalid_token"
+
+
+# --- USERINFO-1/2 --------------------------------------------------------------------------
+
+
+async def test_s5_3_1_get_and_post_answer_with_sub(server: Server) -> None:
+    """USERINFO-1: GET and POST with a Bearer header both answer 200 JSON with sub, no-store."""
+    token = await access_token(server)
+    headers = {"Authorization": f"Bearer {token}"}
+    for response in (
+        await server.http.get("/userinfo", headers=headers),
+        await server.http.post("/userinfo", headers=headers),
+    ):
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("application/json")
+        assert response.headers["cache-control"] == "no-store"
+        assert response.json()["sub"]
+
+
+async def test_s5_3_2_sub_equals_id_token_sub_across_clients(server: Server) -> None:
+    """USERINFO-2: sub equals the ID token sub, and is the same via another client (public)."""
+    subs = set()
+    for _ in range(2):
+        client = await register(server.http)
+        tokens = await tokens_for(server.http, Authorization(client["client_id"], resource=None))
+        id_token = jwt.decode(tokens["id_token"], options={"verify_signature": False})
+        info = (await get(server.http, tokens["access_token"])).json()
+        assert info["sub"] == id_token["sub"]
+        subs.add(info["sub"])
+    assert len(subs) == 1
+
+
+# --- USERINFO-3 / DISC-20: challenges ------------------------------------------------------
+
+
+async def test_rfc9728_s5_1_no_token_is_401_with_resource_metadata_and_no_error(
+    server: Server,
+) -> None:
+    """DISC-20/USERINFO-3: no credentials: 401 Bearer with realm and resource_metadata, no error."""
+    for response in (await server.http.get("/userinfo"), await server.http.post("/userinfo")):
+        assert response.status_code == 401
+        attributes = challenge(response)
+        assert attributes["resource_metadata"] == PRM_URL
+        assert "realm" in attributes
+        assert "error" not in attributes
+        assert response.headers["cache-control"] == "no-store"
+
+
+async def test_rfc9728_s3_resource_metadata_url_resolves(server: Server) -> None:
+    """DISC-20/DISC-18: the challenge's resource_metadata URL answers with resource == issuer."""
+    url = challenge(await server.http.get("/userinfo"))["resource_metadata"]
+    response = await server.http.get(urlsplit(url).path)
+    assert response.status_code == 200
+    document = response.json()
+    assert document["resource"] == ISSUER
+    assert document["authorization_servers"] == [ISSUER]
+    assert document["bearer_methods_supported"] == ["header"]
+    assert "offline_access" not in document.get("scopes_supported", [])
+
+
+def forged(token: str) -> str:
+    """The same token with alg none and no signature."""
+    _, payload, _ = token.split(".")
+    header = base64.urlsafe_b64encode(json.dumps({"alg": "none", "typ": "at+jwt"}).encode())
+    return header.rstrip(b"=").decode() + "." + payload + "."
+
+
+def resigned_payload(token: str) -> str:
+    """The token with an edited payload (sub changed) and its old signature."""
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["sub"] = "someone-else"
+    edited = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"{header}.{edited}.{signature}"
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        pytest.param(lambda t: "garbage", id="garbage"),
+        pytest.param(lambda t: t[:-2], id="truncated-signature"),
+        pytest.param(lambda t: forged(t), id="alg-none"),
+        pytest.param(lambda t: resigned_payload(t), id="edited-payload"),
+        pytest.param(lambda t: "a.b.c", id="three-dots"),
+        pytest.param(lambda t: "%%%.@@@.!!!", id="bad-base64"),
+        pytest.param(lambda t: "W10.W10.W10", id="json-arrays"),
+    ],
+)
+async def test_rfc6750_s3_1_garbage_token_is_invalid_token(
+    server: Server, mangle: Callable[[str], str]
+) -> None:
+    """USERINFO-3: a garbage or tampered token is 401 error="invalid_token", never 500."""
+    token = await access_token(server)
+    assert_invalid_token(await get(server.http, mangle(token)))
+
+
+async def test_rfc6750_s3_1_expired_token_is_invalid_token(
+    server: Server, clock: ManualClock
+) -> None:
+    """USERINFO-3: an expired access token is 401 invalid_token."""
+    token = await access_token(server)
+    clock.advance(AT_TTL_S - 5)
+    assert (await get(server.http, token)).status_code == 200
+    clock.advance(10)
+    assert_invalid_token(await get(server.http, token))
+
+
+async def test_rfc6750_s3_1_revoked_token_is_invalid_token(server: Server) -> None:
+    """USERINFO-3: an access token revoked by a code replay (CODE-2) is 401 invalid_token."""
+    client = await register(server.http)
+    auth = Authorization(client["client_id"], resource=None)
+    code = (await authorize_code(server.http, auth))["code"]
+    tokens = (await redeem(server.http, auth, code)).json()
+    assert (await get(server.http, tokens["access_token"])).status_code == 200
+    assert (await redeem(server.http, auth, code)).status_code == 400
+    assert_invalid_token(await get(server.http, tokens["access_token"]))
+
+
+async def test_rfc6750_s3_basic_credentials_get_a_bearer_challenge(server: Server) -> None:
+    """USERINFO-3: Authorization: Basic is answered 401 with a Bearer challenge."""
+    response = await server.http.get("/userinfo", auth=("alice@example.com", "password"))
+    assert response.status_code == 401
+    assert challenge(response)["resource_metadata"] == PRM_URL
+
+
+# --- USERINFO-4 ----------------------------------------------------------------------------
+
+
+async def test_rfc6750_s3_1_token_without_openid_is_insufficient_scope(server: Server) -> None:
+    """USERINFO-4: a valid AT without openid is 403 error="insufficient_scope", scope="openid"."""
+    token = await access_token(server, scope="email")
+    response = await get(server.http, token)
+    assert response.status_code == 403
+    attributes = challenge(response)
+    assert attributes["error"] == "insufficient_scope"
+    assert attributes["scope"] == "openid"
+    assert attributes["resource_metadata"] == PRM_URL
+
+
+# --- USERINFO-5 ----------------------------------------------------------------------------
+
+
+async def test_oauth21_s5_1_token_in_query_is_not_accepted(server: Server) -> None:
+    """USERINFO-5: GET /userinfo?access_token=... is 401 (tokens never travel in the URI)."""
+    token = await access_token(server)
+    response = await server.http.get("/userinfo", params={"access_token": token})
+    assert response.status_code == 401
+    assert "sub" not in response.json()
+
+
+async def test_rfc6750_s2_token_in_header_and_body_is_invalid_request(server: Server) -> None:
+    """USERINFO-5: a token in both the header and the form body is 400 invalid_request."""
+    token = await access_token(server)
+    response = await server.http.post(
+        "/userinfo",
+        headers={"Authorization": f"Bearer {token}"},
+        data={"access_token": token},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+    assert challenge(response)["error"] == "invalid_request"
+
+
+async def test_rfc6750_s2_second_token_in_a_body_that_is_not_utf8_is_still_seen(
+    server: Server,
+) -> None:
+    """USERINFO-5: a body the form parser would drop (invalid UTF-8) cannot hide a second token."""
+    token = await access_token(server)
+    response = await server.http.post(
+        "/userinfo",
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+        content=b"access_token=%ff%fe&x=\xff",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+
+
+async def test_rfc6750_s2_token_in_header_and_query_is_invalid_request(server: Server) -> None:
+    """USERINFO-5: a token in both the header and the query is 400 invalid_request."""
+    token = await access_token(server)
+    response = await server.http.get(
+        "/userinfo",
+        headers={"Authorization": f"Bearer {token}"},
+        params={"access_token": token},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+
+
+# --- USERINFO-6 ----------------------------------------------------------------------------
+
+
+async def test_rfc9700_s2_3_token_for_another_audience_is_invalid_token(server: Server) -> None:
+    """USERINFO-6: an AT whose aud is an MCP server, not the issuer, is 401 invalid_token."""
+    token = await access_token(server, resource=RESOURCE)
+    assert jwt.decode(token, options={"verify_signature": False})["aud"] == RESOURCE
+    assert_invalid_token(await get(server.http, token))
+
+
+# --- USERINFO-7 ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scope", "present", "absent"),
+    [
+        ("openid", set(), {"email", "email_verified", "name"}),
+        ("openid email", {"email", "email_verified"}, {"name"}),
+        ("openid profile", {"name"}, {"email", "email_verified"}),
+        ("openid profile email", {"name", "email", "email_verified"}, set()),
+    ],
+)
+async def test_oidc_s5_4_claims_follow_scopes(
+    server: Server, scope: str, present: set[str], absent: set[str]
+) -> None:
+    """USERINFO-7: profile releases name, email releases email and email_verified; no more."""
+    info = (await get(server.http, await access_token(server, scope=scope))).json()
+    assert present <= info.keys()
+    assert not absent & info.keys()
+    if "email" in present:
+        assert info["email"] == "alice@example.com"
+        assert isinstance(info["email_verified"], bool)
+    if "name" in present:
+        assert info["name"] == "Alice"
