@@ -136,3 +136,14 @@ async def test_rfc6585_s5_oversized_headers_answer_431(server: Server) -> None:
     headers = {f"x-filler-{i}": "b" * 1000 for i in range(20)}
     response = await server.http.get("/.well-known/jwks.json", headers=headers)
     assert response.status_code == 431
+
+
+async def test_s9_6_a_refusal_before_the_body_is_read_closes_the_connection(
+    server: Server,
+) -> None:
+    """ERR-4: a POST refused before its body is read (405) says Connection: close, so the
+    unread body never stalls the next request on a kept-alive connection."""
+    response = await server.http.post("/healthz", content=b"a=1" * 100)
+    assert response.status_code == 405
+    assert response.headers["connection"] == "close"
+    assert (await server.http.get("/healthz")).status_code == 200
