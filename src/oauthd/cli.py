@@ -187,7 +187,8 @@ async def add_client(runtime: Runtime, settings: Settings, args: argparse.Namesp
         "scope": args.scope,
     }
     try:
-        meta = parse_metadata(body, lambda scope: all(s in known_scopes(settings) for s in scope))
+        scopes = known_scopes(settings)
+        meta = parse_metadata(body, lambda scope: all(s in scopes for s in scope))
     except OAuthError as exc:
         raise ConfigError("command line", "clients add", exc.description) from None
     new = enrol(meta, int(time.time()), source="cli", first_party=args.first_party)

@@ -252,10 +252,10 @@ async def test_s4_1_3_redirect_uri_mismatch_is_invalid_grant(
     assert (await redeem(server.http, auth, code)).status_code == 200
 
 
-async def test_s4_1_3_redirect_uri_omitted_when_it_was_given_is_invalid_grant(
+async def test_s10_2_redirect_uri_may_be_omitted_at_token_even_when_it_was_given(
     server: Server,
 ) -> None:
-    """CODE-6 (RFC 6749 §4.1.3): redirect_uri is required when /authorize carried it."""
+    """CODE-6 (OAuth 2.1 §10.2): the token request may omit redirect_uri; PKCE binds the code."""
     auth, code = await code_for(server)
     response = await post_token(
         server.http,
@@ -265,8 +265,8 @@ async def test_s4_1_3_redirect_uri_omitted_when_it_was_given_is_invalid_grant(
         client_id=auth.client_id,
         resource=RESOURCE,
     )
-    assert_error(response, "invalid_grant")
-    assert (await redeem(server.http, auth, code)).status_code == 200
+    assert response.status_code == 200, response.text
+    assert (await redeem(server.http, auth, code)).json()["error"] == "invalid_grant"
 
 
 class WithoutRedirectUri(Authorization):

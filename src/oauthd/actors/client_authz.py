@@ -111,7 +111,6 @@ class AuthorizationHandlers:
             "user_id": user_id,
             "auth_time": auth_time,
             "redirect_uri": request.redirect_uri,
-            "redirect_uri_given": request.redirect_uri_given,
             "code_challenge": request.code_challenge,
             "scope": list(request.scope),
             "resources": list(request.resources),

@@ -123,10 +123,9 @@ class TokenHandlers:
 
     @staticmethod
     def _check_redirect_uri(grant: dict[str, Any], given: str | None) -> None:
-        # RFC 6749 §4.1.3 / OAuth 2.1 §4.1.3: if the authorization request named it, the
-        # token request must repeat it; a different value is never accepted.
-        if grant["redirect_uri_given"] and given is None:
-            raise InvalidGrant("redirect_uri is required")
+        # OAuth 2.1 §10.2: PKCE binds the code to its client, so the token request may omit
+        # redirect_uri (OAuth 2.0 clients still send it); a value that differs from the one
+        # used at /authorize is never accepted (RFC 6749 §4.1.3).
         if given is not None and given != grant["redirect_uri"]:
             raise InvalidGrant("redirect_uri does not match the authorization request")
 

@@ -73,7 +73,6 @@ class ClientView:
 class AuthorizationRequest:
     client_id: str
     redirect_uri: str
-    redirect_uri_given: bool  # then the token request must repeat it (RFC 6749 §4.1.3)
     state: str | None
     scope: tuple[str, ...]
     resources: tuple[str, ...]
@@ -98,19 +97,19 @@ def read_client_id(params: Params) -> str:
     return client_id
 
 
-def choose_redirect_uri(params: Params, registered: tuple[str, ...]) -> tuple[str, bool]:
-    """The redirect URI to answer to, and whether the request named it.
+def choose_redirect_uri(params: Params, registered: tuple[str, ...]) -> str:
+    """The redirect URI to answer to.
 
     OAuth 2.1 §2.3.2: with one registered URI the parameter may be omitted; with several it
     is required. §4.1.2.1: a mismatch is shown to the user, never redirected."""
     requested = params.get("redirect_uri")
     if requested is None:
         if len(registered) == 1:
-            return registered[0], False
+            return registered[0]
         raise InvalidRequest("redirect_uri is required")
     if not matches_registered(requested, registered):
         raise InvalidRequest("redirect_uri is not registered for this client")
-    return requested, True
+    return requested
 
 
 # --- stage 3: redirected errors -------------------------------------------------------------
@@ -199,7 +198,7 @@ CHECKS: tuple[Check, ...] = (
 def check_request(
     params: Params,
     client: ClientView,
-    redirect: tuple[str, bool],
+    redirect_uri: str,
     server_scopes: frozenset[str],
     resources: tuple[str, ...],
     default_scope: tuple[str, ...],
@@ -211,8 +210,7 @@ def check_request(
     scope = parse_scope(params.get("scope")) or default_scope
     return AuthorizationRequest(
         client_id=client.client_id,
-        redirect_uri=redirect[0],
-        redirect_uri_given=redirect[1],
+        redirect_uri=redirect_uri,
         state=params.get("state"),
         scope=scope,
         resources=resolve_resources(params.get_all("resource"), resources),
@@ -228,7 +226,6 @@ def request_to_json(request: AuthorizationRequest) -> dict[str, object]:
     return {
         "client_id": request.client_id,
         "redirect_uri": request.redirect_uri,
-        "redirect_uri_given": request.redirect_uri_given,
         "state": request.state,
         "scope": list(request.scope),
         "resources": list(request.resources),
@@ -254,7 +251,6 @@ def request_from_json(data: dict[str, object]) -> AuthorizationRequest:
     return AuthorizationRequest(
         client_id=text("client_id") or "",
         redirect_uri=text("redirect_uri") or "",
-        redirect_uri_given=bool(data.get("redirect_uri_given")),
         state=text("state"),
         scope=strings("scope"),
         resources=strings("resources"),

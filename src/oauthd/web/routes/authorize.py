@@ -24,7 +24,7 @@ from oauthd.oauth.rfc6749_authorize import (
 )
 from oauthd.oauth.rfc7636_pkce import METHODS
 from oauthd.oauth.rfc8414_metadata import Contribution
-from oauthd.oauth.scopes import OIDC_SCOPES, parse_scope
+from oauthd.oauth.scopes import known_scopes, parse_scope
 from oauthd.storage import ClientRecord, hash_secret
 from oauthd.web.asks import ask_client
 from oauthd.web.browser import Cookies, current_session, redirect_to_client, see_other
@@ -48,13 +48,6 @@ class ConsentRequired(OAuthError):
     section = "OIDC Core §3.1.2.6"
 
 
-def server_scopes(state: AppState) -> frozenset[str]:
-    scopes = set(OIDC_SCOPES)
-    for resource in state.settings.resources:
-        scopes.update(resource.scopes)
-    return frozenset(scopes)
-
-
 def client_view(client: ClientRecord) -> ClientView:
     return ClientView(
         client.client_id, client.redirect_uris, client.grant_types, parse_scope(client.scope)
@@ -62,7 +55,7 @@ def client_view(client: ClientRecord) -> ClientView:
 
 
 def register(app: Quart, state: AppState) -> Contribution:
-    scopes = server_scopes(state)
+    scopes = known_scopes(state.settings)
     resources = tuple(r.uri for r in state.settings.resources)
     cookies = Cookies.of(state)
 
@@ -85,7 +78,7 @@ def register(app: Quart, state: AppState) -> Contribution:
                 # AUTHZ-17: an unauthenticated browser is not bounced to a self-registered
                 # client's redirect URI on an error; the error is shown here instead.
                 return error_page(exc, 400)
-            return redirect_to_client(state, redirect[0], {"state": echo_state}, exc)
+            return redirect_to_client(state, redirect, {"state": echo_state}, exc)
         return await decide(client, req, session)
 
     async def decide(

@@ -15,8 +15,8 @@ from oauthd.actors.client_registration import (
     UpdateRegistration,
 )
 from oauthd.actors.directory import UnindexClient
+from oauthd.actors.enrol import enrol
 from oauthd.errors import OAuthError
-from oauthd.oauth.handles import issue_client_id, issue_handle, issue_secret
 from oauthd.oauth.rfc6750_bearer import InvalidToken, bearer_challenge, read_bearer
 from oauthd.oauth.rfc7591_registration import (
     SERVER_MANAGED,
@@ -25,8 +25,8 @@ from oauthd.oauth.rfc7591_registration import (
     parse_metadata,
 )
 from oauthd.oauth.rfc8414_metadata import Contribution
-from oauthd.oauth.scopes import OIDC_SCOPES
-from oauthd.storage import ClientRecord, hash_secret, shard_key_for
+from oauthd.oauth.scopes import known_scopes
+from oauthd.storage import ClientRecord
 from oauthd.web.asks import ask_client, ask_directory
 from oauthd.web.responses import NO_STORE, json_bytes, json_errors, json_response
 from oauthd.web.state import AppState
@@ -38,12 +38,10 @@ JSON = "application/json"
 
 
 def register(app: Quart, state: AppState) -> Contribution:
-    known_scopes = set(OIDC_SCOPES)
-    for resource in state.settings.resources:
-        known_scopes.update(resource.scopes)
+    scopes = known_scopes(state.settings)
 
     def allowed(scope: tuple[str, ...]) -> bool:
-        return all(s in known_scopes for s in scope)
+        return all(s in scopes for s in scope)
 
     async def read_body() -> Any:
         # Read before refusing: see form_params on answering before the body is in.
@@ -70,16 +68,12 @@ def register(app: Quart, state: AppState) -> Contribution:
 
     async def create() -> Response:
         meta = parse_metadata(await read_body(), allowed)
-        client_id = issue_client_id()
-        token = issue_handle("rat", shard_key_for(client_id))
-        public = meta.token_endpoint_auth_method == "none"  # noqa: S105 (a method name)
-        secret = None if public else issue_secret()
-        record = record_for(client_id, meta, secret, token, int(state.clock.now()))
-        await ask_directory(state, RegisterClient(record))
-        extra: dict[str, Any] = {"registration_access_token": token}
-        if secret is not None:
-            extra["client_secret"] = secret
-        return render(record, 201, extra)
+        new = enrol(meta, int(state.clock.now()), source="dynamic")
+        await ask_directory(state, RegisterClient(new.record))
+        extra: dict[str, Any] = {"registration_access_token": new.registration_access_token}
+        if new.client_secret is not None:
+            extra["client_secret"] = new.client_secret
+        return render(new.record, 201, extra)
 
     def rat() -> str:
         token = read_bearer(request.headers.get("Authorization"), None, None)
@@ -135,23 +129,3 @@ def register(app: Quart, state: AppState) -> Contribution:
         methods=["GET", "PUT", "DELETE"],
     )
     return Contribution(members={"registration_endpoint": state.url(PATH)})
-
-
-def record_for(
-    client_id: str, meta: ClientMetadata, secret: str | None, token: str, now: int
-) -> ClientRecord:
-    return ClientRecord(
-        client_id=client_id,
-        client_name=meta.client_name,
-        redirect_uris=meta.redirect_uris,
-        grant_types=meta.grant_types,
-        response_types=meta.response_types,
-        token_endpoint_auth_method=meta.token_endpoint_auth_method,
-        scope=meta.scope,
-        first_party=False,
-        secret_hash=hash_secret(secret) if secret else "",
-        source="dynamic",
-        created_at=now,
-        metadata=json.dumps(meta.public_members()),
-        registration_token_hash=hash_secret(token),
-    )
