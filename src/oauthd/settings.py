@@ -52,6 +52,7 @@ class TokenSettings:
     access_token_ttl_s: int = 3600  # JWT access tokens (RFC 9068)
     id_token_ttl_s: int = 3600  # OIDC ID tokens
     refresh_token_ttl_s: int = 30 * DAY_S  # absolute lifetime of a refresh-token family
+    refresh_token_idle_s: int = 14 * DAY_S  # a refresh token unused this long expires
     code_ttl_s: int = 60  # authorization codes; OAuth 2.1 §4.1.2 recommends at most 600
     device_code_ttl_s: int = 600  # RFC 8628 device codes
     # A rotated refresh token replayed this soon returns the same pair (a client retrying after
@@ -428,6 +429,12 @@ def check_key_schedule(s: Settings) -> None:
         )
     if s.keys.algorithm == "RS256" and s.keys.rsa_bits < 2048:
         raise ConfigError(s.source, "keys.rsa_bits", "must be at least 2048 (RFC 7518 §3.3)")
+    if s.tokens.refresh_token_idle_s > s.tokens.refresh_token_ttl_s:
+        raise ConfigError(
+            s.source,
+            "tokens.refresh_token_idle_s",
+            "must not exceed tokens.refresh_token_ttl_s",
+        )
     if s.tokens.code_ttl_s > 600:
         raise ConfigError(s.source, "tokens.code_ttl_s", "must be at most 600 (OAuth 2.1 §4.1.2)")
 

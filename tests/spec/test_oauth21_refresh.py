@@ -18,6 +18,7 @@ OTHER_RESOURCE = "https://other.example.com/mcp"
 UNGRANTED_RESOURCE = "https://third.example.com/mcp"
 GRACE_S = 5
 FAMILY_TTL_S = 600
+IDLE_S = 300
 
 
 @pytest.fixture
@@ -35,7 +36,9 @@ async def server(
             ResourceSettings(OTHER_RESOURCE, ("mcp:tools",)),
             ResourceSettings(UNGRANTED_RESOURCE, ("mcp:tools",)),
         ),
-        tokens=TokenSettings(refresh_grace_s=GRACE_S, refresh_token_ttl_s=FAMILY_TTL_S),
+        tokens=TokenSettings(
+            refresh_grace_s=GRACE_S, refresh_token_ttl_s=FAMILY_TTL_S, refresh_token_idle_s=IDLE_S
+        ),
     )
     async with running_server(settings, clock) as s:
         yield s
@@ -353,11 +356,25 @@ async def test_s4_3_3_family_expires_at_its_absolute_lifetime(
 ) -> None:
     """REFRESH-9: rotation does not extend the family past refresh_token_ttl_s."""
     auth, tokens = await public_tokens(server)
-    clock.advance(FAMILY_TTL_S - 10)
-    rotated = await refresh(server.http, auth.client_id, tokens["refresh_token"])
+    clock.advance(IDLE_S - 10)
+    first = await refresh(server.http, auth.client_id, tokens["refresh_token"])
+    assert first.status_code == 200, first.text
+    clock.advance(FAMILY_TTL_S - IDLE_S)  # used again before it idles out, near the family end
+    rotated = await refresh(server.http, auth.client_id, first.json()["refresh_token"])
     assert rotated.status_code == 200, rotated.text
     clock.advance(11)
     assert_error(
         await refresh(server.http, auth.client_id, rotated.json()["refresh_token"]),
         "invalid_grant",
+    )
+
+
+async def test_s4_3_3_an_unused_refresh_token_expires_after_its_idle_lifetime(
+    server: Server, clock: ManualClock
+) -> None:
+    """REFRESH-9: a refresh token not used for refresh_token_idle_s is invalid_grant."""
+    auth, tokens = await public_tokens(server)
+    clock.advance(IDLE_S + 1)
+    assert_error(
+        await refresh(server.http, auth.client_id, tokens["refresh_token"]), "invalid_grant"
     )

@@ -548,3 +548,15 @@ async def test_err_5_error_description_never_echoes_input(server: Server) -> Non
         response = await post(server, {**MCP_BODY, **members})
         assert response.status_code == 400, members
         assert ERROR_CHARS.fullmatch(response.json().get("error_description", ""))
+
+
+@pytest.mark.parametrize("member", ["client_uri", "logo_uri", "tos_uri", "policy_uri"])
+async def test_s3_2_2_an_unparsable_link_is_invalid_client_metadata(
+    server: Server, member: str
+) -> None:
+    """REG-14: a URL Python cannot even split (an unclosed IPv6 bracket) is a 400, never a 500."""
+    response = await server.http.post(
+        "/register", json={"redirect_uris": [LOOPBACK], member: "https://[x"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_client_metadata"

@@ -145,6 +145,12 @@ class TokenHandlers:
             raise InvalidGrant("the refresh token is invalid")
         if family.expires_at <= now:
             raise InvalidGrant("the refresh token has expired")
+        if (
+            row.rotated_at is None
+            and now - row.issued_at > self.env.settings.tokens.refresh_token_idle_s
+        ):
+            # OAuth 2.1 §4.3.3: refresh tokens expire when unused (REFRESH-9).
+            raise InvalidGrant("the refresh token has expired")
         if row.rotated_at is not None:
             return self._replay(token, row.rotated_at, row.replay, family.family_id, now)
         granted = tuple(family.scope.split())

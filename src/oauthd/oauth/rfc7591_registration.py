@@ -109,7 +109,10 @@ def _https_uri(body: Mapping[str, Any], name: str) -> str:
     """RFC 9700 §4.15 / RFC 7591 §5: links shown to users are https only."""
     value = _text(body, name, MAX_URI)
     if value:
-        parts = urlsplit(value)
+        try:
+            parts = urlsplit(value)
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            raise InvalidClientMetadata(f"{name} must be an https URL") from None
         if parts.scheme != "https" or not parts.netloc:
             raise InvalidClientMetadata(f"{name} must be an https URL")
     return value
