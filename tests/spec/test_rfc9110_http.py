@@ -147,3 +147,10 @@ async def test_s9_6_a_refusal_before_the_body_is_read_closes_the_connection(
     assert response.status_code == 405
     assert response.headers["connection"] == "close"
     assert (await server.http.get("/healthz")).status_code == 200
+
+
+async def test_err1_the_json_api_answers_json_errors_even_to_browsers(server: Server) -> None:
+    """ERR-1: /token answers a wrong method as JSON even when Accept prefers HTML."""
+    response = await server.http.get("/token", headers={"Accept": "text/html"})
+    assert response.status_code == 405
+    assert response.headers["content-type"] == "application/json"

@@ -8,9 +8,8 @@ from quart_trio import QuartTrio
 from oauthd.errors import RequestTooLarge
 from oauthd.web.access_log import AccessLog, ASGIApp
 from oauthd.web.errors import install_error_handlers
-from oauthd.web.html import PAGES
 from oauthd.web.limits import RequestLimits
-from oauthd.web.responses import API_CORS, CORS
+from oauthd.web.responses import API_CORS, API_PATHS, CORS
 from oauthd.web.routes import (
     authorize,
     consent,
@@ -28,16 +27,14 @@ from oauthd.web.state import AppState
 __all__ = ["AppState", "create_app"]
 
 ENDPOINTS = (jwks, health, authorize, login, consent, logout, token, userinfo, register)
-# Endpoints browser-based clients call (RFC 9700 §2.6, CORS-2); never the HTML pages, and
-# never with credentials (CORS-3, CORS-4).
-API_PATHS = ("/token", "/register", "/userinfo")
 
 
 def create_app(state: AppState) -> AccessLog:
     app = QuartTrio("oauthd")
     app.config["MAX_CONTENT_LENGTH"] = state.settings.limits.max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
-    install_error_handlers(app, PAGES)
+    api = tuple(state.path(p) for p in API_PATHS)
+    install_error_handlers(app, api)
     contributions = [endpoint.register(app, state) for endpoint in ENDPOINTS]
     discovery.register(app, state, contributions)
 
@@ -48,8 +45,6 @@ def create_app(state: AppState) -> AccessLog:
         length = request.content_length
         if length is not None and length > state.settings.limits.max_body_bytes:
             raise RequestTooLarge("request body too large")
-
-    api = tuple(state.path(p) for p in API_PATHS)
 
     @app.after_request
     async def cors(response: Response) -> Response:

@@ -18,7 +18,7 @@ from oauthd.errors import (
     RequestTooLarge,
     ServerError,
 )
-from oauthd.web.pages import Pages
+from oauthd.web.html import error_page
 from oauthd.web.responses import error_response
 
 __all__ = ["install_error_handlers"]
@@ -39,20 +39,17 @@ def from_http(exc: HTTPException) -> OAuthError:
     return ServerError("internal error")
 
 
-def wants_html() -> bool:
+def wants_html(api: tuple[str, ...]) -> bool:
+    """A browser asking for a page gets the error as a page; the JSON API never does."""
+    if request.path.startswith(api):
+        return False
     accept = request.accept_mimetypes
     return accept.quality("text/html") > accept.quality("application/json")
 
 
-def install_error_handlers(app: Quart, pages: Pages) -> None:
+def install_error_handlers(app: Quart, api: tuple[str, ...]) -> None:
     def respond(error: OAuthError) -> Response:
-        if wants_html():
-            response = pages.render(
-                "error.html", error.status, code=error.code, description=error.description
-            )
-            response.headers.update(error.headers())
-            return response
-        return error_response(error)
+        return error_page(error) if wants_html(api) else error_response(error)
 
     @app.errorhandler(OAuthError)
     async def oauth_error(error: OAuthError) -> Response:

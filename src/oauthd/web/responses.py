@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, ParamSpec
 
 from quart import Response
@@ -14,11 +13,11 @@ from oauthd.errors import OAuthError
 
 __all__ = [
     "API_CORS",
+    "API_PATHS",
     "CORS",
     "NO_STORE",
     "error_response",
     "json_bytes",
-    "json_errors",
     "json_response",
 ]
 
@@ -42,6 +41,9 @@ API_CORS = {
     "Access-Control-Max-Age": "86400",
 }
 JSON = "application/json"
+# The JSON API: CORS for browser-based clients (RFC 9700 §2.6, CORS-2), and errors always as
+# JSON whatever Accept prefers (ERR-1). Everything else that a browser sees is HTML.
+API_PATHS = ("/token", "/register", "/userinfo")
 
 
 def json_bytes(document: Any) -> bytes:
@@ -60,19 +62,3 @@ def error_response(exc: OAuthError) -> Response:
     if exc.description:
         body["error_description"] = exc.description
     return json_response(json_bytes(body), exc.status, {**NO_STORE, **exc.headers()})
-
-
-def json_errors(view: Callable[P, Awaitable[Response]]) -> Callable[P, Awaitable[Response]]:
-    """A JSON API answers its OAuth errors as JSON, whatever Accept prefers (ERR-1): the
-    HTML error page is for the browser endpoints only."""
-
-    @functools.wraps(view)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
-        try:
-            return await view(*args, **kwargs)
-        except OAuthError as exc:
-            if exc.detail:
-                log.info("%s: %s", exc.code, exc.detail)
-            return error_response(exc)
-
-    return wrapper

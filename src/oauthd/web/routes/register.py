@@ -28,7 +28,7 @@ from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.oauth.scopes import known_scopes
 from oauthd.storage import ClientRecord
 from oauthd.web.asks import ask_client, ask_directory
-from oauthd.web.responses import NO_STORE, json_bytes, json_errors, json_response
+from oauthd.web.responses import NO_STORE, json_bytes, json_response
 from oauthd.web.state import AppState
 
 __all__ = ["register"]
@@ -121,11 +121,11 @@ def register(app: Quart, state: AppState) -> Contribution:
         body = json_bytes({"error": error.code, "error_description": error.description})
         return json_response(body, 401, {**NO_STORE, "WWW-Authenticate": challenge})
 
-    app.add_url_rule(state.path(PATH), "register", json_errors(create), methods=["POST"])
+    app.add_url_rule(state.path(PATH), "register", create, methods=["POST"])
     app.add_url_rule(
         state.path(PATH) + "/<client_id>",
         "client_configuration",
-        json_errors(configuration),
+        configuration,
         methods=["GET", "PUT", "DELETE"],
     )
     return Contribution(members={"registration_endpoint": state.url(PATH)})

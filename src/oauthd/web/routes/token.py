@@ -16,7 +16,7 @@ from oauthd.oauth.rfc6749_client_auth import ClientCredentials, read_credentials
 from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.web.asks import ask_client
 from oauthd.web.browser import form_params
-from oauthd.web.responses import NO_STORE, json_bytes, json_errors, json_response
+from oauthd.web.responses import NO_STORE, json_bytes, json_response
 from oauthd.web.state import AppState
 
 __all__ = ["GRANTS", "register"]
@@ -86,7 +86,7 @@ def register(app: Quart, state: AppState) -> Contribution:
         )
         return json_response(json_bytes(reply.to_json()), 200, NO_STORE)
 
-    app.add_url_rule(state.path(PATH), "token", json_errors(token), methods=["POST"])
+    app.add_url_rule(state.path(PATH), "token", token, methods=["POST"])
     return Contribution(
         members={
             "token_endpoint": state.url(PATH),
