@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import secrets
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,15 +125,41 @@ def save_client(store: Store, record: ClientRecord) -> None:
 
 
 def create_client_shard(tenant_dir: Path, record: ClientRecord, *, fsync: bool = False) -> str:
-    """Create (or overwrite the registration in) the client's shard; returns its shard key."""
+    """Create (or overwrite the registration in) the client's shard; returns its shard key.
+
+    A new shard is a copy of an empty template of the current schema, made once per data
+    dir: copying a small file costs a fraction of running every migration's DDL again, and
+    the copy is renamed into place, so a shard file is never seen half-made."""
     shard_key = shard_key_for(record.client_id)
-    store = Store(client_shard_path(tenant_dir, shard_key), CLIENT, create=True, fsync=fsync)
+    path = client_shard_path(tenant_dir, shard_key)
+    if not path.exists():
+        _copy_into_place(_template(tenant_dir, fsync), path, fsync)
+    store = Store(path, CLIENT, create=False, fsync=fsync)
     try:
         with store.transaction():
             save_client(store, record)
     finally:
         store.close()
     return shard_key
+
+
+def _template(tenant_dir: Path, fsync: bool) -> Path:
+    template = tenant_dir / "clients" / f".template-v{CLIENT.version}.sqlite"
+    if not template.exists():
+        scratch = template.with_name(f"{template.name}.{secrets.token_hex(8)}")
+        Store(scratch, CLIENT, create=True, fsync=fsync).close()  # closing checkpoints the WAL
+        os.replace(scratch, template)
+    return template
+
+
+def _copy_into_place(template: Path, path: Path, fsync: bool) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    shutil.copyfile(template, scratch)
+    if fsync:
+        with scratch.open("rb") as copied:
+            os.fsync(copied.fileno())
+    os.replace(scratch, path)
 
 
 def delete_client(store: Store, now: int) -> None:
