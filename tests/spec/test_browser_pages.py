@@ -492,6 +492,19 @@ async def test_s7_9_wider_scope_or_resource_asks_consent_again(server: Server) -
     assert (await next_stop(http, with_resource)).startswith("/consent?")
 
 
+async def test_s7_9_consent_is_remembered_per_redirect_uri(server: Server) -> None:
+    """HTML-5: consent given for one redirect URI is not reused for another of the same
+    client; a loopback redirect on a new port is the same destination (RFC 8252 §7.3)."""
+    http = server.http
+    client = await register(http, redirect_uris=["http://127.0.0.1/cb", "https://app.example/cb"])
+    first = Authorization(client["client_id"], redirect_uri="http://127.0.0.1:4001/cb")
+    await authorize_code(http, first)
+    other_port = Authorization(client["client_id"], redirect_uri="http://127.0.0.1:4002/cb")
+    assert (await next_stop(http, other_port)).startswith("http://127.0.0.1:4002/cb?code=")
+    elsewhere = Authorization(client["client_id"], redirect_uri="https://app.example/cb")
+    assert (await next_stop(http, elsewhere)).startswith("/consent?")
+
+
 async def test_s7_9_prompt_consent_always_asks(server: Server) -> None:
     """OIDC Core §3.1.2.1: prompt=consent shows the consent page although consent exists."""
     http = server.http

@@ -14,8 +14,10 @@ from oauthd.actors.shard import command, query
 from oauthd.actors.wiring import Env
 from oauthd.errors import Forbidden
 from oauthd.oauth.handles import issue_secret
+from oauthd.oauth.rfc8252_redirects import consent_target
 from oauthd.storage import Store, hash_secret
 from oauthd.storage.people import (
+    ConsentRow,
     UserRow,
     delete_session,
     insert_session,
@@ -100,12 +102,14 @@ class EndSession:
 
 @dataclass(frozen=True, slots=True)
 class HasConsent:
-    """Query: whether the user already allowed this client these scopes and resources."""
+    """Query: whether the user already allowed this client these scopes and resources,
+    sent to this redirect URI (HTML-5)."""
 
     user_id: str
     client_id: str
     scope: tuple[str, ...]
     resources: tuple[str, ...]
+    redirect_uri: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +120,7 @@ class GrantConsent:
     client_id: str
     scope: tuple[str, ...]
     resources: tuple[str, ...]
+    redirect_uri: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,21 +199,20 @@ class PeopleHandlers:
     @query(HasConsent)
     def has_consent(self, message: HasConsent) -> bool:
         stored = load_consent(self.store, message.user_id, message.client_id)
-        if stored is None:
-            return False
-        scope, resources = set(stored[0].split()), set(stored[1])
-        return set(message.scope) <= scope and set(message.resources) <= resources
+        return (
+            stored is not None
+            and set(message.scope) <= set(stored.scope)
+            and set(message.resources) <= set(stored.resources)
+            and consent_target(message.redirect_uri) in stored.redirects
+        )
 
     @command(GrantConsent)
     def grant_consent(self, message: GrantConsent) -> None:
         stored = load_consent(self.store, message.user_id, message.client_id)
-        scope = dict.fromkeys((stored[0].split() if stored else []) + list(message.scope))
-        resources = dict.fromkeys((list(stored[1]) if stored else []) + list(message.resources))
-        save_consent(
-            self.store,
-            message.user_id,
-            message.client_id,
-            " ".join(scope),
-            tuple(resources),
-            self._now(),
+        before = stored or ConsentRow((), (), ())
+        merged = ConsentRow(
+            tuple(dict.fromkeys(before.scope + message.scope)),
+            tuple(dict.fromkeys(before.resources + message.resources)),
+            tuple(dict.fromkeys((*before.redirects, consent_target(message.redirect_uri)))),
         )
+        save_consent(self.store, message.user_id, message.client_id, merged, self._now())

@@ -11,6 +11,7 @@ from oauthd.errors import OAuthError
 __all__ = [
     "InvalidRedirectUri",
     "check_registrable",
+    "consent_target",
     "is_loopback_redirect",
     "matches_registered",
 ]
@@ -101,3 +102,9 @@ def _without_port(uri: str) -> str | None:
     if not uri.startswith(authority):
         return None  # e.g. "HTTP://...": not the string that was registered
     return f"http://{_host(parts)}{uri[len(authority) :]}"
+
+
+def consent_target(uri: str) -> str:
+    """Where a consent sends the person, for remembering consent per redirect URI (HTML-5):
+    a loopback redirect without its port, since native apps listen on a new port each run."""
+    return _without_port(uri) or uri

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite_utils
 
-from oauthd.storage.people import migrate_people
+from oauthd.storage.people import migrate_consent_redirects, migrate_people
 from oauthd.storage.sqlite import Schema, Store
 
 __all__ = [
@@ -25,7 +25,7 @@ def _v1(db: sqlite_utils.Database) -> None:
     db.table("clients").create_index(["shard_key"], unique=True)
 
 
-DIRECTORY = Schema("directory", (_v1, migrate_people))
+DIRECTORY = Schema("directory", (_v1, migrate_people, migrate_consent_redirects))
 
 
 def index_client(store: Store, client_id: str, shard_key: str, source: str, now: int) -> None:

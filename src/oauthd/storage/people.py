@@ -11,6 +11,7 @@ from oauthd.storage.secrets import hash_secret
 from oauthd.storage.sqlite import Store
 
 __all__ = [
+    "ConsentRow",
     "SessionRow",
     "UserRow",
     "delete_session",
@@ -20,6 +21,7 @@ __all__ = [
     "load_session",
     "load_user",
     "load_user_by_email",
+    "migrate_consent_redirects",
     "migrate_people",
     "save_consent",
     "set_session_csrf",
@@ -127,18 +129,42 @@ def delete_session(store: Store, session_id: str) -> None:
     store.conn.execute("DELETE FROM sessions WHERE session_hash = ?", (hash_secret(session_id),))
 
 
-def load_consent(store: Store, user_id: str, client_id: str) -> tuple[str, tuple[str, ...]] | None:
+@dataclass(frozen=True, slots=True)
+class ConsentRow:
+    """What a user allowed a client: scopes, resources, and where it may send them."""
+
+    scope: tuple[str, ...]
+    resources: tuple[str, ...]
+    redirects: tuple[str, ...]
+
+
+def migrate_consent_redirects(db: sqlite_utils.Database) -> None:
+    db.table("consents").add_column("redirects", str, not_null_default="[]")
+
+
+def load_consent(store: Store, user_id: str, client_id: str) -> ConsentRow | None:
     rows = store.query(
-        "SELECT scope, resources FROM consents WHERE user_id = ? AND client_id = ?",
+        "SELECT scope, resources, redirects FROM consents WHERE user_id = ? AND client_id = ?",
         (user_id, client_id),
     )
-    return (rows[0][0], tuple(json.loads(rows[0][1]))) if rows else None
+    if not rows:
+        return None
+    scope, resources, redirects = rows[0]
+    return ConsentRow(
+        tuple(scope.split()), tuple(json.loads(resources)), tuple(json.loads(redirects))
+    )
 
 
-def save_consent(
-    store: Store, user_id: str, client_id: str, scope: str, resources: tuple[str, ...], now: int
-) -> None:
+def save_consent(store: Store, user_id: str, client_id: str, consent: ConsentRow, now: int) -> None:
     store.conn.execute(
-        "INSERT OR REPLACE INTO consents VALUES (?,?,?,?,?)",
-        (user_id, client_id, scope, json.dumps(resources), now),
+        "INSERT OR REPLACE INTO consents (user_id, client_id, scope, resources, granted_at, "
+        "redirects) VALUES (?,?,?,?,?,?)",
+        (
+            user_id,
+            client_id,
+            " ".join(consent.scope),
+            json.dumps(consent.resources),
+            now,
+            json.dumps(consent.redirects),
+        ),
     )

@@ -27,7 +27,8 @@ async def consent_needed(
     if client.first_party:
         return False
     allowed: bool = await ask_directory(
-        state, HasConsent(user_id, client.client_id, req.scope, req.resources)
+        state,
+        HasConsent(user_id, client.client_id, req.scope, req.resources, req.redirect_uri),
     )
     return not allowed
 

@@ -113,7 +113,8 @@ def register(app: Quart, state: AppState) -> Contribution:
                 raise InvalidRequest("choose Allow or Deny")
             user_id = session.user.user_id
             await ask_directory(
-                state, GrantConsent(user_id, req.client_id, req.scope, req.resources)
+                state,
+                GrantConsent(user_id, req.client_id, req.scope, req.resources, req.redirect_uri),
             )
             issued: CodeIssued = await ask_pending(
                 state,
