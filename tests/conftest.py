@@ -60,6 +60,12 @@ class ManualClock:
         self.offset += seconds
 
 
+@pytest.fixture
+def clock() -> ManualClock:
+    """A clock a test moves, for servers started with `running_server(settings, clock)`."""
+    return ManualClock()
+
+
 @asynccontextmanager
 async def running_server(settings: Settings, clock: Clock | None = None) -> AsyncIterator[Server]:
     """`oauthd serve` in this trio run, bound to a free loopback port; stopped on exit."""

@@ -114,19 +114,23 @@ async def consent(
     )
 
 
-async def authorize_code(http: httpx.AsyncClient, auth: Authorization) -> dict[str, str]:
-    """Run /authorize through login and consent as needed; the redirect's query parameters."""
-    response = await http.get("/authorize", params=auth.params)
+async def follow(http: httpx.AsyncClient, response: httpx.Response) -> str:
+    """Walk login and consent from an /authorize response; the Location sent to the client."""
     for _ in range(4):
         assert response.status_code in (302, 303), response.text
-        location = response.headers["location"]
+        location: str = response.headers["location"]
         if location.startswith("/login"):
             response = await login(http, location)
         elif location.startswith("/consent"):
             response = await consent(http, location)
         else:
-            return query_of(location)
+            return location
     raise AssertionError("the flow did not reach the client")
+
+
+async def authorize_code(http: httpx.AsyncClient, auth: Authorization) -> dict[str, str]:
+    """Run /authorize through login and consent as needed; the redirect's query parameters."""
+    return query_of(await follow(http, await http.get("/authorize", params=auth.params)))
 
 
 async def redeem(

@@ -1,4 +1,10 @@
-"""Logging setup: text or one JSON object per line. Nothing secret is ever passed to a logger."""
+"""Logging setup: text or one JSON object per line. Nothing secret is ever passed to a logger.
+
+Lines go to stderr through a block buffer: info lines are flushed by `flush_logs()`, which
+the server calls a few times a second, and warnings and errors at once. The access log, a
+line per request, skips the logging module's records and handlers (`log_access`): on the
+request path they cost more than the rest of a metadata request's own work.
+"""
 
 from __future__ import annotations
 
@@ -6,49 +12,105 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
+from typing import TextIO
 
 from oauthd.settings import LogSettings
 
-__all__ = ["setup_logging"]
+__all__ = ["flush_logs", "log_access", "setup_logging"]
+
+LOG_BUFFER_BYTES = 64 * 1024
+ACCESS = "oauthd.access"
 
 
-class JsonFormatter(logging.Formatter):
-    def __init__(self) -> None:
-        super().__init__()
+class LineFormat:
+    """The one definition of a log line, in both formats; the time is formatted once a
+    second, not once a line."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
         self._second = -1
         self._stamp = ""
 
     def _timestamp(self, created: float) -> str:
         second = int(created)
-        if second != self._second:  # strftime once a second, not once a line
+        if second != self._second:
             self._second = second
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
+            pattern = "%Y-%m-%dT%H:%M:%S" if self.as_json else "%Y-%m-%d %H:%M:%S"
+            self._stamp = time.strftime(pattern, time.gmtime(second))
+        millis = int((created - second) * 1000)
+        return f"{self._stamp}.{millis:03d}Z" if self.as_json else f"{self._stamp},{millis:03d}"
 
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": self._timestamp(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+    def line(self, created: float, level: str, logger: str, message: str, exc: str = "") -> str:
+        stamp = self._timestamp(created)
+        if self.as_json:
+            entry = {"ts": stamp, "level": level.lower(), "logger": logger, "message": message}
+            if exc:
+                entry["exc"] = exc
+            return json.dumps(entry) + "\n"
+        return f"{stamp} {level} {logger} {message}\n" + (f"{exc}\n" if exc else "")
+
+
+class BufferedHandler(logging.Handler):
+    """Writes each record at once; flushes only warnings and above (and on `flush()`)."""
+
+    def __init__(self, stream: TextIO, line_format: LineFormat) -> None:
+        super().__init__()
+        self.stream = stream
+        self.line_format = line_format
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            exc = logging.Formatter().formatException(record.exc_info) if record.exc_info else ""
+            self.stream.write(
+                self.line_format.line(
+                    record.created, record.levelname, record.name, record.getMessage(), exc
+                )
+            )
+            if record.levelno >= logging.WARNING:
+                self.stream.flush()
+        except Exception:
+            self.handleError(record)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def _via_logging(message: str) -> None:
+    logging.getLogger(ACCESS).info("%s", message)
+
+
+_access: Callable[[str], None] = _via_logging
+
+
+def log_access(message: str) -> None:
+    """One access-log line, at info level under the `oauthd.access` logger name."""
+    _access(message)
 
 
 def setup_logging(settings: LogSettings) -> None:
-    # The access log writes a line per request: skip what no line shows (the caller's frame,
-    # thread and process names), which is most of the logging module's cost per record.
-    logging._srcfile = None  # documented switch: no findCaller()
+    global _access
+    logging._srcfile = None  # documented switch: no findCaller() for the records left
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stderr)
-    if settings.format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    stream = open(  # noqa: SIM115 (lives as long as the process)
+        sys.stderr.fileno(), "w", buffering=LOG_BUFFER_BYTES, encoding="utf-8", closefd=False
+    )
+    line_format = LineFormat(as_json=settings.format == "json")
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [BufferedHandler(stream, line_format)]
     root.setLevel(settings.level.upper())
+    if logging.getLogger(ACCESS).isEnabledFor(logging.INFO):
+
+        def direct(message: str) -> None:
+            stream.write(line_format.line(time.time(), "INFO", ACCESS, message))
+
+        _access = direct
+    else:
+        _access = _via_logging
+
+
+def flush_logs() -> None:
+    for handler in logging.getLogger().handlers:
+        handler.flush()

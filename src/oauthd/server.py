@@ -28,6 +28,7 @@ from oauthd.actors import Env, RegisterClient, Tick, directory_address, keys_add
 from oauthd.actors.keys import run_key_schedule
 from oauthd.errors import ConfigError, ServerError
 from oauthd.keys import KeyringHolder, parse_kek
+from oauthd.logs import flush_logs
 from oauthd.runtime import ActorSystem, Clock, SystemClock
 from oauthd.settings import Settings
 from oauthd.storage import ClientRecord, hash_secret, tenant_dir
@@ -170,6 +171,15 @@ async def open_runtime(
         await trio.sleep_forever()
 
 
+LOG_FLUSH_S = 0.25  # buffered log lines reach stderr within this
+
+
+async def flush_logs_every(interval_s: float) -> None:
+    while True:
+        await trio.sleep(interval_s)
+        flush_logs()
+
+
 async def wait_for_signal() -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
@@ -187,7 +197,22 @@ async def serve(
 ) -> None:
     """Serve until `shutdown` returns: in-flight requests finish, then actors close."""
     started = time.perf_counter()
+    try:
+        await _serve(settings, shutdown, clock, listen, started, task_status)
+    finally:
+        flush_logs()
+
+
+async def _serve(
+    settings: Settings,
+    shutdown: Callable[[], Awaitable[Any]],
+    clock: Clock | None,
+    listen: str | None,
+    started: float,
+    task_status: trio.TaskStatus[list[str]],
+) -> None:
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(flush_logs_every, LOG_FLUSH_S)
         runtime: Runtime = await nursery.start(partial(open_runtime, settings, clock=clock))
         state = AppState(settings, runtime.system, runtime.keyring, runtime.env.clock, TENANT)
         app = create_app(state)

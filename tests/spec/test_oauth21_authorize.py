@@ -18,6 +18,7 @@ from tests.flow import (
     Authorization,
     authorize_code,
     consent,
+    follow,
     form_field,
     login,
     pkce,
@@ -59,20 +60,6 @@ def redirected_error(response: httpx.Response, redirect_uri: str = CB) -> dict[s
     assert "code" not in query
     assert query["iss"] == ISSUER
     return query
-
-
-async def follow(http: httpx.AsyncClient, response: httpx.Response) -> str:
-    """Walk login and consent from an /authorize response; the Location sent to the client."""
-    for _ in range(4):
-        assert response.status_code in (302, 303), response.text
-        location = response.headers["location"]
-        if location.startswith("/login"):
-            response = await login(http, location)
-        elif location.startswith("/consent"):
-            response = await consent(http, location)
-        else:
-            return location
-    raise AssertionError("the flow did not reach the client")
 
 
 async def signed_in_client(server: Server, **metadata: Any) -> dict[str, Any]:

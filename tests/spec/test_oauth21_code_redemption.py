@@ -22,11 +22,6 @@ CODE_TTL_S = 60  # the default (TokenSettings.code_ttl_s)
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 async def server(
     make_settings: Callable[..., Settings], clock: ManualClock
 ) -> AsyncIterator[Server]:

@@ -22,11 +22,6 @@ IDLE_S = 300
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 async def server(
     make_settings: Callable[..., Settings], clock: ManualClock
 ) -> AsyncIterator[Server]:

@@ -8,10 +8,11 @@ for `/x%0aforged` cannot write a second log line. Routes name their actor by set
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from oauthd.logs import log_access
 
 __all__ = ["AccessLog"]
 
@@ -20,8 +21,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-log = logging.getLogger("oauthd.access")
 
 
 class AccessLog:
@@ -45,11 +44,7 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            log.info(
-                "%s %s %d %.2fms %s",
-                scope["method"],
-                scope["path"].encode("unicode_escape").decode("ascii"),
-                status,
-                (time.perf_counter() - start) * 1000,
-                scope.get("oauthd.actor", "-"),
-            )
+            path = scope["path"].encode("unicode_escape").decode("ascii")
+            millis = (time.perf_counter() - start) * 1000
+            actor = scope.get("oauthd.actor", "-")
+            log_access(f"{scope['method']} {path} {status} {millis:.2f}ms {actor}")
