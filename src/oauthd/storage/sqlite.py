@@ -16,9 +16,6 @@ __all__ = ["Migration", "Schema", "SchemaError", "Store", "tenant_dir"]
 
 Migration = Callable[[sqlite_utils.Database], None]
 
-# A shard is small and mostly idle: a small page cache keeps an open shard cheap (DESIGN.md
-# "Performance shape": the live-actor cap bounds memory). Negative means KiB.
-CACHE_KIB = 256
 
 
 class SchemaError(Exception):
@@ -60,24 +57,26 @@ class Store:
             uri = f"file:{path}?mode=rwc"
         else:
             uri = f"file:{path}?mode=rw"  # never creates: garbage must not make files
+        # The busy timeout is set by connect() itself, without a statement.
         self.conn = sqlite3.connect(
-            uri, uri=True, isolation_level=None, check_same_thread=False, timeout=0
+            uri,
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=busy_timeout_ms / 1000,
         )
         try:
-            self._configure(fsync, busy_timeout_ms, create)
+            self._configure(fsync, create)
             self._migrate(schema)
         except BaseException:
             self.conn.close()
             raise
 
-    def _configure(self, fsync: bool, busy_timeout_ms: int, create: bool) -> None:
-        # NORMAL in WAL survives a killed process; FULL also survives power loss. One script:
-        # opening a shard is on the request path of every cold actor.
-        self.conn.executescript(
-            f"PRAGMA busy_timeout = {int(busy_timeout_ms)};"
-            f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'};"
-            f"PRAGMA cache_size = -{CACHE_KIB};"
-        )
+    def _configure(self, fsync: bool, create: bool) -> None:
+        # NORMAL in WAL survives a killed process; FULL also survives power loss. Opening a
+        # shard is on the request path of every cold actor, so it runs as few statements as
+        # it can: SQLite's default page cache already stays small for a small shard.
+        self.conn.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
         # WAL is a property of the file: set once, by whoever may create it.
         if create and self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             self.conn.execute("PRAGMA journal_mode = WAL")
