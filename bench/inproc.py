@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 import random
 import statistics
@@ -32,7 +31,7 @@ import trio
 
 from baseline_app import app as baseline_app
 from oauthd.actors import GetClient, client_address
-from oauthd.logs import setup_logging
+from oauthd.logs import flush_logs, setup_logging
 from oauthd.runtime import ActorSystem, Address, Kind
 from oauthd.server import Runtime, open_runtime
 from oauthd.settings import ActorSettings, LogSettings, Settings, settings_for_tests
@@ -300,10 +299,9 @@ async def scenario_asgi(data_dir: str, rounds: str) -> Result:
     """Bare Quart-Trio vs oauthd's app, interleaved in batches; median CPU us per request.
     The access log is written as `oauthd serve` writes it: JSON lines, here to a file."""
     log_file = (Path(data_dir) / "access.log").open("w", encoding="utf-8")
+    saved_stderr = os.dup(2)
+    os.dup2(log_file.fileno(), 2)  # the server's stderr, sent to a file
     setup_logging(LogSettings(format="json"))
-    handler = logging.getLogger().handlers[0]
-    assert isinstance(handler, logging.StreamHandler)
-    handler.setStream(log_file)
 
     async def body(runtime: Runtime) -> Result:
         def app(access_log: bool) -> Any:
@@ -331,6 +329,8 @@ async def scenario_asgi(data_dir: str, rounds: str) -> Result:
     try:
         return await with_runtime(bench_settings(Path(data_dir), 1000), body)
     finally:
+        flush_logs()
+        os.dup2(saved_stderr, 2)
         log_file.close()
 
 

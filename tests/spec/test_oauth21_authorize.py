@@ -383,13 +383,20 @@ async def test_s3_1_unknown_parameters_are_ignored(server: Server) -> None:
     assert "code" in result
 
 
-async def test_s3_1_post_to_authorize_is_405(server: Server) -> None:
-    """AUTHZ-12: GET is the authorization endpoint's method; POST answers 405 with Allow."""
+async def test_oidc_s3_1_2_1_post_to_authorize_is_the_same_request(server: Server) -> None:
+    """AUTHZ-12: POST /authorize with a form body applies the same validation as GET."""
     client = await register(server.http)
-    response = await server.http.post("/authorize", data=Authorization(client["client_id"]).params)
-    assert response.status_code == 405
-    assert "GET" in response.headers["allow"]
-    assert "location" not in response.headers
+    auth = Authorization(client["client_id"])
+    response = await server.http.post("/authorize", data=auth.params)
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/login?")
+    bad = await server.http.post("/authorize", data={**auth.params, "redirect_uri": "https://x"})
+    assert bad.status_code == 400
+    assert "location" not in bad.headers
+    wrong = dict(auth.params)
+    del wrong["code_challenge"]
+    refused = await server.http.post("/authorize", data=wrong)
+    assert refused.headers["location"].startswith(auth.redirect_uri + "?error=invalid_request")
 
 
 # --- AUTHZ-14, 15: scope -------------------------------------------------------------------

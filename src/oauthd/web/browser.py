@@ -23,6 +23,7 @@ __all__ = [
     "Cookies",
     "current_session",
     "form_params",
+    "query_params",
     "redirect_to_client",
     "see_other",
 ]
@@ -90,6 +91,10 @@ async def form_params() -> Params:
     if any("\x00" in k or "\x00" in v for k, v in pairs):
         raise InvalidRequest("the body contains NUL characters")
     return Params.of(pairs)
+
+
+def query_params() -> Params:
+    return Params.of(request.args.items(multi=True))
 
 
 def see_other(location: str) -> Response:

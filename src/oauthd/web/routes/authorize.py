@@ -13,7 +13,6 @@ from oauthd.actors import GetClient
 from oauthd.actors.grants import CodeIssued, IssueCode, StartPending
 from oauthd.actors.people import SessionView
 from oauthd.errors import InvalidRequest, OAuthError
-from oauthd.oauth.params import Params
 from oauthd.oauth.rfc6749_authorize import (
     MAX_STATE,
     AuthorizationRequest,
@@ -27,7 +26,14 @@ from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.oauth.scopes import known_scopes, parse_scope
 from oauthd.storage import ClientRecord, hash_secret
 from oauthd.web.asks import ask_client
-from oauthd.web.browser import Cookies, current_session, redirect_to_client, see_other
+from oauthd.web.browser import (
+    Cookies,
+    current_session,
+    form_params,
+    query_params,
+    redirect_to_client,
+    see_other,
+)
 from oauthd.web.html import error_page
 from oauthd.web.interaction import consent_needed, deliver_code
 from oauthd.web.state import AppState
@@ -60,8 +66,9 @@ def register(app: Quart, state: AppState) -> Contribution:
     cookies = Cookies.of(state)
 
     async def authorize() -> Response:
-        params = Params.of(request.args.items(multi=True))
         try:
+            # OIDC Core §3.1.2.1: GET and POST (a form body) are the same request.
+            params = await form_params() if request.method == "POST" else query_params()
             client: ClientRecord = await ask_client(state, read_client_id(params), GetClient())
             redirect = choose_redirect_uri(params, client.redirect_uris)
         except OAuthError as exc:
@@ -121,7 +128,7 @@ def register(app: Quart, state: AppState) -> Contribution:
             cookies.set(response, "browser", browser, BROWSER_COOKIE_S)
         return response
 
-    app.add_url_rule(state.path(PATH), "authorize", authorize, methods=["GET"])
+    app.add_url_rule(state.path(PATH), "authorize", authorize, methods=["GET", "POST"])
     return Contribution(
         members={
             "authorization_endpoint": state.url(PATH),
