@@ -393,6 +393,7 @@ async def test_oidc_s3_1_2_1_post_to_authorize_is_the_same_request(server: Serve
     bad = await server.http.post("/authorize", data={**auth.params, "redirect_uri": "https://x"})
     assert bad.status_code == 400
     assert "location" not in bad.headers
+    await authorize_code(server.http, auth)  # signed in: errors now go back to the client
     wrong = dict(auth.params)
     del wrong["code_challenge"]
     refused = await server.http.post("/authorize", data=wrong)
