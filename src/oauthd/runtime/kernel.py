@@ -167,7 +167,8 @@ class ActorSystem:
                 detail=f"mailbox of {address} is full",
                 retry_after_s=self._settings.retry_after_s,
             )
-        cell.last_used = trio.current_time()
+        # No timestamp here: a cell with mail is never evicted, and the actor stamps
+        # last_used when it finishes the message.
         reply = _Reply(trio.lowlevel.current_task())
         cell.mailbox.append((message, reply))
         cell.wake()
