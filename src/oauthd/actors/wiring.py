@@ -38,14 +38,16 @@ def kinds(env: Env) -> list[Kind]:
         return ClientActor(env, address.tenant, address.key)
 
     hex_digits = frozenset("0123456789abcdef")
-    roots = {tenant: str(env.tenant_dir(tenant)) for tenant in ("default",)}
+    roots: dict[str, str] = {}  # tenant -> its directory as a string, for the spawn check
 
     def client_exists(address: Address) -> bool:
         # Garbage never spawns an actor: only a shard key of hex digits naming a file does.
         key = address.key
         if len(key) != 20 or not hex_digits.issuperset(key):
             return False
-        root = roots.get(address.tenant) or str(env.tenant_dir(address.tenant))
+        root = roots.get(address.tenant)
+        if root is None:
+            root = roots[address.tenant] = str(env.tenant_dir(address.tenant))
         return os.path.isfile(client_shard_file(root, key))
 
     def directory(address: Address) -> Actor:
