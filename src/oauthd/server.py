@@ -27,7 +27,7 @@ import trio
 from oauthd.actors import Env, RegisterClient, Tick, directory_address, keys_address, kinds
 from oauthd.actors.keys import run_key_schedule
 from oauthd.errors import ConfigError, ServerError
-from oauthd.keys import KeyringHolder, parse_kek
+from oauthd.keys import KeyringHolder, parse_client_jwks, parse_kek
 from oauthd.logs import flush_logs
 from oauthd.runtime import ActorSystem, Clock, SystemClock
 from oauthd.settings import Settings
@@ -77,6 +77,11 @@ def configured_clients(
                 key = f"clients[{i}].client_secret_env"
                 raise ConfigError(settings.source, key, f"${c.client_secret_env} is not set")
             secret_hash = hash_secret(environ[c.client_secret_env])
+        if c.jwks:
+            try:
+                parse_client_jwks(c.jwks)
+            except ValueError as exc:
+                raise ConfigError(settings.source, f"clients[{i}].jwks", str(exc)) from None
         records.append(
             ClientRecord(
                 client_id=c.client_id,
@@ -98,6 +103,7 @@ def configured_clients(
                         "response_types": ["code"],
                         "token_endpoint_auth_method": c.token_endpoint_auth_method,
                         "scope": c.scope,
+                        **({"jwks": json.loads(c.jwks)} if c.jwks else {}),
                     }
                 ),
             )
@@ -145,6 +151,7 @@ async def open_runtime(
     *,
     clock: Clock | None = None,
     environ: Mapping[str, str] | None = None,
+    fetch_transport: object | None = None,
     task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the actors until cancelled; report a ready `Runtime` through `task_status`."""
@@ -153,7 +160,7 @@ async def open_runtime(
     check_data_dir(settings)
     raise_fd_limit(settings)
     clients = configured_clients(settings, environ, int(clock.now()))
-    env = Env(settings, clock, KeyringHolder(), load_kek(settings, environ))
+    env = Env(settings, clock, KeyringHolder(), load_kek(settings, environ), fetch_transport)
     system = ActorSystem(settings.actors, kinds(env))
     async with trio.open_nursery() as nursery:
         await nursery.start(system.run)
@@ -193,12 +200,14 @@ async def serve(
     shutdown: Callable[[], Awaitable[Any]] = wait_for_signal,
     clock: Clock | None = None,
     listen: str | None = None,
+    fetch_transport: object | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until `shutdown` returns: in-flight requests finish, then actors close."""
+    """Serve until `shutdown` returns: in-flight requests finish, then actors close.
+    `fetch_transport`: an httpx transport for the Fetcher (tests; None is the network)."""
     started = time.perf_counter()
     try:
-        await _serve(settings, shutdown, clock, listen, started, task_status)
+        await _serve(settings, shutdown, clock, listen, started, task_status, fetch_transport)
     finally:
         flush_logs()
 
@@ -210,10 +219,13 @@ async def _serve(
     listen: str | None,
     started: float,
     task_status: trio.TaskStatus[list[str]],
+    fetch_transport: object | None = None,
 ) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(flush_logs_every, LOG_FLUSH_S)
-        runtime: Runtime = await nursery.start(partial(open_runtime, settings, clock=clock))
+        runtime: Runtime = await nursery.start(
+            partial(open_runtime, settings, clock=clock, fetch_transport=fetch_transport)
+        )
         state = AppState(settings, runtime.system, runtime.keyring, runtime.env.clock, TENANT)
         app = create_app(state)
         config = hypercorn_config(settings, listen)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import math
 import os
 import tomllib
@@ -66,6 +67,9 @@ class ResourceSettings:
 
     uri: str
     scopes: tuple[str, ...] = ()
+    # The client that is this resource server: it may introspect tokens whose audience is this
+    # resource (RFC 7662 §2.1, §4). Empty: only a token's own client may introspect it.
+    client_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,7 @@ class ClientSettings:
     scope: str = ""
     first_party: bool = False  # first-party clients skip the consent page
     client_secret_env: str = ""  # name of the environment variable holding the secret
+    jwks: str = ""  # private_key_jwt: the client's public JWK set, as a JSON string
 
 
 @dataclass(frozen=True, slots=True)
@@ -466,6 +471,21 @@ def check_clients(s: Settings) -> None:
                 f"clients[{i}].client_secret_env",
                 "a client_secret_* client needs the name of the variable holding its secret",
             )
+        key_based = c.token_endpoint_auth_method == "private_key_jwt"  # noqa: S105 (a method)
+        if key_based and not _is_jwks(c.jwks):
+            raise ConfigError(
+                s.source,
+                f"clients[{i}].jwks",
+                'a private_key_jwt client needs its JWK set: a JSON string {"keys": [...]}',
+            )
+
+
+def _is_jwks(text: str) -> bool:
+    try:
+        value = json.loads(text) if text else None
+    except ValueError:
+        return False
+    return isinstance(value, dict) and isinstance(value.get("keys"), list)
 
 
 def check_dev(s: Settings) -> None:

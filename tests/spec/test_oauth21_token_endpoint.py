@@ -189,7 +189,6 @@ async def test_s3_2_4_missing_grant_type_is_invalid_request(
         "password",
         "implicit",
         "foo",
-        "client_credentials",
         "urn:ietf:params:oauth:grant-type:device_code",
         "AUTHORIZATION_CODE",
         'x"\\é',

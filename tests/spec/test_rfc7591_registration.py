@@ -12,6 +12,9 @@ import pytest
 from tests.conftest import Server
 from tests.flow import LOOPBACK, Authorization, tokens_for
 
+# A public P-256 point (RFC 7518 §6.2.1), for a private_key_jwt registration.
+EC_X = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU"
+EC_Y = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"
 MCP_BODY: dict[str, Any] = {
     "redirect_uris": ["http://127.0.0.1:33418/callback"],
     "token_endpoint_auth_method": "none",
@@ -231,8 +234,12 @@ async def test_s2_unknown_auth_method_refused(server: Server, method: str) -> No
 async def test_s2_supported_auth_methods_match_discovery(server: Server) -> None:
     """REG-11: every advertised token_endpoint_auth_method can be registered."""
     meta = (await server.http.get("/.well-known/oauth-authorization-server")).json()
+    # private_key_jwt needs the client's keys (REG-11): one public EC key.
+    jwk = {"kty": "EC", "crv": "P-256", "x": EC_X, "y": EC_Y}
+    keys = {"private_key_jwt": {"jwks": {"keys": [jwk]}}}
     for method in meta["token_endpoint_auth_methods_supported"]:
-        response = await post(server, {**MCP_BODY, "token_endpoint_auth_method": method})
+        body = {**MCP_BODY, "token_endpoint_auth_method": method, **keys.get(method, {})}
+        response = await post(server, body)
         assert response.status_code == 201, (method, response.text)
 
 

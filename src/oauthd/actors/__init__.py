@@ -1,4 +1,5 @@
-"""The actors: one per OAuth client (its shard), and per tenant a KeyManager and a Directory.
+"""The actors: one per OAuth client (its shard), and per tenant a KeyManager, a Directory and
+a Fetcher (documents clients publish, e.g. their jwks_uri).
 
 `kinds()` wires them into the runtime; `addresses` builds the addresses the front door asks.
 """
@@ -12,6 +13,7 @@ from oauthd.actors.directory import (
     RegisterClient,
     directory_address,
 )
+from oauthd.actors.fetcher import Fetcher, FetchJwks, fetcher_address
 from oauthd.actors.keys import (
     KeyInfo,
     KeyManager,
@@ -28,6 +30,8 @@ __all__ = [
     "CountClients",
     "Directory",
     "Env",
+    "FetchJwks",
+    "Fetcher",
     "GetClient",
     "KeyInfo",
     "KeyManager",
@@ -39,6 +43,7 @@ __all__ = [
     "Tick",
     "client_address",
     "directory_address",
+    "fetcher_address",
     "keys_address",
     "kinds",
     "run_key_schedule",

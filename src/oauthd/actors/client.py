@@ -1,8 +1,9 @@
 """The ClientActor: owns one client's shard. Its registration is cached in memory and
 re-read when another process has committed to the shard (PRAGMA data_version).
 
-Its handlers come in three parts: the registration itself (RFC 7592), the browser part of
-the code flow (pending requests, codes) and the token endpoint's grants."""
+Its handlers come in four parts: the registration itself (RFC 7592), the browser part of
+the code flow (pending requests, codes), the token endpoint's grants, and revocation and
+introspection (`LifecycleHandlers`, after `TokenHandlers` so its `authenticate()` is the one)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 from oauthd.actors.client_authz import AuthorizationHandlers
+from oauthd.actors.client_lifecycle import LifecycleHandlers
 from oauthd.actors.client_registration import RegistrationHandlers
 from oauthd.actors.client_tokens import TokenHandlers
 from oauthd.actors.shard import ShardActor, query
@@ -33,7 +35,9 @@ def client_address(tenant: str, client_id: str) -> Address:
     return Address(tenant, "client", shard_key_for(client_id))
 
 
-class ClientActor(AuthorizationHandlers, TokenHandlers, RegistrationHandlers, ShardActor):
+class ClientActor(
+    AuthorizationHandlers, TokenHandlers, RegistrationHandlers, LifecycleHandlers, ShardActor
+):
     schema = CLIENT
 
     def __init__(self, env: Env, tenant: str, shard_key: str) -> None:

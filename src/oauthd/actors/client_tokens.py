@@ -1,13 +1,17 @@
-"""ClientActor handlers for the token endpoint: client authentication, the authorization_code
-and refresh_token grants, and minting tokens. Each runs in one transaction: two redemptions
-of one code, or two rotations of one refresh token, are ordered by the actor and the write
-lock, and only one wins."""
+"""ClientActor handlers for the token endpoint: client authentication (secrets and RFC 7523
+assertions), the authorization_code, refresh_token and client_credentials grants, and minting
+tokens. Each runs in one transaction: two redemptions of one code, or two rotations of one
+refresh token, or two uses of one assertion, are ordered by the actor and the write lock, and
+only one wins."""
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from oauthd.actors.grants import CheckAccessToken, RedeemCode, RefreshTokens, TokenResponse
 from oauthd.actors.shard import CommitThenRaise, command, query
@@ -17,17 +21,26 @@ from oauthd.errors import (
     InvalidGrant,
     InvalidRequest,
     InvalidScope,
+    OAuthError,
     UnauthorizedClient,
 )
+from oauthd.keys import TokenInvalid, parse_client_jwks, verify_client_assertion
+from oauthd.keys.client_assertion import UnknownKey
 from oauthd.keys.sealing import open_sealed, seal_for
 from oauthd.oauth.handles import issue_handle, parse_handle
 from oauthd.oauth.oidc_id_token import id_token_claims
 from oauthd.oauth.rfc6749_client_auth import ClientCredentials, check_method
+from oauthd.oauth.rfc6749_client_credentials import (
+    client_credentials_audience,
+    client_credentials_scope,
+)
+from oauthd.oauth.rfc7523_client_assertion import check_assertion_claims
 from oauthd.oauth.rfc7636_pkce import check_verifier
 from oauthd.oauth.rfc8707_resources import token_audience
 from oauthd.oauth.rfc9068_access_token import TYP, access_token_claims
-from oauthd.oauth.scopes import format_scope, parse_scope
+from oauthd.oauth.scopes import format_scope, known_scopes, parse_scope
 from oauthd.storage import ClientRecord, Store, check_secret
+from oauthd.storage.clients import spend_assertion_jti
 from oauthd.storage.grants import (
     FamilyRow,
     insert_access_token,
@@ -42,7 +55,47 @@ from oauthd.storage.grants import (
     revoke_family,
 )
 
-__all__ = ["TokenHandlers"]
+__all__ = ["TOKEN_PATH", "IssueClientToken", "JwksNeeded", "TokenHandlers"]
+
+TOKEN_PATH = "/token"  # noqa: S105 (a path): the token endpoint, an accepted assertion aud
+H = TypeVar("H", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class IssueClientToken:
+    """Command: the client_credentials grant (OAuth 2.1 §4.2)."""
+
+    credentials: ClientCredentials
+    scope: str | None
+    resources: tuple[str, ...]
+
+
+class JwksNeeded(InvalidClient):
+    """Answered to the token route, not the client: the client's keys are at `uri`; fetch
+    them (outside this shard's transaction) and ask again with them in the credentials.
+    `fresh`: the cached copy lacks the assertion's key. Unhandled, it is invalid_client."""
+
+    def __init__(self, uri: str, *, fresh: bool = False) -> None:
+        super().__init__("the client's keys are not available", detail=uri)
+        self.uri = uri
+        self.fresh = fresh
+
+
+def keeps_spent_assertion(handler: H) -> H:
+    """A client assertion, once verified, stays used even when the grant then fails: its
+    writes commit before the error is answered (RFC 7523 §3 item 7)."""
+
+    @functools.wraps(handler)
+    def run(self: TokenHandlers, message: Any) -> Any:
+        self.assertion_spent = False
+        try:
+            return handler(self, message)
+        except OAuthError as exc:
+            if self.assertion_spent:
+                raise CommitThenRaise(exc) from None
+            raise
+
+    return run  # type: ignore[return-value]  # same signature as handler
 
 
 class TokenHandlers:
@@ -51,6 +104,7 @@ class TokenHandlers:
     store: Store
     env: Env
     shard_key: str
+    assertion_spent: bool = False
 
     def client(self) -> ClientRecord:
         raise NotImplementedError
@@ -61,6 +115,8 @@ class TokenHandlers:
     # --- client authentication (OAuth 2.1 §2.4, §3.2.1) ------------------------------------
 
     def authenticate(self, credentials: ClientCredentials) -> ClientRecord:
+        """The client, if it proved who it is the way it registered. For private_key_jwt
+        this records the assertion's jti, so call it from a @command handler."""
         client = self.client()
         if client.client_id != credentials.client_id:
             raise InvalidClient("unknown client")
@@ -69,7 +125,37 @@ class TokenHandlers:
             credentials.secret and check_secret(credentials.secret, client.secret_hash)
         ):
             raise InvalidClient("client authentication failed")
+        if credentials.method == "private_key_jwt":
+            self._check_assertion(client, credentials)
         return client
+
+    def _check_assertion(self, client: ClientRecord, credentials: ClientCredentials) -> None:
+        """RFC 7523 §3: signed by a registered key, claims in order, jti not seen before."""
+        assert credentials.assertion is not None  # read_credentials guarantees it
+        metadata = json.loads(client.metadata)
+        uri = metadata.get("jwks_uri")
+        document = metadata.get("jwks") or credentials.jwks
+        if document is None:
+            if not uri:
+                raise InvalidClient("the client registered no keys")
+            raise JwksNeeded(uri)
+        try:
+            keys = parse_client_jwks(document)
+            claims = verify_client_assertion(credentials.assertion, keys)
+        except UnknownKey:
+            if uri:  # the client may have rotated its keys since they were cached
+                raise JwksNeeded(uri, fresh=True) from None
+            raise InvalidClient("client assertion signed by an unregistered key") from None
+        except (TokenInvalid, ValueError) as exc:
+            raise InvalidClient("client assertion is invalid", detail=str(exc)) from None
+        issuer = self.env.settings.issuer
+        now = self._now()
+        checked = check_assertion_claims(
+            claims, client_id=client.client_id, audiences=(issuer, issuer + TOKEN_PATH), now=now
+        )
+        if not spend_assertion_jti(self.store, checked.jti, checked.exp, now):
+            raise InvalidClient("client assertion was already used")
+        self.assertion_spent = True
 
     @staticmethod
     def require_grant(client: ClientRecord, grant_type: str) -> None:
@@ -80,6 +166,7 @@ class TokenHandlers:
     # --- authorization_code (OAuth 2.1 §4.1.3) ---------------------------------------------
 
     @command(RedeemCode)
+    @keeps_spent_assertion
     def redeem_code(self, message: RedeemCode) -> TokenResponse:
         client = self.authenticate(message.credentials)
         self.require_grant(client, "authorization_code")
@@ -132,6 +219,7 @@ class TokenHandlers:
     # --- refresh_token (OAuth 2.1 §4.3) ----------------------------------------------------
 
     @command(RefreshTokens)
+    @keeps_spent_assertion
     def refresh_tokens(self, message: RefreshTokens) -> TokenResponse:
         client = self.authenticate(message.credentials)
         self.require_grant(client, "refresh_token")
@@ -186,7 +274,55 @@ class TokenHandlers:
         revoke_family(self.store, family_id, now)
         raise CommitThenRaise(InvalidGrant("the refresh token was already used"))
 
+    # --- client_credentials (OAuth 2.1 §4.2) -------------------------------------------------
+
+    @command(IssueClientToken)
+    @keeps_spent_assertion
+    def issue_client_token(self, message: IssueClientToken) -> TokenResponse:
+        client = self.authenticate(message.credentials)
+        # OAuth 2.1 §4.2: confidential clients only, whatever a registration says.
+        if client.token_endpoint_auth_method == "none":  # noqa: S105 (a method name)
+            raise UnauthorizedClient("client_credentials is for confidential clients")
+        self.require_grant(client, "client_credentials")
+        settings = self.env.settings
+        scope = client_credentials_scope(message.scope, client.scope, known_scopes(settings))
+        configured = tuple(r.uri for r in settings.resources)
+        audience = client_credentials_audience(message.resources, configured, settings.issuer)
+        # RFC 9068 §2.2: with no person involved, the subject is the client itself. No refresh
+        # token (OAuth 2.1 §4.2.1) and no ID token: the client can simply ask again.
+        access_token, ttl = self._access_token(client, client.client_id, None, scope, audience)
+        return TokenResponse(access_token, ttl, format_scope(scope))
+
     # --- minting ---------------------------------------------------------------------------
+
+    def _access_token(
+        self,
+        client: ClientRecord,
+        subject: str,
+        family_id: str | None,
+        scope: tuple[str, ...],
+        audience: tuple[str, ...],
+        auth_time: int | None = None,
+    ) -> tuple[str, int]:
+        """An RFC 9068 access token, its jti recorded in the shard; (token, lifetime)."""
+        settings = self.env.settings
+        now = self._now()
+        ttl = settings.tokens.access_token_ttl_s
+        jti = secrets.token_urlsafe(16)
+        claims = access_token_claims(
+            issuer=settings.issuer,
+            subject=subject,
+            client_id=client.client_id,
+            audience=audience,
+            scope=format_scope(scope),
+            now=now,
+            ttl_s=ttl,
+            jti=jti,
+            auth_time=auth_time,
+        )
+        access_token = self.env.keyring.current.sign(claims, typ=TYP)
+        insert_access_token(self.store, jti, family_id, now + ttl)
+        return access_token, ttl
 
     def _mint(
         self,
@@ -200,21 +336,9 @@ class TokenHandlers:
         settings = self.env.settings
         keyring = self.env.keyring.current
         now = self._now()
-        ttl = settings.tokens.access_token_ttl_s
-        jti = secrets.token_urlsafe(16)
-        claims = access_token_claims(
-            issuer=settings.issuer,
-            subject=family.user_id,
-            client_id=client.client_id,
-            audience=audience,
-            scope=format_scope(scope),
-            now=now,
-            ttl_s=ttl,
-            jti=jti,
-            auth_time=family.auth_time,
+        access_token, ttl = self._access_token(
+            client, family.user_id, family.family_id, scope, audience, family.auth_time
         )
-        access_token = keyring.sign(claims, typ=TYP)
-        insert_access_token(self.store, jti, family.family_id, now + ttl)
         id_token = None
         if "openid" in scope:
             id_claims = id_token_claims(

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from oauthd.keys import parse_client_jwks
 from oauthd.oauth.handles import issue_client_id, issue_handle, issue_secret
-from oauthd.oauth.rfc7591_registration import ClientMetadata
+from oauthd.oauth.rfc7591_registration import ClientMetadata, InvalidClientMetadata
 from oauthd.storage import ClientRecord, hash_secret, shard_key_for
 
-__all__ = ["Enrolment", "enrol"]
+__all__ = ["Enrolment", "check_jwks", "enrol"]
+
+SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,9 +28,10 @@ class Enrolment:
 def enrol(meta: ClientMetadata, now: int, *, source: str, first_party: bool = False) -> Enrolment:
     """A client id of 128 random bits; a secret only for secret-based methods; an RFC 7592
     registration access token only for clients that registered themselves."""
+    check_jwks(meta.jwks)
     client_id = issue_client_id()
-    public = meta.token_endpoint_auth_method == "none"  # noqa: S105 (a method name)
-    secret = None if public else issue_secret()
+    secret_based = meta.token_endpoint_auth_method in SECRET_METHODS
+    secret = issue_secret() if secret_based else None
     token = issue_handle("rat", shard_key_for(client_id)) if source == "dynamic" else None
     record = ClientRecord(
         client_id=client_id,
@@ -45,3 +49,12 @@ def enrol(meta: ClientMetadata, now: int, *, source: str, first_party: bool = Fa
         registration_token_hash=hash_secret(token) if token else "",
     )
     return Enrolment(record, secret, token)
+
+
+def check_jwks(jwks: str) -> None:
+    """RFC 7591 §2: a registered JWK set must hold usable public keys (invalid_client_metadata)."""
+    if jwks:
+        try:
+            parse_client_jwks(jwks)
+        except ValueError as exc:
+            raise InvalidClientMetadata(str(exc)) from None

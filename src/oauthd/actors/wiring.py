@@ -16,12 +16,14 @@ __all__ = ["Env", "kinds"]
 
 @dataclass(frozen=True, slots=True)
 class Env:
-    """What actors share: settings, the clock, the keyring, the key-encryption key."""
+    """What actors share: settings, the clock, the keyring, the key-encryption key, and the
+    HTTP transport of the Fetcher (None: the network; tests pass an in-process one)."""
 
     settings: Settings
     clock: Clock
     keyring: KeyringHolder
     kek: bytes | None
+    fetch_transport: object | None = None
 
     def tenant_dir(self, tenant: str) -> Path:
         return tenant_dir(self.settings.data_dir, tenant)
@@ -30,6 +32,7 @@ class Env:
 def kinds(env: Env) -> list[Kind]:
     from oauthd.actors.client import ClientActor
     from oauthd.actors.directory import Directory
+    from oauthd.actors.fetcher import Fetcher
     from oauthd.actors.keys import KeyManager
 
     s = env.settings
@@ -58,8 +61,12 @@ def kinds(env: Env) -> list[Kind]:
             env.tenant_dir(address.tenant), s.keys, s.storage, env.clock, env.keyring, env.kek
         )
 
+    def fetcher(_address: Address) -> Actor:
+        return Fetcher(env.clock, env.fetch_transport)
+
     return [
         Kind("client", client, exists=client_exists),
+        Kind("fetcher", fetcher, pinned=True),  # pinned: its cache outlives idle spells
         Kind("directory", directory),
         Kind("keys", keys, pinned=True),
     ]

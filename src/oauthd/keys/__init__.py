@@ -4,6 +4,12 @@
 once per key change by the KeyManager actor and read by everyone else without a message.
 """
 
+from oauthd.keys.client_assertion import (
+    ASSERTION_ALGORITHMS,
+    ClientKeys,
+    parse_client_jwks,
+    verify_client_assertion,
+)
 from oauthd.keys.jwk import (
     ALGORITHMS,
     GeneratedKey,
@@ -28,6 +34,8 @@ from oauthd.keys.rotation import (
 
 __all__ = [
     "ALGORITHMS",
+    "ASSERTION_ALGORITHMS",
+    "ClientKeys",
     "GeneratedKey",
     "KeyState",
     "KeyTimes",
@@ -39,9 +47,11 @@ __all__ = [
     "build_keyring",
     "generate_key",
     "next_event_at",
+    "parse_client_jwks",
     "parse_kek",
     "plan_rotation",
     "plan_schedule",
     "signer_at",
     "state_at",
+    "verify_client_assertion",
 ]

@@ -6,6 +6,7 @@ URIs with `invalid_redirect_uri`. Unknown members are ignored (RFC 7591 §3.1)."
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,12 +24,15 @@ __all__ = [
     "parse_metadata",
 ]
 
-AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
-GRANT_TYPES = ("authorization_code", "refresh_token")
+AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post", "private_key_jwt")
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 RESPONSE_TYPES = ("code",)
 MAX_TEXT = 200  # client_name and similar: enough for a product name, not for a payload
 MAX_URI = 2000
 MAX_REDIRECTS = 20
+MAX_JWKS = 32_000  # bytes of an inline JWK set: a few RSA keys
+PUBLIC_KTY = ("EC", "RSA", "OKP")
+PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
 SERVER_MANAGED = (
     "registration_access_token",
     "registration_client_uri",
@@ -59,6 +63,8 @@ class ClientMetadata:
     software_id: str
     software_version: str
     application_type: str
+    jwks: str = ""  # RFC 7591 §2: the client's JWK set, as JSON text
+    jwks_uri: str = ""
 
     def public_members(self) -> dict[str, Any]:
         """The metadata as echoed in RFC 7591 §3.2.1 responses (empty optional members left out)."""
@@ -82,6 +88,10 @@ class ClientMetadata:
         members.update({k: v for k, v in optional.items() if v})
         if self.contacts:
             members["contacts"] = list(self.contacts)
+        if self.jwks:
+            members["jwks"] = json.loads(self.jwks)
+        if self.jwks_uri:
+            members["jwks_uri"] = self.jwks_uri
         return members
 
 
@@ -147,6 +157,36 @@ def check_grants(
         raise InvalidClientMetadata("refresh_token needs a grant that issues refresh tokens")
     if method not in AUTH_METHODS:
         raise InvalidClientMetadata("unsupported token_endpoint_auth_method")
+    # OAuth 2.1 §4.2: client_credentials is for confidential clients only.
+    if "client_credentials" in grant_types and method == "none":
+        raise InvalidClientMetadata("client_credentials needs an authenticating client")
+
+
+def _jwks(body: Mapping[str, Any]) -> str:
+    """RFC 7591 §2 `jwks`: a JWK set of public keys, kept as JSON text. The keys themselves
+    are imported (and refused if broken) when the client is enrolled."""
+    value = body.get("jwks")
+    if value is None:
+        return ""
+    keys = value.get("keys") if isinstance(value, dict) else None
+    if not isinstance(keys, list) or not keys or not all(isinstance(k, dict) for k in keys):
+        raise InvalidClientMetadata("jwks must be a JWK set with keys")
+    for key in keys:
+        if key.get("kty") not in PUBLIC_KTY or any(m in key for m in PRIVATE_MEMBERS):
+            raise InvalidClientMetadata("jwks must hold public EC, RSA or OKP keys only")
+    text = json.dumps(value, separators=(",", ":"))
+    if len(text) > MAX_JWKS:
+        raise InvalidClientMetadata("jwks is too large")
+    return text
+
+
+def check_key_source(method: str, jwks: str, jwks_uri: str) -> None:
+    # RFC 7591 §2: jwks and jwks_uri MUST NOT both be present.
+    if jwks and jwks_uri:
+        raise InvalidClientMetadata("jwks and jwks_uri must not both be present")
+    # RFC 7523 §2.2: private_key_jwt verifies with keys the client registered.
+    if method == "private_key_jwt" and not (jwks or jwks_uri):
+        raise InvalidClientMetadata("private_key_jwt needs jwks or jwks_uri")
 
 
 def parse_metadata(body: Any, allowed_scope: Callable[[tuple[str, ...]], bool]) -> ClientMetadata:
@@ -155,8 +195,13 @@ def parse_metadata(body: Any, allowed_scope: Callable[[tuple[str, ...]], bool]) 
         raise InvalidClientMetadata("the registration request must be a JSON object")
     method = _text(body, "token_endpoint_auth_method") or "client_secret_basic"  # RFC 7591 §2
     grant_types = _strings(body, "grant_types", ("authorization_code",))
-    response_types = _strings(body, "response_types", ("code",))
+    # RFC 7591 §2 defaults response_types to code; a client without authorization_code has
+    # no use for it, so it gets none (substitution, RFC 7591 §3.2.1).
+    default_responses = ("code",) if "authorization_code" in grant_types else ()
+    response_types = _strings(body, "response_types", default_responses)
     check_grants(grant_types, response_types, method)
+    jwks, jwks_uri = _jwks(body), _https_uri(body, "jwks_uri")
+    check_key_source(method, jwks, jwks_uri)
     redirect_uris = _strings(body, "redirect_uris", ())
     check_redirect_uris(redirect_uris, grant_types)
     scope_text = _text(body, "scope", 1000)
@@ -184,4 +229,6 @@ def parse_metadata(body: Any, allowed_scope: Callable[[tuple[str, ...]], bool]) 
         software_id=_text(body, "software_id"),
         software_version=_text(body, "software_version"),
         application_type=application_type,
+        jwks=jwks,
+        jwks_uri=jwks_uri,
     )

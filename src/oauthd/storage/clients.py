@@ -3,6 +3,8 @@
 v1 holds the registration. v2 adds its RFC 7591 metadata, its registration access token
 (hashed) and deletion time, and everything the client's grants need (`grants.py`): pending
 authorization requests, codes, refresh-token families, refresh tokens, access-token records.
+v3 adds the jti values of client assertions already used (RFC 7523 §3 item 7), each kept
+until its assertion expires.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = [
     "load_client",
     "save_client",
     "shard_key_for",
+    "spend_assertion_jti",
 ]
 
 
@@ -80,7 +83,12 @@ def _v2(db: sqlite_utils.Database) -> None:
     migrate_grants(db)
 
 
-CLIENT = Schema("client", (_v1, _v2))
+def _v3(db: sqlite_utils.Database) -> None:
+    db.table("assertion_jtis").create({"jti_hash": str, "expires_at": int}, pk="jti_hash")
+    db.table("assertion_jtis").create_index(["expires_at"])
+
+
+CLIENT = Schema("client", (_v1, _v2, _v3))
 COLUMNS = (
     "client_id, client_name, redirect_uris, grant_types, response_types, "
     "token_endpoint_auth_method, scope, first_party, secret_hash, source, created_at, "
@@ -191,3 +199,15 @@ def load_client(store: Store) -> ClientRecord | None:
         registration_token_hash=row[12],
         deleted_at=row[13],
     )
+
+
+def spend_assertion_jti(store: Store, jti: str, expires_at: int, now: int) -> bool:
+    """Record a client assertion's jti; False if it was used before and has not expired
+    (RFC 7523 §3 item 7). Expired rows go on the way: they can never match again."""
+    store.conn.execute("DELETE FROM assertion_jtis WHERE expires_at <= ?", (now,))
+    jti_hash = hashlib.sha256(jti.encode("utf-8")).hexdigest()
+    cursor = store.conn.execute(
+        "INSERT OR IGNORE INTO assertion_jtis (jti_hash, expires_at) VALUES (?, ?)",
+        (jti_hash, expires_at),
+    )
+    return cursor.rowcount == 1

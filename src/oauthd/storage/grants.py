@@ -35,6 +35,7 @@ __all__ = [
     "mark_code_redeemed",
     "mark_refresh_rotated",
     "migrate_v2",
+    "revoke_access_token",
     "revoke_family",
     "set_pending_csrf",
 ]
@@ -269,3 +270,10 @@ def insert_access_token(store: Store, jti: str, family_id: str | None, expires_a
 def is_access_token_active(store: Store, jti: str, now: int) -> bool:
     rows = store.query("SELECT expires_at, revoked_at FROM access_tokens WHERE jti = ?", (jti,))
     return bool(rows) and rows[0][1] is None and rows[0][0] > now
+
+
+def revoke_access_token(store: Store, jti: str, now: int) -> None:
+    """Ends one access token (RFC 7009 §2.1); its grant and refresh token are left alone."""
+    store.conn.execute(
+        "UPDATE access_tokens SET revoked_at = ? WHERE jti = ? AND revoked_at IS NULL", (now, jti)
+    )

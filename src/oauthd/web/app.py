@@ -15,10 +15,12 @@ from oauthd.web.routes import (
     consent,
     discovery,
     health,
+    introspect,
     jwks,
     login,
     logout,
     register,
+    revoke,
     token,
     userinfo,
 )
@@ -26,7 +28,19 @@ from oauthd.web.state import AppState
 
 __all__ = ["AppState", "create_app"]
 
-ENDPOINTS = (jwks, health, authorize, login, consent, logout, token, userinfo, register)
+ENDPOINTS = (
+    jwks,
+    health,
+    authorize,
+    login,
+    consent,
+    logout,
+    token,
+    userinfo,
+    register,
+    revoke,
+    introspect,
+)
 
 
 def create_app(state: AppState) -> AccessLog:

@@ -3,17 +3,21 @@ that served a request is noted in the ASGI scope for the access log."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from quart import request
 
-from oauthd.actors import client_address, directory_address
+from oauthd.actors import FetchJwks, client_address, directory_address, fetcher_address
+from oauthd.actors.client_tokens import JwksNeeded
 from oauthd.errors import InvalidClient, InvalidRequest, NotFound
 from oauthd.oauth.handles import parse_handle
+from oauthd.oauth.rfc6749_client_auth import ClientCredentials
 from oauthd.runtime import Address
 from oauthd.web.state import AppState
 
-__all__ = ["ask", "ask_client", "ask_directory", "ask_pending"]
+__all__ = ["ask", "ask_as_client", "ask_client", "ask_directory", "ask_pending"]
 
 
 async def ask(state: AppState, address: Address, message: Any) -> Any:
@@ -43,3 +47,27 @@ async def ask_pending(state: AppState, request_id: str | None, message: Any) -> 
         return await ask(state, Address(state.tenant, "client", shard_key), message)
     except NotFound:
         raise InvalidRequest("this sign-in request has expired; start again from the app") from None
+
+
+async def ask_as_client(
+    state: AppState, credentials: ClientCredentials, message: Callable[[ClientCredentials], Any]
+) -> Any:
+    """Ask the authenticating client's actor, fetching its keys first when it authenticates
+    with a private_key_jwt whose keys are at a `jwks_uri` (RFC 7523): the actor answers
+    JwksNeeded, the Fetcher gets the set outside any transaction, and the actor is asked
+    again. An unknown kid earns one fresh fetch (key rotation), never two."""
+    fetched_fresh = False
+    while True:
+        try:
+            return await ask_client(state, credentials.client_id, message(credentials))
+        except JwksNeeded as need:
+            if need.fresh and fetched_fresh:
+                raise InvalidClient("client assertion signed by an unregistered key") from None
+            if need.fresh:
+                fetched_fresh = True
+            elif credentials.jwks is not None:
+                raise InvalidClient("the client's keys are not available") from None
+            jwks: str = await ask(
+                state, fetcher_address(state.tenant), FetchJwks(need.uri, fresh=need.fresh)
+            )
+            credentials = dataclasses.replace(credentials, jwks=jwks)

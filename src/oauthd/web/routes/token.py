@@ -1,6 +1,10 @@
 """POST /token (OAuth 2.1 §3.2): parse the form, read the client's credentials, and hand the
 grant to the client's actor. `GRANTS` is the grant registry: the metadata advertises exactly
-its keys."""
+its keys.
+
+A client that registered a `jwks_uri` (RFC 7523) is answered `JwksNeeded` by its actor; the
+route then has the Fetcher get the key set, outside the shard's transaction, and asks again
+with it. The actor alone decides what the keys are needed for."""
 
 from __future__ import annotations
 
@@ -9,20 +13,22 @@ from typing import Any
 
 from quart import Quart, Response, request
 
+from oauthd.actors.client_tokens import TOKEN_PATH, IssueClientToken
 from oauthd.actors.grants import RedeemCode, RefreshTokens, TokenResponse
 from oauthd.errors import InvalidRequest, UnsupportedGrantType
+from oauthd.keys import ASSERTION_ALGORITHMS
 from oauthd.oauth.params import Params
 from oauthd.oauth.rfc6749_client_auth import ClientCredentials, read_credentials
 from oauthd.oauth.rfc8414_metadata import Contribution
-from oauthd.web.asks import ask_client
+from oauthd.web.asks import ask_as_client
 from oauthd.web.browser import form_params
 from oauthd.web.responses import NO_STORE, json_bytes, json_response
 from oauthd.web.state import AppState
 
 __all__ = ["GRANTS", "register"]
 
-PATH = "/token"
-AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+PATH = TOKEN_PATH
+AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none", "private_key_jwt"]
 # OAuth 2.1 §2.4.1, §3.2: credentials and grant parameters never travel in the URI.
 NOT_IN_QUERY = ("client_secret", "code", "code_verifier", "refresh_token", "client_assertion")
 # OAuth 2.1 §3.2: a defined parameter is sent at most once; unknown ones are ignored, and
@@ -60,8 +66,17 @@ def refresh_token(params: Params, credentials: ClientCredentials) -> RefreshToke
     )
 
 
+def client_credentials(params: Params, credentials: ClientCredentials) -> IssueClientToken:
+    return IssueClientToken(
+        credentials=credentials,
+        scope=params.get("scope"),
+        resources=params.get_all("resource"),
+    )
+
+
 GRANTS: dict[str, Callable[[Params, ClientCredentials], Any]] = {
     "authorization_code": authorization_code,
+    "client_credentials": client_credentials,
     "refresh_token": refresh_token,
 }
 
@@ -81,8 +96,8 @@ def register(app: Quart, state: AppState) -> Contribution:
         repeated = params.repeated(SINGLE_VALUED)
         if repeated is not None:
             raise InvalidRequest(f"parameter {repeated} is repeated")
-        reply: TokenResponse = await ask_client(
-            state, credentials.client_id, make(params, credentials)
+        reply: TokenResponse = await ask_as_client(
+            state, credentials, lambda creds: make(params, creds)
         )
         return json_response(json_bytes(reply.to_json()), 200, NO_STORE)
 
@@ -92,6 +107,8 @@ def register(app: Quart, state: AppState) -> Contribution:
             "token_endpoint": state.url(PATH),
             "grant_types_supported": sorted(GRANTS),
             "token_endpoint_auth_methods_supported": AUTH_METHODS,
+            # RFC 8414 §2, DISC-7: the algorithms private_key_jwt assertions may use.
+            "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
         },
         # OIDC Discovery §3: ID tokens are signed with the configured key algorithm.
         oidc={"id_token_signing_alg_values_supported": [state.settings.keys.algorithm]},
