@@ -17,7 +17,6 @@ __all__ = ["Migration", "Schema", "SchemaError", "Store", "tenant_dir"]
 Migration = Callable[[sqlite_utils.Database], None]
 
 
-
 class SchemaError(Exception):
     """A shard written by a newer oauthd, or one that cannot be migrated."""
 
