@@ -8,12 +8,14 @@ document to the client's actor with the credentials."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import trio
 
 from oauthd.errors import InvalidClient
 from oauthd.runtime import Address, Clock
@@ -38,6 +40,22 @@ class FetchJwks:
 
 def fetcher_address(tenant: str) -> Address:
     return Address(tenant, "fetcher", "documents")
+
+
+async def check_public_host(host: str, port: int) -> None:
+    """SSRF defence: a client-supplied URL may only reach public addresses, never loopback,
+    private, link-local or reserved ones (the metadata service of a cloud host, say). The
+    name is resolved here and every address it resolves to must be global. (A name that
+    re-resolves differently between this check and the connection is not caught.)"""
+    try:
+        infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_STREAM)
+    except OSError:
+        raise InvalidClient("the client's jwks_uri host does not resolve") from None
+    for *_, sockaddr in infos:
+        if not ipaddress.ip_address(sockaddr[0]).is_global:
+            raise InvalidClient(
+                "the client's jwks_uri must be on a public address", detail=f"{host}: {sockaddr[0]}"
+            )
 
 
 class Fetcher:
@@ -78,8 +96,11 @@ class Fetcher:
         return text
 
     async def _fetch(self, uri: str) -> str:
-        if urlsplit(uri).scheme != "https":
+        parts = urlsplit(uri)
+        if parts.scheme != "https" or not parts.hostname:
             raise InvalidClient("the client's jwks_uri must be https")
+        if self._transport is None:  # the real network (tests bring their own transport)
+            await check_public_host(parts.hostname, parts.port or 443)
         assert self._http is not None, "fetcher used before open()"
         try:
             async with self._http.stream("GET", uri) as response:
