@@ -14,8 +14,12 @@ Hierarchy::
         ├── InvalidScope             RFC 6749 §4.1.2.1, §5.2
         ├── InvalidTarget            RFC 8707 §2
         ├── AccessDenied             RFC 6749 §4.1.2.1
+        ├── AuthorizationPending     RFC 8628 §3.5
+        ├── SlowDown                 RFC 8628 §3.5
+        ├── ExpiredToken             RFC 8628 §3.5
         ├── ServerError              RFC 6749 §4.1.2.1 (500)
         ├── TemporarilyUnavailable   RFC 6749 §4.1.2.1 (503, Retry-After)
+        │   └── TooManyRequests      RFC 6585 §4 (429, Retry-After)
         ├── NotFound                 no such resource (404, HTTP only)
         └── MethodNotAllowed         wrong method (405, HTTP only)
 
@@ -29,7 +33,9 @@ from typing import ClassVar
 
 __all__ = [
     "AccessDenied",
+    "AuthorizationPending",
     "ConfigError",
+    "ExpiredToken",
     "Forbidden",
     "InvalidClient",
     "InvalidGrant",
@@ -42,7 +48,9 @@ __all__ = [
     "OAuthdError",
     "RequestTooLarge",
     "ServerError",
+    "SlowDown",
     "TemporarilyUnavailable",
+    "TooManyRequests",
     "UnauthorizedClient",
     "UnsupportedGrantType",
     "UnsupportedResponseType",
@@ -141,6 +149,24 @@ class AccessDenied(OAuthError):
     section = "RFC 6749 §4.1.2.1"
 
 
+class AuthorizationPending(OAuthError):
+    code = "authorization_pending"
+    redirectable = False
+    section = "RFC 8628 §3.5"
+
+
+class SlowDown(OAuthError):
+    code = "slow_down"
+    redirectable = False
+    section = "RFC 8628 §3.5"
+
+
+class ExpiredToken(OAuthError):
+    code = "expired_token"
+    redirectable = False
+    section = "RFC 8628 §3.5"
+
+
 class ServerError(OAuthError):
     code = "server_error"
     status = 500
@@ -158,6 +184,13 @@ class TemporarilyUnavailable(OAuthError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_s)}
+
+
+class TooManyRequests(TemporarilyUnavailable):
+    """Too many attempts from one browser or address (RFC 8628 §5.1 user-code guessing)."""
+
+    status = 429
+    section = "RFC 6585 §4"
 
 
 class NotFound(OAuthError):

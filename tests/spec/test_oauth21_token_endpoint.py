@@ -189,7 +189,7 @@ async def test_s3_2_4_missing_grant_type_is_invalid_request(
         "password",
         "implicit",
         "foo",
-        "urn:ietf:params:oauth:grant-type:device_code",
+        "urn:ietf:params:oauth:grant-type:jwt-bearer",
         "AUTHORIZATION_CODE",
         'x"\\é',
     ],

@@ -1,8 +1,9 @@
 """The ClientActor: owns one client's shard. Its registration is cached in memory and
 re-read when another process has committed to the shard (PRAGMA data_version).
 
-Its handlers come in four parts: the registration itself (RFC 7592), the browser part of
-the code flow (pending requests, codes), the token endpoint's grants, and revocation and
+Its handlers come in five parts: the registration itself (RFC 7592), the browser part of
+the code flow (pending requests, codes), the device grant (RFC 8628, `DeviceHandlers`, which
+builds on `TokenHandlers`), the token endpoint's grants, and revocation and
 introspection (`LifecycleHandlers`, after `TokenHandlers` so its `authenticate()` is the one)."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 from oauthd.actors.client_authz import AuthorizationHandlers
+from oauthd.actors.client_device import DeviceHandlers
 from oauthd.actors.client_lifecycle import LifecycleHandlers
 from oauthd.actors.client_registration import RegistrationHandlers
 from oauthd.actors.client_tokens import TokenHandlers
@@ -36,7 +38,12 @@ def client_address(tenant: str, client_id: str) -> Address:
 
 
 class ClientActor(
-    AuthorizationHandlers, TokenHandlers, RegistrationHandlers, LifecycleHandlers, ShardActor
+    AuthorizationHandlers,
+    DeviceHandlers,
+    TokenHandlers,
+    RegistrationHandlers,
+    LifecycleHandlers,
+    ShardActor,
 ):
     schema = CLIENT
 

@@ -10,6 +10,7 @@ from oauthd.actors.grants import (
     CheckPending,
     CodeIssued,
     DenyPending,
+    DeviceDecided,
     IssueCode,
     Pending,
     PreparePending,
@@ -28,8 +29,10 @@ from oauthd.storage import Store, hash_secret
 from oauthd.storage.grants import (
     PendingRow,
     consume_pending,
+    decide_device_code,
     insert_code,
     insert_pending,
+    load_device_code,
     load_pending,
     set_pending_csrf,
 )
@@ -86,16 +89,34 @@ class AuthorizationHandlers:
         return self._checked(message.request_id, message.browser, message.csrf)
 
     @command(ApprovePending)
-    def approve_pending(self, message: ApprovePending) -> CodeIssued:
+    def approve_pending(self, message: ApprovePending) -> CodeIssued | DeviceDecided:
         request = self._checked(message.request_id, message.browser, message.csrf)
         consume_pending(self.store, message.request_id)  # single use
+        if request.device_code_hash is not None:
+            return self._decide_device(request, message.user_id, message.auth_time)
         return self._issue_code(request, message.user_id, message.auth_time)
 
     @command(DenyPending)
-    def deny_pending(self, message: DenyPending) -> CodeIssued:
+    def deny_pending(self, message: DenyPending) -> CodeIssued | DeviceDecided:
         request = self._checked(message.request_id, message.browser, message.csrf)
         consume_pending(self.store, message.request_id)
+        if request.device_code_hash is not None:
+            return self._decide_device(request, None, None)
         return CodeIssued(request.redirect_uri, request.state, None)
+
+    def _decide_device(
+        self, request: AuthorizationRequest, user_id: str | None, auth_time: int | None
+    ) -> DeviceDecided:
+        """RFC 8628 §3.3: the person's decision is recorded on the device code, which the
+        device's next poll answers; a code decided, expired or redeemed meanwhile is not."""
+        code_hash = request.device_code_hash or ""
+        row = load_device_code(self.store, code_hash)
+        if row is None or row.status != "pending" or row.expires_at <= self._now():
+            raise InvalidRequest("this code has expired; start again on your device")
+        approved = user_id is not None
+        status = "approved" if approved else "denied"
+        decide_device_code(self.store, code_hash, status, user_id, auth_time)
+        return DeviceDecided(approved, request.user_code or "")
 
     @command(IssueCode)
     def issue_code(self, message: IssueCode) -> CodeIssued:

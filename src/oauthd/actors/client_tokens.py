@@ -55,7 +55,13 @@ from oauthd.storage.grants import (
     revoke_family,
 )
 
-__all__ = ["TOKEN_PATH", "IssueClientToken", "JwksNeeded", "TokenHandlers"]
+__all__ = [
+    "TOKEN_PATH",
+    "IssueClientToken",
+    "JwksNeeded",
+    "TokenHandlers",
+    "keeps_spent_assertion",
+]
 
 TOKEN_PATH = "/token"  # noqa: S105 (a path): the token endpoint, an accepted assertion aud
 H = TypeVar("H", bound=Callable[..., Any])

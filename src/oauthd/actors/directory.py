@@ -1,5 +1,6 @@
-"""The Directory actor: the tenant's index of clients. Registering a client creates its shard
-first and indexes it second, so the index never names a shard that does not exist."""
+"""The Directory actor: the tenant's index of clients and of device user codes. Registering a
+client creates its shard first and indexes it second, so the index never names a shard that
+does not exist."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from dataclasses import dataclass
 from oauthd.actors.people import PeopleHandlers
 from oauthd.actors.shard import ShardActor, command, query
 from oauthd.actors.wiring import Env
+from oauthd.errors import TemporarilyUnavailable
+from oauthd.oauth.rfc8628_device import issue_user_code
 from oauthd.runtime import Address
 from oauthd.storage import (
     DIRECTORY,
@@ -15,14 +18,18 @@ from oauthd.storage import (
     count_clients,
     create_client_shard,
     index_client,
+    index_user_code,
     list_clients,
     load_shard_key,
+    load_user_code,
     unindex_client,
 )
 
 __all__ = [
     "CountClients",
     "Directory",
+    "FindUserCode",
+    "IndexUserCode",
     "ListClients",
     "LookupClient",
     "RegisterClient",
@@ -48,6 +55,26 @@ class LookupClient:
 @dataclass(frozen=True, slots=True)
 class CountClients:
     """Query: how many clients are registered."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexUserCode:
+    """Command: draw a user code for a device code (RFC 8628 §6.1), unique among outstanding
+    ones; replies with the 8 letters."""
+
+    shard_key: str
+    code_hash: str
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class FindUserCode:
+    """Query: (shard key, device-code hash) of an outstanding, normalised user code, or None."""
+
+    user_code: str
+
+
+USER_CODE_DRAWS = 20  # 20^8 ≈ 2.6e10 codes: twenty collisions in a row do not happen
 
 
 def directory_address(tenant: str) -> Address:
@@ -98,3 +125,18 @@ class Directory(PeopleHandlers, ShardActor):
     @query(CountClients)
     def count(self, _message: CountClients) -> int:
         return count_clients(self.store)
+
+    @command(IndexUserCode)
+    def draw_user_code(self, message: IndexUserCode) -> str:
+        now = int(self._clock.now())
+        for _ in range(USER_CODE_DRAWS):
+            code = issue_user_code()
+            if index_user_code(
+                self.store, code, message.shard_key, message.code_hash, message.expires_at, now
+            ):
+                return code
+        raise TemporarilyUnavailable("too many device authorizations are outstanding")
+
+    @query(FindUserCode)
+    def find_user_code(self, message: FindUserCode) -> tuple[str, str] | None:
+        return load_user_code(self.store, message.user_code, int(self._clock.now()))

@@ -15,6 +15,7 @@ __all__ = [
     "CheckPending",
     "CodeIssued",
     "DenyPending",
+    "DeviceDecided",
     "IssueCode",
     "Pending",
     "PreparePending",
@@ -53,7 +54,8 @@ class CheckPending:
 
 @dataclass(frozen=True, slots=True)
 class ApprovePending:
-    """Command: the person approved: consume the request and issue a code."""
+    """Command: the person approved: consume the request and issue a code (or, for a device
+    request, mark its device code approved and reply DeviceDecided)."""
 
     request_id: str
     browser: str
@@ -64,7 +66,8 @@ class ApprovePending:
 
 @dataclass(frozen=True, slots=True)
 class DenyPending:
-    """Command: the person denied: consume the request; replies CodeIssued without a code."""
+    """Command: the person denied: consume the request; replies CodeIssued without a code
+    (or DeviceDecided for a device request)."""
 
     request_id: str
     browser: str
@@ -91,6 +94,15 @@ class CodeIssued:
     redirect_uri: str
     state: str | None
     code: str | None  # None when the person denied
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceDecided:
+    """The answer to ApprovePending / DenyPending for a device request (RFC 8628 §3.3):
+    the device code is now approved or denied; nothing goes to any redirect URI."""
+
+    approved: bool
+    user_code: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,6 +84,10 @@ class AuthorizationRequest:
     # OIDC Core §3.1.2.1: when prompt=login or max_age sent the person to log in although a
     # session existed, the hash of that session, which may then not answer this request.
     stale_session: str | None = None
+    # RFC 8628: a device request (begun at /device, not /authorize) names its device code by
+    # hash and carries the user code to show for confirmation; it has no redirect URI.
+    device_code_hash: str | None = None
+    user_code: str | None = None
 
 
 # --- stage 1 and 2: error page, never a redirect -------------------------------------------
@@ -235,6 +239,8 @@ def request_to_json(request: AuthorizationRequest) -> dict[str, object]:
         "max_age": request.max_age,
         "login_hint": request.login_hint,
         "stale_session": request.stale_session,
+        "device_code_hash": request.device_code_hash,
+        "user_code": request.user_code,
     }
 
 
@@ -260,4 +266,6 @@ def request_from_json(data: dict[str, object]) -> AuthorizationRequest:
         max_age=max_age if isinstance(max_age, int) else None,
         login_hint=text("login_hint"),
         stale_session=text("stale_session"),
+        device_code_hash=text("device_code_hash"),
+        user_code=text("user_code"),
     )

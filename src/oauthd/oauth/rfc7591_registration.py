@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from oauthd.errors import OAuthError
 from oauthd.oauth.rfc8252_redirects import check_registrable
+from oauthd.oauth.rfc8628_device import DEVICE_GRANT
 from oauthd.oauth.scopes import format_scope, parse_scope
 
 __all__ = [
@@ -25,7 +26,7 @@ __all__ = [
 ]
 
 AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post", "private_key_jwt")
-GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials", DEVICE_GRANT)
 RESPONSE_TYPES = ("code",)
 MAX_TEXT = 200  # client_name and similar: enough for a product name, not for a payload
 MAX_URI = 2000
@@ -152,8 +153,10 @@ def check_grants(
     # RFC 7591 §2.1: authorization_code goes with response type code, and back.
     if ("authorization_code" in grant_types) != ("code" in response_types):
         raise InvalidClientMetadata("grant_types and response_types are inconsistent")
-    # A refresh token comes only from another grant; here that is authorization_code.
-    if "refresh_token" in grant_types and "authorization_code" not in grant_types:
+    # A refresh token comes only from another grant: authorization_code or the device grant.
+    if "refresh_token" in grant_types and not {"authorization_code", DEVICE_GRANT} & set(
+        grant_types
+    ):
         raise InvalidClientMetadata("refresh_token needs a grant that issues refresh tokens")
     if method not in AUTH_METHODS:
         raise InvalidClientMetadata("unsupported token_endpoint_auth_method")

@@ -4,7 +4,7 @@ v1 holds the registration. v2 adds its RFC 7591 metadata, its registration acces
 (hashed) and deletion time, and everything the client's grants need (`grants.py`): pending
 authorization requests, codes, refresh-token families, refresh tokens, access-token records.
 v3 adds the jti values of client assertions already used (RFC 7523 §3 item 7), each kept
-until its assertion expires.
+until its assertion expires. v4 adds device codes (RFC 8628, `grants.migrate_v4`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 import sqlite_utils
 
 from oauthd.storage.grants import migrate_v2 as migrate_grants
+from oauthd.storage.grants import migrate_v4 as migrate_device_codes
 from oauthd.storage.sqlite import Schema, Store
 
 __all__ = [
@@ -88,7 +89,7 @@ def _v3(db: sqlite_utils.Database) -> None:
     db.table("assertion_jtis").create_index(["expires_at"])
 
 
-CLIENT = Schema("client", (_v1, _v2, _v3))
+CLIENT = Schema("client", (_v1, _v2, _v3, migrate_device_codes))
 COLUMNS = (
     "client_id, client_name, redirect_uris, grant_types, response_types, "
     "token_endpoint_auth_method, scope, first_party, secret_hash, source, created_at, "
@@ -176,6 +177,7 @@ def delete_client(store: Store, now: int) -> None:
     store.conn.execute("UPDATE families SET revoked_at = ? WHERE revoked_at IS NULL", (now,))
     store.conn.execute("UPDATE access_tokens SET revoked_at = ? WHERE revoked_at IS NULL", (now,))
     store.conn.execute("DELETE FROM pending")
+    store.conn.execute("DELETE FROM device_codes WHERE status != 'redeemed'")
 
 
 def load_client(store: Store) -> ClientRecord | None:

@@ -1,5 +1,6 @@
 """What a client shard holds besides the registration (schema v2): pending authorization
-requests, codes, refresh-token families, refresh tokens and access-token records.
+requests, codes, refresh-token families, refresh tokens and access-token records; and from
+schema v4 the device codes of RFC 8628.
 
 Every credential is stored as a hash of the whole handle; the refresh-token replay blob is
 sealed under a key derived from the token it answers, so nothing usable rests on disk.
@@ -18,25 +19,32 @@ from oauthd.storage.sqlite import Store
 
 __all__ = [
     "CodeRow",
+    "DeviceRow",
     "FamilyRow",
     "PendingRow",
     "RefreshRow",
     "consume_pending",
+    "decide_device_code",
     "insert_access_token",
     "insert_code",
+    "insert_device_code",
     "insert_family",
     "insert_pending",
     "insert_refresh",
     "is_access_token_active",
     "load_code",
+    "load_device_code",
     "load_family",
     "load_pending",
     "load_refresh",
     "mark_code_redeemed",
+    "mark_device_redeemed",
     "mark_refresh_rotated",
     "migrate_v2",
+    "migrate_v4",
     "revoke_access_token",
     "revoke_family",
+    "set_device_poll",
     "set_pending_csrf",
 ]
 
@@ -276,4 +284,98 @@ def revoke_access_token(store: Store, jti: str, now: int) -> None:
     """Ends one access token (RFC 7009 §2.1); its grant and refresh token are left alone."""
     store.conn.execute(
         "UPDATE access_tokens SET revoked_at = ? WHERE jti = ? AND revoked_at IS NULL", (now, jti)
+    )
+
+
+# --- device codes (schema v4, RFC 8628) ---------------------------------------------------
+
+
+def migrate_v4(db: sqlite_utils.Database) -> None:
+    """Device codes, by hash. `request` holds the scope and resources asked for; the person's
+    decision (status approved or denied, user_id, auth_time) arrives from the /device page."""
+    db.table("device_codes").create(
+        {
+            "code_hash": str,
+            "request": str,
+            "created_at": int,
+            "expires_at": int,
+            "interval": int,
+            "next_poll_at": int,
+            "status": str,  # pending | approved | denied | redeemed
+            "user_id": str,
+            "auth_time": int,
+            "family_id": str,
+        },
+        pk="code_hash",
+    )
+    db.table("device_codes").create_index(["expires_at"])
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    code_hash: str
+    request: dict[str, Any]
+    expires_at: int
+    interval: int
+    next_poll_at: int
+    status: str
+    user_id: str | None
+    auth_time: int | None
+
+
+def insert_device_code(
+    store: Store, code: str, request: dict[str, Any], now: int, expires_at: int, interval: int
+) -> str:
+    """Record a new device code; returns its hash (the name the directory and pages use)."""
+    code_hash = hash_secret(code)
+    store.conn.execute(
+        "INSERT INTO device_codes VALUES (?,?,?,?,?,?,'pending',NULL,NULL,NULL)",
+        (code_hash, json.dumps(request), now, expires_at, interval, now),
+    )
+    return code_hash
+
+
+def load_device_code(store: Store, code_hash: str) -> DeviceRow | None:
+    rows = store.query(
+        "SELECT code_hash, request, expires_at, interval, next_poll_at, status, user_id, "
+        "auth_time FROM device_codes WHERE code_hash = ?",
+        (code_hash,),
+    )
+    if not rows:
+        return None
+    code_hash, request, expires_at, interval, next_poll_at, status, user_id, auth_time = rows[0]
+    return DeviceRow(
+        code_hash,
+        json.loads(request),
+        expires_at,
+        interval,
+        next_poll_at,
+        status,
+        user_id,
+        auth_time,
+    )
+
+
+def set_device_poll(store: Store, code_hash: str, interval: int, next_poll_at: int) -> None:
+    store.conn.execute(
+        "UPDATE device_codes SET interval = ?, next_poll_at = ? WHERE code_hash = ?",
+        (interval, next_poll_at, code_hash),
+    )
+
+
+def decide_device_code(
+    store: Store, code_hash: str, status: str, user_id: str | None, auth_time: int | None
+) -> None:
+    """The person approved or denied: only a pending code can be decided."""
+    store.conn.execute(
+        "UPDATE device_codes SET status = ?, user_id = ?, auth_time = ? "
+        "WHERE code_hash = ? AND status = 'pending'",
+        (status, user_id, auth_time, code_hash),
+    )
+
+
+def mark_device_redeemed(store: Store, code_hash: str, family_id: str) -> None:
+    store.conn.execute(
+        "UPDATE device_codes SET status = 'redeemed', family_id = ? WHERE code_hash = ?",
+        (family_id, code_hash),
     )

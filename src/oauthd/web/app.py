@@ -13,6 +13,8 @@ from oauthd.web.responses import API_CORS, API_PATHS, CORS
 from oauthd.web.routes import (
     authorize,
     consent,
+    device,
+    device_authorization,
     discovery,
     health,
     introspect,
@@ -40,6 +42,8 @@ ENDPOINTS = (
     register,
     revoke,
     introspect,
+    device_authorization,
+    device,
 )
 
 

@@ -1,17 +1,20 @@
-"""What login, consent and /authorize share: whether consent is needed, and delivering the
-outcome to the client's redirect URI."""
+"""What login, consent, /authorize and /device share: whether consent is needed, and
+delivering the outcome: to the client's redirect URI, or for a device request (RFC 8628) as a
+page telling the person to go back to their device."""
 
 from __future__ import annotations
 
 from quart import Response
 
-from oauthd.actors.grants import CodeIssued
+from oauthd.actors.grants import CodeIssued, DeviceDecided
 from oauthd.actors.people import HasConsent
 from oauthd.errors import AccessDenied
 from oauthd.oauth.rfc6749_authorize import AuthorizationRequest
+from oauthd.oauth.rfc8628_device import display_user_code
 from oauthd.storage import ClientRecord
 from oauthd.web.asks import ask_directory
 from oauthd.web.browser import redirect_to_client
+from oauthd.web.html import page
 from oauthd.web.state import AppState
 
 __all__ = ["consent_needed", "deliver_code"]
@@ -21,8 +24,9 @@ async def consent_needed(
     state: AppState, client: ClientRecord, user_id: str, req: AuthorizationRequest
 ) -> bool:
     """First-party clients skip consent; others need it once per user, client, scopes and
-    resources, and again for anything wider (HTML-5). `prompt=consent` always asks."""
-    if "consent" in req.prompt:
+    resources, and again for anything wider (HTML-5). `prompt=consent` always asks, and so
+    does every device request (RFC 8628 §5.4: remote phishing; DEVICE-9)."""
+    if "consent" in req.prompt or req.device_code_hash is not None:
         return True
     if client.first_party:
         return False
@@ -33,7 +37,11 @@ async def consent_needed(
     return not allowed
 
 
-def deliver_code(state: AppState, issued: CodeIssued) -> Response:
+def deliver_code(state: AppState, issued: CodeIssued | DeviceDecided) -> Response:
+    if isinstance(issued, DeviceDecided):
+        # RFC 8628 §3.3: nothing is sent to any client; the device learns it by polling.
+        shown = display_user_code(issued.user_code) if issued.user_code else ""
+        return page("device_done.html", approved=issued.approved, user_code=shown)
     if issued.code is None:
         error = AccessDenied("the user denied the request")
         return redirect_to_client(state, issued.redirect_uri, {"state": issued.state}, error)

@@ -43,7 +43,14 @@ API_CORS = {
 JSON = "application/json"
 # The JSON API: CORS for browser-based clients (RFC 9700 §2.6, CORS-2), and errors always as
 # JSON whatever Accept prefers (ERR-1). Everything else that a browser sees is HTML.
-API_PATHS = ("/token", "/register", "/userinfo", "/revoke", "/introspect")
+API_PATHS = (
+    "/token",
+    "/register",
+    "/userinfo",
+    "/revoke",
+    "/introspect",
+    "/device_authorization",
+)
 
 
 def json_bytes(document: Any) -> bytes:

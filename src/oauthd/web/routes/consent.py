@@ -15,6 +15,7 @@ from oauthd.actors.grants import (
     CheckPending,
     CodeIssued,
     DenyPending,
+    DeviceDecided,
     Pending,
     PreparePending,
 )
@@ -23,6 +24,7 @@ from oauthd.errors import InvalidRequest, OAuthError
 from oauthd.oauth.rfc6749_authorize import AuthorizationRequest
 from oauthd.oauth.rfc8252_redirects import is_loopback_redirect
 from oauthd.oauth.rfc8414_metadata import Contribution
+from oauthd.oauth.rfc8628_device import display_user_code
 from oauthd.storage import ClientRecord, hash_secret
 from oauthd.web.asks import ask_directory, ask_pending
 from oauthd.web.browser import Cookies, current_session, form_params, see_other
@@ -87,6 +89,8 @@ def register(app: Quart, state: AppState) -> Contribution:
             loopback_only=all(is_loopback_redirect(uri) for uri in registered),
             scopes=req.scope,
             resources=req.resources,
+            # RFC 8628 §5.4: the person compares this with the code on their device.
+            user_code=display_user_code(req.user_code) if req.user_code else None,
         )
 
     async def consent_submit() -> Response:
@@ -105,18 +109,21 @@ def register(app: Quart, state: AppState) -> Contribution:
                 return to_login(request_id)
             decision = form.get("decision")
             if decision == "deny":
-                denied: CodeIssued = await ask_pending(
+                denied: CodeIssued | DeviceDecided = await ask_pending(
                     state, request_id, DenyPending(request_id, browser, csrf)
                 )
                 return deliver_code(state, denied)
             if decision != "allow":
                 raise InvalidRequest("choose Allow or Deny")
             user_id = session.user.user_id
-            await ask_directory(
-                state,
-                GrantConsent(user_id, req.client_id, req.scope, req.resources, req.redirect_uri),
-            )
-            issued: CodeIssued = await ask_pending(
+            if req.device_code_hash is None:  # a device is asked every time: nothing to keep
+                await ask_directory(
+                    state,
+                    GrantConsent(
+                        user_id, req.client_id, req.scope, req.resources, req.redirect_uri
+                    ),
+                )
+            issued: CodeIssued | DeviceDecided = await ask_pending(
                 state,
                 request_id,
                 ApprovePending(request_id, browser, csrf, user_id, session.auth_time),

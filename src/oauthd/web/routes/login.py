@@ -10,7 +10,14 @@ import trio
 from quart import Quart, Response, request
 
 from oauthd.actors import GetClient
-from oauthd.actors.grants import ApprovePending, CheckPending, CodeIssued, Pending, PreparePending
+from oauthd.actors.grants import (
+    ApprovePending,
+    CheckPending,
+    CodeIssued,
+    DeviceDecided,
+    Pending,
+    PreparePending,
+)
 from oauthd.actors.people import EnsureUser, FindUser, StartSession
 from oauthd.errors import InvalidRequest, OAuthError
 from oauthd.oauth.rfc6749_authorize import AuthorizationRequest
@@ -84,7 +91,7 @@ def register(app: Quart, state: AppState) -> Contribution:
             await ask_pending(state, request_id, PreparePending(request_id, browser))
             response = see_other(state.path("/consent") + "?" + urlencode({"request": request_id}))
         else:
-            issued: CodeIssued = await ask_pending(
+            issued: CodeIssued | DeviceDecided = await ask_pending(
                 state, request_id, ApprovePending(request_id, browser, csrf, user.user_id, now)
             )
             response = deliver_code(state, issued)

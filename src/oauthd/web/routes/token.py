@@ -13,6 +13,7 @@ from typing import Any
 
 from quart import Quart, Response, request
 
+from oauthd.actors.client_device import PollDeviceCode
 from oauthd.actors.client_tokens import TOKEN_PATH, IssueClientToken
 from oauthd.actors.grants import RedeemCode, RefreshTokens, TokenResponse
 from oauthd.errors import InvalidRequest, UnsupportedGrantType
@@ -20,6 +21,7 @@ from oauthd.keys import ASSERTION_ALGORITHMS
 from oauthd.oauth.params import Params
 from oauthd.oauth.rfc6749_client_auth import ClientCredentials, read_credentials
 from oauthd.oauth.rfc8414_metadata import Contribution
+from oauthd.oauth.rfc8628_device import DEVICE_GRANT
 from oauthd.web.asks import ask_as_client
 from oauthd.web.browser import form_params
 from oauthd.web.responses import NO_STORE, json_bytes, json_response
@@ -30,7 +32,14 @@ __all__ = ["GRANTS", "register"]
 PATH = TOKEN_PATH
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none", "private_key_jwt"]
 # OAuth 2.1 §2.4.1, §3.2: credentials and grant parameters never travel in the URI.
-NOT_IN_QUERY = ("client_secret", "code", "code_verifier", "refresh_token", "client_assertion")
+NOT_IN_QUERY = (
+    "client_secret",
+    "code",
+    "code_verifier",
+    "refresh_token",
+    "client_assertion",
+    "device_code",
+)
 # OAuth 2.1 §3.2: a defined parameter is sent at most once; unknown ones are ignored, and
 # resource may repeat (RFC 8707 §2).
 SINGLE_VALUED = (
@@ -44,6 +53,7 @@ SINGLE_VALUED = (
     "redirect_uri",
     "refresh_token",
     "scope",
+    "device_code",
 )
 
 
@@ -74,10 +84,19 @@ def client_credentials(params: Params, credentials: ClientCredentials) -> IssueC
     )
 
 
+def device_code(params: Params, credentials: ClientCredentials) -> PollDeviceCode:
+    return PollDeviceCode(
+        credentials=credentials,
+        device_code=params.get("device_code"),
+        resources=params.get_all("resource"),
+    )
+
+
 GRANTS: dict[str, Callable[[Params, ClientCredentials], Any]] = {
     "authorization_code": authorization_code,
     "client_credentials": client_credentials,
     "refresh_token": refresh_token,
+    DEVICE_GRANT: device_code,  # RFC 8628 §3.4
 }
 
 
