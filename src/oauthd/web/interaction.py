@@ -4,20 +4,25 @@ page telling the person to go back to their device."""
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from quart import Response
 
-from oauthd.actors.grants import CodeIssued, DeviceDecided
+from oauthd.actors.grants import CodeIssued, DeviceDecided, StartPending
 from oauthd.actors.people import HasConsent
-from oauthd.errors import AccessDenied
+from oauthd.errors import AccessDenied, InvalidRequest
 from oauthd.oauth.rfc6749_authorize import AuthorizationRequest
 from oauthd.oauth.rfc8628_device import display_user_code
+from oauthd.runtime import Address
 from oauthd.storage import ClientRecord
-from oauthd.web.asks import ask_directory
-from oauthd.web.browser import redirect_to_client
-from oauthd.web.html import page
+from oauthd.web.asks import ask, ask_directory
+from oauthd.web.browser import Cookies, redirect_to_client, see_other
+from oauthd.web.html import error_page, page
 from oauthd.web.state import AppState
 
-__all__ = ["consent_needed", "deliver_code"]
+__all__ = ["begin_interaction", "consent_needed", "deliver_code"]
+
+BROWSER_COOKIE_S = 30 * 86_400
 
 
 async def consent_needed(
@@ -48,3 +53,24 @@ def deliver_code(state: AppState, issued: CodeIssued | DeviceDecided) -> Respons
     return redirect_to_client(
         state, issued.redirect_uri, {"code": issued.code, "state": issued.state}
     )
+
+
+async def begin_interaction(
+    state: AppState,
+    cookies: Cookies,
+    client: Address,
+    req: AuthorizationRequest,
+    needs_login: bool,
+) -> Response:
+    """Keep the request server-side, bound to this browser, and send the person to log in or
+    to consent (DESIGN.md "Browser side"): /authorize and /device start the same way."""
+    if needs_login and not state.settings.dev_mode:
+        problem = InvalidRequest("no sign-in method is configured on this server")
+        return error_page(problem, 503)
+    browser, new_browser = cookies.browser()
+    request_id: str = await ask(state, client, StartPending(req, browser))
+    target = "/login" if needs_login else "/consent"
+    response = see_other(state.path(target) + "?" + urlencode({"request": request_id}))
+    if new_browser:
+        cookies.set(response, "browser", browser, BROWSER_COOKIE_S)
+    return response

@@ -5,14 +5,13 @@ consent. Client and redirect URI problems are shown, never redirected."""
 from __future__ import annotations
 
 import dataclasses
-from urllib.parse import urlencode
 
 from quart import Quart, Response, request
 
-from oauthd.actors import GetClient
-from oauthd.actors.grants import CodeIssued, IssueCode, StartPending
+from oauthd.actors import GetClient, client_address
+from oauthd.actors.grants import CodeIssued, IssueCode
 from oauthd.actors.people import SessionView
-from oauthd.errors import InvalidRequest, OAuthError
+from oauthd.errors import OAuthError
 from oauthd.oauth.rfc6749_authorize import (
     MAX_STATE,
     AuthorizationRequest,
@@ -32,16 +31,14 @@ from oauthd.web.browser import (
     form_params,
     query_params,
     redirect_to_client,
-    see_other,
 )
 from oauthd.web.html import error_page
-from oauthd.web.interaction import consent_needed, deliver_code
+from oauthd.web.interaction import begin_interaction, consent_needed, deliver_code
 from oauthd.web.state import AppState
 
 __all__ = ["register"]
 
 PATH = "/authorize"
-BROWSER_COOKIE_S = 30 * 86_400
 
 
 class LoginRequired(OAuthError):
@@ -114,19 +111,11 @@ def register(app: Quart, state: AppState) -> Contribution:
                 else ConsentRequired("the user has not consented")
             )
             return redirect_to_client(state, req.redirect_uri, {"state": req.state}, error)
-        if needs_login and not state.settings.dev_mode:
-            problem = InvalidRequest("no sign-in method is configured on this server")
-            return error_page(problem, 503)
         if needs_login and session is not None:
             # Login is forced (prompt=login, max_age): this session may not finish the request.
             req = dataclasses.replace(req, stale_session=hash_secret(session.session_id))
-        browser, new_browser = cookies.browser()
-        request_id: str = await ask_client(state, client.client_id, StartPending(req, browser))
-        target = "/login" if needs_login else "/consent"
-        response = see_other(state.path(target) + "?" + urlencode({"request": request_id}))
-        if new_browser:
-            cookies.set(response, "browser", browser, BROWSER_COOKIE_S)
-        return response
+        address = client_address(state.tenant, client.client_id)
+        return await begin_interaction(state, cookies, address, req, needs_login)
 
     app.add_url_rule(state.path(PATH), "authorize", authorize, methods=["GET", "POST"])
     return Contribution(

@@ -10,21 +10,19 @@ which the page answers 429 with Retry-After (RFC 8628 §5.1)."""
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from quart import Quart, Response, request
 
 from oauthd.actors.client_device import GetDeviceRequest
 from oauthd.actors.directory import FindUserCode
-from oauthd.actors.grants import StartPending
-from oauthd.errors import InvalidRequest, OAuthError, TooManyRequests
+from oauthd.errors import OAuthError, TooManyRequests
 from oauthd.oauth.rfc6749_authorize import AuthorizationRequest
 from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.oauth.rfc8628_device import normalise_user_code
 from oauthd.runtime import Address
 from oauthd.web.asks import ask, ask_directory
-from oauthd.web.browser import Cookies, current_session, see_other
+from oauthd.web.browser import Cookies, current_session
 from oauthd.web.html import error_page, page
+from oauthd.web.interaction import begin_interaction
 from oauthd.web.state import AppState
 from oauthd.web.throttle import FailureWindow
 
@@ -34,7 +32,6 @@ PATH = "/device"
 NOT_VALID = "That code is not valid. Check the code on your device and try again."
 FAILURES = 10  # wrong codes per browser and per IP ...
 WINDOW_S = 600  # ... in this many seconds, before the page answers 429
-BROWSER_COOKIE_S = 30 * 86_400
 
 
 def register(app: Quart, state: AppState) -> Contribution:
@@ -82,17 +79,8 @@ def register(app: Quart, state: AppState) -> Contribution:
             return render(NOT_VALID, 400)
         shard_key, req = found
         session = await current_session(state, cookies)
-        if session is None and not state.settings.dev_mode:
-            return error_page(InvalidRequest("no sign-in method is configured on this server"), 503)
-        browser, new_browser = cookies.browser()
-        request_id: str = await ask(
-            state, Address(state.tenant, "client", shard_key), StartPending(req, browser)
-        )
-        target = "/login" if session is None else "/consent"
-        response = see_other(state.path(target) + "?" + urlencode({"request": request_id}))
-        if new_browser:
-            cookies.set(response, "browser", browser, BROWSER_COOKIE_S)
-        return response
+        address = Address(state.tenant, "client", shard_key)
+        return await begin_interaction(state, cookies, address, req, session is None)
 
     app.add_url_rule(state.path(PATH), "device", device, methods=["GET"])
     return Contribution()
