@@ -1,4 +1,4 @@
-"""The `oauthd` command: serve | check-config | keys list|rotate | clients add|list."""
+"""The `oauthd` command: serve | check-config | keys list|rotate | clients add|list | gc."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from oauthd.actors import (
     keys_address,
 )
 from oauthd.actors.enrol import enrol
+from oauthd.actors.janitor import collect_once
 from oauthd.errors import ConfigError, OAuthError
 from oauthd.logs import setup_logging
 from oauthd.oauth.rfc7591_registration import parse_metadata
@@ -67,6 +68,8 @@ def parser() -> argparse.ArgumentParser:
     ca.add_argument("--first-party", action="store_true", help="skip the consent page")
     cl = csub.add_parser("list", help="list registered clients")
     cl.add_argument("--config", required=True)
+    g = sub.add_parser("gc", help="delete expired rows and deleted clients' shards now")
+    g.add_argument("--config", required=True)
     return p
 
 
@@ -83,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "clients":
             return trio.run(clients_command, settings, args)
+        if args.command == "gc":
+            return trio.run(gc_command, settings)
         return trio.run(
             keys_command,
             settings,
@@ -176,6 +181,19 @@ async def clients_command(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"{client_id:<44} {source:<8} {when}")
         nursery.cancel_scope.cancel()
     return 0
+
+
+async def gc_command(settings: Settings) -> int:
+    """One janitor pass, beside a running server or not: the same actors and SQLite locks."""
+    async with trio.open_nursery() as nursery:
+        runtime: Runtime = await nursery.start(partial(open_runtime, settings, janitor=False))
+        report = await collect_once(runtime.system, runtime.env, TENANT)
+        for kind, count in sorted(report.counts.items()):
+            print(f"{kind:<16} {count}")
+        print(f"{'shards':<16} {report.shards}")
+        print(f"{'shards removed':<16} {len(report.removed)}")
+        nursery.cancel_scope.cancel()
+    return 1 if report.failed else 0
 
 
 async def add_client(runtime: Runtime, settings: Settings, args: argparse.Namespace) -> None:

@@ -3,6 +3,7 @@
     serve()
     ├── ActorSystem.run()           client actors, Directory, KeyManager (spawned on demand)
     ├── run_key_schedule()          wakes the KeyManager at each scheduled key change
+    ├── run_janitor()               every janitor.interval_s: expired rows, deleted shards
     └── serve_http()                Hypercorn -> AccessLog -> Quart-Trio routes -> ask(actor)
 
 Nothing serves before its state is open: the KeyManager has an active key and the configured
@@ -25,6 +26,7 @@ from typing import Any
 import trio
 
 from oauthd.actors import Env, RegisterClient, Tick, directory_address, keys_address, kinds
+from oauthd.actors.janitor import run_janitor
 from oauthd.actors.keys import run_key_schedule
 from oauthd.errors import ConfigError, ServerError
 from oauthd.keys import KeyringHolder, parse_client_jwks, parse_kek
@@ -152,9 +154,11 @@ async def open_runtime(
     clock: Clock | None = None,
     environ: Mapping[str, str] | None = None,
     fetch_transport: object | None = None,
+    janitor: bool = True,
     task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the actors until cancelled; report a ready `Runtime` through `task_status`."""
+    """Run the actors until cancelled; report a ready `Runtime` through `task_status`.
+    `janitor=False` leaves collection to the caller (`oauthd gc`, tests)."""
     environ = os.environ if environ is None else environ
     clock = clock or SystemClock()
     check_data_dir(settings)
@@ -174,6 +178,8 @@ async def open_runtime(
         )
         for record in clients:
             await system.ask(directory_address(TENANT), RegisterClient(record))
+        if janitor:
+            nursery.start_soon(run_janitor, system, env, TENANT, settings.janitor.interval_s)
         task_status.started(Runtime(settings, system, env))
         await trio.sleep_forever()
 

@@ -29,6 +29,7 @@ __all__ = [
     "ClientSettings",
     "DevSettings",
     "DevUser",
+    "JanitorSettings",
     "KeySettings",
     "LimitSettings",
     "LogSettings",
@@ -146,6 +147,13 @@ class LimitSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class JanitorSettings:
+    """Deleting expired rows and deleted clients' shards (DESIGN.md "Storage")."""
+
+    interval_s: float = 3600.0  # a pass over every shard this often; `oauthd gc` runs one now
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
@@ -168,6 +176,7 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     sessions: SessionSettings = field(default_factory=SessionSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    janitor: JanitorSettings = field(default_factory=JanitorSettings)
     log: LogSettings = field(default_factory=LogSettings)
     source: str = "<defaults>"  # the file these settings came from, for messages
 
@@ -412,6 +421,7 @@ def check_positive(s: Settings) -> None:
         "limits": s.limits,
         "storage": s.storage,
         "sessions": s.sessions,
+        "janitor": s.janitor,
     }
     for name, section in sections.items():
         for f in dataclasses.fields(section):

@@ -6,11 +6,12 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -254,3 +255,22 @@ def test_clients_add_registers_a_client_the_server_knows(config: Config, tmp_pat
     # Known client, its only redirect URI used: PKCE missing is redirected, not an error page.
     assert page.status_code == 303
     assert page.headers["location"].startswith("https://app.example/cb?error=invalid_request")
+
+
+def test_gc_removes_a_deleted_clients_shard_and_prints_counts(config: Config) -> None:
+    """`oauthd gc` runs one janitor pass on the data dir: it prints what it deleted, and a
+    client deregistered over RFC 7592 §2.3 leaves no shard file and no index entry."""
+    added = run("clients", "add", "--config", str(config.path), "--redirect-uri", "https://a/cb")
+    assert added.returncode == 0, added.stderr
+    client_id = dict(line.split(":", 1) for line in added.stdout.splitlines())["client_id"].strip()
+    (shard,) = (config.path.parent / "data" / "default" / "clients").glob("??/*.sqlite")
+    with closing(sqlite3.connect(shard)) as db, db:
+        db.execute("UPDATE client SET deleted_at = 1")  # as DELETE /register/<id> leaves it
+    collected = run("gc", "--config", str(config.path))
+    assert collected.returncode == 0, collected.stderr
+    counts = dict(line.rsplit(None, 1) for line in collected.stdout.splitlines())
+    assert counts["shards removed"] == "1"
+    assert counts["codes"] == "0"
+    assert not shard.exists()
+    assert not list(shard.parent.glob(f"{shard.name}*"))  # nor its -wal and -shm
+    assert client_id not in run("clients", "list", "--config", str(config.path)).stdout

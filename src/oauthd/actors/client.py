@@ -9,21 +9,27 @@ introspection (`LifecycleHandlers`, after `TokenHandlers` so its `authenticate()
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from oauthd.actors.client_authz import AuthorizationHandlers
 from oauthd.actors.client_device import DeviceHandlers
 from oauthd.actors.client_lifecycle import LifecycleHandlers
 from oauthd.actors.client_registration import RegistrationHandlers
 from oauthd.actors.client_tokens import TokenHandlers
-from oauthd.actors.shard import ShardActor, query
+from oauthd.actors.shard import ShardActor, command, query
 from oauthd.actors.wiring import Env
 from oauthd.errors import InvalidClient
 from oauthd.runtime import Address
-from oauthd.storage import ClientRecord, client_shard_path, load_client, shard_key_for
+from oauthd.storage import (
+    ClientRecord,
+    client_shard_path,
+    collect_client_shard,
+    load_client,
+    shard_key_for,
+)
 from oauthd.storage.clients import CLIENT
 
-__all__ = ["ClientActor", "GetClient", "client_address"]
+__all__ = ["ClientActor", "Collect", "Collected", "GetClient", "client_address"]
 
 RECHECK_S = 1.0  # how stale a cached registration may be for reads (multi-process serving)
 
@@ -31,6 +37,20 @@ RECHECK_S = 1.0  # how stale a cached registration may be for reads (multi-proce
 @dataclass(frozen=True, slots=True)
 class GetClient:
     """Query: the client's registration."""
+
+
+@dataclass(frozen=True, slots=True)
+class Collect:
+    """Command: delete the shard's expired rows (the janitor, `storage.expiry`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Collected:
+    """How many rows of each kind went; `deleted_client` names a client deregistered over
+    RFC 7592, whose shard may now be removed from disk once its actor has closed."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    deleted_client: str | None = None
 
 
 def client_address(tenant: str, client_id: str) -> Address:
@@ -82,3 +102,10 @@ class ClientActor(
     @query(GetClient)
     def get_client(self, _message: GetClient) -> ClientRecord:
         return self.client(fresh=False)
+
+    @command(Collect)
+    def collect(self, _message: Collect) -> Collected:
+        counts = collect_client_shard(self.store, int(self.env.clock.now()))
+        record = load_client(self.store)  # not client(): a deleted client must answer too
+        deleted = record.client_id if record is not None and record.deleted_at is not None else None
+        return Collected(counts, deleted)

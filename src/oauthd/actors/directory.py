@@ -15,6 +15,7 @@ from oauthd.runtime import Address
 from oauthd.storage import (
     DIRECTORY,
     ClientRecord,
+    collect_directory,
     count_clients,
     create_client_shard,
     index_client,
@@ -26,6 +27,7 @@ from oauthd.storage import (
 )
 
 __all__ = [
+    "CollectDirectory",
     "CountClients",
     "Directory",
     "FindUserCode",
@@ -93,6 +95,11 @@ class UnindexClient:
     client_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class CollectDirectory:
+    """Command: delete expired browser sessions and device user codes; replies with counts."""
+
+
 class Directory(PeopleHandlers, ShardActor):
     schema = DIRECTORY
 
@@ -113,6 +120,10 @@ class Directory(PeopleHandlers, ShardActor):
     @command(UnindexClient)
     def unindex(self, message: UnindexClient) -> None:
         unindex_client(self.store, message.client_id)
+
+    @command(CollectDirectory)
+    def collect(self, _message: CollectDirectory) -> dict[str, int]:
+        return collect_directory(self.store, int(self._clock.now()))
 
     @query(LookupClient)
     def lookup(self, message: LookupClient) -> str | None:

@@ -100,7 +100,16 @@ class _Reply:
 class _Cell:
     """One live actor: its mailbox and bookkeeping, owned by the system."""
 
-    __slots__ = ("address", "busy", "closing", "kind", "last_used", "mailbox", "parked")
+    __slots__ = (
+        "address",
+        "busy",
+        "closed",
+        "closing",
+        "kind",
+        "last_used",
+        "mailbox",
+        "parked",
+    )
 
     def __init__(self, address: Address, kind: Kind, now: float) -> None:
         self.address = address
@@ -109,6 +118,7 @@ class _Cell:
         self.parked: trio.lowlevel.Task | None = None
         self.busy = True  # until open() has returned
         self.closing = False
+        self.closed: trio.Event | None = None  # made by retire(), set once the actor closed
         self.last_used = now
 
     def wake(self) -> None:
@@ -176,6 +186,20 @@ class ActorSystem:
 
     def is_live(self, address: Address) -> bool:
         return address in self._live
+
+    async def retire(self, address: Address) -> bool:
+        """Evict the actor at `address` and wait until it has closed its resources; True when
+        none is live any more, False when it is busy or has mail (try again later). A new
+        message after this spawns a fresh actor, if its kind still says it exists."""
+        cell = self._live.get(address)
+        if cell is None:
+            return True
+        if not self._evictable(cell):
+            return False
+        cell.closed = trio.Event()
+        self._evict(cell)
+        await cell.closed.wait()
+        return True
 
     def stats(self) -> SystemStats:
         return SystemStats(
@@ -305,6 +329,8 @@ class ActorSystem:
         self._fail_queued(cell, TemporarilyUnavailable("the server is shutting down"))
         if actor is not None:
             await self._close_quietly(cell, actor)
+        if cell.closed is not None:
+            cell.closed.set()
 
     @staticmethod
     async def _close_quietly(cell: _Cell, actor: Actor) -> None:

@@ -10,7 +10,9 @@ from oauthd.storage.clients import (
     client_shard_path,
     create_client_shard,
     delete_client,
+    list_client_shards,
     load_client,
+    remove_client_shard,
     save_client,
     shard_key_for,
 )
@@ -24,6 +26,7 @@ from oauthd.storage.directory import (
     load_user_code,
     unindex_client,
 )
+from oauthd.storage.expiry import collect_client_shard, collect_directory
 from oauthd.storage.keys import KEYS, KeyRow, delete_keys, insert_key, load_keys, update_key_times
 from oauthd.storage.secrets import check_password, check_secret, hash_password, hash_secret
 from oauthd.storage.sqlite import Schema, SchemaError, Store, tenant_dir
@@ -40,6 +43,8 @@ __all__ = [
     "check_secret",
     "client_shard_file",
     "client_shard_path",
+    "collect_client_shard",
+    "collect_directory",
     "count_clients",
     "create_client_shard",
     "delete_client",
@@ -49,11 +54,13 @@ __all__ = [
     "index_client",
     "index_user_code",
     "insert_key",
+    "list_client_shards",
     "list_clients",
     "load_client",
     "load_keys",
     "load_shard_key",
     "load_user_code",
+    "remove_client_shard",
     "save_client",
     "shard_key_for",
     "tenant_dir",

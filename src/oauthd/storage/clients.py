@@ -30,7 +30,9 @@ __all__ = [
     "client_shard_path",
     "create_client_shard",
     "delete_client",
+    "list_client_shards",
     "load_client",
+    "remove_client_shard",
     "save_client",
     "shard_key_for",
     "spend_assertion_jti",
@@ -178,6 +180,27 @@ def delete_client(store: Store, now: int) -> None:
     store.conn.execute("UPDATE access_tokens SET revoked_at = ? WHERE revoked_at IS NULL", (now,))
     store.conn.execute("DELETE FROM pending")
     store.conn.execute("DELETE FROM device_codes WHERE status != 'redeemed'")
+
+
+def list_client_shards(tenant_dir: Path) -> list[str]:
+    """The shard key of every client shard file on disk, indexed or not (a deleted client is
+    unindexed at once, yet its file stays until the janitor removes it)."""
+    hex_digits = frozenset("0123456789abcdef")
+    keys = []
+    for path in sorted((tenant_dir / "clients").glob("??/*.sqlite")):
+        key = path.stem
+        if len(key) == 20 and hex_digits.issuperset(key) and path.parent.name == key[:2]:
+            keys.append(key)
+    return keys
+
+
+def remove_client_shard(tenant_dir: Path, shard_key: str) -> None:
+    """Remove a client's shard file with its -wal and -shm. Only once no connection is open
+    on it: the caller makes sure its actor has closed."""
+    path = client_shard_path(tenant_dir, shard_key)
+    # The database first: from then on nothing spawns an actor for it (wiring.client_exists).
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+        path.with_name(name).unlink(missing_ok=True)
 
 
 def load_client(store: Store) -> ClientRecord | None:
