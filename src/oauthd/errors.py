@@ -13,6 +13,14 @@ Hierarchy::
         ├── UnsupportedResponseType  RFC 6749 §4.1.2.1
         ├── InvalidScope             RFC 6749 §4.1.2.1, §5.2
         ├── InvalidTarget            RFC 8707 §2
+        ├── InvalidRedirectUri       RFC 7591 §3.2.2
+        ├── InvalidClientMetadata    RFC 7591 §3.2.2
+        ├── LoginRequired            OIDC Core §3.1.2.6
+        ├── ConsentRequired          OIDC Core §3.1.2.6
+        ├── RequestNotSupported      OIDC Core §6.1 (and RequestUri-, RegistrationNotSupported)
+        ├── BearerError              RFC 6750 §3.1, at protected resources
+        │   ├── InvalidToken         (401)
+        │   └── InsufficientScope    (403, with the scope needed)
         ├── AccessDenied             RFC 6749 §4.1.2.1
         ├── AuthorizationPending     RFC 8628 §3.5
         ├── SlowDown                 RFC 8628 §3.5
@@ -34,19 +42,29 @@ from typing import ClassVar
 __all__ = [
     "AccessDenied",
     "AuthorizationPending",
+    "BearerError",
     "ConfigError",
+    "ConsentRequired",
     "ExpiredToken",
     "Forbidden",
+    "InsufficientScope",
     "InvalidClient",
+    "InvalidClientMetadata",
     "InvalidGrant",
+    "InvalidRedirectUri",
     "InvalidRequest",
     "InvalidScope",
     "InvalidTarget",
+    "InvalidToken",
+    "LoginRequired",
     "MethodNotAllowed",
     "NotFound",
     "OAuthError",
     "OAuthdError",
+    "RegistrationNotSupported",
+    "RequestNotSupported",
     "RequestTooLarge",
+    "RequestUriNotSupported",
     "ServerError",
     "SlowDown",
     "TemporarilyUnavailable",
@@ -227,3 +245,61 @@ class Forbidden(OAuthError):
     status = 403
     redirectable = False
     section = "OAuth 2.1 §7.10"
+
+
+class InvalidRedirectUri(OAuthError):
+    code = "invalid_redirect_uri"
+    redirectable = False
+    section = "RFC 7591 §3.2.2"
+
+
+class InvalidClientMetadata(OAuthError):
+    code = "invalid_client_metadata"
+    redirectable = False
+    section = "RFC 7591 §3.2.2"
+
+
+class LoginRequired(OAuthError):
+    code = "login_required"
+    section = "OIDC Core §3.1.2.6"
+
+
+class ConsentRequired(OAuthError):
+    code = "consent_required"
+    section = "OIDC Core §3.1.2.6"
+
+
+class RequestNotSupported(OAuthError):
+    code = "request_not_supported"
+    section = "OIDC Core §6.1"
+
+
+class RequestUriNotSupported(OAuthError):
+    code = "request_uri_not_supported"
+    section = "OIDC Core §6.2"
+
+
+class RegistrationNotSupported(OAuthError):
+    code = "registration_not_supported"
+    section = "OIDC Core §7.2.1"
+
+
+class BearerError(OAuthError):
+    """An error at a protected resource; its challenge goes in WWW-Authenticate."""
+
+    status = 401
+    redirectable = False
+    section = "RFC 6750 §3.1"
+
+
+class InvalidToken(BearerError):
+    code = "invalid_token"
+
+
+class InsufficientScope(BearerError):
+    code = "insufficient_scope"
+    status = 403
+
+    def __init__(self, scope: str, description: str = "") -> None:
+        super().__init__(description or "the token lacks a required scope")
+        self.scope = scope

@@ -8,7 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from oauthd.errors import InvalidRequest, OAuthError, UnauthorizedClient, UnsupportedResponseType
+from oauthd.errors import (
+    InvalidRequest,
+    RegistrationNotSupported,
+    RequestNotSupported,
+    RequestUriNotSupported,
+    UnauthorizedClient,
+    UnsupportedResponseType,
+)
 from oauthd.oauth.params import Params
 from oauthd.oauth.rfc7636_pkce import check_challenge
 from oauthd.oauth.rfc8252_redirects import matches_registered
@@ -42,21 +49,6 @@ SINGLE = (
     "login_hint",
 )
 MAX_STATE = 2048  # a generous bound: state is echoed in a Location header
-
-
-class RequestNotSupported(OAuthError):
-    code = "request_not_supported"
-    section = "OIDC Core §6.1"
-
-
-class RequestUriNotSupported(OAuthError):
-    code = "request_uri_not_supported"
-    section = "OIDC Core §6.2"
-
-
-class RegistrationNotSupported(OAuthError):
-    code = "registration_not_supported"
-    section = "OIDC Core §7.2.1"
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,30 +3,9 @@
 
 from __future__ import annotations
 
-from oauthd.errors import InvalidRequest, OAuthError
+from oauthd.errors import BearerError, InsufficientScope, InvalidRequest, InvalidToken, OAuthError
 
 __all__ = ["BearerError", "InsufficientScope", "InvalidToken", "bearer_challenge", "read_bearer"]
-
-
-class BearerError(OAuthError):
-    """An error at a protected resource; its challenge goes in WWW-Authenticate."""
-
-    status = 401
-    redirectable = False
-    section = "RFC 6750 §3.1"
-
-
-class InvalidToken(BearerError):
-    code = "invalid_token"
-
-
-class InsufficientScope(BearerError):
-    code = "insufficient_scope"
-    status = 403
-
-    def __init__(self, scope: str, description: str = "") -> None:
-        super().__init__(description or "the token lacks a required scope")
-        self.scope = scope
 
 
 def read_bearer(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from oauthd.errors import OAuthError
+from oauthd.errors import InvalidClientMetadata, OAuthError
 from oauthd.oauth.rfc8252_redirects import check_registrable
 from oauthd.oauth.rfc8628_device import DEVICE_GRANT
 from oauthd.oauth.scopes import format_scope, parse_scope
@@ -40,12 +40,6 @@ SERVER_MANAGED = (
     "client_id_issued_at",
     "client_secret_expires_at",
 )
-
-
-class InvalidClientMetadata(OAuthError):
-    code = "invalid_client_metadata"
-    redirectable = False
-    section = "RFC 7591 §3.2.2"
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from urllib.parse import SplitResult, urlsplit
 
-from oauthd.errors import OAuthError
+from oauthd.errors import InvalidRedirectUri
 
 __all__ = [
     "InvalidRedirectUri",
@@ -18,11 +18,6 @@ __all__ = [
 
 LOOPBACK_HOSTS = ("127.0.0.1", "[::1]", "localhost")
 _DANGEROUS_SCHEMES = ("javascript", "data", "vbscript", "file", "blob", "about")
-
-
-class InvalidRedirectUri(OAuthError):
-    code = "invalid_redirect_uri"
-    section = "RFC 7591 §3.2.2"
 
 
 def _split(uri: str) -> SplitResult | None:

@@ -11,7 +11,7 @@ from quart import Quart, Response, request
 from oauthd.actors import GetClient, client_address
 from oauthd.actors.grants import CodeIssued, IssueCode
 from oauthd.actors.people import SessionView
-from oauthd.errors import OAuthError
+from oauthd.errors import ConsentRequired, LoginRequired, OAuthError
 from oauthd.oauth.rfc6749_authorize import (
     MAX_STATE,
     AuthorizationRequest,
@@ -39,16 +39,6 @@ from oauthd.web.state import AppState
 __all__ = ["register"]
 
 PATH = "/authorize"
-
-
-class LoginRequired(OAuthError):
-    code = "login_required"
-    section = "OIDC Core §3.1.2.6"
-
-
-class ConsentRequired(OAuthError):
-    code = "consent_required"
-    section = "OIDC Core §3.1.2.6"
 
 
 def client_view(client: ClientRecord) -> ClientView:
