@@ -62,6 +62,14 @@ class Cookies:
         value = request.cookies.get(self.name(base))
         return value if value and len(value) <= 100 else None
 
+    def require_browser(self) -> str:
+        """The browser id a pending request is bound to; without it there is nothing to
+        continue (cookies off, or a form posted from elsewhere)."""
+        browser = self.read("browser")
+        if browser is None:
+            raise InvalidRequest("cookies are needed to sign in; enable them and start again")
+        return browser
+
     def browser(self) -> tuple[str, bool]:
         """The browser id, and whether it is new (then the response must set it)."""
         existing = self.read("browser")

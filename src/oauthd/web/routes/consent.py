@@ -40,12 +40,6 @@ PATH = "/consent"
 def register(app: Quart, state: AppState) -> Contribution:
     cookies = Cookies.of(state)
 
-    def browser_of() -> str:
-        browser = cookies.read("browser")
-        if browser is None:
-            raise InvalidRequest("cookies are needed to sign in; enable them and start again")
-        return browser
-
     def to_login(request_id: str) -> Response:
         return see_other(state.path("/login") + "?" + urlencode({"request": request_id}))
 
@@ -61,7 +55,7 @@ def register(app: Quart, state: AppState) -> Contribution:
             session = await current_session(state, cookies)
             if session is None:
                 return to_login(request_id)
-            browser = browser_of()
+            browser = cookies.require_browser()
             pending: Pending = await ask_pending(
                 state, request_id, PreparePending(request_id, browser)
             )
@@ -99,7 +93,7 @@ def register(app: Quart, state: AppState) -> Contribution:
             request_id, csrf, browser = (
                 form.get("request") or "",
                 form.get("csrf") or "",
-                browser_of(),
+                cookies.require_browser(),
             )
             session = await current_session(state, cookies)
             req: AuthorizationRequest = await ask_pending(

@@ -19,7 +19,7 @@ from oauthd.actors.grants import (
     PreparePending,
 )
 from oauthd.actors.people import EnsureUser, FindUser, StartSession
-from oauthd.errors import InvalidRequest, OAuthError
+from oauthd.errors import OAuthError
 from oauthd.oauth.rfc6749_authorize import AuthorizationRequest
 from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.settings import DevUser
@@ -60,7 +60,7 @@ def register(app: Quart, state: AppState) -> Contribution:
 
     async def login_form() -> Response:
         try:
-            response = await render(request.args.get("request", ""), browser_of())
+            response = await render(request.args.get("request", ""), cookies.require_browser())
         except OAuthError as exc:
             return error_page(exc)
         return response
@@ -74,7 +74,7 @@ def register(app: Quart, state: AppState) -> Contribution:
 
     async def sign_in() -> Response:
         form = await form_params()
-        request_id, browser = form.get("request") or "", browser_of()
+        request_id, browser = form.get("request") or "", cookies.require_browser()
         csrf = form.get("csrf") or ""
         req: AuthorizationRequest = await ask_pending(
             state, request_id, CheckPending(request_id, browser, csrf)
@@ -97,12 +97,6 @@ def register(app: Quart, state: AppState) -> Contribution:
             response = deliver_code(state, issued)
         cookies.set(response, "session", session_id, state.settings.sessions.ttl_s)
         return response
-
-    def browser_of() -> str:
-        browser = cookies.read("browser")
-        if browser is None:
-            raise InvalidRequest("cookies are needed to sign in; enable them and start again")
-        return browser
 
     async def authenticate(email: str, password: str) -> UserRow | None:
         """Configured users by constant-time comparison; with allow_any_credentials, other
