@@ -67,6 +67,16 @@ def load_kek(settings: Settings, environ: Mapping[str, str]) -> bytes | None:
         raise ConfigError(settings.source, "keys.encryption_key_env", str(exc)) from None
 
 
+def load_upstream_secret(settings: Settings, environ: Mapping[str, str]) -> str:
+    name = settings.federation.client_secret_env
+    if not settings.federation.enabled or not name:
+        return ""
+    secret = environ.get(name, "")
+    if not secret:
+        raise ConfigError(settings.source, "federation.client_secret_env", f"${name} is not set")
+    return secret
+
+
 def configured_clients(
     settings: Settings, environ: Mapping[str, str], now: int
 ) -> list[ClientRecord]:
@@ -164,7 +174,14 @@ async def open_runtime(
     check_data_dir(settings)
     raise_fd_limit(settings)
     clients = configured_clients(settings, environ, int(clock.now()))
-    env = Env(settings, clock, KeyringHolder(), load_kek(settings, environ), fetch_transport)
+    env = Env(
+        settings,
+        clock,
+        KeyringHolder(),
+        load_kek(settings, environ),
+        fetch_transport,
+        load_upstream_secret(settings, environ),
+    )
     system = ActorSystem(settings.actors, kinds(env))
     async with trio.open_nursery() as nursery:
         await nursery.start(system.run)

@@ -29,6 +29,7 @@ __all__ = [
     "ClientSettings",
     "DevSettings",
     "DevUser",
+    "FederationSettings",
     "JanitorSettings",
     "KeySettings",
     "LimitSettings",
@@ -106,6 +107,51 @@ class DevSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class FederationSettings:
+    """Production login at an upstream OpenID Connect provider (DESIGN.md "Browser side").
+    `provider` picks how the upstream issuer is found: `oidc` takes `issuer` as it is; the
+    presets build it from `domain` (see `upstream_issuer`). Empty `provider`: no federation."""
+
+    provider: Literal["", "oidc", "workos", "auth0", "okta"] = ""
+    issuer: str = ""  # oidc: the upstream issuer URL (its OIDC discovery document names it)
+    domain: str = ""  # workos (AuthKit domain), auth0 (tenant domain), okta (org domain)
+    okta_authorization_server: str = "default"  # okta: custom server id; "" = org server
+    client_id: str = ""  # oauthd's client id at the upstream
+    client_secret_env: str = ""  # env var with oauthd's client secret; "" = a public client
+    scopes: tuple[str, ...] = ("openid", "email", "profile")
+    display_name: str = ""  # "Continue with <display_name>"; default from the provider
+    login_ttl_s: int = 600  # a person has this long at the upstream before `state` expires
+    timeout_s: float = 5.0  # every upstream HTTP call (discovery, keys, token) is bounded
+    metadata_ttl_s: int = 3600  # upstream discovery document and JWKS are refetched after this
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.provider)
+
+    @property
+    def upstream_issuer(self) -> str:
+        """The issuer whose `/.well-known/openid-configuration` describes the upstream."""
+        domain = self.domain.strip().removeprefix("https://").rstrip("/")
+        if self.provider == "workos":
+            return f"https://{domain}"  # AuthKit: https://<subdomain>.authkit.app
+        if self.provider == "auth0":
+            return f"https://{domain}/"  # Auth0 issuers end with a slash
+        if self.provider == "okta":
+            server = self.okta_authorization_server.strip("/")
+            return f"https://{domain}/oauth2/{server}" if server else f"https://{domain}"
+        return self.issuer
+
+    @property
+    def label(self) -> str:
+        names = {"workos": "WorkOS", "auth0": "Auth0", "okta": "Okta"}
+        if self.display_name:
+            return self.display_name
+        return (
+            names.get(self.provider) or urlsplit(self.issuer).hostname or "your identity provider"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class KeySettings:
     """Signing keys: published -> active -> retired -> gone (DESIGN.md "Tokens")."""
 
@@ -171,6 +217,7 @@ class Settings:
     resources: tuple[ResourceSettings, ...] = ()
     clients: tuple[ClientSettings, ...] = ()
     dev: DevSettings = field(default_factory=DevSettings)
+    federation: FederationSettings = field(default_factory=FederationSettings)
     keys: KeySettings = field(default_factory=KeySettings)
     actors: ActorSettings = field(default_factory=ActorSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
@@ -268,7 +315,10 @@ def check_unknown_env(
     settings: Settings, environ: Mapping[str, str], used: set[str], source: str
 ) -> None:
     """An OAUTHD_* variable that is neither an override nor a named secret is a typo."""
-    named = {c.client_secret_env for c in settings.clients} | {settings.keys.encryption_key_env}
+    named = {c.client_secret_env for c in settings.clients} | {
+        settings.keys.encryption_key_env,
+        settings.federation.client_secret_env,
+    }
     for name in sorted(environ):
         if name.startswith(ENV_PREFIX) and name not in used and name not in named:
             raise ConfigError(
@@ -422,6 +472,7 @@ def check_positive(s: Settings) -> None:
         "storage": s.storage,
         "sessions": s.sessions,
         "janitor": s.janitor,
+        "federation": s.federation,
     }
     for name, section in sections.items():
         for f in dataclasses.fields(section):
@@ -505,6 +556,44 @@ def check_dev(s: Settings) -> None:
             raise ConfigError(s.source, f"dev.users[{i}].email", "must be a unique email address")
 
 
+def check_federation(s: Settings) -> None:
+    """Everything the upstream login needs, named at startup rather than at the first login."""
+    f = s.federation
+    if not f.enabled:
+        return
+    if f.provider == "oidc" and not f.issuer:
+        raise ConfigError(s.source, "federation.issuer", "provider 'oidc' needs the issuer URL")
+    if f.provider != "oidc":
+        domain = f.domain.strip().removeprefix("https://").rstrip("/")
+        if not domain or "/" in domain or "?" in domain or "#" in domain or ":" in domain:
+            raise ConfigError(
+                s.source,
+                "federation.domain",
+                f"provider {f.provider!r} needs a domain like example.okta.com, got {f.domain!r}",
+            )
+    parts = urlsplit(f.upstream_issuer)
+    plain_loopback = parts.scheme == "http" and is_loopback_host(parts.hostname or "")
+    if (
+        not parts.hostname
+        or parts.query
+        or parts.fragment
+        or (parts.scheme != "https" and not plain_loopback)
+    ):
+        raise ConfigError(
+            s.source,
+            "federation.issuer",
+            f"must be an https URL (http only on loopback), got {f.upstream_issuer!r}",
+        )
+    if not f.client_id:
+        raise ConfigError(s.source, "federation.client_id", "the client id at the upstream")
+    if "openid" not in f.scopes:
+        raise ConfigError(s.source, "federation.scopes", "must include 'openid'")
+    if f.login_ttl_s > 3600:
+        raise ConfigError(s.source, "federation.login_ttl_s", "must be at most 3600")
+    if f.timeout_s > 60:
+        raise ConfigError(s.source, "federation.timeout_s", "must be at most 60")
+
+
 CHECKS: tuple[Callable[[Settings], None], ...] = (
     check_issuer,
     check_listen,
@@ -513,6 +602,7 @@ CHECKS: tuple[Callable[[Settings], None], ...] = (
     check_resources,
     check_clients,
     check_dev,
+    check_federation,
 )
 
 

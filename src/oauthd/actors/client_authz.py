@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 
 from oauthd.actors.grants import (
     ApprovePending,
     CheckPending,
     CodeIssued,
+    ConsentPending,
     DenyPending,
     DeviceDecided,
     IssueCode,
@@ -35,6 +37,7 @@ from oauthd.storage.grants import (
     load_device_code,
     load_pending,
     set_pending_csrf,
+    set_pending_request,
 )
 
 __all__ = ["PENDING_TTL_S", "AuthorizationHandlers"]
@@ -95,6 +98,13 @@ class AuthorizationHandlers:
         if request.device_code_hash is not None:
             return self._decide_device(request, message.user_id, message.auth_time)
         return self._issue_code(request, message.user_id, message.auth_time)
+
+    @command(ConsentPending)
+    def consent_pending(self, message: ConsentPending) -> AuthorizationRequest:
+        request = self._checked(message.request_id, message.browser, message.csrf)
+        consented = dataclasses.replace(request, consented=True)
+        set_pending_request(self.store, message.request_id, request_to_json(consented))
+        return consented
 
     @command(DenyPending)
     def deny_pending(self, message: DenyPending) -> CodeIssued | DeviceDecided:

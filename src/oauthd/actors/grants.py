@@ -14,6 +14,7 @@ __all__ = [
     "CheckAccessToken",
     "CheckPending",
     "CodeIssued",
+    "ConsentPending",
     "DenyPending",
     "DeviceDecided",
     "IssueCode",
@@ -62,6 +63,16 @@ class ApprovePending:
     csrf: str
     user_id: str
     auth_time: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentPending:
+    """Command: the person allowed the request before logging in at the upstream identity
+    provider (federation); the request is marked consented and its CSRF token spent."""
+
+    request_id: str
+    browser: str
+    csrf: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ import trio
 
 from oauthd.actors.client import Collect, Collected
 from oauthd.actors.directory import CollectDirectory, UnindexClient, directory_address
+from oauthd.actors.federation import CollectLogins, federation_address
 from oauthd.actors.wiring import Env
 from oauthd.errors import NotFound, OAuthError
 from oauthd.runtime import ActorSystem, Address
@@ -64,6 +65,9 @@ async def collect_once(system: ActorSystem, env: Env, tenant: str) -> JanitorRep
                 remove_client_shard(tenant_dir, shard_key)  # no checkpoint since the check
                 report.removed.append(shard_key)
     report.counts.update(await system.ask(directory_address(tenant), CollectDirectory()))
+    if env.settings.federation.enabled:
+        logins: int = await system.ask(federation_address(tenant), CollectLogins())
+        report.counts["upstream_logins"] += logins
     return report
 
 

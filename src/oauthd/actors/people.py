@@ -20,14 +20,17 @@ from oauthd.storage.people import (
     ConsentRow,
     UserRow,
     delete_session,
+    insert_identity,
     insert_session,
     insert_user,
     load_consent,
+    load_identity,
     load_session,
     load_user,
     load_user_by_email,
     save_consent,
     set_session_csrf,
+    update_profile,
 )
 
 __all__ = [
@@ -38,6 +41,7 @@ __all__ = [
     "GetUser",
     "GrantConsent",
     "HasConsent",
+    "LinkIdentity",
     "PeopleHandlers",
     "PrepareLogout",
     "SessionView",
@@ -67,6 +71,18 @@ class EnsureUser:
     name: str
     password_hash: str = ""
     email_verified: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LinkIdentity:
+    """Command: the local user for this upstream subject, created on first login, its email
+    and name refreshed from the upstream each time (email only when verified there);
+    replies UserRow."""
+
+    provider: str
+    subject: str
+    email: str
+    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +177,27 @@ class PeopleHandlers:
         )
         insert_user(self.store, user, self._now())
         return user
+
+    @command(LinkIdentity)
+    def link_identity(self, message: LinkIdentity) -> UserRow:
+        """Users are found by (provider, subject) only, never by email: an upstream account
+        with someone's address must not open their account here."""
+        email = message.email
+        holder = load_user_by_email(self.store, email) if email else None
+        user_id = load_identity(self.store, message.provider, message.subject)
+        if holder is not None and holder.user_id != user_id:
+            email = ""  # the address belongs to another user here: do not copy it
+        if user_id is None:
+            user = UserRow(secrets.token_urlsafe(16), email, message.name, bool(email), "")
+            insert_user(self.store, user, self._now())
+            insert_identity(
+                self.store, message.provider, message.subject, user.user_id, self._now()
+            )
+            return user
+        update_profile(self.store, user_id, email, message.name, bool(email))
+        linked = load_user(self.store, user_id)
+        assert linked is not None, "an identity names a user that exists"
+        return linked
 
     @command(StartSession)
     def start_session(self, message: StartSession) -> str:

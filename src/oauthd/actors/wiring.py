@@ -16,14 +16,16 @@ __all__ = ["Env", "kinds"]
 
 @dataclass(frozen=True, slots=True)
 class Env:
-    """What actors share: settings, the clock, the keyring, the key-encryption key, and the
-    HTTP transport of the Fetcher (None: the network; tests pass an in-process one)."""
+    """What actors share: settings, the clock, the keyring, the key-encryption key, the HTTP
+    transport of the actors that call out (None: the network; tests pass an in-process one),
+    and the federation's client secret."""
 
     settings: Settings
     clock: Clock
     keyring: KeyringHolder
     kek: bytes | None
     fetch_transport: object | None = None
+    upstream_secret: str = ""  # oauthd's client secret at the federation upstream
 
     def tenant_dir(self, tenant: str) -> Path:
         return tenant_dir(self.settings.data_dir, tenant)
@@ -32,6 +34,7 @@ class Env:
 def kinds(env: Env) -> list[Kind]:
     from oauthd.actors.client import ClientActor
     from oauthd.actors.directory import Directory
+    from oauthd.actors.federation import Federation
     from oauthd.actors.fetcher import Fetcher
     from oauthd.actors.keys import KeyManager
 
@@ -64,8 +67,18 @@ def kinds(env: Env) -> list[Kind]:
     def fetcher(_address: Address) -> Actor:
         return Fetcher(env.clock, env.fetch_transport)
 
+    def federation(address: Address) -> Actor:
+        return Federation(env, address.tenant, env.upstream_secret)
+
     return [
         Kind("client", client, exists=client_exists),
+        Kind(
+            "federation",
+            federation,
+            exists=lambda _address: s.federation.enabled,
+            pinned=True,  # its caches of the upstream's metadata and keys outlive idle spells
+            concurrent=True,  # logins wait on the upstream; one slow login must not queue others
+        ),
         Kind("fetcher", fetcher, pinned=True),  # pinned: its cache outlives idle spells
         Kind("directory", directory),
         Kind("keys", keys, pinned=True),

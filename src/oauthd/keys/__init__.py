@@ -7,8 +7,12 @@ once per key change by the KeyManager actor and read by everyone else without a 
 from oauthd.keys.client_assertion import (
     ASSERTION_ALGORITHMS,
     ClientKeys,
+    KeySetInvalid,
+    UnknownKey,
     parse_client_jwks,
+    parse_provider_jwks,
     verify_client_assertion,
+    verify_signed,
 )
 from oauthd.keys.jwk import (
     ALGORITHMS,
@@ -37,6 +41,7 @@ __all__ = [
     "ASSERTION_ALGORITHMS",
     "ClientKeys",
     "GeneratedKey",
+    "KeySetInvalid",
     "KeyState",
     "KeyTimes",
     "Keyring",
@@ -44,14 +49,17 @@ __all__ = [
     "NewKey",
     "Plan",
     "TokenInvalid",
+    "UnknownKey",
     "build_keyring",
     "generate_key",
     "next_event_at",
     "parse_client_jwks",
     "parse_kek",
+    "parse_provider_jwks",
     "plan_rotation",
     "plan_schedule",
     "signer_at",
     "state_at",
     "verify_client_assertion",
+    "verify_signed",
 ]

@@ -24,12 +24,22 @@ __all__ = [
     "KeySetInvalid",
     "UnknownKey",
     "parse_client_jwks",
+    "parse_provider_jwks",
     "verify_client_assertion",
+    "verify_signed",
 ]
 
 ASSERTION_ALGORITHMS = ("EdDSA", "ES256", "RS256")
 # alg -> (kty, crv) the key must have
-_KEY_TYPE = {"RS256": ("RSA", None), "ES256": ("EC", "P-256"), "EdDSA": ("OKP", "Ed25519")}
+_KEY_TYPE = {
+    "RS256": ("RSA", None),
+    "RS384": ("RSA", None),
+    "RS512": ("RSA", None),
+    "PS256": ("RSA", None),
+    "ES256": ("EC", "P-256"),
+    "ES384": ("EC", "P-384"),
+    "EdDSA": ("OKP", "Ed25519"),
+}
 _PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
 MAX_KEYS = 10
 MAX_JWKS_BYTES = 32_000
@@ -80,6 +90,29 @@ def parse_client_jwks(document: str | dict[str, Any]) -> ClientKeys:
     return ClientKeys(tuple(_parse_key(member) for member in members))
 
 
+def parse_provider_jwks(document: str) -> ClientKeys:
+    """An identity provider's published JWK set (OIDC Core §10.1.1): its signing keys, with
+    encryption keys and key types this server cannot use left out. KeySetInvalid when the
+    document is not a JWK set or holds no usable key."""
+    if len(document) > 4 * MAX_JWKS_BYTES:
+        raise KeySetInvalid("the JWK set is too large")
+    try:
+        parsed = json.loads(document)
+    except ValueError:
+        raise KeySetInvalid("the JWK set is not JSON") from None
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("keys"), list):
+        raise KeySetInvalid("a JWK set is an object with a keys array")
+    usable = []
+    for member in parsed["keys"]:
+        try:
+            usable.append(_parse_key(member))
+        except KeySetInvalid:
+            continue  # an encryption key, or a type we do not verify with
+    if not usable:
+        raise KeySetInvalid("the JWK set has no usable signing key")
+    return ClientKeys(tuple(usable))
+
+
 def _parse_key(member: Any) -> _ClientKey:
     if not isinstance(member, dict):
         raise KeySetInvalid("a JWK is an object")
@@ -108,18 +141,25 @@ def _parse_key(member: Any) -> _ClientKey:
 def verify_client_assertion(assertion: str, keys: ClientKeys) -> dict[str, Any]:
     """The assertion's claims if a key of `keys` signed it with an accepted algorithm;
     TokenInvalid otherwise."""
-    header = _peek_header(assertion)
+    return verify_signed(assertion, keys, ASSERTION_ALGORITHMS)
+
+
+def verify_signed(token: str, keys: ClientKeys, algorithms: tuple[str, ...]) -> dict[str, Any]:
+    """The claims of a compact JWS signed by a key of `keys` with one of `algorithms`; the
+    algorithm comes from the header but must be in the list (RFC 8725 §3.1). UnknownKey when
+    no key has the token's kid; TokenInvalid for anything else."""
+    header = _peek_header(token)
     alg = header.get("alg")
-    if alg not in ASSERTION_ALGORITHMS:
-        raise TokenInvalid("client assertion algorithm not accepted")
+    if alg not in algorithms or alg not in _KEY_TYPE:
+        raise TokenInvalid("signature algorithm not accepted")
     key = keys.pick(header.get("kid"))
     if key is None:
-        raise UnknownKey("no registered key matches the client assertion")
+        raise UnknownKey("no known key matches the token's kid")
     kty, crv = _KEY_TYPE[alg]
     if key.kty != kty or (crv is not None and key.crv != crv) or key.alg not in (None, alg):
         raise TokenInvalid("the key does not fit the algorithm")
     try:
-        obj = jws.deserialize_compact(assertion, key.key, algorithms=[alg])
+        obj = jws.deserialize_compact(token, key.key, algorithms=[alg])
         claims = json.loads(obj.payload or b"")
     except (JoseError, ValueError) as exc:
         raise TokenInvalid("bad signature or payload") from exc

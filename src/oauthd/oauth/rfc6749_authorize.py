@@ -80,6 +80,9 @@ class AuthorizationRequest:
     # hash and carries the user code to show for confirmation; it has no redirect URI.
     device_code_hash: str | None = None
     user_code: str | None = None
+    # Federation: the person allowed this request before being sent to the upstream to log
+    # in (MCP security best practices: consent before the upstream redirect; HTML-10).
+    consented: bool = False
 
 
 # --- stage 1 and 2: error page, never a redirect -------------------------------------------
@@ -233,6 +236,7 @@ def request_to_json(request: AuthorizationRequest) -> dict[str, object]:
         "stale_session": request.stale_session,
         "device_code_hash": request.device_code_hash,
         "user_code": request.user_code,
+        "consented": request.consented,
     }
 
 
@@ -260,4 +264,5 @@ def request_from_json(data: dict[str, object]) -> AuthorizationRequest:
         stale_session=text("stale_session"),
         device_code_hash=text("device_code_hash"),
         user_code=text("user_code"),
+        consented=data.get("consented") is True,
     )

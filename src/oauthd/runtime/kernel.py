@@ -67,6 +67,11 @@ class Kind:
     factory: Callable[[Address], Actor]
     exists: Callable[[Address], bool] | None = None  # None: every key is valid
     pinned: bool = False  # pinned actors are never evicted (singletons with timers)
+    # Concurrent actors take their next message without waiting for the last reply: for
+    # actors that mostly wait on the network. Their handlers must keep every transaction
+    # free of awaits (a synchronous SQLite call cannot interleave), and a crash fails only
+    # its own message: there is no restart while other messages are in flight.
+    concurrent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +266,9 @@ class ActorSystem:
     # --- the actor's own task ----------------------------------------------------------------
 
     async def _run_actor(self, cell: _Cell) -> None:
+        if cell.kind.concurrent:
+            await self._run_concurrent(cell)
+            return
         actor = await self._open(cell)
         # One scope for the actor's life, shielded only while a message runs: a message never
         # stops half way, while waiting for mail stays cancellable (shutdown, eviction).
@@ -286,6 +294,39 @@ class ActorSystem:
         finally:
             with trio.CancelScope(shield=True):
                 await self._shut(cell, actor)
+
+    async def _run_concurrent(self, cell: _Cell) -> None:
+        """Each message in its own task; shutdown cancels the ones in flight (their callers
+        get no reply, as with any cancelled request)."""
+        actor = await self._open(cell)
+        try:
+            async with trio.open_nursery() as inflight:
+                while actor is not None:
+                    if not cell.mailbox:
+                        if cell.closing:
+                            break
+                        await cell.wait_for_mail()
+                        continue
+                    message, reply = cell.mailbox.popleft()
+                    inflight.start_soon(self._deliver_one, cell, actor, message, reply)
+                    cell.last_used = trio.current_time()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._shut(cell, actor)
+
+    @staticmethod
+    async def _deliver_one(cell: _Cell, actor: Actor, message: Any, reply: _Reply) -> None:
+        try:
+            result = await actor.receive(message)
+        except OAuthError as exc:
+            reply.send(outcome.Error(exc))
+        except Exception:
+            log.exception("actor %s failed on %s", cell.address, type(message).__name__)
+            reply.send(outcome.Error(ServerError("internal error", detail="actor crashed")))
+        else:
+            reply.send(outcome.Value(result))
+        finally:  # cancelled at shutdown: the caller still gets an answer (a no-op if it had one)
+            reply.send(outcome.Error(TemporarilyUnavailable("the server is shutting down")))
 
     async def _open(self, cell: _Cell) -> Actor | None:
         try:  # the factory too: a kind that cannot make its actor must not crash the system

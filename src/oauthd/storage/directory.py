@@ -2,13 +2,14 @@
 browser sessions, consents and the device user-code index).
 
 v4 adds the user-code index (RFC 8628 §3.3): the normalised code a person types names the
-client shard and the device code (by hash) it stands for, until it expires."""
+client shard and the device code (by hash) it stands for, until it expires. v5 adds the
+identities linking users to upstream subjects (federation)."""
 
 from __future__ import annotations
 
 import sqlite_utils
 
-from oauthd.storage.people import migrate_consent_redirects, migrate_people
+from oauthd.storage.people import migrate_consent_redirects, migrate_identities, migrate_people
 from oauthd.storage.sqlite import Schema, Store
 
 __all__ = [
@@ -38,7 +39,9 @@ def _v4(db: sqlite_utils.Database) -> None:
     db.table("user_codes").create_index(["expires_at"])
 
 
-DIRECTORY = Schema("directory", (_v1, migrate_people, migrate_consent_redirects, _v4))
+DIRECTORY = Schema(
+    "directory", (_v1, migrate_people, migrate_consent_redirects, _v4, migrate_identities)
+)
 
 
 def index_client(store: Store, client_id: str, shard_key: str, source: str, now: int) -> None:

@@ -46,6 +46,7 @@ __all__ = [
     "revoke_family",
     "set_device_poll",
     "set_pending_csrf",
+    "set_pending_request",
 ]
 
 
@@ -136,6 +137,14 @@ def set_pending_csrf(store: Store, request_id: str, csrf: str) -> None:
     store.conn.execute(
         "UPDATE pending SET csrf_hash = ? WHERE id_hash = ?",
         (hash_secret(csrf), hash_secret(request_id)),
+    )
+
+
+def set_pending_request(store: Store, request_id: str, request: dict[str, Any]) -> None:
+    """Replace the stored request and spend the CSRF token that allowed the change."""
+    store.conn.execute(
+        "UPDATE pending SET request = ?, csrf_hash = '' WHERE id_hash = ?",
+        (json.dumps(request), hash_secret(request_id)),
     )
 
 

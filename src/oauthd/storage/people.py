@@ -1,4 +1,6 @@
-"""What the directory holds about people (schema v2): users, browser sessions, consents."""
+"""What the directory holds about people: users, browser sessions, consents (v2), and the
+identities that link a user to an upstream provider's subject (v5). A federated user whose
+upstream email is not verified has no email (NULL): the unique email index ignores NULLs."""
 
 from __future__ import annotations
 
@@ -15,16 +17,20 @@ __all__ = [
     "SessionRow",
     "UserRow",
     "delete_session",
+    "insert_identity",
     "insert_session",
     "insert_user",
     "load_consent",
+    "load_identity",
     "load_session",
     "load_user",
     "load_user_by_email",
     "migrate_consent_redirects",
+    "migrate_identities",
     "migrate_people",
     "save_consent",
     "set_session_csrf",
+    "update_profile",
 ]
 
 
@@ -71,28 +77,59 @@ def _user(row: tuple[object, ...]) -> UserRow:
     return UserRow(str(user_id), str(email), str(name), bool(verified), str(password_hash))
 
 
+_USER = "SELECT user_id, COALESCE(email, ''), name, email_verified, password_hash FROM users "
+
+
 def load_user(store: Store, user_id: str) -> UserRow | None:
-    rows = store.query(
-        "SELECT user_id, email, name, email_verified, password_hash FROM users WHERE user_id = ?",
-        (user_id,),
-    )
+    rows = store.query(_USER + "WHERE user_id = ?", (user_id,))
     return _user(rows[0]) if rows else None
 
 
 def load_user_by_email(store: Store, email: str) -> UserRow | None:
-    rows = store.query(
-        "SELECT user_id, email, name, email_verified, password_hash FROM users "
-        "WHERE email = ? COLLATE NOCASE",
-        (email,),
-    )
+    rows = store.query(_USER + "WHERE email = ? COLLATE NOCASE", (email,))
     return _user(rows[0]) if rows else None
 
 
 def insert_user(store: Store, user: UserRow, now: int) -> None:
     store.conn.execute(
         "INSERT INTO users VALUES (?,?,?,?,?,?)",
-        (user.user_id, user.email, user.name, int(user.email_verified), user.password_hash, now),
+        (
+            user.user_id,
+            user.email or None,
+            user.name,
+            int(user.email_verified),
+            user.password_hash,
+            now,
+        ),
     )
+
+
+def update_profile(store: Store, user_id: str, email: str, name: str, verified: bool) -> None:
+    """What the upstream says now; an empty email clears it (no longer verified there)."""
+    store.conn.execute(
+        "UPDATE users SET email = ?, name = ?, email_verified = ? WHERE user_id = ?",
+        (email or None, name, int(verified), user_id),
+    )
+
+
+def migrate_identities(db: sqlite_utils.Database) -> None:
+    db.table("identities").create(
+        {"provider": str, "subject": str, "user_id": str, "created_at": int},
+        pk=("provider", "subject"),
+    )
+    db.table("identities").create_index(["user_id"])
+
+
+def load_identity(store: Store, provider: str, subject: str) -> str | None:
+    """The local user linked to this upstream subject, or None."""
+    rows = store.query(
+        "SELECT user_id FROM identities WHERE provider = ? AND subject = ?", (provider, subject)
+    )
+    return str(rows[0][0]) if rows else None
+
+
+def insert_identity(store: Store, provider: str, subject: str, user_id: str, now: int) -> None:
+    store.conn.execute("INSERT INTO identities VALUES (?,?,?,?)", (provider, subject, user_id, now))
 
 
 @dataclass(frozen=True, slots=True)

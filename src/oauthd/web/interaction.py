@@ -10,7 +10,7 @@ from quart import Response
 
 from oauthd.actors.grants import CodeIssued, DeviceDecided, StartPending
 from oauthd.actors.people import HasConsent
-from oauthd.errors import AccessDenied, InvalidRequest
+from oauthd.errors import AccessDenied, InvalidRequest, OAuthError
 from oauthd.oauth.rfc6749_authorize import AuthorizationRequest
 from oauthd.oauth.rfc8628_device import display_user_code
 from oauthd.runtime import Address
@@ -20,7 +20,7 @@ from oauthd.web.browser import Cookies, redirect_to_client, see_other
 from oauthd.web.html import error_page, page
 from oauthd.web.state import AppState
 
-__all__ = ["begin_interaction", "consent_needed", "deliver_code"]
+__all__ = ["begin_interaction", "consent_first", "consent_needed", "deliver_code", "to_login"]
 
 BROWSER_COOKIE_S = 30 * 86_400
 
@@ -42,13 +42,29 @@ async def consent_needed(
     return not allowed
 
 
-def deliver_code(state: AppState, issued: CodeIssued | DeviceDecided) -> Response:
+def consent_first(client: ClientRecord, req: AuthorizationRequest) -> bool:
+    """Federation: whether the person must allow the request before being sent upstream to
+    log in. Who logs in is not known yet, so remembered consent cannot count: every request
+    that might need consent asks first (MCP security best practices, per-client consent
+    before the upstream redirect; HTML-5, HTML-10)."""
+    return "consent" in req.prompt or req.device_code_hash is not None or not client.first_party
+
+
+def to_login(state: AppState, request_id: str) -> Response:
+    return see_other(state.path("/login") + "?" + urlencode({"request": request_id}))
+
+
+def deliver_code(
+    state: AppState, issued: CodeIssued | DeviceDecided, refusal: OAuthError | None = None
+) -> Response:
+    """Send the outcome on: a code, or `refusal` (by default access_denied) when there is
+    none."""
     if isinstance(issued, DeviceDecided):
         # RFC 8628 §3.3: nothing is sent to any client; the device learns it by polling.
         shown = display_user_code(issued.user_code) if issued.user_code else ""
         return page("device_done.html", approved=issued.approved, user_code=shown)
     if issued.code is None:
-        error = AccessDenied("the user denied the request")
+        error = refusal or AccessDenied("the user denied the request")
         return redirect_to_client(state, issued.redirect_uri, {"state": issued.state}, error)
     return redirect_to_client(
         state, issued.redirect_uri, {"code": issued.code, "state": issued.state}
@@ -64,13 +80,16 @@ async def begin_interaction(
 ) -> Response:
     """Keep the request server-side, bound to this browser, and send the person to log in or
     to consent (DESIGN.md "Browser side"): /authorize and /device start the same way."""
-    if needs_login and not state.settings.dev_mode:
+    settings = state.settings
+    if needs_login and not (settings.dev_mode or settings.federation.enabled):
         problem = InvalidRequest("no sign-in method is configured on this server")
         return error_page(problem, 503)
     browser, new_browser = cookies.browser()
     request_id: str = await ask(state, client, StartPending(req, browser))
-    target = "/login" if needs_login else "/consent"
-    response = see_other(state.path(target) + "?" + urlencode({"request": request_id}))
+    if needs_login:
+        response = to_login(state, request_id)  # dev login, or the upstream (after consent)
+    else:
+        response = see_other(state.path("/consent") + "?" + urlencode({"request": request_id}))
     if new_browser:
         cookies.set(response, "browser", browser, BROWSER_COOKIE_S)
     return response

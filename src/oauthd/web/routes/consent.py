@@ -5,7 +5,7 @@ user, client, scopes and resources."""
 from __future__ import annotations
 
 import hmac
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from quart import Quart, Response, request
 
@@ -14,6 +14,7 @@ from oauthd.actors.grants import (
     ApprovePending,
     CheckPending,
     CodeIssued,
+    ConsentPending,
     DenyPending,
     DeviceDecided,
     Pending,
@@ -27,9 +28,9 @@ from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.oauth.rfc8628_device import display_user_code
 from oauthd.storage import ClientRecord, hash_secret
 from oauthd.web.asks import ask_directory, ask_pending
-from oauthd.web.browser import Cookies, current_session, form_params, see_other
+from oauthd.web.browser import Cookies, current_session, form_params
 from oauthd.web.html import error_page, page
-from oauthd.web.interaction import deliver_code
+from oauthd.web.interaction import deliver_code, to_login
 from oauthd.web.state import AppState
 
 __all__ = ["register"]
@@ -39,9 +40,10 @@ PATH = "/consent"
 
 def register(app: Quart, state: AppState) -> Contribution:
     cookies = Cookies.of(state)
-
-    def to_login(request_id: str) -> Response:
-        return see_other(state.path("/login") + "?" + urlencode({"request": request_id}))
+    # Federation: consent comes before the upstream login, so the page also serves a person
+    # who is not signed in yet (routes/federation.py).
+    federated = state.settings.federation.enabled and not state.settings.dev_mode
+    upstream = state.settings.federation.label if federated else ""
 
     def is_stale(req: AuthorizationRequest, session: SessionView) -> bool:
         """OIDC Core §3.1.2.1: a forced login is not skipped by coming here directly."""
@@ -49,25 +51,26 @@ def register(app: Quart, state: AppState) -> Contribution:
             req.stale_session, hash_secret(session.session_id)
         )
 
+    def signed_in(req: AuthorizationRequest, session: SessionView | None) -> SessionView | None:
+        return None if session is None or is_stale(req, session) else session
+
     async def consent_form() -> Response:
         request_id = request.args.get("request", "")
         try:
-            session = await current_session(state, cookies)
-            if session is None:
-                return to_login(request_id)
             browser = cookies.require_browser()
             pending: Pending = await ask_pending(
                 state, request_id, PreparePending(request_id, browser)
             )
-            if is_stale(pending.request, session):
-                return to_login(request_id)
+            session = signed_in(pending.request, await current_session(state, cookies))
+            if session is None and (not federated or pending.request.consented):
+                return to_login(state, request_id)
             client: ClientRecord = await ask_pending(state, request_id, GetClient())
             return render(request_id, pending, client, session)
         except OAuthError as exc:
             return error_page(exc)
 
     def render(
-        request_id: str, pending: Pending, client: ClientRecord, session: SessionView
+        request_id: str, pending: Pending, client: ClientRecord, session: SessionView | None
     ) -> Response:
         req = pending.request
         registered = client.redirect_uris
@@ -78,7 +81,10 @@ def register(app: Quart, state: AppState) -> Contribution:
             csrf=pending.csrf,
             client_name=client.client_name or client.client_id,
             unverified=client.source == "dynamic",
-            user_email=session.user.email,
+            user_email=(session.user.email or session.user.name or "your account")
+            if session
+            else None,
+            upstream=upstream,
             redirect_host=urlsplit(req.redirect_uri).hostname or req.redirect_uri,
             loopback_only=all(is_loopback_redirect(uri) for uri in registered),
             scopes=req.scope,
@@ -95,12 +101,12 @@ def register(app: Quart, state: AppState) -> Contribution:
                 form.get("csrf") or "",
                 cookies.require_browser(),
             )
-            session = await current_session(state, cookies)
             req: AuthorizationRequest = await ask_pending(
                 state, request_id, CheckPending(request_id, browser, csrf)
             )
-            if session is None or is_stale(req, session):
-                return to_login(request_id)
+            session = signed_in(req, await current_session(state, cookies))
+            if session is None and not federated:
+                return to_login(state, request_id)
             decision = form.get("decision")
             if decision == "deny":
                 denied: CodeIssued | DeviceDecided = await ask_pending(
@@ -109,22 +115,28 @@ def register(app: Quart, state: AppState) -> Contribution:
                 return deliver_code(state, denied)
             if decision != "allow":
                 raise InvalidRequest("choose Allow or Deny")
-            user_id = session.user.user_id
-            if req.device_code_hash is None:  # a device is asked every time: nothing to keep
-                await ask_directory(
-                    state,
-                    GrantConsent(
-                        user_id, req.client_id, req.scope, req.resources, req.redirect_uri
-                    ),
-                )
-            issued: CodeIssued | DeviceDecided = await ask_pending(
-                state,
-                request_id,
-                ApprovePending(request_id, browser, csrf, user_id, session.auth_time),
-            )
-            return deliver_code(state, issued)
+            if session is None:  # allowed before login: now to the upstream (federation)
+                await ask_pending(state, request_id, ConsentPending(request_id, browser, csrf))
+                return to_login(state, request_id)
+            return await approve(request_id, browser, csrf, req, session)
         except OAuthError as exc:
             return error_page(exc)
+
+    async def approve(
+        request_id: str, browser: str, csrf: str, req: AuthorizationRequest, session: SessionView
+    ) -> Response:
+        user_id = session.user.user_id
+        if req.device_code_hash is None:  # a device is asked every time: nothing to keep
+            await ask_directory(
+                state,
+                GrantConsent(user_id, req.client_id, req.scope, req.resources, req.redirect_uri),
+            )
+        issued: CodeIssued | DeviceDecided = await ask_pending(
+            state,
+            request_id,
+            ApprovePending(request_id, browser, csrf, user_id, session.auth_time),
+        )
+        return deliver_code(state, issued)
 
     app.add_url_rule(state.path(PATH), "consent_form", consent_form, methods=["GET"])
     app.add_url_rule(state.path(PATH), "consent_submit", consent_submit, methods=["POST"])

@@ -1,0 +1,237 @@
+"""Federation end to end: a second oauthd in dev mode is the upstream identity provider, and a
+federating oauthd in front of it issues its own tokens. A person logs in through both
+servers' HTML pages, as a new user would (issue 6 acceptance; HTML-5, HTML-10)."""
+
+from __future__ import annotations
+
+import re
+import socket
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+import pytest
+
+from oauthd.settings import ClientSettings, FederationSettings, Settings
+from tests.conftest import Server, running_server
+from tests.flow import ALICE, Authorization, form_field, query_of, register
+
+SECRET_ENV = "FRONT_UPSTREAM_SECRET"
+CLIENT_REDIRECT = "http://127.0.0.1:5555/cb"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Browser:
+    """A person's browser: one cookie jar for every origin, pages filled in as a person would."""
+
+    http: httpx.AsyncClient
+    visited: list[str]
+
+    async def walk(self, url: str, *, consent: str = "allow") -> str:
+        """Follow redirects and fill the pages met on the way (login: Alice; consent:
+        `consent`) until a redirect leaves for the client; its Location."""
+        response = await self.http.get(url)
+        for _ in range(20):
+            if response.status_code in (302, 303):
+                target = urljoin(str(response.url), response.headers["location"])
+                if target.startswith(CLIENT_REDIRECT):
+                    return target
+                self.visited.append(target)
+                response = await self.http.get(target)
+            elif response.status_code == 200:
+                response = await self.submit(response, consent)
+            else:
+                raise AssertionError(f"{response.url}: {response.status_code} {response.text}")
+        raise AssertionError("the flow did not reach the client")
+
+    async def submit(self, page: httpx.Response, consent: str) -> httpx.Response:
+        html = page.text
+        action = re.search(r'<form method="post" action="([^"]+)"', html)
+        assert action, f"no form on {page.url}"
+        data = {"request": form_field(html, "request"), "csrf": form_field(html, "csrf")}
+        if 'name="password"' in html:
+            data |= {"email": ALICE[0], "password": ALICE[1]}
+        else:
+            data["decision"] = consent
+        return await self.http.post(urljoin(str(page.url), action.group(1)), data=data)
+
+
+@asynccontextmanager
+async def browser() -> AsyncIterator[Browser]:
+    """Browsers treat http://127.0.0.1 as a secure context and send its `Secure`, `__Host-`
+    cookies back; httpx's jar does not, so each cookie is relaxed as it arrives."""
+    async with httpx.AsyncClient() as http:
+
+        async def loopback_is_secure(_response: httpx.Response) -> None:
+            for cookie in http.cookies.jar:
+                if cookie.domain == "127.0.0.1":
+                    cookie.secure = False
+
+        http.event_hooks["response"].append(loopback_is_secure)
+        yield Browser(http, [])
+
+
+@dataclass
+class Pair:
+    upstream: Server
+    front: Server
+
+
+@pytest.fixture
+async def pair(
+    make_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Pair]:
+    """The upstream (dev mode, knows oauthd-front as a confidential third-party client) and
+    the front (production mode, federating to the upstream)."""
+    monkeypatch.setenv(SECRET_ENV, "front-secret-at-upstream")
+    up_port, front_port = free_port(), free_port()
+    up_issuer, front_issuer = f"http://127.0.0.1:{up_port}", f"http://127.0.0.1:{front_port}"
+    front_at_upstream = ClientSettings(
+        "oauthd-front",
+        redirect_uris=(f"{front_issuer}/callback",),
+        client_name="Front oauthd",
+        client_secret_env=SECRET_ENV,
+    )
+    upstream_settings = make_settings(
+        issuer=up_issuer,
+        listen=f"127.0.0.1:{up_port}",
+        data_dir=tmp_path / "upstream",
+        clients=(front_at_upstream,),
+    )
+    front_settings = make_settings(
+        issuer=front_issuer,
+        listen=f"127.0.0.1:{front_port}",
+        data_dir=tmp_path / "front",
+        dev_mode=False,
+        federation=FederationSettings(
+            provider="oidc",
+            issuer=up_issuer,
+            client_id="oauthd-front",
+            client_secret_env=SECRET_ENV,
+            display_name="Upstream IdP",
+        ),
+    )
+    async with (
+        running_server(upstream_settings) as upstream,
+        running_server(front_settings) as front,
+    ):
+        yield Pair(upstream, front)
+
+
+def linked_identity(front: Server) -> list[tuple[str, str, str]]:
+    path = front.settings.data_dir / "default" / "directory.sqlite"
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT provider, subject, user_id FROM identities").fetchall()
+    return [(str(p), str(s), str(u)) for p, s, u in rows]
+
+
+def upstream_user_id(upstream: Server, email: str) -> str:
+    path = upstream.settings.data_dir / "default" / "directory.sqlite"
+    with sqlite3.connect(path) as db:
+        (user_id,) = db.execute("SELECT user_id FROM users WHERE email = ?", (email,)).fetchone()
+    return str(user_id)
+
+
+async def test_a_new_user_logs_in_through_the_upstream_and_gets_front_tokens(pair: Pair) -> None:
+    """Issue 6: consent at the front, login and consent at the upstream, then a front code;
+    its tokens work at the front's userinfo, with the upstream subject linked."""
+    front = pair.front
+    client = await register(front.http, redirect_uris=[CLIENT_REDIRECT])
+    auth = Authorization(
+        client["client_id"], redirect_uri=CLIENT_REDIRECT, scope="openid email", resource=None
+    )
+    async with browser() as person:
+        location = await person.walk(f"{front.base_url}/authorize?" + _query(auth.params))
+        stops = [urlsplit(u).netloc + urlsplit(u).path for u in person.visited]
+    front_host, up_host = urlsplit(front.base_url).netloc, urlsplit(pair.upstream.base_url).netloc
+    # HTML-10: the front's consent comes before anything is sent upstream.
+    assert stops.index(f"{front_host}/consent") < stops.index(f"{up_host}/authorize")
+    assert f"{up_host}/login" in stops and f"{front_host}/callback" in stops
+    result = query_of(location)
+    assert result["state"] == auth.state and result["iss"] == front.settings.issuer
+
+    response = await front.http.post(
+        "/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": result["code"],
+            "code_verifier": auth.verifier,
+            "redirect_uri": CLIENT_REDIRECT,
+            "client_id": auth.client_id,
+        },
+    )
+    assert response.status_code == 200, response.text
+    tokens = response.json()
+    info = await front.http.get(
+        "/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    )
+    assert info.status_code == 200, info.text
+    claims = info.json()
+    assert claims["email"] == ALICE[0] and claims["email_verified"] is True
+    ((provider, subject, user_id),) = linked_identity(front)
+    assert provider == pair.upstream.settings.issuer
+    assert subject == upstream_user_id(pair.upstream, ALICE[0])
+    assert claims["sub"] == user_id != subject  # the front issues its own subjects
+
+
+async def test_a_returning_user_keeps_the_same_front_subject(pair: Pair) -> None:
+    """Users are linked by (provider, subject): a second browser, a second upstream login,
+    the same front user; the first browser's session and consent need no upstream trip."""
+    front = pair.front
+    client = await register(front.http, redirect_uris=[CLIENT_REDIRECT])
+    auth = Authorization(client["client_id"], redirect_uri=CLIENT_REDIRECT)
+    url = f"{front.base_url}/authorize?" + _query(auth.params)
+    async with browser() as first:
+        await first.walk(url)
+        first.visited.clear()
+        again = await first.walk(url)  # session and remembered consent at the front
+        assert "code" in query_of(again)
+        assert first.visited == []
+    async with browser() as second:
+        await second.walk(url)
+    assert len(linked_identity(front)) == 1
+
+
+async def test_deny_at_the_upstream_reaches_the_client_as_access_denied(pair: Pair) -> None:
+    """Issue 6: an upstream refusal comes back to the client as access_denied, no details."""
+    front = pair.front
+    client = await register(front.http, redirect_uris=[CLIENT_REDIRECT])
+    auth = Authorization(client["client_id"], redirect_uri=CLIENT_REDIRECT)
+    async with browser() as person:
+        # Allow at the front, deny at the upstream's consent page.
+        response = await person.http.get(f"{front.base_url}/authorize?" + _query(auth.params))
+        location = await _deny_upstream(person, response, pair)
+    result = query_of(location)
+    assert result["error"] == "access_denied"
+    assert result["state"] == auth.state and result["iss"] == front.settings.issuer
+    assert "upstream" not in result.get("error_description", "").lower()
+
+
+async def _deny_upstream(person: Browser, response: httpx.Response, pair: Pair) -> str:
+    up_host = urlsplit(pair.upstream.base_url).netloc
+    for _ in range(20):
+        if response.status_code in (302, 303):
+            target = urljoin(str(response.url), response.headers["location"])
+            if target.startswith(CLIENT_REDIRECT):
+                return target
+            response = await person.http.get(target)
+        else:
+            at_upstream = urlsplit(str(response.url)).netloc == up_host
+            decision = "deny" if at_upstream else "allow"
+            response = await person.submit(response, decision)
+    raise AssertionError("the flow did not reach the client")
+
+
+def _query(params: dict[str, str]) -> str:
+    return str(httpx.QueryParams(params))
