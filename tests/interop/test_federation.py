@@ -157,9 +157,10 @@ async def test_a_new_user_logs_in_through_the_upstream_and_gets_front_tokens(pai
     front_host, up_host = urlsplit(front.base_url).netloc, urlsplit(pair.upstream.base_url).netloc
     # HTML-10: the front's consent comes before anything is sent upstream.
     assert stops.index(f"{front_host}/consent") < stops.index(f"{up_host}/authorize")
-    assert f"{up_host}/login" in stops and f"{front_host}/callback" in stops
+    assert f"{up_host}/login" in stops
+    assert f"{front_host}/callback" in stops
     result = query_of(location)
-    assert result["state"] == auth.state and result["iss"] == front.settings.issuer
+    assert (result["state"], result["iss"]) == (auth.state, front.settings.issuer)
 
     response = await front.http.post(
         "/token",
@@ -178,7 +179,7 @@ async def test_a_new_user_logs_in_through_the_upstream_and_gets_front_tokens(pai
     )
     assert info.status_code == 200, info.text
     claims = info.json()
-    assert claims["email"] == ALICE[0] and claims["email_verified"] is True
+    assert (claims["email"], claims["email_verified"]) == (ALICE[0], True)
     ((provider, subject, user_id),) = linked_identity(front)
     assert provider == pair.upstream.settings.issuer
     assert subject == upstream_user_id(pair.upstream, ALICE[0])
@@ -214,7 +215,7 @@ async def test_deny_at_the_upstream_reaches_the_client_as_access_denied(pair: Pa
         location = await _deny_upstream(person, response, pair)
     result = query_of(location)
     assert result["error"] == "access_denied"
-    assert result["state"] == auth.state and result["iss"] == front.settings.issuer
+    assert (result["state"], result["iss"]) == (auth.state, front.settings.issuer)
     assert "upstream" not in result.get("error_description", "").lower()
 
 
