@@ -41,22 +41,28 @@ class Browser:
     async def walk(self, url: str, *, consent: str = "allow") -> str:
         """Follow redirects and fill the pages met on the way (login: Alice; consent:
         `consent`) until a redirect leaves for the client; its Location."""
+        return await self.walk_until(url, lambda target: target.startswith(CLIENT_REDIRECT))
+
+    async def walk_until(self, url: str, stop: Callable[[str], bool]) -> str:
+        """Like `walk`, stopping (without following) at the first redirect `stop` accepts."""
         response = await self.http.get(url)
         for _ in range(20):
             if response.status_code in (302, 303):
                 target = urljoin(str(response.url), response.headers["location"])
-                if target.startswith(CLIENT_REDIRECT):
+                if stop(target):
                     return target
                 self.visited.append(target)
                 response = await self.http.get(target)
-            elif response.status_code == 200:
-                response = await self.submit(response, consent)
+            elif response.status_code == 200 and "<form" in response.text:
+                response = await self.submit(response, "allow")
             else:
                 raise AssertionError(f"{response.url}: {response.status_code} {response.text}")
-        raise AssertionError("the flow did not reach the client")
+        raise AssertionError("the flow did not reach its stop")
 
     async def submit(self, page: httpx.Response, consent: str) -> httpx.Response:
         html = page.text
+        if 'name="user_code"' in html and 'name="decision"' not in html:
+            raise AssertionError("the device code form is not filled by walking")
         action = re.search(r'<form method="post" action="([^"]+)"', html)
         assert action, f"no form on {page.url}"
         data = {"request": form_field(html, "request"), "csrf": form_field(html, "csrf")}
@@ -236,3 +242,123 @@ async def _deny_upstream(person: Browser, response: httpx.Response, pair: Pair) 
 
 def _query(params: dict[str, str]) -> str:
     return str(httpx.QueryParams(params))
+
+
+# --- the callback: state, browser binding, single use (HTML-10) -------------------------------
+
+
+async def at_callback(pair: Pair, person: Browser) -> str:
+    """Run a fresh authorization until the upstream sends the browser back; that URL."""
+    client = await register(pair.front.http, redirect_uris=[CLIENT_REDIRECT])
+    auth = Authorization(client["client_id"], redirect_uri=CLIENT_REDIRECT)
+    url = f"{pair.front.base_url}/authorize?" + _query(auth.params)
+    return await person.walk_until(url, lambda target: "/callback?" in target)
+
+
+def assert_refused_page(response: httpx.Response) -> None:
+    """A 400 error page, and nothing sent on to any client."""
+    assert response.status_code == 400, response.text
+    assert "location" not in response.headers
+    assert response.headers["content-type"].startswith("text/html")
+
+
+async def test_mcp_bp_callback_without_or_with_unknown_state_is_refused(pair: Pair) -> None:
+    """HTML-10: a missing or unknown state gets a 400 page, no redirect to the client."""
+    async with browser() as person:
+        callback = await at_callback(pair, person)
+        query = query_of(callback)
+        base = callback.split("?")[0]
+        assert_refused_page(await person.http.get(base, params={"code": query["code"]}))
+        forged = {"code": query["code"], "state": "not-a-state-we-sent"}
+        assert_refused_page(await person.http.get(base, params=forged))
+        assert_refused_page(await person.http.get(base, params={"error": "access_denied"}))
+
+
+async def test_mcp_bp_callback_from_another_browser_is_refused(pair: Pair) -> None:
+    """HTML-10: a state started in one browser is refused in another; its owner can still
+    finish (the refusal does not spend it)."""
+    async with browser() as victim, browser() as attacker:
+        callback = await at_callback(pair, victim)
+        await attacker.http.get(pair.front.base_url + "/healthz")  # a browser of its own
+        assert_refused_page(await attacker.http.get(callback))
+        finished = await victim.http.get(callback)
+    assert finished.status_code == 303
+    assert "code" in query_of(finished.headers["location"])
+
+
+async def test_mcp_bp_callback_state_is_single_use(pair: Pair) -> None:
+    """HTML-10: the state is used once; replaying the callback URL is refused."""
+    async with browser() as person:
+        callback = await at_callback(pair, person)
+        first = await person.http.get(callback)
+        assert first.status_code == 303
+        assert_refused_page(await person.http.get(callback))
+
+
+async def test_cors_4_callback_never_reflects_an_origin(pair: Pair) -> None:
+    """CORS-4: the federation callback is a cookie-authenticated HTML endpoint: no CORS."""
+    headers = {"Origin": "https://evil.example"}
+    response = await pair.front.http.get("/callback", params={"state": "x"}, headers=headers)
+    assert response.status_code == 400
+    assert "access-control-allow-origin" not in response.headers
+
+
+async def test_prompt_none_without_a_session_never_goes_upstream(pair: Pair) -> None:
+    """OIDC Core §3.1.2.1: prompt=none answers login_required at once, with no page."""
+    client = await register(pair.front.http, redirect_uris=[CLIENT_REDIRECT])
+    auth = Authorization(
+        client["client_id"], redirect_uri=CLIENT_REDIRECT, extra={"prompt": "none"}
+    )
+    async with browser() as person:
+        location = await person.walk(f"{pair.front.base_url}/authorize?" + _query(auth.params))
+        assert person.visited == []
+    assert query_of(location)["error"] == "login_required"
+
+
+async def test_device_flow_logs_in_through_the_upstream(pair: Pair) -> None:
+    """RFC 8628 §3.3 behind federation: the person enters the code, allows the device at the
+    front (with the code shown), logs in upstream, and the device's poll gets tokens."""
+    front = pair.front
+    registered = await front.http.post(
+        "/register",
+        json={
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["urn:ietf:params:oauth:grant-type:device_code"],
+            "client_name": "TV",
+        },
+    )
+    client_id = registered.json()["client_id"]
+    started = await front.http.post(
+        "/device_authorization", data={"client_id": client_id, "scope": "openid email"}
+    )
+    body = started.json()
+    async with browser() as person:
+        entered = await person.http.get(
+            f"{front.base_url}/device", params={"user_code": body["user_code"]}
+        )
+        assert entered.status_code == 303
+        response = await person.http.get(urljoin(str(entered.url), entered.headers["location"]))
+        shown_codes = []
+        for _ in range(20):
+            if response.status_code in (302, 303):
+                response = await person.http.get(
+                    urljoin(str(response.url), response.headers["location"])
+                )
+            elif "<form" in response.text:
+                if str(response.url).startswith(front.base_url + "/consent"):
+                    shown_codes.append(body["user_code"] in response.text)
+                response = await person.submit(response, "allow")
+            else:
+                break
+        assert response.status_code == 200
+        assert shown_codes == [True]  # RFC 8628 §5.4: consent at the front shows the code
+    poll = await front.http.post(
+        "/token",
+        data={
+            "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+            "device_code": body["device_code"],
+            "client_id": client_id,
+        },
+    )
+    assert poll.status_code == 200, poll.text
+    assert "access_token" in poll.json()
