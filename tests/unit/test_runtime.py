@@ -636,3 +636,74 @@ async def test_shutdown_lets_a_message_in_progress_commit_before_closing(tmp_pat
         tally.release.set()
     assert (on_disk(shard, "a"), on_disk(shard, "b")) == (1, 1)
     assert (tally.opens, tally.closes) == (1, 1)
+
+
+# --- concurrent kinds: actors that mostly wait on the network ----------------------------------
+
+CONCURRENT = Kind("scripted", lambda _address: Scripted(), pinned=True, concurrent=True)
+
+
+async def test_concurrent_kind_a_slow_message_does_not_hold_up_the_next(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Kind(concurrent=True): a message waiting on the network does not queue the others."""
+    release = trio.Event()
+    order: list[str] = []
+
+    async def slow() -> str:
+        await release.wait()
+        order.append("slow")
+        return "slow"
+
+    async def fast() -> str:
+        order.append("fast")
+        release.set()
+        return "fast"
+
+    address = Address("default", "scripted", "net")
+    async with running(CONCURRENT) as system, trio.open_nursery() as nursery:
+        nursery.start_soon(system.ask, address, Run(slow))
+        await trio.testing.wait_all_tasks_blocked()
+        assert await system.ask(address, Run(fast)) == "fast"
+    assert order == ["fast", "slow"]
+
+
+async def test_concurrent_kind_a_crash_fails_only_its_message() -> None:
+    """A non-OAuth exception answers server_error to its caller; the actor keeps serving."""
+
+    async def crash() -> None:
+        raise RuntimeError("boom")
+
+    async def fine() -> str:
+        return "ok"
+
+    address = Address("default", "scripted", "net")
+    async with running(CONCURRENT) as system:
+        with pytest.raises(ServerError):
+            await system.ask(address, Run(crash))
+        assert await system.ask(address, Run(fine)) == "ok"
+        assert system.stats().restarts == 0
+
+
+async def test_concurrent_kind_shutdown_answers_the_messages_in_flight(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """At shutdown a caller still waiting is told the server is going away, not left hanging."""
+    answers: list[type[BaseException]] = []
+
+    async def forever() -> None:
+        await trio.sleep_forever()
+
+    async def caller(system: ActorSystem) -> None:
+        try:
+            await system.ask(Address("default", "scripted", "net"), Run(forever))
+        except TemporarilyUnavailable as exc:
+            answers.append(type(exc))
+
+    system = ActorSystem(ActorSettings(), [CONCURRENT])
+    async with trio.open_nursery() as callers, trio.open_nursery() as nursery:
+        await nursery.start(system.run)
+        callers.start_soon(caller, system)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    assert answers == [TemporarilyUnavailable]

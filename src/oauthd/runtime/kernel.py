@@ -277,12 +277,10 @@ class ActorSystem:
         try:
             with gate:
                 while actor is not None:
-                    if not cell.mailbox:
-                        if cell.closing:
-                            break
-                        await cell.wait_for_mail()
-                        continue
-                    message, reply = cell.mailbox.popleft()
+                    mail = await self._next_mail(cell)
+                    if mail is None:
+                        break
+                    message, reply = mail
                     cell.busy = True
                     gate.shield = True
                     actor = await self._deliver(cell, actor, message, reply)
@@ -295,19 +293,26 @@ class ActorSystem:
             with trio.CancelScope(shield=True):
                 await self._shut(cell, actor)
 
+    @staticmethod
+    async def _next_mail(cell: _Cell) -> tuple[Any, _Reply] | None:
+        """The next message, waiting for one; None once the actor is closing and has none."""
+        while not cell.mailbox:
+            if cell.closing:
+                return None
+            await cell.wait_for_mail()
+        return cell.mailbox.popleft()
+
     async def _run_concurrent(self, cell: _Cell) -> None:
-        """Each message in its own task; shutdown cancels the ones in flight (their callers
-        get no reply, as with any cancelled request)."""
+        """Each message in its own task. Eviction waits for the ones in flight; shutdown
+        cancels them, and their callers are told the server is shutting down."""
         actor = await self._open(cell)
         try:
             async with trio.open_nursery() as inflight:
                 while actor is not None:
-                    if not cell.mailbox:
-                        if cell.closing:
-                            break
-                        await cell.wait_for_mail()
-                        continue
-                    message, reply = cell.mailbox.popleft()
+                    mail = await self._next_mail(cell)
+                    if mail is None:
+                        break
+                    message, reply = mail
                     inflight.start_soon(self._deliver_one, cell, actor, message, reply)
                     cell.last_used = trio.current_time()
         finally:
