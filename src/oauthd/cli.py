@@ -26,7 +26,15 @@ from oauthd.errors import ConfigError, OAuthError
 from oauthd.logs import setup_logging
 from oauthd.oauth.rfc7591_registration import parse_metadata
 from oauthd.oauth.scopes import known_scopes
-from oauthd.server import TENANT, Runtime, configured_clients, load_kek, open_runtime, serve
+from oauthd.server import (
+    TENANT,
+    Runtime,
+    configured_clients,
+    load_kek,
+    load_upstream_secret,
+    open_runtime,
+    serve,
+)
 from oauthd.settings import Settings, load_settings, split_listen
 
 __all__ = ["main"]
@@ -139,7 +147,11 @@ def check_config(settings: Settings) -> int:
 
     configured_clients(settings, os.environ, 0)
     load_kek(settings, os.environ)
-    print(f"{settings.source}: ok (issuer {settings.issuer}, dev_mode={settings.dev_mode})")
+    load_upstream_secret(settings, os.environ)
+    login = "dev" if settings.dev_mode else "none"
+    if not settings.dev_mode and settings.federation.enabled:
+        login = f"federation via {settings.federation.upstream_issuer}"
+    print(f"{settings.source}: ok (issuer {settings.issuer}, login: {login})")
     return 0
 
 

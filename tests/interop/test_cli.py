@@ -136,6 +136,32 @@ def test_check_config_rejects_a_bad_file_with_exit_2_naming_the_key(tmp_path: Pa
     assert "Traceback" not in result.stderr
 
 
+def test_check_config_names_a_missing_federation_secret(tmp_path: Path) -> None:
+    """Issue 6: a federation whose secret variable is unset stops at check-config, with the
+    key named; with the variable set, the upstream login is reported."""
+    path = tmp_path / "fed.toml"
+    path.write_text(
+        'issuer = "https://auth.example.com"\n'
+        "[federation]\n"
+        'provider = "okta"\ndomain = "example.okta.com"\nclient_id = "0oa1"\n'
+        'client_secret_env = "OKTA_SECRET_FOR_TEST"\n'
+    )
+    missing = run("check-config", "--config", str(path))
+    assert missing.returncode == 2
+    assert "federation.client_secret_env" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    present = subprocess.run(
+        [*OAUTHD, "check-config", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**ENV, "OKTA_SECRET_FOR_TEST": "s"},
+        check=False,
+    )
+    assert present.returncode == 0, present.stderr
+    assert "federation via https://example.okta.com/oauth2/default" in present.stdout
+
+
 def test_serve_rejects_a_bad_listen_option_with_exit_2(config: Config) -> None:
     """`oauthd serve --listen garbage` is a configuration error (exit 2), not a traceback."""
     result = run("serve", "--config", str(config.path), "--listen", "nonsense")
