@@ -62,7 +62,7 @@ def kinds(env: Env) -> list[Kind]:
         )
 
     def fetcher(_address: Address) -> Actor:
-        return Fetcher(env.clock, env.fetch_transport)
+        return Fetcher(s, env.clock, env.fetch_transport)
 
     return [
         Kind("client", client, exists=client_exists),
