@@ -9,17 +9,20 @@ The SDK runs on anyio, so it runs under trio as it is: no thread, no second even
 from __future__ import annotations
 
 import re
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 from urllib.parse import urljoin
 
 import httpx
 import httpx2
 import pytest
 import trio
+import trustme
 from examples.mcp_server import build_app
 from hypercorn.config import Config
 from hypercorn.trio import serve
@@ -33,8 +36,10 @@ from mcp.shared.auth import (
     OAuthToken,
 )
 
-from oauthd.settings import ClientSettings, ResourceSettings, Settings
+from oauthd.actors.outbound import pinned_transport
+from oauthd.settings import ClientMetadataSettings, ClientSettings, ResourceSettings, Settings
 from tests.conftest import ManualClock, running_server
+from tests.document_host import resolver_for, start_document_host
 from tests.flow import ALICE, query_of
 from tests.interop.test_cli import free_port
 
@@ -115,9 +120,10 @@ def fields(html: str) -> dict[str, str]:
 
 
 def oauthd_settings(
-    make_settings: Callable[..., Settings], port: int, path: str, mcp: str
+    make_settings: Callable[..., Settings], port: int, path: str, mcp: str, **extra: Any
 ) -> Settings:
     return make_settings(
+        **extra,
         issuer=f"http://127.0.0.1:{port}{path}",
         listen=f"127.0.0.1:{port}",
         resources=(ResourceSettings(mcp, ("mcp:tools",), client_id=RS_CLIENT_ID),),
@@ -219,3 +225,73 @@ async def test_mcp_sdk_registers_authorizes_lists_tools_refreshes_and_is_refused
         assert refused.status_code == 401
         assert 'error="invalid_token"' in refused.headers["www-authenticate"]
         assert "resource_metadata=" in refused.headers["www-authenticate"]
+
+
+async def test_mcp_sdk_identifies_itself_with_a_client_id_metadata_document(
+    make_settings: Callable[..., Settings], clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CIMD-1 (MCP 2025-11-25 client registration): given client_metadata_url, the SDK sees
+    client_id_metadata_document_supported and uses the URL as its client_id without
+    registering; oauthd fetches the document over https and the SDK lists tools."""
+    monkeypatch.setenv(RS_SECRET_ENV, RS_SECRET)
+    ca = trustme.CA()
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    mcp_port = free_port()
+    mcp_url = f"http://127.0.0.1:{mcp_port}/mcp"
+    allow = ("127.0.0.1/32",)
+    settings = oauthd_settings(
+        make_settings,
+        free_port(),
+        "",
+        mcp_url,
+        client_metadata=ClientMetadataSettings(allow_networks=allow),
+    )
+    resolver = resolver_for({"cimd.test": ["127.0.0.1"]})
+    transport = pinned_transport(allow, ssl_context=context, resolver=resolver)
+    storage = MemoryStorage()
+    async with trio.open_nursery() as nursery:
+        host = await start_document_host(nursery, ca)
+        document_url = host.url("/mcp-client.json")
+        host.serve_json(
+            "/mcp-client.json",
+            {
+                "client_id": document_url,
+                "client_name": "oauthd interop (CIMD)",
+                "redirect_uris": [CALLBACK],
+                "grant_types": ["authorization_code", "refresh_token"],
+                "response_types": ["code"],
+                "token_endpoint_auth_method": "none",
+            },
+        )
+        async with (
+            running_server(settings, clock, transport),
+            mcp_server(settings.issuer, mcp_url, mcp_port),
+            httpx.AsyncClient() as browser_http,
+        ):
+            browser = Browser(browser_http)
+            provider = OAuthClientProvider(
+                server_url=mcp_url,
+                client_metadata=OAuthClientMetadata(
+                    client_name="oauthd interop (CIMD)",
+                    redirect_uris=[CALLBACK],  # type: ignore[list-item]  # pydantic coerces
+                    grant_types=["authorization_code", "refresh_token"],
+                    response_types=["code"],
+                    token_endpoint_auth_method="none",
+                ),
+                storage=storage,
+                redirect_handler=browser.open,
+                callback_handler=browser.callback,
+                client_metadata_url=document_url,
+            )
+            async with (
+                httpx2.AsyncClient(auth=provider, timeout=30) as http,
+                Client(streamable_http_client(mcp_url, http_client=http)) as client,
+            ):
+                tools = await client.list_tools()
+                assert sorted(t.name for t in tools.tools) == ["add", "echo"]
+        assert storage.client is not None
+        assert storage.client.client_id == document_url
+        assert any("describes itself at <strong>cimd.test</strong>" in p for p in browser.pages)
+        assert host.requests == ["/mcp-client.json"]
+        nursery.cancel_scope.cancel()
