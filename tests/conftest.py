@@ -67,12 +67,17 @@ def clock() -> ManualClock:
 
 
 @asynccontextmanager
-async def running_server(settings: Settings, clock: Clock | None = None) -> AsyncIterator[Server]:
-    """`oauthd serve` in this trio run, bound to a free loopback port; stopped on exit."""
+async def running_server(
+    settings: Settings, clock: Clock | None = None, fetch_transport: Any = None
+) -> AsyncIterator[Server]:
+    """`oauthd serve` in this trio run, bound to a free loopback port; stopped on exit.
+    `fetch_transport` replaces the Fetcher's outbound HTTP (None: the pinned network one)."""
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(
-            partial(serve, settings, shutdown=stop.wait, clock=clock)
+            partial(
+                serve, settings, shutdown=stop.wait, clock=clock, fetch_transport=fetch_transport
+            )
         )
         async with httpx.AsyncClient(base_url=binds[0]) as http:
             try:

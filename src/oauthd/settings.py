@@ -26,6 +26,7 @@ from oauthd.errors import ConfigError
 
 __all__ = [
     "ActorSettings",
+    "ClientMetadataSettings",
     "ClientSettings",
     "DevSettings",
     "DevUser",
@@ -193,6 +194,25 @@ class LimitSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientMetadataSettings:
+    """Client ID Metadata Documents: a client_id that is an https URL is fetched by the Fetcher
+    (draft-ietf-oauth-client-id-metadata-document). Only public addresses are ever fetched."""
+
+    enabled: bool = True  # advertise client_id_metadata_document_supported and fetch documents
+    timeout_s: float = 5.0  # the whole fetch, connection to last byte
+    max_bytes: int = 5120  # CIMD-00 §6.6 recommends at most 5 KB
+    cache_default_s: int = 300  # reuse a document this long when it sends no max-age
+    cache_min_s: int = 60  # a smaller max-age is raised to this (no-store is honoured)
+    cache_max_s: int = DAY_S  # a larger max-age is lowered to this
+    cache_entries: int = 1024  # documents kept in memory (LRU)
+    fetches_per_host_per_minute: int = 20  # outbound requests to one host, documents and keys
+    fetches_per_minute: int = 300  # outbound requests in all
+    # Networks fetched although not public (tests; a private deployment's own client hosts).
+    # Loopback, private, link-local and reserved addresses are refused unless listed here.
+    allow_networks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class JanitorSettings:
     """Deleting expired rows and deleted clients' shards (DESIGN.md "Storage")."""
 
@@ -224,6 +244,7 @@ class Settings:
     sessions: SessionSettings = field(default_factory=SessionSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     janitor: JanitorSettings = field(default_factory=JanitorSettings)
+    client_metadata: ClientMetadataSettings = field(default_factory=ClientMetadataSettings)
     log: LogSettings = field(default_factory=LogSettings)
     source: str = "<defaults>"  # the file these settings came from, for messages
 
@@ -473,6 +494,7 @@ def check_positive(s: Settings) -> None:
         "sessions": s.sessions,
         "janitor": s.janitor,
         "federation": s.federation,
+        "client_metadata": s.client_metadata,
     }
     for name, section in sections.items():
         for f in dataclasses.fields(section):
@@ -549,6 +571,19 @@ def _is_jwks(text: str) -> bool:
     return isinstance(value, dict) and isinstance(value.get("keys"), list)
 
 
+def check_client_metadata(s: Settings) -> None:
+    c = s.client_metadata
+    for i, network in enumerate(c.allow_networks):
+        try:
+            ipaddress.ip_network(network)
+        except ValueError:
+            key = f"client_metadata.allow_networks[{i}]"
+            raise ConfigError(s.source, key, f"not an IP network: {network!r}") from None
+    if not c.cache_min_s <= c.cache_default_s <= c.cache_max_s:
+        key = "client_metadata.cache_default_s"
+        raise ConfigError(s.source, key, "must lie between cache_min_s and cache_max_s")
+
+
 def check_dev(s: Settings) -> None:
     emails = [u.email.lower() for u in s.dev.users]
     for i, email in enumerate(emails):
@@ -601,6 +636,7 @@ CHECKS: tuple[Callable[[Settings], None], ...] = (
     check_key_schedule,
     check_resources,
     check_clients,
+    check_client_metadata,
     check_dev,
     check_federation,
 )

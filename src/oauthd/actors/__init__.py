@@ -1,5 +1,5 @@
 """The actors: one per OAuth client (its shard), and per tenant a KeyManager, a Directory and
-a Fetcher (documents clients publish, e.g. their jwks_uri).
+a Fetcher (documents clients publish: their jwks_uri, Client ID Metadata Documents).
 
 `kinds()` wires them into the runtime; `addresses` builds the addresses the front door asks.
 """
@@ -13,7 +13,7 @@ from oauthd.actors.directory import (
     RegisterClient,
     directory_address,
 )
-from oauthd.actors.fetcher import Fetcher, FetchJwks, fetcher_address
+from oauthd.actors.fetcher import FetchClientMetadata, Fetcher, FetchJwks, fetcher_address
 from oauthd.actors.keys import (
     KeyInfo,
     KeyManager,
@@ -30,6 +30,7 @@ __all__ = [
     "CountClients",
     "Directory",
     "Env",
+    "FetchClientMetadata",
     "FetchJwks",
     "Fetcher",
     "GetClient",

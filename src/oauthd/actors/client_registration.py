@@ -19,6 +19,7 @@ __all__ = [
     "DeleteRegistration",
     "GetRegistration",
     "RegistrationHandlers",
+    "UpdateFromDocument",
     "UpdateRegistration",
 ]
 
@@ -44,6 +45,14 @@ class DeleteRegistration:
     """Command: deregister (RFC 7592 §2.3); every grant of the client ends with it."""
 
     token: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateFromDocument:
+    """Command: a client known by its metadata document (CIMD) published a new one; its
+    registration becomes `record`. Replies the registration now in force."""
+
+    record: ClientRecord
 
 
 class RegistrationHandlers:
@@ -98,3 +107,14 @@ class RegistrationHandlers:
         self._authorized(message.token)
         delete_client(self.store, int(self.env.clock.now()))
         self.forget()
+
+    @command(UpdateFromDocument)
+    def update_from_document(self, message: UpdateFromDocument) -> ClientRecord:
+        client = self.client()
+        if client.source != "document" or client.client_id != message.record.client_id:
+            raise InvalidClientMetadata("this client is not known by a metadata document")
+        updated = dataclasses.replace(message.record, created_at=client.created_at)
+        if updated != client:
+            save_client(self.store, updated)
+            self.forget()
+        return updated

@@ -11,7 +11,7 @@ from oauthd.oauth.handles import issue_client_id, issue_handle, issue_secret
 from oauthd.oauth.rfc7591_registration import ClientMetadata, InvalidClientMetadata
 from oauthd.storage import ClientRecord, hash_secret, shard_key_for
 
-__all__ = ["Enrolment", "check_jwks", "enrol"]
+__all__ = ["Enrolment", "check_jwks", "document_record", "enrol"]
 
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 
@@ -58,3 +58,23 @@ def check_jwks(jwks: str) -> None:
             parse_client_jwks(jwks)
         except ValueError as exc:
             raise InvalidClientMetadata(str(exc)) from None
+
+
+def document_record(client_id: str, meta: ClientMetadata, now: int) -> ClientRecord:
+    """A client known by its metadata document (CIMD): its URL is its id, it has no secret
+    and no registration access token, and it is never first-party."""
+    check_jwks(meta.jwks)
+    return ClientRecord(
+        client_id=client_id,
+        client_name=meta.client_name,
+        redirect_uris=meta.redirect_uris,
+        grant_types=meta.grant_types,
+        response_types=meta.response_types,
+        token_endpoint_auth_method=meta.token_endpoint_auth_method,
+        scope=meta.scope,
+        first_party=False,
+        secret_hash="",
+        source="document",
+        created_at=now,
+        metadata=json.dumps(meta.public_members()),
+    )

@@ -1,15 +1,17 @@
-"""The Fetcher: one actor per tenant that fetches documents clients publish, today a client's
-`jwks_uri` (RFC 7591 §2, RFC 7523 §3). It is the only place a client makes this server send
-an HTTP request, so the limits live here: https only, no redirects, a time limit and a size
-limit, and a small cache so that a busy client costs one fetch per CACHE_TTL_S.
+"""The Fetcher: one actor per tenant that fetches documents clients publish: a client's
+`jwks_uri` (RFC 7591 §2, RFC 7523 §3) and Client ID Metadata Documents (a `client_id` that
+is an https URL, draft-ietf-oauth-client-id-metadata-document). It is the only place a client
+makes this server send an HTTP request, so the limits live here: https only, no redirects,
+a time limit for the whole fetch and a size limit, only public addresses with the connection
+pinned to the checked address (`outbound.py`), per-host and global rate limits, and a small
+cache so that a busy client costs one fetch per cache lifetime. Failures are never cached.
 
-It runs outside any shard's transaction: the token route asks it first, then hands the
-document to the client's actor with the credentials."""
+It runs outside any shard's transaction: routes ask it first, then hand the document to the
+client's actor (keys) or register it (metadata documents)."""
 
 from __future__ import annotations
 
-import ipaddress
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,16 +19,21 @@ from urllib.parse import urlsplit
 import httpx
 import trio
 
-from oauthd.errors import InvalidClient
+from oauthd.actors.outbound import ForbiddenAddress, pinned_transport
+from oauthd.errors import InvalidClient, TemporarilyUnavailable
+from oauthd.oauth.client_id_metadata import cache_lifetime_s, parse_metadata_document
+from oauthd.oauth.rfc7591_registration import ClientMetadata
+from oauthd.oauth.scopes import known_scopes
 from oauthd.runtime import Address, Clock
+from oauthd.settings import Settings
 
-__all__ = ["FetchJwks", "Fetcher", "fetcher_address"]
+__all__ = ["FetchClientMetadata", "FetchJwks", "Fetcher", "fetcher_address"]
 
-TIMEOUT_S = 5.0
-MAX_BYTES = 64_000
-CACHE_TTL_S = 300.0  # a client's key set is fetched again after this
+MAX_JWKS_BYTES = 64_000
+JWKS_TTL_S = 300.0  # a client's key set is fetched again after this
 MIN_REFETCH_S = 30.0  # a `fresh` request (unknown kid) refetches at most this often
-CACHE_SIZE = 256
+JWKS_CACHE_SIZE = 256
+WINDOW_S = 60.0  # the rate limits count fetches in this sliding window
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,38 +45,45 @@ class FetchJwks:
     fresh: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class FetchClientMetadata:
+    """Query: the validated registration that the metadata document at `client_id` declares;
+    InvalidClient if it cannot be fetched or is not a valid document for that URL."""
+
+    client_id: str
+
+
 def fetcher_address(tenant: str) -> Address:
     return Address(tenant, "fetcher", "documents")
 
 
-async def check_public_host(host: str, port: int) -> None:
-    """SSRF defence: a client-supplied URL may only reach public addresses, never loopback,
-    private, link-local or reserved ones (the metadata service of a cloud host, say). The
-    name is resolved here and every address it resolves to must be global. (A name that
-    re-resolves differently between this check and the connection is not caught.)"""
-    try:
-        infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_STREAM)
-    except OSError:
-        raise InvalidClient("the client's jwks_uri host does not resolve") from None
-    for *_, sockaddr in infos:
-        if not ipaddress.ip_address(sockaddr[0]).is_global:
-            raise InvalidClient(
-                "the client's jwks_uri must be on a public address", detail=f"{host}: {sockaddr[0]}"
-            )
+@dataclass(frozen=True, slots=True)
+class _Response:
+    status: int
+    content_type: str | None
+    cache_control: str | None
+    body: bytes
 
 
 class Fetcher:
-    def __init__(self, clock: Clock, transport: Any = None) -> None:
+    def __init__(self, settings: Settings, clock: Clock, transport: Any = None) -> None:
+        self._settings = settings
+        self._limits = settings.client_metadata
+        self._scopes = known_scopes(settings)
         self._clock = clock
         self._transport: httpx.AsyncBaseTransport | None = transport
         self._http: httpx.AsyncClient | None = None
-        self._cache: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._jwks: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._documents: OrderedDict[str, tuple[float, ClientMetadata]] = OrderedDict()
+        self._recent: deque[tuple[float, str]] = deque()  # (time, host) of recent fetches
 
     async def open(self) -> None:
+        transport = self._transport or pinned_transport(self._limits.allow_networks)
         self._http = httpx.AsyncClient(
-            transport=self._transport,
-            follow_redirects=False,
-            timeout=httpx.Timeout(TIMEOUT_S),
+            transport=transport,
+            follow_redirects=False,  # CIMD-01 §4: redirects are never followed
+            trust_env=False,
+            timeout=httpx.Timeout(self._limits.timeout_s),
             headers={"Accept": "application/json"},
         )
 
@@ -79,46 +93,113 @@ class Fetcher:
             self._http = None
 
     async def receive(self, message: Any) -> Any:
-        if not isinstance(message, FetchJwks):
-            raise TypeError(f"unsupported message {type(message).__name__}")
+        if isinstance(message, FetchJwks):
+            return await self._fetch_jwks(message)
+        if isinstance(message, FetchClientMetadata):
+            return await self._fetch_document(message.client_id)
+        raise TypeError(f"unsupported message {type(message).__name__}")
+
+    async def _fetch_jwks(self, message: FetchJwks) -> str:
         now = self._clock.now()
-        cached = self._cache.get(message.uri)
+        cached = self._jwks.get(message.uri)
         if cached is not None:
             age = now - cached[0]
-            if age < (MIN_REFETCH_S if message.fresh else CACHE_TTL_S):
-                self._cache.move_to_end(message.uri)
+            if age < (MIN_REFETCH_S if message.fresh else JWKS_TTL_S):
+                self._jwks.move_to_end(message.uri)
                 return cached[1]
-        text = await self._fetch(message.uri)
-        self._cache[message.uri] = (now, text)
-        self._cache.move_to_end(message.uri)
-        while len(self._cache) > CACHE_SIZE:
-            self._cache.popitem(last=False)
-        return text
-
-    async def _fetch(self, uri: str) -> str:
-        parts = urlsplit(uri)
-        if parts.scheme != "https" or not parts.hostname:
-            raise InvalidClient("the client's jwks_uri must be https")
-        if self._transport is None:  # the real network (tests bring their own transport)
-            await check_public_host(parts.hostname, parts.port or 443)
-        assert self._http is not None, "fetcher used before open()"
-        try:
-            async with self._http.stream("GET", uri) as response:
-                if response.status_code != 200:
-                    raise InvalidClient(
-                        "the client's jwks_uri cannot be fetched",
-                        detail=f"{uri}: HTTP {response.status_code}",
-                    )
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_BYTES:
-                        raise InvalidClient("the client's jwks_uri document is too large")
-        except httpx.HTTPError as exc:
+        response = await self._get(message.uri, MAX_JWKS_BYTES, "jwks_uri")
+        if response.status != 200:
             raise InvalidClient(
-                "the client's jwks_uri cannot be fetched", detail=f"{uri}: {exc!r}"
-            ) from None
+                "the client's jwks_uri cannot be fetched",
+                detail=f"{message.uri}: HTTP {response.status}",
+            )
         try:
-            return body.decode("utf-8")
+            text = response.body.decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidClient("the client's jwks_uri document is not UTF-8") from None
+        _remember(self._jwks, message.uri, (now, text), JWKS_CACHE_SIZE)
+        return text
+
+    async def _fetch_document(self, client_id: str) -> ClientMetadata:
+        now = self._clock.now()
+        cached = self._documents.get(client_id)
+        if cached is not None and now < cached[0]:
+            self._documents.move_to_end(client_id)
+            return cached[1]
+        response = await self._get(client_id, self._limits.max_bytes, "metadata document")
+        metadata = parse_metadata_document(
+            client_id,
+            response.status,
+            response.content_type,
+            response.body,
+            lambda scope: all(s in self._scopes for s in scope),
+        )
+        limits = self._limits
+        lifetime = cache_lifetime_s(
+            response.cache_control,
+            default_s=limits.cache_default_s,
+            min_s=limits.cache_min_s,
+            max_s=limits.cache_max_s,
+        )
+        if lifetime > 0:
+            _remember(self._documents, client_id, (now + lifetime, metadata), limits.cache_entries)
+        else:
+            self._documents.pop(client_id, None)
+        return metadata
+
+    def _admit(self, host: str) -> None:
+        """Sliding-window rate limits, per host and in all (CIMD-00 §6.5, RATE-5): a burst of
+        made-up client ids cannot turn this server into a request amplifier."""
+        now = self._clock.now()
+        while self._recent and self._recent[0][0] <= now - WINDOW_S:
+            self._recent.popleft()
+        limits = self._limits
+        per_host = sum(1 for _, h in self._recent if h == host)
+        if per_host >= limits.fetches_per_host_per_minute or len(self._recent) >= (
+            limits.fetches_per_minute
+        ):
+            raise TemporarilyUnavailable(
+                "too many requests to this client's host; try again in a minute",
+                detail=host,
+                retry_after_s=int(WINDOW_S),
+            )
+        self._recent.append((now, host))
+
+    async def _get(self, uri: str, max_bytes: int, what: str) -> _Response:
+        parts = urlsplit(uri)
+        if parts.scheme != "https" or not parts.hostname:
+            raise InvalidClient(f"the client's {what} must be an https URL")
+        self._admit(parts.hostname)
+        assert self._http is not None, "fetcher used before open()"
+        failed = f"the client's {what} cannot be fetched"
+        try:
+            # The limit covers the whole fetch: a server that drips bytes cannot hold it open.
+            with trio.fail_after(self._limits.timeout_s):
+                async with self._http.stream("GET", uri) as response:
+                    body = bytearray()
+                    if response.status_code == 200:
+                        async for chunk in response.aiter_bytes():
+                            body += chunk
+                            if len(body) > max_bytes:
+                                raise InvalidClient(f"the client's {what} is too large")
+                    return _Response(
+                        response.status_code,
+                        response.headers.get("content-type"),
+                        response.headers.get("cache-control"),
+                        bytes(body),
+                    )
+        except trio.TooSlowError:
+            raise InvalidClient(failed, detail=f"{uri}: timed out") from None
+        except ForbiddenAddress as exc:
+            raise InvalidClient(
+                f"the client's {what} must be on a public address", detail=str(exc)
+            ) from None
+        except httpx.HTTPError as exc:
+            raise InvalidClient(failed, detail=f"{uri}: {exc!r}") from None
+
+
+def _remember(cache: OrderedDict[str, Any], key: str, value: Any, size: int) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > max(size, 1):
+        cache.popitem(last=False)

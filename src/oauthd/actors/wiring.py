@@ -65,7 +65,7 @@ def kinds(env: Env) -> list[Kind]:
         )
 
     def fetcher(_address: Address) -> Actor:
-        return Fetcher(env.clock, env.fetch_transport)
+        return Fetcher(s, env.clock, env.fetch_transport)
 
     def federation(address: Address) -> Actor:
         return Federation(env, address.tenant, env.upstream_secret)
@@ -79,7 +79,8 @@ def kinds(env: Env) -> list[Kind]:
             pinned=True,  # its caches of the upstream's metadata and keys outlive idle spells
             concurrent=True,  # logins wait on the upstream; one slow login must not queue others
         ),
-        Kind("fetcher", fetcher, pinned=True),  # pinned: its cache outlives idle spells
+        # pinned: its cache outlives idle spells; concurrent: a slow host delays only its fetch
+        Kind("fetcher", fetcher, pinned=True, concurrent=True),
         Kind("directory", directory),
         Kind("keys", keys, pinned=True),
     ]

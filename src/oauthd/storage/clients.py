@@ -52,11 +52,17 @@ class ClientRecord:
     scope: str
     first_party: bool
     secret_hash: str
-    source: str  # "config", "cli" or "dynamic"
+    source: str  # "config", "cli", "dynamic" or "document" (a client_id metadata document)
     created_at: int
     metadata: str = "{}"  # the RFC 7591 members as registered, JSON
     registration_token_hash: str = ""  # RFC 7592; empty for clients not registered over HTTP
     deleted_at: int | None = None
+
+    @property
+    def self_asserted(self) -> bool:
+        """Registered by the client itself (RFC 7591) or described by its own metadata
+        document (CIMD): nobody vouches for its name (RFC 7591 §5, CIMD-00 §6.4)."""
+        return self.source in ("dynamic", "document")
 
 
 def _v1(db: sqlite_utils.Database) -> None:

@@ -9,15 +9,35 @@ from typing import Any
 
 from quart import request
 
-from oauthd.actors import FetchJwks, client_address, directory_address, fetcher_address
+from oauthd.actors import (
+    FetchClientMetadata,
+    FetchJwks,
+    GetClient,
+    RegisterClient,
+    client_address,
+    directory_address,
+    fetcher_address,
+)
+from oauthd.actors.client_registration import UpdateFromDocument
 from oauthd.actors.client_tokens import JwksNeeded
+from oauthd.actors.enrol import document_record
 from oauthd.errors import InvalidClient, InvalidRequest, NotFound
+from oauthd.oauth.client_id_metadata import is_metadata_client_id
 from oauthd.oauth.handles import parse_handle
 from oauthd.oauth.rfc6749_client_auth import ClientCredentials
+from oauthd.oauth.rfc7591_registration import ClientMetadata
 from oauthd.runtime import Address
+from oauthd.storage import ClientRecord
 from oauthd.web.state import AppState
 
-__all__ = ["ask", "ask_as_client", "ask_client", "ask_directory", "ask_pending"]
+__all__ = [
+    "ask",
+    "ask_as_client",
+    "ask_client",
+    "ask_directory",
+    "ask_pending",
+    "refresh_document_client",
+]
 
 
 async def ask(state: AppState, address: Address, message: Any) -> Any:
@@ -32,6 +52,33 @@ async def ask_client(state: AppState, client_id: str, message: Any) -> Any:
         return await ask(state, client_address(state.tenant, client_id), message)
     except NotFound:
         raise InvalidClient("unknown client") from None
+
+
+async def refresh_document_client(state: AppState, client_id: str) -> None:
+    """A client_id that is an https URL names the client's metadata document (CIMD). The
+    Fetcher returns it validated (from its cache while the document's lifetime lasts); the
+    first good document creates the client's shard, keyed like every other client by the
+    hash of its id, and a changed one updates it. From then on the client is an ordinary
+    registered client: its codes and tokens carry its shard key. A client configured with a
+    URL as its id is not fetched: the operator's registration wins."""
+    if not state.settings.client_metadata.enabled or not is_metadata_client_id(client_id):
+        return
+    address = client_address(state.tenant, client_id)
+    known: ClientRecord | None
+    try:
+        known = await ask(state, address, GetClient())
+    except (NotFound, InvalidClient):
+        known = None
+    if known is not None and known.source != "document":
+        return
+    meta: ClientMetadata = await ask(
+        state, fetcher_address(state.tenant), FetchClientMetadata(client_id)
+    )
+    record = document_record(client_id, meta, int(state.clock.now()))
+    if known is None:
+        await ask_directory(state, RegisterClient(record))
+    elif dataclasses.replace(record, created_at=known.created_at) != known:
+        await ask(state, address, UpdateFromDocument(record))
 
 
 async def ask_directory(state: AppState, message: Any) -> Any:
@@ -56,6 +103,7 @@ async def ask_as_client(
     with a private_key_jwt whose keys are at a `jwks_uri` (RFC 7523): the actor answers
     JwksNeeded, the Fetcher gets the set outside any transaction, and the actor is asked
     again. An unknown kid earns one fresh fetch (key rotation), never two."""
+    await refresh_document_client(state, credentials.client_id)
     fetched_fresh = False
     while True:
         try:

@@ -24,7 +24,7 @@ from oauthd.oauth.rfc7636_pkce import METHODS
 from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.oauth.scopes import known_scopes, parse_scope
 from oauthd.storage import ClientRecord, hash_secret
-from oauthd.web.asks import ask_client
+from oauthd.web.asks import ask_client, refresh_document_client
 from oauthd.web.browser import (
     Cookies,
     current_session,
@@ -56,10 +56,12 @@ def register(app: Quart, state: AppState) -> Contribution:
         try:
             # OIDC Core §3.1.2.1: GET and POST (a form body) are the same request.
             params = await form_params() if request.method == "POST" else query_params()
-            client: ClientRecord = await ask_client(state, read_client_id(params), GetClient())
+            client_id = read_client_id(params)
+            await refresh_document_client(state, client_id)  # a client_id URL (CIMD)
+            client: ClientRecord = await ask_client(state, client_id, GetClient())
             redirect = choose_redirect_uri(params, client.redirect_uris)
         except OAuthError as exc:
-            return error_page(exc, 400)
+            return error_page(exc, 400 if exc.status < 500 else exc.status)
         session = await current_session(state, cookies)
         states = params.get_all("state")
         # A refused over-long state is not echoed into the Location header it was refused for.
@@ -68,7 +70,7 @@ def register(app: Quart, state: AppState) -> Contribution:
             default = parse_scope(client.scope)
             req = check_request(params, client_view(client), redirect, scopes, resources, default)
         except OAuthError as exc:
-            if session is None and client.source == "dynamic":
+            if session is None and client.self_asserted:
                 # AUTHZ-17: an unauthenticated browser is not bounced to a self-registered
                 # client's redirect URI on an error; the error is shown here instead.
                 return error_page(exc, 400)
@@ -108,8 +110,11 @@ def register(app: Quart, state: AppState) -> Contribution:
         return await begin_interaction(state, cookies, address, req, needs_login)
 
     app.add_url_rule(state.path(PATH), "authorize", authorize, methods=["GET", "POST"])
+    # CIMD-00 §5: clients may use an https URL naming their metadata document as client_id.
+    documents = state.settings.client_metadata.enabled
     return Contribution(
         members={
+            **({"client_id_metadata_document_supported": True} if documents else {}),
             "authorization_endpoint": state.url(PATH),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],

@@ -80,7 +80,11 @@ def register(app: Quart, state: AppState) -> Contribution:
             request_id=request_id,
             csrf=pending.csrf,
             client_name=client.client_name or client.client_id,
-            unverified=client.source == "dynamic",
+            unverified=client.self_asserted,
+            # CIMD-00 §6.4: a client known by its metadata document is named by that host.
+            document_host=urlsplit(client.client_id).hostname
+            if client.source == "document"
+            else None,
             user_email=(session.user.email or session.user.name or "your account")
             if session
             else None,
