@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from oauthd.errors import ConfigError
+from oauthd.server import open_runtime
 from oauthd.settings import Settings, load_settings
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
@@ -386,3 +387,106 @@ def test_client_secret_variable_may_use_the_oauthd_prefix(tmp_path: Path) -> Non
 def test_unrelated_variables_are_ignored(tmp_path: Path) -> None:
     """Only the OAUTHD_ prefix is read from the environment."""
     assert load(tmp_path, BASE, {"HOME": "/root", "ISSUER": "x"}).issuer == "http://127.0.0.1:8787"
+
+
+# --- federation --------------------------------------------------------------------------------
+
+FEDERATION = "[federation]\nclient_id = 'oauthd'\n"
+
+
+@pytest.mark.parametrize(
+    ("table", "issuer"),
+    [
+        ("provider = 'workos'\ndomain = 'acme.authkit.app'\n", "https://acme.authkit.app"),
+        ("provider = 'auth0'\ndomain = 'acme.us.auth0.com'\n", "https://acme.us.auth0.com/"),
+        (
+            "provider = 'okta'\ndomain = 'example.okta.com'\n",
+            "https://example.okta.com/oauth2/default",
+        ),
+        (
+            "provider = 'okta'\ndomain = 'example.okta.com'\nokta_authorization_server = ''\n",
+            "https://example.okta.com",
+        ),
+        ("provider = 'workos'\ndomain = 'https://acme.authkit.app/'\n", "https://acme.authkit.app"),
+        (
+            "provider = 'oidc'\nissuer = 'https://idp.example.com/realm'\n",
+            "https://idp.example.com/realm",
+        ),
+        ("provider = 'oidc'\nissuer = 'http://127.0.0.1:9000'\n", "http://127.0.0.1:9000"),
+    ],
+    ids=[
+        "workos",
+        "auth0",
+        "okta",
+        "okta-org-server",
+        "workos-url-domain",
+        "oidc",
+        "oidc-loopback",
+    ],
+)
+def test_federation_presets_build_the_upstream_issuer(
+    tmp_path: Path, table: str, issuer: str
+) -> None:
+    """OIDC Discovery §4: each preset names the issuer whose discovery document oauthd reads."""
+    settings = load(tmp_path, BASE + FEDERATION + table)
+    assert settings.federation.enabled
+    assert settings.federation.upstream_issuer == issuer
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ("provider = 'oidc'\n", "federation.issuer"),
+        ("provider = 'okta'\n", "federation.domain"),
+        ("provider = 'workos'\ndomain = 'acme.authkit.app/path'\n", "federation.domain"),
+        ("provider = 'auth0'\ndomain = 'acme.us.auth0.com:8443'\n", "federation.domain"),
+        ("provider = 'oidc'\nissuer = 'http://idp.example.com'\n", "federation.issuer"),
+        ("provider = 'oidc'\nissuer = 'https://idp.example.com/?tenant=1'\n", "federation.issuer"),
+        (
+            "provider = 'oidc'\nissuer = 'https://idp.example.com'\nscopes = ['email']\n",
+            "federation.scopes",
+        ),
+    ],
+    ids=[
+        "oidc-without-issuer",
+        "preset-without-domain",
+        "domain-with-a-path",
+        "domain-with-a-port",
+        "http-off-loopback",
+        "issuer-with-query",
+        "scopes-without-openid",
+    ],
+)
+def test_bad_federation_is_refused_at_load_naming_the_key(
+    tmp_path: Path, table: str, key: str
+) -> None:
+    """Everything the upstream login needs is checked at startup, naming the key at fault."""
+    error = config_error(tmp_path, BASE + FEDERATION + table)
+    assert_names(error, str(tmp_path / "oauthd.toml"), key)
+
+
+def test_federation_without_client_id_is_refused_at_load(tmp_path: Path) -> None:
+    """OIDC Core §3.1.2.1: client_id is REQUIRED at the upstream; a missing one is named."""
+    text = BASE + "[federation]\nprovider = 'oidc'\nissuer = 'https://idp.example.com'\n"
+    assert_names(
+        config_error(tmp_path, text), str(tmp_path / "oauthd.toml"), "federation.client_id"
+    )
+
+
+@pytest.mark.parametrize("environ", [{}, {"UPSTREAM_SECRET": ""}], ids=["unset", "empty"])
+async def test_startup_refuses_an_unset_upstream_secret_variable(
+    tmp_path: Path, environ: dict[str, str]
+) -> None:
+    """federation.client_secret_env names a variable that must hold the secret at startup."""
+    text = (
+        BASE
+        + f"data_dir = '{tmp_path / 'data'}'\n"
+        + FEDERATION
+        + "provider = 'oidc'\nissuer = 'https://idp.example.com'\n"
+        + "client_secret_env = 'UPSTREAM_SECRET'\n"
+    )
+    settings = load(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        await open_runtime(settings, environ=environ)
+    assert_names(info.value, str(tmp_path / "oauthd.toml"), "federation.client_secret_env")
+    assert "$UPSTREAM_SECRET is not set" in info.value.problem

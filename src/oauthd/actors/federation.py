@@ -71,6 +71,7 @@ log = logging.getLogger("oauthd.federation")
 
 MAX_BYTES = 256_000  # discovery documents, key sets and token responses
 MIN_KEY_REFETCH_S = 10.0  # an unknown kid refetches the upstream's keys at most this often
+RETRY_DISCOVERY_S = 10.0  # after a failed refetch, the stale discovery document serves this long
 EXPIRED = "this sign-in has expired or was already used; start again from the app"
 
 
@@ -135,6 +136,7 @@ class Federation:
         self._store: Store | None = None
         self._http: httpx.AsyncClient | None = None
         self._metadata: tuple[float, ProviderMetadata] | None = None
+        self._metadata_retry_at = 0.0  # a failed refetch: no new attempt before this
         self._keys: tuple[float, ClientKeys] | None = None
         self._metadata_lock = trio.Lock()
         self._keys_lock = trio.Lock()
@@ -213,6 +215,7 @@ class Federation:
             redirect_uri=self._callback,
             scopes=self._settings.scopes,
             state=state,
+            binding=message.binding,
             login_hint=message.login_hint,
             max_age=message.max_age,
             force_login=message.force_login,
@@ -245,7 +248,7 @@ class Federation:
         if not message.code:
             raise UpstreamError("the callback has neither code nor error")
         metadata = await self._provider()
-        tokens = await self._exchange(metadata, message.state, message.code)
+        tokens = await self._exchange(metadata, message.state, message.binding, message.code)
         id_token = tokens.get("id_token")
         if not isinstance(id_token, str):
             raise UpstreamError("the token response has no id_token")
@@ -254,7 +257,7 @@ class Federation:
             claims,
             issuer=metadata.issuer,
             client_id=self._settings.client_id,
-            nonce=derive(message.state, "nonce"),
+            nonce=derive(message.state, message.binding, "nonce"),
             now=now,
             started_at=row.started_at,
             max_age=row.max_age,
@@ -265,14 +268,16 @@ class Federation:
             identity = await self._complete(metadata, identity, access_token)
         return identity
 
-    async def _exchange(self, metadata: ProviderMetadata, state: str, code: str) -> dict[str, Any]:
+    async def _exchange(
+        self, metadata: ProviderMetadata, state: str, binding: str, code: str
+    ) -> dict[str, Any]:
         """OIDC Core §3.1.3.1 with the PKCE verifier (RFC 7636 §4.5)."""
         client_id = self._settings.client_id
         form = {
             "grant_type": "authorization_code",
             "code": code,
             "redirect_uri": self._callback,
-            "code_verifier": derive(state, "pkce"),
+            "code_verifier": derive(state, binding, "pkce"),
         }
         headers: dict[str, str] = {}
         method = token_auth_method(metadata, bool(self._secret))
@@ -315,7 +320,10 @@ class Federation:
         upstream cannot be reached."""
         async with self._metadata_lock:  # one fetch at a time, whoever waits reuses it
             cached = self._metadata
-            if cached is not None and self._now() - cached[0] < self._settings.metadata_ttl_s:
+            if cached is not None and (
+                self._now() - cached[0] < self._settings.metadata_ttl_s
+                or self._now() < self._metadata_retry_at
+            ):
                 return cached[1]
             issuer = self._settings.upstream_issuer
             url = issuer.rstrip("/") + "/.well-known/openid-configuration"
@@ -325,6 +333,8 @@ class Federation:
                 if cached is None:
                     raise UpstreamError(f"{url}: {exc}") from None
                 log.warning("upstream discovery failed, using the cached copy: %s", exc)
+                # The logins queued on the lock must not each wait timeout_s for it again.
+                self._metadata_retry_at = self._now() + RETRY_DISCOVERY_S
                 return cached[1]
             self._metadata = (self._now(), metadata)
             return metadata

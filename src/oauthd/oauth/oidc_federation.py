@@ -3,8 +3,9 @@
 oauthd is the RP here (OIDC Core §3.1): it sends the browser to the upstream's authorization
 endpoint with `state`, `nonce` and PKCE, exchanges the code, and accepts the ID token only
 after the checks of OIDC Core §3.1.3.7. The signature is checked in `oauthd.keys`; the claims
-here. The PKCE verifier and the nonce are derived from the state, so a pending login stores
-only hashes (DESIGN.md "Storage": nothing usable rests on disk).
+here. The PKCE verifier and the nonce are derived from the state and the browser's login
+cookie, so a pending login stores only hashes (DESIGN.md "Storage": nothing usable rests on
+disk), and the state seen in the front channel alone does not give the verifier away.
 """
 
 from __future__ import annotations
@@ -47,9 +48,12 @@ class IdTokenRejected(ValueError):
     """The upstream's ID token fails a check of OIDC Core §3.1.3.7; the message is for the log."""
 
 
-def derive(state: str, label: str) -> str:
-    """A secret bound to one login, computed again from its state at the callback."""
-    digest = hmac.new(state.encode(), label.encode(), hashlib.sha256).digest()
+def derive(state: str, binding: str, label: str) -> str:
+    """A secret bound to one login and its browser, computed again at the callback. The state
+    travels in both front-channel URLs, the binding (the login cookie) never goes upstream:
+    whoever intercepts the callback cannot compute the PKCE verifier (RFC 7636 §1)."""
+    message = f"{label}\x00{state}".encode()
+    digest = hmac.new(binding.encode(), message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
@@ -139,6 +143,7 @@ def authorization_url(
     redirect_uri: str,
     scopes: tuple[str, ...],
     state: str,
+    binding: str,
     login_hint: str | None,
     max_age: int | None,
     force_login: bool,
@@ -150,8 +155,8 @@ def authorization_url(
         "redirect_uri": redirect_uri,
         "scope": " ".join(scopes),
         "state": state,
-        "nonce": derive(state, "nonce"),
-        "code_challenge": s256(derive(state, "pkce")),
+        "nonce": derive(state, binding, "nonce"),
+        "code_challenge": s256(derive(state, binding, "pkce")),
         "code_challenge_method": "S256",
     }
     if login_hint:
