@@ -73,6 +73,7 @@ def register(app: Quart, state: AppState) -> Contribution:
         registered = client.redirect_uris
         return page(
             "consent.html",
+            form_targets=(req.redirect_uri,),  # Allow and Deny end in a 303 to the client
             action=state.path(PATH),
             request_id=request_id,
             csrf=pending.csrf,

@@ -49,10 +49,13 @@ def register(app: Quart, state: AppState) -> Contribution:
         return page(
             "login.html",
             status,
+            # A login that needs no consent ends in a 303 to the client (see web/pages.py).
+            form_targets=(pending.request.redirect_uri,),
             action=state.path(PATH),
             request_id=request_id,
             csrf=pending.csrf,
             client_name=client.client_name or client.client_id,
+            unverified=client.source == "dynamic",
             login_hint=pending.request.login_hint or "",
             error=error,
             dev_mode=True,
