@@ -448,8 +448,8 @@ async def test_mcp_bp_cookies_outside_dev_mode(make_settings: Callable[..., Sett
 
 
 async def test_s7_7_wrong_password_and_unknown_user_look_the_same(server: Server) -> None:
-    """RATE-2 (no enumeration): unknown user and wrong password get the same 401 page and
-    no session."""
+    """RATE-2 (no enumeration): unknown user and wrong password get the same 401 page (only
+    the email typed is kept in its field) and no session."""
     http = server.http
     client = await register(http)
     location = await start(http, Authorization(client["client_id"]))
@@ -460,7 +460,9 @@ async def test_s7_7_wrong_password_and_unknown_user_look_the_same(server: Server
         assert response.status_code == 401
         assert session_cookie(response) is None
         assert "The email or password is incorrect." in response.text
-        bodies.append(response.text.replace(form_field(response.text, "csrf"), ""))
+        assert form_field(response.text, "email") == email  # kept for the retry
+        page = response.text.replace(form_field(response.text, "csrf"), "")
+        bodies.append(page.replace(email, ""))
     assert bodies[0] == bodies[1]
 
 
@@ -647,6 +649,16 @@ async def test_s7_12_reflected_values_are_escaped(server: Server) -> None:
             },
         )
         assert query_of(done.headers["location"])["state"] == payload
+
+
+async def test_s7_12_a_wrong_user_code_is_kept_escaped(server: Server) -> None:
+    """HTML-6: a user_code typed on /device is shown again in the field, only escaped."""
+    for payload, escaped in zip(XSS, ESCAPED, strict=True):
+        response = await server.http.get("/device", params={"user_code": payload})
+        assert response.status_code == 400
+        assert payload not in response.text
+        assert f'value="{escaped}"' in response.text
+        assert_page_headers(response)
 
 
 async def test_s7_12_error_pages_escape_what_they_show(server: Server) -> None:

@@ -43,7 +43,9 @@ def register(app: Quart, state: AppState) -> Contribution:
     cookies = Cookies.of(state)
     dev_users = {u.email.lower(): u for u in state.settings.dev.users}
 
-    async def render(request_id: str, browser: str, error: str = "", status: int = 200) -> Response:
+    async def render(
+        request_id: str, browser: str, error: str = "", status: int = 200, email: str = ""
+    ) -> Response:
         pending: Pending = await ask_pending(state, request_id, PreparePending(request_id, browser))
         client: ClientRecord = await ask_pending(state, request_id, GetClient())
         return page(
@@ -56,7 +58,7 @@ def register(app: Quart, state: AppState) -> Contribution:
             csrf=pending.csrf,
             client_name=client.client_name or client.client_id,
             unverified=client.source == "dynamic",
-            login_hint=pending.request.login_hint or "",
+            login_hint=email or pending.request.login_hint or "",  # a retry keeps the email
             error=error,
             dev_mode=True,
         )
@@ -82,9 +84,10 @@ def register(app: Quart, state: AppState) -> Contribution:
         req: AuthorizationRequest = await ask_pending(
             state, request_id, CheckPending(request_id, browser, csrf)
         )
-        user = await authenticate(form.get("email") or "", form.get("password") or "")
+        email = form.get("email") or ""
+        user = await authenticate(email, form.get("password") or "")
         if user is None:
-            return await render(request_id, browser, WRONG, 401)
+            return await render(request_id, browser, WRONG, 401, email[:320])
         previous = cookies.read("session")
         session_id: str = await ask_directory(state, StartSession(user.user_id, previous))
         now = int(state.clock.now())
