@@ -13,6 +13,7 @@ import ipaddress
 import json
 import math
 import os
+import re
 import tomllib
 import types
 import typing
@@ -26,6 +27,7 @@ from oauthd.errors import ConfigError
 
 __all__ = [
     "ActorSettings",
+    "BrandingSettings",
     "ClientMetadataSettings",
     "ClientSettings",
     "DevSettings",
@@ -40,6 +42,7 @@ __all__ = [
     "Settings",
     "StorageSettings",
     "TokenSettings",
+    "contrast_ratio",
     "is_loopback_host",
     "load_settings",
     "split_listen",
@@ -227,6 +230,23 @@ class LogSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class BrandingSettings:
+    """What the pages a person sees say and look like (login, consent, device, logout, error).
+
+    Pages load nothing from another origin (HTML-9, CSP `img-src 'self' data:`), so the logo
+    is a `data:image/...` URL inlined into each page, or a URL on the issuer's own origin (an
+    absolute path, or an absolute URL with the issuer's scheme, host and port) that a reverse
+    proxy in front of oauthd serves. Colours are CSS hex colours that must stand out (3:1,
+    WCAG 1.4.11) against the card they sit on; button text is black or white, whichever reads
+    better on them."""
+
+    product_name: str = "oauthd"  # page headers and titles; 1-40 characters
+    logo_url: str = ""  # empty: no logo; else a data:image URL (<= 32 KB) or same-origin URL
+    accent_color: str = "#2952cc"  # primary buttons and focus rings, light mode
+    accent_color_dark: str = "#7b9cff"  # the same in dark mode (prefers-color-scheme: dark)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     issuer: str  # the only source of the issuer; no request header changes it
     data_dir: Path = Path("data")  # relative paths are relative to the working directory
@@ -246,6 +266,7 @@ class Settings:
     janitor: JanitorSettings = field(default_factory=JanitorSettings)
     client_metadata: ClientMetadataSettings = field(default_factory=ClientMetadataSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    branding: BrandingSettings = field(default_factory=BrandingSettings)
     source: str = "<defaults>"  # the file these settings came from, for messages
 
     @property
@@ -629,6 +650,71 @@ def check_federation(s: Settings) -> None:
         raise ConfigError(s.source, "federation.timeout_s", "must be at most 60")
 
 
+HEX_COLOR = re.compile(r"#(?:[0-9a-fA-F]{3}){1,2}")
+DATA_IMAGE = re.compile(r"data:image/(?:png|jpeg|gif|webp|svg\+xml);base64,[A-Za-z0-9+/]+={0,2}")
+MAX_PRODUCT_NAME = 40
+MAX_LOGO_DATA = 32 * 1024  # inlined into every page
+LIGHT_CARD, DARK_CARD = "#ffffff", "#1a1f26"  # the card colours of templates/layout.html
+MIN_CONTRAST = 3.0  # WCAG 2.2 §1.4.11: non-text contrast of buttons and focus rings
+
+
+def _luminance(color: str) -> float:
+    """WCAG 2.2 relative luminance of a #rgb or #rrggbb colour."""
+    digits = color[1:] if len(color) == 7 else "".join(c * 2 for c in color[1:])
+    channels = [int(digits[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+    r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast_ratio(a: str, b: str) -> float:
+    """WCAG 2.2 contrast ratio of two hex colours, from 1 to 21."""
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def check_branding(s: Settings) -> None:
+    b = s.branding
+    name = b.product_name
+    if not name.strip() or len(name) > MAX_PRODUCT_NAME or not name.isprintable():
+        raise ConfigError(
+            s.source,
+            "branding.product_name",
+            f"must be 1 to {MAX_PRODUCT_NAME} printable characters, got {name!r}",
+        )
+    for key, card in (("accent_color", LIGHT_CARD), ("accent_color_dark", DARK_CARD)):
+        color = getattr(b, key)
+        if not HEX_COLOR.fullmatch(color):
+            raise ConfigError(
+                s.source,
+                f"branding.{key}",
+                f"must be a CSS hex colour (#rgb or #rrggbb), got {color!r}",
+            )
+        if contrast_ratio(color, card) < MIN_CONTRAST:
+            raise ConfigError(
+                s.source,
+                f"branding.{key}",
+                f"{color} is too close to the card colour {card} (needs {MIN_CONTRAST}:1 contrast)",
+            )
+    if b.logo_url and not _is_own_logo(b.logo_url, s.issuer):
+        raise ConfigError(
+            s.source,
+            "branding.logo_url",
+            "must be empty, a base64 data:image URL of at most 32 KB, or a URL on the issuer's "
+            "own origin (pages load nothing from another origin)",
+        )
+
+
+def _is_own_logo(url: str, issuer: str) -> bool:
+    if url.startswith("data:"):
+        return len(url) <= MAX_LOGO_DATA and DATA_IMAGE.fullmatch(url) is not None
+    if any(c.isspace() or not c.isprintable() or c in "\\\"'<>" for c in url):
+        return False
+    if url.startswith("/"):
+        return not url.startswith("//")
+    parts, own = urlsplit(url), urlsplit(issuer)
+    return (parts.scheme, parts.netloc) == (own.scheme, own.netloc) and parts.path.startswith("/")
+
+
 CHECKS: tuple[Callable[[Settings], None], ...] = (
     check_issuer,
     check_listen,
@@ -639,6 +725,7 @@ CHECKS: tuple[Callable[[Settings], None], ...] = (
     check_client_metadata,
     check_dev,
     check_federation,
+    check_branding,
 )
 
 

@@ -362,3 +362,20 @@ async def test_device_flow_logs_in_through_the_upstream(pair: Pair) -> None:
     )
     assert poll.status_code == 200, poll.text
     assert "access_token" in poll.json()
+
+
+async def test_consent_before_login_may_send_its_form_on_to_the_upstream(pair: Pair) -> None:
+    """HTML-1 with federation: Allow on the front's consent page ends in a redirect to the
+    upstream, so the page's CSP form-action names the upstream's origin as well."""
+    client = await register(pair.front.http, redirect_uris=[CLIENT_REDIRECT])
+    auth = Authorization(client["client_id"], redirect_uri=CLIENT_REDIRECT)
+    async with browser() as person:
+        url = f"{pair.front.base_url}/authorize?" + _query(auth.params)
+        consent_url = await person.walk_until(url, lambda target: "/consent?" in target)
+        page = await person.http.get(consent_url)
+    assert page.status_code == 200
+    assert "Upstream IdP" in page.text
+    policy = page.headers["content-security-policy"]
+    form_action = next(p for p in policy.split(";") if p.strip().startswith("form-action"))
+    assert pair.upstream.settings.issuer in form_action
+    assert "http://127.0.0.1:5555" in form_action

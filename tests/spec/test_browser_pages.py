@@ -4,6 +4,9 @@ anti-framing headers. Each browser is its own httpx client with its own cookie j
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,7 +14,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from oauthd.settings import ClientSettings, DevSettings, DevUser, Settings
+from oauthd.settings import BrandingSettings, ClientSettings, DevSettings, DevUser, Settings
 from tests.conftest import ISSUER, Server, running_server
 from tests.flow import (
     ALICE,
@@ -111,6 +114,81 @@ async def test_s7_11_every_page_forbids_framing(server: Server) -> None:
     assert_page_headers(await http.get("/login", params={"request": "ar_bogus_x"}))
     wrong = await http.post("/login", data={"request": "x", "csrf": "y"})
     assert_page_headers(wrong)
+
+
+def csp_of(response: httpx.Response) -> dict[str, list[str]]:
+    """The Content-Security-Policy as {directive: [sources]}."""
+    policy: dict[str, list[str]] = {}
+    for directive in response.headers["content-security-policy"].split(";"):
+        name, *sources = directive.split()
+        policy[name] = sources
+    return policy
+
+
+async def test_s7_11_pages_allow_only_their_own_inline_stylesheet(server: Server) -> None:
+    """HTML-1, HTML-9: no script, nothing from another origin, and the inline stylesheet is
+    allowed by its hash rather than by 'unsafe-inline'."""
+    http = server.http
+    client = await register(http)
+    location = await start(http, Authorization(client["client_id"]))
+    for response in (
+        await http.get(location),
+        await http.get("/logout"),
+        await http.get("/device"),
+    ):
+        policy = csp_of(response)
+        assert policy["default-src"] == ["'none'"]
+        assert "script-src" not in policy
+        assert policy["frame-ancestors"] == ["'none'"]
+        assert policy["base-uri"] == ["'none'"]
+        assert policy["img-src"] == ["'self'", "data:"]
+        style = re.search(r"<style>(.*?)</style>", response.text, re.DOTALL)
+        assert style is not None
+        digest = base64.b64encode(hashlib.sha256(style.group(1).encode()).digest()).decode()
+        assert policy["style-src"] == [f"'sha256-{digest}'"]
+        assert " style=" not in response.text  # a style attribute would be blocked
+        assert "<script" not in response.text
+        assert re.search(r'(src|href)="(https?:)?//', response.text) is None
+
+
+async def test_s7_11_form_action_lets_login_and_consent_reach_the_client(server: Server) -> None:
+    """HTML-1: form-action is 'self', plus the client's redirect origin on the two pages whose
+    POST can end in a 303 to it (Chromium checks form-action on that redirect)."""
+    http = server.http
+    client = await register(http)
+    auth = Authorization(client["client_id"])
+    location = await start(http, auth)
+    login_page = await http.get(location)
+    assert csp_of(login_page)["form-action"] == ["'self'", "http://127.0.0.1:5555"]
+    after_login = await login(http, location)
+    consent_page = await http.get(after_login.headers["location"])
+    assert csp_of(consent_page)["form-action"] == ["'self'", "http://127.0.0.1:5555"]
+    for path in ("/logout", "/device"):
+        assert csp_of(await http.get(path))["form-action"] == ["'self'"]
+
+
+LOGO = "data:image/svg+xml;base64,PHN2ZyB4bWxucz0naHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmcnLz4="
+
+
+async def test_branding_names_the_product_on_every_page(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """HTML-9: the configured product name, logo and colours are what the pages show."""
+    branding = BrandingSettings("Acme <Sign-in>", LOGO, "#0b6e4f", "#ffd166")
+    async with running_server(make_settings(branding=branding)) as server:
+        http = server.http
+        client = await register(http)
+        location = await start(http, Authorization(client["client_id"]))
+        for response in (
+            await http.get(location),
+            await http.get("/logout"),
+            await http.get("/authorize", params={"client_id": "nobody"}),
+        ):
+            assert "· Acme &lt;Sign-in&gt;</title>" in response.text
+            assert f'<img src="{LOGO}" alt="">' in response.text
+            assert "--accent: #0b6e4f; --accent-fg: #ffffff;" in response.text
+            assert "--accent: #ffd166; --accent-fg: #000000;" in response.text
+            assert "oauthd" not in response.text
 
 
 # --- HTML-2: CSRF on login, consent and logout --------------------------------------------------
@@ -370,8 +448,8 @@ async def test_mcp_bp_cookies_outside_dev_mode(make_settings: Callable[..., Sett
 
 
 async def test_s7_7_wrong_password_and_unknown_user_look_the_same(server: Server) -> None:
-    """RATE-2 (no enumeration): unknown user and wrong password get the same 401 page and
-    no session."""
+    """RATE-2 (no enumeration): unknown user and wrong password get the same 401 page (only
+    the email typed is kept in its field) and no session."""
     http = server.http
     client = await register(http)
     location = await start(http, Authorization(client["client_id"]))
@@ -382,7 +460,9 @@ async def test_s7_7_wrong_password_and_unknown_user_look_the_same(server: Server
         assert response.status_code == 401
         assert session_cookie(response) is None
         assert "The email or password is incorrect." in response.text
-        bodies.append(response.text.replace(form_field(response.text, "csrf"), ""))
+        assert form_field(response.text, "email") == email  # kept for the retry
+        page = response.text.replace(form_field(response.text, "csrf"), "")
+        bodies.append(page.replace(email, ""))
     assert bodies[0] == bodies[1]
 
 
@@ -451,7 +531,7 @@ async def test_s7_9_consent_page_names_client_host_scopes_and_resource(server: S
     assert "has not verified" in text
     assert "127.0.0.1" in text
     for scope in ("openid", "email", "mcp:tools"):
-        assert f"<li>{scope}</li>" in text
+        assert f"<code>{scope}</code>" in text
     assert RESOURCE in text
     assert "local address" in text
 
@@ -569,6 +649,16 @@ async def test_s7_12_reflected_values_are_escaped(server: Server) -> None:
             },
         )
         assert query_of(done.headers["location"])["state"] == payload
+
+
+async def test_s7_12_a_wrong_user_code_is_kept_escaped(server: Server) -> None:
+    """HTML-6: a user_code typed on /device is shown again in the field, only escaped."""
+    for payload, escaped in zip(XSS, ESCAPED, strict=True):
+        response = await server.http.get("/device", params={"user_code": payload})
+        assert response.status_code == 400
+        assert payload not in response.text
+        assert f'value="{escaped}"' in response.text
+        assert_page_headers(response)
 
 
 async def test_s7_12_error_pages_escape_what_they_show(server: Server) -> None:

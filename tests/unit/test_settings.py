@@ -490,3 +490,77 @@ async def test_startup_refuses_an_unset_upstream_secret_variable(
         await open_runtime(settings, environ=environ)
     assert_names(info.value, str(tmp_path / "oauthd.toml"), "federation.client_secret_env")
     assert "$UPSTREAM_SECRET is not set" in info.value.problem
+
+
+# --- [branding] -----------------------------------------------------------------------------
+
+LOGO = "data:image/svg+xml;base64,PHN2ZyB4bWxucz0naHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmcnLz4="
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("product_name", "Acme Sign-in"),
+        ("logo_url", LOGO),
+        ("logo_url", "/brand/logo.svg"),
+        ("logo_url", "http://127.0.0.1:8787/brand/logo.png"),
+        ("accent_color", "#0B6E4F"),
+        ("accent_color", "#c00"),
+        ("accent_color_dark", "#ffd166"),
+    ],
+)
+def test_branding_accepts_sensible_values(tmp_path: Path, key: str, value: str) -> None:
+    """[branding] keys take names, same-origin or inlined logos and readable hex colours."""
+    settings = load(tmp_path, BASE + f"[branding]\n{key} = '{value}'\n")
+    assert getattr(settings.branding, key) == value
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("product_name", ""),
+        ("product_name", "   "),
+        ("product_name", "x" * 41),
+        ("product_name", "Acme\\nSign-in"),
+        ("logo_url", "https://cdn.example.com/logo.png"),
+        ("logo_url", "//cdn.example.com/logo.png"),
+        ("logo_url", "javascript:alert(1)"),
+        ("logo_url", "data:text/html;base64,PGgxPg=="),
+        ("logo_url", "data:image/png;base64," + "A" * 40_000),
+        ("logo_url", '/logo.png" onerror="x'),
+        ("accent_color", "blue"),
+        ("accent_color", "#12345"),
+        ("accent_color", "#fff"),
+        ("accent_color_dark", "#20242a"),
+        ("accent_color_dark", "rgb(1,2,3)"),
+    ],
+    ids=[
+        "empty-name",
+        "blank-name",
+        "long-name",
+        "control-in-name",
+        "other-origin-logo",
+        "scheme-relative-logo",
+        "javascript-logo",
+        "non-image-data",
+        "huge-data",
+        "quote-in-logo",
+        "named-colour",
+        "five-digits",
+        "white-on-white",
+        "dark-on-dark",
+        "rgb-function",
+    ],
+)
+def test_branding_rejects_what_pages_cannot_show_safely(
+    tmp_path: Path, key: str, value: str
+) -> None:
+    """HTML-9: a logo from another origin, unreadable colours or a bad name stop startup."""
+    text = BASE + f'[branding]\n{key} = "{value}"\n'.replace('" onerror="', '\\" onerror=\\"')
+    assert_names(config_error(tmp_path, text), str(tmp_path / "oauthd.toml"), f"branding.{key}")
+
+
+def test_branding_env_override(tmp_path: Path) -> None:
+    """OAUTHD_BRANDING__PRODUCT_NAME overrides the product name like any other key."""
+    settings = load(tmp_path, BASE, {"OAUTHD_BRANDING__PRODUCT_NAME": "Acme"})
+    assert settings.branding.product_name == "Acme"

@@ -8,6 +8,7 @@ from quart_trio import QuartTrio
 from oauthd.errors import RequestTooLarge
 from oauthd.web.access_log import AccessLog, ASGIApp
 from oauthd.web.errors import install_error_handlers
+from oauthd.web.html import install_pages
 from oauthd.web.limits import RequestLimits
 from oauthd.web.responses import API_CORS, API_PATHS, CORS
 from oauthd.web.routes import (
@@ -54,6 +55,7 @@ def create_app(state: AppState) -> AccessLog:
     app.config["MAX_CONTENT_LENGTH"] = state.settings.limits.max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
     api = tuple(state.path(p) for p in API_PATHS)
+    install_pages(app, state.settings.branding)
     install_error_handlers(app, api)
     contributions = [endpoint.register(app, state) for endpoint in ENDPOINTS]
     discovery.register(app, state, contributions)

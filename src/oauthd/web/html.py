@@ -1,21 +1,32 @@
-"""Rendering the HTML pages: one autoescaping Jinja2 environment for the whole app."""
+"""Rendering the HTML pages: one autoescaping Jinja2 environment per app, with its branding."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from quart import Response
+from quart import Quart, Response, current_app
 
 from oauthd.errors import OAuthError
+from oauthd.settings import BrandingSettings
 from oauthd.web.pages import Pages
 
-__all__ = ["PAGES", "error_page", "page"]
+__all__ = ["error_page", "install_pages", "page"]
 
-PAGES = Pages()
+EXTENSION = "oauthd.pages"
 
 
-def page(name: str, status: int = 200, **context: Any) -> Response:
-    return PAGES.render(name, status, **context)
+def install_pages(app: Quart, branding: BrandingSettings) -> None:
+    app.extensions[EXTENSION] = Pages(branding)
+
+
+def page(
+    name: str, status: int = 200, form_targets: Iterable[str] = (), **context: Any
+) -> Response:
+    """Render a page of the current app. `form_targets`: URIs its form may end up redirecting
+    to (a client's redirect URI after login or consent), for the CSP's form-action."""
+    pages: Pages = current_app.extensions[EXTENSION]
+    return pages.render(name, status, form_targets, **context)
 
 
 def error_page(error: OAuthError, status: int | None = None) -> Response:

@@ -44,6 +44,7 @@ def register(app: Quart, state: AppState) -> Contribution:
     # who is not signed in yet (routes/federation.py).
     federated = state.settings.federation.enabled and not state.settings.dev_mode
     upstream = state.settings.federation.label if federated else ""
+    upstream_url = state.settings.federation.upstream_issuer if federated else ""
 
     def is_stale(req: AuthorizationRequest, session: SessionView) -> bool:
         """OIDC Core §3.1.2.1: a forced login is not skipped by coming here directly."""
@@ -76,6 +77,9 @@ def register(app: Quart, state: AppState) -> Contribution:
         registered = client.redirect_uris
         return page(
             "consent.html",
+            # Allow and Deny end in a 303 to the client; before a federated login, Allow goes
+            # on to the upstream (its authorization endpoint is on its issuer's origin).
+            form_targets=(req.redirect_uri,) if session else (req.redirect_uri, upstream_url),
             action=state.path(PATH),
             request_id=request_id,
             csrf=pending.csrf,

@@ -38,8 +38,9 @@ def register(app: Quart, state: AppState) -> Contribution:
     cookies = Cookies.of(state)
     failures = FailureWindow(FAILURES, WINDOW_S, state.clock)
 
-    def render(error: str = "", status: int = 200) -> Response:
-        return page("device.html", status, action=state.path(PATH), error=error)
+    def render(error: str = "", status: int = 200, typed: str = "") -> Response:
+        # A wrong code stays in the field, so a typo can be fixed rather than retyped.
+        return page("device.html", status, action=state.path(PATH), error=error, typed=typed)
 
     async def device_request(typed: str) -> tuple[str, AuthorizationRequest] | None:
         """(shard key, the request) for an outstanding, pending user code, else None."""
@@ -76,7 +77,7 @@ def register(app: Quart, state: AppState) -> Contribution:
         found = await device_request(typed)
         if found is None:
             failures.record(keys)
-            return render(NOT_VALID, 400)
+            return render(NOT_VALID, 400, typed[:32])
         shard_key, req = found
         session = await current_session(state, cookies)
         address = Address(state.tenant, "client", shard_key)

@@ -43,17 +43,22 @@ def register(app: Quart, state: AppState) -> Contribution:
     cookies = Cookies.of(state)
     dev_users = {u.email.lower(): u for u in state.settings.dev.users}
 
-    async def render(request_id: str, browser: str, error: str = "", status: int = 200) -> Response:
+    async def render(
+        request_id: str, browser: str, error: str = "", status: int = 200, email: str = ""
+    ) -> Response:
         pending: Pending = await ask_pending(state, request_id, PreparePending(request_id, browser))
         client: ClientRecord = await ask_pending(state, request_id, GetClient())
         return page(
             "login.html",
             status,
+            # A login that needs no consent ends in a 303 to the client (see web/pages.py).
+            form_targets=(pending.request.redirect_uri,),
             action=state.path(PATH),
             request_id=request_id,
             csrf=pending.csrf,
             client_name=client.client_name or client.client_id,
-            login_hint=pending.request.login_hint or "",
+            unverified=client.self_asserted,
+            login_hint=email or pending.request.login_hint or "",  # a retry keeps the email
             error=error,
             dev_mode=True,
         )
@@ -79,9 +84,10 @@ def register(app: Quart, state: AppState) -> Contribution:
         req: AuthorizationRequest = await ask_pending(
             state, request_id, CheckPending(request_id, browser, csrf)
         )
-        user = await authenticate(form.get("email") or "", form.get("password") or "")
+        email = form.get("email") or ""
+        user = await authenticate(email, form.get("password") or "")
         if user is None:
-            return await render(request_id, browser, WRONG, 401)
+            return await render(request_id, browser, WRONG, 401, email[:320])
         previous = cookies.read("session")
         session_id: str = await ask_directory(state, StartSession(user.user_id, previous))
         now = int(state.clock.now())
