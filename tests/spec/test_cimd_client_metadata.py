@@ -129,7 +129,7 @@ async def test_s4_valid_document_works_end_to_end(cimd: Stack) -> None:
     assert "CIMD Test" in page.text
     assert "describes itself at <strong>cimd.test</strong>" in page.text
     assert "has not verified it" in page.text
-    assert "sent to <strong>127.0.0.1</strong>" in page.text
+    assert "you go to</dt><dd><strong>127.0.0.1</strong>" in page.text
     assert "runs on this computer" in page.text  # CIMD-11: loopback-only redirect URIs
     decided = await cimd.http.post(
         "/consent",
