@@ -379,3 +379,22 @@ async def test_consent_before_login_may_send_its_form_on_to_the_upstream(pair: P
     form_action = next(p for p in policy.split(";") if p.strip().startswith("form-action"))
     assert pair.upstream.settings.issuer in form_action
     assert "http://127.0.0.1:5555" in form_action
+
+
+@pytest.mark.parametrize("iss", ["https://evil.example", None])
+async def test_rfc9207_a_response_from_another_issuer_is_refused(
+    pair: Pair, iss: str | None
+) -> None:
+    """RFC 9207 §2.4: the upstream's response must carry its own `iss` (it advertises it);
+    another issuer, or none, ends the request with server_error (mix-up defence)."""
+    async with browser() as person:
+        callback = await at_callback(pair, person)
+        query = query_of(callback)
+        assert query["iss"] == pair.upstream.settings.issuer
+        if iss is None:
+            del query["iss"]
+        else:
+            query["iss"] = iss
+        response = await person.http.get(callback.split("?")[0], params=query)
+    assert response.status_code == 303
+    assert query_of(response.headers["location"])["error"] == "server_error"

@@ -41,6 +41,7 @@ from oauthd.oauth.oidc_federation import (
     UpstreamIdentity,
     authorization_url,
     check_id_token,
+    check_response_issuer,
     check_userinfo,
     derive,
     parse_provider_metadata,
@@ -101,6 +102,7 @@ class FinishLogin:
     code: str | None
     error: str | None
     error_description: str | None
+    issuer: str | None = None  # RFC 9207 `iss` of the authorization response
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +231,11 @@ class Federation:
             row = take_login(self.store, message.state, message.binding)
         if row is None or row.expires_at <= now:
             raise InvalidRequest(EXPIRED)
+        try:
+            check_response_issuer(await self._provider(), message.issuer)
+        except (UpstreamError, IdTokenRejected) as exc:
+            log.warning("upstream login failed: %s", exc)
+            return LoginFailed(row.request_id, denied=False)
         if message.error is not None:
             # OIDC Core §3.1.2.6: the upstream refused; its words stay in the log.
             log.warning(

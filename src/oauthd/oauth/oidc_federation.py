@@ -28,6 +28,7 @@ __all__ = [
     "UpstreamIdentity",
     "authorization_url",
     "check_id_token",
+    "check_response_issuer",
     "check_userinfo",
     "derive",
     "parse_provider_metadata",
@@ -66,6 +67,7 @@ class ProviderMetadata:
     userinfo_endpoint: str | None
     token_auth_methods: tuple[str, ...]
     signing_algorithms: tuple[str, ...]
+    iss_parameter: bool = False  # RFC 9207: authorization responses carry `iss`
 
 
 def _endpoint(doc: dict[str, Any], name: str, allow_http: bool) -> str:
@@ -121,7 +123,17 @@ def parse_provider_metadata(
             if alg in SIGNING_ALGORITHMS
         )
         or ("RS256",),
+        iss_parameter=doc.get("authorization_response_iss_parameter_supported") is True,
     )
+
+
+def check_response_issuer(metadata: ProviderMetadata, iss: str | None) -> None:
+    """RFC 9207 §2.4: an authorization response's `iss` must be the upstream's issuer, and
+    must be there when the upstream says it sends it (mix-up defence)."""
+    if iss is None and metadata.iss_parameter:
+        raise IdTokenRejected("the authorization response has no iss, though advertised")
+    if iss is not None and iss != metadata.issuer:
+        raise IdTokenRejected(f"the authorization response came from iss {iss!r}")
 
 
 def token_auth_method(metadata: ProviderMetadata, has_secret: bool) -> str:

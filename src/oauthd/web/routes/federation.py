@@ -104,7 +104,12 @@ def register(app: Quart, state: AppState) -> Contribution:
         if not found or binding is None:
             raise InvalidRequest(EXPIRED)
         message = FinishLogin(
-            found, binding, params.get("code"), params.get("error"), params.get("error_description")
+            found,
+            binding,
+            params.get("code"),
+            params.get("error"),
+            params.get("error_description"),
+            params.get("iss"),
         )
         result: LoggedIn | LoginFailed = await ask(state, upstream, message)
         return result
