@@ -10,17 +10,29 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextvars import ContextVar
 from typing import Any
 
 from oauthd.logs import log_access
 
-__all__ = ["AccessLog"]
+__all__ = ["CURRENT_SCOPE", "AccessLog", "note_actor"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# The scope of the request being logged, for `note_actor` (Quart routes and the fast path
+# alike; tasks a request starts inherit it).
+CURRENT_SCOPE: ContextVar[Scope | None] = ContextVar("oauthd_scope", default=None)
+
+
+def note_actor(name: str) -> None:
+    """Name the actor that served the current request in its access-log line."""
+    scope = CURRENT_SCOPE.get()
+    if scope is not None:
+        scope["oauthd.actor"] = name
 
 
 class AccessLog:
@@ -34,6 +46,7 @@ class AccessLog:
             return
         start = time.perf_counter()
         status = 0
+        CURRENT_SCOPE.set(scope)
 
         async def send_and_note(message: Message) -> None:
             nonlocal status

@@ -8,6 +8,7 @@ from quart_trio import QuartTrio
 from oauthd.errors import RequestTooLarge
 from oauthd.web.access_log import AccessLog, ASGIApp
 from oauthd.web.errors import install_error_handlers
+from oauthd.web.fast import FastPath, fast_routes
 from oauthd.web.html import install_pages
 from oauthd.web.limits import RequestLimits
 from oauthd.web.responses import API_CORS, API_PATHS, CORS
@@ -79,4 +80,5 @@ def create_app(state: AppState) -> AccessLog:
         return response
 
     asgi: ASGIApp = app  # type: ignore[assignment]  # Quart types ASGI scopes as TypedDicts
-    return AccessLog(RequestLimits(asgi), enabled=state.settings.log.access_log)
+    fast = FastPath(asgi, fast_routes(app), state.settings.limits.max_body_bytes)
+    return AccessLog(RequestLimits(fast), enabled=state.settings.log.access_log)

@@ -7,8 +7,6 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from quart import request
-
 from oauthd.actors import (
     FetchClientMetadata,
     FetchJwks,
@@ -28,6 +26,7 @@ from oauthd.oauth.rfc6749_client_auth import ClientCredentials
 from oauthd.oauth.rfc7591_registration import ClientMetadata
 from oauthd.runtime import Address
 from oauthd.storage import ClientRecord
+from oauthd.web.access_log import note_actor
 from oauthd.web.state import AppState
 
 __all__ = [
@@ -41,8 +40,7 @@ __all__ = [
 
 
 async def ask(state: AppState, address: Address, message: Any) -> Any:
-    scope: dict[str, Any] = request.scope  # type: ignore[assignment]  # Quart types the ASGI scope as a closed TypedDict
-    scope["oauthd.actor"] = str(address)
+    note_actor(str(address))
     return await state.system.ask(address, message)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from quart import Response, request
 
@@ -17,6 +17,7 @@ from oauthd.actors.people import GetSession, SessionView
 from oauthd.errors import InvalidRequest, OAuthError
 from oauthd.oauth.params import Params
 from oauthd.web.asks import ask_directory
+from oauthd.web.forms import parse_form
 from oauthd.web.state import AppState
 
 __all__ = [
@@ -27,8 +28,6 @@ __all__ = [
     "redirect_to_client",
     "see_other",
 ]
-
-FORM = "application/x-www-form-urlencoded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,20 +84,12 @@ async def current_session(state: AppState, cookies: Cookies) -> SessionView | No
 
 
 async def form_params() -> Params:
-    """A form body as OAuth reads it (OAuth 2.1 App. B, App. C.2): form-encoded UTF-8 only.
+    """A form body as OAuth reads it (`forms.parse_form`).
 
     The body is read in full even when it is refused: answering before the client has sent
     it all leaves a keep-alive connection that Hypercorn under Quart-Trio never closes."""
     raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)
-    if request.mimetype != FORM:
-        raise InvalidRequest("the body must be application/x-www-form-urlencoded")
-    try:
-        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, errors="strict")
-    except (UnicodeDecodeError, ValueError):
-        raise InvalidRequest("the body is not UTF-8 form-encoded") from None
-    if any("\x00" in k or "\x00" in v for k, v in pairs):
-        raise InvalidRequest("the body contains NUL characters")
-    return Params.of(pairs)
+    return parse_form(request.mimetype, raw)
 
 
 def query_params() -> Params:

@@ -15,7 +15,10 @@ __all__ = [
     "API_CORS",
     "API_PATHS",
     "CORS",
+    "JSON",
     "NO_STORE",
+    "error_body",
+    "error_headers",
     "error_response",
     "json_bytes",
     "json_response",
@@ -63,9 +66,18 @@ def json_response(
     return Response(body, status=status, headers=dict(headers or {}), content_type=JSON)
 
 
-def error_response(exc: OAuthError) -> Response:
-    """The one place any OAuth error becomes an HTTP response (JSON, no-store)."""
+def error_body(exc: OAuthError) -> bytes:
+    """The one place any OAuth error becomes a JSON body."""
     body: dict[str, str] = {"error": exc.code}
     if exc.description:
         body["error_description"] = exc.description
-    return json_response(json_bytes(body), exc.status, {**NO_STORE, **exc.headers()})
+    return json_bytes(body)
+
+
+def error_headers(exc: OAuthError) -> dict[str, str]:
+    return {**NO_STORE, **exc.headers()}
+
+
+def error_response(exc: OAuthError) -> Response:
+    """Any OAuth error as an HTTP response (JSON, no-store)."""
+    return json_response(error_body(exc), exc.status, error_headers(exc))

@@ -6,7 +6,7 @@ inactive without asking an actor, so garbage never spawns one."""
 
 from __future__ import annotations
 
-from quart import Quart, Response, request
+from quart import Quart
 
 from oauthd.actors import client_address
 from oauthd.actors.client_lifecycle import AuthenticateCaller, IntrospectToken, read_access_token
@@ -19,8 +19,8 @@ from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.oauth.rfc9068_access_token import AccessTokenClaims
 from oauthd.runtime import Address
 from oauthd.web.asks import ask, ask_as_client
-from oauthd.web.browser import form_params
-from oauthd.web.responses import NO_STORE, json_bytes, json_response
+from oauthd.web.fast import ApiRequest, ApiResponse, fast_routes
+from oauthd.web.responses import API_CORS, NO_STORE, json_bytes
 from oauthd.web.routes.token import AUTH_METHODS
 from oauthd.web.state import AppState
 
@@ -55,15 +55,15 @@ def register(app: Quart, state: AppState) -> Contribution:
             return INACTIVE  # the token's client no longer exists
         return reply
 
-    async def introspect() -> Response:
-        params = await form_params()
-        parsed = parse_token_request(params, request.args.keys())
-        credentials = read_credentials(request.headers.get("Authorization"), params)
+    async def introspect(request: ApiRequest) -> ApiResponse:
+        params = request.form()
+        parsed = parse_token_request(params, [name for name, _ in request.query.pairs])
+        credentials = read_credentials(request.headers.get("authorization"), params)
         caller_id: str = await ask_as_client(state, credentials, AuthenticateCaller)
         reply = await look_up(caller_id, parsed.token)
-        return json_response(json_bytes(reply.to_json()), 200, NO_STORE)
+        return ApiResponse(200, json_bytes(reply.to_json()), NO_STORE)
 
-    app.add_url_rule(state.path(PATH), "introspect", introspect, methods=["POST"])
+    fast_routes(app).add(state.path(PATH), ("POST",), introspect, API_CORS)
     return Contribution(
         members={
             "introspection_endpoint": state.url(PATH),

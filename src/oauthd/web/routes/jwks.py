@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-from quart import Quart, Response
+from quart import Quart
 
 from oauthd.oauth.rfc8414_metadata import Contribution
-from oauthd.web.responses import CORS, json_response
+from oauthd.web.fast import ApiRequest, ApiResponse, fast_routes
+from oauthd.web.responses import CORS
 from oauthd.web.state import AppState
 
 __all__ = ["register"]
 
 PATH = "/.well-known/jwks.json"
-HEADERS = {**CORS, "Cache-Control": "public, max-age=300"}
+HEADERS = {"Cache-Control": "public, max-age=300"}  # CORS comes with the route
 JWKS = "application/jwk-set+json"
 
 
 def register(app: Quart, state: AppState) -> Contribution:
     holder = state.keyring
 
-    async def jwks() -> Response:
-        return json_response(holder.current.jwks_bytes, 200, HEADERS)
+    async def jwks(_request: ApiRequest) -> ApiResponse:
+        return ApiResponse(200, holder.current.jwks_bytes, HEADERS)
 
-    app.add_url_rule(state.path(PATH), "jwks", jwks, methods=["GET"])
+    fast_routes(app).add(state.path(PATH), ("GET",), jwks, CORS)
     return Contribution(members={"jwks_uri": state.url(PATH)})

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from quart import Quart, Response, request
+from quart import Quart
 
 from oauthd.actors.client_device import PollDeviceCode
 from oauthd.actors.client_tokens import TOKEN_PATH, IssueClientToken
@@ -23,8 +23,8 @@ from oauthd.oauth.rfc6749_client_auth import ClientCredentials, read_credentials
 from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.oauth.rfc8628_device import DEVICE_GRANT
 from oauthd.web.asks import ask_as_client
-from oauthd.web.browser import form_params
-from oauthd.web.responses import NO_STORE, json_bytes, json_response
+from oauthd.web.fast import ApiRequest, ApiResponse, fast_routes
+from oauthd.web.responses import API_CORS, NO_STORE, json_bytes
 from oauthd.web.state import AppState
 
 __all__ = ["GRANTS", "register"]
@@ -101,9 +101,9 @@ GRANTS: dict[str, Callable[[Params, ClientCredentials], Any]] = {
 
 
 def register(app: Quart, state: AppState) -> Contribution:
-    async def token() -> Response:
-        params = await form_params()
-        if any(name in request.args for name in NOT_IN_QUERY):
+    async def token(request: ApiRequest) -> ApiResponse:
+        params = request.form()
+        if any(request.query.get_all(name) for name in NOT_IN_QUERY):
             raise InvalidRequest("credentials must not be sent in the URI")
         grant_type = params.get("grant_type")
         if grant_type is None:
@@ -111,16 +111,16 @@ def register(app: Quart, state: AppState) -> Contribution:
         make = GRANTS.get(grant_type)
         if make is None:
             raise UnsupportedGrantType("unsupported grant_type")
-        credentials = read_credentials(request.headers.get("Authorization"), params)
+        credentials = read_credentials(request.headers.get("authorization"), params)
         repeated = params.repeated(SINGLE_VALUED)
         if repeated is not None:
             raise InvalidRequest(f"parameter {repeated} is repeated")
         reply: TokenResponse = await ask_as_client(
             state, credentials, lambda creds: make(params, creds)
         )
-        return json_response(json_bytes(reply.to_json()), 200, NO_STORE)
+        return ApiResponse(200, json_bytes(reply.to_json()), NO_STORE)
 
-    app.add_url_rule(state.path(PATH), "token", token, methods=["POST"])
+    fast_routes(app).add(state.path(PATH), ("POST",), token, API_CORS)
     return Contribution(
         members={
             "token_endpoint": state.url(PATH),

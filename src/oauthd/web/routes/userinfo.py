@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
-from quart import Quart, Response, request
+from quart import Quart, Response
 
 from oauthd.actors.grants import CheckAccessToken
 from oauthd.actors.people import GetUser
@@ -22,14 +22,15 @@ from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.oauth.rfc9068_access_token import AccessTokenClaims, check_access_token
 from oauthd.storage.people import UserRow
 from oauthd.web.asks import ask_client, ask_directory
-from oauthd.web.responses import CORS, NO_STORE, json_bytes, json_response
+from oauthd.web.fast import ApiRequest, ApiResponse, fast_routes
+from oauthd.web.forms import FORM
+from oauthd.web.responses import API_CORS, CORS, NO_STORE, json_bytes, json_response
 from oauthd.web.state import AppState
 
 __all__ = ["register"]
 
 PATH = "/userinfo"
 PRM_PATH = "/.well-known/oauth-protected-resource"
-FORM = "application/x-www-form-urlencoded"
 EXPOSE = {"Access-Control-Expose-Headers": "WWW-Authenticate"}
 
 
@@ -37,7 +38,7 @@ def register(app: Quart, state: AppState) -> Contribution:
     issuer = state.settings.issuer
     metadata_url = state.url(PRM_PATH)
 
-    def challenge(error: OAuthError | None) -> Response:
+    def challenge(error: OAuthError | None) -> ApiResponse:
         status = error.status if error is not None else 401
         body = (
             json_bytes({"error": error.code, "error_description": error.description})
@@ -49,7 +50,7 @@ def register(app: Quart, state: AppState) -> Contribution:
             **EXPOSE,
             "WWW-Authenticate": bearer_challenge(issuer, metadata_url, error),
         }
-        return json_response(body, status, headers)
+        return ApiResponse(status, body, headers)
 
     async def verified(token: str) -> AccessTokenClaims:
         try:
@@ -69,24 +70,23 @@ def register(app: Quart, state: AppState) -> Contribution:
             raise InvalidToken("the access token is no longer active")
         return at
 
-    async def body_token() -> str | None:
+    def body_token(request: ApiRequest) -> str | None:
         """The form body's access_token, read from the raw bytes: the form parser drops a
         whole body that is not UTF-8, which must not hide a second token (RFC 6750 §2)."""
         if request.method != "POST" or request.mimetype != FORM:
             return None
         # latin-1 maps every byte to one character, so nothing in the body can fail to decode.
-        raw = (await request.get_data(cache=True, as_text=False, parse_form_data=False)).decode(
-            "latin-1"
-        )
+        raw = request.body.decode("latin-1")
         pairs = parse_qsl(raw, keep_blank_values=True, encoding="latin-1")
         return next((value for name, value in pairs if name == "access_token"), None)
 
-    async def userinfo() -> Response:
+    async def userinfo(request: ApiRequest) -> ApiResponse:
         try:
+            query_tokens = request.query.get_all("access_token")
             token = read_bearer(
-                request.headers.get("Authorization"),
-                await body_token(),
-                request.args.get("access_token"),
+                request.headers.get("authorization"),
+                body_token(request),
+                query_tokens[0] if query_tokens else None,
             )
         except OAuthError as exc:
             return challenge(exc)
@@ -105,7 +105,7 @@ def register(app: Quart, state: AppState) -> Contribution:
             "sub": user.user_id,
             **user_claims(at.scope, user.email, user.name, user.email_verified),
         }
-        return json_response(json_bytes(claims), 200, {**NO_STORE, **EXPOSE})
+        return ApiResponse(200, json_bytes(claims), {**NO_STORE, **EXPOSE})
 
     prm = json_bytes(
         {
@@ -119,7 +119,7 @@ def register(app: Quart, state: AppState) -> Contribution:
     async def protected_resource() -> Response:
         return json_response(prm, 200, {**CORS, "Cache-Control": "public, max-age=300"})
 
-    app.add_url_rule(state.path(PATH), "userinfo", userinfo, methods=["GET", "POST"])
+    fast_routes(app).add(state.path(PATH), ("GET", "POST"), userinfo, API_CORS)
     app.add_url_rule(
         PRM_PATH + state.settings.issuer_path,
         "protected_resource",
