@@ -16,6 +16,7 @@ import socket
 import statistics
 import subprocess
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -48,6 +49,7 @@ class HttpResult:
     cpu_us_per_request: float
     rps_rounds: tuple[float, ...]  # for paired ratios between rows measured in the same round
     other_cpu_share: float  # CPU time on the server's CPU not spent by the server, / wall time
+    http_requests: int = 0  # HTTP requests behind `requests` (more than it when it counts flows)
 
 
 def free_port() -> int:
@@ -72,16 +74,28 @@ def answers_ok(url: str) -> bool:
 class Server:
     """A server process on `cpu`, ready once `ready_url` answers 200; stopped by SIGTERM."""
 
-    def __init__(self, argv: list[str], ready_url: str, log_path: Path, cpu: str) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        ready_url: str,
+        log_path: Path,
+        cpu: str,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.argv = ["taskset", "-c", cpu, *argv]  # taskset execs: the pid is the server's
         self.ready_url = ready_url
         self.log_path = log_path
+        self.env = {**os.environ, **env} if env else None
+        self.cwd = cwd
         self.exit_code: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Server:
         log = self.log_path.open("wb")
-        self._process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT)
+        self._process = subprocess.Popen(
+            self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd
+        )
         log.close()
         self._wait_ready(timeout_s=30.0)
         return self
@@ -133,11 +147,18 @@ class Server:
         return self.exit_code
 
 
-def run_wrk(url: str, duration_s: float, load: LoadSettings) -> dict[str, float]:
+def run_wrk(
+    url: str,
+    duration_s: float,
+    load: LoadSettings,
+    script: Path = REPORT_LUA,
+    args: Sequence[str] = (),
+) -> dict[str, float]:
     argv = [
         *("taskset", "-c", load.client_cpu, "wrk", "-t1"),
         *(f"-c{load.connections}", f"-d{max(1, round(duration_s))}s", "--timeout", "10s"),
-        *("-s", str(REPORT_LUA), url),
+        *("-s", str(script), url),
+        *(("--", *args) if args else ()),
     ]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     line = next(x for x in out.splitlines() if x.startswith("BENCH "))
@@ -155,11 +176,20 @@ def cpu_busy_seconds(cpu: str) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One row: a URL on a running server."""
+    """One row: a URL on a running server; optionally a scenario's wrk Lua script (which
+    loads report.lua) with arguments made fresh for every wrk run, and whether the row counts
+    the script's `bench_counted` (e.g. completed flows) instead of HTTP requests."""
 
     name: str
     server: Server
     url: str
+    script: Path = REPORT_LUA
+    args: Callable[[], Sequence[str]] | None = None
+    per_count: bool = False
+
+    def run(self, duration_s: float, load: LoadSettings) -> dict[str, float]:
+        args = self.args() if self.args is not None else ()
+        return run_wrk(self.url, duration_s, load, self.script, args)
 
 
 @dataclass
@@ -167,6 +197,7 @@ class Tally:
     """One target's rounds, summed or kept per round."""
 
     requests: int = 0
+    http_requests: int = 0
     errors: int = 0
     cpu_s: float = 0.0
     other_cpu_s: float = 0.0
@@ -185,21 +216,25 @@ class Tally:
             cpu_us_per_request=self.cpu_s * 1e6 / max(self.requests, 1),
             rps_rounds=tuple(self.rps),
             other_cpu_share=self.other_cpu_s / max(self.wall_s, 1e-9),
+            http_requests=self.http_requests,
         )
 
 
 def measure_once(target: Target, duration_s: float, load: LoadSettings, tally: Tally) -> None:
+    args = target.args() if target.args is not None else ()  # before the CPU is read
     cpu_before = target.server.cpu_seconds()
     busy_before = cpu_busy_seconds(load.server_cpu)
-    report = run_wrk(target.url, duration_s, load)
+    report = run_wrk(target.url, duration_s, load, target.script, args)
     cpu_s = target.server.cpu_seconds() - cpu_before
     wall_s = report["duration_us"] / 1e6
-    tally.requests += int(report["requests"])
+    units = report["counted"] if target.per_count else report["requests"]
+    tally.requests += int(units)
+    tally.http_requests += int(report["requests"])
     tally.errors += int(report["errors"])
     tally.cpu_s += cpu_s
     tally.other_cpu_s += max(0.0, cpu_busy_seconds(load.server_cpu) - busy_before - cpu_s)
     tally.wall_s += wall_s
-    tally.rps.append(report["requests"] / wall_s)
+    tally.rps.append(units / wall_s)
     tally.p50_us.append(report["p50_us"])
     tally.p99_us.append(report["p99_us"])
 
@@ -209,7 +244,7 @@ def measure(targets: list[Target], load: LoadSettings) -> dict[str, HttpResult]:
     that a change in background load hits every row alike; medians over the rounds."""
     for target in targets:
         if load.warmup_s > 0:
-            run_wrk(target.url, load.warmup_s, load)
+            target.run(load.warmup_s, load)
     tallies = {target.name: Tally() for target in targets}
     for _round in range(load.rounds):
         for target in targets:

@@ -23,7 +23,8 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 from loadgen import HttpResult, LoadSettings, Server, Target, free_port, measure
-from table import Row, at_most, render
+from scenarios import scenario_rows
+from table import Row, at_most, fmt_int, fmt_us, http_row, render
 
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
@@ -55,7 +56,7 @@ class BenchConfig:
     shards: int  # clients activated by the cold-activation and memory rows
     actors: int  # trivial actors in the memory row
     asgi_rounds: int  # interleaved batches in the in-process ASGI rows
-    only: str  # "", "http" or "actors"
+    only: str  # "", "http", "scenarios" or "actors"
 
     @classmethod
     def from_env(cls) -> BenchConfig:
@@ -88,14 +89,6 @@ class Report:
 # --- formatting --------------------------------------------------------------------------------
 
 
-def fmt_us(us: float) -> str:
-    return f"{us:.1f} us" if us < 1000 else f"{us / 1000:.2f} ms"
-
-
-def fmt_int(n: float) -> str:
-    return f"{n:,.0f}"
-
-
 def share_result(result: HttpResult, baseline: HttpResult) -> str:
     """Paired by round: the median of (row req/s / baseline req/s) measured in the same round.
     The CPU/req ratio beside it is steadier when other processes compete for the CPU."""
@@ -108,24 +101,6 @@ def share_result(result: HttpResult, baseline: HttpResult) -> str:
 
 
 # --- HTTP --------------------------------------------------------------------------------------
-
-
-def http_row(
-    scenario: str, r: HttpResult, rss_mib: float, target: str = "", result: str = ""
-) -> Row:
-    value = f"RSS {rss_mib:.0f} MB"
-    if r.errors:
-        value += f", {r.errors} errors"
-    return Row(
-        scenario,
-        fmt_int(r.rps),
-        fmt_us(r.p50_us),
-        fmt_us(r.p99_us),
-        fmt_us(r.cpu_us_per_request),
-        value,
-        target,
-        result,
-    )
 
 
 @contextmanager
@@ -384,6 +359,7 @@ def main() -> None:
     parts: list[tuple[str, Callable[[BenchConfig, Path, Report], None]]] = [
         ("http", http_rows),
         ("http", asgi_rows),
+        ("scenarios", scenario_rows),
         ("actors", actor_rows),
     ]
     with TemporaryDirectory(prefix="oauthd-bench-") as tmp:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass, fields
 
-__all__ = ["Row", "at_least", "at_most", "render"]
+from loadgen import HttpResult
+
+__all__ = ["Row", "at_least", "at_most", "fmt_int", "fmt_us", "http_row", "render"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +24,32 @@ class Row:
 
 HEADERS = Row("scenario", "req/s", "p50", "p99", "CPU/req", "value", "target", "result")
 RIGHT = {"rps", "p50", "p99", "cpu", "value"}
+
+
+def fmt_us(us: float) -> str:
+    return f"{us:.1f} us" if us < 1000 else f"{us / 1000:.2f} ms"
+
+
+def fmt_int(n: float) -> str:
+    return f"{n:,.0f}"
+
+
+def http_row(
+    scenario: str, r: HttpResult, rss_mib: float, target: str = "", result: str = ""
+) -> Row:
+    value = f"RSS {rss_mib:.0f} MB"
+    if r.errors:
+        value += f", {r.errors} errors"
+    return Row(
+        scenario,
+        fmt_int(r.rps),
+        fmt_us(r.p50_us),
+        fmt_us(r.p99_us),
+        fmt_us(r.cpu_us_per_request),
+        value,
+        target,
+        result,
+    )
 
 
 def at_least(actual: float, required: float, unit: str = "") -> str:

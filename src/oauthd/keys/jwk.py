@@ -10,10 +10,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from joserfc import jwe, jws
+from joserfc import jwe
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, Key, OctKey, OKPKey, RSAKey
 from joserfc.jwk import generate_key as _generate
+
+from oauthd.keys.compact import b64decode, b64encode, sign_raw, verify_raw
 
 __all__ = [
     "ALGORITHMS",
@@ -116,7 +118,15 @@ class _Verifier:
 class Keyring:
     """An immutable snapshot: the signer, every verifying key, and the JWKS bytes."""
 
-    __slots__ = ("_signer", "_signer_alg", "_signer_key", "_verifiers", "jwks_bytes", "kids")
+    __slots__ = (
+        "_headers",
+        "_signer",
+        "_signer_alg",
+        "_signer_key",
+        "_verifiers",
+        "jwks_bytes",
+        "kids",
+    )
 
     def __init__(
         self,
@@ -128,6 +138,7 @@ class Keyring:
         self._signer_alg = signer[1] if signer else ""
         self._signer_key = signer[2] if signer else None
         self._verifiers = dict(verifiers)
+        self._headers: dict[str, bytes] = {}
         self.jwks_bytes = jwks_bytes
         self.kids = tuple(self._verifiers)
 
@@ -140,26 +151,37 @@ class Keyring:
         return self._signer_alg
 
     def sign(self, claims: Mapping[str, Any], typ: str = "JWT") -> str:
+        """A compact JWS of `claims` (RFC 7515 §7.1) signed by the active key."""
         if self._signer is None or self._signer_key is None:
             raise RuntimeError("no active signing key")
-        header = {"alg": self._signer_alg, "kid": self._signer, "typ": typ}
-        payload = json.dumps(claims, separators=(",", ":")).encode()
-        return jws.serialize_compact(
-            header, payload, self._signer_key, algorithms=[self._signer_alg]
-        )
+        header = self._headers.get(typ)
+        if header is None:  # one encoded header per typ and key: the snapshot is immutable
+            fields = {"alg": self._signer_alg, "kid": self._signer, "typ": typ}
+            header = self._headers[typ] = b64encode(json.dumps(fields).encode())
+        payload = b64encode(json.dumps(claims, separators=(",", ":")).encode())
+        signing_input = header + b"." + payload
+        signature = sign_raw(self._signer_alg, self._signer_key.private_key, signing_input)
+        return (signing_input + b"." + b64encode(signature)).decode()
 
     def verify(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """Check the signature with the key named by `kid` and its own algorithm only
         (RFC 8725 §3.1); returns (header, claims). Claims are not validated here."""
+        parts = token.split(".")
+        if len(parts) != 3:
+            raise TokenInvalid("not a compact JWS")
         header = _peek_header(token)
         verifier = self._verifiers.get(str(header.get("kid")))
         if verifier is None or header.get("alg") != verifier.alg:
             raise TokenInvalid("unknown key or algorithm")
         try:
-            obj = jws.deserialize_compact(token, verifier.key, algorithms=[verifier.alg])
-            claims = json.loads(obj.payload or b"")
-        except (JoseError, ValueError) as exc:
-            raise TokenInvalid("bad signature or payload") from exc
+            signature = b64decode(parts[2])
+            signing_input = f"{parts[0]}.{parts[1]}".encode("ascii")
+            valid = verify_raw(verifier.alg, verifier.key.public_key, signing_input, signature)
+            claims = json.loads(b64decode(parts[1])) if valid else None
+        except (ValueError, UnicodeEncodeError) as exc:
+            raise TokenInvalid("malformed token") from exc
+        if not valid:
+            raise TokenInvalid("bad signature")
         if not isinstance(claims, dict):
             raise TokenInvalid("claims are not an object")
         return header, claims
