@@ -124,3 +124,14 @@ def test_ipv6_clients_are_keyed_by_their_64() -> None:
     assert ip_key("2001:db8:1:2::5") == ip_key("2001:db8:1:2:ffff::9") == "ip:2001:db8:1:2::/64"
     assert ip_key("2001:db8:1:3::5") != ip_key("2001:db8:1:2::5")
     assert ip_key("198.51.100.7") == "ip:198.51.100.7"
+
+
+def test_long_keys_are_stored_small_and_still_counted() -> None:
+    """A kilobyte client_id or cookie costs no more memory than a short key."""
+    clock = FixedClock()
+    limit = Limiter(1, 60, clock)
+    long_key = "client:" + "x" * 10_000
+    assert limit.hit(long_key) is None
+    assert limit.hit(long_key) == 60
+    assert limit.hit(long_key[:-1] + "y") is None
+    assert all(len(key) <= 80 for key in limit._arrival)

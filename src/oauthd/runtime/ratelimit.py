@@ -15,6 +15,7 @@ Limits are per process: N workers admit up to N times the configured rate in tot
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import OrderedDict
 
@@ -23,6 +24,13 @@ from oauthd.runtime.clock import Clock
 __all__ = ["Limiter"]
 
 EPSILON = 1e-9  # float sums of window_s / requests must not refuse the last of a burst
+MAX_KEY = 80  # longer keys are stored as their SHA-256, so memory per key stays small
+
+
+def _short(key: str) -> str:
+    if len(key) <= MAX_KEY:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class Limiter:
@@ -53,13 +61,13 @@ class Limiter:
         """Whole seconds until every one of `keys` may be counted again, or None if all may
         be now. Counts nothing."""
         now = self.clock.now()
-        wait = max((self._wait(key, now) for key in keys), default=0.0)
+        wait = max((self._wait(_short(key), now) for key in keys), default=0.0)
         return max(1, math.ceil(wait)) if wait > EPSILON else None
 
     def record(self, *keys: str) -> None:
         """Count one event for each key, allowed or not (a failure that already happened)."""
         now = self.clock.now()
-        for key in keys:
+        for key in map(_short, keys):
             arrival = max(self._arrival.pop(key, now), now)
             self._arrival[key] = arrival + self._interval  # most recent last
         while len(self._arrival) > self.max_keys:
