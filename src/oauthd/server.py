@@ -31,6 +31,7 @@ from oauthd.actors.keys import run_key_schedule
 from oauthd.errors import ConfigError, ServerError
 from oauthd.keys import KeyringHolder, parse_client_jwks, parse_kek
 from oauthd.logs import flush_logs
+from oauthd.oauth.rfc7591_registration import hash_initial_access_token
 from oauthd.runtime import ActorSystem, Clock, SystemClock
 from oauthd.settings import Settings
 from oauthd.storage import ClientRecord, hash_secret, tenant_dir
@@ -75,6 +76,20 @@ def load_upstream_secret(settings: Settings, environ: Mapping[str, str]) -> str:
     if not secret:
         raise ConfigError(settings.source, "federation.client_secret_env", f"${name} is not set")
     return secret
+
+
+def load_initial_access_tokens(settings: Settings, environ: Mapping[str, str]) -> frozenset[str]:
+    """Hashes of the initial access tokens /register accepts: the file's hashes, and those of
+    the tokens in the named variable (comma-separated). Empty: registration is open."""
+    r = settings.registration
+    hashes = set(r.initial_access_token_hashes)
+    if r.initial_access_token_env:
+        tokens = [t.strip() for t in environ.get(r.initial_access_token_env, "").split(",")]
+        if not any(tokens):
+            key = "registration.initial_access_token_env"
+            raise ConfigError(settings.source, key, f"${r.initial_access_token_env} is not set")
+        hashes.update(hash_initial_access_token(t) for t in tokens if t)
+    return frozenset(hashes)
 
 
 def configured_clients(
@@ -181,6 +196,7 @@ async def open_runtime(
         load_kek(settings, environ),
         fetch_transport,
         load_upstream_secret(settings, environ),
+        load_initial_access_tokens(settings, environ),
     )
     system = ActorSystem(settings.actors, kinds(env))
     async with trio.open_nursery() as nursery:
@@ -249,7 +265,14 @@ async def _serve(
         runtime: Runtime = await nursery.start(
             partial(open_runtime, settings, clock=clock, fetch_transport=fetch_transport)
         )
-        state = AppState(settings, runtime.system, runtime.keyring, runtime.env.clock, TENANT)
+        state = AppState(
+            settings,
+            runtime.system,
+            runtime.keyring,
+            runtime.env.clock,
+            TENANT,
+            runtime.env.initial_access_tokens,
+        )
         app = create_app(state)
         config = hypercorn_config(settings, listen)
 

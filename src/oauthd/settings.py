@@ -37,6 +37,8 @@ __all__ = [
     "KeySettings",
     "LimitSettings",
     "LogSettings",
+    "Rate",
+    "RegistrationSettings",
     "ResourceSettings",
     "SessionSettings",
     "Settings",
@@ -192,8 +194,52 @@ class SessionSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class Rate:
+    """`requests` per `window_s` seconds for one key (one IP, one client, one account): a burst
+    of `requests` at once, then one more every `window_s / requests` (GCRA, `runtime.ratelimit`)."""
+
+    requests: int
+    window_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class LimitSettings:
+    """Request limits. Rate limits count per key (an IP, a client, an account), never in one
+    bucket for everyone, and per process: N workers admit up to N times these rates."""
+
     max_body_bytes: int = 65_536  # request bodies over this answer 413
+    register_per_ip: Rate = Rate(30, 60.0)  # POST /register (RATE-1); MCP clients register often
+    token_per_ip: Rate = Rate(300, 60.0)  # POST /token, every request (RATE-6)
+    # Failed client authentication (invalid_client) per client_id at /token and /introspect:
+    # a client secret or assertion cannot be guessed (RATE-3, OAuth 2.1 §2.4.1).
+    client_auth_failures: Rate = Rate(20, 300.0)
+    introspect_per_client: Rate = Rate(600, 60.0)  # POST /introspect per client_id (RATE-6)
+    login_failures_per_account: Rate = Rate(10, 900.0)  # wrong passwords, dev login (RATE-2)
+    login_failures_per_ip: Rate = Rate(50, 900.0)  # the same, per client IP
+    device_code_failures: Rate = Rate(10, 600.0)  # wrong user codes per IP and per browser
+    max_tracked_keys: int = 100_000  # per limit; past it, the least recently seen key is dropped
+    # Reverse proxies (CIDRs) whose X-Forwarded-For is believed: the client IP is the rightmost
+    # address in it that is not one of these. Empty: the peer address, the header ignored.
+    trusted_proxies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationSettings:
+    """Dynamic client registration (RFC 7591): how many clients, for how long, and who may
+    register. Clients from the file, the CLI or metadata documents are not counted or expired."""
+
+    max_clients: int = 10_000  # dynamically registered clients; past it /register answers 503
+    unused_ttl_s: int = DAY_S  # a client never issued a token is deleted this long after
+    idle_ttl_s: int = 90 * DAY_S  # a client issued no token for this long is deleted
+    # RFC 7591 §3: when either is set, /register needs `Authorization: Bearer <token>`, one of
+    # these tokens. Hashes: lowercase hex SHA-256 of each token. Env: a variable holding tokens
+    # separated by commas.
+    initial_access_token_hashes: tuple[str, ...] = ()
+    initial_access_token_env: str = ""
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.initial_access_token_hashes or self.initial_access_token_env)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +309,7 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     sessions: SessionSettings = field(default_factory=SessionSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    registration: RegistrationSettings = field(default_factory=RegistrationSettings)
     janitor: JanitorSettings = field(default_factory=JanitorSettings)
     client_metadata: ClientMetadataSettings = field(default_factory=ClientMetadataSettings)
     log: LogSettings = field(default_factory=LogSettings)
@@ -420,11 +467,20 @@ def _convert_dataclass(cls: type[Any], value: Any, source: str, key: str) -> Any
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         where = f"{key}.{f.name}" if key else f.name
+        default = f.default
         if f.name in value:
-            kwargs[f.name] = convert(hints[f.name], value[f.name], source, where)
+            given = value[f.name]
+            if isinstance(given, dict) and dataclasses.is_dataclass(default):
+                # A table whose default is a value (a Rate): keys left out keep that default.
+                given = {**_members(default), **given}
+            kwargs[f.name] = convert(hints[f.name], given, source, where)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(source, where, "required key is missing")
     return cls(**kwargs)
+
+
+def _members(value: Any) -> dict[str, Any]:
+    return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
 
 
 def _convert_scalar(hint: Any, value: Any, source: str, key: str) -> Any:
@@ -511,6 +567,7 @@ def check_positive(s: Settings) -> None:
         "keys": s.keys,
         "actors": s.actors,
         "limits": s.limits,
+        "registration": s.registration,
         "storage": s.storage,
         "sessions": s.sessions,
         "janitor": s.janitor,
@@ -603,6 +660,67 @@ def check_client_metadata(s: Settings) -> None:
     if not c.cache_min_s <= c.cache_default_s <= c.cache_max_s:
         key = "client_metadata.cache_default_s"
         raise ConfigError(s.source, key, "must lie between cache_min_s and cache_max_s")
+
+
+MAX_RATE_REQUESTS = 1_000_000
+MAX_RATE_WINDOW_S = DAY_S
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def check_limits(s: Settings) -> None:
+    """Rates an operator can mean: 1 to a million requests in 1 s to a day; bounded memory."""
+    for f in dataclasses.fields(s.limits):
+        rate = getattr(s.limits, f.name)
+        if not isinstance(rate, Rate):
+            continue
+        if not 1 <= rate.requests <= MAX_RATE_REQUESTS:
+            raise ConfigError(
+                s.source,
+                f"limits.{f.name}.requests",
+                f"must be 1 to {MAX_RATE_REQUESTS}, got {rate.requests}",
+            )
+        if not (math.isfinite(rate.window_s) and 1 <= rate.window_s <= MAX_RATE_WINDOW_S):
+            raise ConfigError(
+                s.source,
+                f"limits.{f.name}.window_s",
+                f"must be 1 to {MAX_RATE_WINDOW_S} seconds, got {rate.window_s}",
+            )
+    if not 1_000 <= s.limits.max_tracked_keys <= 10_000_000:
+        raise ConfigError(s.source, "limits.max_tracked_keys", "must be 1000 to 10000000")
+    for i, network in enumerate(s.limits.trusted_proxies):
+        try:
+            ipaddress.ip_network(network)
+        except ValueError:
+            key = f"limits.trusted_proxies[{i}]"
+            raise ConfigError(s.source, key, f"not an IP network: {network!r}") from None
+
+
+def check_registration(s: Settings) -> None:
+    """Lifetimes that cannot delete a client still holding live grants, and real hashes."""
+    r = s.registration
+    if r.max_clients > 10_000_000:
+        raise ConfigError(s.source, "registration.max_clients", "must be at most 10000000")
+    if not 600 <= r.unused_ttl_s <= 365 * DAY_S:
+        raise ConfigError(
+            s.source, "registration.unused_ttl_s", f"must be 600 to {365 * DAY_S} seconds"
+        )
+    # Use renews a client at most once a day (to keep writes cheap), so a lifetime shorter
+    # than a refresh token's idle time could delete a client whose tokens still work.
+    floor = max(7 * DAY_S, s.tokens.refresh_token_idle_s)
+    if not floor <= r.idle_ttl_s <= 10 * 365 * DAY_S:
+        raise ConfigError(
+            s.source,
+            "registration.idle_ttl_s",
+            f"must be {floor} (7 days, and at least tokens.refresh_token_idle_s) to "
+            f"{10 * 365 * DAY_S} seconds, got {r.idle_ttl_s}",
+        )
+    for i, digest in enumerate(r.initial_access_token_hashes):
+        if not SHA256_HEX.fullmatch(digest):
+            raise ConfigError(
+                s.source,
+                f"registration.initial_access_token_hashes[{i}]",
+                "must be the lowercase hex SHA-256 of a token (64 characters)",
+            )
 
 
 def check_dev(s: Settings) -> None:
@@ -723,6 +841,8 @@ CHECKS: tuple[Callable[[Settings], None], ...] = (
     check_resources,
     check_clients,
     check_client_metadata,
+    check_limits,
+    check_registration,
     check_dev,
     check_federation,
     check_branding,

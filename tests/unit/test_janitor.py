@@ -19,7 +19,14 @@ import trio.testing
 from oauthd.actors.janitor import JanitorReport, collect_once
 from oauthd.runtime import ActorSystem, Address, Kind
 from oauthd.server import TENANT, Runtime, open_runtime
-from oauthd.settings import ActorSettings, SessionSettings, Settings, TokenSettings
+from oauthd.settings import (
+    ActorSettings,
+    ClientSettings,
+    RegistrationSettings,
+    SessionSettings,
+    Settings,
+    TokenSettings,
+)
 from oauthd.storage import DIRECTORY, ClientRecord, Store, create_client_shard, index_user_code
 from oauthd.storage.clients import CLIENT, client_shard_path, shard_key_for
 from oauthd.storage.expiry import collect_client_shard, collect_directory
@@ -293,3 +300,95 @@ async def test_a_deleted_clients_shard_leaves_the_disk(
     with closing(sqlite3.connect(tenant_dir / "directory.sqlite")) as db:
         ids = {row[0] for row in db.execute("SELECT client_id FROM clients")}
     assert ids == {kept["client_id"]}
+
+
+# --- dynamic clients' lifetimes (issue 8: registration hygiene) -------------------------------
+
+DAY = 86_400
+
+
+def shard_of(settings: Settings, client_id: str) -> Path:
+    return client_shard_path(settings.data_dir / TENANT, shard_key_for(client_id))
+
+
+def last_used_at(settings: Settings, client_id: str) -> int | None:
+    with closing(sqlite3.connect(shard_of(settings, client_id))) as db:
+        value: int | None = db.execute("SELECT last_used_at FROM client").fetchone()[0]
+    return value
+
+
+async def machine_token(server: Server, client: dict[str, Any]) -> int:
+    response = await server.http.post(
+        "/token",
+        data={"grant_type": "client_credentials"},
+        auth=(client["client_id"], client["client_secret"]),
+    )
+    return response.status_code
+
+
+async def machine(server: Server) -> dict[str, Any]:
+    return await register(
+        server.http,
+        token_endpoint_auth_method="client_secret_basic",
+        grant_types=["client_credentials"],
+        redirect_uris=[],
+    )
+
+
+async def test_a_pass_deletes_exactly_the_dynamic_clients_never_used_in_time(
+    make_settings: Callable[..., Settings], clock: ManualClock
+) -> None:
+    """A dynamically registered client that never got a token is deleted unused_ttl_s after
+    registering, shard and index entry; one that got a token, and a configured client, stay."""
+    settings = make_settings(
+        registration=RegistrationSettings(unused_ttl_s=3600),
+        clients=(ClientSettings("cfg", ("http://127.0.0.1/cb",), "none"),),
+    )
+    async with serving(settings, clock) as (server, collect):
+        unused = await register(server.http)
+        used = await machine(server)
+        assert await machine_token(server, used) == 200
+        clock.advance(3590)
+        report = await collect()
+        assert (report.removed, report.counts["expired_clients"]) == ([], 0)
+        clock.advance(20)
+        report = await collect()
+        assert report.removed == [shard_key_for(unused["client_id"])]
+        assert report.counts["expired_clients"] == 1
+        assert not shard_of(settings, unused["client_id"]).exists()
+        assert shard_of(settings, used["client_id"]).exists()
+        assert shard_of(settings, "cfg").exists()
+        assert (await collect()).removed == []
+        gone = await server.http.get("/authorize", params=Authorization(unused["client_id"]).params)
+        assert gone.status_code == 400  # AUTHZ-1: an unknown client gets the error page
+    with closing(sqlite3.connect(settings.data_dir / TENANT / "directory.sqlite")) as db:
+        ids = {row[0] for row in db.execute("SELECT client_id FROM clients")}
+    assert ids == {used["client_id"], "cfg"}
+
+
+async def test_use_renews_a_dynamic_client_and_an_idle_one_expires(
+    make_settings: Callable[..., Settings], clock: ManualClock
+) -> None:
+    """A token issued renews the registration (recorded at most once a day, so busy clients
+    cost no extra writes); a client idle past idle_ttl_s is deleted and answers invalid_client."""
+    settings = make_settings(registration=RegistrationSettings(idle_ttl_s=14 * DAY))
+    async with serving(settings, clock) as (server, collect):
+        busy, idle = await machine(server), await machine(server)
+        assert await machine_token(server, busy) == 200
+        assert await machine_token(server, idle) == 200
+        first_use = last_used_at(settings, busy["client_id"])
+        assert first_use is not None
+        clock.advance(3600)
+        assert await machine_token(server, busy) == 200
+        assert last_used_at(settings, busy["client_id"]) == first_use  # within the day: no write
+        clock.advance(10 * DAY)
+        assert await machine_token(server, busy) == 200
+        renewed = last_used_at(settings, busy["client_id"])
+        assert renewed is not None
+        assert renewed >= first_use + 10 * DAY
+        assert (await collect()).removed == []
+        clock.advance(4 * DAY)  # idle: 14 days and an hour since its last token
+        report = await collect()
+        assert report.removed == [shard_key_for(idle["client_id"])]
+        assert await machine_token(server, busy) == 200
+        assert await machine_token(server, idle) == 401

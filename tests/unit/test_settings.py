@@ -564,3 +564,100 @@ def test_branding_env_override(tmp_path: Path) -> None:
     """OAUTHD_BRANDING__PRODUCT_NAME overrides the product name like any other key."""
     settings = load(tmp_path, BASE, {"OAUTHD_BRANDING__PRODUCT_NAME": "Acme"})
     assert settings.branding.product_name == "Acme"
+
+
+# --- rate limits and registration hygiene (RATE-*, REG-*) --------------------------------------
+
+
+def test_rate_limit_table_keeps_the_default_for_a_key_left_out(tmp_path: Path) -> None:
+    """[limits] rates are tables; a key left out keeps that rate's own default."""
+    settings = load(tmp_path, BASE + "[limits]\nregister_per_ip = { requests = 5 }\n")
+    assert settings.limits.register_per_ip.requests == 5
+    assert settings.limits.register_per_ip.window_s == 60.0
+
+
+def test_rate_limit_env_override_reaches_a_nested_key(tmp_path: Path) -> None:
+    environ = {"OAUTHD_LIMITS__TOKEN_PER_IP__WINDOW_S": "30"}
+    settings = load(tmp_path, BASE, environ)
+    assert settings.limits.token_per_ip.window_s == 30.0
+    assert settings.limits.token_per_ip.requests == 300
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (
+            "[limits]\nregister_per_ip = { requests = 0, window_s = 60 }\n",
+            "limits.register_per_ip.requests",
+        ),
+        (
+            "[limits]\ntoken_per_ip = { requests = 1e9, window_s = 60 }\n",
+            "limits.token_per_ip.requests",
+        ),
+        (
+            "[limits]\ntoken_per_ip = { requests = 2000000, window_s = 60 }\n",
+            "limits.token_per_ip.requests",
+        ),
+        (
+            "[limits]\nintrospect_per_client = { requests = 5, window_s = 0 }\n",
+            "limits.introspect_per_client.window_s",
+        ),
+        (
+            "[limits]\nlogin_failures_per_ip = { requests = 5, window_s = 0.5 }\n",
+            "limits.login_failures_per_ip.window_s",
+        ),
+        (
+            "[limits]\ndevice_code_failures = { requests = 5, window_s = 1e12 }\n",
+            "limits.device_code_failures.window_s",
+        ),
+        (
+            "[limits]\nclient_auth_failures = { requests = 5, window_s = nan }\n",
+            "limits.client_auth_failures.window_s",
+        ),
+        ("[limits]\nregister_per_ip = { requests = 5, per = 60 }\n", "limits.register_per_ip.per"),
+        ("[limits]\nregister_per_ip = 5\n", "limits.register_per_ip"),
+        ("[limits]\nmax_tracked_keys = 10\n", "limits.max_tracked_keys"),
+        ("[limits]\nmax_tracked_keys = 100000000000\n", "limits.max_tracked_keys"),
+        ("[limits]\ntrusted_proxies = ['10.0.0.0/33']\n", "limits.trusted_proxies[0]"),
+        ("[limits]\ntrusted_proxies = ['*']\n", "limits.trusted_proxies[0]"),
+        ("[registration]\nmax_clients = 0\n", "registration.max_clients"),
+        ("[registration]\nmax_clients = 100000000\n", "registration.max_clients"),
+        ("[registration]\nunused_ttl_s = 5\n", "registration.unused_ttl_s"),
+        ("[registration]\nunused_ttl_s = 100000000\n", "registration.unused_ttl_s"),
+        ("[registration]\nidle_ttl_s = 3600\n", "registration.idle_ttl_s"),
+        ("[registration]\nidle_ttl_s = 1000000000\n", "registration.idle_ttl_s"),
+        (
+            "[registration]\ninitial_access_token_hashes = ['secret']\n",
+            "registration.initial_access_token_hashes[0]",
+        ),
+    ],
+)
+def test_absurd_limits_and_lifetimes_are_refused_naming_the_key(
+    tmp_path: Path, text: str, key: str
+) -> None:
+    """RATE-*, REG-*: a limit or lifetime nobody can mean stops startup with its key named."""
+    path = write(tmp_path, BASE + text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, {})
+    assert_names(info.value, str(path), key)
+
+
+def test_client_lifetime_must_outlive_refresh_token_idle_time(tmp_path: Path) -> None:
+    """A client deleted while its refresh tokens still work would strand its users."""
+    text = BASE + "[tokens]\nrefresh_token_idle_s = 2592000\n[registration]\nidle_ttl_s = 1296000\n"
+    error = config_error(tmp_path, text)
+    assert error.key == "registration.idle_ttl_s"
+    assert "refresh_token_idle_s" in str(error)
+
+
+async def test_startup_refuses_an_unset_initial_access_token_variable(tmp_path: Path) -> None:
+    """RFC 7591 §3: a closed deployment whose token variable is missing does not start open."""
+    text = (
+        BASE
+        + f"data_dir = '{tmp_path / 'data'}'\n"
+        + "[registration]\ninitial_access_token_env = 'OAUTHD_TEST_IAT'\n"
+    )
+    settings = load(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        await open_runtime(settings, environ={})
+    assert info.value.key == "registration.initial_access_token_env"

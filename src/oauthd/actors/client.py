@@ -24,6 +24,7 @@ from oauthd.storage import (
     ClientRecord,
     client_shard_path,
     collect_client_shard,
+    delete_client,
     load_client,
     shard_key_for,
 )
@@ -41,7 +42,8 @@ class GetClient:
 
 @dataclass(frozen=True, slots=True)
 class Collect:
-    """Command: delete the shard's expired rows (the janitor, `storage.expiry`)."""
+    """Command: delete the shard's expired rows (the janitor, `storage.expiry`), and the
+    registration itself if it is a dynamic client's that has lapsed (`ClientRecord.expires_at`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +107,19 @@ class ClientActor(
 
     @command(Collect)
     def collect(self, _message: Collect) -> Collected:
-        counts = collect_client_shard(self.store, int(self.env.clock.now()))
+        now = int(self.env.clock.now())
+        counts = collect_client_shard(self.store, now)
         record = load_client(self.store)  # not client(): a deleted client must answer too
+        r = self.env.settings.registration
+        expires_at = record.expires_at(r.unused_ttl_s, r.idle_ttl_s) if record else None
+        if record is not None and record.deleted_at is None and expires_at is not None:
+            # A dynamic client never used, or idle past its lifetime, goes the way of an
+            # RFC 7592 deletion: its grants end now and the janitor removes its shard.
+            expired = now >= expires_at
+            counts["expired_clients"] = int(expired)
+            if expired:
+                delete_client(self.store, now)
+                self.forget()
+                record = load_client(self.store)
         deleted = record.client_id if record is not None and record.deleted_at is not None else None
         return Collected(counts, deleted)

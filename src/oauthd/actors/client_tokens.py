@@ -39,7 +39,7 @@ from oauthd.oauth.rfc7636_pkce import check_verifier
 from oauthd.oauth.rfc8707_resources import token_audience
 from oauthd.oauth.rfc9068_access_token import TYP, access_token_claims
 from oauthd.oauth.scopes import format_scope, known_scopes, parse_scope
-from oauthd.storage import ClientRecord, Store, check_secret
+from oauthd.storage import ClientRecord, Store, check_secret, touch_client
 from oauthd.storage.clients import spend_assertion_jti
 from oauthd.storage.grants import (
     FamilyRow,
@@ -113,6 +113,9 @@ class TokenHandlers:
     assertion_spent: bool = False
 
     def client(self) -> ClientRecord:
+        raise NotImplementedError
+
+    def forget(self) -> None:
         raise NotImplementedError
 
     def _now(self) -> int:
@@ -328,6 +331,9 @@ class TokenHandlers:
         )
         access_token = self.env.keyring.current.sign(claims, typ=TYP)
         insert_access_token(self.store, jti, family_id, now + ttl)
+        if client.use_is_stale(now):  # a dynamic client in use lives on (at most a write a day)
+            touch_client(self.store, now)
+            self.forget()
         return access_token, ttl
 
     def _mint(

@@ -1,9 +1,11 @@
 """The Directory actor: the tenant's index of clients and of device user codes. Registering a
 client creates its shard first and indexes it second, so the index never names a shard that
-does not exist."""
+does not exist. Dynamic registrations past `registration.max_clients` are refused here, in the
+index's own transaction, so concurrent registrations cannot overshoot the cap."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from oauthd.actors.people import PeopleHandlers
@@ -17,6 +19,7 @@ from oauthd.storage import (
     ClientRecord,
     collect_directory,
     count_clients,
+    count_dynamic_clients,
     create_client_shard,
     index_client,
     index_user_code,
@@ -113,6 +116,15 @@ class Directory(PeopleHandlers, ShardActor):
     @command(RegisterClient)
     def register(self, message: RegisterClient) -> str:
         record = message.record
+        cap = self.env.settings.registration.max_clients
+        if record.source == "dynamic" and count_dynamic_clients(self.store) >= cap:
+            # 503, not RFC 7591's 400: nothing is wrong with the request, and the janitor's
+            # next pass may free room by deleting unused and expired clients.
+            raise TemporarilyUnavailable(
+                "this server is not accepting new client registrations right now",
+                detail=f"registration.max_clients ({cap}) reached",
+                retry_after_s=math.ceil(self.env.settings.janitor.interval_s),
+            )
         shard_key = create_client_shard(self._tenant_dir, record, fsync=self._storage.fsync)
         index_client(self.store, record.client_id, shard_key, record.source, int(self._clock.now()))
         return shard_key

@@ -11,7 +11,7 @@ client's actor (keys) or register it (metadata documents)."""
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,7 +24,7 @@ from oauthd.errors import InvalidClient, TemporarilyUnavailable
 from oauthd.oauth.client_id_metadata import cache_lifetime_s, parse_metadata_document
 from oauthd.oauth.rfc7591_registration import ClientMetadata
 from oauthd.oauth.scopes import known_scopes
-from oauthd.runtime import Address, Clock
+from oauthd.runtime import Address, Clock, Limiter
 from oauthd.settings import Settings
 
 __all__ = ["FetchClientMetadata", "FetchJwks", "Fetcher", "fetcher_address"]
@@ -33,7 +33,7 @@ MAX_JWKS_BYTES = 64_000
 JWKS_TTL_S = 300.0  # a client's key set is fetched again after this
 MIN_REFETCH_S = 30.0  # a `fresh` request (unknown kid) refetches at most this often
 JWKS_CACHE_SIZE = 256
-WINDOW_S = 60.0  # the rate limits count fetches in this sliding window
+WINDOW_S = 60.0  # the client_metadata.fetches_* limits are per minute
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +75,12 @@ class Fetcher:
         self._http: httpx.AsyncClient | None = None
         self._jwks: OrderedDict[str, tuple[float, str]] = OrderedDict()
         self._documents: OrderedDict[str, tuple[float, ClientMetadata]] = OrderedDict()
-        self._recent: deque[tuple[float, str]] = deque()  # (time, host) of recent fetches
+        # The same per-process limiter as the front door's [limits] (GCRA, bounded keys).
+        max_keys = settings.limits.max_tracked_keys
+        self._per_host = Limiter(
+            self._limits.fetches_per_host_per_minute, WINDOW_S, clock, max_keys
+        )
+        self._in_all = Limiter(self._limits.fetches_per_minute, WINDOW_S, clock)
 
     async def open(self) -> None:
         transport = self._transport or pinned_transport(self._limits.allow_networks)
@@ -148,22 +153,18 @@ class Fetcher:
         return metadata
 
     def _admit(self, host: str) -> None:
-        """Sliding-window rate limits, per host and in all (CIMD-00 §6.5, RATE-5): a burst of
-        made-up client ids cannot turn this server into a request amplifier."""
-        now = self._clock.now()
-        while self._recent and self._recent[0][0] <= now - WINDOW_S:
-            self._recent.popleft()
-        limits = self._limits
-        per_host = sum(1 for _, h in self._recent if h == host)
-        if per_host >= limits.fetches_per_host_per_minute or len(self._recent) >= (
-            limits.fetches_per_minute
-        ):
+        """Rate limits, per host and in all (CIMD-00 §6.5, RATE-5): a burst of made-up client
+        ids cannot turn this server into a request amplifier. 503, not 429: the host is over
+        its budget, not necessarily the caller."""
+        wait = max(self._per_host.blocked(host) or 0, self._in_all.blocked("all") or 0)
+        if wait:
             raise TemporarilyUnavailable(
                 "too many requests to this client's host; try again in a minute",
                 detail=host,
-                retry_after_s=int(WINDOW_S),
+                retry_after_s=wait,
             )
-        self._recent.append((now, host))
+        self._per_host.record(host)
+        self._in_all.record("all")
 
     async def _get(self, uri: str, max_bytes: int, what: str) -> _Response:
         parts = urlsplit(uri)

@@ -26,6 +26,8 @@ class Env:
     kek: bytes | None
     fetch_transport: object | None = None
     upstream_secret: str = ""  # oauthd's client secret at the federation upstream
+    # RFC 7591 §3: hashes of the initial access tokens /register accepts (empty: open)
+    initial_access_tokens: frozenset[str] = frozenset()
 
     def tenant_dir(self, tenant: str) -> Path:
         return tenant_dir(self.settings.data_dir, tenant)

@@ -6,6 +6,8 @@ URIs with `invalid_redirect_uri`. Unknown members are ignored (RFC 7591 §3.1)."
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from oauthd.errors import InvalidClientMetadata, OAuthError
+from oauthd.oauth.rfc6750_bearer import InvalidToken
 from oauthd.oauth.rfc8252_redirects import check_registrable
 from oauthd.oauth.rfc8628_device import DEVICE_GRANT
 from oauthd.oauth.scopes import format_scope, parse_scope
@@ -22,6 +25,8 @@ __all__ = [
     "GRANT_TYPES",
     "ClientMetadata",
     "InvalidClientMetadata",
+    "check_initial_access_token",
+    "hash_initial_access_token",
     "parse_metadata",
 ]
 
@@ -229,3 +234,18 @@ def parse_metadata(body: Any, allowed_scope: Callable[[tuple[str, ...]], bool]) 
         jwks=jwks,
         jwks_uri=jwks_uri,
     )
+
+
+def hash_initial_access_token(token: str) -> str:
+    """How initial access tokens are configured and compared: lowercase hex SHA-256."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def check_initial_access_token(token: str | None, accepted: frozenset[str]) -> None:
+    """RFC 7591 §3: a closed server registers only a caller with an initial access token,
+    presented as an RFC 6750 bearer token; it is one of `accepted` (hashes), else 401."""
+    if token is None:
+        raise InvalidToken("an initial access token is required to register")
+    digest = hash_initial_access_token(token)
+    if not any(hmac.compare_digest(digest, known) for known in accepted):
+        raise InvalidToken("the initial access token is invalid")

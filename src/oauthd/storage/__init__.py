@@ -15,10 +15,12 @@ from oauthd.storage.clients import (
     remove_client_shard,
     save_client,
     shard_key_for,
+    touch_client,
 )
 from oauthd.storage.directory import (
     DIRECTORY,
     count_clients,
+    count_dynamic_clients,
     index_client,
     index_user_code,
     list_clients,
@@ -46,6 +48,7 @@ __all__ = [
     "collect_client_shard",
     "collect_directory",
     "count_clients",
+    "count_dynamic_clients",
     "create_client_shard",
     "delete_client",
     "delete_keys",
@@ -64,6 +67,7 @@ __all__ = [
     "save_client",
     "shard_key_for",
     "tenant_dir",
+    "touch_client",
     "unindex_client",
     "update_key_times",
 ]

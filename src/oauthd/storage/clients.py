@@ -4,7 +4,9 @@ v1 holds the registration. v2 adds its RFC 7591 metadata, its registration acces
 (hashed) and deletion time, and everything the client's grants need (`grants.py`): pending
 authorization requests, codes, refresh-token families, refresh tokens, access-token records.
 v3 adds the jti values of client assertions already used (RFC 7523 §3 item 7), each kept
-until its assertion expires. v4 adds device codes (RFC 8628, `grants.migrate_v4`).
+until its assertion expires. v4 adds device codes (RFC 8628, `grants.migrate_v4`). v5 adds
+`last_used_at`: when a token was last issued to a dynamically registered client, written at
+most once per `USE_RECORDED_EVERY_S`, from which its registration expires (`expires_at`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,10 @@ __all__ = [
     "save_client",
     "shard_key_for",
     "spend_assertion_jti",
+    "touch_client",
 ]
+
+USE_RECORDED_EVERY_S = 86_400  # last_used_at is rewritten at most once a day: writes stay cheap
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +62,23 @@ class ClientRecord:
     metadata: str = "{}"  # the RFC 7591 members as registered, JSON
     registration_token_hash: str = ""  # RFC 7592; empty for clients not registered over HTTP
     deleted_at: int | None = None
+    last_used_at: int | None = None  # dynamic clients: last token issued (to within a day)
+
+    def expires_at(self, unused_ttl_s: int, idle_ttl_s: int) -> int | None:
+        """When a dynamically registered client's registration lapses: `unused_ttl_s` after
+        registering if it never got a token, else `idle_ttl_s` after it last got one. Other
+        clients (configuration, CLI, metadata documents) do not lapse: None."""
+        if self.source != "dynamic":
+            return None
+        if self.last_used_at is None:
+            return self.created_at + unused_ttl_s
+        return self.last_used_at + idle_ttl_s
+
+    def use_is_stale(self, now: int) -> bool:
+        """True if issuing a token now should record the use (dynamic clients, once a day)."""
+        if self.source != "dynamic":
+            return False
+        return self.last_used_at is None or now - self.last_used_at >= USE_RECORDED_EVERY_S
 
     @property
     def self_asserted(self) -> bool:
@@ -97,11 +119,15 @@ def _v3(db: sqlite_utils.Database) -> None:
     db.table("assertion_jtis").create_index(["expires_at"])
 
 
-CLIENT = Schema("client", (_v1, _v2, _v3, migrate_device_codes))
+def _v5(db: sqlite_utils.Database) -> None:
+    db.table("client").add_column("last_used_at", int)
+
+
+CLIENT = Schema("client", (_v1, _v2, _v3, migrate_device_codes, _v5))
 COLUMNS = (
     "client_id, client_name, redirect_uris, grant_types, response_types, "
     "token_endpoint_auth_method, scope, first_party, secret_hash, source, created_at, "
-    "metadata, registration_token_hash, deleted_at"
+    "metadata, registration_token_hash, deleted_at, last_used_at"
 )
 
 
@@ -121,7 +147,7 @@ def client_shard_path(tenant_dir: Path, shard_key: str) -> Path:
 
 def save_client(store: Store, record: ClientRecord) -> None:
     store.conn.execute(
-        f"INSERT OR REPLACE INTO client ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608 (constant columns)
+        f"INSERT OR REPLACE INTO client ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608 (constant columns)
         (
             record.client_id,
             record.client_name,
@@ -137,6 +163,7 @@ def save_client(store: Store, record: ClientRecord) -> None:
             record.metadata,
             record.registration_token_hash,
             record.deleted_at,
+            record.last_used_at,
         ),
     )
 
@@ -229,7 +256,13 @@ def load_client(store: Store) -> ClientRecord | None:
         metadata=row[11],
         registration_token_hash=row[12],
         deleted_at=row[13],
+        last_used_at=row[14],
     )
+
+
+def touch_client(store: Store, now: int) -> None:
+    """Record that the client was issued a token now (its registration lives on)."""
+    store.conn.execute("UPDATE client SET last_used_at = ?", (now,))
 
 
 def spend_assertion_jti(store: Store, jti: str, expires_at: int, now: int) -> bool:

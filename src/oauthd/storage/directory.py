@@ -15,6 +15,7 @@ from oauthd.storage.sqlite import Schema, Store
 __all__ = [
     "DIRECTORY",
     "count_clients",
+    "count_dynamic_clients",
     "index_client",
     "index_user_code",
     "list_clients",
@@ -57,6 +58,11 @@ def load_shard_key(store: Store, client_id: str) -> str | None:
 
 def count_clients(store: Store) -> int:
     return int(store.query("SELECT count(*) FROM clients")[0][0])
+
+
+def count_dynamic_clients(store: Store) -> int:
+    """Clients registered over RFC 7591 (the ones `registration.max_clients` caps)."""
+    return int(store.query("SELECT count(*) FROM clients WHERE source = 'dynamic'")[0][0])
 
 
 def unindex_client(store: Store, client_id: str) -> None:

@@ -37,7 +37,8 @@ EXTENSION = "oauthd.fast"
 @dataclass(frozen=True, slots=True)
 class ApiRequest:
     """What a JSON endpoint reads: method, query, headers (lower-case names, the first value
-    of each), the raw body and its media type."""
+    of each), the raw body and its media type, the peer's address and every X-Forwarded-For
+    value (for the client IP, web/throttle.py)."""
 
     method: str
     path: str
@@ -45,6 +46,8 @@ class ApiRequest:
     headers: Mapping[str, str]
     body: bytes
     mimetype: str
+    peer: str | None = None
+    forwarded_for: str = ""
 
     def form(self) -> Params:
         """The body as an OAuth form (OAuth 2.1 App. B): form-encoded UTF-8 only."""
@@ -137,12 +140,27 @@ class FastPath:
 
     async def _request(self, scope: Scope, receive: Receive) -> ApiRequest:
         headers: dict[str, str] = {}
+        forwarded: list[str] = []
         for name, value in scope["headers"]:
-            headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+            key = name.decode("latin-1").lower()
+            headers.setdefault(key, value.decode("latin-1"))
+            if key == "x-forwarded-for":
+                forwarded.append(value.decode("latin-1"))
         body = await self._body(receive)
         mimetype = headers.get("content-type", "").partition(";")[0].strip().lower()
         query = parse_query(scope.get("query_string", b""))
-        return ApiRequest(scope["method"], scope["path"], query, headers, body, mimetype)
+        client = scope.get("client")
+        peer = str(client[0]) if client else None
+        return ApiRequest(
+            scope["method"],
+            scope["path"],
+            query,
+            headers,
+            body,
+            mimetype,
+            peer,
+            ",".join(forwarded),
+        )
 
     async def _body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []

@@ -18,6 +18,8 @@ class AppState:
     keyring: KeyringHolder
     clock: Clock
     tenant: str = "default"
+    # RFC 7591 §3: hashes of the initial access tokens /register accepts (empty: open)
+    initial_access_tokens: frozenset[str] = frozenset()
 
     def path(self, endpoint: str) -> str:
         """Endpoints live under the issuer's path, so `issuer + endpoint` resolves."""

@@ -5,8 +5,8 @@ pages; consent is always asked for a device and shows the user code to compare (
 GET never approves anything (DEVICE-9).
 
 Wrong, expired and used codes get one generic message, never saying which (RATE-4), and
-failures are throttled per browser cookie and per client IP (`FAILURES` in `WINDOW_S`), after
-which the page answers 429 with Retry-After (RFC 8628 §5.1)."""
+failures are throttled per browser cookie and per client IP (`limits.device_code_failures`),
+after which the page answers 429 with Retry-After (RFC 8628 §5.1)."""
 
 from __future__ import annotations
 
@@ -24,19 +24,17 @@ from oauthd.web.browser import Cookies, current_session
 from oauthd.web.html import error_page, page
 from oauthd.web.interaction import begin_interaction
 from oauthd.web.state import AppState
-from oauthd.web.throttle import FailureWindow
+from oauthd.web.throttle import limiter, request_ip
 
 __all__ = ["register"]
 
 PATH = "/device"
 NOT_VALID = "That code is not valid. Check the code on your device and try again."
-FAILURES = 10  # wrong codes per browser and per IP ...
-WINDOW_S = 600  # ... in this many seconds, before the page answers 429
 
 
 def register(app: Quart, state: AppState) -> Contribution:
     cookies = Cookies.of(state)
-    failures = FailureWindow(FAILURES, WINDOW_S, state.clock)
+    failures = limiter(state, state.settings.limits.device_code_failures)
 
     def render(error: str = "", status: int = 200, typed: str = "") -> Response:
         # A wrong code stays in the field, so a typo can be fixed rather than retyped.
@@ -65,18 +63,18 @@ def register(app: Quart, state: AppState) -> Contribution:
         typed = request.args.get("user_code")
         if typed is None:
             return render()
-        keys: tuple[str, ...] = (f"ip:{request.remote_addr}",)
+        keys: tuple[str, ...] = (request_ip(state),)
         browser_cookie = cookies.read("browser")
         if browser_cookie is not None:
             keys = (*keys, f"browser:{browser_cookie}")
-        wait = failures.retry_after(keys)
+        wait = failures.blocked(*keys)
         if wait is not None:
             return error_page(
                 TooManyRequests("too many wrong codes; wait and try again", retry_after_s=wait)
             )
         found = await device_request(typed)
         if found is None:
-            failures.record(keys)
+            failures.record(*keys)
             return render(NOT_VALID, 400, typed[:32])
         shard_key, req = found
         session = await current_session(state, cookies)

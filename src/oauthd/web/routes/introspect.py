@@ -2,7 +2,10 @@
 shard, which decides whether this caller may see it. A JWT is routed by its verified
 `client_id`; a refresh token to the caller's own shard, the only one that may introspect it
 (the shard checks that the handle's shard key is its own). Anything that cannot be routed is
-inactive without asking an actor, so garbage never spawns one."""
+inactive without asking an actor, so garbage never spawns one.
+
+Each calling client may introspect `limits.introspect_per_client` times per window (RFC 7662
+§4: token scanning), and failed authentications per client_id are limited as at /token."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from quart import Quart
 
 from oauthd.actors import client_address
 from oauthd.actors.client_lifecycle import AuthenticateCaller, IntrospectToken, read_access_token
-from oauthd.errors import InvalidClient, NotFound
+from oauthd.errors import InvalidClient, NotFound, OAuthError
 from oauthd.oauth.handles import parse_handle
 from oauthd.oauth.rfc6749_client_auth import read_credentials
 from oauthd.oauth.rfc7009_revocation import parse_token_request
@@ -23,6 +26,7 @@ from oauthd.web.fast import ApiRequest, ApiResponse, fast_routes
 from oauthd.web.responses import API_CORS, NO_STORE, json_bytes
 from oauthd.web.routes.token import AUTH_METHODS
 from oauthd.web.state import AppState
+from oauthd.web.throttle import ClientAuthFailures, limiter, throttle
 
 __all__ = ["register"]
 
@@ -31,6 +35,8 @@ PATH = "/introspect"
 
 def register(app: Quart, state: AppState) -> Contribution:
     issuer = state.settings.issuer
+    per_client = limiter(state, state.settings.limits.introspect_per_client)
+    auth_failures = ClientAuthFailures(state)
 
     def route(caller_id: str, token: str, access: AccessTokenClaims | None) -> Address | None:
         if access is not None:
@@ -59,7 +65,14 @@ def register(app: Quart, state: AppState) -> Contribution:
         params = request.form()
         parsed = parse_token_request(params, [name for name, _ in request.query.pairs])
         credentials = read_credentials(request.headers.get("authorization"), params)
-        caller_id: str = await ask_as_client(state, credentials, AuthenticateCaller)
+        auth_failures.check(credentials.client_id)
+        throttle(per_client, f"client:{credentials.client_id}", what="too many introspections")
+        try:
+            caller_id: str = await ask_as_client(state, credentials, AuthenticateCaller)
+        except OAuthError as exc:
+            if exc.code == "invalid_client":
+                auth_failures.failed(credentials.client_id)
+            raise
         reply = await look_up(caller_id, parsed.token)
         return ApiResponse(200, json_bytes(reply.to_json()), NO_STORE)
 

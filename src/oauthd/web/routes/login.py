@@ -1,5 +1,9 @@
 """Dev-mode login at /login: email and password for the users in the configuration file
-(DESIGN.md "Browser side"). Unreachable outside dev mode (HTML-11)."""
+(DESIGN.md "Browser side"). Unreachable outside dev mode (HTML-11).
+
+Wrong passwords are counted per typed email and per client IP (`limits.login_failures_*`);
+past either limit the form answers a 429 page with Retry-After before checking anything, the
+same for an unknown email as for a known one, so the limit reveals no account (RATE-2)."""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from oauthd.actors.grants import (
     PreparePending,
 )
 from oauthd.actors.people import EnsureUser, FindUser, StartSession
-from oauthd.errors import OAuthError
+from oauthd.errors import OAuthError, TooManyRequests
 from oauthd.oauth.rfc6749_authorize import AuthorizationRequest
 from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.settings import DevUser
@@ -30,11 +34,14 @@ from oauthd.web.browser import Cookies, form_params, see_other
 from oauthd.web.html import error_page, page
 from oauthd.web.interaction import consent_needed, deliver_code
 from oauthd.web.state import AppState
+from oauthd.web.throttle import limiter, request_ip
 
 __all__ = ["register"]
 
 PATH = "/login"
 WRONG = "The email or password is incorrect."
+THROTTLED = "Too many failed sign-ins. Wait a while, then try again."
+MAX_EMAIL = 320  # RFC 5321 §4.5.3.1: longer is not an address
 
 
 def register(app: Quart, state: AppState) -> Contribution:
@@ -42,6 +49,9 @@ def register(app: Quart, state: AppState) -> Contribution:
         return Contribution()  # HTML-11: no dev login form in production (404)
     cookies = Cookies.of(state)
     dev_users = {u.email.lower(): u for u in state.settings.dev.users}
+    limits = state.settings.limits
+    per_account = limiter(state, limits.login_failures_per_account)
+    per_ip = limiter(state, limits.login_failures_per_ip)
 
     async def render(
         request_id: str, browser: str, error: str = "", status: int = 200, email: str = ""
@@ -84,10 +94,16 @@ def register(app: Quart, state: AppState) -> Contribution:
         req: AuthorizationRequest = await ask_pending(
             state, request_id, CheckPending(request_id, browser, csrf)
         )
-        email = form.get("email") or ""
+        email = (form.get("email") or "")[:MAX_EMAIL]
+        account, ip = f"account:{email.strip().lower()}", request_ip(state)
+        wait = max(per_account.blocked(account) or 0, per_ip.blocked(ip) or 0)
+        if wait:
+            return error_page(TooManyRequests(THROTTLED, retry_after_s=wait))
         user = await authenticate(email, form.get("password") or "")
         if user is None:
-            return await render(request_id, browser, WRONG, 401, email[:320])
+            per_account.record(account)
+            per_ip.record(ip)
+            return await render(request_id, browser, WRONG, 401, email)
         previous = cookies.read("session")
         session_id: str = await ask_directory(state, StartSession(user.user_id, previous))
         now = int(state.clock.now())

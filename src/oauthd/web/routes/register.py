@@ -1,5 +1,9 @@
 """Dynamic client registration: POST /register (RFC 7591) and the client configuration
-endpoint GET/PUT/DELETE /register/<client_id> (RFC 7592)."""
+endpoint GET/PUT/DELETE /register/<client_id> (RFC 7592).
+
+Registration is open (MCP clients expect it) unless initial access tokens are configured
+(RFC 7591 §3, `[registration]`); it is limited per client IP (`limits.register_per_ip`,
+RATE-1), and the Directory refuses clients past `registration.max_clients`."""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from oauthd.oauth.rfc7591_registration import (
     SERVER_MANAGED,
     ClientMetadata,
     InvalidClientMetadata,
+    check_initial_access_token,
     parse_metadata,
 )
 from oauthd.oauth.rfc8414_metadata import Contribution
@@ -30,6 +35,7 @@ from oauthd.storage import ClientRecord
 from oauthd.web.asks import ask_client, ask_directory
 from oauthd.web.responses import NO_STORE, json_bytes, json_response
 from oauthd.web.state import AppState
+from oauthd.web.throttle import limiter, request_ip, throttle
 
 __all__ = ["register"]
 
@@ -39,6 +45,7 @@ JSON = "application/json"
 
 def register(app: Quart, state: AppState) -> Contribution:
     scopes = known_scopes(state.settings)
+    per_ip = limiter(state, state.settings.limits.register_per_ip)
 
     def allowed(scope: tuple[str, ...]) -> bool:
         return all(s in scopes for s in scope)
@@ -67,6 +74,15 @@ def register(app: Quart, state: AppState) -> Contribution:
         return json_response(json_bytes(body), status, NO_STORE)
 
     async def create() -> Response:
+        await request.get_data(as_text=False)  # read in full before any refusal (form_params)
+        throttle(per_ip, request_ip(state), what="too many registrations from this address")
+        if state.initial_access_tokens:
+            presented = read_bearer(request.headers.get("Authorization"), None, None)
+            try:
+                check_initial_access_token(presented, state.initial_access_tokens)
+            except InvalidToken as exc:
+                # RFC 6750 §3.1: no error attribute in the challenge when nothing was sent.
+                return unauthorized(exc, challenge=presented is not None)
         meta = parse_metadata(await read_body(), allowed)
         new = enrol(meta, int(state.clock.now()), source="dynamic")
         await ask_directory(state, RegisterClient(new.record))
@@ -116,10 +132,10 @@ def register(app: Quart, state: AppState) -> Contribution:
             raise InvalidClientMetadata("server-managed fields cannot be set")
         return parse_metadata(body, allowed)
 
-    def unauthorized(error: OAuthError) -> Response:
-        challenge = bearer_challenge("oauthd", state.url(PATH), error)
+    def unauthorized(error: OAuthError, *, challenge: bool = True) -> Response:
+        challenge_text = bearer_challenge("oauthd", state.url(PATH), error if challenge else None)
         body = json_bytes({"error": error.code, "error_description": error.description})
-        return json_response(body, 401, {**NO_STORE, "WWW-Authenticate": challenge})
+        return json_response(body, 401, {**NO_STORE, "WWW-Authenticate": challenge_text})
 
     app.add_url_rule(state.path(PATH), "register", create, methods=["POST"])
     app.add_url_rule(

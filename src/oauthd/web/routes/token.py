@@ -1,6 +1,7 @@
 """POST /token (OAuth 2.1 §3.2): parse the form, read the client's credentials, and hand the
 grant to the client's actor. `GRANTS` is the grant registry: the metadata advertises exactly
-its keys.
+its keys. Requests are limited per client IP, and failed client authentications per client_id
+(`[limits]`, RATE-3, RATE-6).
 
 A client that registered a `jwks_uri` (RFC 7523) is answered `JwksNeeded` by its actor; the
 route then has the Fetcher get the key set, outside the shard's transaction, and asks again
@@ -16,7 +17,7 @@ from quart import Quart
 from oauthd.actors.client_device import PollDeviceCode
 from oauthd.actors.client_tokens import TOKEN_PATH, IssueClientToken
 from oauthd.actors.grants import RedeemCode, RefreshTokens, TokenResponse
-from oauthd.errors import InvalidRequest, UnsupportedGrantType
+from oauthd.errors import InvalidRequest, OAuthError, UnsupportedGrantType
 from oauthd.keys import ASSERTION_ALGORITHMS
 from oauthd.oauth.params import Params
 from oauthd.oauth.rfc6749_client_auth import ClientCredentials, read_credentials
@@ -26,6 +27,7 @@ from oauthd.web.asks import ask_as_client
 from oauthd.web.fast import ApiRequest, ApiResponse, fast_routes
 from oauthd.web.responses import API_CORS, NO_STORE, json_bytes
 from oauthd.web.state import AppState
+from oauthd.web.throttle import ClientAuthFailures, ip_key_of, limiter, throttle
 
 __all__ = ["GRANTS", "register"]
 
@@ -101,8 +103,12 @@ GRANTS: dict[str, Callable[[Params, ClientCredentials], Any]] = {
 
 
 def register(app: Quart, state: AppState) -> Contribution:
+    per_ip = limiter(state, state.settings.limits.token_per_ip)
+    auth_failures = ClientAuthFailures(state)
+
     async def token(request: ApiRequest) -> ApiResponse:
         params = request.form()
+        throttle(per_ip, ip_key_of(state, request.peer, request.forwarded_for))
         if any(request.query.get_all(name) for name in NOT_IN_QUERY):
             raise InvalidRequest("credentials must not be sent in the URI")
         grant_type = params.get("grant_type")
@@ -115,9 +121,15 @@ def register(app: Quart, state: AppState) -> Contribution:
         repeated = params.repeated(SINGLE_VALUED)
         if repeated is not None:
             raise InvalidRequest(f"parameter {repeated} is repeated")
-        reply: TokenResponse = await ask_as_client(
-            state, credentials, lambda creds: make(params, creds)
-        )
+        auth_failures.check(credentials.client_id)
+        try:
+            reply: TokenResponse = await ask_as_client(
+                state, credentials, lambda creds: make(params, creds)
+            )
+        except OAuthError as exc:
+            if exc.code == "invalid_client":
+                auth_failures.failed(credentials.client_id)
+            raise
         return ApiResponse(200, json_bytes(reply.to_json()), NO_STORE)
 
     fast_routes(app).add(state.path(PATH), ("POST",), token, API_CORS)
