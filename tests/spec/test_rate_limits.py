@@ -161,6 +161,36 @@ async def test_rate_3_failed_client_authentication_is_throttled_per_client(
         assert (await client_token(server.http, victim)).status_code == 200
 
 
+async def test_rate_3_failures_add_up_across_revoke_device_and_token(
+    make_settings: Callable[..., Settings], clock: ManualClock
+) -> None:
+    """RATE-3: /revoke and /device_authorization authenticate clients as /token does, and
+    their failures count against the same per-client budget."""
+    async with limited(make_settings, clock, client_auth_failures=Rate(2, 300)) as server:
+        registered = await server.http.post(
+            "/register",
+            json={
+                "token_endpoint_auth_method": "client_secret_basic",
+                "grant_types": [
+                    "client_credentials",
+                    "urn:ietf:params:oauth:grant-type:device_code",
+                ],
+            },
+        )
+        victim = registered.json()
+        revoked = await server.http.post(
+            "/revoke", data={"token": "x"}, headers=basic(victim, "wrong-secret")
+        )
+        assert revoked.status_code == 401
+        device = await server.http.post(
+            "/device_authorization", data={"scope": "openid"}, headers=basic(victim, "wrong-secret")
+        )
+        assert device.status_code == 401, device.text
+        assert_throttled_json(await client_token(server.http, victim))
+        blocked = await server.http.post("/revoke", data={"token": "x"}, headers=basic(victim))
+        assert_throttled_json(blocked)
+
+
 async def test_rate_3_a_throttled_request_does_not_spend_the_code(
     make_settings: Callable[..., Settings], clock: ManualClock
 ) -> None:

@@ -16,16 +16,28 @@ one subscriber gets, so rotating addresses inside it does not buy a fresh budget
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Awaitable, Callable
 from functools import lru_cache
+from typing import TypeVar
 
-from quart import request
+from quart import Quart, request
 
-from oauthd.errors import TooManyRequests
+from oauthd.errors import OAuthError, TooManyRequests
 from oauthd.runtime import Limiter
 from oauthd.settings import Rate
 from oauthd.web.state import AppState
 
-__all__ = ["ClientAuthFailures", "client_ip", "ip_key", "limiter", "request_ip", "throttle"]
+__all__ = [
+    "ClientAuthFailures",
+    "client_ip",
+    "ip_key",
+    "ip_key_of",
+    "limiter",
+    "request_ip",
+    "throttle",
+]
+
+T = TypeVar("T")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -52,6 +64,26 @@ class ClientAuthFailures:
 
     def __init__(self, state: AppState) -> None:
         self._limit = limiter(state, state.settings.limits.client_auth_failures)
+
+    @classmethod
+    def shared(cls, app: Quart, state: AppState) -> ClientAuthFailures:
+        """The app's one count: /token, /introspect, /revoke and /device_authorization
+        authenticate clients alike, so their failures add up."""
+        failures: ClientAuthFailures = app.extensions.setdefault(
+            "oauthd.client_auth_failures", cls(state)
+        )
+        return failures
+
+    async def attempt(self, client_id: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Run `call` (which authenticates `client_id`) unless the client is throttled;
+        an invalid_client answer counts as a failure."""
+        self.check(client_id)
+        try:
+            return await call()
+        except OAuthError as exc:
+            if exc.code == "invalid_client":
+                self.failed(client_id)
+            raise
 
     def check(self, client_id: str) -> None:
         wait = self._limit.blocked(f"client:{client_id}")

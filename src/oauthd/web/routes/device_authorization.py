@@ -18,6 +18,7 @@ from oauthd.web.asks import ask_as_client, ask_directory
 from oauthd.web.browser import form_params
 from oauthd.web.responses import NO_STORE, json_bytes, json_response
 from oauthd.web.state import AppState
+from oauthd.web.throttle import ClientAuthFailures
 
 __all__ = ["register"]
 
@@ -35,6 +36,7 @@ SINGLE_VALUED = (
 
 def register(app: Quart, state: AppState) -> Contribution:
     verification_uri = state.url(VERIFICATION_PATH)
+    auth_failures = ClientAuthFailures.shared(app, state)
 
     async def device_authorization() -> Response:
         params = await form_params()
@@ -45,8 +47,11 @@ def register(app: Quart, state: AppState) -> Contribution:
         if repeated is not None:
             raise InvalidRequest(f"parameter {repeated} is repeated")
         scope, resources = params.get("scope"), params.get_all("resource")
-        started: DeviceStarted = await ask_as_client(
-            state, credentials, lambda creds: StartDeviceAuthorization(creds, scope, resources)
+        started: DeviceStarted = await auth_failures.attempt(
+            credentials.client_id,
+            lambda: ask_as_client(
+                state, credentials, lambda creds: StartDeviceAuthorization(creds, scope, resources)
+            ),
         )
         shard_key = parse_device_code(started.device_code) or ""
         user_code: str = await ask_directory(

@@ -13,7 +13,7 @@ from quart import Quart
 
 from oauthd.actors import client_address
 from oauthd.actors.client_lifecycle import AuthenticateCaller, IntrospectToken, read_access_token
-from oauthd.errors import InvalidClient, NotFound, OAuthError
+from oauthd.errors import InvalidClient, NotFound
 from oauthd.oauth.handles import parse_handle
 from oauthd.oauth.rfc6749_client_auth import read_credentials
 from oauthd.oauth.rfc7009_revocation import parse_token_request
@@ -36,7 +36,7 @@ PATH = "/introspect"
 def register(app: Quart, state: AppState) -> Contribution:
     issuer = state.settings.issuer
     per_client = limiter(state, state.settings.limits.introspect_per_client)
-    auth_failures = ClientAuthFailures(state)
+    auth_failures = ClientAuthFailures.shared(app, state)
 
     def route(caller_id: str, token: str, access: AccessTokenClaims | None) -> Address | None:
         if access is not None:
@@ -67,12 +67,9 @@ def register(app: Quart, state: AppState) -> Contribution:
         credentials = read_credentials(request.headers.get("authorization"), params)
         auth_failures.check(credentials.client_id)
         throttle(per_client, f"client:{credentials.client_id}", what="too many introspections")
-        try:
-            caller_id: str = await ask_as_client(state, credentials, AuthenticateCaller)
-        except OAuthError as exc:
-            if exc.code == "invalid_client":
-                auth_failures.failed(credentials.client_id)
-            raise
+        caller_id: str = await auth_failures.attempt(
+            credentials.client_id, lambda: ask_as_client(state, credentials, AuthenticateCaller)
+        )
         reply = await look_up(caller_id, parsed.token)
         return ApiResponse(200, json_bytes(reply.to_json()), NO_STORE)
 

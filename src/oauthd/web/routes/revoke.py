@@ -15,6 +15,7 @@ from oauthd.web.browser import form_params
 from oauthd.web.responses import NO_STORE
 from oauthd.web.routes.token import AUTH_METHODS
 from oauthd.web.state import AppState
+from oauthd.web.throttle import ClientAuthFailures
 
 __all__ = ["register"]
 
@@ -23,6 +24,7 @@ PATH = "/revoke"
 
 def register(app: Quart, state: AppState) -> Contribution:
     issuer = state.settings.issuer
+    auth_failures = ClientAuthFailures.shared(app, state)
 
     async def revoke() -> Response:
         params = await form_params()
@@ -31,8 +33,11 @@ def register(app: Quart, state: AppState) -> Contribution:
         access = read_access_token(
             state.keyring.current, parsed.token, issuer=issuer, now=state.clock.now()
         )
-        await ask_as_client(
-            state, credentials, lambda creds: RevokeToken(creds, parsed.token, access)
+        await auth_failures.attempt(
+            credentials.client_id,
+            lambda: ask_as_client(
+                state, credentials, lambda creds: RevokeToken(creds, parsed.token, access)
+            ),
         )
         # RFC 7009 §2.2: 200 whether or not there was anything to revoke; the body is empty.
         return Response(b"", status=200, headers=NO_STORE)

@@ -17,7 +17,7 @@ from quart import Quart
 from oauthd.actors.client_device import PollDeviceCode
 from oauthd.actors.client_tokens import TOKEN_PATH, IssueClientToken
 from oauthd.actors.grants import RedeemCode, RefreshTokens, TokenResponse
-from oauthd.errors import InvalidRequest, OAuthError, UnsupportedGrantType
+from oauthd.errors import InvalidRequest, UnsupportedGrantType
 from oauthd.keys import ASSERTION_ALGORITHMS
 from oauthd.oauth.params import Params
 from oauthd.oauth.rfc6749_client_auth import ClientCredentials, read_credentials
@@ -104,7 +104,7 @@ GRANTS: dict[str, Callable[[Params, ClientCredentials], Any]] = {
 
 def register(app: Quart, state: AppState) -> Contribution:
     per_ip = limiter(state, state.settings.limits.token_per_ip)
-    auth_failures = ClientAuthFailures(state)
+    auth_failures = ClientAuthFailures.shared(app, state)
 
     async def token(request: ApiRequest) -> ApiResponse:
         params = request.form()
@@ -121,15 +121,10 @@ def register(app: Quart, state: AppState) -> Contribution:
         repeated = params.repeated(SINGLE_VALUED)
         if repeated is not None:
             raise InvalidRequest(f"parameter {repeated} is repeated")
-        auth_failures.check(credentials.client_id)
-        try:
-            reply: TokenResponse = await ask_as_client(
-                state, credentials, lambda creds: make(params, creds)
-            )
-        except OAuthError as exc:
-            if exc.code == "invalid_client":
-                auth_failures.failed(credentials.client_id)
-            raise
+        reply: TokenResponse = await auth_failures.attempt(
+            credentials.client_id,
+            lambda: ask_as_client(state, credentials, lambda creds: make(params, creds)),
+        )
         return ApiResponse(200, json_bytes(reply.to_json()), NO_STORE)
 
     fast_routes(app).add(state.path(PATH), ("POST",), token, API_CORS)
