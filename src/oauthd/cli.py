@@ -31,6 +31,7 @@ from oauthd.server import (
     Runtime,
     configured_clients,
     load_kek,
+    load_metrics_token,
     load_upstream_secret,
     open_runtime,
     serve,
@@ -148,6 +149,7 @@ def check_config(settings: Settings) -> int:
     configured_clients(settings, os.environ, 0)
     load_kek(settings, os.environ)
     load_upstream_secret(settings, os.environ)
+    load_metrics_token(settings, os.environ)
     login = "dev" if settings.dev_mode else "none"
     if not settings.dev_mode and settings.federation.enabled:
         login = f"federation via {settings.federation.upstream_issuer}"

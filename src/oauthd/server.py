@@ -36,7 +36,7 @@ from oauthd.settings import Settings
 from oauthd.storage import ClientRecord, hash_secret, tenant_dir
 from oauthd.web import AppState, create_app, hypercorn_config, serve_http
 
-__all__ = ["Runtime", "open_runtime", "serve", "wait_for_signal"]
+__all__ = ["Runtime", "load_metrics_token", "open_runtime", "serve", "wait_for_signal"]
 
 log = logging.getLogger("oauthd.server")
 TENANT = "default"
@@ -75,6 +75,17 @@ def load_upstream_secret(settings: Settings, environ: Mapping[str, str]) -> str:
     if not secret:
         raise ConfigError(settings.source, "federation.client_secret_env", f"${name} is not set")
     return secret
+
+
+def load_metrics_token(settings: Settings, environ: Mapping[str, str]) -> str:
+    """The bearer token scrapers of /metrics present; "" = loopback peers only."""
+    name = settings.metrics.bearer_token_env
+    if not settings.metrics.enabled or not name:
+        return ""
+    token = environ.get(name, "")
+    if not token:
+        raise ConfigError(settings.source, "metrics.bearer_token_env", f"${name} is not set")
+    return token
 
 
 def configured_clients(
@@ -249,7 +260,15 @@ async def _serve(
         runtime: Runtime = await nursery.start(
             partial(open_runtime, settings, clock=clock, fetch_transport=fetch_transport)
         )
-        state = AppState(settings, runtime.system, runtime.keyring, runtime.env.clock, TENANT)
+        state = AppState(
+            settings,
+            runtime.system,
+            runtime.keyring,
+            runtime.env.clock,
+            TENANT,
+            metrics=runtime.env.metrics,
+            metrics_token=load_metrics_token(settings, os.environ),
+        )
         app = create_app(state)
         config = hypercorn_config(settings, listen)
 

@@ -105,7 +105,12 @@ class Directory(PeopleHandlers, ShardActor):
 
     def __init__(self, env: Env, tenant: str) -> None:
         tenant_dir = env.tenant_dir(tenant)
-        super().__init__(tenant_dir / "directory.sqlite", env.settings.storage, create=True)
+        super().__init__(
+            tenant_dir / "directory.sqlite",
+            env.settings.storage,
+            create=True,
+            observe=env.metrics.observe,
+        )
         self.env = env
         self._tenant_dir = tenant_dir
         self._clock = env.clock
@@ -115,6 +120,7 @@ class Directory(PeopleHandlers, ShardActor):
         record = message.record
         shard_key = create_client_shard(self._tenant_dir, record, fsync=self._storage.fsync)
         index_client(self.store, record.client_id, shard_key, record.source, int(self._clock.now()))
+        self.audit("client_registered", client_id=record.client_id, source=record.source)
         return shard_key
 
     @command(UnindexClient)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from oauthd.keys import KeyringHolder
+from oauthd.metrics import Metrics
 from oauthd.runtime import ActorSystem, Clock
 from oauthd.settings import Settings
 
@@ -18,6 +19,8 @@ class AppState:
     keyring: KeyringHolder
     clock: Clock
     tenant: str = "default"
+    metrics: Metrics = field(default_factory=Metrics)  # the runtime's (Env.metrics)
+    metrics_token: str = ""  # bearer token for /metrics; "" = loopback peers only
 
     def path(self, endpoint: str) -> str:
         """Endpoints live under the issuer's path, so `issuer + endpoint` resolves."""

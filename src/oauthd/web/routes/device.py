@@ -71,6 +71,7 @@ def register(app: Quart, state: AppState) -> Contribution:
             keys = (*keys, f"browser:{browser_cookie}")
         wait = failures.retry_after(keys)
         if wait is not None:
+            state.metrics.rate_limited(state.path(PATH))
             return error_page(
                 TooManyRequests("too many wrong codes; wait and try again", retry_after_s=wait)
             )

@@ -19,6 +19,7 @@ from oauthd.actors.grants import (
     PreparePending,
 )
 from oauthd.actors.people import EnsureUser, FindUser, StartSession
+from oauthd.audit import audit
 from oauthd.errors import OAuthError
 from oauthd.oauth.rfc6749_authorize import AuthorizationRequest
 from oauthd.oauth.rfc8414_metadata import Contribution
@@ -87,6 +88,7 @@ def register(app: Quart, state: AppState) -> Contribution:
         email = form.get("email") or ""
         user = await authenticate(email, form.get("password") or "")
         if user is None:
+            audit("login_failed", method="dev", email=email[:320])
             return await render(request_id, browser, WRONG, 401, email[:320])
         previous = cookies.read("session")
         session_id: str = await ask_directory(state, StartSession(user.user_id, previous))
