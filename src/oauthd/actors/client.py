@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from oauthd.actors.client_admin import AdminHandlers
 from oauthd.actors.client_authz import AuthorizationHandlers
 from oauthd.actors.client_device import DeviceHandlers
 from oauthd.actors.client_lifecycle import LifecycleHandlers
@@ -63,6 +64,7 @@ class ClientActor(
     TokenHandlers,
     RegistrationHandlers,
     LifecycleHandlers,
+    AdminHandlers,
     ShardActor,
 ):
     schema = CLIENT

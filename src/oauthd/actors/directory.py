@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from oauthd.actors.people import PeopleHandlers
+from oauthd.actors.people_admin import PeopleAdminHandlers
 from oauthd.actors.shard import ShardActor, command, query
 from oauthd.actors.wiring import Env
 from oauthd.errors import TemporarilyUnavailable
@@ -100,7 +101,7 @@ class CollectDirectory:
     """Command: delete expired browser sessions and device user codes; replies with counts."""
 
 
-class Directory(PeopleHandlers, ShardActor):
+class Directory(PeopleHandlers, PeopleAdminHandlers, ShardActor):
     schema = DIRECTORY
 
     def __init__(self, env: Env, tenant: str) -> None:
