@@ -23,10 +23,19 @@ from typing import TextIO
 
 from oauthd.settings import LogSettings
 
-__all__ = ["AuditFields", "flush_logs", "format_fields", "log_access", "setup_logging"]
+__all__ = [
+    "AUDIT",
+    "AuditFields",
+    "flush_logs",
+    "format_fields",
+    "log_access",
+    "log_audit",
+    "setup_logging",
+]
 
 LOG_BUFFER_BYTES = 64 * 1024
 ACCESS = "oauthd.access"
+AUDIT = "oauthd.audit"
 AuditFields = dict[str, str | int | bool]
 _PLAIN = re.compile(r"[A-Za-z0-9_.:/@+=-]+")
 
@@ -119,13 +128,28 @@ def _via_logging(message: str) -> None:
 _access: Callable[[str], None] = _via_logging
 
 
+def _audit_via_logging(event: str, fields: AuditFields) -> None:
+    logger = logging.getLogger(AUDIT)
+    if logger.isEnabledFor(logging.INFO):
+        logger.info("%s", event, extra={"audit": fields})
+
+
+_audit: Callable[[str, AuditFields], None] = _audit_via_logging
+
+
+def log_audit(event: str, fields: AuditFields) -> None:
+    """One audit line, at info level under `oauthd.audit`: written straight to the buffered
+    stream once `setup_logging` ran (it is on the token path), else as a logging record."""
+    _audit(event, fields)
+
+
 def log_access(message: str) -> None:
     """One access-log line, at info level under the `oauthd.access` logger name."""
     _access(message)
 
 
 def setup_logging(settings: LogSettings) -> None:
-    global _access
+    global _access, _audit
     logging._srcfile = None  # documented switch: no findCaller() for the records left
     logging.logThreads = False
     logging.logProcesses = False
@@ -145,6 +169,14 @@ def setup_logging(settings: LogSettings) -> None:
         _access = direct
     else:
         _access = _via_logging
+    if logging.getLogger(AUDIT).isEnabledFor(logging.INFO):
+
+        def direct_audit(event: str, fields: AuditFields) -> None:
+            stream.write(line_format.line(time.time(), "INFO", AUDIT, event, "", fields))
+
+        _audit = direct_audit
+    else:
+        _audit = _audit_via_logging
 
 
 def flush_logs() -> None:
