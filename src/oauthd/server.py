@@ -37,7 +37,7 @@ from oauthd.settings import Settings
 from oauthd.storage import ClientRecord, hash_secret, tenant_dir
 from oauthd.web import AppState, create_app, hypercorn_config, serve_http
 
-__all__ = ["Runtime", "open_runtime", "serve", "wait_for_signal"]
+__all__ = ["Runtime", "load_metrics_token", "open_runtime", "serve", "wait_for_signal"]
 
 log = logging.getLogger("oauthd.server")
 TENANT = "default"
@@ -90,6 +90,17 @@ def load_initial_access_tokens(settings: Settings, environ: Mapping[str, str]) -
             raise ConfigError(settings.source, key, f"${r.initial_access_token_env} is not set")
         hashes.update(hash_initial_access_token(t) for t in tokens if t)
     return frozenset(hashes)
+
+
+def load_metrics_token(settings: Settings, environ: Mapping[str, str]) -> str:
+    """The bearer token scrapers of /metrics present; "" = loopback peers only."""
+    name = settings.metrics.bearer_token_env
+    if not settings.metrics.enabled or not name:
+        return ""
+    token = environ.get(name, "")
+    if not token:
+        raise ConfigError(settings.source, "metrics.bearer_token_env", f"${name} is not set")
+    return token
 
 
 def configured_clients(
@@ -271,7 +282,9 @@ async def _serve(
             runtime.keyring,
             runtime.env.clock,
             TENANT,
-            runtime.env.initial_access_tokens,
+            initial_access_tokens=runtime.env.initial_access_tokens,
+            metrics=runtime.env.metrics,
+            metrics_token=load_metrics_token(settings, os.environ),
         )
         app = create_app(state)
         config = hypercorn_config(settings, listen)

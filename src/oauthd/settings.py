@@ -37,6 +37,7 @@ __all__ = [
     "KeySettings",
     "LimitSettings",
     "LogSettings",
+    "MetricsSettings",
     "Rate",
     "RegistrationSettings",
     "ResourceSettings",
@@ -276,6 +277,17 @@ class LogSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """GET /metrics in the Prometheus text format. Request counts per endpoint show the shape
+    of the traffic (who logs in when, how many clients), so it is not public: without a token
+    only loopback peers may scrape it; with `bearer_token_env` set, a peer presenting that
+    token may (`Authorization: Bearer ...`), loopback or not."""
+
+    enabled: bool = True  # false: /metrics answers 404
+    bearer_token_env: str = ""  # env var holding the scrape token; "" = loopback peers only
+
+
+@dataclass(frozen=True, slots=True)
 class BrandingSettings:
     """What the pages a person sees say and look like (login, consent, device, logout, error).
 
@@ -313,6 +325,7 @@ class Settings:
     janitor: JanitorSettings = field(default_factory=JanitorSettings)
     client_metadata: ClientMetadataSettings = field(default_factory=ClientMetadataSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     branding: BrandingSettings = field(default_factory=BrandingSettings)
     source: str = "<defaults>"  # the file these settings came from, for messages
 
@@ -407,6 +420,7 @@ def check_unknown_env(
     named = {c.client_secret_env for c in settings.clients} | {
         settings.keys.encryption_key_env,
         settings.federation.client_secret_env,
+        settings.metrics.bearer_token_env,
     }
     for name in sorted(environ):
         if name.startswith(ENV_PREFIX) and name not in used and name not in named:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from oauthd.actors.client_admin import AdminHandlers
 from oauthd.actors.client_authz import AuthorizationHandlers
 from oauthd.actors.client_device import DeviceHandlers
 from oauthd.actors.client_lifecycle import LifecycleHandlers
@@ -65,13 +66,14 @@ class ClientActor(
     TokenHandlers,
     RegistrationHandlers,
     LifecycleHandlers,
+    AdminHandlers,
     ShardActor,
 ):
     schema = CLIENT
 
     def __init__(self, env: Env, tenant: str, shard_key: str) -> None:
         path = client_shard_path(env.tenant_dir(tenant), shard_key)
-        super().__init__(path, env.settings.storage, create=False)
+        super().__init__(path, env.settings.storage, create=False, observe=env.metrics.observe)
         self.env = env
         self.shard_key = shard_key
         self._client: ClientRecord | None = None

@@ -174,4 +174,4 @@ class DeviceHandlers(TokenHandlers):
         if "refresh_token" in client.grant_types:
             refresh = issue_handle("rt", self.shard_key)
             insert_refresh(self.store, refresh, family.family_id, now)
-        return self._mint(client, family, scope, audience, refresh, None)
+        return self._mint(DEVICE_GRANT, client, family, scope, audience, refresh, None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from oauthd.actors.shard import command, query
+from oauthd.actors.shard import Audit, command, query
 from oauthd.actors.wiring import Env
 from oauthd.keys import Keyring, TokenInvalid
 from oauthd.oauth.handles import parse_handle
@@ -94,6 +94,7 @@ class LifecycleHandlers:
     store: Store
     env: Env
     shard_key: str
+    audit: Audit
 
     def client(self) -> ClientRecord:
         raise NotImplementedError
@@ -118,6 +119,7 @@ class LifecycleHandlers:
             # An access token ends alone: its refresh token stays alive (RFC 7009 §2.1 MAY).
             if access.client_id == client.client_id:
                 revoke_access_token(self.store, access.jti, now)
+                self.audit("token_revoked", client_id=client.client_id, jti=access.jti)
             return
         if parse_handle(message.token, "rt") != self.shard_key:
             return  # not a refresh token of this client's shard: foreign or garbage
@@ -126,6 +128,7 @@ class LifecycleHandlers:
             # A rotated token still names its grant; presenting it to /token after the grace
             # window would end the grant as well (OAuth 2.1 §4.3.1).
             revoke_family(self.store, row.family_id, now)
+            self.audit("token_revoked", client_id=client.client_id, family=row.family_id)
 
     # --- RFC 7662 ------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from oauthd.actors.shard import command, query
+from oauthd.actors.shard import Audit, command, query
 from oauthd.actors.wiring import Env
 from oauthd.oauth.handles import parse_handle
 from oauthd.oauth.rfc6750_bearer import InvalidToken
@@ -59,6 +59,7 @@ class RegistrationHandlers:
     store: Store
     env: Env
     shard_key: str
+    audit: Audit
 
     def client(self) -> ClientRecord:
         raise NotImplementedError
@@ -104,9 +105,10 @@ class RegistrationHandlers:
 
     @command(DeleteRegistration)
     def delete_registration(self, message: DeleteRegistration) -> None:
-        self._authorized(message.token)
+        client = self._authorized(message.token)
         delete_client(self.store, int(self.env.clock.now()))
         self.forget()
+        self.audit("client_deleted", client_id=client.client_id, by="rfc7592")
 
     @command(UpdateFromDocument)
     def update_from_document(self, message: UpdateFromDocument) -> ClientRecord:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from oauthd.actors.grants import CheckAccessToken, RedeemCode, RefreshTokens, TokenResponse
-from oauthd.actors.shard import CommitThenRaise, command, query
+from oauthd.actors.shard import Audit, CommitThenRaise, command, query
 from oauthd.actors.wiring import Env
 from oauthd.errors import (
     InvalidClient,
@@ -105,11 +105,13 @@ def keeps_spent_assertion(handler: H) -> H:
 
 
 class TokenHandlers:
-    """Mixed into ClientActor, which provides `store`, `env`, `shard_key` and `client()`."""
+    """Mixed into ClientActor, which provides `store`, `env`, `shard_key`, `client()` and
+    `audit()` (ShardActor: written after COMMIT)."""
 
     store: Store
     env: Env
     shard_key: str
+    audit: Audit
     assertion_spent: bool = False
 
     def client(self) -> ClientRecord:
@@ -194,6 +196,7 @@ class TokenHandlers:
             # OAuth 2.1 §4.1.3: a second redemption revokes what the first one issued.
             if row.family_id:
                 revoke_family(self.store, row.family_id, now)
+                self.audit("code_reuse_detected", client_id=client.client_id, family=row.family_id)
             raise CommitThenRaise(InvalidGrant("the code was already used"))
         if row.expires_at <= now:
             raise InvalidGrant("the code has expired")
@@ -215,7 +218,8 @@ class TokenHandlers:
         if "refresh_token" in client.grant_types:
             refresh = issue_handle("rt", self.shard_key)
             insert_refresh(self.store, refresh, family.family_id, now)
-        return self._mint(client, family, scope, audience, refresh, grant.get("nonce"))
+        nonce = grant.get("nonce")
+        return self._mint("authorization_code", client, family, scope, audience, refresh, nonce)
 
     @staticmethod
     def _check_redirect_uri(grant: dict[str, Any], given: str | None) -> None:
@@ -249,7 +253,7 @@ class TokenHandlers:
             # OAuth 2.1 §4.3.3: refresh tokens expire when unused (REFRESH-9).
             raise InvalidGrant("the refresh token has expired")
         if row.rotated_at is not None:
-            return self._replay(token, row.rotated_at, row.replay, family.family_id, now)
+            return self._replay(token, row.rotated_at, row.replay, family, now)
         granted = tuple(family.scope.split())
         requested = parse_scope(message.scope)
         # OAuth 2.1 §4.3.1: a narrower scope may be asked for, never a wider one.
@@ -258,13 +262,14 @@ class TokenHandlers:
         audience = token_audience(message.resources, family.resources, self.env.settings.issuer)
         successor = issue_handle("rt", self.shard_key)
         insert_refresh(self.store, successor, family.family_id, now)
-        response = self._mint(client, family, requested or granted, audience, successor, None)
+        scope = requested or granted
+        response = self._mint("refresh_token", client, family, scope, audience, successor, None)
         sealed = seal_for(token, json.dumps(response.to_json()).encode())
         mark_refresh_rotated(self.store, token, now, sealed)
         return response
 
     def _replay(
-        self, token: str, rotated_at: int, replay: str | None, family_id: str, now: int
+        self, token: str, rotated_at: int, replay: str | None, family: FamilyRow, now: int
     ) -> TokenResponse:
         """A rotated token presented again: inside the grace window it is a retry after a lost
         response and gets the same pair; after it, theft is assumed and the whole family is
@@ -280,7 +285,13 @@ class TokenHandlers:
                     refresh_token=body.get("refresh_token"),
                     id_token=body.get("id_token"),
                 )
-        revoke_family(self.store, family_id, now)
+        revoke_family(self.store, family.family_id, now)
+        self.audit(
+            "refresh_reuse_detected",
+            client_id=self.client().client_id,
+            sub=family.user_id,
+            family=family.family_id,
+        )
         raise CommitThenRaise(InvalidGrant("the refresh token was already used"))
 
     # --- client_credentials (OAuth 2.1 §4.2) -------------------------------------------------
@@ -299,13 +310,16 @@ class TokenHandlers:
         audience = client_credentials_audience(message.resources, configured, settings.issuer)
         # RFC 9068 §2.2: with no person involved, the subject is the client itself. No refresh
         # token (OAuth 2.1 §4.2.1) and no ID token: the client can simply ask again.
-        access_token, ttl = self._access_token(client, client.client_id, None, scope, audience)
+        access_token, ttl = self._access_token(
+            "client_credentials", client, client.client_id, None, scope, audience
+        )
         return TokenResponse(access_token, ttl, format_scope(scope))
 
     # --- minting ---------------------------------------------------------------------------
 
     def _access_token(
         self,
+        grant_type: str,
         client: ClientRecord,
         subject: str,
         family_id: str | None,
@@ -313,7 +327,8 @@ class TokenHandlers:
         audience: tuple[str, ...],
         auth_time: int | None = None,
     ) -> tuple[str, int]:
-        """An RFC 9068 access token, its jti recorded in the shard; (token, lifetime)."""
+        """An RFC 9068 access token, its jti recorded in the shard and audited; (token,
+        lifetime)."""
         settings = self.env.settings
         now = self._now()
         ttl = settings.tokens.access_token_ttl_s
@@ -331,6 +346,14 @@ class TokenHandlers:
         )
         access_token = self.env.keyring.current.sign(claims, typ=TYP)
         insert_access_token(self.store, jti, family_id, now + ttl)
+        self.audit(
+            "token_issued",
+            grant_type=grant_type,
+            client_id=client.client_id,
+            sub=subject,
+            jti=jti,
+            scope=format_scope(scope),
+        )
         if client.use_is_stale(now):  # a dynamic client in use lives on (at most a write a day)
             touch_client(self.store, now)
             self.forget()
@@ -338,6 +361,7 @@ class TokenHandlers:
 
     def _mint(
         self,
+        grant_type: str,
         client: ClientRecord,
         family: FamilyRow,
         scope: tuple[str, ...],
@@ -349,7 +373,7 @@ class TokenHandlers:
         keyring = self.env.keyring.current
         now = self._now()
         access_token, ttl = self._access_token(
-            client, family.user_id, family.family_id, scope, audience, family.auth_time
+            grant_type, client, family.user_id, family.family_id, scope, audience, family.auth_time
         )
         id_token = None
         if "openid" in scope:

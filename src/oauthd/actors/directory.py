@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass
 
 from oauthd.actors.people import PeopleHandlers
+from oauthd.actors.people_admin import PeopleAdminHandlers
 from oauthd.actors.shard import ShardActor, command, query
 from oauthd.actors.wiring import Env
 from oauthd.errors import TemporarilyUnavailable
@@ -103,12 +104,17 @@ class CollectDirectory:
     """Command: delete expired browser sessions and device user codes; replies with counts."""
 
 
-class Directory(PeopleHandlers, ShardActor):
+class Directory(PeopleHandlers, PeopleAdminHandlers, ShardActor):
     schema = DIRECTORY
 
     def __init__(self, env: Env, tenant: str) -> None:
         tenant_dir = env.tenant_dir(tenant)
-        super().__init__(tenant_dir / "directory.sqlite", env.settings.storage, create=True)
+        super().__init__(
+            tenant_dir / "directory.sqlite",
+            env.settings.storage,
+            create=True,
+            observe=env.metrics.observe,
+        )
         self.env = env
         self._tenant_dir = tenant_dir
         self._clock = env.clock
@@ -127,6 +133,7 @@ class Directory(PeopleHandlers, ShardActor):
             )
         shard_key = create_client_shard(self._tenant_dir, record, fsync=self._storage.fsync)
         index_client(self.store, record.client_id, shard_key, record.source, int(self._clock.now()))
+        self.audit("client_registered", client_id=record.client_id, source=record.source)
         return shard_key
 
     @command(UnindexClient)

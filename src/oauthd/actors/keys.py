@@ -128,6 +128,7 @@ class KeyManager(ShardActor):
         self._apply(plan_rotation(keys, now, self._settings, immediate=message.immediate))
         self._reload()
         log.info("keys rotated (immediate=%s); signer %s", message.immediate, self._signer)
+        self.audit("key_rotated", immediate=message.immediate, signer=self._signer or "")
         return self._infos(now)
 
     @query(ListKeys)
@@ -161,6 +162,7 @@ class KeyManager(ShardActor):
                 seal(key.private_jwk, self._kek),
             )
             insert_key(self.store, row)
+            self.audit("key_created", kid=key.kid, alg=key.alg, activate_at=new.activate_at)
             log.info("key %s (%s) created, signs from %d", key.kid, key.alg, new.activate_at)
 
     def _reload(self) -> None:

@@ -10,7 +10,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from oauthd.actors.shard import command, query
+from oauthd.actors.shard import Audit, command, query
 from oauthd.actors.wiring import Env
 from oauthd.errors import Forbidden
 from oauthd.oauth.handles import issue_secret
@@ -88,10 +88,12 @@ class LinkIdentity:
 @dataclass(frozen=True, slots=True)
 class StartSession:
     """Command: a new browser session for the user (ending `previous`); replies its id.
-    A fresh id at every login prevents session fixation (HTML-3)."""
+    A fresh id at every login prevents session fixation (HTML-3). `method` says how the
+    person signed in (`dev`, `federation:<provider>`), for the audit log."""
 
     user_id: str
     previous: str | None
+    method: str = "dev"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +153,7 @@ class PeopleHandlers:
 
     store: Store
     env: Env
+    audit: Audit
 
     def _now(self) -> int:
         return int(self.env.clock.now())
@@ -206,6 +209,7 @@ class PeopleHandlers:
         session_id = issue_secret()
         ttl = self.env.settings.sessions.ttl_s
         insert_session(self.store, session_id, message.user_id, self._now(), ttl)
+        self.audit("login_succeeded", method=message.method, sub=message.user_id)
         return session_id
 
     @query(GetSession)
@@ -253,3 +257,9 @@ class PeopleHandlers:
             tuple(dict.fromkeys((*before.redirects, consent_target(message.redirect_uri)))),
         )
         save_consent(self.store, message.user_id, message.client_id, merged, self._now())
+        self.audit(
+            "consent_granted",
+            sub=message.user_id,
+            client_id=message.client_id,
+            scope=" ".join(message.scope),
+        )

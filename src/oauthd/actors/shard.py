@@ -1,24 +1,35 @@
 """The base of actors that own one SQLite shard: each message is one transaction, committed
 before the reply leaves (the output gate). Handlers are plain synchronous functions, so a
 message can never be interrupted half way; only fsync-per-commit mode moves them to a thread,
-because there the commit itself waits for the disk."""
+because there the commit itself waits for the disk.
+
+Audit events a handler queues with `audit()` are written after its transaction committed, and
+dropped if it rolled back: the log never says done what the database does not hold."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import trio
 
+from oauthd import audit
 from oauthd.errors import InvalidRequest, OAuthError
 from oauthd.settings import StorageSettings
 from oauthd.storage import Schema, Store
 
-__all__ = ["CommitThenRaise", "ShardActor", "command", "query"]
+__all__ = ["Audit", "CommitThenRaise", "ShardActor", "command", "query"]
 
 M = TypeVar("M")
 Handler = Callable[[Any, Any], Any]
+Observer = Callable[[str, Mapping[str, object]], None]
+
+
+class Audit(Protocol):
+    """`ShardActor.audit`, as handler mixins declare it."""
+
+    def __call__(self, event: str, **fields: str | int | bool) -> None: ...
 
 
 class CommitThenRaise(Exception):
@@ -64,11 +75,32 @@ class ShardActor:
                     handlers[marker[0]] = (value, marker[1])
         cls._handlers = handlers
 
-    def __init__(self, path: Path, storage: StorageSettings, *, create: bool) -> None:
+    def __init__(
+        self,
+        path: Path,
+        storage: StorageSettings,
+        *,
+        create: bool,
+        observe: Observer | None = None,
+    ) -> None:
         self._path = path
         self._storage = storage
         self._create = create
         self._store: Store | None = None
+        self._observe = observe  # sees each committed event too (metrics)
+        self._events: list[tuple[str, audit.AuditFields]] = []
+
+    def audit(self, event: str, **fields: str | int | bool) -> None:
+        """Queue an audit event: written once this message's writes have committed."""
+        audit.check_fields(event, fields)
+        self._events.append((event, fields))
+
+    def _committed(self) -> None:
+        events, self._events = self._events, []
+        for event, fields in events:
+            audit.write(event, fields)
+            if self._observe is not None:
+                self._observe(event, fields)
 
     @property
     def store(self) -> Store:
@@ -83,7 +115,9 @@ class ShardActor:
             fsync=self._storage.fsync,
             busy_timeout_ms=self._storage.busy_timeout_ms,
         )
+        self._events = []
         self.loaded()
+        self._committed()
 
     def loaded(self) -> None:
         """Hook: fill in-memory caches from the freshly opened shard."""
@@ -98,14 +132,21 @@ class ShardActor:
 
     def _run(self, entry: tuple[Handler, bool], message: Any) -> Any:
         handler, writes = entry
+        self._events = []  # a message that raised left its events unwritten
         if not writes:
-            return handler(self, message)
+            result = handler(self, message)
+            self._committed()
+            return result
+        failure: OAuthError | None = None
         with self.store.transaction():
             try:
-                return handler(self, message)
+                result = handler(self, message)
             except CommitThenRaise as outcome:
                 failure = outcome.error  # leave the block normally: COMMIT, then answer
-        raise failure
+        self._committed()
+        if failure is not None:
+            raise failure
+        return result
 
     async def close(self) -> None:
         if self._store is not None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from oauthd.keys import KeyringHolder
+from oauthd.metrics import Metrics
 from oauthd.runtime import Actor, Address, Clock, Kind
 from oauthd.settings import Settings
 from oauthd.storage import client_shard_file, tenant_dir
@@ -18,7 +19,7 @@ __all__ = ["Env", "kinds"]
 class Env:
     """What actors share: settings, the clock, the keyring, the key-encryption key, the HTTP
     transport of the actors that call out (None: the network; tests pass an in-process one),
-    and the federation's client secret."""
+    the federation's client secret, and the server's metrics (counted on committed events)."""
 
     settings: Settings
     clock: Clock
@@ -28,6 +29,7 @@ class Env:
     upstream_secret: str = ""  # oauthd's client secret at the federation upstream
     # RFC 7591 §3: hashes of the initial access tokens /register accepts (empty: open)
     initial_access_tokens: frozenset[str] = frozenset()
+    metrics: Metrics = field(default_factory=Metrics)
 
     def tenant_dir(self, tenant: str) -> Path:
         return tenant_dir(self.settings.data_dir, tenant)

@@ -1,4 +1,5 @@
-"""The Quart-Trio application: routes, error mapping, body limits, the access log."""
+"""The Quart-Trio application: routes, error mapping, body limits, the access log, and
+request metrics by route template."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from oauthd.errors import RequestTooLarge
+from oauthd.metrics import UNMATCHED
 from oauthd.web.access_log import AccessLog, ASGIApp
 from oauthd.web.errors import install_error_handlers
 from oauthd.web.fast import FastPath, fast_routes
 from oauthd.web.html import install_pages
 from oauthd.web.limits import RequestLimits
+from oauthd.web.request_metrics import ROUTE, RequestMetrics
 from oauthd.web.responses import API_CORS, API_PATHS, CORS
 from oauthd.web.routes import (
     authorize,
@@ -24,6 +27,7 @@ from oauthd.web.routes import (
     jwks,
     login,
     logout,
+    metrics,
     register,
     revoke,
     token,
@@ -48,6 +52,7 @@ ENDPOINTS = (
     introspect,
     device_authorization,
     device,
+    metrics,
 )
 
 
@@ -60,6 +65,12 @@ def create_app(state: AppState) -> AccessLog:
     install_error_handlers(app, api)
     contributions = [endpoint.register(app, state) for endpoint in ENDPOINTS]
     discovery.register(app, state, contributions)
+
+    @app.before_request
+    async def note_route() -> None:
+        # The route template labels the request's metrics; unmatched paths share one label.
+        rule = request.url_rule
+        request.scope[ROUTE] = rule.rule if rule is not None else UNMATCHED  # type: ignore[literal-required]  # Quart types the ASGI scope as a closed TypedDict
 
     @app.before_request
     async def check_body_size() -> None:
@@ -81,4 +92,5 @@ def create_app(state: AppState) -> AccessLog:
 
     asgi: ASGIApp = app  # type: ignore[assignment]  # Quart types ASGI scopes as TypedDicts
     fast = FastPath(asgi, fast_routes(app), state.settings.limits.max_body_bytes)
-    return AccessLog(RequestLimits(fast), enabled=state.settings.log.access_log)
+    counted = RequestMetrics(RequestLimits(fast), state.metrics)
+    return AccessLog(counted, enabled=state.settings.log.access_log)

@@ -26,6 +26,7 @@ from oauthd.errors import MethodNotAllowed, OAuthError, RequestTooLarge, ServerE
 from oauthd.oauth.params import Params
 from oauthd.web.access_log import ASGIApp, Receive, Scope, Send
 from oauthd.web.forms import parse_form, parse_query
+from oauthd.web.request_metrics import ROUTE
 from oauthd.web.responses import JSON, error_body, error_headers
 
 __all__ = ["ApiRequest", "ApiResponse", "FastPath", "FastRoutes", "fast_routes"]
@@ -105,6 +106,7 @@ class FastPath:
         if entry is None:
             await self.app(scope, receive, send)
             return
+        scope[ROUTE] = scope["path"]  # the metrics label: a fast path is its own template
         response = await self._respond(entry, scope, receive)
         headers = [
             (b"content-type", response.content_type.encode()),

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from oauthd.keys import KeyringHolder
+from oauthd.metrics import Metrics
 from oauthd.runtime import ActorSystem, Clock
 from oauthd.settings import Settings
 
@@ -20,6 +21,8 @@ class AppState:
     tenant: str = "default"
     # RFC 7591 §3: hashes of the initial access tokens /register accepts (empty: open)
     initial_access_tokens: frozenset[str] = frozenset()
+    metrics: Metrics = field(default_factory=Metrics)  # the runtime's (Env.metrics)
+    metrics_token: str = ""  # bearer token for /metrics; "" = loopback peers only
 
     def path(self, endpoint: str) -> str:
         """Endpoints live under the issuer's path, so `issuer + endpoint` resolves."""

@@ -33,6 +33,7 @@ from oauthd.actors.grants import (
     PreparePending,
 )
 from oauthd.actors.people import GrantConsent, LinkIdentity, StartSession
+from oauthd.audit import audit
 from oauthd.errors import AccessDenied, InvalidRequest, OAuthError, ServerError
 from oauthd.oauth.params import Params
 from oauthd.oauth.rfc8414_metadata import Contribution
@@ -94,6 +95,7 @@ def register(app: Quart, state: AppState) -> Contribution:
             else:
                 response = await resume(finished, browser)
         except OAuthError as exc:
+            audit("login_failed", method=f"federation:{provider}", reason=exc.code)
             response = error_page(exc, 400 if exc.status < 500 else exc.status)
         cookies.clear(response, "login")  # single use, whatever happened
         return response
@@ -116,6 +118,8 @@ def register(app: Quart, state: AppState) -> Contribution:
 
     async def refuse(failed: LoginFailed, browser: str) -> Response:
         """The client learns that the login did not happen, not why (the log knows)."""
+        reason = "denied" if failed.denied else "upstream_error"
+        audit("login_failed", method=f"federation:{provider}", reason=reason)
         pending: Pending = await ask_pending(
             state, failed.request_id, PreparePending(failed.request_id, browser)
         )
@@ -136,7 +140,7 @@ def register(app: Quart, state: AppState) -> Contribution:
             state, LinkIdentity(provider, identity.subject, identity.email, identity.name)
         )
         session_id: str = await ask_directory(
-            state, StartSession(user.user_id, cookies.read("session"))
+            state, StartSession(user.user_id, cookies.read("session"), f"federation:{provider}")
         )
         pending: Pending = await ask_pending(state, request_id, PreparePending(request_id, browser))
         client: ClientRecord = await ask_pending(state, request_id, GetClient())

@@ -23,6 +23,7 @@ from oauthd.actors.grants import (
     PreparePending,
 )
 from oauthd.actors.people import EnsureUser, FindUser, StartSession
+from oauthd.audit import audit
 from oauthd.errors import OAuthError, TooManyRequests
 from oauthd.oauth.rfc6749_authorize import AuthorizationRequest
 from oauthd.oauth.rfc8414_metadata import Contribution
@@ -103,6 +104,7 @@ def register(app: Quart, state: AppState) -> Contribution:
         if user is None:
             per_account.record(account)
             per_ip.record(ip)
+            audit("login_failed", method="dev", email=email[:320])
             return await render(request_id, browser, WRONG, 401, email)
         previous = cookies.read("session")
         session_id: str = await ask_directory(state, StartSession(user.user_id, previous))

@@ -1,4 +1,6 @@
-"""The `oauthd` command: serve | check-config | keys list|rotate | clients add|list | gc."""
+"""The `oauthd` command: serve | check-config | keys list|rotate | gc, and the admin commands
+clients add|list|show|remove, users add|list|remove, grants list|revoke (cli/admin.py).
+Exit codes: 0 ok, 1 not found, 2 usage or configuration error."""
 
 from __future__ import annotations
 
@@ -11,26 +13,17 @@ from functools import partial
 
 import trio
 
-from oauthd.actors import (
-    KeyInfo,
-    ListClients,
-    ListKeys,
-    RegisterClient,
-    RotateKeys,
-    directory_address,
-    keys_address,
-)
-from oauthd.actors.enrol import enrol
+from oauthd.actors import KeyInfo, ListKeys, RotateKeys, keys_address
 from oauthd.actors.janitor import collect_once
-from oauthd.errors import ConfigError, OAuthError
-from oauthd.logs import setup_logging
-from oauthd.oauth.rfc7591_registration import parse_metadata
-from oauthd.oauth.scopes import known_scopes
+from oauthd.cli import admin
+from oauthd.errors import ConfigError
+from oauthd.logs import flush_logs, setup_logging
 from oauthd.server import (
     TENANT,
     Runtime,
     configured_clients,
     load_kek,
+    load_metrics_token,
     load_upstream_secret,
     open_runtime,
     serve,
@@ -59,23 +52,7 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="sign with the new key now instead of after keys.publish_ahead_s",
     )
-    clients = sub.add_parser("clients", help="registered clients")
-    csub = clients.add_subparsers(dest="clients_command", required=True)
-    ca = csub.add_parser("add", help="register a client; prints its id (and secret) once")
-    ca.add_argument("--config", required=True)
-    ca.add_argument("--name", default="", help="client_name shown on the consent page")
-    ca.add_argument("--redirect-uri", action="append", default=[], dest="redirect_uris")
-    ca.add_argument(
-        "--auth-method",
-        default="client_secret_basic",
-        choices=["none", "client_secret_basic", "client_secret_post"],
-        help="token_endpoint_auth_method (none: a public client without a secret)",
-    )
-    ca.add_argument("--grant-type", action="append", dest="grant_types")
-    ca.add_argument("--scope", default="")
-    ca.add_argument("--first-party", action="store_true", help="skip the consent page")
-    cl = csub.add_parser("list", help="list registered clients")
-    cl.add_argument("--config", required=True)
+    admin.add_parsers(sub)
     g = sub.add_parser("gc", help="delete expired rows and deleted clients' shards now")
     g.add_argument("--config", required=True)
     return p
@@ -92,8 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_listen_option(args.listen)
             trio.run(partial(serve, settings, listen=args.listen))
             return 0
-        if args.command == "clients":
-            return trio.run(clients_command, settings, args)
+        if args.command in ADMIN:
+            return trio.run(admin_command, settings, args)
         if args.command == "gc":
             return trio.run(gc_command, settings)
         return trio.run(
@@ -110,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        flush_logs()  # the audit lines of what the command did
 
 
 def startup_problem(exc: BaseException) -> str | None:
@@ -148,6 +127,7 @@ def check_config(settings: Settings) -> int:
     configured_clients(settings, os.environ, 0)
     load_kek(settings, os.environ)
     load_upstream_secret(settings, os.environ)
+    load_metrics_token(settings, os.environ)
     login = "dev" if settings.dev_mode else "none"
     if not settings.dev_mode and settings.federation.enabled:
         login = f"federation via {settings.federation.upstream_issuer}"
@@ -180,19 +160,20 @@ def print_keys(infos: list[KeyInfo]) -> None:
         )
 
 
-async def clients_command(settings: Settings, args: argparse.Namespace) -> int:
+ADMIN = {
+    "clients": admin.clients_command,
+    "users": admin.users_command,
+    "grants": admin.grants_command,
+}
+
+
+async def admin_command(settings: Settings, args: argparse.Namespace) -> int:
     """Works beside a running server, through the same actors and SQLite locks."""
     async with trio.open_nursery() as nursery:
-        runtime: Runtime = await nursery.start(partial(open_runtime, settings))
-        directory = directory_address(TENANT)
-        if args.clients_command == "add":
-            await add_client(runtime, settings, args)
-        else:
-            for client_id, source, created_at in await runtime.system.ask(directory, ListClients()):
-                when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(created_at))
-                print(f"{client_id:<44} {source:<8} {when}")
+        runtime: Runtime = await nursery.start(partial(open_runtime, settings, janitor=False))
+        code = await ADMIN[args.command](runtime, args)
         nursery.cancel_scope.cancel()
-    return 0
+    return code
 
 
 async def gc_command(settings: Settings) -> int:
@@ -206,23 +187,3 @@ async def gc_command(settings: Settings) -> int:
         print(f"{'shards removed':<16} {len(report.removed)}")
         nursery.cancel_scope.cancel()
     return 1 if report.failed else 0
-
-
-async def add_client(runtime: Runtime, settings: Settings, args: argparse.Namespace) -> None:
-    body = {
-        "client_name": args.name,
-        "redirect_uris": args.redirect_uris,
-        "token_endpoint_auth_method": args.auth_method,
-        "grant_types": args.grant_types or ["authorization_code", "refresh_token"],
-        "scope": args.scope,
-    }
-    try:
-        scopes = known_scopes(settings)
-        meta = parse_metadata(body, lambda scope: all(s in scopes for s in scope))
-    except OAuthError as exc:
-        raise ConfigError("command line", "clients add", exc.description) from None
-    new = enrol(meta, int(time.time()), source="cli", first_party=args.first_party)
-    await runtime.system.ask(directory_address(TENANT), RegisterClient(new.record))
-    print(f"client_id:     {new.record.client_id}")
-    if new.client_secret is not None:
-        print(f"client_secret: {new.client_secret}   (shown once; only its hash is stored)")
