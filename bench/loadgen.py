@@ -4,7 +4,9 @@
 time from /proc, and stops it with SIGTERM. `measure` warms every target up, then runs wrk
 against each target in turn for several rounds (the machine may be shared: round-robin spreads
 background load evenly over the rows), and returns per target requests/s, p50 and p99 (medians
-over rounds) and the server's CPU time per request.
+over rounds) and the server's CPU time per request. A target may bring its own wrk Lua script
+(bench/lua/, each loading report.lua) with arguments made fresh for every run, and count what
+the script counts (completed flows) instead of HTTP requests.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ wrk run of the refresh row, since a run rotates the tokens it is given.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import re
@@ -26,6 +27,7 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 import httpx
 
 from loadgen import Server, free_port
+from oauthd.settings import LimitSettings
 
 __all__ = [
     "Prepared",
@@ -77,7 +79,9 @@ class Prepared:
     userinfo_path: str
     jwks_path: str
     cc_body: str  # client_credentials form, sent by SERVICE
-    introspect_body: str  # token=<a JWT access token for RESOURCE>, sent by RESOURCE_SERVER
+    introspect_body: str  # token=<an access token>, sent by `introspector`
+    introspector: str  # RESOURCE_SERVER for a JWT for RESOURCE; SERVICE for its own token
+    introspected: str  # "a JWT" or "an opaque"
     userinfo_bearer: str  # "Bearer <access token for userinfo>", or "" (no userinfo row)
     authorize_path: str  # a code request with a fixed PKCE challenge, consented already
     cookie: str  # the session's Cookie header
@@ -98,6 +102,19 @@ class Prepared:
 
 
 # --- oauthd ------------------------------------------------------------------------------------
+
+
+# wrk is one client IP and one client per row: the per-IP and per-client rate limits are
+# lifted (the limiters still run, as deployed). Only keys this oauthd knows are written.
+LIFTED_LIMITS = ("token_per_ip", "introspect_per_client", "register_per_ip")
+
+
+def lifted_limits() -> str:
+    known = {f.name for f in dataclasses.fields(LimitSettings)}
+    lifted = [k for k in LIFTED_LIMITS if k in known]
+    return "\n[limits]\n" + "".join(
+        f"{k} = {{ requests = 1000000, window_s = 1 }}\n" for k in lifted
+    )
 
 
 def oauthd_scenario_config(tmp: Path, port: int) -> Path:
@@ -130,7 +147,7 @@ def oauthd_scenario_config(tmp: Path, port: int) -> Path:
         "\n[log]\n"
         'level = "info"\n'
         'format = "json"\n'
-        "access_log = true\n",
+        "access_log = true\n" + lifted_limits(),
         encoding="utf-8",
     )
     return path
@@ -219,6 +236,8 @@ def prepare_oauthd(base_url: str) -> Prepared:
         jwks_path="/.well-known/jwks.json",
         cc_body=urlencode(cc),
         introspect_body=urlencode({"token": jwt}),
+        introspector=RESOURCE_SERVER,
+        introspected="a JWT",
         userinfo_bearer=f"Bearer {userinfo_token}",
         authorize_path="/authorize?" + urlencode(oauthd_params(challenge, resource=True)),
         cookie=cookie,
@@ -321,7 +340,10 @@ def prepare_node(base_url: str) -> Prepared:
     userinfo_token = code_flow(resource=False)["access_token"]
     code_flow(resource=True)
     cc = {"grant_type": "client_credentials", "scope": SCOPE, "resource": RESOURCE}
-    jwt = token(http, SERVICE, cc, "/token")["access_token"]
+    # node-oidc-provider refuses to introspect JWT access tokens (unsupported_token_type), so
+    # its row introspects an opaque one: the service's own token, issued without a resource.
+    cc_opaque = {"grant_type": "client_credentials", "scope": SCOPE}
+    opaque = token(http, SERVICE, cc_opaque, "/token")["access_token"]
     cookie = site_cookies(http)
     return Prepared(
         base_url=base_url,
@@ -330,7 +352,9 @@ def prepare_node(base_url: str) -> Prepared:
         userinfo_path="/me",
         jwks_path="/jwks",
         cc_body=urlencode(cc),
-        introspect_body=urlencode({"token": jwt}),
+        introspect_body=urlencode({"token": opaque}),
+        introspector=SERVICE,
+        introspected="an opaque",
         userinfo_bearer=f"Bearer {userinfo_token}",
         authorize_path="/auth?" + urlencode(params(resource=True)),
         cookie=cookie,

@@ -1,6 +1,6 @@
 -- wrk reporter: one machine-readable line with the numbers bench/loadgen.py reads.
--- Latencies are in microseconds; errors counts socket errors, timeouts, non-2xx/3xx replies and
--- replies a scenario script judged wrong (its thread global `bench_bad`). `counted` sums the
+-- Latencies are in microseconds; errors counts socket errors, timeouts, 4xx/5xx replies and
+-- 2xx/3xx replies a scenario script judged wrong (its thread global `bench_bad`). `counted` sums the
 -- scenario's thread global `bench_counted` (e.g. completed flows), -1 when the script has none.
 local threads = {}
 

@@ -2,7 +2,9 @@
 
 HTTP rows: wrk against a bare Quart-Trio app (the baseline, bench/baseline_app.py), a bare ASGI
 app (reference), and `oauthd serve` with the access log on and off, each server pinned to CPU 0
-and wrk to CPU 1. Actor rows: bench/inproc.py scenarios, each in a fresh process on CPU 0.
+and wrk to CPU 1. Scenario rows (issue 9, scenarios.py): token, refresh, code flow,
+introspection, userinfo and JWKS at oauthd beside node-oidc-provider (bench/node/). Actor rows:
+bench/inproc.py scenarios, each in a fresh process on CPU 0.
 Targets are reported as ratios; a miss never fails the run. Environment knobs: see README.md.
 """
 
@@ -24,7 +26,7 @@ from typing import Any
 
 from loadgen import HttpResult, LoadSettings, Server, Target, free_port, measure
 from scenarios import scenario_rows
-from table import Row, at_most, fmt_int, fmt_us, http_row, render
+from table import Row, at_most, fmt_us, http_row, render
 
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
@@ -205,6 +207,12 @@ def http_rows(cfg: BenchConfig, tmp: Path, report: Report) -> None:
     )
 
 
+def scenarios(cfg: BenchConfig, tmp: Path, report: Report) -> None:
+    """Issue 9's scenarios, oauthd beside node-oidc-provider (scenarios.py)."""
+    reference = baseline_server(tmp, raw=True)
+    scenario_rows(cfg.load, tmp, reference, report.rows, report.notes)
+
+
 def asgi_rows(cfg: BenchConfig, tmp: Path, report: Report) -> None:
     """The app alone, called in-process: what oauthd adds to Quart-Trio, without the noise of
     sockets and Hypercorn (interleaved batches, median CPU time per request)."""
@@ -359,7 +367,7 @@ def main() -> None:
     parts: list[tuple[str, Callable[[BenchConfig, Path, Report], None]]] = [
         ("http", http_rows),
         ("http", asgi_rows),
-        ("scenarios", scenario_rows),
+        ("scenarios", scenarios),
         ("actors", actor_rows),
     ]
     with TemporaryDirectory(prefix="oauthd-bench-") as tmp:

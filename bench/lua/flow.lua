@@ -4,8 +4,9 @@
 -- session has consented already, so the reply is a 303 to the client with a code, which
 -- response() queues. The next request redeems a queued code at TOKEN_PATH:
 -- "grant_type=authorization_code&code=CODE" .. BODY_TAIL (the PKCE verifier, redirect_uri...).
--- bench_counted = token responses 200 with an access_token (flows); anything else is bench_bad.
-dofile(debug.getinfo(1, "S").source:match("^@(.*/)lua/") .. "report.lua")
+-- bench_counted = token responses 200 with an access_token (flows); a 2xx/3xx reply that is
+-- neither counts in bench_bad (4xx/5xx are wrk status errors).
+dofile((debug.getinfo(1, "S").source:match("^@(.-)lua/[^/]+$") or "") .. "report.lua")
 
 local codes = {}
 local authorize, token, tail
@@ -34,7 +35,7 @@ response = function(status, headers, body)
     if code then codes[#codes + 1] = code else bench_bad = bench_bad + 1 end
   elseif status == 200 and body:find('"access_token"', 1, true) then
     bench_counted = bench_counted + 1
-  else
+  elseif status < 400 then
     bench_bad = bench_bad + 1
   end
 end

@@ -2,10 +2,12 @@
 -- POOL_FILE holds one refresh token a line (one per connection, each from its own code flow).
 -- request() pops a token and redeems it; response() pushes the rotated one from the reply, so
 -- every token is used exactly once. EXTRA is appended to each form body (e.g. "&resource=...").
--- A reply that is not 200 with a refresh_token counts in bench_bad (and its chain ends).
-dofile(debug.getinfo(1, "S").source:match("^@(.*/)lua/") .. "report.lua")
+-- A 200 without a refresh_token counts in bench_bad (other replies are wrk status errors); either
+-- way that chain ends. wrk calls request() once after init to check the script (the request
+-- is never sent): that call must not take a token.
+dofile((debug.getinfo(1, "S").source:match("^@(.-)lua/[^/]+$") or "") .. "report.lua")
 
-local pool, auth, extra = {}, nil, ""
+local pool, auth, extra, checked = {}, nil, "", false
 bench_counted, bench_bad = 0, 0
 
 init = function(args)
@@ -16,7 +18,8 @@ init = function(args)
 end
 
 request = function()
-  local token = table.remove(pool) or "pool-empty"
+  local token = checked and table.remove(pool) or "none"
+  checked = true
   return wrk.format("POST", nil, {
     ["Authorization"] = auth,
     ["Content-Type"] = "application/x-www-form-urlencoded",
@@ -28,7 +31,7 @@ response = function(status, headers, body)
   if token then
     pool[#pool + 1] = token
     bench_counted = bench_counted + 1
-  else
+  elseif status < 400 then
     bench_bad = bench_bad + 1
   end
 end

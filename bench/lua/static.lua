@@ -1,6 +1,6 @@
 -- One fixed request, sent over and over: wrk ... -s static.lua URL -- METHOD AUTHORIZATION BODY
 -- (AUTHORIZATION and BODY may be empty; a BODY is sent form-encoded).
-dofile(debug.getinfo(1, "S").source:match("^@(.*/)lua/") .. "report.lua")
+dofile((debug.getinfo(1, "S").source:match("^@(.-)lua/[^/]+$") or "") .. "report.lua")
 
 init = function(args)
   wrk.method = args[1]
