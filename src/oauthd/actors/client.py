@@ -30,6 +30,7 @@ from oauthd.storage.clients import CLIENT
 
 __all__ = ["ClientActor", "Collect", "Collected", "GetClient", "client_address"]
 
+
 @dataclass(frozen=True, slots=True)
 class GetClient:
     """Query: the client's registration."""
