@@ -283,3 +283,35 @@ async def test_rfc7592_update_and_delete_are_seen_by_the_other_process_at_once(
             "/userinfo", headers={"Authorization": "Bearer " + tokens["access_token"]}
         )
         assert info.status_code == 401
+
+
+async def test_a_key_made_by_another_process_verifies_at_once(tmp_path: Path) -> None:
+    """An immediate rotation elsewhere (`oauthd keys rotate --immediate`, then a process that
+    signs with the new key): a process that has not reloaded its keys yet (reload_interval_s
+    is an hour here) accepts the token at once, because an unknown kid makes it re-read them."""
+    port_b, port_c = free_port(), free_port()
+    config = write_config(tmp_path, port_b, "[keys]\nreload_interval_s = 3600\n")
+    url_b, url_c = f"http://127.0.0.1:{port_b}", f"http://127.0.0.1:{port_c}"
+    with start(config, tmp_path / "b.log", url_b):
+        rotated = await trio.run_process(
+            [*OAUTHD, "keys", "rotate", "--config", str(config), "--immediate"],
+            capture_stdout=True,
+            capture_stderr=True,
+            env=ENV,
+            check=False,
+        )
+        assert rotated.returncode == 0, rotated.stderr
+        # A process started now (a restarted worker) signs with the new key.
+        with start(config, tmp_path / "c.log", url_c, "--listen", f"127.0.0.1:{port_c}"):
+            async with (
+                httpx.AsyncClient(base_url=url_b, timeout=30) as b,
+                httpx.AsyncClient(base_url=url_c, timeout=30) as c,
+            ):
+                before = {k["kid"] for k in (await b.get("/.well-known/jwks.json")).json()["keys"]}
+                client = await register(c)
+                tokens = await tokens_for(c, Authorization(client["client_id"], resource=None))
+                bearer = {"Authorization": "Bearer " + tokens["access_token"]}
+                info = await b.get("/userinfo", headers=bearer)
+                assert info.status_code == 200, info.text
+                after = {k["kid"] for k in (await b.get("/.well-known/jwks.json")).json()["keys"]}
+                assert len(after - before) == 1  # B now publishes the new key too
