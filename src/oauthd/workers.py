@@ -107,6 +107,9 @@ class Supervisor:
                 pass_fds=(self.listener.fileno(), ready_w, self.lifeline_r),
                 start_new_session=True,  # signals come from us, once
             )
+        except BaseException:
+            os.close(ready_r)
+            raise
         finally:
             os.close(ready_w)  # from here only the worker holds the write end
         self.live[index] = process
@@ -136,6 +139,8 @@ class Supervisor:
                 delay,
             )
             await trio.sleep(delay)
+            if self.stopping:  # a stop began during the backoff
+                return
             process, ready = await self.spawn(index)
             if ready:
                 log.info("worker %d restarted (pid %d)", index, process.pid)
