@@ -14,6 +14,8 @@ records the access token's jti) of 4 client actors, through the real runtime, at
   thread avoids.
 - `fsync=false, lock held by another process`: a second process takes the same shards' write
   lock (BEGIN IMMEDIATE) for 5 ms of every 10 ms, as another worker would on a hot client.
+- `..., waiting on the loop`: the counterfactual (how oauthd behaved before the LockBusy
+  retry): BEGIN IMMEDIATE waits in SQLite's busy handler on the event loop.
 
 Prints one JSON line per mode: tokens/s, heartbeat lateness p50/p99/max in microseconds.
 Numbers are indicative (wall clock, shared machine).
@@ -154,7 +156,8 @@ async def run_mode(name: str, seconds: float, fsync: bool, holder: bool) -> dict
 
 
 def keep_on_loop() -> None:
-    """The counterfactual: run every handler on the event loop even in fsync mode."""
+    """The counterfactual: run every handler on the event loop even in fsync mode, and wait
+    for another process's lock there too."""
 
     async def receive(self: Any, message: Any) -> Any:
         entry = self._handlers[type(message)]
@@ -173,6 +176,8 @@ async def main(seconds: float) -> None:
         print(json.dumps(await run_mode(name, seconds, fsync, holder)), flush=True)
     keep_on_loop()
     print(json.dumps(await run_mode("fsync=true (on loop)", seconds, True, False)), flush=True)
+    name = "fsync=false, lock held by another process, waiting on the loop"
+    print(json.dumps(await run_mode(name, seconds, False, True)), flush=True)
 
 
 if __name__ == "__main__":
