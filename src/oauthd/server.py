@@ -6,6 +6,9 @@
     ├── run_janitor()               every janitor.interval_s: expired rows, deleted shards
     └── serve_http()                Hypercorn -> AccessLog -> Quart-Trio routes -> ask(actor)
 
+With `--workers N` (workers.py) each worker process runs this same tree on a listening socket
+it inherits; only worker 0 runs the janitor (`WorkerRole`).
+
 Nothing serves before its state is open: the KeyManager has an active key and the configured
 clients are registered before Hypercorn binds. Shutdown runs the other way: Hypercorn stops
 accepting and lets in-flight requests finish, then the actors close their shards.
@@ -20,6 +23,7 @@ import resource
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -37,7 +41,14 @@ from oauthd.settings import Settings
 from oauthd.storage import ClientRecord, hash_secret, tenant_dir
 from oauthd.web import AppState, create_app, hypercorn_config, serve_http
 
-__all__ = ["Runtime", "load_metrics_token", "open_runtime", "serve", "wait_for_signal"]
+__all__ = [
+    "Runtime",
+    "WorkerRole",
+    "load_metrics_token",
+    "open_runtime",
+    "serve",
+    "wait_for_signal",
+]
 
 log = logging.getLogger("oauthd.server")
 TENANT = "default"
@@ -244,6 +255,51 @@ async def wait_for_signal() -> None:
             return
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerRole:
+    """How a worker process of `oauthd serve --workers N` is wired to its supervisor
+    (workers.py). Every worker runs the whole runtime, key schedule included: keys change in
+    BEGIN IMMEDIATE transactions that re-read the keys shard, so concurrent ticks are safe,
+    and each process must switch its own signer on time. The janitor runs in worker 0 only:
+    concurrent passes would be safe (`oauthd gc` runs beside a server) but only repeat work."""
+
+    index: int  # 0 runs the janitor
+    listen_fd: int  # the supervisor's listening socket, inherited
+    ready_fd: int  # one byte once serving, then closed: the supervisor's readiness signal
+    lifeline_fd: int  # read end of a pipe only the supervisor writes: EOF means it is gone
+
+    @property
+    def runs_janitor(self) -> bool:
+        return self.index == 0
+
+
+async def wait_for_signal_or_eof(fd: int) -> None:
+    """A worker's shutdown trigger: SIGTERM/SIGINT from the supervisor, or the supervisor's
+    end of the lifeline closing (it died without stopping us: do not serve on as an orphan)."""
+    async with trio.open_nursery() as nursery:
+
+        async def lifeline() -> None:
+            async with trio.lowlevel.FdStream(os.dup(fd)) as stream:
+                while await stream.receive_some():
+                    pass
+            log.warning("the supervisor is gone, shutting down")
+            nursery.cancel_scope.cancel()
+
+        async def signals() -> None:
+            await wait_for_signal()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(lifeline)
+        nursery.start_soon(signals)
+
+
+def report_ready(fd: int) -> None:
+    try:
+        os.write(fd, b"1")
+    finally:
+        os.close(fd)
+
+
 async def serve(
     settings: Settings,
     *,
@@ -251,13 +307,19 @@ async def serve(
     clock: Clock | None = None,
     listen: str | None = None,
     fetch_transport: object | None = None,
+    worker: WorkerRole | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until `shutdown` returns: in-flight requests finish, then actors close.
-    `fetch_transport`: an httpx transport for the Fetcher (tests; None is the network)."""
+    `fetch_transport`: an httpx transport for the Fetcher (tests; None is the network).
+    `worker`: this process is one of `--workers N` (its socket, readiness and shutdown)."""
     started = time.perf_counter()
+    if worker is not None:
+        shutdown = partial(wait_for_signal_or_eof, worker.lifeline_fd)
     try:
-        await _serve(settings, shutdown, clock, listen, started, task_status, fetch_transport)
+        await _serve(
+            settings, shutdown, clock, listen, started, task_status, fetch_transport, worker
+        )
     finally:
         flush_logs()
 
@@ -270,11 +332,19 @@ async def _serve(
     started: float,
     task_status: trio.TaskStatus[list[str]],
     fetch_transport: object | None = None,
+    worker: WorkerRole | None = None,
 ) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(flush_logs_every, LOG_FLUSH_S)
+        janitor = worker is None or worker.runs_janitor
         runtime: Runtime = await nursery.start(
-            partial(open_runtime, settings, clock=clock, fetch_transport=fetch_transport)
+            partial(
+                open_runtime,
+                settings,
+                clock=clock,
+                fetch_transport=fetch_transport,
+                janitor=janitor,
+            )
         )
         state = AppState(
             settings,
@@ -287,7 +357,8 @@ async def _serve(
             metrics_token=load_metrics_token(settings, os.environ),
         )
         app = create_app(state)
-        config = hypercorn_config(settings, listen)
+        listen_fd = None if worker is None else worker.listen_fd
+        config = hypercorn_config(settings, listen, listen_fd=listen_fd)
 
         async def http(*, task_status: trio.TaskStatus[list[str]]) -> None:
             await serve_http(app, config, shutdown, task_status=task_status)
@@ -295,10 +366,13 @@ async def _serve(
 
         binds: list[str] = await nursery.start(http)
         log.info(
-            "oauthd serving %s at %s (dev_mode=%s) in %.0f ms",
+            "oauthd %sserving %s at %s (dev_mode=%s) in %.0f ms",
+            "" if worker is None else f"worker {worker.index} (pid {os.getpid()}) ",
             settings.issuer,
             ", ".join(binds),
             settings.dev_mode,
             (time.perf_counter() - started) * 1000,
         )
+        if worker is not None:
+            report_ready(worker.ready_fd)
         task_status.started(binds)

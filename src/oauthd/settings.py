@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from oauthd.errors import ConfigError
 
 __all__ = [
+    "MAX_WORKERS",
     "ActorSettings",
     "BrandingSettings",
     "ClientMetadataSettings",
@@ -311,6 +312,7 @@ class Settings:
     dev_mode: bool = False
     listen: str = "127.0.0.1:8787"
     graceful_timeout_s: float = 10.0  # in-flight requests get this long at shutdown
+    workers: int = 1  # processes serving one socket and one data dir (`oauthd serve --workers`)
     tokens: TokenSettings = field(default_factory=TokenSettings)
     resources: tuple[ResourceSettings, ...] = ()
     clients: tuple[ClientSettings, ...] = ()
@@ -598,6 +600,14 @@ def check_positive(s: Settings) -> None:
         raise ConfigError(s.source, "graceful_timeout_s", "must be a finite, non-negative number")
 
 
+MAX_WORKERS = 256  # far past any core count; a typo such as 1000 is caught
+
+
+def check_workers(s: Settings) -> None:
+    if not 1 <= s.workers <= MAX_WORKERS:
+        raise ConfigError(s.source, "workers", f"must be 1 to {MAX_WORKERS}, got {s.workers}")
+
+
 def check_key_schedule(s: Settings) -> None:
     """A retired key must outlive every token it signed (DESIGN.md: rotation never orphans)."""
     longest = max(s.tokens.access_token_ttl_s, s.tokens.id_token_ttl_s)
@@ -851,6 +861,7 @@ CHECKS: tuple[Callable[[Settings], None], ...] = (
     check_issuer,
     check_listen,
     check_positive,
+    check_workers,
     check_key_schedule,
     check_resources,
     check_clients,

@@ -29,7 +29,7 @@ from oauthd.errors import InvalidGrant, NotFound, ServerError, TemporarilyUnavai
 from oauthd.keys import KeyringHolder
 from oauthd.runtime import Actor, ActorSystem, Address, Kind, TrioClock
 from oauthd.settings import ActorSettings, Settings, StorageSettings, settings_for_tests
-from oauthd.storage import ClientRecord, Schema
+from oauthd.storage import ClientRecord, LockBusy, Schema, Store
 
 # --- a small shard actor: a counter per name, on its own SQLite file ----------------------------
 
@@ -707,3 +707,53 @@ async def test_concurrent_kind_shutdown_answers_the_messages_in_flight(
         await trio.testing.wait_all_tasks_blocked()
         nursery.cancel_scope.cancel()
     assert answers == [TemporarilyUnavailable]
+
+
+# --- another process holding a shard's write lock ---------------------------------------------
+
+
+async def test_write_waits_for_another_process_lock_off_the_event_loop(tmp_path: Path) -> None:
+    """A write to a shard whose write lock another process holds (another worker) waits in a
+    thread: the event loop keeps running other tasks, and the write lands after their COMMIT."""
+    actor = Counter(tmp_path / "counter.sqlite", Tally())
+    await actor.open()
+    other = sqlite3.connect(tmp_path / "counter.sqlite", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO counter VALUES ('a', 10)")
+        replies: list[int] = []
+
+        async def add() -> None:
+            replies.append(await actor.receive(Add("a")))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(add)
+            # Reached only because the loop is free while the write waits (on the loop, SQLite
+            # would sleep through its busy timeout, then fail).
+            await trio.testing.wait_all_tasks_blocked()
+            assert replies == []
+            other.execute("COMMIT")
+        assert replies == [11]
+        busy_ms = actor.store.query("PRAGMA busy_timeout")[0][0]
+        assert busy_ms == StorageSettings().busy_timeout_ms  # restored after the attempt
+    finally:
+        other.close()
+        await actor.close()
+
+
+def test_transaction_without_wait_raises_lock_busy(tmp_path: Path) -> None:
+    """Store.transaction(wait=False) raises LockBusy at once, with nothing run, while another
+    connection holds the write lock."""
+    store = Store(tmp_path / "s.sqlite", COUNTER, create=True, busy_timeout_ms=60_000)
+    other = sqlite3.connect(tmp_path / "s.sqlite", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(LockBusy), store.transaction(wait=False):
+            raise AssertionError("the body must not run")
+        other.execute("COMMIT")
+        with store.transaction(wait=False) as conn:
+            _add(conn, "a")
+        assert store.query("SELECT value FROM counter") == [(1,)]
+    finally:
+        other.close()
+        store.close()

@@ -8,7 +8,6 @@ introspection (`LifecycleHandlers`, after `TokenHandlers` so its `authenticate()
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from oauthd.actors.client_admin import AdminHandlers
@@ -32,8 +31,6 @@ from oauthd.storage import (
 from oauthd.storage.clients import CLIENT
 
 __all__ = ["ClientActor", "Collect", "Collected", "GetClient", "client_address"]
-
-RECHECK_S = 1.0  # how stale a cached registration may be for reads (multi-process serving)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +75,6 @@ class ClientActor(
         self.shard_key = shard_key
         self._client: ClientRecord | None = None
         self._seen_version = -1
-        self._checked_at = 0.0
 
     def loaded(self) -> None:
         self._client = load_client(self.store)
@@ -87,17 +83,14 @@ class ClientActor(
     def forget(self) -> None:
         """The registration changed in this transaction: reload it on next use."""
         self._seen_version = -1
-        self._checked_at = 0.0
 
-    def client(self, *, fresh: bool = True) -> ClientRecord:
-        """The registration. Writes always re-check the shard for another process's commit
-        (PRAGMA data_version, inside their write lock); plain reads accept a cache up to
-        RECHECK_S old, which spares the statement on the hot read path."""
-        now = time.monotonic()
-        if fresh or now - self._checked_at > RECHECK_S:
-            self._checked_at = now
-            if self.store.data_version() != self._seen_version:
-                self.loaded()
+    def client(self) -> ClientRecord:
+        """The registration, re-read whenever another process has committed to the shard since
+        (PRAGMA data_version: one statement, no I/O, about a microsecond). Every use checks,
+        reads included, so an RFC 7592 update or delete served by another worker holds here
+        at once; a write checks inside its write lock, so no stale copy decides a write."""
+        if self.store.data_version() != self._seen_version:
+            self.loaded()
         client = self._client
         if client is None or client.deleted_at is not None:
             raise InvalidClient("unknown client", detail="no registration in the shard")
@@ -105,7 +98,7 @@ class ClientActor(
 
     @query(GetClient)
     def get_client(self, _message: GetClient) -> ClientRecord:
-        return self.client(fresh=False)
+        return self.client()
 
     @command(Collect)
     def collect(self, _message: Collect) -> Collected:

@@ -2,7 +2,8 @@
 `Keyring` snapshot whenever the set of keys or the signer changes.
 
 It re-reads the shard when another process (`oauthd keys rotate`, another worker) committed to
-it, so a rotation by the CLI reaches a running server within `keys.reload_interval_s`.
+it, so a rotation by the CLI reaches a running server within `keys.reload_interval_s`, and at
+once when a token arrives signed by a key this process does not know yet (`ReloadKeys`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "KeyInfo",
     "KeyManager",
     "ListKeys",
+    "ReloadKeys",
     "RotateKeys",
     "Tick",
     "keys_address",
@@ -58,6 +60,12 @@ class RotateKeys:
     """Command: rotate now. `immediate` makes the new key sign at once (suspected compromise)."""
 
     immediate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadKeys:
+    """Query: re-read the keys shard if another process committed to it since the last read
+    (a token names a kid this process does not know: an immediate rotation elsewhere)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +138,11 @@ class KeyManager(ShardActor):
         log.info("keys rotated (immediate=%s); signer %s", message.immediate, self._signer)
         self.audit("key_rotated", immediate=message.immediate, signer=self._signer or "")
         return self._infos(now)
+
+    @query(ReloadKeys)
+    def reload_keys(self, _message: ReloadKeys) -> None:
+        if self.store.data_version() != self._seen_version:
+            self._reload()
 
     @query(ListKeys)
     def list_keys(self, _message: ListKeys) -> list[KeyInfo]:

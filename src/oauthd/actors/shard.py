@@ -1,7 +1,13 @@
 """The base of actors that own one SQLite shard: each message is one transaction, committed
 before the reply leaves (the output gate). Handlers are plain synchronous functions, so a
-message can never be interrupted half way; only fsync-per-commit mode moves them to a thread,
-because there the commit itself waits for the disk.
+message can never be interrupted half way. They run on the event loop (a WAL commit without
+fsync costs microseconds, a thread hop more) except when something would wait: in fsync-per-
+commit mode every handler runs in a thread, because there the commit waits for the disk; and a
+write whose shard is locked by another process (another worker on the same client) is retried
+in a thread, where SQLite's busy wait stalls no other request.
+
+The actor still handles one message at a time: `receive` returns only when the thread is done,
+and a thread is never abandoned, so a cancelled caller cannot cut a transaction short.
 
 Audit events a handler queues with `audit()` are written after its transaction committed, and
 dropped if it rolled back: the log never says done what the database does not hold."""
@@ -17,7 +23,7 @@ import trio
 from oauthd import audit
 from oauthd.errors import InvalidRequest, OAuthError
 from oauthd.settings import StorageSettings
-from oauthd.storage import Schema, Store
+from oauthd.storage import LockBusy, Schema, Store
 
 __all__ = ["Audit", "CommitThenRaise", "ShardActor", "command", "query"]
 
@@ -128,9 +134,12 @@ class ShardActor:
             raise InvalidRequest("unsupported message", detail=type(message).__name__)
         if self._storage.fsync:
             return await trio.to_thread.run_sync(self._run, entry, message)
-        return self._run(entry, message)
+        try:
+            return self._run(entry, message, wait=False)
+        except LockBusy:  # nothing ran: wait for the other process's COMMIT off the loop
+            return await trio.to_thread.run_sync(self._run, entry, message)
 
-    def _run(self, entry: tuple[Handler, bool], message: Any) -> Any:
+    def _run(self, entry: tuple[Handler, bool], message: Any, *, wait: bool = True) -> Any:
         handler, writes = entry
         self._events = []  # a message that raised left its events unwritten
         if not writes:
@@ -138,7 +147,7 @@ class ShardActor:
             self._committed()
             return result
         failure: OAuthError | None = None
-        with self.store.transaction():
+        with self.store.transaction(wait=wait):
             try:
                 result = handler(self, message)
             except CommitThenRaise as outcome:

@@ -21,6 +21,7 @@ from oauthd.logs import flush_logs, setup_logging
 from oauthd.server import (
     TENANT,
     Runtime,
+    WorkerRole,
     configured_clients,
     load_kek,
     load_metrics_token,
@@ -28,7 +29,8 @@ from oauthd.server import (
     open_runtime,
     serve,
 )
-from oauthd.settings import Settings, load_settings, split_listen
+from oauthd.settings import MAX_WORKERS, Settings, load_settings, split_listen
+from oauthd.workers import supervise, worker_argv
 
 __all__ = ["main"]
 
@@ -39,6 +41,12 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="serve HTTP until SIGINT/SIGTERM")
     s.add_argument("--config", required=True, help="TOML configuration file")
     s.add_argument("--listen", help="host:port, overriding the file's listen")
+    s.add_argument(
+        "--workers",
+        type=worker_count,
+        help="worker processes serving one socket and one data dir, overriding the file's workers",
+    )
+    s.add_argument("--worker", help=argparse.SUPPRESS)  # set by the supervisor (workers.py)
     c = sub.add_parser("check-config", help="validate a configuration file without serving")
     c.add_argument("--config", required=True)
     k = sub.add_parser("keys", help="signing keys")
@@ -66,9 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return check_config(settings)
         setup_logging(settings.log)
         if args.command == "serve":
-            check_listen_option(args.listen)
-            trio.run(partial(serve, settings, listen=args.listen))
-            return 0
+            return serve_command(settings, args, sys.argv[1:] if argv is None else argv)
         if args.command in ADMIN:
             return trio.run(admin_command, settings, args)
         if args.command == "gc":
@@ -89,6 +95,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         flush_logs()  # the audit lines of what the command did
+
+
+def serve_command(settings: Settings, args: argparse.Namespace, argv: Sequence[str]) -> int:
+    check_listen_option(args.listen)
+    if args.worker is not None:
+        trio.run(partial(serve, settings, worker=parse_worker_role(args.worker)))
+        return 0
+    count = settings.workers if args.workers is None else args.workers
+    if count > 1:
+        listen = settings.listen if args.listen is None else args.listen
+        return trio.run(supervise, settings, worker_argv(argv), count, listen)
+    trio.run(partial(serve, settings, listen=args.listen))
+    return 0
+
+
+def worker_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_WORKERS}, got {text!r}")
+    return int(text)
+
+
+def parse_worker_role(text: str) -> WorkerRole:
+    index, listen_fd, ready_fd, lifeline_fd = (int(part) for part in text.split(","))
+    return WorkerRole(index, listen_fd, ready_fd, lifeline_fd)
 
 
 def startup_problem(exc: BaseException) -> str | None:

@@ -163,6 +163,15 @@ class Keyring:
         signature = sign_raw(self._signer_alg, self._signer_key.private_key, signing_input)
         return (signing_input + b"." + b64encode(signature)).decode()
 
+    def names_unknown_key(self, token: str) -> bool:
+        """Whether `token` is shaped like a JWS whose `kid` this snapshot lacks: perhaps a key
+        another process made since this one last read the keys shard."""
+        try:
+            kid = _peek_header(token).get("kid")
+        except TokenInvalid:
+            return False
+        return isinstance(kid, str) and kid not in self._verifiers
+
     def verify(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """Check the signature with the key named by `kid` and its own algorithm only
         (RFC 8725 §3.1); returns (header, claims). Claims are not validated here."""

@@ -31,13 +31,14 @@ from oauthd.storage.directory import (
 from oauthd.storage.expiry import collect_client_shard, collect_directory
 from oauthd.storage.keys import KEYS, KeyRow, delete_keys, insert_key, load_keys, update_key_times
 from oauthd.storage.secrets import check_password, check_secret, hash_password, hash_secret
-from oauthd.storage.sqlite import Schema, SchemaError, Store, tenant_dir
+from oauthd.storage.sqlite import LockBusy, Schema, SchemaError, Store, tenant_dir
 
 __all__ = [
     "DIRECTORY",
     "KEYS",
     "ClientRecord",
     "KeyRow",
+    "LockBusy",
     "Schema",
     "SchemaError",
     "Store",

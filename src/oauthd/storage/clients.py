@@ -11,6 +11,7 @@ most once per `USE_RECORDED_EVERY_S`, from which its registration expires (`expi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -200,10 +201,16 @@ def _copy_into_place(template: Path, path: Path, fsync: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     scratch = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
     shutil.copyfile(template, scratch)
-    if fsync:
-        with scratch.open("rb") as copied:
-            os.fsync(copied.fileno())
-    os.replace(scratch, path)
+    try:
+        if fsync:
+            with scratch.open("rb") as copied:
+                os.fsync(copied.fileno())
+        # A link, not a rename: it never replaces a shard that another worker process made
+        # (and may have written to) since our exists() check; theirs is then the one.
+        with contextlib.suppress(FileExistsError):
+            os.link(scratch, path)
+    finally:
+        scratch.unlink()
 
 
 def delete_client(store: Store, now: int) -> None:

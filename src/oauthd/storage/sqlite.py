@@ -12,13 +12,18 @@ from typing import Any
 
 import sqlite_utils
 
-__all__ = ["Migration", "Schema", "SchemaError", "Store", "tenant_dir"]
+__all__ = ["LockBusy", "Migration", "Schema", "SchemaError", "Store", "tenant_dir"]
 
 Migration = Callable[[sqlite_utils.Database], None]
 
 
 class SchemaError(Exception):
     """A shard written by a newer oauthd, or one that cannot be migrated."""
+
+
+class LockBusy(Exception):
+    """`transaction(wait=False)`: another connection (another process) holds the write lock.
+    Nothing ran; the caller may retry where waiting is harmless."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +56,7 @@ class Store:
         busy_timeout_ms: int = 5000,
     ) -> None:
         self.path = path
+        self._busy_timeout_ms = busy_timeout_ms
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
             uri = f"file:{path}?mode=rwc"
@@ -106,15 +112,31 @@ class Store:
         return version
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT; ROLLBACK on any exception."""
-        self.conn.execute("BEGIN IMMEDIATE")
+    def transaction(self, *, wait: bool = True) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT; ROLLBACK on any exception. `wait=False`: raise LockBusy
+        at once instead of waiting up to the busy timeout for another process's write lock
+        (SQLite's busy handler sleeps, which on an event loop stalls every other request)."""
+        if wait:
+            self.conn.execute("BEGIN IMMEDIATE")
+        else:
+            self._begin_or_raise()
         try:
             yield self.conn
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
+
+    def _begin_or_raise(self) -> None:
+        self.conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
+                raise LockBusy(str(self.path)) from None
+            raise
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
 
     def data_version(self) -> int:
         """Changes when another connection commits to this file (PRAGMA data_version)."""

@@ -12,14 +12,17 @@ from oauthd.actors import (
     FetchJwks,
     GetClient,
     RegisterClient,
+    ReloadKeys,
     client_address,
     directory_address,
     fetcher_address,
+    keys_address,
 )
 from oauthd.actors.client_registration import UpdateFromDocument
 from oauthd.actors.client_tokens import JwksNeeded
 from oauthd.actors.enrol import document_record
 from oauthd.errors import InvalidClient, InvalidRequest, NotFound
+from oauthd.keys import Keyring
 from oauthd.oauth.client_id_metadata import is_metadata_client_id
 from oauthd.oauth.handles import parse_handle
 from oauthd.oauth.rfc6749_client_auth import ClientCredentials
@@ -35,6 +38,7 @@ __all__ = [
     "ask_client",
     "ask_directory",
     "ask_pending",
+    "keyring_for",
     "refresh_document_client",
 ]
 
@@ -42,6 +46,17 @@ __all__ = [
 async def ask(state: AppState, address: Address, message: Any) -> Any:
     note_actor(str(address))
     return await state.system.ask(address, message)
+
+
+async def keyring_for(state: AppState, token: str) -> Keyring:
+    """The keyring to verify `token` with. A kid this process does not know may belong to a
+    key another worker or `oauthd keys rotate --immediate` made since this process last read
+    the keys shard: re-read it (a query, no write lock) before calling the token invalid."""
+    keyring = state.keyring.current
+    if keyring.names_unknown_key(token):
+        await ask(state, keys_address(state.tenant), ReloadKeys())
+        keyring = state.keyring.current
+    return keyring
 
 
 async def ask_client(state: AppState, client_id: str, message: Any) -> Any:

@@ -15,10 +15,16 @@ from oauthd.web.access_log import ASGIApp
 __all__ = ["hypercorn_config", "serve_http"]
 
 
-def hypercorn_config(settings: Settings, listen: str | None = None) -> Config:
+def hypercorn_config(
+    settings: Settings, listen: str | None = None, *, listen_fd: int | None = None
+) -> Config:
+    """`listen_fd`: serve a listening socket inherited from the `--workers` supervisor."""
     config = Config()
-    host, port = split_listen(settings.listen if listen is None else listen)
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    if listen_fd is not None:
+        config.bind = [f"fd://{listen_fd}"]
+    else:
+        host, port = split_listen(settings.listen if listen is None else listen)
+        config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None  # oauthd writes its own access log, without query strings
     config.errorlog = logging.getLogger("hypercorn.error")  # through oauthd's handlers
     config.graceful_timeout = settings.graceful_timeout_s

@@ -21,7 +21,7 @@ from oauthd.oauth.rfc7662_introspection import INACTIVE, Introspection
 from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.oauth.rfc9068_access_token import AccessTokenClaims
 from oauthd.runtime import Address
-from oauthd.web.asks import ask, ask_as_client
+from oauthd.web.asks import ask, ask_as_client, keyring_for
 from oauthd.web.fast import ApiRequest, ApiResponse, fast_routes
 from oauthd.web.responses import API_CORS, NO_STORE, json_bytes
 from oauthd.web.routes.token import AUTH_METHODS
@@ -49,7 +49,7 @@ def register(app: Quart, state: AppState) -> Contribution:
 
     async def look_up(caller_id: str, token: str) -> Introspection:
         now = state.clock.now()
-        access = read_access_token(state.keyring.current, token, issuer=issuer, now=now)
+        access = read_access_token(await keyring_for(state, token), token, issuer=issuer, now=now)
         address = route(caller_id, token, access)
         if address is None:
             return INACTIVE

@@ -10,7 +10,7 @@ from oauthd.actors.client_lifecycle import RevokeToken, read_access_token
 from oauthd.oauth.rfc6749_client_auth import read_credentials
 from oauthd.oauth.rfc7009_revocation import parse_token_request
 from oauthd.oauth.rfc8414_metadata import Contribution
-from oauthd.web.asks import ask_as_client
+from oauthd.web.asks import ask_as_client, keyring_for
 from oauthd.web.browser import form_params
 from oauthd.web.responses import NO_STORE
 from oauthd.web.routes.token import AUTH_METHODS
@@ -30,9 +30,8 @@ def register(app: Quart, state: AppState) -> Contribution:
         params = await form_params()
         parsed = parse_token_request(params, request.args.keys())
         credentials = read_credentials(request.headers.get("Authorization"), params)
-        access = read_access_token(
-            state.keyring.current, parsed.token, issuer=issuer, now=state.clock.now()
-        )
+        keyring = await keyring_for(state, parsed.token)
+        access = read_access_token(keyring, parsed.token, issuer=issuer, now=state.clock.now())
         await auth_failures.attempt(
             credentials.client_id,
             lambda: ask_as_client(

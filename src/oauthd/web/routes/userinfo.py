@@ -21,7 +21,7 @@ from oauthd.oauth.rfc6750_bearer import (
 from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.oauth.rfc9068_access_token import AccessTokenClaims, check_access_token
 from oauthd.storage.people import UserRow
-from oauthd.web.asks import ask_client, ask_directory
+from oauthd.web.asks import ask_client, ask_directory, keyring_for
 from oauthd.web.fast import ApiRequest, ApiResponse, fast_routes
 from oauthd.web.forms import FORM
 from oauthd.web.responses import API_CORS, CORS, NO_STORE, json_bytes, json_response
@@ -54,7 +54,7 @@ def register(app: Quart, state: AppState) -> Contribution:
 
     async def verified(token: str) -> AccessTokenClaims:
         try:
-            header, claims = state.keyring.current.verify(token)
+            header, claims = (await keyring_for(state, token)).verify(token)
         except TokenInvalid:
             raise InvalidToken("the access token is invalid") from None
         # The userinfo endpoint is the issuer's own resource: tokens for other audiences are
