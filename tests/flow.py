@@ -18,6 +18,23 @@ LOOPBACK = "http://127.0.0.1/cb"
 RESOURCE = "https://mcp.example.com/mcp"
 
 
+def secure_cookies_on_loopback(http: httpx.AsyncClient | httpx.Client) -> None:
+    """Browsers treat http://127.0.0.1 as a secure context and send its `Secure`, `__Host-`
+    cookies back (what oauthd sets outside dev mode); httpx's jar does not, so each cookie
+    from 127.0.0.1 is relaxed as it arrives."""
+
+    def relax(_response: httpx.Response) -> None:
+        for cookie in http.cookies.jar:
+            if cookie.domain == "127.0.0.1":
+                cookie.secure = False
+
+    async def relax_async(response: httpx.Response) -> None:
+        relax(response)
+
+    hook = relax_async if isinstance(http, httpx.AsyncClient) else relax
+    http.event_hooks["response"].append(hook)
+
+
 def pkce() -> tuple[str, str]:
     """(verifier, S256 challenge)."""
     verifier = secrets.token_urlsafe(32)

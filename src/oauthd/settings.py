@@ -310,6 +310,9 @@ class Settings:
     issuer: str  # the only source of the issuer; no request header changes it
     data_dir: Path = Path("data")  # relative paths are relative to the working directory
     dev_mode: bool = False
+    # Outside dev mode: email + password login for the local users (`oauthd users add`, argon2).
+    # An alternative to [federation]: a server offers one way to sign in.
+    password_login: bool = False
     listen: str = "127.0.0.1:8787"
     graceful_timeout_s: float = 10.0  # in-flight requests get this long at shutdown
     workers: int = 1  # processes serving one socket and one data dir (`oauthd serve --workers`)
@@ -759,6 +762,10 @@ def check_federation(s: Settings) -> None:
     f = s.federation
     if not f.enabled:
         return
+    if s.password_login:
+        raise ConfigError(
+            s.source, "password_login", "is an alternative to [federation]: choose one"
+        )
     if f.provider == "oidc" and not f.issuer:
         raise ConfigError(s.source, "federation.issuer", "provider 'oidc' needs the issuer URL")
     if f.provider != "oidc":

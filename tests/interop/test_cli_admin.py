@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.flow import Authorization, form_field, secure_cookies_on_loopback
 from tests.interop.test_cli import ENV, OAUTHD, Config, free_port, run, serving
 
 PASSWORD = "correct horse battery staple"
@@ -287,3 +288,62 @@ def config(tmp_path: Path) -> Config:
         encoding="utf-8",
     )
     return Config(path, issuer, issuer)
+
+
+def test_password_login_lets_a_local_user_sign_in_outside_dev_mode(
+    config: Config, tmp_path: Path
+) -> None:
+    """Issue 8 (local users): with `password_login`, a user added by `users add` signs in with
+    email and password outside dev mode; a wrong password and an unknown email get the same
+    401 page."""
+    production = config.path.read_text().replace("dev_mode = true", "dev_mode = false")
+    assert "dev_mode = false" in production
+    config.path.write_text("password_login = true\n" + production)
+    added = run_with_stdin(
+        PASSWORD + "\n", "users", "add", "--config", str(config.path), "--email", "bob@example.com"
+    )
+    assert added.returncode == 0, added.stderr
+    with serving(config, tmp_path / "serve.err"), httpx.Client(base_url=config.url) as http:
+        secure_cookies_on_loopback(http)
+        client = http.post(
+            "/register",
+            json={"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"},
+        ).json()
+        auth = Authorization(
+            client["client_id"], redirect_uri="http://127.0.0.1:5555/cb", resource=None
+        )
+        start = http.get("/authorize", params=auth.params)
+        assert start.status_code == 303, start.text
+        login_url = start.headers["location"]
+        assert login_url.startswith("/login?")
+        refused = []
+        for email, password in (
+            ("bob@example.com", "wrong password"),
+            ("eve@example.com", PASSWORD),
+        ):
+            page = http.get(login_url)
+            refused.append(
+                http.post(
+                    "/login",
+                    data={
+                        "request": form_field(page.text, "request"),
+                        "csrf": form_field(page.text, "csrf"),
+                        "email": email,
+                        "password": password,
+                    },
+                )
+            )
+        assert [r.status_code for r in refused] == [401, 401], refused[1].headers
+        page = http.get(login_url)
+        assert "Development mode" not in page.text
+        signed_in = http.post(
+            "/login",
+            data={
+                "request": form_field(page.text, "request"),
+                "csrf": form_field(page.text, "csrf"),
+                "email": "bob@example.com",
+                "password": PASSWORD,
+            },
+        )
+        assert signed_in.status_code == 303
+        assert signed_in.headers["location"].startswith("/consent?")

@@ -18,7 +18,14 @@ import pytest
 
 from oauthd.settings import ClientSettings, FederationSettings, Settings
 from tests.conftest import Server, running_server
-from tests.flow import ALICE, Authorization, form_field, query_of, register
+from tests.flow import (
+    ALICE,
+    Authorization,
+    form_field,
+    query_of,
+    register,
+    secure_cookies_on_loopback,
+)
 
 SECRET_ENV = "FRONT_UPSTREAM_SECRET"
 CLIENT_REDIRECT = "http://127.0.0.1:5555/cb"
@@ -75,16 +82,8 @@ class Browser:
 
 @asynccontextmanager
 async def browser() -> AsyncIterator[Browser]:
-    """Browsers treat http://127.0.0.1 as a secure context and send its `Secure`, `__Host-`
-    cookies back; httpx's jar does not, so each cookie is relaxed as it arrives."""
     async with httpx.AsyncClient() as http:
-
-        async def loopback_is_secure(_response: httpx.Response) -> None:
-            for cookie in http.cookies.jar:
-                if cookie.domain == "127.0.0.1":
-                    cookie.secure = False
-
-        http.event_hooks["response"].append(loopback_is_secure)
+        secure_cookies_on_loopback(http)
         yield Browser(http, [])
 
 

@@ -661,3 +661,15 @@ async def test_startup_refuses_an_unset_initial_access_token_variable(tmp_path: 
     with pytest.raises(ConfigError) as info:
         await open_runtime(settings, environ={})
     assert info.value.key == "registration.initial_access_token_env"
+
+
+def test_password_login_and_federation_are_alternatives(tmp_path: Path) -> None:
+    """A server offers one way to sign in: password_login with [federation] is refused."""
+    path = tmp_path / "both.toml"
+    path.write_text(
+        'issuer = "https://auth.example.com"\npassword_login = true\n[federation]\n'
+        'provider = "okta"\ndomain = "example.okta.com"\nclient_id = "x"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match="password_login"):
+        load_settings(path, {})

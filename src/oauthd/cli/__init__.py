@@ -158,7 +158,7 @@ def check_config(settings: Settings) -> int:
     load_kek(settings, os.environ)
     load_upstream_secret(settings, os.environ)
     load_metrics_token(settings, os.environ)
-    login = "dev" if settings.dev_mode else "none"
+    login = "dev" if settings.dev_mode else "password" if settings.password_login else "none"
     if not settings.dev_mode and settings.federation.enabled:
         login = f"federation via {settings.federation.upstream_issuer}"
     print(f"{settings.source}: ok (issuer {settings.issuer}, login: {login})")

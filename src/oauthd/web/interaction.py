@@ -81,7 +81,8 @@ async def begin_interaction(
     """Keep the request server-side, bound to this browser, and send the person to log in or
     to consent (DESIGN.md "Browser side"): /authorize and /device start the same way."""
     settings = state.settings
-    if needs_login and not (settings.dev_mode or settings.federation.enabled):
+    can_log_in = settings.dev_mode or settings.password_login or settings.federation.enabled
+    if needs_login and not can_log_in:
         problem = InvalidRequest("no sign-in method is configured on this server")
         return error_page(problem, 503)
     browser, new_browser = cookies.browser()

@@ -1,5 +1,7 @@
-"""Dev-mode login at /login: email and password for the users in the configuration file
-(DESIGN.md "Browser side"). Unreachable outside dev mode (HTML-11).
+"""Email and password login at /login (DESIGN.md "Browser side"): in dev mode for the users in
+the configuration file (and, with `dev.allow_any_credentials`, anyone), and with
+`password_login` for the local users added by `oauthd users add`, whose passwords are argon2
+hashes. Without either, there is no form (HTML-11): production logs in at the upstream.
 
 Wrong passwords are counted per typed email and per client IP (`limits.login_failures_*`);
 past either limit the form answers a 429 page with Retry-After before checking anything, the
@@ -8,6 +10,7 @@ same for an unknown email as for a known one, so the limit reveals no account (R
 from __future__ import annotations
 
 import hmac
+import secrets
 from urllib.parse import urlencode
 
 import trio
@@ -43,13 +46,17 @@ PATH = "/login"
 WRONG = "The email or password is incorrect."
 THROTTLED = "Too many failed sign-ins. Wait a while, then try again."
 MAX_EMAIL = 320  # RFC 5321 §4.5.3.1: longer is not an address
+# An argon2 hash no password matches: what an unknown email is checked against.
+DUMMY = hash_password(secrets.token_urlsafe(32))
 
 
 def register(app: Quart, state: AppState) -> Contribution:
-    if not state.settings.dev_mode:
-        return Contribution()  # HTML-11: no dev login form in production (404)
+    settings = state.settings
+    if not (settings.dev_mode or settings.password_login):
+        return Contribution()  # HTML-11: no password form unless asked for (404)
     cookies = Cookies.of(state)
-    dev_users = {u.email.lower(): u for u in state.settings.dev.users}
+    dev_users = {u.email.lower(): u for u in settings.dev.users} if settings.dev_mode else {}
+    method = "dev" if settings.dev_mode else "password"  # for the audit log
     limits = state.settings.limits
     per_account = limiter(state, limits.login_failures_per_account)
     per_ip = limiter(state, limits.login_failures_per_ip)
@@ -71,7 +78,7 @@ def register(app: Quart, state: AppState) -> Contribution:
             unverified=client.self_asserted,
             login_hint=email or pending.request.login_hint or "",  # a retry keeps the email
             error=error,
-            dev_mode=True,
+            dev_mode=settings.dev_mode,
         )
 
     async def login_form() -> Response:
@@ -104,10 +111,10 @@ def register(app: Quart, state: AppState) -> Contribution:
         if user is None:
             per_account.record(account)
             per_ip.record(ip)
-            audit("login_failed", method="dev", email=email[:320])
+            audit("login_failed", method=method, email=email[:320])
             return await render(request_id, browser, WRONG, 401, email)
         previous = cookies.read("session")
-        session_id: str = await ask_directory(state, StartSession(user.user_id, previous))
+        session_id: str = await ask_directory(state, StartSession(user.user_id, previous, method))
         now = int(state.clock.now())
         client: ClientRecord = await ask_pending(state, request_id, GetClient())
         if await consent_needed(state, client, user.user_id, req):
@@ -123,18 +130,22 @@ def register(app: Quart, state: AppState) -> Contribution:
         return response
 
     async def authenticate(email: str, password: str) -> UserRow | None:
-        """Configured users by constant-time comparison; with allow_any_credentials, other
-        users by argon2 (in a thread), created on first login. A wrong password never opens
-        a known account."""
+        """Dev users by constant-time comparison; users with a password hash by argon2 (in a
+        thread); with allow_any_credentials (dev mode), an unknown email is created at its
+        first login. A wrong password never opens a known account, and an unknown email costs
+        the same argon2 check as a known one, so timing does not tell them apart."""
         configured = dev_users.get(email.lower())
         if configured is not None:
             return await login_configured(configured, password)
-        if not state.settings.dev.allow_any_credentials or "@" not in email or not password:
+        if "@" not in email or not password:
             return None
         found: UserRow | None = await ask_directory(state, FindUser(email))
+        stored = found.password_hash if found is not None and found.password_hash else DUMMY
+        ok = await trio.to_thread.run_sync(check_password, password, stored)
         if found is not None:
-            ok = await trio.to_thread.run_sync(check_password, password, found.password_hash)
-            return found if ok else None
+            return found if ok and found.password_hash else None
+        if not (settings.dev_mode and settings.dev.allow_any_credentials):
+            return None
         hashed = await trio.to_thread.run_sync(hash_password, password)
         user: UserRow = await ask_directory(
             state, EnsureUser(email, email.partition("@")[0], hashed)
