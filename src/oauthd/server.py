@@ -79,14 +79,23 @@ def load_kek(settings: Settings, environ: Mapping[str, str]) -> bytes | None:
         raise ConfigError(settings.source, "keys.encryption_key_env", str(exc)) from None
 
 
-def load_upstream_secret(settings: Settings, environ: Mapping[str, str]) -> str:
-    name = settings.federation.client_secret_env
-    if not settings.federation.enabled or not name:
+def secret_from_env(
+    settings: Settings, key: str, name: str, environ: Mapping[str, str], wanted: bool = True
+) -> str:
+    """The value of the variable `name` that the setting `key` names; "" when the setting is
+    empty or not `wanted`; a ConfigError naming `key` when the variable is unset or empty."""
+    if not wanted or not name:
         return ""
-    secret = environ.get(name, "")
-    if not secret:
-        raise ConfigError(settings.source, "federation.client_secret_env", f"${name} is not set")
-    return secret
+    value = environ.get(name, "")
+    if not value:
+        raise ConfigError(settings.source, key, f"${name} is not set")
+    return value
+
+
+def load_upstream_secret(settings: Settings, environ: Mapping[str, str]) -> str:
+    f = settings.federation
+    key = "federation.client_secret_env"
+    return secret_from_env(settings, key, f.client_secret_env, environ, f.enabled)
 
 
 def load_initial_access_tokens(settings: Settings, environ: Mapping[str, str]) -> frozenset[str]:
@@ -105,13 +114,9 @@ def load_initial_access_tokens(settings: Settings, environ: Mapping[str, str]) -
 
 def load_metrics_token(settings: Settings, environ: Mapping[str, str]) -> str:
     """The bearer token scrapers of /metrics present; "" = loopback peers only."""
-    name = settings.metrics.bearer_token_env
-    if not settings.metrics.enabled or not name:
-        return ""
-    token = environ.get(name, "")
-    if not token:
-        raise ConfigError(settings.source, "metrics.bearer_token_env", f"${name} is not set")
-    return token
+    m = settings.metrics
+    key = "metrics.bearer_token_env"
+    return secret_from_env(settings, key, m.bearer_token_env, environ, m.enabled)
 
 
 def configured_clients(

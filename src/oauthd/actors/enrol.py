@@ -3,6 +3,7 @@ registration over HTTP (RFC 7591) and `oauthd clients add`."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 
@@ -33,7 +34,19 @@ def enrol(meta: ClientMetadata, now: int, *, source: str, first_party: bool = Fa
     secret_based = meta.token_endpoint_auth_method in SECRET_METHODS
     secret = issue_secret() if secret_based else None
     token = issue_handle("rat", shard_key_for(client_id)) if source == "dynamic" else None
-    record = ClientRecord(
+    record = dataclasses.replace(
+        _record(client_id, meta, source, now, first_party),
+        secret_hash=hash_secret(secret) if secret else "",
+        registration_token_hash=hash_secret(token) if token else "",
+    )
+    return Enrolment(record, secret, token)
+
+
+def _record(
+    client_id: str, meta: ClientMetadata, source: str, now: int, first_party: bool
+) -> ClientRecord:
+    """A registration from validated metadata, without secrets."""
+    return ClientRecord(
         client_id=client_id,
         client_name=meta.client_name,
         redirect_uris=meta.redirect_uris,
@@ -42,13 +55,11 @@ def enrol(meta: ClientMetadata, now: int, *, source: str, first_party: bool = Fa
         token_endpoint_auth_method=meta.token_endpoint_auth_method,
         scope=meta.scope,
         first_party=first_party,
-        secret_hash=hash_secret(secret) if secret else "",
+        secret_hash="",
         source=source,
         created_at=now,
         metadata=json.dumps(meta.public_members()),
-        registration_token_hash=hash_secret(token) if token else "",
     )
-    return Enrolment(record, secret, token)
 
 
 def check_jwks(jwks: str) -> None:
@@ -64,17 +75,4 @@ def document_record(client_id: str, meta: ClientMetadata, now: int) -> ClientRec
     """A client known by its metadata document (CIMD): its URL is its id, it has no secret
     and no registration access token, and it is never first-party."""
     check_jwks(meta.jwks)
-    return ClientRecord(
-        client_id=client_id,
-        client_name=meta.client_name,
-        redirect_uris=meta.redirect_uris,
-        grant_types=meta.grant_types,
-        response_types=meta.response_types,
-        token_endpoint_auth_method=meta.token_endpoint_auth_method,
-        scope=meta.scope,
-        first_party=False,
-        secret_hash="",
-        source="document",
-        created_at=now,
-        metadata=json.dumps(meta.public_members()),
-    )
+    return _record(client_id, meta, "document", now, first_party=False)

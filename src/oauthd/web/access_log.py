@@ -1,4 +1,5 @@
-"""One log line per request: method, path, status, duration and the actor that served it.
+"""One log line per request (method, path, status, duration and the actor that served it), and
+the request metrics (route template, status, latency), from one timing of each request.
 
 The query string is never logged: authorization responses and some clients carry codes and
 tokens there. The path is logged with control and non-ASCII characters escaped, so a request
@@ -14,14 +15,20 @@ from contextvars import ContextVar
 from typing import Any
 
 from oauthd.logs import log_access
+from oauthd.metrics import UNMATCHED, Metrics
 
-__all__ = ["CURRENT_SCOPE", "AccessLog", "note_actor"]
+__all__ = ["CURRENT_SCOPE", "ROUTE", "AccessLog", "note_actor"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# The metrics label of a request: the template of the route that matched (`/register/<client_id>`),
+# noted in the scope by the app, or `other` when none did, so garbage paths add no label values.
+ROUTE = "oauthd.route"
+TOO_MANY_REQUESTS = 429
 
 # The scope of the request being logged, for `note_actor` (Quart routes and the fast path
 # alike; tasks a request starts inherit it).
@@ -36,12 +43,16 @@ def note_actor(name: str) -> None:
 
 
 class AccessLog:
-    def __init__(self, app: ASGIApp, enabled: bool = True) -> None:
+    """Times every request and notes its status once, for two readers: the access log (a line
+    per request, when `enabled`) and the request metrics (route template and status)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, enabled: bool = True) -> None:
         self.app = app
+        self.metrics = metrics
         self.enabled = enabled
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.enabled:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
@@ -57,7 +68,12 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            path = scope["path"].encode("unicode_escape").decode("ascii")
-            millis = (time.perf_counter() - start) * 1000
-            actor = scope.get("oauthd.actor", "-")
-            log_access(f"{scope['method']} {path} {status} {millis:.2f}ms {actor}")
+            seconds = time.perf_counter() - start
+            endpoint = scope.get(ROUTE, UNMATCHED)
+            self.metrics.request(endpoint, status, seconds)
+            if status == TOO_MANY_REQUESTS:  # only rate limits answer 429: one count for all
+                self.metrics.rate_limited(endpoint)
+            if self.enabled:
+                path = scope["path"].encode("unicode_escape").decode("ascii")
+                actor = scope.get("oauthd.actor", "-")
+                log_access(f"{scope['method']} {path} {status} {seconds * 1000:.2f}ms {actor}")

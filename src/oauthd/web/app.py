@@ -8,12 +8,11 @@ from quart_trio import QuartTrio
 
 from oauthd.errors import RequestTooLarge
 from oauthd.metrics import UNMATCHED
-from oauthd.web.access_log import AccessLog, ASGIApp
+from oauthd.web.access_log import ROUTE, AccessLog, ASGIApp
 from oauthd.web.errors import install_error_handlers
 from oauthd.web.fast import FastPath, fast_routes
 from oauthd.web.html import install_pages
 from oauthd.web.limits import RequestLimits
-from oauthd.web.request_metrics import ROUTE, RequestMetrics
 from oauthd.web.responses import API_CORS, API_PATHS, CORS
 from oauthd.web.routes import (
     authorize,
@@ -92,5 +91,5 @@ def create_app(state: AppState) -> AccessLog:
 
     asgi: ASGIApp = app  # type: ignore[assignment]  # Quart types ASGI scopes as TypedDicts
     fast = FastPath(asgi, fast_routes(app), state.settings.limits.max_body_bytes)
-    counted = RequestMetrics(RequestLimits(fast), state.metrics)
-    return AccessLog(counted, enabled=state.settings.log.access_log)
+    limited = RequestLimits(fast)
+    return AccessLog(limited, state.metrics, enabled=state.settings.log.access_log)

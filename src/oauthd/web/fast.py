@@ -24,9 +24,8 @@ from quart import Quart
 
 from oauthd.errors import MethodNotAllowed, OAuthError, RequestTooLarge, ServerError
 from oauthd.oauth.params import Params
-from oauthd.web.access_log import ASGIApp, Receive, Scope, Send
+from oauthd.web.access_log import ROUTE, ASGIApp, Receive, Scope, Send
 from oauthd.web.forms import parse_form, parse_query
-from oauthd.web.request_metrics import ROUTE
 from oauthd.web.responses import JSON, error_body, error_headers
 
 __all__ = ["ApiRequest", "ApiResponse", "FastPath", "FastRoutes", "fast_routes"]
