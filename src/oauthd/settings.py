@@ -803,7 +803,7 @@ HEX_COLOR = re.compile(r"#(?:[0-9a-fA-F]{3}){1,2}")
 DATA_IMAGE = re.compile(r"data:image/(?:png|jpeg|gif|webp|svg\+xml);base64,[A-Za-z0-9+/]+={0,2}")
 MAX_PRODUCT_NAME = 40
 MAX_LOGO_DATA = 32 * 1024  # inlined into every page
-LIGHT_CARD, DARK_CARD = "#ffffff", "#1a1f26"  # the card colours of templates/layout.html
+LIGHT_CARD, DARK_CARD = "#ffffff", "#1a1f26"  # the card colours of web/templates/style.css
 MIN_CONTRAST = 3.0  # WCAG 2.2 §1.4.11: non-text contrast of buttons and focus rings
 
 

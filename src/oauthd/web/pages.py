@@ -1,7 +1,7 @@
 """HTML pages: Jinja2 with autoescaping, the branding every page shows, and the headers every
 page sends (HTML-1, HTML-6, HTML-9).
 
-The stylesheet is rendered once from `templates/style.css` with the configured colours and
+The stylesheet is rendered once from `web/templates/style.css` with the configured colours and
 inlined into each page; the CSP allows exactly that stylesheet by its SHA-256 hash, so no
 `'unsafe-inline'` and nothing from another origin. Pages run no script at all.
 
@@ -39,7 +39,7 @@ SCOPE_TEXT = {
 SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
 HOST = re.compile(r"[a-z0-9.-]+")  # a CSP host-source cannot name an IPv6 literal
 
-TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
+TEMPLATES = Path(__file__).resolve().parent / "templates"  # package data: in every install
 
 
 def text_on(color: str) -> str:

@@ -1,0 +1,5 @@
+import sys
+
+from oauthd.cli import main
+
+sys.exit(main())

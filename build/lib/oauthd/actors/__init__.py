@@ -1,0 +1,53 @@
+"""The actors: one per OAuth client (its shard), and per tenant a KeyManager, a Directory and
+a Fetcher (documents clients publish: their jwks_uri, Client ID Metadata Documents).
+
+`kinds()` wires them into the runtime; `addresses` builds the addresses the front door asks.
+"""
+
+from oauthd.actors.client import ClientActor, GetClient, client_address
+from oauthd.actors.directory import (
+    CountClients,
+    Directory,
+    ListClients,
+    LookupClient,
+    RegisterClient,
+    directory_address,
+)
+from oauthd.actors.fetcher import FetchClientMetadata, Fetcher, FetchJwks, fetcher_address
+from oauthd.actors.keys import (
+    KeyInfo,
+    KeyManager,
+    ListKeys,
+    ReloadKeys,
+    RotateKeys,
+    Tick,
+    keys_address,
+    run_key_schedule,
+)
+from oauthd.actors.wiring import Env, kinds
+
+__all__ = [
+    "ClientActor",
+    "CountClients",
+    "Directory",
+    "Env",
+    "FetchClientMetadata",
+    "FetchJwks",
+    "Fetcher",
+    "GetClient",
+    "KeyInfo",
+    "KeyManager",
+    "ListClients",
+    "ListKeys",
+    "LookupClient",
+    "RegisterClient",
+    "ReloadKeys",
+    "RotateKeys",
+    "Tick",
+    "client_address",
+    "directory_address",
+    "fetcher_address",
+    "keys_address",
+    "kinds",
+    "run_key_schedule",
+]

@@ -1,0 +1,120 @@
+"""The ClientActor: owns one client's shard. Its registration is cached in memory and
+re-read when another process has committed to the shard (PRAGMA data_version).
+
+Its handlers come in five parts: the registration itself (RFC 7592), the browser part of
+the code flow (pending requests, codes), the device grant (RFC 8628, `DeviceHandlers`, which
+builds on `TokenHandlers`), the token endpoint's grants, and revocation and
+introspection (`LifecycleHandlers`, after `TokenHandlers` so its `authenticate()` is the one)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from oauthd.actors.client_admin import AdminHandlers
+from oauthd.actors.client_authz import AuthorizationHandlers
+from oauthd.actors.client_device import DeviceHandlers
+from oauthd.actors.client_lifecycle import LifecycleHandlers
+from oauthd.actors.client_registration import RegistrationHandlers
+from oauthd.actors.client_tokens import TokenHandlers
+from oauthd.actors.shard import ShardActor, command, query
+from oauthd.actors.wiring import Env
+from oauthd.errors import InvalidClient
+from oauthd.runtime import Address
+from oauthd.storage import (
+    ClientRecord,
+    client_shard_path,
+    collect_client_shard,
+    delete_client,
+    load_client,
+    shard_key_for,
+)
+from oauthd.storage.clients import CLIENT
+
+__all__ = ["ClientActor", "Collect", "Collected", "GetClient", "client_address"]
+
+
+@dataclass(frozen=True, slots=True)
+class GetClient:
+    """Query: the client's registration."""
+
+
+@dataclass(frozen=True, slots=True)
+class Collect:
+    """Command: delete the shard's expired rows (the janitor, `storage.expiry`), and the
+    registration itself if it is a dynamic client's that has lapsed (`ClientRecord.expires_at`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Collected:
+    """How many rows of each kind went; `deleted_client` names a client deregistered over
+    RFC 7592, whose shard may now be removed from disk once its actor has closed."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    deleted_client: str | None = None
+
+
+def client_address(tenant: str, client_id: str) -> Address:
+    return Address(tenant, "client", shard_key_for(client_id))
+
+
+class ClientActor(
+    AuthorizationHandlers,
+    DeviceHandlers,
+    TokenHandlers,
+    RegistrationHandlers,
+    LifecycleHandlers,
+    AdminHandlers,
+    ShardActor,
+):
+    schema = CLIENT
+
+    def __init__(self, env: Env, tenant: str, shard_key: str) -> None:
+        path = client_shard_path(env.tenant_dir(tenant), shard_key)
+        super().__init__(path, env.settings.storage, create=False, observe=env.metrics.observe)
+        self.env = env
+        self.shard_key = shard_key
+        self._client: ClientRecord | None = None
+        self._seen_version = -1
+
+    def loaded(self) -> None:
+        self._client = load_client(self.store)
+        self._seen_version = self.store.data_version()
+
+    def forget(self) -> None:
+        """The registration changed in this transaction: reload it on next use."""
+        self._seen_version = -1
+
+    def client(self) -> ClientRecord:
+        """The registration, re-read whenever another process has committed to the shard since
+        (PRAGMA data_version: one statement, no I/O, about a microsecond). Every use checks,
+        reads included, so an RFC 7592 update or delete served by another worker holds here
+        at once; a write checks inside its write lock, so no stale copy decides a write."""
+        if self.store.data_version() != self._seen_version:
+            self.loaded()
+        client = self._client
+        if client is None or client.deleted_at is not None:
+            raise InvalidClient("unknown client", detail="no registration in the shard")
+        return client
+
+    @query(GetClient)
+    def get_client(self, _message: GetClient) -> ClientRecord:
+        return self.client()
+
+    @command(Collect)
+    def collect(self, _message: Collect) -> Collected:
+        now = int(self.env.clock.now())
+        counts = collect_client_shard(self.store, now)
+        record = load_client(self.store)  # not client(): a deleted client must answer too
+        r = self.env.settings.registration
+        expires_at = record.expires_at(r.unused_ttl_s, r.idle_ttl_s) if record else None
+        if record is not None and record.deleted_at is None and expires_at is not None:
+            # A dynamic client never used, or idle past its lifetime, goes the way of an
+            # RFC 7592 deletion: its grants end now and the janitor removes its shard.
+            expired = now >= expires_at
+            counts["expired_clients"] = int(expired)
+            if expired:
+                delete_client(self.store, now)
+                self.forget()
+                record = load_client(self.store)
+        deleted = record.client_id if record is not None and record.deleted_at is not None else None
+        return Collected(counts, deleted)

@@ -1,0 +1,177 @@
+"""ClientActor handlers for a token's life after it is issued: revocation (RFC 7009) and
+introspection (RFC 7662), and the caller authentication /introspect asks of the caller's
+own shard before it asks the token's.
+
+The front door verifies a JWT access token's signature with the keyring before it sends it
+here (`read_access_token`), and routes it by its verified `client_id`; a refresh token goes
+to the shard named in its handle. The shard then answers from its own records: a jti that is
+not on record, or is revoked, is inactive whatever its signature says."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from oauthd.actors.shard import Audit, command, query
+from oauthd.actors.wiring import Env
+from oauthd.keys import Keyring, TokenInvalid
+from oauthd.oauth.handles import parse_handle
+from oauthd.oauth.rfc6749_client_auth import ClientCredentials
+from oauthd.oauth.rfc6750_bearer import InvalidToken
+from oauthd.oauth.rfc7009_revocation import looks_like_jwt
+from oauthd.oauth.rfc7662_introspection import (
+    INACTIVE,
+    Introspection,
+    check_issued_access_token,
+    may_introspect,
+)
+from oauthd.oauth.rfc8707_resources import token_audience
+from oauthd.oauth.rfc9068_access_token import AccessTokenClaims
+from oauthd.storage import ClientRecord, Store
+from oauthd.storage.grants import (
+    is_access_token_active,
+    load_family,
+    load_refresh,
+    revoke_access_token,
+    revoke_family,
+)
+
+__all__ = [
+    "AuthenticateCaller",
+    "IntrospectToken",
+    "LifecycleHandlers",
+    "RevokeToken",
+    "read_access_token",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticateCaller:
+    """Command: authenticate a client as at the token endpoint; replies with its client_id."""
+
+    credentials: ClientCredentials
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeToken:
+    """Command: RFC 7009 §2.1, sent to the authenticating client's own shard. `access` is the
+    token read as a verified JWT access token, None when it is not one."""
+
+    credentials: ClientCredentials
+    token: str
+    access: AccessTokenClaims | None
+
+
+@dataclass(frozen=True, slots=True)
+class IntrospectToken:
+    """Query: RFC 7662 §2.1 for an authenticated `caller_id`, sent to the token's shard;
+    replies Introspection."""
+
+    caller_id: str
+    token: str
+    access: AccessTokenClaims | None
+
+
+def read_access_token(
+    keyring: Keyring, token: str, *, issuer: str, now: float
+) -> AccessTokenClaims | None:
+    """The claims of an unexpired JWT access token this issuer signed: the signature first,
+    with the key its kid names and that key's algorithm only (RFC 8725 §3.1), then the RFC
+    9068 claims. None for anything else (alg none, unknown key, tampered, expired, foreign)."""
+    if not looks_like_jwt(token):
+        return None
+    try:
+        header, claims = keyring.verify(token)
+        return check_issued_access_token(header, claims, issuer=issuer, now=now)
+    except (TokenInvalid, InvalidToken):
+        return None
+
+
+class LifecycleHandlers:
+    """Mixed into ClientActor, which provides `store`, `env`, `shard_key`, `client()`, and
+    `authenticate()` (from TokenHandlers, so /revoke and /introspect authenticate exactly as
+    /token does)."""
+
+    store: Store
+    env: Env
+    shard_key: str
+    audit: Audit
+
+    def client(self) -> ClientRecord:
+        raise NotImplementedError
+
+    def authenticate(self, credentials: ClientCredentials) -> ClientRecord:
+        raise NotImplementedError
+
+    @command(AuthenticateCaller)
+    def authenticate_caller(self, message: AuthenticateCaller) -> str:
+        return self.authenticate(message.credentials).client_id
+
+    # --- RFC 7009 ------------------------------------------------------------------------------
+
+    @command(RevokeToken)
+    def revoke_token(self, message: RevokeToken) -> None:
+        """RFC 7009 §2.1: only the client's own tokens; see oauth/rfc7009_revocation.py for
+        what each kind of token takes with it. Anything else changes nothing (§2.2)."""
+        client = self.authenticate(message.credentials)
+        now = int(self.env.clock.now())
+        access = message.access
+        if access is not None:
+            # An access token ends alone: its refresh token stays alive (RFC 7009 §2.1 MAY).
+            if access.client_id == client.client_id:
+                revoke_access_token(self.store, access.jti, now)
+                self.audit("token_revoked", client_id=client.client_id, jti=access.jti)
+            return
+        if parse_handle(message.token, "rt") != self.shard_key:
+            return  # not a refresh token of this client's shard: foreign or garbage
+        row = load_refresh(self.store, message.token)
+        if row is not None:
+            # A rotated token still names its grant; presenting it to /token after the grace
+            # window would end the grant as well (OAuth 2.1 §4.3.1).
+            revoke_family(self.store, row.family_id, now)
+            self.audit("token_revoked", client_id=client.client_id, family=row.family_id)
+
+    # --- RFC 7662 ------------------------------------------------------------------------------
+
+    @query(IntrospectToken)
+    def introspect_token(self, message: IntrospectToken) -> Introspection:
+        client = self.client()  # a deleted client's tokens are all inactive (InvalidClient)
+        now = int(self.env.clock.now())
+        settings = self.env.settings
+        at = message.access
+        if at is not None:
+            if (
+                at.client_id != client.client_id
+                or not is_access_token_active(self.store, at.jti, now)
+                or not may_introspect(message.caller_id, at.client_id, at.aud, settings.resources)
+            ):
+                return INACTIVE
+            scope = " ".join(at.scope)
+            return Introspection(
+                True, scope, at.client_id, at.sub, at.aud, settings.issuer, at.exp, at.iat, "Bearer"
+            )
+        # A refresh token is for the authorization server and its own client only (RFC 7662
+        # §4: resource servers have no business with it).
+        if message.caller_id != client.client_id or parse_handle(message.token, "rt") != (
+            self.shard_key
+        ):
+            return INACTIVE
+        row = load_refresh(self.store, message.token)
+        family = load_family(self.store, row.family_id) if row else None
+        if row is None or family is None or family.revoked_at is not None or row.rotated_at:
+            return INACTIVE
+        # The same limits the refresh_token grant enforces (OAuth 2.1 §4.3.3, REFRESH-9).
+        exp = min(family.expires_at, row.issued_at + settings.tokens.refresh_token_idle_s)
+        if exp <= now:
+            return INACTIVE
+        audience = token_audience((), family.resources, settings.issuer)
+        return Introspection(
+            True,
+            family.scope,
+            client.client_id,
+            family.user_id,
+            audience,
+            settings.issuer,
+            exp,
+            row.issued_at,
+            "refresh_token",
+        )

@@ -1,0 +1,172 @@
+"""The Directory actor: the tenant's index of clients and of device user codes. Registering a
+client creates its shard first and indexes it second, so the index never names a shard that
+does not exist. Dynamic registrations past `registration.max_clients` are refused here, in the
+index's own transaction, so concurrent registrations cannot overshoot the cap."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from oauthd.actors.people import PeopleHandlers
+from oauthd.actors.people_admin import PeopleAdminHandlers
+from oauthd.actors.shard import ShardActor, command, query
+from oauthd.actors.wiring import Env
+from oauthd.errors import TemporarilyUnavailable
+from oauthd.oauth.rfc8628_device import issue_user_code
+from oauthd.runtime import Address
+from oauthd.storage import (
+    DIRECTORY,
+    ClientRecord,
+    collect_directory,
+    count_clients,
+    count_dynamic_clients,
+    create_client_shard,
+    index_client,
+    index_user_code,
+    list_clients,
+    load_shard_key,
+    load_user_code,
+    unindex_client,
+)
+
+__all__ = [
+    "CollectDirectory",
+    "CountClients",
+    "Directory",
+    "FindUserCode",
+    "IndexUserCode",
+    "ListClients",
+    "LookupClient",
+    "RegisterClient",
+    "UnindexClient",
+    "directory_address",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterClient:
+    """Command: create or replace a client's registration; replies with its shard key."""
+
+    record: ClientRecord
+
+
+@dataclass(frozen=True, slots=True)
+class LookupClient:
+    """Query: the shard key of a registered client, or None."""
+
+    client_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CountClients:
+    """Query: how many clients are registered."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexUserCode:
+    """Command: draw a user code for a device code (RFC 8628 §6.1), unique among outstanding
+    ones; replies with the 8 letters."""
+
+    shard_key: str
+    code_hash: str
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class FindUserCode:
+    """Query: (shard key, device-code hash) of an outstanding, normalised user code, or None."""
+
+    user_code: str
+
+
+USER_CODE_DRAWS = 20  # 20^8 ≈ 2.6e10 codes: twenty collisions in a row do not happen
+
+
+def directory_address(tenant: str) -> Address:
+    return Address(tenant, "directory", "")
+
+
+@dataclass(frozen=True, slots=True)
+class ListClients:
+    """Query: every registered client as (client_id, source, created_at)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UnindexClient:
+    """Command: drop a deregistered client from the index."""
+
+    client_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CollectDirectory:
+    """Command: delete expired browser sessions and device user codes; replies with counts."""
+
+
+class Directory(PeopleHandlers, PeopleAdminHandlers, ShardActor):
+    schema = DIRECTORY
+
+    def __init__(self, env: Env, tenant: str) -> None:
+        tenant_dir = env.tenant_dir(tenant)
+        super().__init__(
+            tenant_dir / "directory.sqlite",
+            env.settings.storage,
+            create=True,
+            observe=env.metrics.observe,
+        )
+        self.env = env
+        self._tenant_dir = tenant_dir
+        self._clock = env.clock
+
+    @command(RegisterClient)
+    def register(self, message: RegisterClient) -> str:
+        record = message.record
+        cap = self.env.settings.registration.max_clients
+        if record.source == "dynamic" and count_dynamic_clients(self.store) >= cap:
+            # 503, not RFC 7591's 400: nothing is wrong with the request, and the janitor's
+            # next pass may free room by deleting unused and expired clients.
+            raise TemporarilyUnavailable(
+                "this server is not accepting new client registrations right now",
+                detail=f"registration.max_clients ({cap}) reached",
+                retry_after_s=math.ceil(self.env.settings.janitor.interval_s),
+            )
+        shard_key = create_client_shard(self._tenant_dir, record, fsync=self._storage.fsync)
+        index_client(self.store, record.client_id, shard_key, record.source, int(self._clock.now()))
+        self.audit("client_registered", client_id=record.client_id, source=record.source)
+        return shard_key
+
+    @command(UnindexClient)
+    def unindex(self, message: UnindexClient) -> None:
+        unindex_client(self.store, message.client_id)
+
+    @command(CollectDirectory)
+    def collect(self, _message: CollectDirectory) -> dict[str, int]:
+        return collect_directory(self.store, int(self._clock.now()))
+
+    @query(LookupClient)
+    def lookup(self, message: LookupClient) -> str | None:
+        return load_shard_key(self.store, message.client_id)
+
+    @query(ListClients)
+    def list_clients(self, _message: ListClients) -> list[tuple[str, str, int]]:
+        return list_clients(self.store)
+
+    @query(CountClients)
+    def count(self, _message: CountClients) -> int:
+        return count_clients(self.store)
+
+    @command(IndexUserCode)
+    def draw_user_code(self, message: IndexUserCode) -> str:
+        now = int(self._clock.now())
+        for _ in range(USER_CODE_DRAWS):
+            code = issue_user_code()
+            if index_user_code(
+                self.store, code, message.shard_key, message.code_hash, message.expires_at, now
+            ):
+                return code
+        raise TemporarilyUnavailable("too many device authorizations are outstanding")
+
+    @query(FindUserCode)
+    def find_user_code(self, message: FindUserCode) -> tuple[str, str] | None:
+        return load_user_code(self.store, message.user_code, int(self._clock.now()))

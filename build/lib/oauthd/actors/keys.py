@@ -1,0 +1,230 @@
+"""The KeyManager actor: owns the keys shard, keeps the rotation schedule, and publishes a new
+`Keyring` snapshot whenever the set of keys or the signer changes.
+
+It re-reads the shard when another process (`oauthd keys rotate`, another worker) committed to
+it, so a rotation by the CLI reaches a running server within `keys.reload_interval_s`, and at
+once when a token arrives signed by a key this process does not know yet (`ReloadKeys`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from oauthd.actors.shard import ShardActor, command, query
+from oauthd.errors import OAuthError
+from oauthd.keys import (
+    KeyringHolder,
+    KeyState,
+    KeyTimes,
+    Plan,
+    build_keyring,
+    generate_key,
+    next_event_at,
+    plan_rotation,
+    plan_schedule,
+    signer_at,
+    state_at,
+)
+from oauthd.keys.jwk import seal
+from oauthd.runtime import ActorSystem, Address, Clock
+from oauthd.settings import KeySettings, StorageSettings
+from oauthd.storage import KEYS, KeyRow, delete_keys, insert_key, load_keys, update_key_times
+
+__all__ = [
+    "KeyInfo",
+    "KeyManager",
+    "ListKeys",
+    "ReloadKeys",
+    "RotateKeys",
+    "Tick",
+    "keys_address",
+    "run_key_schedule",
+]
+
+log = logging.getLogger("oauthd.keys")
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Command: apply the schedule and pick up changes from disk; replies with the time of the
+    next scheduled change."""
+
+
+@dataclass(frozen=True, slots=True)
+class RotateKeys:
+    """Command: rotate now. `immediate` makes the new key sign at once (suspected compromise)."""
+
+    immediate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadKeys:
+    """Query: re-read the keys shard if another process committed to it since the last read
+    (a token names a kid this process does not know: an immediate rotation elsewhere)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListKeys:
+    """Query: every key with its state."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    kid: str
+    alg: str
+    state: str
+    signing: bool
+    activate_at: int
+    retire_at: int
+    remove_at: int
+
+
+def keys_address(tenant: str) -> Address:
+    return Address(tenant, "keys", "")
+
+
+class KeyManager(ShardActor):
+    schema = KEYS
+
+    def __init__(
+        self,
+        tenant_dir: Path,
+        settings: KeySettings,
+        storage: StorageSettings,
+        clock: Clock,
+        holder: KeyringHolder,
+        kek: bytes | None,
+    ) -> None:
+        super().__init__(tenant_dir / "keys.sqlite", storage, create=True)
+        self._settings = settings
+        self._clock = clock
+        self._holder = holder
+        self._kek = kek
+        self._rows: list[KeyRow] = []
+        self._signer: str | None = None
+        self._seen_version = -1
+
+    def loaded(self) -> None:
+        with self.store.transaction():
+            self._apply(
+                plan_schedule(self._times(load_keys(self.store)), self._now(), self._settings)
+            )
+            self._reload()
+
+    # --- messages ----------------------------------------------------------------------------
+
+    @command(Tick)
+    def tick(self, _message: Tick) -> float:
+        now = self._now()
+        plan = plan_schedule(self._times(load_keys(self.store)), now, self._settings)
+        if plan or self.store.data_version() != self._seen_version:
+            self._apply(plan)
+            self._reload()
+        elif self._signer_changed(now):
+            self._publish(now)
+        return next_event_at(self._times(self._rows), now, self._settings)
+
+    @command(RotateKeys)
+    def rotate(self, message: RotateKeys) -> list[KeyInfo]:
+        now = self._now()
+        keys = self._times(load_keys(self.store))
+        self._apply(plan_rotation(keys, now, self._settings, immediate=message.immediate))
+        self._reload()
+        log.info("keys rotated (immediate=%s); signer %s", message.immediate, self._signer)
+        self.audit("key_rotated", immediate=message.immediate, signer=self._signer or "")
+        return self._infos(now)
+
+    @query(ReloadKeys)
+    def reload_keys(self, _message: ReloadKeys) -> None:
+        if self.store.data_version() != self._seen_version:
+            self._reload()
+
+    @query(ListKeys)
+    def list_keys(self, _message: ListKeys) -> list[KeyInfo]:
+        return self._infos(self._now())
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return self._clock.now()
+
+    @staticmethod
+    def _times(rows: list[KeyRow]) -> list[KeyTimes]:
+        return [KeyTimes(r.kid, r.alg, r.activate_at, r.retire_at, r.remove_at) for r in rows]
+
+    def _apply(self, plan: Plan) -> None:
+        if plan.delete:
+            delete_keys(self.store, list(plan.delete))
+        for kid, retire_at, remove_at in plan.retire:
+            update_key_times(self.store, kid, retire_at, remove_at)
+        for new in plan.create:
+            key = generate_key(self._settings.algorithm, self._settings.rsa_bits)
+            row = KeyRow(
+                key.kid,
+                key.alg,
+                int(self._now()),
+                new.activate_at,
+                new.retire_at,
+                new.remove_at,
+                key.public_jwk,
+                seal(key.private_jwk, self._kek),
+            )
+            insert_key(self.store, row)
+            self.audit("key_created", kid=key.kid, alg=key.alg, activate_at=new.activate_at)
+            log.info("key %s (%s) created, signs from %d", key.kid, key.alg, new.activate_at)
+
+    def _reload(self) -> None:
+        self._rows = load_keys(self.store)
+        self._seen_version = self.store.data_version()
+        self._publish(self._now())
+
+    def _signer_changed(self, now: float) -> bool:
+        signer = signer_at(self._times(self._rows), now)
+        return (signer.kid if signer else None) != self._signer
+
+    def _publish(self, now: float) -> None:
+        """Build the snapshot: every key not gone is in the JWKS; the signer signs."""
+        times = self._times(self._rows)
+        signer = signer_at(times, now)
+        self._signer = signer.kid if signer else None
+        visible = [
+            (r.kid, r.alg, r.public_jwk, r.private_jwk)
+            for r, t in zip(self._rows, times, strict=True)
+            if state_at(t, now) is not KeyState.GONE
+        ]
+        self._holder.replace(build_keyring(visible, self._signer, self._kek))
+
+    def _infos(self, now: float) -> list[KeyInfo]:
+        return [
+            KeyInfo(
+                t.kid,
+                t.alg,
+                state_at(t, now).value,
+                t.kid == self._signer,
+                t.activate_at,
+                t.retire_at,
+                t.remove_at,
+            )
+            for t in self._times(self._rows)
+        ]
+
+
+async def run_key_schedule(
+    system: ActorSystem, address: Address, clock: Clock, reload_interval_s: float
+) -> None:
+    """Wake the KeyManager at each scheduled change, and every `reload_interval_s` to notice
+    changes made by other processes. A failed tick (the shard locked by another process past
+    its busy timeout) is retried; the keyring keeps its last snapshot meanwhile."""
+    while True:
+        try:
+            next_at = await system.ask(address, Tick())
+        except OAuthError as exc:
+            log.warning("key schedule tick failed, retrying in %s s: %s", reload_interval_s, exc)
+            next_at = math.inf
+        wait_s = min(reload_interval_s, max(next_at - clock.now(), 0.0))
+        await trio.sleep(wait_s if math.isfinite(wait_s) else reload_interval_s)

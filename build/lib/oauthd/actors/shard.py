@@ -1,0 +1,163 @@
+"""The base of actors that own one SQLite shard: each message is one transaction, committed
+before the reply leaves (the output gate). Handlers are plain synchronous functions, so a
+message can never be interrupted half way. They run on the event loop (a WAL commit without
+fsync costs microseconds, a thread hop more) except when something would wait: in fsync-per-
+commit mode every handler runs in a thread, because there the commit waits for the disk; and a
+write whose shard is locked by another process (another worker on the same client) is retried
+in a thread, where SQLite's busy wait stalls no other request.
+
+The actor still handles one message at a time: `receive` returns only when the thread is done,
+and a thread is never abandoned, so a cancelled caller cannot cut a transaction short.
+
+Audit events a handler queues with `audit()` are written after its transaction committed, and
+dropped if it rolled back: the log never says done what the database does not hold."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, TypeVar
+
+import trio
+
+from oauthd import audit
+from oauthd.errors import InvalidRequest, OAuthError
+from oauthd.settings import StorageSettings
+from oauthd.storage import LockBusy, Schema, Store
+
+__all__ = ["Audit", "CommitThenRaise", "ShardActor", "command", "query"]
+
+M = TypeVar("M")
+Handler = Callable[[Any, Any], Any]
+Observer = Callable[[str, Mapping[str, object]], None]
+
+
+class Audit(Protocol):
+    """`ShardActor.audit`, as handler mixins declare it."""
+
+    def __call__(self, event: str, **fields: str | int | bool) -> None: ...
+
+
+class CommitThenRaise(Exception):
+    """Raised by a handler whose writes must stand although the caller gets an error, e.g.
+    revoking a token family when a used code is replayed (OAuth 2.1 §4.1.3)."""
+
+    def __init__(self, error: OAuthError) -> None:
+        super().__init__(error.code)
+        self.error = error
+
+
+def command(message_type: type[M]) -> Callable[[Handler], Handler]:
+    """Mark a handler that may write: it runs inside BEGIN IMMEDIATE ... COMMIT."""
+
+    def mark(fn: Handler) -> Handler:
+        fn.__oauthd_handles__ = (message_type, True)  # type: ignore[attr-defined]  # marker read by __init_subclass__
+        return fn
+
+    return mark
+
+
+def query(message_type: type[M]) -> Callable[[Handler], Handler]:
+    """Mark a handler that only reads: no write lock is taken."""
+
+    def mark(fn: Handler) -> Handler:
+        fn.__oauthd_handles__ = (message_type, False)  # type: ignore[attr-defined]  # marker read by __init_subclass__
+        return fn
+
+    return mark
+
+
+class ShardActor:
+    schema: ClassVar[Schema]
+    _handlers: ClassVar[dict[type[Any], tuple[Handler, bool]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        handlers = dict(cls._handlers)
+        for base in reversed(cls.__mro__):  # handlers may come from mixins
+            for value in vars(base).values():
+                marker = getattr(value, "__oauthd_handles__", None)
+                if marker is not None:
+                    handlers[marker[0]] = (value, marker[1])
+        cls._handlers = handlers
+
+    def __init__(
+        self,
+        path: Path,
+        storage: StorageSettings,
+        *,
+        create: bool,
+        observe: Observer | None = None,
+    ) -> None:
+        self._path = path
+        self._storage = storage
+        self._create = create
+        self._store: Store | None = None
+        self._observe = observe  # sees each committed event too (metrics)
+        self._events: list[tuple[str, audit.AuditFields]] = []
+
+    def audit(self, event: str, **fields: str | int | bool) -> None:
+        """Queue an audit event: written once this message's writes have committed."""
+        audit.check_fields(event, fields)
+        self._events.append((event, fields))
+
+    def _committed(self) -> None:
+        events, self._events = self._events, []
+        for event, fields in events:
+            audit.write(event, fields)
+            if self._observe is not None:
+                self._observe(event, fields)
+
+    @property
+    def store(self) -> Store:
+        assert self._store is not None, "actor used before open()"
+        return self._store
+
+    async def open(self) -> None:
+        self._store = Store(
+            self._path,
+            self.schema,
+            create=self._create,
+            fsync=self._storage.fsync,
+            busy_timeout_ms=self._storage.busy_timeout_ms,
+        )
+        self._events = []
+        self.loaded()
+        self._committed()
+
+    def loaded(self) -> None:
+        """Hook: fill in-memory caches from the freshly opened shard."""
+
+    async def receive(self, message: Any) -> Any:
+        entry = self._handlers.get(type(message))
+        if entry is None:
+            raise InvalidRequest("unsupported message", detail=type(message).__name__)
+        if self._storage.fsync:
+            return await trio.to_thread.run_sync(self._run, entry, message)
+        try:
+            return self._run(entry, message, wait=False)
+        except LockBusy:  # nothing ran: wait for the other process's COMMIT off the loop
+            return await trio.to_thread.run_sync(self._run, entry, message)
+
+    def _run(self, entry: tuple[Handler, bool], message: Any, *, wait: bool = True) -> Any:
+        handler, writes = entry
+        self._events = []  # a message that raised left its events unwritten
+        if not writes:
+            result = handler(self, message)
+            self._committed()
+            return result
+        failure: OAuthError | None = None
+        with self.store.transaction(wait=wait):
+            try:
+                result = handler(self, message)
+            except CommitThenRaise as outcome:
+                failure = outcome.error  # leave the block normally: COMMIT, then answer
+        self._committed()
+        if failure is not None:
+            raise failure
+        return result
+
+    async def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None

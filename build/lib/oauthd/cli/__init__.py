@@ -1,0 +1,219 @@
+"""The `oauthd` command: serve | check-config | keys list|rotate | gc, and the admin commands
+clients add|list|show|remove, users add|list|remove, grants list|revoke (cli/admin.py).
+Exit codes: 0 ok, 1 not found, 2 usage or configuration error."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import sys
+import time
+from collections.abc import Sequence
+from functools import partial
+
+import trio
+
+from oauthd.actors import KeyInfo, ListKeys, RotateKeys, keys_address
+from oauthd.actors.janitor import collect_once
+from oauthd.cli import admin
+from oauthd.errors import ConfigError
+from oauthd.logs import flush_logs, setup_logging
+from oauthd.server import (
+    TENANT,
+    Runtime,
+    WorkerRole,
+    configured_clients,
+    load_kek,
+    load_metrics_token,
+    load_upstream_secret,
+    open_runtime,
+    serve,
+)
+from oauthd.settings import MAX_WORKERS, Settings, load_settings, split_listen
+from oauthd.workers import supervise, worker_argv
+
+__all__ = ["main"]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="oauthd", description="OAuth 2.1 authorization server")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="serve HTTP until SIGINT/SIGTERM")
+    s.add_argument("--config", required=True, help="TOML configuration file")
+    s.add_argument("--listen", help="host:port, overriding the file's listen")
+    s.add_argument(
+        "--workers",
+        type=worker_count,
+        help="worker processes serving one socket and one data dir, overriding the file's workers",
+    )
+    s.add_argument("--worker", help=argparse.SUPPRESS)  # set by the supervisor (workers.py)
+    c = sub.add_parser("check-config", help="validate a configuration file without serving")
+    c.add_argument("--config", required=True)
+    k = sub.add_parser("keys", help="signing keys")
+    ksub = k.add_subparsers(dest="keys_command", required=True)
+    kl = ksub.add_parser("list", help="list keys and their states")
+    kl.add_argument("--config", required=True)
+    kr = ksub.add_parser("rotate", help="start a new signing key")
+    kr.add_argument("--config", required=True)
+    kr.add_argument(
+        "--immediate",
+        action="store_true",
+        help="sign with the new key now instead of after keys.publish_ahead_s",
+    )
+    admin.add_parsers(sub)
+    g = sub.add_parser("gc", help="delete expired rows and deleted clients' shards now")
+    g.add_argument("--config", required=True)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        if args.command == "check-config":
+            return check_config(settings)
+        setup_logging(settings.log)
+        if args.command == "serve":
+            return serve_command(settings, args, sys.argv[1:] if argv is None else argv)
+        if args.command in ADMIN:
+            return trio.run(admin_command, settings, args)
+        if args.command == "gc":
+            return trio.run(gc_command, settings)
+        return trio.run(
+            keys_command,
+            settings,
+            args.keys_command,
+            args.immediate if args.keys_command == "rotate" else False,
+        )
+    except (ConfigError, OSError, BaseExceptionGroup) as exc:
+        problem = startup_problem(exc)
+        if problem is None:
+            raise
+        print(f"oauthd: {problem}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        flush_logs()  # the audit lines of what the command did
+
+
+def serve_command(settings: Settings, args: argparse.Namespace, argv: Sequence[str]) -> int:
+    check_listen_option(args.listen)
+    if args.worker is not None:
+        trio.run(partial(serve, settings, worker=parse_worker_role(args.worker)))
+        return 0
+    count = settings.workers if args.workers is None else args.workers
+    if count > 1:
+        listen = settings.listen if args.listen is None else args.listen
+        return trio.run(supervise, settings, worker_argv(argv), count, listen)
+    trio.run(partial(serve, settings, listen=args.listen))
+    return 0
+
+
+def worker_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_WORKERS}, got {text!r}")
+    return int(text)
+
+
+def parse_worker_role(text: str) -> WorkerRole:
+    index, listen_fd, ready_fd, lifeline_fd = (int(part) for part in text.split(","))
+    return WorkerRole(index, listen_fd, ready_fd, lifeline_fd)
+
+
+def startup_problem(exc: BaseException) -> str | None:
+    """A configuration error or an unusable address, however deep in exception groups the
+    nurseries put it: said in one line instead of a traceback."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            problem = startup_problem(inner)
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(exc, ConfigError):
+        return f"configuration error: {exc}"
+    if isinstance(exc, OSError) and exc.errno in (
+        errno.EADDRINUSE,
+        errno.EADDRNOTAVAIL,
+        errno.EACCES,
+    ):
+        return f"cannot listen: {exc.strerror}"
+    return None
+
+
+def check_listen_option(listen: str | None) -> None:
+    """`--listen` is checked like the file's `listen`: a clear message, not a traceback."""
+    if listen is None:
+        return
+    try:
+        split_listen(listen)
+    except ValueError as exc:
+        raise ConfigError("command line", "--listen", str(exc)) from None
+
+
+def check_config(settings: Settings) -> int:
+    import os
+
+    configured_clients(settings, os.environ, 0)
+    load_kek(settings, os.environ)
+    load_upstream_secret(settings, os.environ)
+    load_metrics_token(settings, os.environ)
+    login = "dev" if settings.dev_mode else "password" if settings.password_login else "none"
+    if not settings.dev_mode and settings.federation.enabled:
+        login = f"federation via {settings.federation.upstream_issuer}"
+    print(f"{settings.source}: ok (issuer {settings.issuer}, login: {login})")
+    return 0
+
+
+async def keys_command(settings: Settings, command: str, immediate: bool) -> int:
+    """Works beside a running server: the shard's write lock orders both."""
+    async with trio.open_nursery() as nursery:
+        runtime: Runtime = await nursery.start(partial(open_runtime, settings))
+        address = keys_address(TENANT)
+        message = RotateKeys(immediate) if command == "rotate" else ListKeys()
+        infos: list[KeyInfo] = await runtime.system.ask(address, message)
+        print_keys(infos)
+        nursery.cancel_scope.cancel()
+    return 0
+
+
+def print_keys(infos: list[KeyInfo]) -> None:
+    def when(t: int) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(t))
+
+    print(f"{'kid':<45} {'alg':<6} {'state':<10} {'signs from':<21} {'retires':<21} removed")
+    for k in infos:
+        mark = "*" if k.signing else " "
+        print(
+            f"{k.kid:<44}{mark} {k.alg:<6} {k.state:<10} {when(k.activate_at):<21} "
+            f"{when(k.retire_at):<21} {when(k.remove_at)}"
+        )
+
+
+ADMIN = {
+    "clients": admin.clients_command,
+    "users": admin.users_command,
+    "grants": admin.grants_command,
+}
+
+
+async def admin_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Works beside a running server, through the same actors and SQLite locks."""
+    async with trio.open_nursery() as nursery:
+        runtime: Runtime = await nursery.start(partial(open_runtime, settings, janitor=False))
+        code = await ADMIN[args.command](runtime, args)
+        nursery.cancel_scope.cancel()
+    return code
+
+
+async def gc_command(settings: Settings) -> int:
+    """One janitor pass, beside a running server or not: the same actors and SQLite locks."""
+    async with trio.open_nursery() as nursery:
+        runtime: Runtime = await nursery.start(partial(open_runtime, settings, janitor=False))
+        report = await collect_once(runtime.system, runtime.env, TENANT)
+        for kind, count in sorted(report.counts.items()):
+            print(f"{kind:<16} {count}")
+        print(f"{'shards':<16} {report.shards}")
+        print(f"{'shards removed':<16} {len(report.removed)}")
+        nursery.cancel_scope.cancel()
+    return 1 if report.failed else 0

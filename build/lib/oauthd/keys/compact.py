@@ -1,0 +1,75 @@
+"""Compact JWS (RFC 7515 §7.1) with oauthd's own keys, straight on `cryptography`.
+
+Signing an access token is on the path of every token request, and verifying one on every
+introspection and userinfo call. joserfc's general JWS machinery (header registries, algorithm
+objects, base64 helpers) costs several times the signature itself, so for the three algorithms
+oauthd signs with, the signing input and the signature encoding (RFC 7518 §3.4: ES256 is r || s,
+32 bytes each) are done here. Keys are still generated, imported and published through joserfc
+(jwk.py); client and upstream tokens, whose algorithms vary, are verified by joserfc too.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+__all__ = ["b64decode", "b64encode", "sign_raw", "verify_raw"]
+
+_ES256_BYTES = 32
+
+
+def b64encode(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def b64decode(segment: str) -> bytes:
+    """Strict base64url without padding (RFC 7515 §2): ValueError for anything else."""
+    if "=" in segment:
+        raise ValueError("padding is not allowed")
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except binascii.Error:
+        raise ValueError("not base64url") from None
+
+
+def sign_raw(alg: str, key: Any, data: bytes) -> bytes:
+    """The JWS signature of `data` (RFC 7518 §3.3, §3.4; RFC 8037 §3.1)."""
+    if alg == "ES256":
+        r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
+        return r.to_bytes(_ES256_BYTES, "big") + s.to_bytes(_ES256_BYTES, "big")
+    if alg == "RS256":
+        signature: bytes = key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        return signature
+    if alg == "EdDSA":
+        return bytes(key.sign(data))
+    raise ValueError(f"unsupported algorithm {alg!r}")
+
+
+def verify_raw(alg: str, key: Any, data: bytes, signature: bytes) -> bool:
+    """Whether `signature` is `key`'s JWS signature of `data` with `alg` (and only `alg`)."""
+    try:
+        if alg == "ES256" and isinstance(key, ec.EllipticCurvePublicKey):
+            if len(signature) != 2 * _ES256_BYTES or key.curve.name != "secp256r1":
+                return False
+            r = int.from_bytes(signature[:_ES256_BYTES], "big")
+            s = int.from_bytes(signature[_ES256_BYTES:], "big")
+            key.verify(encode_dss_signature(r, s), data, ec.ECDSA(hashes.SHA256()))
+            return True
+        if alg == "RS256" and isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+            return True
+        if alg == "EdDSA" and isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(signature, data)
+            return True
+    except InvalidSignature:
+        return False
+    return False

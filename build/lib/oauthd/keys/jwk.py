@@ -1,0 +1,238 @@
+"""Keys as JWKs: generate, seal at rest, sign and verify compact JWS, serve the JWKS."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from joserfc import jwe
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, Key, OctKey, OKPKey, RSAKey
+from joserfc.jwk import generate_key as _generate
+
+from oauthd.keys.compact import b64decode, b64encode, sign_raw, verify_raw
+
+__all__ = [
+    "ALGORITHMS",
+    "GeneratedKey",
+    "Keyring",
+    "KeyringHolder",
+    "TokenInvalid",
+    "build_keyring",
+    "generate_key",
+    "parse_kek",
+]
+
+ALGORITHMS = ("ES256", "RS256", "EdDSA")
+_SEAL_HEADER = {"alg": "dir", "enc": "A256GCM"}
+_SEAL_ALGS = ["dir", "A256GCM"]
+
+# RFC 9864 prefers "Ed25519" but deployed JWT libraries know "EdDSA": keep the name they know.
+warnings.filterwarnings("ignore", message="EdDSA is deprecated", module="joserfc")
+
+
+class TokenInvalid(Exception):
+    """A JWT that is malformed, signed by an unknown key or with the wrong algorithm."""
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedKey:
+    kid: str
+    alg: str
+    public_jwk: str
+    private_jwk: str
+
+
+def generate_key(alg: str, rsa_bits: int = 2048) -> GeneratedKey:
+    """A fresh signing key; its kid is its RFC 7638 thumbprint."""
+    key: Key
+    if alg == "ES256":
+        key = _generate("EC", "P-256")
+    elif alg == "RS256":
+        key = _generate("RSA", rsa_bits)
+    elif alg == "EdDSA":
+        key = _generate("OKP", "Ed25519")
+    else:
+        raise ValueError(f"unsupported algorithm {alg!r}")
+    kid = key.thumbprint()
+    extra = {"kid": kid, "alg": alg, "use": "sig"}
+    public = {**key.as_dict(private=False), **extra}
+    private = {**key.as_dict(private=True), **extra}
+    return GeneratedKey(kid, alg, json.dumps(public, sort_keys=True), json.dumps(private))
+
+
+def parse_kek(text: str) -> bytes:
+    """A key-encryption key: 32 bytes, base64url."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise ValueError("the key-encryption key is not base64url") from None
+    if len(raw) != 32:
+        raise ValueError("the key-encryption key must be 32 bytes (base64url)")
+    return raw
+
+
+def seal(private_jwk: str, kek: bytes | None) -> str:
+    """Encrypt a private JWK for storage (JWE dir + A256GCM) when a KEK is configured."""
+    if kek is None:
+        return private_jwk
+    return jwe.encrypt_compact(
+        _SEAL_HEADER, private_jwk.encode(), OctKey.import_key(kek), algorithms=_SEAL_ALGS
+    )
+
+
+def unseal(stored: str, kek: bytes | None) -> str:
+    if stored.startswith("{"):
+        return stored
+    if kek is None:
+        raise ValueError("a signing key is encrypted but no key-encryption key is configured")
+    try:
+        message = jwe.decrypt_compact(stored, OctKey.import_key(kek), algorithms=_SEAL_ALGS)
+    except JoseError:
+        raise ValueError("a signing key cannot be decrypted with this key-encryption key") from None
+    assert message.plaintext is not None
+    return message.plaintext.decode()
+
+
+def _import(jwk_json: str) -> Key:
+    data = json.loads(jwk_json)
+    kty = data["kty"]
+    if kty == "EC":
+        return ECKey.import_key(data)
+    if kty == "RSA":
+        return RSAKey.import_key(data)
+    return OKPKey.import_key(data)
+
+
+@dataclass(frozen=True, slots=True)
+class _Verifier:
+    alg: str
+    key: Key
+
+
+class Keyring:
+    """An immutable snapshot: the signer, every verifying key, and the JWKS bytes."""
+
+    __slots__ = (
+        "_headers",
+        "_signer",
+        "_signer_alg",
+        "_signer_key",
+        "_verifiers",
+        "jwks_bytes",
+        "kids",
+    )
+
+    def __init__(
+        self,
+        signer: tuple[str, str, Key] | None,
+        verifiers: Mapping[str, _Verifier],
+        jwks_bytes: bytes,
+    ) -> None:
+        self._signer = signer[0] if signer else None
+        self._signer_alg = signer[1] if signer else ""
+        self._signer_key = signer[2] if signer else None
+        self._verifiers = dict(verifiers)
+        self._headers: dict[str, bytes] = {}
+        self.jwks_bytes = jwks_bytes
+        self.kids = tuple(self._verifiers)
+
+    @property
+    def signer_kid(self) -> str | None:
+        return self._signer
+
+    @property
+    def signing_alg(self) -> str:
+        return self._signer_alg
+
+    def sign(self, claims: Mapping[str, Any], typ: str = "JWT") -> str:
+        """A compact JWS of `claims` (RFC 7515 §7.1) signed by the active key."""
+        if self._signer is None or self._signer_key is None:
+            raise RuntimeError("no active signing key")
+        header = self._headers.get(typ)
+        if header is None:  # one encoded header per typ and key: the snapshot is immutable
+            fields = {"alg": self._signer_alg, "kid": self._signer, "typ": typ}
+            header = self._headers[typ] = b64encode(json.dumps(fields).encode())
+        payload = b64encode(json.dumps(claims, separators=(",", ":")).encode())
+        signing_input = header + b"." + payload
+        signature = sign_raw(self._signer_alg, self._signer_key.private_key, signing_input)
+        return (signing_input + b"." + b64encode(signature)).decode()
+
+    def names_unknown_key(self, token: str) -> bool:
+        """Whether `token` is shaped like a JWS whose `kid` this snapshot lacks: perhaps a key
+        another process made since this one last read the keys shard."""
+        try:
+            kid = _peek_header(token).get("kid")
+        except TokenInvalid:
+            return False
+        return isinstance(kid, str) and kid not in self._verifiers
+
+    def verify(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Check the signature with the key named by `kid` and its own algorithm only
+        (RFC 8725 §3.1); returns (header, claims). Claims are not validated here."""
+        parts = token.split(".")
+        if len(parts) != 3:
+            raise TokenInvalid("not a compact JWS")
+        header = _peek_header(token)
+        verifier = self._verifiers.get(str(header.get("kid")))
+        if verifier is None or header.get("alg") != verifier.alg:
+            raise TokenInvalid("unknown key or algorithm")
+        try:
+            signature = b64decode(parts[2])
+            signing_input = f"{parts[0]}.{parts[1]}".encode("ascii")
+            valid = verify_raw(verifier.alg, verifier.key.public_key, signing_input, signature)
+            claims = json.loads(b64decode(parts[1])) if valid else None
+        except (ValueError, UnicodeEncodeError) as exc:
+            raise TokenInvalid("malformed token") from exc
+        if not valid:
+            raise TokenInvalid("bad signature")
+        if not isinstance(claims, dict):
+            raise TokenInvalid("claims are not an object")
+        return header, claims
+
+
+def _peek_header(token: str) -> dict[str, Any]:
+    segment = token.split(".", 1)[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, binascii.Error):
+        raise TokenInvalid("malformed header") from None
+    if not isinstance(header, dict):
+        raise TokenInvalid("malformed header")
+    return header
+
+
+def build_keyring(
+    keys: Sequence[tuple[str, str, str, str]], signer_kid: str | None, kek: bytes | None
+) -> Keyring:
+    """From (kid, alg, public_jwk, sealed_private_jwk) rows: the snapshot and its JWKS bytes.
+    The JWKS holds public members only (RFC 7517 §9.2)."""
+    verifiers: dict[str, _Verifier] = {}
+    public: list[dict[str, Any]] = []
+    signer: tuple[str, str, Key] | None = None
+    for kid, alg, public_jwk, sealed in keys:
+        verifiers[kid] = _Verifier(alg, _import(public_jwk))
+        public.append(json.loads(public_jwk))
+        if kid == signer_kid:
+            signer = (kid, alg, _import(unseal(sealed, kek)))
+    jwks_bytes = json.dumps({"keys": public}, separators=(",", ":")).encode()
+    return Keyring(signer, verifiers, jwks_bytes)
+
+
+class KeyringHolder:
+    """The current snapshot, replaced whole on every key change."""
+
+    __slots__ = ("current", "version")
+
+    def __init__(self) -> None:
+        self.current = Keyring(None, {}, b'{"keys":[]}')
+        self.version = 0
+
+    def replace(self, keyring: Keyring) -> None:
+        self.current = keyring
+        self.version += 1

@@ -1,0 +1,1 @@
+"""Pure protocol rules, no I/O: one module per specification."""

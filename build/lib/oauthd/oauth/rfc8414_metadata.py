@@ -1,0 +1,90 @@
+"""Authorization server metadata (RFC 8414) and OpenID Provider metadata (OIDC Discovery 1.0).
+
+Each endpoint module contributes the members it really implements, so the documents never
+advertise more than works. The documents are built once, as bytes, when the server starts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = [
+    "Contribution",
+    "DocumentPaths",
+    "build_metadata",
+    "document_paths",
+    "render_metadata",
+]
+
+AS_WELL_KNOWN = "/.well-known/oauth-authorization-server"
+OIDC_WELL_KNOWN = "/.well-known/openid-configuration"
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    """Members an endpoint adds; `oidc` members appear only in the OpenID document."""
+
+    members: Mapping[str, Any] = field(default_factory=dict)
+    oidc: Mapping[str, Any] = field(default_factory=dict)
+
+
+def build_metadata(
+    issuer: str, contributions: Iterable[Contribution]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(RFC 8414 document, OpenID document) for `issuer` from the endpoints' contributions.
+
+    RFC 8414 §2 defaults an absent `grant_types_supported` to authorization_code and implicit,
+    and OIDC Discovery §3 defaults `request_uri_parameter_supported` to true, so both are
+    always stated explicitly rather than left to over-claiming defaults."""
+    base: dict[str, Any] = {
+        "issuer": issuer,  # RFC 8414 §2: identical to the configured issuer, byte for byte
+        "response_types_supported": [],
+        "grant_types_supported": [],
+    }
+    oidc: dict[str, Any] = {
+        "request_uri_parameter_supported": False,
+        "request_parameter_supported": False,
+        "claims_parameter_supported": False,
+    }
+    for contribution in contributions:
+        _merge(base, contribution.members)
+        _merge(oidc, contribution.oidc)
+    return dict(sorted(base.items())), dict(sorted({**base, **oidc}.items()))
+
+
+def _merge(target: dict[str, Any], members: Mapping[str, Any]) -> None:
+    for name, value in members.items():
+        if isinstance(value, list) and isinstance(target.get(name), list):
+            target[name] = sorted(set(target[name]) | set(value))
+        elif name in target and target[name] != value:
+            raise ValueError(f"two endpoints disagree on metadata member {name!r}")
+        else:
+            target[name] = value
+
+
+def render_metadata(document: Mapping[str, Any]) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentPaths:
+    authorization_server: tuple[str, ...]
+    openid: tuple[str, ...]
+
+
+def document_paths(issuer: str) -> DocumentPaths:
+    """Where the documents are served for this issuer.
+
+    RFC 8414 §3.1 inserts the well-known segment before the issuer's path; OIDC Discovery §4
+    appends it after. MCP clients try both forms for path issuers, so both are served."""
+    path = urlsplit(issuer).path.rstrip("/")
+    if not path:
+        return DocumentPaths((AS_WELL_KNOWN,), (OIDC_WELL_KNOWN,))
+    return DocumentPaths(
+        (AS_WELL_KNOWN + path,),
+        (OIDC_WELL_KNOWN + path, path + OIDC_WELL_KNOWN),
+    )

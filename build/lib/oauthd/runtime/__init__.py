@@ -1,0 +1,22 @@
+"""The actor kernel: Durable-Object semantics on trio (DESIGN.md "Actors").
+
+Public names: `ActorSystem` runs actors; `Address` names one; `Actor` is what a kind's factory
+returns; `Kind` describes a kind of actor; `Clock` gives wall time that tests can drive;
+`Limiter` is a per-process rate limit on that clock.
+"""
+
+from oauthd.runtime.clock import Clock, SystemClock, TrioClock
+from oauthd.runtime.kernel import Actor, ActorSystem, Address, Kind, SystemStats
+from oauthd.runtime.ratelimit import Limiter
+
+__all__ = [
+    "Actor",
+    "ActorSystem",
+    "Address",
+    "Clock",
+    "Kind",
+    "Limiter",
+    "SystemClock",
+    "SystemStats",
+    "TrioClock",
+]

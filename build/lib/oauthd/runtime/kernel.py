@@ -1,0 +1,392 @@
+"""Spawn-on-demand actors with one message at a time, bounded mailboxes, eviction, supervision.
+
+The contract (DESIGN.md "Actors"):
+
+- `ask(address, message)` spawns the actor on its first message and waits for its reply.
+- An actor handles one message at a time, in its own task; `Actor.receive` is expected to run
+  the message in one transaction and return only after it committed (the output gate).
+- A caller that is cancelled does not abort its message: the message completes in the actor's
+  task, shielded from cancellation, and the reply is dropped.
+- A full mailbox answers `TemporarilyUnavailable` (503 with Retry-After) at once.
+- An actor idle for `idle_timeout_s`, or the least recently used one when `max_live` actors are
+  live, is evicted: its task ends and `Actor.close` releases its resources. State is on disk.
+- A non-OAuth exception in `receive` fails that one message with `ServerError`, the traceback
+  goes to the log, and the actor is replaced by a fresh one opened from disk.
+
+The caller/actor hand-off uses trio's low-level park/reschedule rather than channels and events:
+an ask is two task switches and no allocation beyond the message tuple and its reply slot.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import outcome
+import trio
+
+from oauthd.errors import NotFound, OAuthError, ServerError, TemporarilyUnavailable
+from oauthd.settings import ActorSettings
+
+__all__ = ["Actor", "ActorSystem", "Address", "Kind", "SystemStats"]
+
+log = logging.getLogger("oauthd.runtime")
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """Who an actor is: tenant, kind and key (DESIGN.md "Actors")."""
+
+    tenant: str
+    kind: str
+    key: str
+
+    def __str__(self) -> str:
+        return f"{self.tenant}/{self.kind}/{self.key}" if self.key else f"{self.tenant}/{self.kind}"
+
+
+class Actor(Protocol):
+    async def open(self) -> None:
+        """Load state from disk; messages wait in the mailbox until this returns."""
+
+    async def receive(self, message: Any) -> Any:
+        """Handle one message and return its reply after its writes committed."""
+
+    async def close(self) -> None:
+        """Release what `open` acquired; called on eviction, restart and shutdown."""
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """A kind of actor: how to make one, and whether an address may exist at all."""
+
+    name: str
+    factory: Callable[[Address], Actor]
+    exists: Callable[[Address], bool] | None = None  # None: every key is valid
+    pinned: bool = False  # pinned actors are never evicted (singletons with timers)
+    # Concurrent actors take their next message without waiting for the last reply: for
+    # actors that mostly wait on the network. Their handlers must keep every transaction
+    # free of awaits (a synchronous SQLite call cannot interleave), and a crash fails only
+    # its own message: there is no restart while other messages are in flight.
+    concurrent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SystemStats:
+    live: int
+    activations: int
+    evictions: int
+    restarts: int
+    mailbox_depth: int
+
+
+class _Reply:
+    """Where an actor puts the answer for one parked caller."""
+
+    __slots__ = ("abandoned", "task")
+
+    def __init__(self, task: trio.lowlevel.Task) -> None:
+        self.task = task
+        self.abandoned = False
+
+    def abort(self, _raise_cancel: Any) -> trio.lowlevel.Abort:
+        self.abandoned = True  # the message still runs; its reply is dropped
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def send(self, result: outcome.Outcome[Any]) -> None:
+        if not self.abandoned:
+            self.abandoned = True
+            trio.lowlevel.reschedule(self.task, result)
+
+
+class _Cell:
+    """One live actor: its mailbox and bookkeeping, owned by the system."""
+
+    __slots__ = (
+        "address",
+        "busy",
+        "closed",
+        "closing",
+        "kind",
+        "last_used",
+        "mailbox",
+        "parked",
+    )
+
+    def __init__(self, address: Address, kind: Kind, now: float) -> None:
+        self.address = address
+        self.kind = kind
+        self.mailbox: deque[tuple[Any, _Reply]] = deque()
+        self.parked: trio.lowlevel.Task | None = None
+        self.busy = True  # until open() has returned
+        self.closing = False
+        self.closed: trio.Event | None = None  # made by retire(), set once the actor closed
+        self.last_used = now
+
+    def wake(self) -> None:
+        task, self.parked = self.parked, None
+        if task is not None:
+            trio.lowlevel.reschedule(task)
+
+    def _abort_park(self, _raise_cancel: Any) -> trio.lowlevel.Abort:
+        self.parked = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    async def wait_for_mail(self) -> None:
+        self.parked = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(self._abort_park)
+
+
+class ActorSystem:
+    """Runs actors of registered kinds inside `run()`'s nursery."""
+
+    def __init__(self, settings: ActorSettings, kinds: list[Kind]) -> None:
+        self._settings = settings
+        self._kinds = {kind.name: kind for kind in kinds}
+        self._live: OrderedDict[Address, _Cell] = OrderedDict()
+        self._nursery: trio.Nursery | None = None
+        self._activations = 0
+        self._evictions = 0
+        self._restarts = 0
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[ActorSystem] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve actors until cancelled; then every actor closes its resources."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._reap_idle)
+                task_status.started(self)
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+
+    # --- asking ------------------------------------------------------------------------------
+
+    async def ask(self, address: Address, message: Any) -> Any:
+        """Send `message` to the actor at `address` and wait for its reply."""
+        cell = self._live.get(address)
+        if cell is None or cell.closing:
+            cell = self._spawn(address)
+        else:
+            self._live.move_to_end(address)
+        if len(cell.mailbox) >= self._settings.mailbox_size:
+            raise TemporarilyUnavailable(
+                "the server is busy, retry later",
+                detail=f"mailbox of {address} is full",
+                retry_after_s=self._settings.retry_after_s,
+            )
+        # No timestamp here: a cell with mail is never evicted, and the actor stamps
+        # last_used when it finishes the message.
+        reply = _Reply(trio.lowlevel.current_task())
+        cell.mailbox.append((message, reply))
+        cell.wake()
+        return await trio.lowlevel.wait_task_rescheduled(reply.abort)
+
+    def is_live(self, address: Address) -> bool:
+        return address in self._live
+
+    async def retire(self, address: Address) -> bool:
+        """Evict the actor at `address` and wait until it has closed its resources; True when
+        none is live any more, False when it is busy or has mail (try again later). A new
+        message after this spawns a fresh actor, if its kind still says it exists."""
+        cell = self._live.get(address)
+        if cell is None:
+            return True
+        if not self._evictable(cell):
+            return False
+        cell.closed = trio.Event()
+        self._evict(cell)
+        await cell.closed.wait()
+        return True
+
+    def stats(self) -> SystemStats:
+        return SystemStats(
+            live=len(self._live),
+            activations=self._activations,
+            evictions=self._evictions,
+            restarts=self._restarts,
+            mailbox_depth=sum(len(c.mailbox) for c in self._live.values()),
+        )
+
+    # --- spawning, eviction ------------------------------------------------------------------
+
+    def _spawn(self, address: Address) -> _Cell:
+        if self._nursery is None:
+            raise TemporarilyUnavailable("the server is not running", detail="actor system down")
+        kind = self._kinds.get(address.kind)
+        if kind is None:
+            raise NotFound("no such actor", detail=f"unknown kind {address.kind!r}")
+        if kind.exists is not None and not kind.exists(address):
+            raise NotFound("no such actor", detail=f"{address} does not exist")  # no spawn
+        self._evict_over_cap()
+        cell = _Cell(address, kind, trio.current_time())
+        self._live[address] = cell
+        self._activations += 1
+        self._nursery.start_soon(self._run_actor, cell, name=f"actor {address}")
+        return cell
+
+    def _evictable(self, cell: _Cell) -> bool:
+        return not (cell.busy or cell.mailbox or cell.kind.pinned or cell.closing)
+
+    def _evict(self, cell: _Cell) -> None:
+        del self._live[cell.address]
+        cell.closing = True
+        self._evictions += 1
+        cell.wake()
+
+    def _evict_over_cap(self) -> None:
+        excess = len(self._live) - self._settings.max_live + 1
+        if excess <= 0:
+            return
+        victims = []
+        for cell in self._live.values():  # least recently used first
+            if self._evictable(cell):
+                victims.append(cell)
+                if len(victims) == excess:
+                    break
+        for cell in victims:
+            self._evict(cell)
+
+    async def _reap_idle(self) -> None:
+        idle_s = self._settings.idle_timeout_s
+        while True:
+            await trio.sleep(max(idle_s / 4, 0.01))
+            cutoff = trio.current_time() - idle_s
+            stale = [c for c in self._live.values() if c.last_used <= cutoff and self._evictable(c)]
+            for cell in stale:
+                self._evict(cell)
+
+    # --- the actor's own task ----------------------------------------------------------------
+
+    async def _run_actor(self, cell: _Cell) -> None:
+        if cell.kind.concurrent:
+            await self._run_concurrent(cell)
+            return
+        actor = await self._open(cell)
+        # One scope for the actor's life, shielded only while a message runs: a message never
+        # stops half way, while waiting for mail stays cancellable (shutdown, eviction).
+        # Toggling one scope costs far less than entering a new shielded scope per message.
+        gate = trio.CancelScope()
+        try:
+            with gate:
+                while actor is not None:
+                    mail = await self._next_mail(cell)
+                    if mail is None:
+                        break
+                    message, reply = mail
+                    cell.busy = True
+                    gate.shield = True
+                    actor = await self._deliver(cell, actor, message, reply)
+                    gate.shield = False
+                    cell.busy = False
+                    cell.last_used = trio.current_time()
+                    if cell.mailbox:  # more waiting: let other tasks run between messages
+                        await trio.lowlevel.cancel_shielded_checkpoint()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._shut(cell, actor)
+
+    @staticmethod
+    async def _next_mail(cell: _Cell) -> tuple[Any, _Reply] | None:
+        """The next message, waiting for one; None once the actor is closing and has none."""
+        while not cell.mailbox:
+            if cell.closing:
+                return None
+            await cell.wait_for_mail()
+        return cell.mailbox.popleft()
+
+    async def _run_concurrent(self, cell: _Cell) -> None:
+        """Each message in its own task. Eviction waits for the ones in flight; shutdown
+        cancels them, and their callers are told the server is shutting down."""
+        actor = await self._open(cell)
+        try:
+            async with trio.open_nursery() as inflight:
+                while actor is not None:
+                    mail = await self._next_mail(cell)
+                    if mail is None:
+                        break
+                    message, reply = mail
+                    inflight.start_soon(self._deliver_one, cell, actor, message, reply)
+                    cell.last_used = trio.current_time()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._shut(cell, actor)
+
+    @staticmethod
+    async def _deliver_one(cell: _Cell, actor: Actor, message: Any, reply: _Reply) -> None:
+        try:
+            result = await actor.receive(message)
+        except OAuthError as exc:
+            reply.send(outcome.Error(exc))
+        except Exception:
+            log.exception("actor %s failed on %s", cell.address, type(message).__name__)
+            reply.send(outcome.Error(ServerError("internal error", detail="actor crashed")))
+        else:
+            reply.send(outcome.Value(result))
+        finally:  # cancelled at shutdown: the caller still gets an answer (a no-op if it had one)
+            reply.send(outcome.Error(TemporarilyUnavailable("the server is shutting down")))
+
+    async def _open(self, cell: _Cell) -> Actor | None:
+        try:  # the factory too: a kind that cannot make its actor must not crash the system
+            actor = cell.kind.factory(cell.address)
+            with trio.CancelScope(shield=True):
+                await actor.open()
+        except Exception as exc:
+            log.exception("actor %s failed to open", cell.address)
+            detail = f"actor {cell.address} failed to open: {exc}"
+            self._fail_queued(cell, ServerError("internal error", detail=detail))
+            return None
+        cell.busy = False
+        return actor
+
+    async def _deliver(
+        self, cell: _Cell, actor: Actor, message: Any, reply: _Reply
+    ) -> Actor | None:
+        try:
+            result = await actor.receive(message)  # shielded by the caller's gate
+        except OAuthError as exc:
+            reply.send(outcome.Error(exc))
+        except Exception:
+            log.exception("actor %s crashed on %s", cell.address, type(message).__name__)
+            reply.send(outcome.Error(ServerError("internal error", detail="actor crashed")))
+            return await self._restart(cell, actor)
+        else:
+            reply.send(outcome.Value(result))
+        return actor
+
+    async def _restart(self, cell: _Cell, actor: Actor) -> Actor | None:
+        """Replace a crashed actor with a fresh one loaded from disk."""
+        self._restarts += 1
+        with trio.CancelScope(shield=True):
+            await self._close_quietly(cell, actor)
+        cell.busy = True
+        return await self._open(cell)
+
+    async def _shut(self, cell: _Cell, actor: Actor | None) -> None:
+        if self._live.get(cell.address) is cell:
+            del self._live[cell.address]
+        self._fail_queued(cell, TemporarilyUnavailable("the server is shutting down"))
+        if actor is not None:
+            await self._close_quietly(cell, actor)
+        if cell.closed is not None:
+            cell.closed.set()
+
+    @staticmethod
+    async def _close_quietly(cell: _Cell, actor: Actor) -> None:
+        try:
+            await actor.close()
+        except Exception:
+            log.exception("actor %s failed to close", cell.address)
+
+    @staticmethod
+    def _fail_queued(cell: _Cell, error: OAuthError) -> None:
+        while cell.mailbox:
+            _message, reply = cell.mailbox.popleft()
+            reply.send(outcome.Error(error))

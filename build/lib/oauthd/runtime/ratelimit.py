@@ -1,0 +1,85 @@
+"""Rate limits: the generic cell rate algorithm (GCRA), one float per key, in this process.
+
+`requests` per `window_s` means a burst of `requests` is admitted at once, and after that one
+more every `window_s / requests` seconds; a key left alone for `window_s` has its whole burst
+back. Each key stores only its "theoretical arrival time", so a limiter costs a few dozen bytes
+per key and `max_keys` bounds it: past the cap, the key touched longest ago is forgotten (which
+only ever gives that key a fresh budget; it never blocks anyone else).
+
+Why not the `limits` package: its MemoryStorage reads `time.time()` directly (no injectable
+clock, so tests would sleep), starts `threading.Timer` threads to expire keys, and has no cap
+on the number of keys, which an attacker rotating addresses would grow without end.
+
+Limits are per process: N workers admit up to N times the configured rate in total.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import OrderedDict
+
+from oauthd.runtime.clock import Clock
+
+__all__ = ["Limiter"]
+
+EPSILON = 1e-9  # float sums of window_s / requests must not refuse the last of a burst
+MAX_KEY = 80  # longer keys are stored as their SHA-256, so memory per key stays small
+
+
+def _short(key: str) -> str:
+    if len(key) <= MAX_KEY:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class Limiter:
+    """`requests` per `window_s` for each key. `hit` admits and counts; `blocked` only asks."""
+
+    def __init__(self, requests: int, window_s: float, clock: Clock, max_keys: int = 100_000):
+        if requests < 1 or not window_s > 0 or max_keys < 1:
+            raise ValueError("a rate limit needs requests >= 1, window_s > 0 and max_keys >= 1")
+        self.requests = requests
+        self.window_s = window_s
+        self.clock = clock
+        self.max_keys = max_keys
+        self._interval = window_s / requests
+        self._tolerance = window_s - self._interval
+        self._arrival: OrderedDict[str, float] = OrderedDict()  # key -> theoretical arrival
+
+    def _wait(self, key: str, now: float) -> float:
+        """Seconds before `key` may be counted once more (0 or less: now)."""
+        arrival = self._arrival.get(key)
+        if arrival is None:
+            return 0.0
+        if arrival <= now:  # fully recovered: drop it, a fresh key costs nothing to recreate
+            del self._arrival[key]
+            return 0.0
+        return arrival - now - self._tolerance
+
+    def blocked(self, *keys: str) -> int | None:
+        """Whole seconds until every one of `keys` may be counted again, or None if all may
+        be now. Counts nothing."""
+        now = self.clock.now()
+        wait = max((self._wait(_short(key), now) for key in keys), default=0.0)
+        return max(1, math.ceil(wait)) if wait > EPSILON else None
+
+    def record(self, *keys: str) -> None:
+        """Count one event for each key, allowed or not (a failure that already happened)."""
+        now = self.clock.now()
+        for key in map(_short, keys):
+            arrival = max(self._arrival.pop(key, now), now)
+            self._arrival[key] = arrival + self._interval  # most recent last
+        while len(self._arrival) > self.max_keys:
+            self._arrival.popitem(last=False)
+
+    def hit(self, *keys: str) -> int | None:
+        """Count one request for each key if none is over its limit, and return None; else
+        count nothing and return the seconds to wait (Retry-After)."""
+        wait = self.blocked(*keys)
+        if wait is None:
+            self.record(*keys)
+        return wait
+
+    def __len__(self) -> int:
+        return len(self._arrival)

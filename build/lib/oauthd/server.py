@@ -1,0 +1,383 @@
+"""The root nursery, and the wiring diagram of a running oauthd:
+
+    serve()
+    ├── ActorSystem.run()           client actors, Directory, KeyManager (spawned on demand)
+    ├── run_key_schedule()          wakes the KeyManager at each scheduled key change
+    ├── run_janitor()               every janitor.interval_s: expired rows, deleted shards
+    └── serve_http()                Hypercorn -> AccessLog -> Quart-Trio routes -> ask(actor)
+
+With `--workers N` (workers.py) each worker process runs this same tree on a listening socket
+it inherits; only worker 0 runs the janitor (`WorkerRole`).
+
+Nothing serves before its state is open: the KeyManager has an active key and the configured
+clients are registered before Hypercorn binds. Shutdown runs the other way: Hypercorn stops
+accepting and lets in-flight requests finish, then the actors close their shards.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import signal
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import trio
+
+from oauthd.actors import Env, RegisterClient, Tick, directory_address, keys_address, kinds
+from oauthd.actors.janitor import run_janitor
+from oauthd.actors.keys import run_key_schedule
+from oauthd.errors import ConfigError, ServerError
+from oauthd.keys import KeyringHolder, parse_client_jwks, parse_kek
+from oauthd.logs import flush_logs
+from oauthd.oauth.rfc7591_registration import hash_initial_access_token
+from oauthd.runtime import ActorSystem, Clock, SystemClock
+from oauthd.settings import Settings
+from oauthd.storage import ClientRecord, hash_secret, tenant_dir
+from oauthd.web import AppState, create_app, hypercorn_config, serve_http
+
+__all__ = [
+    "Runtime",
+    "WorkerRole",
+    "load_metrics_token",
+    "open_runtime",
+    "serve",
+    "wait_for_signal",
+]
+
+log = logging.getLogger("oauthd.server")
+TENANT = "default"
+
+
+class Runtime:
+    """A running actor system with its keys loaded and its configured clients registered."""
+
+    def __init__(self, settings: Settings, system: ActorSystem, env: Env) -> None:
+        self.settings = settings
+        self.system = system
+        self.env = env
+
+    @property
+    def keyring(self) -> KeyringHolder:
+        return self.env.keyring
+
+
+def load_kek(settings: Settings, environ: Mapping[str, str]) -> bytes | None:
+    name = settings.keys.encryption_key_env
+    if not name:
+        return None
+    if name not in environ:
+        raise ConfigError(settings.source, "keys.encryption_key_env", f"${name} is not set")
+    try:
+        return parse_kek(environ[name])
+    except ValueError as exc:
+        raise ConfigError(settings.source, "keys.encryption_key_env", str(exc)) from None
+
+
+def secret_from_env(
+    settings: Settings, key: str, name: str, environ: Mapping[str, str], wanted: bool = True
+) -> str:
+    """The value of the variable `name` that the setting `key` names; "" when the setting is
+    empty or not `wanted`; a ConfigError naming `key` when the variable is unset or empty."""
+    if not wanted or not name:
+        return ""
+    value = environ.get(name, "")
+    if not value:
+        raise ConfigError(settings.source, key, f"${name} is not set")
+    return value
+
+
+def load_upstream_secret(settings: Settings, environ: Mapping[str, str]) -> str:
+    f = settings.federation
+    key = "federation.client_secret_env"
+    return secret_from_env(settings, key, f.client_secret_env, environ, f.enabled)
+
+
+def load_initial_access_tokens(settings: Settings, environ: Mapping[str, str]) -> frozenset[str]:
+    """Hashes of the initial access tokens /register accepts: the file's hashes, and those of
+    the tokens in the named variable (comma-separated). Empty: registration is open."""
+    r = settings.registration
+    hashes = set(r.initial_access_token_hashes)
+    if r.initial_access_token_env:
+        tokens = [t.strip() for t in environ.get(r.initial_access_token_env, "").split(",")]
+        if not any(tokens):
+            key = "registration.initial_access_token_env"
+            raise ConfigError(settings.source, key, f"${r.initial_access_token_env} is not set")
+        hashes.update(hash_initial_access_token(t) for t in tokens if t)
+    return frozenset(hashes)
+
+
+def load_metrics_token(settings: Settings, environ: Mapping[str, str]) -> str:
+    """The bearer token scrapers of /metrics present; "" = loopback peers only."""
+    m = settings.metrics
+    key = "metrics.bearer_token_env"
+    return secret_from_env(settings, key, m.bearer_token_env, environ, m.enabled)
+
+
+def configured_clients(
+    settings: Settings, environ: Mapping[str, str], now: int
+) -> list[ClientRecord]:
+    """The [[clients]] of the file as registrations; their secrets come from the environment."""
+    records = []
+    for i, c in enumerate(settings.clients):
+        secret_hash = ""
+        if c.client_secret_env:
+            if c.client_secret_env not in environ:
+                key = f"clients[{i}].client_secret_env"
+                raise ConfigError(settings.source, key, f"${c.client_secret_env} is not set")
+            secret_hash = hash_secret(environ[c.client_secret_env])
+        if c.jwks:
+            try:
+                parse_client_jwks(c.jwks)
+            except ValueError as exc:
+                raise ConfigError(settings.source, f"clients[{i}].jwks", str(exc)) from None
+        records.append(
+            ClientRecord(
+                client_id=c.client_id,
+                client_name=c.client_name,
+                redirect_uris=c.redirect_uris,
+                grant_types=c.grant_types,
+                response_types=("code",),
+                token_endpoint_auth_method=c.token_endpoint_auth_method,
+                scope=c.scope,
+                first_party=c.first_party,
+                secret_hash=secret_hash,
+                source="config",
+                created_at=now,
+                metadata=json.dumps(
+                    {
+                        "client_name": c.client_name,
+                        "redirect_uris": list(c.redirect_uris),
+                        "grant_types": list(c.grant_types),
+                        "response_types": ["code"],
+                        "token_endpoint_auth_method": c.token_endpoint_auth_method,
+                        "scope": c.scope,
+                        **({"jwks": json.loads(c.jwks)} if c.jwks else {}),
+                    }
+                ),
+            )
+        )
+    return records
+
+
+FDS_PER_SHARD = 3  # the database, its -wal and its -shm
+FDS_SPARE = 256  # sockets, logs and the tenant's own shards
+
+
+def raise_fd_limit(settings: Settings) -> None:
+    """Every live actor holds an open shard: make sure the process may open them all, or
+    say at startup that actors.max_live is beyond what this machine allows."""
+    wanted = settings.actors.max_live * FDS_PER_SHARD + FDS_SPARE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        log.warning(
+            "open-file limit %d is below the %d that actors.max_live=%d needs; "
+            "lower max_live or raise the hard limit",
+            soft,
+            wanted,
+            settings.actors.max_live,
+        )
+
+
+def check_data_dir(settings: Settings) -> None:
+    directory = tenant_dir(settings.data_dir, TENANT)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            settings.source, "data_dir", f"cannot create {directory}: {exc}"
+        ) from None
+    if not os.access(directory, os.W_OK):
+        raise ConfigError(settings.source, "data_dir", f"{directory} is not writable")
+
+
+async def open_runtime(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    environ: Mapping[str, str] | None = None,
+    fetch_transport: object | None = None,
+    janitor: bool = True,
+    task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the actors until cancelled; report a ready `Runtime` through `task_status`.
+    `janitor=False` leaves collection to the caller (`oauthd gc`, tests)."""
+    environ = os.environ if environ is None else environ
+    clock = clock or SystemClock()
+    check_data_dir(settings)
+    raise_fd_limit(settings)
+    clients = configured_clients(settings, environ, int(clock.now()))
+    env = Env(
+        settings,
+        clock,
+        KeyringHolder(),
+        load_kek(settings, environ),
+        fetch_transport,
+        load_upstream_secret(settings, environ),
+        load_initial_access_tokens(settings, environ),
+    )
+    system = ActorSystem(settings.actors, kinds(env))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(system.run)
+        try:
+            await system.ask(keys_address(TENANT), Tick())  # first start makes the first key
+        except ServerError as exc:
+            # The keys shard cannot be opened or decrypted: an operator's problem, not a crash.
+            raise ConfigError(settings.source, "keys", exc.detail or exc.description) from None
+        nursery.start_soon(
+            run_key_schedule, system, keys_address(TENANT), clock, settings.keys.reload_interval_s
+        )
+        for record in clients:
+            await system.ask(directory_address(TENANT), RegisterClient(record))
+        if janitor:
+            nursery.start_soon(run_janitor, system, env, TENANT, settings.janitor.interval_s)
+        task_status.started(Runtime(settings, system, env))
+        await trio.sleep_forever()
+
+
+LOG_FLUSH_S = 0.25  # buffered log lines reach stderr within this
+
+
+async def flush_logs_every(interval_s: float) -> None:
+    while True:
+        await trio.sleep(interval_s)
+        flush_logs()
+
+
+async def wait_for_signal() -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("received %s, shutting down", signal.Signals(signum).name)
+            return
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRole:
+    """How a worker process of `oauthd serve --workers N` is wired to its supervisor
+    (workers.py). Every worker runs the whole runtime, key schedule included: keys change in
+    BEGIN IMMEDIATE transactions that re-read the keys shard, so concurrent ticks are safe,
+    and each process must switch its own signer on time. The janitor runs in worker 0 only:
+    concurrent passes would be safe (`oauthd gc` runs beside a server) but only repeat work."""
+
+    index: int  # 0 runs the janitor
+    listen_fd: int  # the supervisor's listening socket, inherited
+    ready_fd: int  # one byte once serving, then closed: the supervisor's readiness signal
+    lifeline_fd: int  # read end of a pipe only the supervisor writes: EOF means it is gone
+
+    @property
+    def runs_janitor(self) -> bool:
+        return self.index == 0
+
+
+async def wait_for_signal_or_eof(fd: int) -> None:
+    """A worker's shutdown trigger: SIGTERM/SIGINT from the supervisor, or the supervisor's
+    end of the lifeline closing (it died without stopping us: do not serve on as an orphan)."""
+    async with trio.open_nursery() as nursery:
+
+        async def lifeline() -> None:
+            async with trio.lowlevel.FdStream(os.dup(fd)) as stream:
+                while await stream.receive_some():
+                    pass
+            log.warning("the supervisor is gone, shutting down")
+            nursery.cancel_scope.cancel()
+
+        async def signals() -> None:
+            await wait_for_signal()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(lifeline)
+        nursery.start_soon(signals)
+
+
+def report_ready(fd: int) -> None:
+    try:
+        os.write(fd, b"1")
+    finally:
+        os.close(fd)
+
+
+async def serve(
+    settings: Settings,
+    *,
+    shutdown: Callable[[], Awaitable[Any]] = wait_for_signal,
+    clock: Clock | None = None,
+    listen: str | None = None,
+    fetch_transport: object | None = None,
+    worker: WorkerRole | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until `shutdown` returns: in-flight requests finish, then actors close.
+    `fetch_transport`: an httpx transport for the Fetcher (tests; None is the network).
+    `worker`: this process is one of `--workers N` (its socket, readiness and shutdown)."""
+    started = time.perf_counter()
+    if worker is not None:
+        shutdown = partial(wait_for_signal_or_eof, worker.lifeline_fd)
+    try:
+        await _serve(
+            settings, shutdown, clock, listen, started, task_status, fetch_transport, worker
+        )
+    finally:
+        flush_logs()
+
+
+async def _serve(
+    settings: Settings,
+    shutdown: Callable[[], Awaitable[Any]],
+    clock: Clock | None,
+    listen: str | None,
+    started: float,
+    task_status: trio.TaskStatus[list[str]],
+    fetch_transport: object | None = None,
+    worker: WorkerRole | None = None,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(flush_logs_every, LOG_FLUSH_S)
+        janitor = worker is None or worker.runs_janitor
+        runtime: Runtime = await nursery.start(
+            partial(
+                open_runtime,
+                settings,
+                clock=clock,
+                fetch_transport=fetch_transport,
+                janitor=janitor,
+            )
+        )
+        state = AppState(
+            settings,
+            runtime.system,
+            runtime.keyring,
+            runtime.env.clock,
+            TENANT,
+            initial_access_tokens=runtime.env.initial_access_tokens,
+            metrics=runtime.env.metrics,
+            metrics_token=load_metrics_token(settings, os.environ),
+        )
+        app = create_app(state)
+        listen_fd = None if worker is None else worker.listen_fd
+        config = hypercorn_config(settings, listen, listen_fd=listen_fd)
+
+        async def http(*, task_status: trio.TaskStatus[list[str]]) -> None:
+            await serve_http(app, config, shutdown, task_status=task_status)
+            nursery.cancel_scope.cancel()  # in-flight requests are done: now close the actors
+
+        binds: list[str] = await nursery.start(http)
+        log.info(
+            "oauthd %sserving %s at %s (dev_mode=%s) in %.0f ms",
+            "" if worker is None else f"worker {worker.index} (pid {os.getpid()}) ",
+            settings.issuer,
+            ", ".join(binds),
+            settings.dev_mode,
+            (time.perf_counter() - started) * 1000,
+        )
+        if worker is not None:
+            report_ready(worker.ready_fd)
+        task_status.started(binds)

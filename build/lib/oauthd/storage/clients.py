@@ -1,0 +1,284 @@
+"""The per-client shard: `<tenant>/clients/<2 chars>/<shardkey>.sqlite`, one file per client.
+
+v1 holds the registration. v2 adds its RFC 7591 metadata, its registration access token
+(hashed) and deletion time, and everything the client's grants need (`grants.py`): pending
+authorization requests, codes, refresh-token families, refresh tokens, access-token records.
+v3 adds the jti values of client assertions already used (RFC 7523 §3 item 7), each kept
+until its assertion expires. v4 adds device codes (RFC 8628, `grants.migrate_v4`). v5 adds
+`last_used_at`: when a token was last issued to a dynamically registered client, written at
+most once per `USE_RECORDED_EVERY_S`, from which its registration expires (`expires_at`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlite_utils
+
+from oauthd.storage.grants import migrate_v2 as migrate_grants
+from oauthd.storage.grants import migrate_v4 as migrate_device_codes
+from oauthd.storage.sqlite import Schema, Store
+
+__all__ = [
+    "CLIENT",
+    "ClientRecord",
+    "client_shard_file",
+    "client_shard_path",
+    "create_client_shard",
+    "delete_client",
+    "list_client_shards",
+    "load_client",
+    "remove_client_shard",
+    "save_client",
+    "shard_key_for",
+    "spend_assertion_jti",
+    "touch_client",
+]
+
+USE_RECORDED_EVERY_S = 86_400  # last_used_at is rewritten at most once a day: writes stay cheap
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRecord:
+    """A registered client as stored; `secret_hash` is empty for public clients."""
+
+    client_id: str
+    client_name: str
+    redirect_uris: tuple[str, ...]
+    grant_types: tuple[str, ...]
+    response_types: tuple[str, ...]
+    token_endpoint_auth_method: str
+    scope: str
+    first_party: bool
+    secret_hash: str
+    source: str  # "config", "cli", "dynamic" or "document" (a client_id metadata document)
+    created_at: int
+    metadata: str = "{}"  # the RFC 7591 members as registered, JSON
+    registration_token_hash: str = ""  # RFC 7592; empty for clients not registered over HTTP
+    deleted_at: int | None = None
+    last_used_at: int | None = None  # dynamic clients: last token issued (to within a day)
+
+    def expires_at(self, unused_ttl_s: int, idle_ttl_s: int) -> int | None:
+        """When a dynamically registered client's registration lapses: `unused_ttl_s` after
+        registering if it never got a token, else `idle_ttl_s` after it last got one. Other
+        clients (configuration, CLI, metadata documents) do not lapse: None."""
+        if self.source != "dynamic":
+            return None
+        if self.last_used_at is None:
+            return self.created_at + unused_ttl_s
+        return self.last_used_at + idle_ttl_s
+
+    def use_is_stale(self, now: int) -> bool:
+        """True if issuing a token now should record the use (dynamic clients, once a day)."""
+        if self.source != "dynamic":
+            return False
+        return self.last_used_at is None or now - self.last_used_at >= USE_RECORDED_EVERY_S
+
+    @property
+    def self_asserted(self) -> bool:
+        """Registered by the client itself (RFC 7591) or described by its own metadata
+        document (CIMD): nobody vouches for its name (RFC 7591 §5, CIMD-00 §6.4)."""
+        return self.source in ("dynamic", "document")
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db.table("client").create(
+        {
+            "client_id": str,
+            "client_name": str,
+            "redirect_uris": str,
+            "grant_types": str,
+            "response_types": str,
+            "token_endpoint_auth_method": str,
+            "scope": str,
+            "first_party": int,
+            "secret_hash": str,
+            "source": str,
+            "created_at": int,
+        },
+        pk="client_id",
+    )
+
+
+def _v2(db: sqlite_utils.Database) -> None:
+    client = db.table("client")
+    client.add_column("metadata", str, not_null_default="{}")
+    client.add_column("registration_token_hash", str, not_null_default="")
+    client.add_column("deleted_at", int)
+    migrate_grants(db)
+
+
+def _v3(db: sqlite_utils.Database) -> None:
+    db.table("assertion_jtis").create({"jti_hash": str, "expires_at": int}, pk="jti_hash")
+    db.table("assertion_jtis").create_index(["expires_at"])
+
+
+def _v5(db: sqlite_utils.Database) -> None:
+    db.table("client").add_column("last_used_at", int)
+
+
+CLIENT = Schema("client", (_v1, _v2, _v3, migrate_device_codes, _v5))
+COLUMNS = (
+    "client_id, client_name, redirect_uris, grant_types, response_types, "
+    "token_endpoint_auth_method, scope, first_party, secret_hash, source, created_at, "
+    "metadata, registration_token_hash, deleted_at, last_used_at"
+)
+
+
+def shard_key_for(client_id: str) -> str:
+    """80 bits of SHA-256 in hex: unreserved characters, routable without a global lookup."""
+    return hashlib.sha256(client_id.encode("utf-8")).hexdigest()[:20]
+
+
+def client_shard_file(tenant_root: str, shard_key: str) -> str:
+    """The shard's file as a string: the layout, once (also on the hot spawn check)."""
+    return f"{tenant_root}/clients/{shard_key[:2]}/{shard_key}.sqlite"
+
+
+def client_shard_path(tenant_dir: Path, shard_key: str) -> Path:
+    return Path(client_shard_file(str(tenant_dir), shard_key))
+
+
+def save_client(store: Store, record: ClientRecord) -> None:
+    store.conn.execute(
+        f"INSERT OR REPLACE INTO client ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608 (constant columns)
+        (
+            record.client_id,
+            record.client_name,
+            json.dumps(record.redirect_uris),
+            json.dumps(record.grant_types),
+            json.dumps(record.response_types),
+            record.token_endpoint_auth_method,
+            record.scope,
+            int(record.first_party),
+            record.secret_hash,
+            record.source,
+            record.created_at,
+            record.metadata,
+            record.registration_token_hash,
+            record.deleted_at,
+            record.last_used_at,
+        ),
+    )
+
+
+def create_client_shard(tenant_dir: Path, record: ClientRecord, *, fsync: bool = False) -> str:
+    """Create (or overwrite the registration in) the client's shard; returns its shard key.
+
+    A new shard is a copy of an empty template of the current schema, made once per data
+    dir: copying a small file costs a fraction of running every migration's DDL again, and
+    the copy is renamed into place, so a shard file is never seen half-made."""
+    shard_key = shard_key_for(record.client_id)
+    path = client_shard_path(tenant_dir, shard_key)
+    if not path.exists():
+        _copy_into_place(_template(tenant_dir, fsync), path, fsync)
+    store = Store(path, CLIENT, create=False, fsync=fsync)
+    try:
+        with store.transaction():
+            save_client(store, record)
+    finally:
+        store.close()
+    return shard_key
+
+
+def _template(tenant_dir: Path, fsync: bool) -> Path:
+    template = tenant_dir / "clients" / f".template-v{CLIENT.version}.sqlite"
+    if not template.exists():
+        scratch = template.with_name(f"{template.name}.{secrets.token_hex(8)}")
+        Store(scratch, CLIENT, create=True, fsync=fsync).close()  # closing checkpoints the WAL
+        os.replace(scratch, template)
+    return template
+
+
+def _copy_into_place(template: Path, path: Path, fsync: bool) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    shutil.copyfile(template, scratch)
+    try:
+        if fsync:
+            with scratch.open("rb") as copied:
+                os.fsync(copied.fileno())
+        # A link, not a rename: it never replaces a shard that another worker process made
+        # (and may have written to) since our exists() check; theirs is then the one.
+        with contextlib.suppress(FileExistsError):
+            os.link(scratch, path)
+    finally:
+        scratch.unlink()
+
+
+def delete_client(store: Store, now: int) -> None:
+    """RFC 7592 §2.3: the client is gone, and so is every grant it held."""
+    store.conn.execute("UPDATE client SET deleted_at = ?", (now,))
+    store.conn.execute("UPDATE families SET revoked_at = ? WHERE revoked_at IS NULL", (now,))
+    store.conn.execute("UPDATE access_tokens SET revoked_at = ? WHERE revoked_at IS NULL", (now,))
+    store.conn.execute("DELETE FROM pending")
+    store.conn.execute("DELETE FROM device_codes WHERE status != 'redeemed'")
+
+
+def list_client_shards(tenant_dir: Path) -> list[str]:
+    """The shard key of every client shard file on disk, indexed or not (a deleted client is
+    unindexed at once, yet its file stays until the janitor removes it)."""
+    hex_digits = frozenset("0123456789abcdef")
+    keys = []
+    for path in sorted((tenant_dir / "clients").glob("??/*.sqlite")):
+        key = path.stem
+        if len(key) == 20 and hex_digits.issuperset(key) and path.parent.name == key[:2]:
+            keys.append(key)
+    return keys
+
+
+def remove_client_shard(tenant_dir: Path, shard_key: str) -> None:
+    """Remove a client's shard file with its -wal and -shm. Only once no connection is open
+    on it: the caller makes sure its actor has closed."""
+    path = client_shard_path(tenant_dir, shard_key)
+    # The database first: from then on nothing spawns an actor for it (wiring.client_exists).
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+        path.with_name(name).unlink(missing_ok=True)
+
+
+def load_client(store: Store) -> ClientRecord | None:
+    rows = store.query(f"SELECT {COLUMNS} FROM client LIMIT 1")  # noqa: S608 (constant columns)
+    if not rows:
+        return None
+    row = rows[0]
+    return ClientRecord(
+        client_id=row[0],
+        client_name=row[1],
+        redirect_uris=tuple(json.loads(row[2])),
+        grant_types=tuple(json.loads(row[3])),
+        response_types=tuple(json.loads(row[4])),
+        token_endpoint_auth_method=row[5],
+        scope=row[6],
+        first_party=bool(row[7]),
+        secret_hash=row[8],
+        source=row[9],
+        created_at=row[10],
+        metadata=row[11],
+        registration_token_hash=row[12],
+        deleted_at=row[13],
+        last_used_at=row[14],
+    )
+
+
+def touch_client(store: Store, now: int) -> None:
+    """Record that the client was issued a token now (its registration lives on)."""
+    store.conn.execute("UPDATE client SET last_used_at = ?", (now,))
+
+
+def spend_assertion_jti(store: Store, jti: str, expires_at: int, now: int) -> bool:
+    """Record a client assertion's jti; False if it was used before and has not expired
+    (RFC 7523 §3 item 7). Expired rows go on the way: they can never match again."""
+    store.conn.execute("DELETE FROM assertion_jtis WHERE expires_at <= ?", (now,))
+    jti_hash = hashlib.sha256(jti.encode("utf-8")).hexdigest()
+    cursor = store.conn.execute(
+        "INSERT OR IGNORE INTO assertion_jtis (jti_hash, expires_at) VALUES (?, ?)",
+        (jti_hash, expires_at),
+    )
+    return cursor.rowcount == 1

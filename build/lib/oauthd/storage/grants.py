@@ -1,0 +1,390 @@
+"""What a client shard holds besides the registration (schema v2): pending authorization
+requests, codes, refresh-token families, refresh tokens and access-token records; and from
+schema v4 the device codes of RFC 8628.
+
+Every credential is stored as a hash of the whole handle; the refresh-token replay blob is
+sealed under a key derived from the token it answers, so nothing usable rests on disk.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import sqlite_utils
+
+from oauthd.storage.secrets import hash_secret
+from oauthd.storage.sqlite import Store
+
+__all__ = [
+    "CodeRow",
+    "DeviceRow",
+    "FamilyRow",
+    "PendingRow",
+    "RefreshRow",
+    "consume_pending",
+    "decide_device_code",
+    "insert_access_token",
+    "insert_code",
+    "insert_device_code",
+    "insert_family",
+    "insert_pending",
+    "insert_refresh",
+    "is_access_token_active",
+    "load_code",
+    "load_device_code",
+    "load_family",
+    "load_pending",
+    "load_refresh",
+    "mark_code_redeemed",
+    "mark_device_redeemed",
+    "mark_refresh_rotated",
+    "migrate_v2",
+    "migrate_v4",
+    "revoke_access_token",
+    "revoke_family",
+    "set_device_poll",
+    "set_pending_csrf",
+    "set_pending_request",
+]
+
+
+def migrate_v2(db: sqlite_utils.Database) -> None:
+    db.table("pending").create(
+        {
+            "id_hash": str,
+            "browser_hash": str,
+            "csrf_hash": str,
+            "request": str,
+            "created_at": int,
+            "expires_at": int,
+        },
+        pk="id_hash",
+    )
+    db.table("codes").create(
+        {
+            "code_hash": str,
+            "grant": str,
+            "expires_at": int,
+            "redeemed_at": int,
+            "family_id": str,
+        },
+        pk="code_hash",
+    )
+    db.table("families").create(
+        {
+            "family_id": str,
+            "user_id": str,
+            "scope": str,
+            "resources": str,
+            "auth_time": int,
+            "created_at": int,
+            "expires_at": int,
+            "revoked_at": int,
+        },
+        pk="family_id",
+    )
+    db.table("refresh_tokens").create(
+        {
+            "token_hash": str,
+            "family_id": str,
+            "issued_at": int,
+            "rotated_at": int,
+            "replay": str,
+        },
+        pk="token_hash",
+    )
+    db.table("refresh_tokens").create_index(["family_id"])
+    db.table("access_tokens").create(
+        {"jti": str, "family_id": str, "expires_at": int, "revoked_at": int}, pk="jti"
+    )
+    db.table("access_tokens").create_index(["family_id"])
+
+
+# --- pending authorization requests --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRow:
+    browser_hash: str
+    csrf_hash: str
+    request: dict[str, Any]
+    expires_at: int
+
+
+def insert_pending(
+    store: Store, request_id: str, browser: str, request: dict[str, Any], now: int, ttl_s: int
+) -> None:
+    store.conn.execute(
+        "INSERT INTO pending VALUES (?,?,?,?,?,?)",
+        (hash_secret(request_id), hash_secret(browser), "", json.dumps(request), now, now + ttl_s),
+    )
+
+
+def load_pending(store: Store, request_id: str) -> PendingRow | None:
+    rows = store.query(
+        "SELECT browser_hash, csrf_hash, request, expires_at FROM pending WHERE id_hash = ?",
+        (hash_secret(request_id),),
+    )
+    if not rows:
+        return None
+    browser, csrf, request, expires_at = rows[0]
+    return PendingRow(browser, csrf, json.loads(request), expires_at)
+
+
+def set_pending_csrf(store: Store, request_id: str, csrf: str) -> None:
+    store.conn.execute(
+        "UPDATE pending SET csrf_hash = ? WHERE id_hash = ?",
+        (hash_secret(csrf), hash_secret(request_id)),
+    )
+
+
+def set_pending_request(store: Store, request_id: str, request: dict[str, Any]) -> None:
+    """Replace the stored request and spend the CSRF token that allowed the change."""
+    store.conn.execute(
+        "UPDATE pending SET request = ?, csrf_hash = '' WHERE id_hash = ?",
+        (json.dumps(request), hash_secret(request_id)),
+    )
+
+
+def consume_pending(store: Store, request_id: str) -> None:
+    store.conn.execute("DELETE FROM pending WHERE id_hash = ?", (hash_secret(request_id),))
+
+
+# --- codes --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CodeRow:
+    grant: dict[str, Any]
+    expires_at: int
+    redeemed_at: int | None
+    family_id: str | None
+
+
+def insert_code(store: Store, code: str, grant: dict[str, Any], expires_at: int) -> None:
+    store.conn.execute(
+        "INSERT INTO codes VALUES (?,?,?,NULL,NULL)",
+        (hash_secret(code), json.dumps(grant), expires_at),
+    )
+
+
+def load_code(store: Store, code: str) -> CodeRow | None:
+    rows = store.query(
+        "SELECT grant, expires_at, redeemed_at, family_id FROM codes WHERE code_hash = ?",
+        (hash_secret(code),),
+    )
+    if not rows:
+        return None
+    grant, expires_at, redeemed_at, family_id = rows[0]
+    return CodeRow(json.loads(grant), expires_at, redeemed_at, family_id)
+
+
+def mark_code_redeemed(store: Store, code: str, now: int, family_id: str) -> None:
+    store.conn.execute(
+        "UPDATE codes SET redeemed_at = ?, family_id = ? WHERE code_hash = ?",
+        (now, family_id, hash_secret(code)),
+    )
+
+
+# --- refresh-token families ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyRow:
+    family_id: str
+    user_id: str
+    scope: str
+    resources: tuple[str, ...]
+    auth_time: int
+    expires_at: int
+    revoked_at: int | None
+
+
+def insert_family(store: Store, family: FamilyRow, now: int) -> None:
+    store.conn.execute(
+        "INSERT INTO families VALUES (?,?,?,?,?,?,?,NULL)",
+        (
+            family.family_id,
+            family.user_id,
+            family.scope,
+            json.dumps(family.resources),
+            family.auth_time,
+            now,
+            family.expires_at,
+        ),
+    )
+
+
+def load_family(store: Store, family_id: str) -> FamilyRow | None:
+    rows = store.query(
+        "SELECT family_id, user_id, scope, resources, auth_time, expires_at, revoked_at "
+        "FROM families WHERE family_id = ?",
+        (family_id,),
+    )
+    if not rows:
+        return None
+    fid, user_id, scope, resources, auth_time, expires_at, revoked_at = rows[0]
+    return FamilyRow(
+        fid, user_id, scope, tuple(json.loads(resources)), auth_time, expires_at, revoked_at
+    )
+
+
+def revoke_family(store: Store, family_id: str, now: int) -> None:
+    """Ends the grant: its refresh tokens and every access token issued from it."""
+    store.conn.execute(
+        "UPDATE families SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL",
+        (now, family_id),
+    )
+    store.conn.execute(
+        "UPDATE access_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL",
+        (now, family_id),
+    )
+
+
+# --- refresh tokens -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshRow:
+    family_id: str
+    issued_at: int
+    rotated_at: int | None
+    replay: str | None
+
+
+def insert_refresh(store: Store, token: str, family_id: str, now: int) -> None:
+    store.conn.execute(
+        "INSERT INTO refresh_tokens VALUES (?,?,?,NULL,NULL)", (hash_secret(token), family_id, now)
+    )
+
+
+def load_refresh(store: Store, token: str) -> RefreshRow | None:
+    rows = store.query(
+        "SELECT family_id, issued_at, rotated_at, replay FROM refresh_tokens WHERE token_hash = ?",
+        (hash_secret(token),),
+    )
+    return RefreshRow(*rows[0]) if rows else None
+
+
+def mark_refresh_rotated(store: Store, token: str, now: int, replay: str) -> None:
+    store.conn.execute(
+        "UPDATE refresh_tokens SET rotated_at = ?, replay = ? WHERE token_hash = ?",
+        (now, replay, hash_secret(token)),
+    )
+
+
+# --- access tokens ------------------------------------------------------------------------
+
+
+def insert_access_token(store: Store, jti: str, family_id: str | None, expires_at: int) -> None:
+    store.conn.execute(
+        "INSERT INTO access_tokens VALUES (?,?,?,NULL)", (jti, family_id, expires_at)
+    )
+
+
+def is_access_token_active(store: Store, jti: str, now: int) -> bool:
+    rows = store.query("SELECT expires_at, revoked_at FROM access_tokens WHERE jti = ?", (jti,))
+    return bool(rows) and rows[0][1] is None and rows[0][0] > now
+
+
+def revoke_access_token(store: Store, jti: str, now: int) -> None:
+    """Ends one access token (RFC 7009 §2.1); its grant and refresh token are left alone."""
+    store.conn.execute(
+        "UPDATE access_tokens SET revoked_at = ? WHERE jti = ? AND revoked_at IS NULL", (now, jti)
+    )
+
+
+# --- device codes (schema v4, RFC 8628) ---------------------------------------------------
+
+
+def migrate_v4(db: sqlite_utils.Database) -> None:
+    """Device codes, by hash. `request` holds the scope and resources asked for; the person's
+    decision (status approved or denied, user_id, auth_time) arrives from the /device page."""
+    db.table("device_codes").create(
+        {
+            "code_hash": str,
+            "request": str,
+            "created_at": int,
+            "expires_at": int,
+            "interval": int,
+            "next_poll_at": int,
+            "status": str,  # pending | approved | denied | redeemed
+            "user_id": str,
+            "auth_time": int,
+            "family_id": str,
+        },
+        pk="code_hash",
+    )
+    db.table("device_codes").create_index(["expires_at"])
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    code_hash: str
+    request: dict[str, Any]
+    expires_at: int
+    interval: int
+    next_poll_at: int
+    status: str
+    user_id: str | None
+    auth_time: int | None
+
+
+def insert_device_code(
+    store: Store, code: str, request: dict[str, Any], now: int, expires_at: int, interval: int
+) -> str:
+    """Record a new device code; returns its hash (the name the directory and pages use)."""
+    code_hash = hash_secret(code)
+    store.conn.execute(
+        "INSERT INTO device_codes VALUES (?,?,?,?,?,?,'pending',NULL,NULL,NULL)",
+        (code_hash, json.dumps(request), now, expires_at, interval, now),
+    )
+    return code_hash
+
+
+def load_device_code(store: Store, code_hash: str) -> DeviceRow | None:
+    rows = store.query(
+        "SELECT code_hash, request, expires_at, interval, next_poll_at, status, user_id, "
+        "auth_time FROM device_codes WHERE code_hash = ?",
+        (code_hash,),
+    )
+    if not rows:
+        return None
+    code_hash, request, expires_at, interval, next_poll_at, status, user_id, auth_time = rows[0]
+    return DeviceRow(
+        code_hash,
+        json.loads(request),
+        expires_at,
+        interval,
+        next_poll_at,
+        status,
+        user_id,
+        auth_time,
+    )
+
+
+def set_device_poll(store: Store, code_hash: str, interval: int, next_poll_at: int) -> None:
+    store.conn.execute(
+        "UPDATE device_codes SET interval = ?, next_poll_at = ? WHERE code_hash = ?",
+        (interval, next_poll_at, code_hash),
+    )
+
+
+def decide_device_code(
+    store: Store, code_hash: str, status: str, user_id: str | None, auth_time: int | None
+) -> None:
+    """The person approved or denied: only a pending code can be decided."""
+    store.conn.execute(
+        "UPDATE device_codes SET status = ?, user_id = ?, auth_time = ? "
+        "WHERE code_hash = ? AND status = 'pending'",
+        (status, user_id, auth_time, code_hash),
+    )
+
+
+def mark_device_redeemed(store: Store, code_hash: str, family_id: str) -> None:
+    store.conn.execute(
+        "UPDATE device_codes SET status = 'redeemed', family_id = ? WHERE code_hash = ?",
+        (family_id, code_hash),
+    )

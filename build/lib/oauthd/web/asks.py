@@ -1,0 +1,134 @@
+"""How routes reach actors: by client id (its shard), and the tenant's directory. The actor
+that served a request is noted in the ASGI scope for the access log."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from oauthd.actors import (
+    FetchClientMetadata,
+    FetchJwks,
+    GetClient,
+    RegisterClient,
+    ReloadKeys,
+    client_address,
+    directory_address,
+    fetcher_address,
+    keys_address,
+)
+from oauthd.actors.client_registration import UpdateFromDocument
+from oauthd.actors.client_tokens import JwksNeeded
+from oauthd.actors.enrol import document_record
+from oauthd.errors import InvalidClient, InvalidRequest, NotFound
+from oauthd.keys import Keyring
+from oauthd.oauth.client_id_metadata import is_metadata_client_id
+from oauthd.oauth.handles import parse_handle
+from oauthd.oauth.rfc6749_client_auth import ClientCredentials
+from oauthd.oauth.rfc7591_registration import ClientMetadata
+from oauthd.runtime import Address
+from oauthd.storage import ClientRecord
+from oauthd.web.access_log import note_actor
+from oauthd.web.state import AppState
+
+__all__ = [
+    "ask",
+    "ask_as_client",
+    "ask_client",
+    "ask_directory",
+    "ask_pending",
+    "keyring_for",
+    "refresh_document_client",
+]
+
+
+async def ask(state: AppState, address: Address, message: Any) -> Any:
+    note_actor(str(address))
+    return await state.system.ask(address, message)
+
+
+async def keyring_for(state: AppState, token: str) -> Keyring:
+    """The keyring to verify `token` with. A kid this process does not know may belong to a
+    key another worker or `oauthd keys rotate --immediate` made since this process last read
+    the keys shard: re-read it (a query, no write lock) before calling the token invalid."""
+    keyring = state.keyring.current
+    if keyring.names_unknown_key(token):
+        await ask(state, keys_address(state.tenant), ReloadKeys())
+        keyring = state.keyring.current
+    return keyring
+
+
+async def ask_client(state: AppState, client_id: str, message: Any) -> Any:
+    """Unknown clients never spawn an actor: they answer invalid_client."""
+    try:
+        return await ask(state, client_address(state.tenant, client_id), message)
+    except NotFound:
+        raise InvalidClient("unknown client") from None
+
+
+async def refresh_document_client(state: AppState, client_id: str) -> None:
+    """A client_id that is an https URL names the client's metadata document (CIMD). The
+    Fetcher returns it validated (from its cache while the document's lifetime lasts); the
+    first good document creates the client's shard, keyed like every other client by the
+    hash of its id, and a changed one updates it. From then on the client is an ordinary
+    registered client: its codes and tokens carry its shard key. A client configured with a
+    URL as its id is not fetched: the operator's registration wins."""
+    if not state.settings.client_metadata.enabled or not is_metadata_client_id(client_id):
+        return
+    address = client_address(state.tenant, client_id)
+    known: ClientRecord | None
+    try:
+        known = await ask(state, address, GetClient())
+    except (NotFound, InvalidClient):
+        known = None
+    if known is not None and known.source != "document":
+        return
+    meta: ClientMetadata = await ask(
+        state, fetcher_address(state.tenant), FetchClientMetadata(client_id)
+    )
+    record = document_record(client_id, meta, int(state.clock.now()))
+    if known is None:
+        await ask_directory(state, RegisterClient(record))
+    elif dataclasses.replace(record, created_at=known.created_at) != known:
+        await ask(state, address, UpdateFromDocument(record))
+
+
+async def ask_directory(state: AppState, message: Any) -> Any:
+    return await ask(state, directory_address(state.tenant), message)
+
+
+async def ask_pending(state: AppState, request_id: str | None, message: Any) -> Any:
+    """A pending authorization request lives in its client's shard, named by its id."""
+    shard_key = parse_handle(request_id, "ar")
+    if shard_key is None:
+        raise InvalidRequest("this sign-in request has expired; start again from the app")
+    try:
+        return await ask(state, Address(state.tenant, "client", shard_key), message)
+    except NotFound:
+        raise InvalidRequest("this sign-in request has expired; start again from the app") from None
+
+
+async def ask_as_client(
+    state: AppState, credentials: ClientCredentials, message: Callable[[ClientCredentials], Any]
+) -> Any:
+    """Ask the authenticating client's actor, fetching its keys first when it authenticates
+    with a private_key_jwt whose keys are at a `jwks_uri` (RFC 7523): the actor answers
+    JwksNeeded, the Fetcher gets the set outside any transaction, and the actor is asked
+    again. An unknown kid earns one fresh fetch (key rotation), never two."""
+    await refresh_document_client(state, credentials.client_id)
+    fetched_fresh = False
+    while True:
+        try:
+            return await ask_client(state, credentials.client_id, message(credentials))
+        except JwksNeeded as need:
+            if need.fresh and fetched_fresh:
+                raise InvalidClient("client assertion signed by an unregistered key") from None
+            if need.fresh:
+                fetched_fresh = True
+            elif credentials.jwks is not None:
+                raise InvalidClient("the client's keys are not available") from None
+            jwks: str = await ask(
+                state, fetcher_address(state.tenant), FetchJwks(need.uri, fresh=need.fresh)
+            )
+            credentials = dataclasses.replace(credentials, jwks=jwks)

@@ -1,0 +1,121 @@
+"""The browser side: cookies, the current session, forms, and redirects back to clients.
+
+Two cookies, both HttpOnly and SameSite=Lax (Secure with the `__Host-` prefix outside dev
+mode, HTML-3): `browser` is a random id that binds pending authorization requests to one
+browser; `session` names the logged-in session and is replaced at every login.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from quart import Response, request
+
+from oauthd.actors.people import GetSession, SessionView
+from oauthd.errors import InvalidRequest, OAuthError
+from oauthd.oauth.params import Params
+from oauthd.web.asks import ask_directory
+from oauthd.web.forms import parse_form
+from oauthd.web.state import AppState
+
+__all__ = [
+    "Cookies",
+    "current_session",
+    "form_params",
+    "query_params",
+    "redirect_to_client",
+    "see_other",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Cookies:
+    secure: bool
+
+    @classmethod
+    def of(cls, state: AppState) -> Cookies:
+        return cls(secure=not state.settings.dev_mode)
+
+    def name(self, base: str) -> str:
+        return f"__Host-oauthd-{base}" if self.secure else f"oauthd-{base}"
+
+    def set(self, response: Response, base: str, value: str, max_age_s: int) -> None:
+        response.set_cookie(
+            self.name(base),
+            value,
+            max_age=max_age_s,
+            path="/",
+            secure=self.secure,
+            httponly=True,
+            samesite="Lax",
+        )
+
+    def clear(self, response: Response, base: str) -> None:
+        response.delete_cookie(
+            self.name(base), path="/", secure=self.secure, httponly=True, samesite="Lax"
+        )
+
+    def read(self, base: str) -> str | None:
+        value = request.cookies.get(self.name(base))
+        return value if value and len(value) <= 100 else None
+
+    def require_browser(self) -> str:
+        """The browser id a pending request is bound to; without it there is nothing to
+        continue (cookies off, or a form posted from elsewhere)."""
+        browser = self.read("browser")
+        if browser is None:
+            raise InvalidRequest("cookies are needed to sign in; enable them and start again")
+        return browser
+
+    def browser(self) -> tuple[str, bool]:
+        """The browser id, and whether it is new (then the response must set it)."""
+        existing = self.read("browser")
+        return (existing, False) if existing else (secrets.token_urlsafe(32), True)
+
+
+async def current_session(state: AppState, cookies: Cookies) -> SessionView | None:
+    session_id = cookies.read("session")
+    if session_id is None:
+        return None
+    view: SessionView | None = await ask_directory(state, GetSession(session_id))
+    return view
+
+
+async def form_params() -> Params:
+    """A form body as OAuth reads it (`forms.parse_form`).
+
+    The body is read in full even when it is refused: answering before the client has sent
+    it all leaves a keep-alive connection that Hypercorn under Quart-Trio never closes."""
+    raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)
+    return parse_form(request.mimetype, raw)
+
+
+def query_params() -> Params:
+    return Params.of(request.args.items(multi=True))
+
+
+def see_other(location: str) -> Response:
+    """303 after a form POST, never 307/308 (OAuth 2.1 §7.5.3, AUTHZ-11)."""
+    return Response("", status=303, headers={"Location": location, "Cache-Control": "no-store"})
+
+
+def redirect_to_client(
+    state: AppState,
+    redirect_uri: str,
+    params: dict[str, str | None],
+    error: OAuthError | None = None,
+) -> Response:
+    """Append response parameters to the validated redirect URI, keeping its own query
+    (OAuth 2.1 §4.1.2), with `iss` on every response (RFC 9207 §2)."""
+    values: dict[str, str] = {}
+    if error is not None:
+        values["error"] = error.code
+        if error.description:
+            values["error_description"] = error.description
+    values.update({k: v for k, v in params.items() if v is not None})
+    values["iss"] = state.settings.issuer
+    parts = urlsplit(redirect_uri)
+    query = "&".join(q for q in (parts.query, urlencode(values)) if q)
+    return see_other(urlunsplit((parts.scheme, parts.netloc, parts.path, query, "")))

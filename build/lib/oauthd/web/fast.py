@@ -1,0 +1,191 @@
+"""The hot JSON endpoints as bare ASGI, in front of Quart (issue 9).
+
+Quart-Trio spends some 300 us of framework work on every request before a route runs: a
+request context, werkzeug structures, hooks, response finalisation. The machine-facing JSON
+endpoints (/token, /introspect, /userinfo, the JWKS) need none of it: no session, cookie,
+template or redirect. Their routes are written against `ApiRequest` and `ApiResponse` and
+registered here; `FastPath` answers them and hands every other request to Quart.
+
+The HTTP rules these endpoints obey are the app's, kept here once for them: OAuth errors as
+JSON through `error_body` (the same bytes `responses.error_response` sends), anything
+unexpected as `server_error` with the traceback only in the log, CORS on every response of the
+JSON API, 413 over `limits.max_body_bytes`, 405 with `Allow`, HEAD for GET, and an OPTIONS
+preflight answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from quart import Quart
+
+from oauthd.errors import MethodNotAllowed, OAuthError, RequestTooLarge, ServerError
+from oauthd.oauth.params import Params
+from oauthd.web.access_log import ROUTE, ASGIApp, Receive, Scope, Send
+from oauthd.web.forms import parse_form, parse_query
+from oauthd.web.responses import JSON, error_body, error_headers
+
+__all__ = ["ApiRequest", "ApiResponse", "FastPath", "FastRoutes", "fast_routes"]
+
+log = logging.getLogger("oauthd.web")
+EXTENSION = "oauthd.fast"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRequest:
+    """What a JSON endpoint reads: method, query, headers (lower-case names, the first value
+    of each), the raw body and its media type, the peer's address and every X-Forwarded-For
+    value (for the client IP, web/throttle.py)."""
+
+    method: str
+    path: str
+    query: Params
+    headers: Mapping[str, str]
+    body: bytes
+    mimetype: str
+    peer: str | None = None
+    forwarded_for: str = ""
+
+    def form(self) -> Params:
+        """The body as an OAuth form (OAuth 2.1 App. B): form-encoded UTF-8 only."""
+        return parse_form(self.mimetype, self.body)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiResponse:
+    status: int
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+    content_type: str = JSON
+
+
+Handler = Callable[[ApiRequest], Awaitable[ApiResponse]]
+
+
+@dataclass(slots=True)
+class _Path:
+    handlers: dict[str, Handler]
+    cors_headers: list[tuple[bytes, bytes]]  # sent with every response of the path
+
+
+@dataclass(slots=True)
+class FastRoutes:
+    """The table of fast endpoints; routes add themselves in their `register`."""
+
+    paths: dict[str, _Path] = field(default_factory=dict)
+
+    def add(
+        self, path: str, methods: tuple[str, ...], handler: Handler, cors: Mapping[str, str]
+    ) -> None:
+        cors_headers = [(k.lower().encode(), v.encode()) for k, v in cors.items()]
+        entry = self.paths.setdefault(path, _Path({}, cors_headers))
+        for method in methods:
+            entry.handlers[method] = handler
+
+
+def fast_routes(app: Quart) -> FastRoutes:
+    """The app's table of fast endpoints, made on first use."""
+    routes: FastRoutes = app.extensions.setdefault(EXTENSION, FastRoutes())
+    return routes
+
+
+class FastPath:
+    """ASGI middleware: the fast endpoints here, everything else to `app` (Quart)."""
+
+    def __init__(self, app: ASGIApp, routes: FastRoutes, max_body_bytes: int) -> None:
+        self.app = app
+        self.paths = routes.paths
+        self.max_body = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        entry = self.paths.get(scope["path"]) if scope["type"] == "http" else None
+        if entry is None:
+            await self.app(scope, receive, send)
+            return
+        scope[ROUTE] = scope["path"]  # the metrics label: a fast path is its own template
+        response = await self._respond(entry, scope, receive)
+        headers = [
+            (b"content-type", response.content_type.encode()),
+            (b"content-length", str(len(response.body)).encode()),
+        ]
+        headers += [(k.lower().encode(), v.encode()) for k, v in response.headers.items()]
+        headers += entry.cors_headers
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        body = b"" if scope["method"] == "HEAD" else response.body
+        await send({"type": "http.response.body", "body": body})
+
+    async def _respond(self, entry: _Path, scope: Scope, receive: Receive) -> ApiResponse:
+        method = scope["method"]
+        allowed = sorted(
+            {*entry.handlers, "OPTIONS", *(("HEAD",) if "GET" in entry.handlers else ())}
+        )
+        if method == "OPTIONS":  # a CORS preflight (CORS-1): the path's CORS headers answer it
+            return ApiResponse(200, b"", {"Allow": ", ".join(allowed)}, "text/plain")
+        if _declared_length(scope) > self.max_body:
+            return _error(RequestTooLarge("request body too large"))  # ERR-3, before routing
+        handler = entry.handlers.get("GET" if method == "HEAD" else method)
+        if handler is None:
+            return _error(MethodNotAllowed(allowed))
+        try:
+            return await handler(await self._request(scope, receive))
+        except OAuthError as exc:
+            if exc.detail:
+                log.info("%s: %s", exc.code, exc.detail)
+            return _error(exc)
+        except Exception:
+            log.exception("unexpected error on %s %s", method, scope["path"])
+            return _error(ServerError("internal error"))
+
+    async def _request(self, scope: Scope, receive: Receive) -> ApiRequest:
+        headers: dict[str, str] = {}
+        forwarded: list[str] = []
+        for name, value in scope["headers"]:
+            key = name.decode("latin-1").lower()
+            headers.setdefault(key, value.decode("latin-1"))
+            if key == "x-forwarded-for":
+                forwarded.append(value.decode("latin-1"))
+        body = await self._body(receive)
+        mimetype = headers.get("content-type", "").partition(";")[0].strip().lower()
+        query = parse_query(scope.get("query_string", b""))
+        client = scope.get("client")
+        peer = str(client[0]) if client else None
+        return ApiRequest(
+            scope["method"],
+            scope["path"],
+            query,
+            headers,
+            body,
+            mimetype,
+            peer,
+            ",".join(forwarded),
+        )
+
+    async def _body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message: Any = await receive()
+            if message["type"] != "http.request":
+                break  # the client went away; what arrived is all there is
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise RequestTooLarge("request body too large")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+
+def _error(exc: OAuthError) -> ApiResponse:
+    return ApiResponse(exc.status, error_body(exc), error_headers(exc))
+
+
+def _declared_length(scope: Scope) -> int:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else 0
+    return 0

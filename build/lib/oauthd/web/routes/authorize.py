@@ -1,0 +1,141 @@
+"""GET /authorize (OAuth 2.1 §4.1.1): validate, then either answer at once (a session and
+consent already in place) or keep the request server-side and send the person to log in or
+consent. Client and redirect URI problems are shown, never redirected."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from quart import Quart, Response, request
+
+from oauthd.actors import GetClient, client_address
+from oauthd.actors.grants import CodeIssued, IssueCode
+from oauthd.actors.people import SessionView
+from oauthd.errors import ConsentRequired, LoginRequired, OAuthError
+from oauthd.oauth.rfc6749_authorize import (
+    MAX_STATE,
+    AuthorizationRequest,
+    ClientView,
+    check_request,
+    choose_redirect_uri,
+    read_client_id,
+)
+from oauthd.oauth.rfc7636_pkce import METHODS
+from oauthd.oauth.rfc8414_metadata import Contribution
+from oauthd.oauth.scopes import known_scopes, parse_scope
+from oauthd.storage import ClientRecord, hash_secret
+from oauthd.web.asks import ask_client, refresh_document_client
+from oauthd.web.browser import (
+    Cookies,
+    current_session,
+    form_params,
+    query_params,
+    redirect_to_client,
+)
+from oauthd.web.html import error_page
+from oauthd.web.interaction import begin_interaction, consent_needed, deliver_code
+from oauthd.web.state import AppState
+
+__all__ = ["register"]
+
+PATH = "/authorize"
+
+
+def client_view(client: ClientRecord) -> ClientView:
+    return ClientView(
+        client.client_id, client.redirect_uris, client.grant_types, parse_scope(client.scope)
+    )
+
+
+def register(app: Quart, state: AppState) -> Contribution:
+    scopes = known_scopes(state.settings)
+    resources = tuple(r.uri for r in state.settings.resources)
+    cookies = Cookies.of(state)
+
+    async def authorize() -> Response:
+        try:
+            # OIDC Core §3.1.2.1: GET and POST (a form body) are the same request.
+            params = await form_params() if request.method == "POST" else query_params()
+            client_id = read_client_id(params)
+            await refresh_document_client(state, client_id)  # a client_id URL (CIMD)
+            client: ClientRecord = await ask_client(state, client_id, GetClient())
+            redirect = choose_redirect_uri(params, client.redirect_uris)
+        except OAuthError as exc:
+            return error_page(exc, 400 if exc.status < 500 else exc.status)
+        session = await current_session(state, cookies)
+        states = params.get_all("state")
+        # A refused over-long state is not echoed into the Location header it was refused for.
+        echo_state = states[0] if len(states) == 1 and len(states[0]) <= MAX_STATE else None
+        try:
+            default = parse_scope(client.scope)
+            req = check_request(params, client_view(client), redirect, scopes, resources, default)
+        except OAuthError as exc:
+            if session is None and client.self_asserted:
+                # AUTHZ-17: an unauthenticated browser is not bounced to a self-registered
+                # client's redirect URI on an error; the error is shown here instead.
+                return error_page(exc, 400)
+            return redirect_to_client(state, redirect, {"state": echo_state}, exc)
+        return await decide(client, req, session)
+
+    async def decide(
+        client: ClientRecord, req: AuthorizationRequest, session: SessionView | None
+    ) -> Response:
+        now = int(state.clock.now())
+        # OIDC Core §3.1.2.1: prompt=login and an exceeded max_age force a fresh login.
+        if (
+            session is not None
+            and "login" not in req.prompt
+            and (req.max_age is None or now - session.auth_time < req.max_age)
+        ):
+            user_id = session.user.user_id
+            if not await consent_needed(state, client, user_id, req):
+                message = IssueCode(req, user_id, session.auth_time)
+                issued: CodeIssued = await ask_client(state, client.client_id, message)
+                return deliver_code(state, issued)
+            needs_login = False
+        else:
+            needs_login = True
+        if "none" in req.prompt:
+            # OIDC Core §3.1.2.1: prompt=none never shows a page.
+            error: OAuthError = (
+                LoginRequired("the user is not logged in")
+                if needs_login
+                else ConsentRequired("the user has not consented")
+            )
+            return redirect_to_client(state, req.redirect_uri, {"state": req.state}, error)
+        if needs_login and session is not None:
+            # Login is forced (prompt=login, max_age): this session may not finish the request.
+            req = dataclasses.replace(req, stale_session=hash_secret(session.session_id))
+        address = client_address(state.tenant, client.client_id)
+        return await begin_interaction(state, cookies, address, req, needs_login)
+
+    app.add_url_rule(state.path(PATH), "authorize", authorize, methods=["GET", "POST"])
+    # CIMD-00 §5: clients may use an https URL naming their metadata document as client_id.
+    documents = state.settings.client_metadata.enabled
+    return Contribution(
+        members={
+            **({"client_id_metadata_document_supported": True} if documents else {}),
+            "authorization_endpoint": state.url(PATH),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "code_challenge_methods_supported": list(METHODS),
+            "authorization_response_iss_parameter_supported": True,
+            "scopes_supported": sorted(scopes),
+            "prompt_values_supported": ["consent", "login", "none"],
+        },
+        oidc={"subject_types_supported": ["public"], "claims_supported": CLAIMS},
+    )
+
+
+CLAIMS = [
+    "aud",
+    "auth_time",
+    "email",
+    "email_verified",
+    "exp",
+    "iat",
+    "iss",
+    "name",
+    "nonce",
+    "sub",
+]

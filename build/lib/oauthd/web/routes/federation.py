@@ -1,0 +1,165 @@
+"""Login at the upstream identity provider (production): GET /login sends the browser there,
+GET /callback brings it back (OIDC Core §3.1.2, §3.1.2.5).
+
+The order is the one MCP's security best practices ask of a proxy in front of another
+authorization server: a third-party client's request is allowed on oauthd's consent page
+first, and only then is a login (`state`, bound to this browser by the `login` cookie)
+started upstream (HTML-10). The callback refuses an unknown, used, expired or other-browser
+state with an error page and never redirects for it; an upstream error is relayed to the
+client as `access_denied` or `server_error` only after the state checked out.
+"""
+
+from __future__ import annotations
+
+import secrets
+from urllib.parse import urlencode
+
+from quart import Quart, Response, request
+
+from oauthd.actors import GetClient
+from oauthd.actors.federation import (
+    BeginLogin,
+    FinishLogin,
+    LoggedIn,
+    LoginFailed,
+    federation_address,
+)
+from oauthd.actors.grants import (
+    ApprovePending,
+    CodeIssued,
+    DenyPending,
+    DeviceDecided,
+    Pending,
+    PreparePending,
+)
+from oauthd.actors.people import GrantConsent, LinkIdentity, StartSession
+from oauthd.audit import audit
+from oauthd.errors import AccessDenied, InvalidRequest, OAuthError, ServerError
+from oauthd.oauth.params import Params
+from oauthd.oauth.rfc8414_metadata import Contribution
+from oauthd.storage import ClientRecord
+from oauthd.storage.people import UserRow
+from oauthd.web.asks import ask, ask_directory, ask_pending
+from oauthd.web.browser import Cookies, query_params, see_other
+from oauthd.web.html import error_page
+from oauthd.web.interaction import consent_first, consent_needed, deliver_code
+from oauthd.web.state import AppState
+
+__all__ = ["register"]
+
+LOGIN = "/login"
+CALLBACK = "/callback"
+EXPIRED = "this sign-in has expired or was already used; start again from the app"
+
+
+def register(app: Quart, state: AppState) -> Contribution:
+    settings = state.settings
+    if settings.dev_mode or not settings.federation.enabled:
+        return Contribution()  # dev mode logs in with the form at /login (routes/login.py)
+    cookies = Cookies.of(state)
+    upstream = federation_address(state.tenant)
+    provider = settings.federation.upstream_issuer
+
+    async def start() -> Response:
+        request_id = request.args.get("request", "")
+        try:
+            browser = cookies.require_browser()
+            pending: Pending = await ask_pending(
+                state, request_id, PreparePending(request_id, browser)
+            )
+            client: ClientRecord = await ask_pending(state, request_id, GetClient())
+            req = pending.request
+            if consent_first(client, req) and not req.consented:
+                return see_consent(request_id)
+            binding = cookies.read("login") or secrets.token_urlsafe(32)
+            force_login = "login" in req.prompt or req.stale_session is not None
+            message = BeginLogin(request_id, binding, req.login_hint, req.max_age, force_login)
+            location: str = await ask(state, upstream, message)
+        except OAuthError as exc:
+            return error_page(exc)
+        # A plain 303 to the upstream: it is a GET, and the person's next stop.
+        response = Response("", status=303, headers={"Location": location})
+        response.headers["Cache-Control"] = "no-store"
+        cookies.set(response, "login", binding, settings.federation.login_ttl_s)
+        return response
+
+    def see_consent(request_id: str) -> Response:
+        return see_other(state.path("/consent") + "?" + urlencode({"request": request_id}))
+
+    async def callback() -> Response:
+        try:
+            finished = await finish(query_params())
+            browser = cookies.require_browser()
+            if isinstance(finished, LoginFailed):
+                response = await refuse(finished, browser)
+            else:
+                response = await resume(finished, browser)
+        except OAuthError as exc:
+            audit("login_failed", method=f"federation:{provider}", reason=exc.code)
+            response = error_page(exc, 400 if exc.status < 500 else exc.status)
+        cookies.clear(response, "login")  # single use, whatever happened
+        return response
+
+    async def finish(params: Params) -> LoggedIn | LoginFailed:
+        binding = cookies.read("login")
+        found = params.get("state")
+        if not found or binding is None:
+            raise InvalidRequest(EXPIRED)
+        message = FinishLogin(
+            found,
+            binding,
+            params.get("code"),
+            params.get("error"),
+            params.get("error_description"),
+            params.get("iss"),
+        )
+        result: LoggedIn | LoginFailed = await ask(state, upstream, message)
+        return result
+
+    async def refuse(failed: LoginFailed, browser: str) -> Response:
+        """The client learns that the login did not happen, not why (the log knows)."""
+        reason = "denied" if failed.denied else "upstream_error"
+        audit("login_failed", method=f"federation:{provider}", reason=reason)
+        pending: Pending = await ask_pending(
+            state, failed.request_id, PreparePending(failed.request_id, browser)
+        )
+        message = DenyPending(failed.request_id, browser, pending.csrf)
+        denied: CodeIssued | DeviceDecided = await ask_pending(state, failed.request_id, message)
+        refusal: OAuthError = (
+            AccessDenied("the sign-in was cancelled")
+            if failed.denied
+            else ServerError("the identity provider could not complete the sign-in")
+        )
+        return deliver_code(state, denied, refusal)
+
+    async def resume(done: LoggedIn, browser: str) -> Response:
+        """Link the upstream subject to a local user, start the session, and continue the
+        authorization request: a code when it was allowed already, else the consent page."""
+        request_id, identity = done.request_id, done.identity
+        user: UserRow = await ask_directory(
+            state, LinkIdentity(provider, identity.subject, identity.email, identity.name)
+        )
+        session_id: str = await ask_directory(
+            state, StartSession(user.user_id, cookies.read("session"), f"federation:{provider}")
+        )
+        pending: Pending = await ask_pending(state, request_id, PreparePending(request_id, browser))
+        client: ClientRecord = await ask_pending(state, request_id, GetClient())
+        req = pending.request
+        if req.consented or not await consent_needed(state, client, user.user_id, req):
+            if req.consented and req.device_code_hash is None:
+                consent = GrantConsent(
+                    user.user_id, req.client_id, req.scope, req.resources, req.redirect_uri
+                )
+                await ask_directory(state, consent)
+            auth_time = identity.auth_time or int(state.clock.now())
+            message = ApprovePending(request_id, browser, pending.csrf, user.user_id, auth_time)
+            issued: CodeIssued | DeviceDecided = await ask_pending(state, request_id, message)
+            response = deliver_code(state, issued)
+        else:
+            response = see_consent(request_id)
+        cookies.set(response, "session", session_id, settings.sessions.ttl_s)
+        return response
+
+    app.add_url_rule(state.path(LOGIN), "federated_login", start, methods=["GET"])
+    app.add_url_rule(state.path(CALLBACK), "federated_callback", callback, methods=["GET"])
+    return Contribution()

@@ -1,0 +1,165 @@
+"""Email and password login at /login (DESIGN.md "Browser side"): in dev mode for the users in
+the configuration file (and, with `dev.allow_any_credentials`, anyone), and with
+`password_login` for the local users added by `oauthd users add`, whose passwords are argon2
+hashes. Without either, there is no form (HTML-11): production logs in at the upstream.
+
+Wrong passwords are counted per typed email and per client IP (`limits.login_failures_*`);
+past either limit the form answers a 429 page with Retry-After before checking anything, the
+same for an unknown email as for a known one, so the limit reveals no account (RATE-2)."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from urllib.parse import urlencode
+
+import trio
+from quart import Quart, Response, request
+
+from oauthd.actors import GetClient
+from oauthd.actors.grants import (
+    ApprovePending,
+    CheckPending,
+    CodeIssued,
+    DeviceDecided,
+    Pending,
+    PreparePending,
+)
+from oauthd.actors.people import EnsureUser, FindUser, StartSession
+from oauthd.audit import audit
+from oauthd.errors import OAuthError, TooManyRequests
+from oauthd.oauth.rfc6749_authorize import AuthorizationRequest
+from oauthd.oauth.rfc8414_metadata import Contribution
+from oauthd.settings import DevUser
+from oauthd.storage import ClientRecord, check_password, hash_password
+from oauthd.storage.people import UserRow
+from oauthd.web.asks import ask_directory, ask_pending
+from oauthd.web.browser import Cookies, form_params, see_other
+from oauthd.web.html import error_page, page
+from oauthd.web.interaction import consent_needed, deliver_code
+from oauthd.web.state import AppState
+from oauthd.web.throttle import limiter, request_ip
+
+__all__ = ["register"]
+
+PATH = "/login"
+WRONG = "The email or password is incorrect."
+THROTTLED = "Too many failed sign-ins. Wait a while, then try again."
+MAX_EMAIL = 320  # RFC 5321 §4.5.3.1: longer is not an address
+# An argon2 hash no password matches: what an unknown email is checked against.
+DUMMY = hash_password(secrets.token_urlsafe(32))
+
+
+def register(app: Quart, state: AppState) -> Contribution:
+    settings = state.settings
+    if not (settings.dev_mode or settings.password_login):
+        return Contribution()  # HTML-11: no password form unless asked for (404)
+    cookies = Cookies.of(state)
+    dev_users = {u.email.lower(): u for u in settings.dev.users} if settings.dev_mode else {}
+    method = "dev" if settings.dev_mode else "password"  # for the audit log
+    limits = state.settings.limits
+    per_account = limiter(state, limits.login_failures_per_account)
+    per_ip = limiter(state, limits.login_failures_per_ip)
+
+    async def render(
+        request_id: str, browser: str, error: str = "", status: int = 200, email: str = ""
+    ) -> Response:
+        pending: Pending = await ask_pending(state, request_id, PreparePending(request_id, browser))
+        client: ClientRecord = await ask_pending(state, request_id, GetClient())
+        return page(
+            "login.html",
+            status,
+            # A login that needs no consent ends in a 303 to the client (see web/pages.py).
+            form_targets=(pending.request.redirect_uri,),
+            action=state.path(PATH),
+            request_id=request_id,
+            csrf=pending.csrf,
+            client_name=client.client_name or client.client_id,
+            unverified=client.self_asserted,
+            login_hint=email or pending.request.login_hint or "",  # a retry keeps the email
+            error=error,
+            dev_mode=settings.dev_mode,
+        )
+
+    async def login_form() -> Response:
+        try:
+            response = await render(request.args.get("request", ""), cookies.require_browser())
+        except OAuthError as exc:
+            return error_page(exc)
+        return response
+
+    async def login_submit() -> Response:
+        try:
+            response = await sign_in()
+        except OAuthError as exc:
+            return error_page(exc)
+        return response
+
+    async def sign_in() -> Response:
+        form = await form_params()
+        request_id, browser = form.get("request") or "", cookies.require_browser()
+        csrf = form.get("csrf") or ""
+        req: AuthorizationRequest = await ask_pending(
+            state, request_id, CheckPending(request_id, browser, csrf)
+        )
+        email = (form.get("email") or "")[:MAX_EMAIL]
+        account, ip = f"account:{email.strip().lower()}", request_ip(state)
+        wait = max(per_account.blocked(account) or 0, per_ip.blocked(ip) or 0)
+        if wait:
+            return error_page(TooManyRequests(THROTTLED, retry_after_s=wait))
+        user = await authenticate(email, form.get("password") or "")
+        if user is None:
+            per_account.record(account)
+            per_ip.record(ip)
+            audit("login_failed", method=method, email=email[:320])
+            return await render(request_id, browser, WRONG, 401, email)
+        previous = cookies.read("session")
+        session_id: str = await ask_directory(state, StartSession(user.user_id, previous, method))
+        now = int(state.clock.now())
+        client: ClientRecord = await ask_pending(state, request_id, GetClient())
+        if await consent_needed(state, client, user.user_id, req):
+            # The form's CSRF token is spent: minting the next one retires it (HTML-2).
+            await ask_pending(state, request_id, PreparePending(request_id, browser))
+            response = see_other(state.path("/consent") + "?" + urlencode({"request": request_id}))
+        else:
+            issued: CodeIssued | DeviceDecided = await ask_pending(
+                state, request_id, ApprovePending(request_id, browser, csrf, user.user_id, now)
+            )
+            response = deliver_code(state, issued)
+        cookies.set(response, "session", session_id, state.settings.sessions.ttl_s)
+        return response
+
+    async def authenticate(email: str, password: str) -> UserRow | None:
+        """Dev users by constant-time comparison; users with a password hash by argon2 (in a
+        thread); with allow_any_credentials (dev mode), an unknown email is created at its
+        first login. A wrong password never opens a known account, and an unknown email costs
+        the same argon2 check as a known one, so timing does not tell them apart."""
+        configured = dev_users.get(email.lower())
+        if configured is not None:
+            return await login_configured(configured, password)
+        if "@" not in email or not password:
+            return None
+        found: UserRow | None = await ask_directory(state, FindUser(email))
+        stored = found.password_hash if found is not None and found.password_hash else DUMMY
+        ok = await trio.to_thread.run_sync(check_password, password, stored)
+        if found is not None:
+            return found if ok and found.password_hash else None
+        if not (settings.dev_mode and settings.dev.allow_any_credentials):
+            return None
+        hashed = await trio.to_thread.run_sync(hash_password, password)
+        user: UserRow = await ask_directory(
+            state, EnsureUser(email, email.partition("@")[0], hashed)
+        )
+        return user
+
+    async def login_configured(configured: DevUser, password: str) -> UserRow | None:
+        if not hmac.compare_digest(configured.password.encode(), password.encode()):
+            return None
+        user: UserRow = await ask_directory(
+            state, EnsureUser(configured.email, configured.name, email_verified=True)
+        )
+        return user
+
+    app.add_url_rule(state.path(PATH), "login_form", login_form, methods=["GET"])
+    app.add_url_rule(state.path(PATH), "login_submit", login_submit, methods=["POST"])
+    return Contribution()

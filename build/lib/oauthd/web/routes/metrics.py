@@ -1,0 +1,54 @@
+"""GET /metrics: Prometheus text exposition of this server's metrics (oauthd.metrics).
+
+Not public (settings.MetricsSettings): loopback peers only, or any peer with the configured
+bearer token. The actor system's numbers and the signing keys' states are read now, at the
+scrape: the KeyManager is asked for its key list, so a scrape also proves it answers."""
+
+from __future__ import annotations
+
+import hmac
+from collections import Counter
+
+from quart import Quart, Response, request
+
+from oauthd.actors import KeyInfo, ListKeys, keys_address
+from oauthd.metrics import CONTENT_TYPE
+from oauthd.oauth.rfc8414_metadata import Contribution
+from oauthd.settings import is_loopback_host
+from oauthd.web.asks import ask
+from oauthd.web.state import AppState
+
+__all__ = ["PATH", "register"]
+
+PATH = "/metrics"
+
+
+def register(app: Quart, state: AppState) -> Contribution:
+    if not state.settings.metrics.enabled:
+        return Contribution()  # 404
+    token = state.metrics_token.encode()
+
+    def refusal() -> Response | None:
+        if token:
+            given = request.headers.get("Authorization", "").encode()
+            if hmac.compare_digest(given, b"Bearer " + token):
+                return None
+            return Response(
+                "a bearer token is required\n",
+                401,
+                {"WWW-Authenticate": 'Bearer realm="metrics"', "Content-Type": "text/plain"},
+            )
+        if is_loopback_host(request.remote_addr or ""):
+            return None
+        return Response("metrics are served to loopback peers only\n", 403)
+
+    async def metrics() -> Response:
+        refused = refusal()
+        if refused is not None:
+            return refused
+        keys: list[KeyInfo] = await ask(state, keys_address(state.tenant), ListKeys())
+        body = state.metrics.render(state.system.stats(), Counter(k.state for k in keys))
+        return Response(body, 200, {"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})
+
+    app.add_url_rule(state.path(PATH), "metrics", metrics, methods=["GET"])
+    return Contribution()

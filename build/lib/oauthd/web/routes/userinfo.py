@@ -1,0 +1,129 @@
+"""GET/POST /userinfo (OIDC Core §5.3) behind bearer authentication (RFC 6750), with the
+protected-resource metadata that its challenges point to (RFC 9728)."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from quart import Quart, Response
+
+from oauthd.actors.grants import CheckAccessToken
+from oauthd.actors.people import GetUser
+from oauthd.errors import OAuthError
+from oauthd.keys import TokenInvalid
+from oauthd.oauth.oidc_id_token import user_claims
+from oauthd.oauth.rfc6750_bearer import (
+    InsufficientScope,
+    InvalidToken,
+    bearer_challenge,
+    read_bearer,
+)
+from oauthd.oauth.rfc8414_metadata import Contribution
+from oauthd.oauth.rfc9068_access_token import AccessTokenClaims, check_access_token
+from oauthd.storage.people import UserRow
+from oauthd.web.asks import ask_client, ask_directory, keyring_for
+from oauthd.web.fast import ApiRequest, ApiResponse, fast_routes
+from oauthd.web.forms import FORM
+from oauthd.web.responses import API_CORS, CORS, NO_STORE, json_bytes, json_response
+from oauthd.web.state import AppState
+
+__all__ = ["register"]
+
+PATH = "/userinfo"
+PRM_PATH = "/.well-known/oauth-protected-resource"
+EXPOSE = {"Access-Control-Expose-Headers": "WWW-Authenticate"}
+
+
+def register(app: Quart, state: AppState) -> Contribution:
+    issuer = state.settings.issuer
+    metadata_url = state.url(PRM_PATH)
+
+    def challenge(error: OAuthError | None) -> ApiResponse:
+        status = error.status if error is not None else 401
+        body = (
+            json_bytes({"error": error.code, "error_description": error.description})
+            if error
+            else b"{}"
+        )
+        headers = {
+            **NO_STORE,
+            **EXPOSE,
+            "WWW-Authenticate": bearer_challenge(issuer, metadata_url, error),
+        }
+        return ApiResponse(status, body, headers)
+
+    async def verified(token: str) -> AccessTokenClaims:
+        try:
+            header, claims = (await keyring_for(state, token)).verify(token)
+        except TokenInvalid:
+            raise InvalidToken("the access token is invalid") from None
+        # The userinfo endpoint is the issuer's own resource: tokens for other audiences are
+        # refused (USERINFO-6, RFC 9700 §2.3).
+        at = check_access_token(
+            header, claims, issuer=issuer, audience=issuer, now=state.clock.now()
+        )
+        try:
+            active: bool = await ask_client(state, at.client_id, CheckAccessToken(at.jti))
+        except OAuthError:
+            active = False
+        if not active:
+            raise InvalidToken("the access token is no longer active")
+        return at
+
+    def body_token(request: ApiRequest) -> str | None:
+        """The form body's access_token, read from the raw bytes: the form parser drops a
+        whole body that is not UTF-8, which must not hide a second token (RFC 6750 §2)."""
+        if request.method != "POST" or request.mimetype != FORM:
+            return None
+        # latin-1 maps every byte to one character, so nothing in the body can fail to decode.
+        raw = request.body.decode("latin-1")
+        pairs = parse_qsl(raw, keep_blank_values=True, encoding="latin-1")
+        return next((value for name, value in pairs if name == "access_token"), None)
+
+    async def userinfo(request: ApiRequest) -> ApiResponse:
+        try:
+            query_tokens = request.query.get_all("access_token")
+            token = read_bearer(
+                request.headers.get("authorization"),
+                body_token(request),
+                query_tokens[0] if query_tokens else None,
+            )
+        except OAuthError as exc:
+            return challenge(exc)
+        if token is None:
+            return challenge(None)
+        try:
+            at = await verified(token)
+            if "openid" not in at.scope:
+                raise InsufficientScope("openid")
+        except OAuthError as exc:
+            return challenge(exc)
+        user: UserRow | None = await ask_directory(state, GetUser(at.sub))
+        if user is None:
+            return challenge(InvalidToken("the user no longer exists"))
+        claims = {
+            "sub": user.user_id,
+            **user_claims(at.scope, user.email, user.name, user.email_verified),
+        }
+        return ApiResponse(200, json_bytes(claims), {**NO_STORE, **EXPOSE})
+
+    prm = json_bytes(
+        {
+            "resource": issuer,
+            "authorization_servers": [issuer],
+            "bearer_methods_supported": ["header"],
+            "scopes_supported": ["openid", "profile", "email"],
+        }
+    )
+
+    async def protected_resource() -> Response:
+        return json_response(prm, 200, {**CORS, "Cache-Control": "public, max-age=300"})
+
+    fast_routes(app).add(state.path(PATH), ("GET", "POST"), userinfo, API_CORS)
+    app.add_url_rule(
+        PRM_PATH + state.settings.issuer_path,
+        "protected_resource",
+        protected_resource,
+        methods=["GET"],
+    )
+    return Contribution(members={"userinfo_endpoint": state.url(PATH)})
