@@ -145,10 +145,10 @@ def test_grants_list_and_revoke_by_client_end_its_tokens_on_a_live_server(
         http = httpx.Client(base_url=config.url, timeout=10)
         tokens = code_flow_with_refresh(http, config)
         client_id = tokens["client_id"]
-        listed = run("grants", "list", "--config", str(config.path), "--client", client_id)
+        listed = run("grants", "list", "--config", str(config.path), f"--client={client_id}")
         assert listed.returncode == 0, listed.stderr
         assert len(listed.stdout.splitlines()) == 2  # header + the one grant
-        revoked = run("grants", "revoke", "--config", str(config.path), "--client", client_id)
+        revoked = run("grants", "revoke", "--config", str(config.path), f"--client={client_id}")
         assert revoked.returncode == 0, revoked.stderr
         assert "1 grants revoked" in revoked.stdout
         assert "grant_revoked" in revoked.stderr
@@ -162,7 +162,7 @@ def test_grants_list_and_revoke_by_client_end_its_tokens_on_a_live_server(
         )
         assert refreshed.status_code == 400
         assert refreshed.json()["error"] == "invalid_grant"
-        after = run("grants", "list", "--config", str(config.path), "--client", client_id)
+        after = run("grants", "list", "--config", str(config.path), f"--client={client_id}")
         assert len(after.stdout.splitlines()) == 1
 
 

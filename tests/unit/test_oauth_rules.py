@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import string
 
 import pytest
 
@@ -252,3 +253,11 @@ def test_oidc_core_5_4_claims_follow_scopes() -> None:
         "email": "a@example.com",
         "email_verified": True,
     }
+
+
+def test_client_ids_never_start_with_a_dash() -> None:
+    """A client id can follow an option on the command line (`--client <id>`): no leading
+    '-', and only unreserved characters (CONFORMANCE §21.5)."""
+    ids = [issue_client_id() for _ in range(2000)]
+    assert not any(i.startswith("-") for i in ids)
+    assert all(set(i) <= set(string.ascii_letters + string.digits + "-_") for i in ids)

@@ -33,8 +33,12 @@ def parse_handle(value: str | None, prefix: str) -> str | None:
 
 def issue_client_id() -> str:
     """128 bits, unreserved characters only, so Basic auth with or without form-encoding
-    agrees (CONFORMANCE §21.5)."""
-    return secrets.token_urlsafe(16)
+    agrees (CONFORMANCE §21.5). Never starting with '-', so it can follow an option on a
+    command line (`oauthd grants list --client <id>`) without being read as one."""
+    while True:
+        client_id = secrets.token_urlsafe(16)
+        if not client_id.startswith("-"):
+            return client_id
 
 
 def issue_secret() -> str:
