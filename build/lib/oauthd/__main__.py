@@ -1,5 +1,0 @@
-import sys
-
-from oauthd.cli import main
-
-sys.exit(main())

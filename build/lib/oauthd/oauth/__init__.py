@@ -1,1 +1,0 @@
-"""Pure protocol rules, no I/O: one module per specification."""

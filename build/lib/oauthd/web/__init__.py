@@ -1,9 +1,0 @@
-"""The only importer of quart, hypercorn and jinja2: the HTTP front door.
-
-A route parses the request, asks one actor (or reads a prepared snapshot), renders the reply.
-"""
-
-from oauthd.web.app import AppState, create_app
-from oauthd.web.serving import hypercorn_config, serve_http
-
-__all__ = ["AppState", "create_app", "hypercorn_config", "serve_http"]
