@@ -24,6 +24,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 import trio
 
+from oauthd.actors.outbound import OutboundError, bounded_request
 from oauthd.actors.wiring import Env
 from oauthd.errors import InvalidRequest
 from oauthd.keys import (
@@ -387,19 +388,18 @@ class Federation:
     async def _call(self, method: str, url: str, **kwargs: Any) -> tuple[int, bytes]:
         """One bounded HTTP call: timeout_s for all of it, MAX_BYTES of body, no redirects."""
         assert self._http is not None, "federation used before open()"
-        body = bytearray()
-        with trio.move_on_after(self._settings.timeout_s) as bound:
-            try:
-                async with self._http.stream(method, url, **kwargs) as response:
-                    async for chunk in response.aiter_bytes():
-                        body += chunk
-                        if len(body) > MAX_BYTES:
-                            raise UpstreamError(f"{url}: response too large")
-                    return response.status_code, bytes(body)
-            except httpx.HTTPError as exc:
-                raise UpstreamError(f"{url}: {type(exc).__name__}") from None
-        assert bound.cancelled_caught
-        raise UpstreamError(f"{url}: no answer within {self._settings.timeout_s} s")
+        try:
+            answer = await bounded_request(
+                self._http,
+                method,
+                url,
+                max_bytes=MAX_BYTES,
+                timeout_s=self._settings.timeout_s,
+                **kwargs,
+            )
+        except OutboundError as exc:
+            raise UpstreamError(str(exc)) from None
+        return answer.status, answer.body
 
 
 def _json(body: bytes) -> Any:

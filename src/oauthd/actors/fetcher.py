@@ -17,9 +17,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import trio
 
-from oauthd.actors.outbound import ForbiddenAddress, pinned_transport
+from oauthd.actors.outbound import (
+    Bounded,
+    ForbiddenAddress,
+    OutboundError,
+    bounded_request,
+    pinned_transport,
+)
 from oauthd.errors import InvalidClient, TemporarilyUnavailable
 from oauthd.oauth.client_id_metadata import cache_lifetime_s, parse_metadata_document
 from oauthd.oauth.rfc7591_registration import ClientMetadata
@@ -55,14 +60,6 @@ class FetchClientMetadata:
 
 def fetcher_address(tenant: str) -> Address:
     return Address(tenant, "fetcher", "documents")
-
-
-@dataclass(frozen=True, slots=True)
-class _Response:
-    status: int
-    content_type: str | None
-    cache_control: str | None
-    body: bytes
 
 
 class Fetcher:
@@ -166,37 +163,27 @@ class Fetcher:
         self._per_host.record(host)
         self._in_all.record("all")
 
-    async def _get(self, uri: str, max_bytes: int, what: str) -> _Response:
+    async def _get(self, uri: str, max_bytes: int, what: str) -> Bounded:
         parts = urlsplit(uri)
         if parts.scheme != "https" or not parts.hostname:
             raise InvalidClient(f"the client's {what} must be an https URL")
         self._admit(parts.hostname)
         assert self._http is not None, "fetcher used before open()"
-        failed = f"the client's {what} cannot be fetched"
         try:
-            # The limit covers the whole fetch: a server that drips bytes cannot hold it open.
-            with trio.fail_after(self._limits.timeout_s):
-                async with self._http.stream("GET", uri) as response:
-                    body = bytearray()
-                    if response.status_code == 200:
-                        async for chunk in response.aiter_bytes():
-                            body += chunk
-                            if len(body) > max_bytes:
-                                raise InvalidClient(f"the client's {what} is too large")
-                    return _Response(
-                        response.status_code,
-                        response.headers.get("content-type"),
-                        response.headers.get("cache-control"),
-                        bytes(body),
-                    )
-        except trio.TooSlowError:
-            raise InvalidClient(failed, detail=f"{uri}: timed out") from None
+            return await bounded_request(
+                self._http,
+                "GET",
+                uri,
+                max_bytes=max_bytes,
+                timeout_s=self._limits.timeout_s,
+                body_only_if_ok=True,
+            )
         except ForbiddenAddress as exc:
             raise InvalidClient(
                 f"the client's {what} must be on a public address", detail=str(exc)
             ) from None
-        except httpx.HTTPError as exc:
-            raise InvalidClient(failed, detail=f"{uri}: {exc!r}") from None
+        except OutboundError as exc:
+            raise InvalidClient(f"the client's {what} cannot be fetched", detail=str(exc)) from None
 
 
 def _remember(cache: OrderedDict[str, Any], key: str, value: Any, size: int) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import httpcore
@@ -21,9 +22,12 @@ import httpx
 import trio
 
 __all__ = [
+    "Bounded",
     "ForbiddenAddress",
+    "OutboundError",
     "PinnedBackend",
     "Resolver",
+    "bounded_request",
     "is_public_address",
     "pinned_transport",
     "resolve",
@@ -113,6 +117,55 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
+
+
+class OutboundError(Exception):
+    """An outbound request that gave no usable answer: no answer in time, a body over the
+    limit, or a transport failure. The message is for the log only."""
+
+
+@dataclass(frozen=True, slots=True)
+class Bounded:
+    status: int
+    content_type: str | None
+    cache_control: str | None
+    body: bytes
+
+
+async def bounded_request(
+    http: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    max_bytes: int,
+    timeout_s: float,
+    body_only_if_ok: bool = False,
+    **kwargs: Any,
+) -> Bounded:
+    """One request whose whole exchange takes at most `timeout_s` (a server that drips bytes
+    cannot hold it open) and whose body may not pass `max_bytes`; the one way the outbound
+    actors read an answer. `body_only_if_ok`: a non-200 body is not read at all.
+    ForbiddenAddress (from a pinned transport) passes through; anything else is
+    OutboundError."""
+    try:
+        with trio.fail_after(timeout_s):
+            async with http.stream(method, url, **kwargs) as response:
+                body = bytearray()
+                if response.status_code == 200 or not body_only_if_ok:
+                    async for chunk in response.aiter_bytes():
+                        body += chunk
+                        if len(body) > max_bytes:
+                            raise OutboundError(f"{url}: response over {max_bytes} bytes")
+                return Bounded(
+                    response.status_code,
+                    response.headers.get("content-type"),
+                    response.headers.get("cache-control"),
+                    bytes(body),
+                )
+    except trio.TooSlowError:
+        raise OutboundError(f"{url}: no answer within {timeout_s} s") from None
+    except httpx.HTTPError as exc:
+        raise OutboundError(f"{url}: {type(exc).__name__}") from None
 
 
 def pinned_transport(
