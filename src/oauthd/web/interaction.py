@@ -20,7 +20,14 @@ from oauthd.web.browser import Cookies, redirect_to_client, see_other
 from oauthd.web.html import error_page, page
 from oauthd.web.state import AppState
 
-__all__ = ["begin_interaction", "consent_first", "consent_needed", "deliver_code", "to_login"]
+__all__ = [
+    "begin_interaction",
+    "consent_first",
+    "consent_needed",
+    "deliver_code",
+    "to_consent",
+    "to_login",
+]
 
 BROWSER_COOKIE_S = 30 * 86_400
 
@@ -52,6 +59,10 @@ def consent_first(client: ClientRecord, req: AuthorizationRequest) -> bool:
 
 def to_login(state: AppState, request_id: str) -> Response:
     return see_other(state.path("/login") + "?" + urlencode({"request": request_id}))
+
+
+def to_consent(state: AppState, request_id: str) -> Response:
+    return see_other(state.path("/consent") + "?" + urlencode({"request": request_id}))
 
 
 def deliver_code(
@@ -87,10 +98,8 @@ async def begin_interaction(
         return error_page(problem, 503)
     browser, new_browser = cookies.browser()
     request_id: str = await ask(state, client, StartPending(req, browser))
-    if needs_login:
-        response = to_login(state, request_id)  # dev login, or the upstream (after consent)
-    else:
-        response = see_other(state.path("/consent") + "?" + urlencode({"request": request_id}))
+    # dev login, or the upstream (after consent), or consent alone when logged in
+    response = to_login(state, request_id) if needs_login else to_consent(state, request_id)
     if new_browser:
         cookies.set(response, "browser", browser, BROWSER_COOKIE_S)
     return response

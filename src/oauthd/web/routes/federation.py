@@ -12,7 +12,6 @@ client as `access_denied` or `server_error` only after the state checked out.
 from __future__ import annotations
 
 import secrets
-from urllib.parse import urlencode
 
 from quart import Quart, Response, request
 
@@ -40,9 +39,9 @@ from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.storage import ClientRecord
 from oauthd.storage.people import UserRow
 from oauthd.web.asks import ask, ask_directory, ask_pending
-from oauthd.web.browser import Cookies, query_params, see_other
+from oauthd.web.browser import Cookies, query_params
 from oauthd.web.html import error_page
-from oauthd.web.interaction import consent_first, consent_needed, deliver_code
+from oauthd.web.interaction import consent_first, consent_needed, deliver_code, to_consent
 from oauthd.web.state import AppState
 
 __all__ = ["register"]
@@ -70,7 +69,7 @@ def register(app: Quart, state: AppState) -> Contribution:
             client: ClientRecord = await ask_pending(state, request_id, GetClient())
             req = pending.request
             if consent_first(client, req) and not req.consented:
-                return see_consent(request_id)
+                return to_consent(state, request_id)
             binding = cookies.read("login") or secrets.token_urlsafe(32)
             force_login = "login" in req.prompt or req.stale_session is not None
             message = BeginLogin(request_id, binding, req.login_hint, req.max_age, force_login)
@@ -82,9 +81,6 @@ def register(app: Quart, state: AppState) -> Contribution:
         response.headers["Cache-Control"] = "no-store"
         cookies.set(response, "login", binding, settings.federation.login_ttl_s)
         return response
-
-    def see_consent(request_id: str) -> Response:
-        return see_other(state.path("/consent") + "?" + urlencode({"request": request_id}))
 
     async def callback() -> Response:
         try:
@@ -156,7 +152,7 @@ def register(app: Quart, state: AppState) -> Contribution:
             issued: CodeIssued | DeviceDecided = await ask_pending(state, request_id, message)
             response = deliver_code(state, issued)
         else:
-            response = see_consent(request_id)
+            response = to_consent(state, request_id)
         cookies.set(response, "session", session_id, settings.sessions.ttl_s)
         return response
 

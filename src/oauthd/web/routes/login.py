@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from urllib.parse import urlencode
 
 import trio
 from quart import Quart, Response, request
@@ -34,9 +33,9 @@ from oauthd.settings import DevUser
 from oauthd.storage import ClientRecord, check_password, hash_password
 from oauthd.storage.people import UserRow
 from oauthd.web.asks import ask_directory, ask_pending
-from oauthd.web.browser import Cookies, form_params, see_other
+from oauthd.web.browser import Cookies, form_params
 from oauthd.web.html import error_page, page
-from oauthd.web.interaction import consent_needed, deliver_code
+from oauthd.web.interaction import consent_needed, deliver_code, to_consent
 from oauthd.web.state import AppState
 from oauthd.web.throttle import limiter, request_ip
 
@@ -120,7 +119,7 @@ def register(app: Quart, state: AppState) -> Contribution:
         if await consent_needed(state, client, user.user_id, req):
             # The form's CSRF token is spent: minting the next one retires it (HTML-2).
             await ask_pending(state, request_id, PreparePending(request_id, browser))
-            response = see_other(state.path("/consent") + "?" + urlencode({"request": request_id}))
+            response = to_consent(state, request_id)
         else:
             issued: CodeIssued | DeviceDecided = await ask_pending(
                 state, request_id, ApprovePending(request_id, browser, csrf, user.user_id, now)
