@@ -290,3 +290,20 @@ async def test_oidc_s5_4_claims_follow_scopes(
         assert isinstance(info["email_verified"], bool)
     if "name" in present:
         assert info["name"] == "Alice"
+
+
+async def test_rfc9728_s5_1_challenge_names_the_served_document_for_a_path_issuer(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """RFC 9728 §3.1, §5.1: for issuer https://h/t1 the challenge's resource_metadata is
+    https://h/.well-known/oauth-protected-resource/t1, and that document is served there."""
+    async with running_server(make_settings(issuer=ISSUER + "/t1")) as s:
+        response = await s.http.get("/t1/userinfo")
+        assert response.status_code == 401
+        found = re.search(r'resource_metadata="([^"]+)"', response.headers["www-authenticate"])
+        assert found
+        url = found.group(1)
+        assert url == ISSUER + "/.well-known/oauth-protected-resource/t1"
+        document = await s.http.get(urlsplit(url).path)
+        assert document.status_code == 200
+        assert document.json()["resource"] == ISSUER + "/t1"

@@ -252,6 +252,25 @@ async def test_rate_6_introspection_per_client_gets_429_then_recovers(
         assert (await introspect(scanner)).status_code == 200
 
 
+async def test_rate_6_naming_a_client_does_not_spend_its_introspection_budget(
+    make_settings: Callable[..., Settings], clock: ManualClock
+) -> None:
+    """RATE-6 with RATE-3: requests that fail to authenticate as a resource server do not use
+    up its introspection budget (they count as authentication failures instead)."""
+    limits = {"introspect_per_client": Rate(2, 60), "client_auth_failures": Rate(100, 60)}
+    async with limited(make_settings, clock, **limits) as server:
+        victim = await machine(server.http)
+        token = (await client_token(server.http, victim)).json()["access_token"]
+        for _ in range(5):
+            forged = await server.http.post(
+                "/introspect", data={"token": token}, headers=basic(victim, "wrong-secret")
+            )
+            assert forged.status_code == 401
+        real = await server.http.post("/introspect", data={"token": token}, headers=basic(victim))
+        assert real.status_code == 200
+        assert real.json()["active"] is True
+
+
 # --- RATE-2: dev login per account and per IP --------------------------------------------------
 
 

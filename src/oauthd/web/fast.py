@@ -69,6 +69,7 @@ Handler = Callable[[ApiRequest], Awaitable[ApiResponse]]
 class _Path:
     handlers: dict[str, Handler]
     cors_headers: list[tuple[bytes, bytes]]  # sent with every response of the path
+    allowed: list[str] = field(default_factory=list)  # for Allow on OPTIONS and 405
 
 
 @dataclass(slots=True)
@@ -84,6 +85,8 @@ class FastRoutes:
         entry = self.paths.setdefault(path, _Path({}, cors_headers))
         for method in methods:
             entry.handlers[method] = handler
+        head = ("HEAD",) if "GET" in entry.handlers else ()
+        entry.allowed = sorted({*entry.handlers, "OPTIONS", *head})
 
 
 def fast_routes(app: Quart) -> FastRoutes:
@@ -119,9 +122,7 @@ class FastPath:
 
     async def _respond(self, entry: _Path, scope: Scope, receive: Receive) -> ApiResponse:
         method = scope["method"]
-        allowed = sorted(
-            {*entry.handlers, "OPTIONS", *(("HEAD",) if "GET" in entry.handlers else ())}
-        )
+        allowed = entry.allowed
         if method == "OPTIONS":  # a CORS preflight (CORS-1): the path's CORS headers answer it
             return ApiResponse(200, b"", {"Allow": ", ".join(allowed)}, "text/plain")
         if _declared_length(scope) > self.max_body:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping
-from typing import Any, ParamSpec
+from typing import Any
 
 from quart import Response
 
@@ -24,8 +23,6 @@ __all__ = [
     "json_response",
 ]
 
-log = logging.getLogger("oauthd.web")
-P = ParamSpec("P")
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 # Public documents (metadata, JWKS) may be read by browser-based clients (CORS-1, RFC 9700 §2.6);

@@ -65,11 +65,11 @@ def register(app: Quart, state: AppState) -> Contribution:
         params = request.form()
         parsed = parse_token_request(params, [name for name, _ in request.query.pairs])
         credentials = read_credentials(request.headers.get("authorization"), params)
-        auth_failures.check(credentials.client_id)
-        throttle(per_client, f"client:{credentials.client_id}", what="too many introspections")
         caller_id: str = await auth_failures.attempt(
             credentials.client_id, lambda: ask_as_client(state, credentials, AuthenticateCaller)
         )
+        # Counted once authenticated: naming a client must not spend its budget (RATE-6).
+        throttle(per_client, f"client:{caller_id}", what="too many introspections")
         reply = await look_up(caller_id, parsed.token)
         return ApiResponse(200, json_bytes(reply.to_json()), NO_STORE)
 

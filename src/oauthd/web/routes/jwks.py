@@ -13,7 +13,6 @@ __all__ = ["register"]
 
 PATH = "/.well-known/jwks.json"
 HEADERS = {"Cache-Control": "public, max-age=300"}  # CORS comes with the route
-JWKS = "application/jwk-set+json"
 
 
 def register(app: Quart, state: AppState) -> Contribution:

@@ -110,7 +110,7 @@ def register(app: Quart, state: AppState) -> Contribution:
         if user is None:
             per_account.record(account)
             per_ip.record(ip)
-            audit("login_failed", method=method, email=email[:320])
+            audit("login_failed", method=method, email=email)
             return await render(request_id, browser, WRONG, 401, email)
         previous = cookies.read("session")
         session_id: str = await ask_directory(state, StartSession(user.user_id, previous, method))

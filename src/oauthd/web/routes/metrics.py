@@ -17,6 +17,7 @@ from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.settings import is_loopback_host
 from oauthd.web.asks import ask
 from oauthd.web.state import AppState
+from oauthd.web.throttle import client_ip
 
 __all__ = ["PATH", "register"]
 
@@ -38,7 +39,11 @@ def register(app: Quart, state: AppState) -> Contribution:
                 401,
                 {"WWW-Authenticate": 'Bearer realm="metrics"', "Content-Type": "text/plain"},
             )
-        if is_loopback_host(request.remote_addr or ""):
+        # Behind a trusted reverse proxy on this host every peer is loopback: the client is
+        # who the proxy says it is (the same rule as the rate limits).
+        forwarded = ",".join(request.headers.getlist("X-Forwarded-For"))
+        peer = client_ip(request.remote_addr, forwarded, state.settings.limits.trusted_proxies)
+        if is_loopback_host(peer):
             return None
         return Response("metrics are served to loopback peers only\n", 403)
 

@@ -3,7 +3,7 @@ protected-resource metadata that its challenges point to (RFC 9728)."""
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from quart import Quart, Response
 
@@ -24,30 +24,26 @@ from oauthd.storage.people import UserRow
 from oauthd.web.asks import ask_client, ask_directory, keyring_for
 from oauthd.web.fast import ApiRequest, ApiResponse, fast_routes
 from oauthd.web.forms import FORM
-from oauthd.web.responses import API_CORS, CORS, NO_STORE, json_bytes, json_response
+from oauthd.web.responses import API_CORS, CORS, NO_STORE, error_body, json_bytes, json_response
 from oauthd.web.state import AppState
 
 __all__ = ["register"]
 
 PATH = "/userinfo"
 PRM_PATH = "/.well-known/oauth-protected-resource"
-EXPOSE = {"Access-Control-Expose-Headers": "WWW-Authenticate"}
 
 
 def register(app: Quart, state: AppState) -> Contribution:
     issuer = state.settings.issuer
-    metadata_url = state.url(PRM_PATH)
+    # RFC 9728 §3.1: the well-known segment goes between the host and the resource's path.
+    parts = urlsplit(issuer)
+    metadata_url = f"{parts.scheme}://{parts.netloc}{PRM_PATH}{state.settings.issuer_path}"
 
     def challenge(error: OAuthError | None) -> ApiResponse:
         status = error.status if error is not None else 401
-        body = (
-            json_bytes({"error": error.code, "error_description": error.description})
-            if error
-            else b"{}"
-        )
+        body = error_body(error) if error else b"{}"
         headers = {
             **NO_STORE,
-            **EXPOSE,
             "WWW-Authenticate": bearer_challenge(issuer, metadata_url, error),
         }
         return ApiResponse(status, body, headers)
@@ -105,7 +101,7 @@ def register(app: Quart, state: AppState) -> Contribution:
             "sub": user.user_id,
             **user_claims(at.scope, user.email, user.name, user.email_verified),
         }
-        return ApiResponse(200, json_bytes(claims), {**NO_STORE, **EXPOSE})
+        return ApiResponse(200, json_bytes(claims), NO_STORE)
 
     prm = json_bytes(
         {
