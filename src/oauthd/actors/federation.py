@@ -17,14 +17,16 @@ import base64
 import json
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httpx
 import trio
 
 from oauthd.actors.outbound import OutboundError, bounded_request
+from oauthd.actors.shard import committed
 from oauthd.actors.wiring import Env
 from oauthd.errors import InvalidRequest
 from oauthd.keys import (
@@ -70,6 +72,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("oauthd.federation")
+T = TypeVar("T")
 
 MAX_BYTES = 256_000  # discovery documents, key sets and token responses
 MIN_KEY_REFETCH_S = 10.0  # an unknown kid refetches the upstream's keys at most this often
@@ -143,6 +146,7 @@ class Federation:
         self._keys: tuple[float, ClientKeys] | None = None
         self._metadata_lock = trio.Lock()
         self._keys_lock = trio.Lock()
+        self._store_lock = trio.Lock()
         issuer_host = urlsplit(self._settings.upstream_issuer).hostname or ""
         self._allow_http = is_loopback_host(issuer_host)  # only a loopback upstream (tests)
         self._callback = env.settings.issuer + "/callback"
@@ -186,9 +190,20 @@ class Federation:
         if isinstance(message, FinishLogin):
             return await self._finish(message)
         if isinstance(message, CollectLogins):
-            with self.store.transaction():
-                return collect_logins(self.store, int(self._now()))
+            now = int(self._now())
+            return await self._write(lambda: collect_logins(self.store, now))
         raise TypeError(f"unsupported message {type(message).__name__}")
+
+    async def _write(self, change: Callable[[], T]) -> T:
+        """One transaction, by the shard actors' rule (`committed`). Messages here run
+        concurrently, so the connection is held by one transaction at a time: the lock."""
+
+        def run(wait: bool) -> T:
+            with self.store.transaction(wait=wait):
+                return change()
+
+        async with self._store_lock:
+            return await committed(self._env.settings.storage, run)
 
     # --- begin ---------------------------------------------------------------------------------
 
@@ -210,8 +225,7 @@ class Federation:
             max_age=message.max_age,
             force_login=message.force_login,
         )
-        with self.store.transaction():
-            insert_login(self.store, state, message.binding, row)
+        await self._write(lambda: insert_login(self.store, state, message.binding, row))
         return authorization_url(
             metadata,
             client_id=self._settings.client_id,
@@ -228,8 +242,8 @@ class Federation:
 
     async def _finish(self, message: FinishLogin) -> LoggedIn | LoginFailed:
         now = int(self._now())
-        with self.store.transaction():  # single use: taken before anything else can happen
-            row = take_login(self.store, message.state, message.binding)
+        # single use: taken before anything else can happen
+        row = await self._write(lambda: take_login(self.store, message.state, message.binding))
         if row is None or row.expires_at <= now:
             raise InvalidRequest(EXPIRED)
         try:

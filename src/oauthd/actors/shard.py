@@ -25,9 +25,10 @@ from oauthd.errors import InvalidRequest, OAuthError
 from oauthd.settings import StorageSettings
 from oauthd.storage import LockBusy, Schema, Store
 
-__all__ = ["Audit", "CommitThenRaise", "ShardActor", "command", "query"]
+__all__ = ["Audit", "CommitThenRaise", "ShardActor", "command", "committed", "query"]
 
 M = TypeVar("M")
+T = TypeVar("T")
 Handler = Callable[[Any, Any], Any]
 Observer = Callable[[str, Mapping[str, object]], None]
 
@@ -65,6 +66,20 @@ def query(message_type: type[M]) -> Callable[[Handler], Handler]:
         return fn
 
     return mark
+
+
+async def committed(storage: StorageSettings, run: Callable[[bool], T]) -> T:
+    """Run `run(wait)`, one synchronous transaction, where it stalls nothing: on the event loop
+    with wait=False when no lock is held elsewhere, in a thread when it must wait (another
+    process holds the shard's lock: LockBusy, raised before anything ran) and in fsync mode
+    (the commit waits for the disk). The thread is never abandoned, so a cancelled caller
+    cannot cut a transaction short."""
+    if storage.fsync:
+        return await trio.to_thread.run_sync(run, True)
+    try:
+        return run(False)
+    except LockBusy:
+        return await trio.to_thread.run_sync(run, True)
 
 
 class ShardActor:
@@ -132,12 +147,7 @@ class ShardActor:
         entry = self._handlers.get(type(message))
         if entry is None:
             raise InvalidRequest("unsupported message", detail=type(message).__name__)
-        if self._storage.fsync:
-            return await trio.to_thread.run_sync(self._run, entry, message)
-        try:
-            return self._run(entry, message, wait=False)
-        except LockBusy:  # nothing ran: wait for the other process's COMMIT off the loop
-            return await trio.to_thread.run_sync(self._run, entry, message)
+        return await committed(self._storage, lambda wait: self._run(entry, message, wait=wait))
 
     def _run(self, entry: tuple[Handler, bool], message: Any, *, wait: bool = True) -> Any:
         handler, writes = entry
