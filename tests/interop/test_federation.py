@@ -254,6 +254,21 @@ async def at_callback(pair: Pair, person: Browser) -> str:
     return await person.walk_until(url, lambda target: "/callback?" in target)
 
 
+LOGIN_COOKIE = "__Host-oauthd-login"
+
+
+def login_cookie(person: Browser) -> str:
+    value = person.http.cookies.get(LOGIN_COOKIE)
+    assert value, "the login cookie is set when the browser goes upstream"
+    return str(value)
+
+
+def put_back(person: Browser, value: str) -> None:
+    """The callback clears the login cookie whatever happens; put it back, so that a refusal
+    that follows is the state check's and not the missing cookie's."""
+    person.http.cookies.set(LOGIN_COOKIE, value, domain="127.0.0.1", path="/")
+
+
 def assert_refused_page(response: httpx.Response) -> None:
     """A 400 error page, and nothing sent on to any client."""
     assert response.status_code == 400, response.text
@@ -265,12 +280,17 @@ async def test_mcp_bp_callback_without_or_with_unknown_state_is_refused(pair: Pa
     """HTML-10: a missing or unknown state gets a 400 page, no redirect to the client."""
     async with browser() as person:
         callback = await at_callback(pair, person)
+        cookie = login_cookie(person)
         query = query_of(callback)
         base = callback.split("?")[0]
-        assert_refused_page(await person.http.get(base, params={"code": query["code"]}))
         forged = {"code": query["code"], "state": "not-a-state-we-sent"}
-        assert_refused_page(await person.http.get(base, params=forged))
-        assert_refused_page(await person.http.get(base, params={"error": "access_denied"}))
+        for params in ({"code": query["code"]}, forged, {"error": "access_denied"}):
+            put_back(person, cookie)
+            assert_refused_page(await person.http.get(base, params=params))
+        put_back(person, cookie)  # the real state still works: nothing above spent it
+        finished = await person.http.get(callback)
+    assert finished.status_code == 303
+    assert "code" in query_of(finished.headers["location"])
 
 
 async def test_mcp_bp_callback_from_another_browser_is_refused(pair: Pair) -> None:
@@ -278,7 +298,8 @@ async def test_mcp_bp_callback_from_another_browser_is_refused(pair: Pair) -> No
     finish (the refusal does not spend it)."""
     async with browser() as victim, browser() as attacker:
         callback = await at_callback(pair, victim)
-        await attacker.http.get(pair.front.base_url + "/healthz")  # a browser of its own
+        await at_callback(pair, attacker)  # the attacker's own login cookie, another binding
+        login_cookie(attacker)
         assert_refused_page(await attacker.http.get(callback))
         finished = await victim.http.get(callback)
     assert finished.status_code == 303
@@ -286,11 +307,15 @@ async def test_mcp_bp_callback_from_another_browser_is_refused(pair: Pair) -> No
 
 
 async def test_mcp_bp_callback_state_is_single_use(pair: Pair) -> None:
-    """HTML-10: the state is used once; replaying the callback URL is refused."""
+    """HTML-10: replaying the callback URL in the same browser gets a 400 page and no second
+    code. (That the actor spends the state itself is tests/unit/test_federation.py's replay
+    test; here the spent authorization request refuses too.)"""
     async with browser() as person:
         callback = await at_callback(pair, person)
+        cookie = login_cookie(person)
         first = await person.http.get(callback)
         assert first.status_code == 303
+        put_back(person, cookie)
         assert_refused_page(await person.http.get(callback))
 
 
