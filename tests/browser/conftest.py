@@ -28,7 +28,14 @@ import pytest
 import trio
 
 from oauthd.server import serve
-from oauthd.settings import LogSettings, ResourceSettings, Settings, settings_for_tests
+from oauthd.settings import (
+    LimitSettings,
+    LogSettings,
+    Rate,
+    ResourceSettings,
+    Settings,
+    settings_for_tests,
+)
 
 try:
     from playwright.sync_api import Browser, ConsoleMessage, Page, Request, sync_playwright
@@ -138,6 +145,14 @@ def oauthd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         data_dir=tmp_path_factory.mktemp("browser") / "data",
         log=LogSettings(access_log=False),
         resources=(ResourceSettings("https://mcp.example.com/mcp", ("mcp:tools",)),),
+        # One server for the whole session: its per-IP and per-account budgets must not run
+        # out because of how many browser tests there are, or their order.
+        limits=LimitSettings(
+            register_per_ip=Rate(100_000, 60),
+            login_failures_per_account=Rate(100_000, 60),
+            login_failures_per_ip=Rate(100_000, 60),
+            device_code_failures=Rate(100_000, 60),
+        ),
     )
     server = ServerThread(settings)
     server.start()
