@@ -21,12 +21,16 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+import trio
+
 from oauthd.settings import LogSettings
 
 __all__ = [
     "AUDIT",
+    "LOG_FLUSH_S",
     "AuditFields",
     "flush_logs",
+    "flush_logs_every",
     "format_fields",
     "log_access",
     "log_audit",
@@ -177,6 +181,16 @@ def setup_logging(settings: LogSettings) -> None:
         _audit = direct_audit
     else:
         _audit = _audit_via_logging
+
+
+LOG_FLUSH_S = 0.25  # buffered log lines reach stderr within this
+
+
+async def flush_logs_every(interval_s: float = LOG_FLUSH_S) -> None:
+    """The server's (and each worker's) flusher of the buffered info lines."""
+    while True:
+        await trio.sleep(interval_s)
+        flush_logs()
 
 
 def flush_logs() -> None:

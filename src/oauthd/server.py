@@ -34,7 +34,7 @@ from oauthd.actors.janitor import run_janitor
 from oauthd.actors.keys import run_key_schedule
 from oauthd.errors import ConfigError, ServerError
 from oauthd.keys import KeyringHolder, parse_client_jwks, parse_kek
-from oauthd.logs import flush_logs
+from oauthd.logs import flush_logs, flush_logs_every
 from oauthd.oauth.rfc7591_registration import hash_initial_access_token
 from oauthd.runtime import ActorSystem, Clock, SystemClock
 from oauthd.settings import Settings
@@ -244,15 +244,6 @@ async def open_runtime(
         await trio.sleep_forever()
 
 
-LOG_FLUSH_S = 0.25  # buffered log lines reach stderr within this
-
-
-async def flush_logs_every(interval_s: float) -> None:
-    while True:
-        await trio.sleep(interval_s)
-        flush_logs()
-
-
 async def wait_for_signal() -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
@@ -340,7 +331,7 @@ async def _serve(
     worker: WorkerRole | None = None,
 ) -> None:
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(flush_logs_every, LOG_FLUSH_S)
+        nursery.start_soon(flush_logs_every)
         janitor = worker is None or worker.runs_janitor
         runtime: Runtime = await nursery.start(
             partial(

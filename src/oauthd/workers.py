@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from oauthd.logs import flush_logs
+from oauthd.logs import flush_logs, flush_logs_every
 from oauthd.settings import Settings, split_listen
 
 __all__ = ["StartFailed", "bind_listener", "supervise", "worker_argv"]
@@ -51,8 +51,7 @@ BACKLOG = 1024
 STOP_MARGIN_S = 5.0  # past graceful_timeout_s: the actors close their shards after the HTTP drain
 RESTART_MIN_S = 0.5
 RESTART_MAX_S = 30.0
-HEALTHY_AFTER_S = 30.0
-LOG_FLUSH_S = 0.25  # a worker that served this long starts the backoff afresh
+HEALTHY_AFTER_S = 30.0  # a worker that served this long starts the backoff afresh
 
 
 class StartFailed(Exception):
@@ -204,7 +203,7 @@ async def supervise(settings: Settings, argv: Sequence[str], count: int, listen:
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(watch_signals)
-                nursery.start_soon(flush_logs_every, LOG_FLUSH_S)
+                nursery.start_soon(flush_logs_every)
                 try:
                     with trio.CancelScope() as starting:
                         nursery.start_soon(_cancel_on, stop_now, starting)
@@ -233,12 +232,6 @@ async def supervise(settings: Settings, argv: Sequence[str], count: int, listen:
         listener.close()
         flush_logs()
     return status
-
-
-async def flush_logs_every(interval_s: float) -> None:
-    while True:
-        await trio.sleep(interval_s)
-        flush_logs()
 
 
 async def _cancel_on(event: trio.Event, scope: trio.CancelScope) -> None:

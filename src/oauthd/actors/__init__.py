@@ -9,7 +9,6 @@ from oauthd.actors.directory import (
     CountClients,
     Directory,
     ListClients,
-    LookupClient,
     RegisterClient,
     directory_address,
 )
@@ -39,7 +38,6 @@ __all__ = [
     "KeyManager",
     "ListClients",
     "ListKeys",
-    "LookupClient",
     "RegisterClient",
     "ReloadKeys",
     "RotateKeys",

@@ -25,7 +25,6 @@ from oauthd.storage import (
     index_client,
     index_user_code,
     list_clients,
-    load_shard_key,
     load_user_code,
     unindex_client,
 )
@@ -37,7 +36,6 @@ __all__ = [
     "FindUserCode",
     "IndexUserCode",
     "ListClients",
-    "LookupClient",
     "RegisterClient",
     "UnindexClient",
     "directory_address",
@@ -49,13 +47,6 @@ class RegisterClient:
     """Command: create or replace a client's registration; replies with its shard key."""
 
     record: ClientRecord
-
-
-@dataclass(frozen=True, slots=True)
-class LookupClient:
-    """Query: the shard key of a registered client, or None."""
-
-    client_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,10 +134,6 @@ class Directory(PeopleHandlers, PeopleAdminHandlers, ShardActor):
     @command(CollectDirectory)
     def collect(self, _message: CollectDirectory) -> dict[str, int]:
         return collect_directory(self.store, int(self._clock.now()))
-
-    @query(LookupClient)
-    def lookup(self, message: LookupClient) -> str | None:
-        return load_shard_key(self.store, message.client_id)
 
     @query(ListClients)
     def list_clients(self, _message: ListClients) -> list[tuple[str, str, int]]:

@@ -23,6 +23,7 @@ from oauthd.server import (
     Runtime,
     WorkerRole,
     configured_clients,
+    load_initial_access_tokens,
     load_kek,
     load_metrics_token,
     load_upstream_secret,
@@ -158,6 +159,7 @@ def check_config(settings: Settings) -> int:
     load_kek(settings, os.environ)
     load_upstream_secret(settings, os.environ)
     load_metrics_token(settings, os.environ)
+    load_initial_access_tokens(settings, os.environ)
     login = "dev" if settings.dev_mode else "password" if settings.password_login else "none"
     if not settings.dev_mode and settings.federation.enabled:
         login = f"federation via {settings.federation.upstream_issuer}"

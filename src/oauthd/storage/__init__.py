@@ -24,7 +24,6 @@ from oauthd.storage.directory import (
     index_client,
     index_user_code,
     list_clients,
-    load_shard_key,
     load_user_code,
     unindex_client,
 )
@@ -62,7 +61,6 @@ __all__ = [
     "list_clients",
     "load_client",
     "load_keys",
-    "load_shard_key",
     "load_user_code",
     "remove_client_shard",
     "save_client",

@@ -19,7 +19,6 @@ __all__ = [
     "index_client",
     "index_user_code",
     "list_clients",
-    "load_shard_key",
     "load_user_code",
     "unindex_client",
 ]
@@ -49,11 +48,6 @@ def index_client(store: Store, client_id: str, shard_key: str, source: str, now:
     store.conn.execute(
         "INSERT OR REPLACE INTO clients VALUES (?,?,?,?)", (client_id, shard_key, source, now)
     )
-
-
-def load_shard_key(store: Store, client_id: str) -> str | None:
-    rows = store.query("SELECT shard_key FROM clients WHERE client_id = ?", (client_id,))
-    return str(rows[0][0]) if rows else None
 
 
 def count_clients(store: Store) -> int:
