@@ -14,6 +14,7 @@ import httpx
 from oauthd.settings import LimitSettings, Rate, Settings
 from tests.conftest import ManualClock, Server, running_server
 from tests.flow import ALICE, Authorization, authorize_code, form_field, redeem, register
+from tests.spec.test_races import all_at_once
 
 PROXY = ("127.0.0.1/32",)  # the tests' peer address, trusted as a reverse proxy
 ONE = {"X-Forwarded-For": "198.51.100.1"}
@@ -358,3 +359,48 @@ async def test_rate_4_wrong_user_codes_throttle_one_ip_not_another(
         assert int(blocked.headers["retry-after"]) == 300
         other = await server.http.get("/device", params={"user_code": "BBBB-BBBB"}, headers=OTHER)
         assert other.status_code == 400
+
+
+# --- RATE-2, RATE-3, RATE-4: concurrent guesses -------------------------------------------------
+
+
+def count(responses: list[httpx.Response], status: int) -> int:
+    return sum(1 for r in responses if r.status_code == status)
+
+
+async def test_rate_2_concurrent_wrong_passwords_judge_at_most_the_limit(
+    make_settings: Callable[..., Settings], clock: ManualClock
+) -> None:
+    """RATE-2: after N failed passwords for one account -> 429; guesses in flight together
+    count too, so 30 at once are judged at most N times, the rest refused."""
+    rate = Rate(10, 900)
+    async with limited(make_settings, clock, login_failures_per_account=rate) as server:
+        client_id = (await register(server.http, redirect_uris=["http://127.0.0.1:5555/cb"]))[
+            "client_id"
+        ]
+        forms = []
+        for _ in range(30):
+            page = await login_page(server, client_id, ONE)
+            forms.append({"request": form_field(page, "request"), "csrf": form_field(page, "csrf")})
+        who = {"email": "nobody@example.com", "password": "wrong"}
+        pending = iter(forms)
+        responses = await all_at_once(
+            len(forms),
+            lambda: server.http.post("/login", data={**next(pending), **who}, headers=ONE),
+        )
+        assert count(responses, 401) <= 10, [r.status_code for r in responses]
+        assert count(responses, 401) + count(responses, 429) == 30
+
+
+async def test_rate_4_concurrent_wrong_user_codes_judge_at_most_the_limit(
+    make_settings: Callable[..., Settings], clock: ManualClock
+) -> None:
+    """RATE-4: more than N wrong user codes per IP -> throttled, even when all are sent at
+    once: at most N are looked up."""
+    async with limited(make_settings, clock, device_code_failures=Rate(10, 600)) as server:
+        responses = await all_at_once(
+            40,
+            lambda: server.http.get("/device", params={"user_code": "BBBB-BBBB"}, headers=ONE),
+        )
+        assert count(responses, 400) <= 10, [r.status_code for r in responses]
+        assert count(responses, 400) + count(responses, 429) == 40

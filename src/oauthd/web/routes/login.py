@@ -5,7 +5,9 @@ hashes. Without either, there is no form (HTML-11): production logs in at the up
 
 Wrong passwords are counted per typed email and per client IP (`limits.login_failures_*`);
 past either limit the form answers a 429 page with Retry-After before checking anything, the
-same for an unknown email as for a known one, so the limit reveals no account (RATE-2)."""
+same for an unknown email as for a known one, so the limit reveals no account (RATE-2). A
+password being checked counts as wrong until it proves right, so guesses sent together cannot
+all slip in under the limit."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from oauthd.audit import audit
 from oauthd.errors import OAuthError, TooManyRequests
 from oauthd.oauth.rfc6749_authorize import AuthorizationRequest
 from oauthd.oauth.rfc8414_metadata import Contribution
+from oauthd.runtime import reserve
 from oauthd.settings import DevUser
 from oauthd.storage import ClientRecord, check_password, hash_password
 from oauthd.storage.people import UserRow
@@ -103,13 +106,15 @@ def register(app: Quart, state: AppState) -> Contribution:
         )
         email = (form.get("email") or "")[:MAX_EMAIL]
         account, ip = f"account:{email.strip().lower()}", request_ip(state)
-        wait = max(per_account.blocked(account) or 0, per_ip.blocked(ip) or 0)
-        if wait:
-            return error_page(TooManyRequests(THROTTLED, retry_after_s=wait))
-        user = await authenticate(email, form.get("password") or "")
+        # Reserved before the password is checked, so guesses in flight together count.
+        attempt = reserve((per_account, account), (per_ip, ip))
+        if isinstance(attempt, int):
+            return error_page(TooManyRequests(THROTTLED, retry_after_s=attempt))
+        with attempt:
+            user = await authenticate(email, form.get("password") or "")
+            if user is not None:
+                attempt.succeeded()
         if user is None:
-            per_account.record(account)
-            per_ip.record(ip)
             audit("login_failed", method=method, email=email)
             return await render(request_id, browser, WRONG, 401, email)
         previous = cookies.read("session")
