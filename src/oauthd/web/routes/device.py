@@ -67,7 +67,7 @@ def register(app: Quart, state: AppState) -> Contribution:
         browser_cookie = cookies.read("browser")
         if browser_cookie is not None:
             keys = (*keys, f"browser:{browser_cookie}")
-        attempt = failures.reserve(*keys)  # before the lookup: codes in flight count too
+        attempt = await failures.reserve(*keys)  # before the lookup: codes in flight count too
         if isinstance(attempt, int):
             return error_page(
                 TooManyRequests("too many wrong codes; wait and try again", retry_after_s=attempt)

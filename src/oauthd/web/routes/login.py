@@ -107,7 +107,7 @@ def register(app: Quart, state: AppState) -> Contribution:
         email = (form.get("email") or "")[:MAX_EMAIL]
         account, ip = f"account:{email.strip().lower()}", request_ip(state)
         # Reserved before the password is checked, so guesses in flight together count.
-        attempt = reserve((per_account, account), (per_ip, ip))
+        attempt = await reserve((per_account, account), (per_ip, ip))
         if isinstance(attempt, int):
             return error_page(TooManyRequests(THROTTLED, retry_after_s=attempt))
         with attempt:
