@@ -247,8 +247,12 @@ async def test_rate_3_failures_from_another_address_never_refuse_a_public_client
     client_secret with a public client's id never refuses that client's real requests."""
     async with limited(make_settings, clock, client_auth_failures=Rate(3, 300)) as server:
         client = await register(server.http, redirect_uris=["http://127.0.0.1:5555/cb"])
-        noise = {"grant_type": "refresh_token", "refresh_token": "rt_x_y", "client_secret": "x"}
-        noise["client_id"] = client["client_id"]
+        noise = {
+            "grant_type": "refresh_token",
+            "refresh_token": "rt_x_y",
+            "client_id": client["client_id"],
+            "client_secret": "any",  # a public client fails for any secret sent
+        }
         await hammer(server, 10, "/token", noise)
         auth = Authorization(client["client_id"], scope="email")
         code = (await authorize_code(server.http, auth))["code"]
@@ -465,8 +469,25 @@ async def test_rate_4_wrong_user_codes_throttle_one_ip_not_another(
 # --- RATE-2, RATE-3, RATE-4: concurrent guesses -------------------------------------------------
 
 
-def count(responses: list[httpx.Response], status: int) -> int:
-    return sum(1 for r in responses if r.status_code == status)
+def assert_judged_at_most(responses: list[httpx.Response], judged: int, limit: int) -> None:
+    """At most `limit` answers with the `judged` status (a wrong guess), the rest 429."""
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(judged) <= limit, statuses
+    assert statuses.count(judged) + statuses.count(429) == len(statuses), statuses
+
+
+async def client_tokens_at_once(
+    server: Server, n: int, client: dict[str, Any], secret: str | None = None
+) -> list[httpx.Response]:
+    """`n` client_credentials requests from one address, in flight together."""
+    return await all_at_once(
+        n,
+        lambda: server.http.post(
+            "/token",
+            data={"grant_type": "client_credentials"},
+            headers={**basic(client, secret), **ONE},
+        ),
+    )
 
 
 async def test_rate_2_concurrent_wrong_passwords_judge_at_most_the_limit(
@@ -489,8 +510,7 @@ async def test_rate_2_concurrent_wrong_passwords_judge_at_most_the_limit(
             len(forms),
             lambda: server.http.post("/login", data={**next(pending), **who}, headers=ONE),
         )
-        assert count(responses, 401) <= 10, [r.status_code for r in responses]
-        assert count(responses, 401) + count(responses, 429) == 30
+        assert_judged_at_most(responses, 401, 10)
 
 
 async def test_rate_4_concurrent_wrong_user_codes_judge_at_most_the_limit(
@@ -503,8 +523,7 @@ async def test_rate_4_concurrent_wrong_user_codes_judge_at_most_the_limit(
             40,
             lambda: server.http.get("/device", params={"user_code": "BBBB-BBBB"}, headers=ONE),
         )
-        assert count(responses, 400) <= 10, [r.status_code for r in responses]
-        assert count(responses, 400) + count(responses, 429) == 40
+        assert_judged_at_most(responses, 400, 10)
 
 
 async def test_rate_3_concurrent_wrong_secrets_judge_at_most_the_limit(
@@ -514,16 +533,8 @@ async def test_rate_3_concurrent_wrong_secrets_judge_at_most_the_limit(
     authentications still in flight: 40 wrong secrets at once get at most N answers."""
     async with limited(make_settings, clock, client_auth_failures=Rate(10, 300)) as server:
         victim = await machine(server.http)
-        responses = await all_at_once(
-            40,
-            lambda: server.http.post(
-                "/token",
-                data={"grant_type": "client_credentials"},
-                headers={**basic(victim, "wrong-secret"), **ONE},
-            ),
-        )
-        assert count(responses, 401) <= 10, [r.status_code for r in responses]
-        assert count(responses, 401) + count(responses, 429) == 40
+        responses = await client_tokens_at_once(server, 40, victim, "wrong-secret")
+        assert_judged_at_most(responses, 401, 10)
 
 
 async def test_rate_3_a_burst_of_valid_authentications_is_never_refused_for_its_size(
@@ -532,13 +543,5 @@ async def test_rate_3_a_burst_of_valid_authentications_is_never_refused_for_its_
     """RATE-3: only failures throttle: valid requests sent together, more than the limit,
     wait for each other's verdict and all succeed."""
     async with limited(make_settings, clock, client_auth_failures=Rate(2, 300)) as server:
-        client = await machine(server.http)
-        responses = await all_at_once(
-            20,
-            lambda: server.http.post(
-                "/token",
-                data={"grant_type": "client_credentials"},
-                headers={**basic(client), **ONE},
-            ),
-        )
+        responses = await client_tokens_at_once(server, 20, await machine(server.http))
         assert [r.status_code for r in responses] == [200] * 20
