@@ -212,8 +212,9 @@ class LimitSettings:
     max_body_bytes: int = 65_536  # request bodies over this answer 413
     register_per_ip: Rate = Rate(30, 60.0)  # POST /register (RATE-1); MCP clients register often
     token_per_ip: Rate = Rate(300, 60.0)  # POST /token, every request (RATE-6)
-    # Failed client authentication (invalid_client) per client_id at /token and /introspect:
-    # a client secret or assertion cannot be guessed (RATE-3, OAuth 2.1 §2.4.1).
+    # Failed client authentication (invalid_client) per client IP and client_id at /token,
+    # /introspect, /revoke and /device_authorization: a client secret or assertion cannot be
+    # guessed, and one address failing never refuses another (RATE-3, OAuth 2.1 §2.4.1).
     client_auth_failures: Rate = Rate(20, 300.0)
     introspect_per_client: Rate = Rate(600, 60.0)  # POST /introspect per client_id (RATE-6)
     login_failures_per_account: Rate = Rate(10, 900.0)  # wrong passwords, dev login (RATE-2)

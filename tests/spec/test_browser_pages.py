@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import trio
 
 from oauthd.settings import BrandingSettings, ClientSettings, DevSettings, DevUser, Settings
 from tests.conftest import ISSUER, Server, running_server
@@ -513,6 +514,36 @@ async def test_dev_allow_any_credentials_never_opens_a_known_user(
         assert wrong.status_code == 401
         assert session_cookie(wrong) is None
         assert (await attempt("bob@example.com", "bobs-password")).status_code == 303
+
+
+async def test_dev_allow_any_credentials_two_first_logins_open_one_account(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """DESIGN "Browser side": allow_any_credentials never lets a wrong password into a known
+    user, even one created by a concurrent first login with another password."""
+    dev = DevSettings(allow_any_credentials=True)
+    async with running_server(make_settings(dev=dev)) as server, second_browser(server) as other:
+        client = await register(server.http)
+        auth = Authorization(client["client_id"])
+        browsers = (server.http, other)
+        forms = [await form_of(http, await start(http, auth)) for http in browsers]
+        statuses: dict[str, int] = {}
+
+        async def first_login(http: httpx.AsyncClient, form: dict[str, str], password: str) -> None:
+            data = {**form, "email": "carol@example.com", "password": password}
+            statuses[password] = (await http.post("/login", data=data)).status_code
+
+        async with trio.open_nursery() as nursery:
+            for http, form, password in zip(browsers, forms, ("first", "second"), strict=True):
+                nursery.start_soon(first_login, http, form, password)
+        assert sorted(statuses.values()) == [303, 401], statuses
+        (winner,) = (p for p, status in statuses.items() if status == 303)
+        (loser,) = (p for p, status in statuses.items() if status == 401)
+        async with second_browser(server) as fresh:
+            for password, status in ((loser, 401), (winner, 303)):
+                form = await form_of(fresh, await start(fresh, auth))
+                data = {**form, "email": "carol@example.com", "password": password}
+                assert (await fresh.post("/login", data=data)).status_code == status
 
 
 # --- HTML-4, HTML-5: what consent shows and when it is asked ----------------------------------

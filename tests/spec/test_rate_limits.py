@@ -5,15 +5,18 @@ moves. Other client addresses are made by a trusted proxy's X-Forwarded-For."""
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import pytest
 
 from oauthd.settings import LimitSettings, Rate, Settings
 from tests.conftest import ManualClock, Server, running_server
 from tests.flow import ALICE, Authorization, authorize_code, form_field, redeem, register
+from tests.spec.test_races import all_at_once
 
 PROXY = ("127.0.0.1/32",)  # the tests' peer address, trusted as a reverse proxy
 ONE = {"X-Forwarded-For": "198.51.100.1"}
@@ -143,8 +146,8 @@ async def test_rate_6_token_requests_per_ip_get_429_then_recover(
 async def test_rate_3_failed_client_authentication_is_throttled_per_client(
     make_settings: Callable[..., Settings], clock: ManualClock
 ) -> None:
-    """RATE-3: after N invalid_client for one client_id, even the right secret gets 429 until
-    the window moves on; another client is unaffected."""
+    """RATE-3: after N invalid_client for one client_id from one address, even the right
+    secret from there gets 429 until the window moves on; another client is unaffected."""
     async with limited(make_settings, clock, client_auth_failures=Rate(3, 300)) as server:
         victim, bystander = await machine(server.http), await machine(server.http)
         for _ in range(3):
@@ -226,6 +229,109 @@ async def test_rate_3_failures_at_introspection_are_throttled(
             assert wrong.status_code == 401
         right = await server.http.post("/introspect", data={"token": "x"}, headers=basic(caller))
         assert_throttled_json(right)
+
+
+async def hammer(
+    server: Server, times: int, path: str, data: dict[str, str], **headers: str
+) -> None:
+    """`times` requests with a wrong secret from the OTHER address, each refused."""
+    for _ in range(times):
+        wrong = await server.http.post(path, data=data, headers={**headers, **OTHER})
+        assert wrong.status_code in (401, 429), wrong.text
+
+
+async def test_rate_3_failures_from_another_address_never_refuse_a_public_client(
+    make_settings: Callable[..., Settings], clock: ManualClock
+) -> None:
+    """RATE-3: invalid_client is throttled per source; another address sending any
+    client_secret with a public client's id never refuses that client's real requests."""
+    async with limited(make_settings, clock, client_auth_failures=Rate(3, 300)) as server:
+        client = await register(server.http, redirect_uris=["http://127.0.0.1:5555/cb"])
+        noise = {
+            "grant_type": "refresh_token",
+            "refresh_token": "rt_x_y",
+            "client_id": client["client_id"],
+            "client_secret": "any",  # a public client fails for any secret sent
+        }
+        await hammer(server, 10, "/token", noise)
+        auth = Authorization(client["client_id"], scope="email")
+        code = (await authorize_code(server.http, auth))["code"]
+        redeemed = await redeem(server.http, auth, code)
+        assert redeemed.status_code == 200, redeemed.text
+        refresh_token = redeemed.json()["refresh_token"]
+        for _ in range(3):
+            await hammer(server, 10, "/token", noise)
+            refreshed = await server.http.post(
+                "/token",
+                data={
+                    "grant_type": "refresh_token",
+                    "refresh_token": refresh_token,
+                    "client_id": client["client_id"],
+                },
+                headers=ONE,
+            )
+            assert refreshed.status_code == 200, refreshed.text
+            refresh_token = refreshed.json()["refresh_token"]
+        assert_throttled_json(await server.http.post("/token", data=noise, headers=OTHER))
+
+
+async def test_rate_3_failures_from_another_address_never_refuse_a_confidential_client(
+    make_settings: Callable[..., Settings], clock: ManualClock
+) -> None:
+    """RATE-3: wrong secrets from one address throttle that address at /token, /introspect
+    and /revoke; the holder of the secret, elsewhere, is answered normally at each."""
+    async with limited(make_settings, clock, client_auth_failures=Rate(3, 300)) as server:
+        victim = await machine(server.http)
+        wrong = basic(victim, "wrong-secret")
+        for path in ("/token", "/introspect", "/revoke"):
+            await hammer(
+                server, 5, path, {"grant_type": "client_credentials", "token": "x"}, **wrong
+            )
+            issued = await server.http.post(
+                "/token",
+                data={"grant_type": "client_credentials"},
+                headers={**basic(victim), **ONE},
+            )
+            assert issued.status_code == 200, issued.text
+            token = issued.json()["access_token"]
+            seen = await server.http.post(
+                "/introspect", data={"token": token}, headers={**basic(victim), **ONE}
+            )
+            assert seen.status_code == 200, seen.text
+            assert seen.json()["active"] is True
+            revoked = await server.http.post(
+                "/revoke", data={"token": token}, headers={**basic(victim), **ONE}
+            )
+            assert revoked.status_code == 200, revoked.text
+        right_but_from_the_attacker = {**basic(victim), **OTHER}
+        assert_throttled_json(
+            await server.http.post(
+                "/token",
+                data={"grant_type": "client_credentials"},
+                headers=right_but_from_the_attacker,
+            )
+        )
+
+
+async def test_rate_3_failures_from_many_addresses_are_audited_not_refused(
+    make_settings: Callable[..., Settings], clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RATE-3: failures spread over many addresses refuse none of them below its own limit;
+    passing the limit for the client in all is one audit event, naming the client."""
+    caplog.set_level(logging.INFO, logger="oauthd.audit")
+    async with limited(make_settings, clock, client_auth_failures=Rate(3, 300)) as server:
+        victim = await machine(server.http)
+        for i in range(4):
+            for _ in range(2):
+                wrong = await server.http.post(
+                    "/token",
+                    data={"grant_type": "client_credentials"},
+                    headers={**basic(victim, "wrong-secret"), "X-Forwarded-For": f"192.0.2.{i}"},
+                )
+                assert wrong.status_code == 401, wrong.text
+        assert (await client_token(server.http, victim)).status_code == 200
+    events = [r for r in caplog.records if r.getMessage() == "client_auth_failures_exceeded"]
+    assert [dict(r.audit) for r in events] == [{"client_id": victim["client_id"]}]  # type: ignore[attr-defined]  # set through logging's extra
 
 
 # --- RATE-6: /introspect per client ------------------------------------------------------------
@@ -358,3 +464,84 @@ async def test_rate_4_wrong_user_codes_throttle_one_ip_not_another(
         assert int(blocked.headers["retry-after"]) == 300
         other = await server.http.get("/device", params={"user_code": "BBBB-BBBB"}, headers=OTHER)
         assert other.status_code == 400
+
+
+# --- RATE-2, RATE-3, RATE-4: concurrent guesses -------------------------------------------------
+
+
+def assert_judged_at_most(responses: list[httpx.Response], judged: int, limit: int) -> None:
+    """At most `limit` answers with the `judged` status (a wrong guess), the rest 429."""
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(judged) <= limit, statuses
+    assert statuses.count(judged) + statuses.count(429) == len(statuses), statuses
+
+
+async def client_tokens_at_once(
+    server: Server, n: int, client: dict[str, Any], secret: str | None = None
+) -> list[httpx.Response]:
+    """`n` client_credentials requests from one address, in flight together."""
+    return await all_at_once(
+        n,
+        lambda: server.http.post(
+            "/token",
+            data={"grant_type": "client_credentials"},
+            headers={**basic(client, secret), **ONE},
+        ),
+    )
+
+
+async def test_rate_2_concurrent_wrong_passwords_judge_at_most_the_limit(
+    make_settings: Callable[..., Settings], clock: ManualClock
+) -> None:
+    """RATE-2: after N failed passwords for one account -> 429; guesses in flight together
+    count too, so 30 at once are judged at most N times, the rest refused."""
+    rate = Rate(10, 900)
+    async with limited(make_settings, clock, login_failures_per_account=rate) as server:
+        client_id = (await register(server.http, redirect_uris=["http://127.0.0.1:5555/cb"]))[
+            "client_id"
+        ]
+        forms = []
+        for _ in range(30):
+            page = await login_page(server, client_id, ONE)
+            forms.append({"request": form_field(page, "request"), "csrf": form_field(page, "csrf")})
+        who = {"email": "nobody@example.com", "password": "wrong"}
+        pending = iter(forms)
+        responses = await all_at_once(
+            len(forms),
+            lambda: server.http.post("/login", data={**next(pending), **who}, headers=ONE),
+        )
+        assert_judged_at_most(responses, 401, 10)
+
+
+async def test_rate_4_concurrent_wrong_user_codes_judge_at_most_the_limit(
+    make_settings: Callable[..., Settings], clock: ManualClock
+) -> None:
+    """RATE-4: more than N wrong user codes per IP -> throttled, even when all are sent at
+    once: at most N are looked up."""
+    async with limited(make_settings, clock, device_code_failures=Rate(10, 600)) as server:
+        responses = await all_at_once(
+            40,
+            lambda: server.http.get("/device", params={"user_code": "BBBB-BBBB"}, headers=ONE),
+        )
+        assert_judged_at_most(responses, 400, 10)
+
+
+async def test_rate_3_concurrent_wrong_secrets_judge_at_most_the_limit(
+    make_settings: Callable[..., Settings], clock: ManualClock
+) -> None:
+    """RATE-3: repeated invalid_client -> throttled after N failures, counting the
+    authentications still in flight: 40 wrong secrets at once get at most N answers."""
+    async with limited(make_settings, clock, client_auth_failures=Rate(10, 300)) as server:
+        victim = await machine(server.http)
+        responses = await client_tokens_at_once(server, 40, victim, "wrong-secret")
+        assert_judged_at_most(responses, 401, 10)
+
+
+async def test_rate_3_a_burst_of_valid_authentications_is_never_refused_for_its_size(
+    make_settings: Callable[..., Settings], clock: ManualClock
+) -> None:
+    """RATE-3: only failures throttle: valid requests sent together, more than the limit,
+    wait for each other's verdict and all succeed."""
+    async with limited(make_settings, clock, client_auth_failures=Rate(2, 300)) as server:
+        responses = await client_tokens_at_once(server, 20, await machine(server.http))
+        assert [r.status_code for r in responses] == [200] * 20

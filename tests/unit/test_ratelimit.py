@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import trio
+import trio.testing
 
-from oauthd.runtime import Limiter
+from oauthd.runtime import Attempt, Limiter, reserve
 from oauthd.web.throttle import client_ip, ip_key
 
 
@@ -80,6 +82,61 @@ def test_recovered_keys_are_dropped() -> None:
     clock.t += 10
     assert limit.blocked("k") is None
     assert len(limit) == 0
+
+
+async def test_reserved_attempts_count_while_in_flight_and_success_gives_them_back() -> None:
+    """RATE-2: an attempt being judged counts as a failure, so concurrent guesses cannot all
+    pass the check; a success gives its count back, a failure keeps it."""
+    limit = Limiter(2, 10, FixedClock())
+    first, second = await limit.reserve("k"), await limit.reserve("k")
+    assert isinstance(first, Attempt)
+    assert isinstance(second, Attempt)
+    assert limit.blocked("k") == 5  # two in flight: the budget is spoken for
+    first.succeeded()
+    second.failed()
+    third = await limit.reserve("k")
+    assert isinstance(third, Attempt)
+    with third:
+        pass  # left undecided (an exception, a cancellation): counted as a failure
+    assert await limit.reserve("k") == 5  # failures alone over the limit: refused
+    third.succeeded()  # already judged: changes nothing
+    assert limit.blocked("k") == 5
+
+
+async def test_a_request_held_up_by_attempts_in_flight_waits_for_their_verdict() -> None:
+    """RATE-3: attempts in flight hold a request up until they are judged; it is refused only
+    if they failed, so a burst of valid requests is never refused for its size."""
+    limit = Limiter(1, 10, FixedClock())
+    results: list[Attempt | int] = []
+
+    async def second() -> None:
+        results.append(await limit.reserve("k"))
+
+    async with trio.open_nursery() as nursery:
+        first = await limit.reserve("k")
+        assert isinstance(first, Attempt)
+        nursery.start_soon(second)
+        await trio.testing.wait_all_tasks_blocked()
+        assert results == []  # waiting, neither refused nor admitted
+        first.succeeded()
+    (admitted,) = results
+    assert isinstance(admitted, Attempt)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(second)
+        await trio.testing.wait_all_tasks_blocked()
+        admitted.failed()
+    assert results[1] == 10
+
+
+async def test_a_reservation_under_several_limits_is_all_or_nothing() -> None:
+    """RATE-2: per account and per IP together; refused by one, nothing is held on the other."""
+    clock = FixedClock()
+    per_account, per_ip = Limiter(1, 10, clock), Limiter(5, 10, clock)
+    per_account.record("account:a")
+    assert await reserve((per_account, "account:a"), (per_ip, "ip:1")) == 10
+    held = [await reserve((per_account, f"account:{i}"), (per_ip, "ip:1")) for i in range(5)]
+    assert all(isinstance(h, Attempt) for h in held)
+    assert per_ip.blocked("ip:1") == 2
 
 
 @pytest.mark.parametrize(("requests", "window_s"), [(0, 60), (5, 0), (5, -1)])

@@ -2,21 +2,24 @@
 
 Public names: `ActorSystem` runs actors; `Address` names one; `Actor` is what a kind's factory
 returns; `Kind` describes a kind of actor; `Clock` gives wall time that tests can drive;
-`Limiter` is a per-process rate limit on that clock.
+`Limiter` is a per-process rate limit on that clock, and `reserve` holds an `Attempt` under
+several limits while it is judged.
 """
 
 from oauthd.runtime.clock import Clock, SystemClock, TrioClock
 from oauthd.runtime.kernel import Actor, ActorSystem, Address, Kind, SystemStats
-from oauthd.runtime.ratelimit import Limiter
+from oauthd.runtime.ratelimit import Attempt, Limiter, reserve
 
 __all__ = [
     "Actor",
     "ActorSystem",
     "Address",
+    "Attempt",
     "Clock",
     "Kind",
     "Limiter",
     "SystemClock",
     "SystemStats",
     "TrioClock",
+    "reserve",
 ]

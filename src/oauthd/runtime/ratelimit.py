@@ -11,6 +11,13 @@ clock, so tests would sleep), starts `threading.Timer` threads to expire keys, a
 on the number of keys, which an attacker rotating addresses would grow without end.
 
 Limits are per process: N workers admit up to N times the configured rate in total.
+
+A guess that takes a while to judge (a password checked by argon2 in a thread, a user code
+looked up in the directory, a client secret checked by the client's actor) is `reserve`d before
+the judging starts: it counts as a failure while in flight, so concurrent guesses see each other
+and no more than the limit are ever judged, and it is given back once it turns out to have
+succeeded. A request that only the attempts in flight stand in the way of waits for them to be
+judged rather than being refused, so a burst of valid requests is never refused for its size.
 """
 
 from __future__ import annotations
@@ -19,9 +26,11 @@ import hashlib
 import math
 from collections import OrderedDict
 
+import trio
+
 from oauthd.runtime.clock import Clock
 
-__all__ = ["Limiter"]
+__all__ = ["Attempt", "Limiter", "reserve"]
 
 EPSILON = 1e-9  # float sums of window_s / requests must not refuse the last of a burst
 MAX_KEY = 80  # longer keys are stored as their SHA-256, so memory per key stays small
@@ -46,22 +55,38 @@ class Limiter:
         self._interval = window_s / requests
         self._tolerance = window_s - self._interval
         self._arrival: OrderedDict[str, float] = OrderedDict()  # key -> theoretical arrival
+        self._in_flight: dict[str, int] = {}  # key -> reserved attempts not yet judged
+        self._judged = trio.Event()  # set (and replaced) whenever an attempt is judged
 
-    def _wait(self, key: str, now: float) -> float:
-        """Seconds before `key` may be counted once more (0 or less: now)."""
+    def _wait(self, key: str, now: float, in_flight: bool = True) -> float:
+        """Seconds before `key` may be counted once more (0 or less: now), counting the
+        attempts in flight as if they had failed (unless `in_flight` is False)."""
         arrival = self._arrival.get(key)
-        if arrival is None:
-            return 0.0
-        if arrival <= now:  # fully recovered: drop it, a fresh key costs nothing to recreate
+        if arrival is not None and arrival <= now:  # fully recovered: a fresh key is free
             del self._arrival[key]
+            arrival = None
+        pending = self._in_flight.get(key, 0) * self._interval if in_flight else 0.0
+        if arrival is None and not pending:
             return 0.0
-        return arrival - now - self._tolerance
+        return (now if arrival is None else arrival) + pending - now - self._tolerance
 
-    def blocked(self, *keys: str) -> int | None:
+    def _hold(self, key: str) -> None:
+        key = _short(key)
+        self._in_flight[key] = self._in_flight.get(key, 0) + 1
+
+    def _let_go(self, key: str) -> None:
+        key = _short(key)
+        left = self._in_flight.pop(key) - 1
+        if left:
+            self._in_flight[key] = left
+        self._judged.set()
+        self._judged = trio.Event()
+
+    def blocked(self, *keys: str, in_flight: bool = True) -> int | None:
         """Whole seconds until every one of `keys` may be counted again, or None if all may
         be now. Counts nothing."""
         now = self.clock.now()
-        wait = max((self._wait(_short(key), now) for key in keys), default=0.0)
+        wait = max((self._wait(_short(key), now, in_flight) for key in keys), default=0.0)
         return max(1, math.ceil(wait)) if wait > EPSILON else None
 
     def record(self, *keys: str) -> None:
@@ -81,5 +106,59 @@ class Limiter:
             self.record(*keys)
         return wait
 
+    async def reserve(self, *keys: str) -> Attempt | int:
+        """`reserve` one attempt under each of `keys` of this limiter."""
+        return await reserve(*((self, key) for key in keys))
+
     def __len__(self) -> int:
         return len(self._arrival)
+
+
+class Attempt:
+    """An attempt reserved under some (limiter, key) pairs and not yet judged. `succeeded`
+    gives it back; `failed`, or leaving its `with` block undecided, counts it as a failure."""
+
+    __slots__ = ("_holds", "_open")
+
+    def __init__(self, holds: tuple[tuple[Limiter, str], ...]) -> None:
+        self._holds = holds
+        self._open = True
+
+    def succeeded(self) -> None:
+        self._close(failed=False)
+
+    def failed(self) -> None:
+        self._close(failed=True)
+
+    def _close(self, *, failed: bool) -> None:
+        if not self._open:
+            return
+        self._open = False
+        for limit, key in self._holds:
+            if failed:
+                limit.record(key)
+            limit._let_go(key)
+
+    def __enter__(self) -> Attempt:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.failed()  # a no-op once judged
+
+
+async def reserve(*holds: tuple[Limiter, str]) -> Attempt | int:
+    """Reserve one attempt under each (limiter, key) once none is over its limit counting the
+    attempts in flight, and return it; while only attempts in flight stand in the way, wait
+    for them to be judged. If failures alone are over a limit, reserve nothing and return the
+    seconds to wait."""
+    while True:
+        wait = max((limit.blocked(key, in_flight=False) or 0 for limit, key in holds), default=0)
+        if wait:
+            return wait
+        crowded = next((limit for limit, key in holds if limit.blocked(key)), None)
+        if crowded is None:
+            break
+        await crowded._judged.wait()
+    for limit, key in holds:
+        limit._hold(key)
+    return Attempt(holds)

@@ -22,6 +22,7 @@ from typing import TypeVar
 
 from quart import Quart, request
 
+from oauthd.audit import audit
 from oauthd.errors import OAuthError, TooManyRequests
 from oauthd.runtime import Limiter
 from oauthd.settings import Rate
@@ -57,13 +58,19 @@ def throttle(limit: Limiter, *keys: str, what: str = "too many requests") -> Non
 
 
 class ClientAuthFailures:
-    """Failed client authentication per client_id (OAuth 2.1 §2.4.1, RATE-3): past the limit
-    the endpoint refuses before the client's actor is asked, so a throttled request never
-    spends a code or a device code. Counting only failures means nobody can use up a client's
-    budget by merely naming it, as anyone can name a public client."""
+    """Failed client authentication (OAuth 2.1 §2.4.1, RATE-3), counted per source IP and
+    client_id: past the limit, that source is refused for that client before the client's
+    actor is asked, so a throttled request never spends a code or a device code.
+
+    Anyone can name a client, and a public one fails for any client_secret sent, so a source
+    is refused only for its own failures: another address failing, however often, never
+    refuses the holder of valid credentials. Each authentication counts as a failure while it
+    is in flight, so guesses sent together cannot all slip in under the limit. Failures from
+    all sources together are a signal only: an audit event when a client passes the limit."""
 
     def __init__(self, state: AppState) -> None:
-        self._limit = limiter(state, state.settings.limits.client_auth_failures)
+        self._per_source = limiter(state, state.settings.limits.client_auth_failures)
+        self._per_client = limiter(state, state.settings.limits.client_auth_failures)
 
     @classmethod
     def shared(cls, app: Quart, state: AppState) -> ClientAuthFailures:
@@ -74,27 +81,35 @@ class ClientAuthFailures:
         )
         return failures
 
-    async def attempt(self, client_id: str, call: Callable[[], Awaitable[T]]) -> T:
-        """Run `call` (which authenticates `client_id`) unless the client is throttled;
-        an invalid_client answer counts as a failure."""
-        self.check(client_id)
-        try:
-            return await call()
-        except OAuthError as exc:
-            if exc.code == "invalid_client":
-                self.failed(client_id)
-            raise
-
-    def check(self, client_id: str) -> None:
-        wait = self._limit.blocked(f"client:{client_id}")
-        if wait is not None:
+    async def attempt(self, source: str, client_id: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Run `call` (which authenticates `client_id`) unless `source`, the rate-limit key
+        of the request's IP, is throttled for this client; an invalid_client answer counts as
+        a failure, any other answer gives the attempt back."""
+        attempt = await self._per_source.reserve(f"{source} client:{client_id}")
+        if isinstance(attempt, int):
             raise TooManyRequests(
                 "too many failed authentications for this client; try again later",
-                retry_after_s=wait,
+                retry_after_s=attempt,
             )
+        with attempt:
+            try:
+                result = await call()
+            except OAuthError as exc:
+                if exc.code == "invalid_client":
+                    self._signal(client_id)
+                else:
+                    attempt.succeeded()  # authenticated, or never judged (a full mailbox)
+                raise
+            attempt.succeeded()
+        return result
 
-    def failed(self, client_id: str) -> None:
-        self._limit.record(f"client:{client_id}")
+    def _signal(self, client_id: str) -> None:
+        """Audit the moment failures from all sources together pass the limit for a client."""
+        key = f"client:{client_id}"
+        was_under = self._per_client.blocked(key) is None
+        self._per_client.record(key)
+        if was_under and self._per_client.blocked(key) is not None:
+            audit("client_auth_failures_exceeded", client_id=client_id)
 
 
 @lru_cache(maxsize=8)

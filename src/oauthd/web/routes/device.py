@@ -67,14 +67,16 @@ def register(app: Quart, state: AppState) -> Contribution:
         browser_cookie = cookies.read("browser")
         if browser_cookie is not None:
             keys = (*keys, f"browser:{browser_cookie}")
-        wait = failures.blocked(*keys)
-        if wait is not None:
+        attempt = await failures.reserve(*keys)  # before the lookup: codes in flight count too
+        if isinstance(attempt, int):
             return error_page(
-                TooManyRequests("too many wrong codes; wait and try again", retry_after_s=wait)
+                TooManyRequests("too many wrong codes; wait and try again", retry_after_s=attempt)
             )
-        found = await device_request(typed)
+        with attempt:
+            found = await device_request(typed)
+            if found is not None:
+                attempt.succeeded()
         if found is None:
-            failures.record(*keys)
             return render(NOT_VALID, 400, typed[:32])
         shard_key, req = found
         session = await current_session(state, cookies)

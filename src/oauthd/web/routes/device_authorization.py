@@ -18,7 +18,7 @@ from oauthd.web.asks import ask_as_client, ask_directory
 from oauthd.web.browser import form_params
 from oauthd.web.responses import NO_STORE, json_bytes, json_response
 from oauthd.web.state import AppState
-from oauthd.web.throttle import ClientAuthFailures
+from oauthd.web.throttle import ClientAuthFailures, request_ip
 
 __all__ = ["register"]
 
@@ -48,6 +48,7 @@ def register(app: Quart, state: AppState) -> Contribution:
             raise InvalidRequest(f"parameter {repeated} is repeated")
         scope, resources = params.get("scope"), params.get_all("resource")
         started: DeviceStarted = await auth_failures.attempt(
+            request_ip(state),
             credentials.client_id,
             lambda: ask_as_client(
                 state, credentials, lambda creds: StartDeviceAuthorization(creds, scope, resources)

@@ -5,7 +5,8 @@ shard, which decides whether this caller may see it. A JWT is routed by its veri
 inactive without asking an actor, so garbage never spawns one.
 
 Each calling client may introspect `limits.introspect_per_client` times per window (RFC 7662
-§4: token scanning), and failed authentications per client_id are limited as at /token."""
+§4: token scanning), and failed authentications per client IP and client_id are limited as
+at /token."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from oauthd.web.fast import ApiRequest, ApiResponse, fast_routes
 from oauthd.web.responses import API_CORS, NO_STORE, json_bytes
 from oauthd.web.routes.token import AUTH_METHODS
 from oauthd.web.state import AppState
-from oauthd.web.throttle import ClientAuthFailures, limiter, throttle
+from oauthd.web.throttle import ClientAuthFailures, ip_key_of, limiter, throttle
 
 __all__ = ["register"]
 
@@ -66,7 +67,9 @@ def register(app: Quart, state: AppState) -> Contribution:
         parsed = parse_token_request(params, [name for name, _ in request.query.pairs])
         credentials = read_credentials(request.headers.get("authorization"), params)
         caller_id: str = await auth_failures.attempt(
-            credentials.client_id, lambda: ask_as_client(state, credentials, AuthenticateCaller)
+            ip_key_of(state, request.peer, request.forwarded_for),
+            credentials.client_id,
+            lambda: ask_as_client(state, credentials, AuthenticateCaller),
         )
         # Counted once authenticated: naming a client must not spend its budget (RATE-6).
         throttle(per_client, f"client:{caller_id}", what="too many introspections")

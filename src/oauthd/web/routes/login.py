@@ -5,7 +5,9 @@ hashes. Without either, there is no form (HTML-11): production logs in at the up
 
 Wrong passwords are counted per typed email and per client IP (`limits.login_failures_*`);
 past either limit the form answers a 429 page with Retry-After before checking anything, the
-same for an unknown email as for a known one, so the limit reveals no account (RATE-2)."""
+same for an unknown email as for a known one, so the limit reveals no account (RATE-2). A
+password being checked counts as wrong until it proves right, so guesses sent together cannot
+all slip in under the limit."""
 
 from __future__ import annotations
 
@@ -25,10 +27,12 @@ from oauthd.actors.grants import (
     PreparePending,
 )
 from oauthd.actors.people import EnsureUser, FindUser, StartSession
+from oauthd.actors.people_admin import AddUser
 from oauthd.audit import audit
 from oauthd.errors import OAuthError, TooManyRequests
 from oauthd.oauth.rfc6749_authorize import AuthorizationRequest
 from oauthd.oauth.rfc8414_metadata import Contribution
+from oauthd.runtime import reserve
 from oauthd.settings import DevUser
 from oauthd.storage import ClientRecord, check_password, hash_password
 from oauthd.storage.people import UserRow
@@ -103,13 +107,15 @@ def register(app: Quart, state: AppState) -> Contribution:
         )
         email = (form.get("email") or "")[:MAX_EMAIL]
         account, ip = f"account:{email.strip().lower()}", request_ip(state)
-        wait = max(per_account.blocked(account) or 0, per_ip.blocked(ip) or 0)
-        if wait:
-            return error_page(TooManyRequests(THROTTLED, retry_after_s=wait))
-        user = await authenticate(email, form.get("password") or "")
+        # Reserved before the password is checked, so guesses in flight together count.
+        attempt = await reserve((per_account, account), (per_ip, ip))
+        if isinstance(attempt, int):
+            return error_page(TooManyRequests(THROTTLED, retry_after_s=attempt))
+        with attempt:
+            user = await authenticate(email, form.get("password") or "")
+            if user is not None:
+                attempt.succeeded()
         if user is None:
-            per_account.record(account)
-            per_ip.record(ip)
             audit("login_failed", method=method, email=email)
             return await render(request_id, browser, WRONG, 401, email)
         previous = cookies.read("session")
@@ -131,25 +137,33 @@ def register(app: Quart, state: AppState) -> Contribution:
     async def authenticate(email: str, password: str) -> UserRow | None:
         """Dev users by constant-time comparison; users with a password hash by argon2 (in a
         thread); with allow_any_credentials (dev mode), an unknown email is created at its
-        first login. A wrong password never opens a known account, and an unknown email costs
-        the same argon2 check as a known one, so timing does not tell them apart."""
+        first login. A wrong password never opens a known account, not even one a concurrent
+        first login has just created (the directory decides who creates it, in its write
+        transaction); an unknown email costs the same argon2 work as a known one, so timing
+        does not tell them apart."""
         configured = dev_users.get(email.lower())
         if configured is not None:
             return await login_configured(configured, password)
         if "@" not in email or not password:
             return None
         found: UserRow | None = await ask_directory(state, FindUser(email))
+        if found is None and settings.dev_mode and settings.dev.allow_any_credentials:
+            hashed = await trio.to_thread.run_sync(hash_password, password)
+            # AddUser decides inside the directory's write transaction: None if taken.
+            now = int(state.clock.now())
+            created: UserRow | None = await ask_directory(
+                state, AddUser(email, email.partition("@")[0], hashed, now)
+            )
+            if created is not None:
+                return created
+            # A concurrent first login created it: this password must match that one.
+            found = await ask_directory(state, FindUser(email))
+        return await check_user_password(found, password)
+
+    async def check_user_password(found: UserRow | None, password: str) -> UserRow | None:
         stored = found.password_hash if found is not None and found.password_hash else DUMMY
         ok = await trio.to_thread.run_sync(check_password, password, stored)
-        if found is not None:
-            return found if ok and found.password_hash else None
-        if not (settings.dev_mode and settings.dev.allow_any_credentials):
-            return None
-        hashed = await trio.to_thread.run_sync(hash_password, password)
-        user: UserRow = await ask_directory(
-            state, EnsureUser(email, email.partition("@")[0], hashed)
-        )
-        return user
+        return found if ok and found is not None and found.password_hash else None
 
     async def login_configured(configured: DevUser, password: str) -> UserRow | None:
         if not hmac.compare_digest(configured.password.encode(), password.encode()):

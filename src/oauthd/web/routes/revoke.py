@@ -15,7 +15,7 @@ from oauthd.web.browser import form_params
 from oauthd.web.responses import NO_STORE
 from oauthd.web.routes.token import AUTH_METHODS
 from oauthd.web.state import AppState
-from oauthd.web.throttle import ClientAuthFailures
+from oauthd.web.throttle import ClientAuthFailures, request_ip
 
 __all__ = ["register"]
 
@@ -33,6 +33,7 @@ def register(app: Quart, state: AppState) -> Contribution:
         keyring = await keyring_for(state, parsed.token)
         access = read_access_token(keyring, parsed.token, issuer=issuer, now=state.clock.now())
         await auth_failures.attempt(
+            request_ip(state),
             credentials.client_id,
             lambda: ask_as_client(
                 state, credentials, lambda creds: RevokeToken(creds, parsed.token, access)

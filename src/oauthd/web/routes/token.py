@@ -1,7 +1,7 @@
 """POST /token (OAuth 2.1 §3.2): parse the form, read the client's credentials, and hand the
 grant to the client's actor. `GRANTS` is the grant registry: the metadata advertises exactly
-its keys. Requests are limited per client IP, and failed client authentications per client_id
-(`[limits]`, RATE-3, RATE-6).
+its keys. Requests are limited per client IP, and failed client authentications per client IP
+and client_id (`[limits]`, RATE-3, RATE-6).
 
 A client that registered a `jwks_uri` (RFC 7523) is answered `JwksNeeded` by its actor; the
 route then has the Fetcher get the key set, outside the shard's transaction, and asks again
@@ -108,7 +108,8 @@ def register(app: Quart, state: AppState) -> Contribution:
 
     async def token(request: ApiRequest) -> ApiResponse:
         params = request.form()
-        throttle(per_ip, ip_key_of(state, request.peer, request.forwarded_for))
+        source = ip_key_of(state, request.peer, request.forwarded_for)
+        throttle(per_ip, source)
         if any(request.query.get_all(name) for name in NOT_IN_QUERY):
             raise InvalidRequest("credentials must not be sent in the URI")
         grant_type = params.get("grant_type")
@@ -122,6 +123,7 @@ def register(app: Quart, state: AppState) -> Contribution:
         if repeated is not None:
             raise InvalidRequest(f"parameter {repeated} is repeated")
         reply: TokenResponse = await auth_failures.attempt(
+            source,
             credentials.client_id,
             lambda: ask_as_client(state, credentials, lambda creds: make(params, creds)),
         )
