@@ -695,12 +695,13 @@ async def test_s7_12_a_wrong_user_code_is_kept_escaped(server: Server) -> None:
 async def test_s7_12_error_pages_escape_what_they_show(server: Server) -> None:
     """HTML-6: error pages reflect nothing raw (client_id, redirect_uri, scope)."""
     http = server.http
-    client = await register(http)
+    web = "https://app.example/cb"  # its errors are shown, not redirected (AUTHZ-17)
+    client = await register(http, redirect_uris=[web])
     for payload in XSS:
         for params in (
             {"client_id": payload},
             {**Authorization(client["client_id"], redirect_uri=payload).params},
-            {**Authorization(client["client_id"], scope=payload).params},
+            {**Authorization(client["client_id"], redirect_uri=web, scope=payload).params},
         ):
             response = await http.get("/authorize", params=params)
             assert response.status_code == 400

@@ -183,6 +183,24 @@ async def test_s4_5_redirect_uri_must_be_in_the_document(cimd: Stack) -> None:
     assert response.headers["location"].startswith("/login")
 
 
+async def test_s6_4_errors_for_https_redirect_are_a_page(cimd: Stack) -> None:
+    """AUTHZ-17: a document client vouched for by nobody gets its errors for an https
+    redirect URI on a page, not at that URI (RFC 9700 §4.11.2)."""
+    web = "https://app.example/cb"
+    client_id = cimd.publish(redirect_uris=[web])
+    params = Authorization(client_id, redirect_uri=web, scope="bogus").params
+    assert_refused(await cimd.http.get("/authorize", params=params), "invalid_scope")
+
+
+async def test_s6_4_errors_for_loopback_redirect_are_redirected(cimd: Stack) -> None:
+    """OAuth 2.1 §4.1.2.1: a document client's loopback redirect URI gets its errors."""
+    client_id = cimd.publish()
+    params = Authorization(client_id, redirect_uri=CB, scope="bogus").params
+    response = await cimd.http.get("/authorize", params=params)
+    assert response.status_code == 303
+    assert query_of(response.headers["location"])["error"] == "invalid_scope"
+
+
 @pytest.mark.parametrize(
     "client_id",
     [

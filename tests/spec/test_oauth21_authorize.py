@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import httpx
 import jwt
@@ -69,6 +69,19 @@ async def signed_in_client(server: Server, **metadata: Any) -> dict[str, Any]:
     redirect = client["redirect_uris"][0].replace("127.0.0.1/", "127.0.0.1:5555/")
     await authorize_code(server.http, Authorization(client["client_id"], redirect_uri=redirect))
     return client
+
+
+async def assert_shown_for_unverified_https(
+    server: Server, error: str, redirect_uri: str = WEB, **params: str
+) -> None:
+    """A new self-registered client with an https redirect URI sends `params`: `error` is
+    shown on a page, never redirected to that URI (AUTHZ-17)."""
+    client = await register(server.http, redirect_uris=[redirect_uri])
+    auth = Authorization(client["client_id"], redirect_uri=redirect_uri, extra=params)
+    response = await get_authorize(server.http, auth.params)
+    assert_error_page(response)
+    assert response.status_code == 400
+    assert error in response.text
 
 
 # --- AUTHZ-1..3: client and redirect URI problems are shown, never redirected --------------
@@ -325,9 +338,12 @@ async def test_s4_1_2_registered_redirect_query_is_preserved(server: Server) -> 
     assert query["tenant"] == "7"
     assert query["state"] == auth.state
     assert query["iss"] == ISSUER
-    params = {**auth.params, "response_type": "token"}
-    error = await get_authorize(server.http, params)
-    assert error.headers["location"].startswith(registered + "&error=unsupported_response_type")
+    # Errors are redirected to a self-registered client's loopback URI only (AUTHZ-17).
+    native = "http://127.0.0.1/cb?tenant=7"
+    client = await register(server.http, redirect_uris=[native])
+    auth = Authorization(client["client_id"], redirect_uri=native, extra={"response_type": "x"})
+    error = await get_authorize(server.http, auth.params)
+    assert error.headers["location"].startswith(native + "&error=unsupported_response_type")
 
 
 async def test_rfc9207_s2_iss_is_on_every_redirect(server: Server) -> None:
@@ -452,20 +468,47 @@ async def test_s3_1_no_session_gets_the_login_page_never_a_code(server: Server) 
     assert "password" in page.text
 
 
-async def test_rfc9700_s4_11_2_unauthenticated_error_for_dynamic_client_is_not_redirected(
+async def test_rfc9700_s4_11_2_error_for_unverified_https_redirect_is_a_page(
     server: Server,
 ) -> None:
-    """AUTHZ-17: no session and scope=bogus for a self-registered client: not a redirect to
-    the client."""
+    """AUTHZ-17: no session and scope=bogus for a self-registered client with an https
+    redirect URI: the error is shown here, not a redirect to the client."""
+    await assert_shown_for_unverified_https(server, "invalid_scope", scope="bogus")
+
+
+async def test_rfc9700_s4_11_2_error_for_unverified_https_redirect_is_a_page_with_a_session(
+    server: Server,
+) -> None:
+    """AUTHZ-17: an unverified client's https redirect URI is not trusted because the
+    browser has a session: its errors are shown here too (RFC 9700 §4.11.2)."""
+    await signed_in_client(server)
+    await assert_shown_for_unverified_https(server, "invalid_scope", scope="bogus")
+
+
+async def test_s4_1_2_1_loopback_redirect_errors_are_redirected_without_session(
+    server: Server,
+) -> None:
+    """OAuth 2.1 §4.1.2.1: once client and redirect URI are valid the error MUST be
+    redirected; a self-registered native client's loopback URI (RFC 8252 §7.3) is."""
     client = await register(server.http)
     params = Authorization(client["client_id"], scope="bogus").params
-    response = await get_authorize(server.http, params)
-    assert not (
-        response.status_code in (301, 302, 303, 307, 308)
-        and urlsplit(response.headers["location"]).netloc
-    )
-    assert response.status_code == 400
-    assert "location" not in response.headers
+    query = redirected_error(await get_authorize(server.http, params))
+    assert query["error"] == "invalid_scope"
+    assert query["state"] == "st-123"
+    assert query["error_description"]
+
+
+async def test_s4_1_2_1_private_use_scheme_errors_are_redirected_without_session(
+    server: Server,
+) -> None:
+    """OAuth 2.1 §4.1.2.1: a self-registered native client's private-use-scheme redirect
+    URI (RFC 8252 §7.1) gets its errors, with state and iss."""
+    native = "com.example.app:/oauth2redirect"
+    client = await register(server.http, redirect_uris=[native])
+    params = Authorization(client["client_id"], redirect_uri=native, scope="bogus").params
+    query = redirected_error(await get_authorize(server.http, params), native)
+    assert query["error"] == "invalid_scope"
+    assert query["state"] == "st-123"
 
 
 async def test_s4_1_2_1_config_client_errors_are_redirected_without_session(
@@ -519,6 +562,35 @@ async def test_oidc_s3_1_2_1_prompt_none_without_consent_is_consent_required(
     query = redirected_error(await get_authorize(server.http, params))
     assert query["error"] == "consent_required"
     assert query["state"] == "st-123"
+
+
+async def test_rfc9700_s4_11_2_prompt_none_is_no_open_redirect(server: Server) -> None:
+    """AUTHZ-17, AUTHZ-20: prompt=none without a session does not send the browser to an
+    unverified client's https redirect URI: login_required is shown here (RFC 9700 §4.11.2)."""
+    land = "https://evil.example/land"
+    await assert_shown_for_unverified_https(server, "login_required", land, prompt="none")
+
+
+async def test_rfc9700_s4_11_2_prompt_none_consent_required_is_no_open_redirect(
+    server: Server,
+) -> None:
+    """AUTHZ-17, AUTHZ-20: nor does consent_required, with a session."""
+    await signed_in_client(server)
+    await assert_shown_for_unverified_https(server, "consent_required", prompt="none")
+
+
+async def test_s4_1_2_1_deny_redirects_to_the_uri_the_consent_page_showed(server: Server) -> None:
+    """AUTHZ-19: the person chose Deny on a page naming the destination host, so even an
+    unverified client's https redirect URI gets access_denied (RFC 9700 §4.11.2: the user
+    was informed)."""
+    client = await register(server.http, redirect_uris=[WEB])
+    auth = Authorization(client["client_id"], redirect_uri=WEB)
+    response = await get_authorize(server.http, auth.params)
+    response = await login(server.http, response.headers["location"])
+    response = await consent(server.http, response.headers["location"], decision="deny")
+    query = redirected_error(response, WEB)
+    assert query["error"] == "access_denied"
+    assert query["state"] == auth.state
 
 
 async def test_oidc_s3_1_2_1_prompt_none_with_session_and_consent_issues_a_code(

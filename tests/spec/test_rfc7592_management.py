@@ -11,7 +11,15 @@ import httpx
 import pytest
 
 from tests.conftest import ISSUER, Server
-from tests.flow import LOOPBACK, Authorization, authorize_code, register, tokens_for
+from tests.flow import (
+    LOOPBACK,
+    Authorization,
+    authorize_code,
+    form_field,
+    login,
+    register,
+    tokens_for,
+)
 
 SERVER_MANAGED = (
     "registration_access_token",
@@ -304,6 +312,33 @@ async def test_s2_2_put_with_bad_token_is_401_before_the_body(server: Server) ->
     assert_invalid_token(response)
 
 
+async def consent_form(server: Server, registered: dict[str, Any]) -> dict[str, str]:
+    """Start an authorization request, log in and open the consent page: the page's form
+    fields, with the request pending server-side."""
+    response = await server.http.get(
+        "/authorize", params=Authorization(registered["client_id"]).params
+    )
+    response = await login(server.http, response.headers["location"])
+    page = await server.http.get(response.headers["location"])
+    assert page.status_code == 200, page.text
+    return {"request": form_field(page.text, "request"), "csrf": form_field(page.text, "csrf")}
+
+
+@pytest.mark.parametrize("decision", ["allow", "deny"])
+async def test_s2_2_removed_redirect_uri_gets_nothing_for_a_pending_request(
+    server: Server, decision: str
+) -> None:
+    """REG-20: a redirect URI removed by PUT while a request was pending receives neither a
+    code nor an error: the consent answers with an error page (OAuth 2.1 §4.1.2.1)."""
+    registered = await register(server.http)
+    form = await consent_form(server, registered)
+    body = update_of(registered, redirect_uris=[NEW_REDIRECT])
+    assert (await config(server, registered, "PUT", json=body)).status_code == 200
+    response = await server.http.post("/consent", data={**form, "decision": decision})
+    assert_no_client_redirect(response)
+    assert "invalid_request" in response.text
+
+
 # --- §2.3: delete -------------------------------------------------------------------------------
 
 
@@ -344,6 +379,16 @@ async def test_s2_3_delete_ends_the_client(server: Server) -> None:
         assert_invalid_token(await config(server, registered, method, json=body))
     info = await http.get("/userinfo", headers=bearer(tokens["access_token"]))
     assert info.status_code == 401
+
+
+async def test_s2_3_deleted_client_gets_no_code_for_a_pending_request(server: Server) -> None:
+    """REG-22: a client deleted while a request was pending gets no code from it: the
+    consent answers with an error page."""
+    registered = await register(server.http)
+    form = await consent_form(server, registered)
+    assert (await config(server, registered, "DELETE")).status_code == 204
+    response = await server.http.post("/consent", data={**form, "decision": "allow"})
+    assert_no_client_redirect(response)
 
 
 async def test_s2_3_delete_leaves_other_clients_alone(server: Server) -> None:

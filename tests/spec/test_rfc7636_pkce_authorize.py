@@ -18,8 +18,7 @@ CB = "http://127.0.0.1:5555/cb"
 
 
 async def signed_in_client(server: Server, **metadata: Any) -> dict[str, Any]:
-    """A self-registered client the browser has already logged in to and consented to, so
-    that errors are redirected (an unauthenticated browser sees them on a page, AUTHZ-17)."""
+    """A self-registered client the browser has already logged in to and consented to."""
     client = await register(server.http, **metadata)
     await authorize_code(server.http, Authorization(client["client_id"]))
     return client
@@ -141,14 +140,27 @@ async def test_s4_6_s256_challenge_round_trip(server: Server) -> None:
     assert response.status_code == 200, response.text
 
 
-async def test_s4_4_1_unauthenticated_pkce_error_for_dynamic_client_is_a_page(
+async def test_s4_4_1_pkce_error_for_unverified_https_redirect_is_a_page(
     server: Server,
 ) -> None:
-    """AUTHZ-17: with no session, a self-registered client's PKCE error is shown here."""
-    client = await register(server.http)
-    params = Authorization(client["client_id"]).params
+    """AUTHZ-17: a self-registered client's PKCE error for an https redirect URI is shown
+    here, not redirected (RFC 9700 §4.11.2)."""
+    web = "https://app.example/cb"
+    client = await register(server.http, redirect_uris=[web])
+    params = Authorization(client["client_id"], redirect_uri=web).params
     del params["code_challenge"]
     response = await server.http.get("/authorize", params=params)
     assert response.status_code == 400
     assert "location" not in response.headers
     assert "code_challenge" in response.text
+
+
+async def test_s4_4_1_pkce_error_for_loopback_redirect_is_redirected_without_session(
+    server: Server,
+) -> None:
+    """PKCE-1: with no session, a self-registered native client still learns of its PKCE
+    error at its loopback redirect URI (OAuth 2.1 §4.1.2.1)."""
+    client = await register(server.http)
+    params = Authorization(client["client_id"]).params
+    del params["code_challenge"]
+    assert_invalid_request(await authorize(server.http, params))

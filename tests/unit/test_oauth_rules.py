@@ -18,6 +18,7 @@ from oauthd.oauth.rfc7636_pkce import check_challenge, check_verifier, s256
 from oauthd.oauth.rfc8252_redirects import (
     InvalidRedirectUri,
     check_registrable,
+    errors_redirectable,
     matches_registered,
 )
 from oauthd.oauth.rfc8707_resources import resolve_resources
@@ -130,6 +131,26 @@ def test_rfc8252_s7_3_loopback_redirect_matches_on_any_port() -> None:
         "http://127.0.0.1:5000@evil.example/cb",
     ):
         assert not matches_registered(bad, registered), bad
+
+
+@pytest.mark.parametrize(
+    ("uri", "self_asserted", "redirected"),
+    [
+        ("https://app.example/cb", False, True),  # the operator vouches for the client
+        ("http://127.0.0.1:5555/cb", True, True),  # RFC 8252 §7.3: back to this device
+        ("http://[::1]/cb", True, True),
+        ("com.example.app:/oauth2redirect", True, True),  # RFC 8252 §7.1
+        ("https://evil.example/land", True, False),  # nobody vouches: an error page
+        ("http://127.0.0.1.evil.example/cb", True, False),
+        ("javascript:alert(1)", True, False),
+        ("not a uri", True, False),
+    ],
+)
+def test_rfc9700_s4_11_2_errors_go_only_to_trusted_redirect_uris(
+    uri: str, self_asserted: bool, redirected: bool
+) -> None:
+    """AUTHZ-17: an error is redirected only to a URI the AS may trust (RFC 9700 §4.11.2)."""
+    assert errors_redirectable(uri, self_asserted=self_asserted) is redirected
 
 
 def test_oauth21_s1_4_1_scope_tokens_are_case_sensitive_and_charset_checked() -> None:

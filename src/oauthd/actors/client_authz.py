@@ -27,7 +27,8 @@ from oauthd.oauth.rfc6749_authorize import (
     request_from_json,
     request_to_json,
 )
-from oauthd.storage import Store, hash_secret
+from oauthd.oauth.rfc8252_redirects import matches_registered
+from oauthd.storage import ClientRecord, Store, hash_secret
 from oauthd.storage.grants import (
     PendingRow,
     consume_pending,
@@ -46,14 +47,27 @@ PENDING_TTL_S = 600  # the person has ten minutes to log in and consent
 
 
 class AuthorizationHandlers:
-    """Mixed into ClientActor, which provides `store`, `env` and `shard_key`."""
+    """Mixed into ClientActor, which provides `store`, `env`, `shard_key` and `client()`."""
 
     store: Store
     env: Env
     shard_key: str
 
+    def client(self) -> ClientRecord:
+        raise NotImplementedError
+
     def _now(self) -> int:
         return int(self.env.clock.now())
+
+    def _check_still_registered(self, request: AuthorizationRequest) -> None:
+        """The registration may have changed since /authorize validated the request (an RFC
+        7592 update or delete, a new metadata document): nothing, neither a code nor an
+        error, goes to a redirect URI that is no longer registered (OAuth 2.1 §4.1.2.1)."""
+        client = self.client()  # invalid_client once the client is deleted
+        if request.device_code_hash is None and not matches_registered(
+            request.redirect_uri, client.redirect_uris
+        ):
+            raise InvalidRequest("the application's registration changed; start again from the app")
 
     @command(StartPending)
     def start_pending(self, message: StartPending) -> str:
@@ -71,6 +85,7 @@ class AuthorizationHandlers:
             or not hmac.compare_digest(row.browser_hash, hash_secret(browser))
         ):
             raise InvalidRequest("this sign-in request has expired; start again from the app")
+        self._check_still_registered(request_from_json(row.request))
         return row
 
     def _checked(self, request_id: str, browser: str, csrf: str) -> AuthorizationRequest:
@@ -130,6 +145,7 @@ class AuthorizationHandlers:
 
     @command(IssueCode)
     def issue_code(self, message: IssueCode) -> CodeIssued:
+        self._check_still_registered(message.request)
         return self._issue_code(message.request, message.user_id, message.auth_time)
 
     def _issue_code(

@@ -1,6 +1,7 @@
-"""Redirect URIs: what may be registered (RFC 7591 §2, OAuth 2.1 §2.3, RFC 8252 §7) and how a
+"""Redirect URIs: what may be registered (RFC 7591 §2, OAuth 2.1 §2.3, RFC 8252 §7), how a
 requested URI matches a registered one (exact string, except the port of a loopback IP or
-localhost redirect: RFC 8252 §7.3, OAuth 2.1 §4.1.1)."""
+localhost redirect: RFC 8252 §7.3, OAuth 2.1 §4.1.1), and which may receive errors from
+/authorize without the person having seen them (RFC 9700 §4.11.2)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ __all__ = [
     "InvalidRedirectUri",
     "check_registrable",
     "consent_target",
+    "errors_redirectable",
     "is_loopback_redirect",
+    "is_private_use_redirect",
     "matches_registered",
 ]
 
@@ -45,6 +48,28 @@ def is_loopback_redirect(uri: str) -> bool:
         and "@" not in parts.netloc
         and _host(parts) in LOOPBACK_HOSTS
     )
+
+
+def is_private_use_redirect(uri: str) -> bool:
+    """A native app's private-use URI scheme in reverse-domain form (RFC 8252 §7.1)."""
+    parts = _split(uri)
+    if parts is None:
+        return False
+    scheme = parts.scheme.lower()
+    return "." in scheme and scheme not in _DANGEROUS_SCHEMES
+
+
+def errors_redirectable(redirect_uri: str, *, self_asserted: bool) -> bool:
+    """Whether an error at /authorize goes to the validated `redirect_uri` (OAuth 2.1
+    §4.1.2.1: MUST) or is shown on an error page instead (RFC 9700 §4.11.2: an untrusted URI
+    is not redirected to automatically; AUTHZ-17). Trusted: every URI of a client the
+    operator registered, and a loopback (RFC 8252 §7.3) or private-use-scheme (§7.1) URI,
+    which leads back to an app on the person's own device. An https URI that a client
+    asserted itself (RFC 7591, or its metadata document) is nobody's word: a page, with or
+    without a session, or an attacker's registration would be an open redirector."""
+    if not self_asserted:
+        return True
+    return is_loopback_redirect(redirect_uri) or is_private_use_redirect(redirect_uri)
 
 
 def check_registrable(uri: str) -> None:

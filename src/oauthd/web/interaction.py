@@ -1,6 +1,7 @@
 """What login, consent, /authorize and /device share: whether consent is needed, and
 delivering the outcome: to the client's redirect URI, or for a device request (RFC 8628) as a
-page telling the person to go back to their device."""
+page telling the person to go back to their device. Errors for a validated request go through
+`redirect_error`, the one policy of which may reach the client (AUTHZ-17)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from oauthd.actors.grants import CodeIssued, DeviceDecided, StartPending
 from oauthd.actors.people import HasConsent
 from oauthd.errors import AccessDenied, InvalidRequest, OAuthError
 from oauthd.oauth.rfc6749_authorize import AuthorizationRequest
+from oauthd.oauth.rfc8252_redirects import errors_redirectable
 from oauthd.oauth.rfc8628_device import display_user_code
 from oauthd.runtime import Address
 from oauthd.storage import ClientRecord
@@ -25,6 +27,7 @@ __all__ = [
     "consent_first",
     "consent_needed",
     "deliver_code",
+    "redirect_error",
     "to_consent",
     "to_login",
 ]
@@ -65,11 +68,27 @@ def to_consent(state: AppState, request_id: str) -> Response:
     return see_other(state.path("/consent") + "?" + urlencode({"request": request_id}))
 
 
+def redirect_error(
+    state: AppState,
+    client: ClientRecord,
+    redirect_uri: str,
+    client_state: str | None,
+    error: OAuthError,
+) -> Response:
+    """An error for a request whose client and redirect URI are valid: redirected with
+    `state` and `iss` where `errors_redirectable` trusts the URI, else shown on an error page
+    (RFC 9700 §4.11.2), whether or not the browser has a session."""
+    if errors_redirectable(redirect_uri, self_asserted=client.self_asserted):
+        return redirect_to_client(state, redirect_uri, {"state": client_state}, error)
+    return error_page(error, 400 if error.status < 500 else error.status)
+
+
 def deliver_code(
     state: AppState, issued: CodeIssued | DeviceDecided, refusal: OAuthError | None = None
 ) -> Response:
     """Send the outcome on: a code, or `refusal` (by default access_denied) when there is
-    none."""
+    none. A refusal is redirected for every client: it follows the person's own choice on
+    the consent page, which named the destination host (and marked an unverified client)."""
     if isinstance(issued, DeviceDecided):
         # RFC 8628 §3.3: nothing is sent to any client; the device learns it by polling.
         shown = display_user_code(issued.user_code) if issued.user_code else ""

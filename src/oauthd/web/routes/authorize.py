@@ -1,6 +1,7 @@
 """GET /authorize (OAuth 2.1 §4.1.1): validate, then either answer at once (a session and
 consent already in place) or keep the request server-side and send the person to log in or
-consent. Client and redirect URI problems are shown, never redirected."""
+consent. Client and redirect URI problems are shown, never redirected; every later error goes
+through `redirect_error` (AUTHZ-17)."""
 
 from __future__ import annotations
 
@@ -25,15 +26,14 @@ from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.oauth.scopes import known_scopes, parse_scope
 from oauthd.storage import ClientRecord, hash_secret
 from oauthd.web.asks import ask_client, refresh_document_client
-from oauthd.web.browser import (
-    Cookies,
-    current_session,
-    form_params,
-    query_params,
-    redirect_to_client,
-)
+from oauthd.web.browser import Cookies, current_session, form_params, query_params
 from oauthd.web.html import error_page
-from oauthd.web.interaction import begin_interaction, consent_needed, deliver_code
+from oauthd.web.interaction import (
+    begin_interaction,
+    consent_needed,
+    deliver_code,
+    redirect_error,
+)
 from oauthd.web.state import AppState
 
 __all__ = ["register"]
@@ -62,7 +62,6 @@ def register(app: Quart, state: AppState) -> Contribution:
             redirect = choose_redirect_uri(params, client.redirect_uris)
         except OAuthError as exc:
             return error_page(exc, 400 if exc.status < 500 else exc.status)
-        session = await current_session(state, cookies)
         states = params.get_all("state")
         # A refused over-long state is not echoed into the Location header it was refused for.
         echo_state = states[0] if len(states) == 1 and len(states[0]) <= MAX_STATE else None
@@ -70,12 +69,8 @@ def register(app: Quart, state: AppState) -> Contribution:
             default = parse_scope(client.scope)
             req = check_request(params, client_view(client), redirect, scopes, resources, default)
         except OAuthError as exc:
-            if session is None and client.self_asserted:
-                # AUTHZ-17: an unauthenticated browser is not bounced to a self-registered
-                # client's redirect URI on an error; the error is shown here instead.
-                return error_page(exc, 400)
-            return redirect_to_client(state, redirect, {"state": echo_state}, exc)
-        return await decide(client, req, session)
+            return redirect_error(state, client, redirect, echo_state, exc)
+        return await decide(client, req, await current_session(state, cookies))
 
     async def decide(
         client: ClientRecord, req: AuthorizationRequest, session: SessionView | None
@@ -102,7 +97,7 @@ def register(app: Quart, state: AppState) -> Contribution:
                 if needs_login
                 else ConsentRequired("the user has not consented")
             )
-            return redirect_to_client(state, req.redirect_uri, {"state": req.state}, error)
+            return redirect_error(state, client, req.redirect_uri, req.state, error)
         if needs_login and session is not None:
             # Login is forced (prompt=login, max_age): this session may not finish the request.
             req = dataclasses.replace(req, stale_session=hash_secret(session.session_id))

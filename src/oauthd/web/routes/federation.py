@@ -41,7 +41,13 @@ from oauthd.storage.people import UserRow
 from oauthd.web.asks import ask, ask_directory, ask_pending
 from oauthd.web.browser import Cookies, query_params
 from oauthd.web.html import error_page
-from oauthd.web.interaction import consent_first, consent_needed, deliver_code, to_consent
+from oauthd.web.interaction import (
+    consent_first,
+    consent_needed,
+    deliver_code,
+    redirect_error,
+    to_consent,
+)
 from oauthd.web.state import AppState
 
 __all__ = ["register"]
@@ -126,6 +132,11 @@ def register(app: Quart, state: AppState) -> Contribution:
             if failed.denied
             else ServerError("the identity provider could not complete the sign-in")
         )
+        if isinstance(denied, CodeIssued) and not pending.request.consented:
+            # Nobody allowed it on the consent page, which names the destination (a client
+            # the operator registered as first party): the policy for /authorize decides.
+            client: ClientRecord = await ask_pending(state, failed.request_id, GetClient())
+            return redirect_error(state, client, denied.redirect_uri, denied.state, refusal)
         return deliver_code(state, denied, refusal)
 
     async def resume(done: LoggedIn, browser: str) -> Response:
