@@ -1,7 +1,11 @@
 """The Directory actor: the tenant's index of clients and of device user codes. Registering a
-client creates its shard first and indexes it second, so the index never names a shard that
-does not exist. Dynamic registrations past `registration.max_clients` are refused here, in the
-index's own transaction, so concurrent registrations cannot overshoot the cap."""
+client indexes it and creates its shard in one message: the index row commits only after the
+shard holds its registration, so the index never names a shard that does not exist; and a
+failure on the way rolls the row back while `create_client_shard` removes the shard it made,
+so no shard outlives a failed registration (one left by a crash in between is not indexed,
+and the janitor removes it). Dynamic registrations past `registration.max_clients` are
+refused here, in the index's own transaction, so concurrent registrations cannot overshoot
+the cap."""
 
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from oauthd.storage import (
     index_user_code,
     list_clients,
     load_user_code,
+    shard_key_for,
     unindex_client,
 )
 
@@ -122,8 +127,9 @@ class Directory(PeopleHandlers, PeopleAdminHandlers, ShardActor):
                 detail=f"registration.max_clients ({cap}) reached",
                 retry_after_s=math.ceil(self.env.settings.janitor.interval_s),
             )
-        shard_key = create_client_shard(self._tenant_dir, record, fsync=self._storage.fsync)
+        shard_key = shard_key_for(record.client_id)
         index_client(self.store, record.client_id, shard_key, record.source, int(self._clock.now()))
+        create_client_shard(self._tenant_dir, record, fsync=self._storage.fsync)
         self.audit("client_registered", client_id=record.client_id, source=record.source)
         return shard_key
 

@@ -7,6 +7,7 @@ and brought up to date by its ordered migrations when it is opened (DESIGN.md "S
 from oauthd.storage.clients import (
     ClientRecord,
     client_shard_file,
+    client_shard_modified_at,
     client_shard_path,
     create_client_shard,
     delete_client,
@@ -44,6 +45,7 @@ __all__ = [
     "check_password",
     "check_secret",
     "client_shard_file",
+    "client_shard_modified_at",
     "client_shard_path",
     "collect_client_shard",
     "collect_directory",

@@ -11,7 +11,6 @@ most once per `USE_RECORDED_EVERY_S`, from which its registration expires (`expi
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -30,6 +29,7 @@ __all__ = [
     "CLIENT",
     "ClientRecord",
     "client_shard_file",
+    "client_shard_modified_at",
     "client_shard_path",
     "create_client_shard",
     "delete_client",
@@ -174,17 +174,22 @@ def create_client_shard(tenant_dir: Path, record: ClientRecord, *, fsync: bool =
 
     A new shard is a copy of an empty template of the current schema, made once per data
     dir: copying a small file costs a fraction of running every migration's DDL again, and
-    the copy is renamed into place, so a shard file is never seen half-made."""
+    the copy is renamed into place, so a shard file is never seen half-made. If writing the
+    registration fails, a shard this call made is removed again: none is left without one."""
     shard_key = shard_key_for(record.client_id)
     path = client_shard_path(tenant_dir, shard_key)
-    if not path.exists():
-        _copy_into_place(_template(tenant_dir, fsync), path, fsync)
-    store = Store(path, CLIENT, create=False, fsync=fsync)
+    made = not path.exists() and _copy_into_place(_template(tenant_dir, fsync), path, fsync)
     try:
-        with store.transaction():
-            save_client(store, record)
-    finally:
-        store.close()
+        store = Store(path, CLIENT, create=False, fsync=fsync)
+        try:
+            with store.transaction():
+                save_client(store, record)
+        finally:
+            store.close()
+    except BaseException:
+        if made:
+            remove_client_shard(tenant_dir, shard_key)
+        raise
     return shard_key
 
 
@@ -197,7 +202,8 @@ def _template(tenant_dir: Path, fsync: bool) -> Path:
     return template
 
 
-def _copy_into_place(template: Path, path: Path, fsync: bool) -> None:
+def _copy_into_place(template: Path, path: Path, fsync: bool) -> bool:
+    """True if the copy is now the shard; False if another worker process made it first."""
     path.parent.mkdir(parents=True, exist_ok=True)
     scratch = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
     shutil.copyfile(template, scratch)
@@ -207,8 +213,11 @@ def _copy_into_place(template: Path, path: Path, fsync: bool) -> None:
                 os.fsync(copied.fileno())
         # A link, not a rename: it never replaces a shard that another worker process made
         # (and may have written to) since our exists() check; theirs is then the one.
-        with contextlib.suppress(FileExistsError):
+        try:
             os.link(scratch, path)
+        except FileExistsError:
+            return False
+        return True
     finally:
         scratch.unlink()
 
@@ -232,6 +241,14 @@ def list_client_shards(tenant_dir: Path) -> list[str]:
         if len(key) == 20 and hex_digits.issuperset(key) and path.parent.name == key[:2]:
             keys.append(key)
     return keys
+
+
+def client_shard_modified_at(tenant_dir: Path, shard_key: str) -> float | None:
+    """When the shard file was last written (a new shard: when it was made); None if gone."""
+    try:
+        return client_shard_path(tenant_dir, shard_key).stat().st_mtime
+    except FileNotFoundError:
+        return None
 
 
 def remove_client_shard(tenant_dir: Path, shard_key: str) -> None:
