@@ -10,6 +10,7 @@ import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import httpx
@@ -17,8 +18,11 @@ import pytest
 import trio
 import trustme
 
+from oauthd.actors.janitor import collect_once
 from oauthd.actors.outbound import pinned_transport
+from oauthd.server import TENANT, Runtime, open_runtime
 from oauthd.settings import ClientMetadataSettings, Settings
+from oauthd.storage import shard_key_for
 from tests.conftest import ManualClock, Server, running_server
 from tests.document_host import (
     DocumentHost,
@@ -357,3 +361,48 @@ async def test_rate_5_fetches_per_host_are_limited(
         assert len(s.host.requests) == 2
         clock.advance(61)
         assert (await authorize(s, ids[2])).headers["location"].startswith("/login")
+
+
+# --- document clients are capped and expire (issue 14 item 12) ------------------------------
+
+
+async def test_reg_cap_document_clients_are_capped_separately(
+    make_settings: Callable[..., Settings], clock: ManualClock
+) -> None:
+    """RATE-5, RATE-7: past client_metadata.max_clients a new document client -> 503
+    temporarily_unavailable (its shard is not made); known document clients and dynamic
+    registrations are not affected."""
+    async with stack(make_settings, clock, max_clients=2) as s:
+        ids = [s.publish(f"/c{i}.json") for i in range(3)]
+        for client_id in ids[:2]:
+            assert (await authorize(s, client_id)).headers["location"].startswith("/login")
+        refused = await authorize(s, ids[2])
+        assert refused.status_code == 503
+        assert "temporarily_unavailable" in refused.text
+        assert (await authorize(s, ids[0])).headers["location"].startswith("/login")
+        body = {"redirect_uris": [CB], "token_endpoint_auth_method": "none"}
+        assert (await s.http.post("/register", json=body)).status_code == 201
+        shards = list((s.oauthd.settings.data_dir / TENANT).glob("clients/??/*.sqlite"))
+        assert len(shards) == 3
+
+
+async def test_document_clients_never_used_expire_and_come_back(
+    make_settings: Callable[..., Settings], clock: ManualClock
+) -> None:
+    """A document client never issued a token is deleted client_metadata.unused_ttl_s after
+    it was first fetched (shard and index entry); its next use fetches it again."""
+    async with stack(make_settings, clock, unused_ttl_s=3600) as s, trio.open_nursery() as n:
+        runtime: Runtime = await n.start(
+            partial(open_runtime, s.oauthd.settings, clock=clock, janitor=False)
+        )
+        client_id = s.publish()
+        assert (await authorize(s, client_id)).headers["location"].startswith("/login")
+        clock.advance(3590)
+        assert (await collect_once(runtime.system, runtime.env, TENANT)).removed == []
+        clock.advance(20)
+        report = await collect_once(runtime.system, runtime.env, TENANT)
+        assert report.removed == [shard_key_for(client_id)]
+        assert report.counts["expired_clients"] == 1
+        assert (await authorize(s, client_id)).headers["location"].startswith("/login")
+        assert s.host.requests == [PATH, PATH]
+        n.cancel_scope.cancel()

@@ -24,7 +24,6 @@ from oauthd.storage import (
     ClientRecord,
     collect_directory,
     count_clients,
-    count_dynamic_clients,
     create_client_shard,
     index_client,
     index_user_code,
@@ -118,20 +117,28 @@ class Directory(PeopleHandlers, PeopleAdminHandlers, ShardActor):
     @command(RegisterClient)
     def register(self, message: RegisterClient) -> str:
         record = message.record
-        cap = self.env.settings.registration.max_clients
-        if record.source == "dynamic" and count_dynamic_clients(self.store) >= cap:
-            # 503, not RFC 7591's 400: nothing is wrong with the request, and the janitor's
-            # next pass may free room by deleting unused and expired clients.
-            raise TemporarilyUnavailable(
-                "this server is not accepting new client registrations right now",
-                detail=f"registration.max_clients ({cap}) reached",
-                retry_after_s=math.ceil(self.env.settings.janitor.interval_s),
-            )
+        self.check_quota(record)
         shard_key = shard_key_for(record.client_id)
         index_client(self.store, record.client_id, shard_key, record.source, int(self._clock.now()))
         create_client_shard(self._tenant_dir, record, fsync=self._storage.fsync)
         self.audit("client_registered", client_id=record.client_id, source=record.source)
         return shard_key
+
+    def check_quota(self, record: ClientRecord) -> None:
+        """Dynamic registrations past `registration.max_clients`, and document clients past
+        `client_metadata.max_clients`, are refused (`Settings.client_quota`)."""
+        quota = self.env.settings.client_quota(record.source)
+        if quota is None:
+            return
+        table, limits = quota
+        if count_clients(self.store, record.source) >= limits.max_clients:
+            # 503, not RFC 7591's 400: nothing is wrong with the request, and the janitor's
+            # next pass may free room by deleting unused and expired clients.
+            raise TemporarilyUnavailable(
+                "this server is not accepting new client registrations right now",
+                detail=f"{table}.max_clients ({limits.max_clients}) reached",
+                retry_after_s=math.ceil(self.env.settings.janitor.interval_s),
+            )
 
     @command(UnindexClient)
     def unindex(self, message: UnindexClient) -> None:

@@ -21,7 +21,6 @@ from oauthd.storage.clients import (
 from oauthd.storage.directory import (
     DIRECTORY,
     count_clients,
-    count_dynamic_clients,
     index_client,
     index_user_code,
     list_clients,
@@ -50,7 +49,6 @@ __all__ = [
     "collect_client_shard",
     "collect_directory",
     "count_clients",
-    "count_dynamic_clients",
     "create_client_shard",
     "delete_client",
     "delete_keys",

@@ -11,6 +11,7 @@ most once per `USE_RECORDED_EVERY_S`, from which its registration expires (`expi
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -63,23 +64,29 @@ class ClientRecord:
     metadata: str = "{}"  # the RFC 7591 members as registered, JSON
     registration_token_hash: str = ""  # RFC 7592; empty for clients not registered over HTTP
     deleted_at: int | None = None
-    last_used_at: int | None = None  # dynamic clients: last token issued (to within a day)
+    last_used_at: int | None = None  # dynamic, document clients: last token issued (within a day)
 
-    def expires_at(self, unused_ttl_s: int, idle_ttl_s: int) -> int | None:
-        """When a dynamically registered client's registration lapses: `unused_ttl_s` after
-        registering if it never got a token, else `idle_ttl_s` after it last got one. Other
-        clients (configuration, CLI, metadata documents) do not lapse: None."""
-        if self.source != "dynamic":
-            return None
+    def expires_at(self, unused_ttl_s: int, idle_ttl_s: int) -> int:
+        """When the registration of a client that can lapse (dynamic and document clients,
+        `Settings.client_quota`) lapses: `unused_ttl_s` after registering if it never got a
+        token, else `idle_ttl_s` after it last got one."""
         if self.last_used_at is None:
             return self.created_at + unused_ttl_s
         return self.last_used_at + idle_ttl_s
 
     def use_is_stale(self, now: int) -> bool:
-        """True if issuing a token now should record the use (dynamic clients, once a day)."""
-        if self.source != "dynamic":
+        """True if issuing a token now should record the use (clients that registered
+        themselves or by a document, whose registration lapses; once a day)."""
+        if not self.self_asserted:
             return False
         return self.last_used_at is None or now - self.last_used_at >= USE_RECORDED_EVERY_S
+
+    def succeeding(self, earlier: ClientRecord) -> ClientRecord:
+        """This registration as the next version of `earlier` (a metadata document that
+        changed): the client keeps when it was registered and when it was last used."""
+        return dataclasses.replace(
+            self, created_at=earlier.created_at, last_used_at=earlier.last_used_at
+        )
 
     @property
     def self_asserted(self) -> bool:

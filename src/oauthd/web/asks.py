@@ -80,8 +80,14 @@ async def refresh_document_client(state: AppState, client_id: str) -> None:
     known: ClientRecord | None
     try:
         known = await ask(state, address, GetClient())
-    except (NotFound, InvalidClient):
+    except NotFound:
         known = None
+    except InvalidClient:
+        # Deleted (its lifetime lapsed), its shard perhaps removed since by another process's
+        # janitor: this process's actor may hold the old file open. Closed now, the next
+        # message opens the shard that registering the document again makes.
+        known = None
+        await state.system.retire(address)
     if known is not None and known.source != "document":
         return
     meta: ClientMetadata = await ask(
@@ -90,7 +96,7 @@ async def refresh_document_client(state: AppState, client_id: str) -> None:
     record = document_record(client_id, meta, int(state.clock.now()))
     if known is None:
         await ask_directory(state, RegisterClient(record))
-    elif dataclasses.replace(record, created_at=known.created_at) != known:
+    elif record.succeeding(known) != known:
         await ask(state, address, UpdateFromDocument(record))
 
 
