@@ -406,3 +406,61 @@ async def test_document_clients_never_used_expire_and_come_back(
         assert (await authorize(s, client_id)).headers["location"].startswith("/login")
         assert s.host.requests == [PATH, PATH]
         n.cancel_scope.cancel()
+
+
+# --- RATE-5: made-up ids cannot starve a real client (issue 14 item 7) ----------------------
+
+
+async def made_up_token_request(s: Stack, i: int) -> httpx.Response:
+    data = {"grant_type": "refresh_token", "refresh_token": "x", "client_id": s.host.url(f"/a{i}")}
+    return await s.http.post("/token", data=data)
+
+
+async def test_rate_5_made_up_ids_do_not_spend_a_registered_clients_budget(
+    make_settings: Callable[..., Settings], clock: ManualClock
+) -> None:
+    """RATE-5, CIMD-10: token requests naming made-up document URLs on a host use up its
+    budget for new ids (401, then 503), yet a registered client of that host whose copy
+    expires is fetched again and keeps working."""
+    async with stack(make_settings, clock, fetches_per_host_per_minute=3) as s:
+        client_id = s.host.url(PATH)
+        s.host.serve_json(PATH, s.document(), **{"cache-control": "max-age=60"})
+        assert (await authorize(s, client_id)).headers["location"].startswith("/login")
+        clock.advance(61)
+        statuses = [(await made_up_token_request(s, i)).status_code for i in range(4)]
+        assert statuses == [401, 401, 401, 503]
+        assert (await authorize(s, client_id)).headers["location"].startswith("/login")
+        assert s.host.requests == [PATH, "/a0", "/a1", "/a2", PATH]
+
+
+async def test_rate_5_fetches_per_client_id_are_limited(
+    make_settings: Callable[..., Settings], clock: ManualClock
+) -> None:
+    """RATE-5: one client id is fetched at most fetches_per_client_per_minute times a minute,
+    even when its document says no-store; a registered one is served from its stored
+    registration meanwhile, a made-up one answers 503."""
+    async with stack(make_settings, clock, fetches_per_client_per_minute=2) as s:
+        client_id = s.host.url(PATH)
+        s.host.serve_json(PATH, s.document(), **{"cache-control": "no-store"})
+        for _ in range(3):
+            assert (await authorize(s, client_id)).headers["location"].startswith("/login")
+        assert s.host.requests == [PATH, PATH]
+        statuses = [(await made_up_token_request(s, 0)).status_code for _ in range(3)]
+        assert statuses == [401, 401, 503]
+
+
+async def test_s4_4_stale_while_error_is_bounded(
+    make_settings: Callable[..., Settings], clock: ManualClock
+) -> None:
+    """CIMD-10: once its copy expires, a registered document client whose document fails
+    (here 500) keeps working from its stored registration for stale_if_error_s past the
+    expiry, and is refused after it."""
+    async with stack(make_settings, clock, stale_if_error_s=3600) as s:
+        client_id = s.publish()  # no max-age: the 300 s default
+        assert (await authorize(s, client_id)).headers["location"].startswith("/login")
+        s.host.routes[PATH] = Served(500, b"{}")
+        clock.advance(301)
+        assert (await authorize(s, client_id)).headers["location"].startswith("/login")
+        clock.advance(3600)
+        assert_refused(await authorize(s, client_id))
+        assert s.host.requests == [PATH, PATH, PATH]

@@ -7,6 +7,8 @@ v3 adds the jti values of client assertions already used (RFC 7523 §3 item 7), 
 until its assertion expires. v4 adds device codes (RFC 8628, `grants.migrate_v4`). v5 adds
 `last_used_at`: when a token was last issued to a dynamically registered client, written at
 most once per `USE_RECORDED_EVERY_S`, from which its registration expires (`expires_at`).
+v6 adds `fresh_until`: for a client known by its metadata document, until when the stored
+copy is fresh (its document's cache lifetime), from which stale-while-error is bounded.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class ClientRecord:
     registration_token_hash: str = ""  # RFC 7592; empty for clients not registered over HTTP
     deleted_at: int | None = None
     last_used_at: int | None = None  # dynamic, document clients: last token issued (within a day)
+    fresh_until: int | None = None  # document clients: the stored copy is fresh until then
 
     def expires_at(self, unused_ttl_s: int, idle_ttl_s: int) -> int:
         """When the registration of a client that can lapse (dynamic and document clients,
@@ -131,11 +134,15 @@ def _v5(db: sqlite_utils.Database) -> None:
     db.table("client").add_column("last_used_at", int)
 
 
-CLIENT = Schema("client", (_v1, _v2, _v3, migrate_device_codes, _v5))
+def _v6(db: sqlite_utils.Database) -> None:
+    db.table("client").add_column("fresh_until", int)
+
+
+CLIENT = Schema("client", (_v1, _v2, _v3, migrate_device_codes, _v5, _v6))
 COLUMNS = (
     "client_id, client_name, redirect_uris, grant_types, response_types, "
     "token_endpoint_auth_method, scope, first_party, secret_hash, source, created_at, "
-    "metadata, registration_token_hash, deleted_at, last_used_at"
+    "metadata, registration_token_hash, deleted_at, last_used_at, fresh_until"
 )
 
 
@@ -155,7 +162,7 @@ def client_shard_path(tenant_dir: Path, shard_key: str) -> Path:
 
 def save_client(store: Store, record: ClientRecord) -> None:
     store.conn.execute(
-        f"INSERT OR REPLACE INTO client ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608 (constant columns)
+        f"INSERT OR REPLACE INTO client ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608 (constant columns)
         (
             record.client_id,
             record.client_name,
@@ -172,6 +179,7 @@ def save_client(store: Store, record: ClientRecord) -> None:
             record.registration_token_hash,
             record.deleted_at,
             record.last_used_at,
+            record.fresh_until,
         ),
     )
 
@@ -288,6 +296,7 @@ def load_client(store: Store) -> ClientRecord | None:
         registration_token_hash=row[12],
         deleted_at=row[13],
         last_used_at=row[14],
+        fresh_until=row[15],
     )
 
 
