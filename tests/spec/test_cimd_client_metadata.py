@@ -346,18 +346,24 @@ async def test_s4_4_huge_max_age_is_capped(cimd: Stack) -> None:
     assert len(cimd.host.requests) == 2
 
 
+async def third_of_three_is_unavailable(s: Stack) -> list[str]:
+    """Three new document clients: two start signing in, the third gets a 503 page."""
+    ids = [s.publish(f"/c{i}.json") for i in range(3)]
+    for client_id in ids[:2]:
+        assert (await authorize(s, client_id)).headers["location"].startswith("/login")
+    refused = await authorize(s, ids[2])
+    assert refused.status_code == 503
+    assert "temporarily_unavailable" in refused.text
+    return ids
+
+
 async def test_rate_5_fetches_per_host_are_limited(
     make_settings: Callable[..., Settings], clock: ManualClock
 ) -> None:
     """RATE-5: past fetches_per_host_per_minute, a new document URL on that host -> 503
     temporarily_unavailable without a request; a minute later it is fetched again."""
     async with stack(make_settings, clock, fetches_per_host_per_minute=2) as s:
-        ids = [s.publish(f"/c{i}.json") for i in range(3)]
-        for client_id in ids[:2]:
-            assert (await authorize(s, client_id)).headers["location"].startswith("/login")
-        limited = await authorize(s, ids[2])
-        assert limited.status_code == 503
-        assert "temporarily_unavailable" in limited.text
+        ids = await third_of_three_is_unavailable(s)
         assert len(s.host.requests) == 2
         clock.advance(61)
         assert (await authorize(s, ids[2])).headers["location"].startswith("/login")
@@ -373,12 +379,7 @@ async def test_reg_cap_document_clients_are_capped_separately(
     temporarily_unavailable (its shard is not made); known document clients and dynamic
     registrations are not affected."""
     async with stack(make_settings, clock, max_clients=2) as s:
-        ids = [s.publish(f"/c{i}.json") for i in range(3)]
-        for client_id in ids[:2]:
-            assert (await authorize(s, client_id)).headers["location"].startswith("/login")
-        refused = await authorize(s, ids[2])
-        assert refused.status_code == 503
-        assert "temporarily_unavailable" in refused.text
+        ids = await third_of_three_is_unavailable(s)
         assert (await authorize(s, ids[0])).headers["location"].startswith("/login")
         body = {"redirect_uris": [CB], "token_endpoint_auth_method": "none"}
         assert (await s.http.post("/register", json=body)).status_code == 201
