@@ -35,7 +35,7 @@ from oauthd.actors.keys import run_key_schedule
 from oauthd.errors import ConfigError, ServerError
 from oauthd.keys import KeyringHolder, parse_client_jwks, parse_kek
 from oauthd.logs import flush_logs, flush_logs_every
-from oauthd.oauth.rfc7591_registration import hash_initial_access_token
+from oauthd.oauth.rfc7591_registration import default_response_types, hash_initial_access_token
 from oauthd.runtime import ActorSystem, Clock, SystemClock
 from oauthd.settings import Settings
 from oauthd.storage import ClientRecord, hash_secret, tenant_dir
@@ -125,6 +125,7 @@ def configured_clients(
     """The [[clients]] of the file as registrations; their secrets come from the environment."""
     records = []
     for i, c in enumerate(settings.clients):
+        response_types = default_response_types(c.grant_types)  # RFC 7591 §2, as registered
         secret_hash = ""
         if c.client_secret_env:
             if c.client_secret_env not in environ:
@@ -142,7 +143,7 @@ def configured_clients(
                 client_name=c.client_name,
                 redirect_uris=c.redirect_uris,
                 grant_types=c.grant_types,
-                response_types=("code",),
+                response_types=response_types,
                 token_endpoint_auth_method=c.token_endpoint_auth_method,
                 scope=c.scope,
                 first_party=c.first_party,
@@ -154,7 +155,7 @@ def configured_clients(
                         "client_name": c.client_name,
                         "redirect_uris": list(c.redirect_uris),
                         "grant_types": list(c.grant_types),
-                        "response_types": ["code"],
+                        "response_types": list(response_types),
                         "token_endpoint_auth_method": c.token_endpoint_auth_method,
                         "scope": c.scope,
                         **({"jwks": json.loads(c.jwks)} if c.jwks else {}),

@@ -30,6 +30,7 @@ __all__ = [
     "ActorSettings",
     "BrandingSettings",
     "ClientMetadataSettings",
+    "ClientQuota",
     "ClientSettings",
     "DevSettings",
     "DevUser",
@@ -257,8 +258,20 @@ class ClientMetadataSettings:
     cache_min_s: int = 60  # a smaller max-age is raised to this (no-store is honoured)
     cache_max_s: int = DAY_S  # a larger max-age is lowered to this
     cache_entries: int = 1024  # documents kept in memory (LRU)
-    fetches_per_host_per_minute: int = 20  # outbound requests to one host, documents and keys
+    # Outbound requests to one host for client ids not yet registered, and jwks_uri fetches; a
+    # refetch of a registered client's document is not counted here, so made-up ids on a host
+    # cannot spend the budget its real clients need.
+    fetches_per_host_per_minute: int = 20
+    fetches_per_client_per_minute: int = 6  # outbound requests for one client id (or jwks_uri)
     fetches_per_minute: int = 300  # outbound requests in all
+    # Stale-while-error: a registered document client whose refetch fails or is refused keeps
+    # working from its stored registration this long past its document's cache lifetime.
+    stale_if_error_s: int = DAY_S
+    # A document client gets a shard: capped and expired like dynamic registrations
+    # ([registration]), with numbers of its own. An expired one is fetched again on next use.
+    max_clients: int = 10_000  # document clients; past it a new one answers 503
+    unused_ttl_s: int = DAY_S  # a document client never issued a token is deleted this long after
+    idle_ttl_s: int = 90 * DAY_S  # a document client issued no token for this long is deleted
     # Networks fetched although not public (tests; a private deployment's own client hosts).
     # Loopback, private, link-local and reserved addresses are refused unless listed here.
     allow_networks: tuple[str, ...] = ()
@@ -347,6 +360,27 @@ class Settings:
     def issuer_path(self) -> str:
         """The issuer's path ('' or '/t1'): endpoints and path-suffixed metadata live under it."""
         return urlsplit(self.issuer).path.rstrip("/")
+
+    def client_quota(self, source: str) -> tuple[str, ClientQuota] | None:
+        """The table whose cap and lifetimes apply to clients from `source`: clients that
+        registered themselves (RFC 7591) or that a stranger's document made (CIMD). Clients
+        from the file or the CLI are an operator's, neither capped nor expired: None."""
+        quotas: dict[str, tuple[str, ClientQuota]] = {
+            "dynamic": ("registration", self.registration),
+            "document": ("client_metadata", self.client_metadata),
+        }
+        return quotas.get(source)
+
+
+class ClientQuota(typing.Protocol):
+    """How many self-registered clients of one kind, and for how long (`client_quota`)."""
+
+    @property
+    def max_clients(self) -> int: ...
+    @property
+    def unused_ttl_s(self) -> int: ...
+    @property
+    def idle_ttl_s(self) -> int: ...
 
 
 def is_loopback_host(host: str) -> bool:
@@ -726,22 +760,8 @@ def check_limits(s: Settings) -> None:
 def check_registration(s: Settings) -> None:
     """Lifetimes that cannot delete a client still holding live grants, and real hashes."""
     r = s.registration
-    if r.max_clients > 10_000_000:
-        raise ConfigError(s.source, "registration.max_clients", "must be at most 10000000")
-    if not 600 <= r.unused_ttl_s <= 365 * DAY_S:
-        raise ConfigError(
-            s.source, "registration.unused_ttl_s", f"must be 600 to {365 * DAY_S} seconds"
-        )
-    # Use renews a client at most once a day (to keep writes cheap), so a lifetime shorter
-    # than a refresh token's idle time could delete a client whose tokens still work.
-    floor = max(7 * DAY_S, s.tokens.refresh_token_idle_s)
-    if not floor <= r.idle_ttl_s <= 10 * 365 * DAY_S:
-        raise ConfigError(
-            s.source,
-            "registration.idle_ttl_s",
-            f"must be {floor} (7 days, and at least tokens.refresh_token_idle_s) to "
-            f"{10 * 365 * DAY_S} seconds, got {r.idle_ttl_s}",
-        )
+    check_quota(s, "registration", r)
+    check_quota(s, "client_metadata", s.client_metadata)  # the same rules for document clients
     for i, digest in enumerate(r.initial_access_token_hashes):
         if not SHA256_HEX.fullmatch(digest):
             raise ConfigError(
@@ -749,6 +769,25 @@ def check_registration(s: Settings) -> None:
                 f"registration.initial_access_token_hashes[{i}]",
                 "must be the lowercase hex SHA-256 of a token (64 characters)",
             )
+
+
+def check_quota(s: Settings, table: str, q: ClientQuota) -> None:
+    if q.max_clients > 10_000_000:
+        raise ConfigError(s.source, f"{table}.max_clients", "must be at most 10000000")
+    if not 600 <= q.unused_ttl_s <= 365 * DAY_S:
+        raise ConfigError(
+            s.source, f"{table}.unused_ttl_s", f"must be 600 to {365 * DAY_S} seconds"
+        )
+    # Use renews a client at most once a day (to keep writes cheap), so a lifetime shorter
+    # than a refresh token's idle time could delete a client whose tokens still work.
+    floor = max(7 * DAY_S, s.tokens.refresh_token_idle_s)
+    if not floor <= q.idle_ttl_s <= 10 * 365 * DAY_S:
+        raise ConfigError(
+            s.source,
+            f"{table}.idle_ttl_s",
+            f"must be {floor} (7 days, and at least tokens.refresh_token_idle_s) to "
+            f"{10 * 365 * DAY_S} seconds, got {q.idle_ttl_s}",
+        )
 
 
 def check_dev(s: Settings) -> None:

@@ -10,6 +10,7 @@ import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import httpx
@@ -17,8 +18,11 @@ import pytest
 import trio
 import trustme
 
+from oauthd.actors.janitor import collect_once
 from oauthd.actors.outbound import pinned_transport
+from oauthd.server import TENANT, Runtime, open_runtime
 from oauthd.settings import ClientMetadataSettings, Settings
+from oauthd.storage import shard_key_for
 from tests.conftest import ManualClock, Server, running_server
 from tests.document_host import (
     DocumentHost,
@@ -360,18 +364,122 @@ async def test_s4_4_huge_max_age_is_capped(cimd: Stack) -> None:
     assert len(cimd.host.requests) == 2
 
 
+async def third_of_three_is_unavailable(s: Stack) -> list[str]:
+    """Three new document clients: two start signing in, the third gets a 503 page."""
+    ids = [s.publish(f"/c{i}.json") for i in range(3)]
+    for client_id in ids[:2]:
+        assert (await authorize(s, client_id)).headers["location"].startswith("/login")
+    refused = await authorize(s, ids[2])
+    assert refused.status_code == 503
+    assert "temporarily_unavailable" in refused.text
+    return ids
+
+
 async def test_rate_5_fetches_per_host_are_limited(
     make_settings: Callable[..., Settings], clock: ManualClock
 ) -> None:
     """RATE-5: past fetches_per_host_per_minute, a new document URL on that host -> 503
     temporarily_unavailable without a request; a minute later it is fetched again."""
     async with stack(make_settings, clock, fetches_per_host_per_minute=2) as s:
-        ids = [s.publish(f"/c{i}.json") for i in range(3)]
-        for client_id in ids[:2]:
-            assert (await authorize(s, client_id)).headers["location"].startswith("/login")
-        limited = await authorize(s, ids[2])
-        assert limited.status_code == 503
-        assert "temporarily_unavailable" in limited.text
+        ids = await third_of_three_is_unavailable(s)
         assert len(s.host.requests) == 2
         clock.advance(61)
         assert (await authorize(s, ids[2])).headers["location"].startswith("/login")
+
+
+# --- document clients are capped and expire (issue 14 item 12) ------------------------------
+
+
+async def test_reg_cap_document_clients_are_capped_separately(
+    make_settings: Callable[..., Settings], clock: ManualClock
+) -> None:
+    """RATE-5, RATE-7: past client_metadata.max_clients a new document client -> 503
+    temporarily_unavailable (its shard is not made); known document clients and dynamic
+    registrations are not affected."""
+    async with stack(make_settings, clock, max_clients=2) as s:
+        ids = await third_of_three_is_unavailable(s)
+        assert (await authorize(s, ids[0])).headers["location"].startswith("/login")
+        body = {"redirect_uris": [CB], "token_endpoint_auth_method": "none"}
+        assert (await s.http.post("/register", json=body)).status_code == 201
+        shards = list((s.oauthd.settings.data_dir / TENANT).glob("clients/??/*.sqlite"))
+        assert len(shards) == 3
+
+
+async def test_document_clients_never_used_expire_and_come_back(
+    make_settings: Callable[..., Settings], clock: ManualClock
+) -> None:
+    """A document client never issued a token is deleted client_metadata.unused_ttl_s after
+    it was first fetched (shard and index entry); its next use fetches it again."""
+    async with stack(make_settings, clock, unused_ttl_s=3600) as s, trio.open_nursery() as n:
+        runtime: Runtime = await n.start(
+            partial(open_runtime, s.oauthd.settings, clock=clock, janitor=False)
+        )
+        client_id = s.publish()
+        assert (await authorize(s, client_id)).headers["location"].startswith("/login")
+        clock.advance(3590)
+        assert (await collect_once(runtime.system, runtime.env, TENANT)).removed == []
+        clock.advance(20)
+        report = await collect_once(runtime.system, runtime.env, TENANT)
+        assert report.removed == [shard_key_for(client_id)]
+        assert report.counts["expired_clients"] == 1
+        assert (await authorize(s, client_id)).headers["location"].startswith("/login")
+        assert s.host.requests == [PATH, PATH]
+        n.cancel_scope.cancel()
+
+
+# --- RATE-5: made-up ids cannot starve a real client (issue 14 item 7) ----------------------
+
+
+async def made_up_token_request(s: Stack, i: int) -> httpx.Response:
+    data = {"grant_type": "refresh_token", "refresh_token": "x", "client_id": s.host.url(f"/a{i}")}
+    return await s.http.post("/token", data=data)
+
+
+async def test_rate_5_made_up_ids_do_not_spend_a_registered_clients_budget(
+    make_settings: Callable[..., Settings], clock: ManualClock
+) -> None:
+    """RATE-5, CIMD-10: token requests naming made-up document URLs on a host use up its
+    budget for new ids (401, then 503), yet a registered client of that host whose copy
+    expires is fetched again and keeps working."""
+    async with stack(make_settings, clock, fetches_per_host_per_minute=3) as s:
+        client_id = s.host.url(PATH)
+        s.host.serve_json(PATH, s.document(), **{"cache-control": "max-age=60"})
+        assert (await authorize(s, client_id)).headers["location"].startswith("/login")
+        clock.advance(61)
+        statuses = [(await made_up_token_request(s, i)).status_code for i in range(4)]
+        assert statuses == [401, 401, 401, 503]
+        assert (await authorize(s, client_id)).headers["location"].startswith("/login")
+        assert s.host.requests == [PATH, "/a0", "/a1", "/a2", PATH]
+
+
+async def test_rate_5_fetches_per_client_id_are_limited(
+    make_settings: Callable[..., Settings], clock: ManualClock
+) -> None:
+    """RATE-5: one client id is fetched at most fetches_per_client_per_minute times a minute,
+    even when its document says no-store; a registered one is served from its stored
+    registration meanwhile, a made-up one answers 503."""
+    async with stack(make_settings, clock, fetches_per_client_per_minute=2) as s:
+        client_id = s.host.url(PATH)
+        s.host.serve_json(PATH, s.document(), **{"cache-control": "no-store"})
+        for _ in range(3):
+            assert (await authorize(s, client_id)).headers["location"].startswith("/login")
+        assert s.host.requests == [PATH, PATH]
+        statuses = [(await made_up_token_request(s, 0)).status_code for _ in range(3)]
+        assert statuses == [401, 401, 503]
+
+
+async def test_s4_4_stale_while_error_is_bounded(
+    make_settings: Callable[..., Settings], clock: ManualClock
+) -> None:
+    """CIMD-10: once its copy expires, a registered document client whose document fails
+    (here 500) keeps working from its stored registration for stale_if_error_s past the
+    expiry, and is refused after it."""
+    async with stack(make_settings, clock, stale_if_error_s=3600) as s:
+        client_id = s.publish()  # no max-age: the 300 s default
+        assert (await authorize(s, client_id)).headers["location"].startswith("/login")
+        s.host.routes[PATH] = Served(500, b"{}")
+        clock.advance(301)
+        assert (await authorize(s, client_id)).headers["location"].startswith("/login")
+        clock.advance(3600)
+        assert_refused(await authorize(s, client_id))
+        assert s.host.requests == [PATH, PATH, PATH]

@@ -567,3 +567,43 @@ async def test_s3_2_2_an_unparsable_link_is_invalid_client_metadata(
     )
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_client_metadata"
+
+
+def client_shard_files(server: Server) -> list[str]:
+    return sorted(p.name for p in (server.settings.data_dir / "default").glob("clients/??/*"))
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        {"client_name": "\ud800"},
+        {"software_id": "a\udfffb"},
+        {"contacts": ["ops\ud800@app.example"]},
+        {"redirect_uris": ["http://127.0.0.1/cb\udc00"]},
+        {"scope": "openid\ud800"},
+    ],
+)
+async def test_s3_2_2_unencodable_text_is_invalid_client_metadata(
+    server: Server, members: dict[str, Any]
+) -> None:
+    """REG-14, ERR-2: a lone surrogate (JSON "\\ud800") is not text: 400
+    invalid_client_metadata, never a 500, and no shard is left on disk."""
+    before = client_shard_files(server)
+    raw = json.dumps({**MCP_BODY, **members}).encode()  # ensure_ascii: "\ud800" escapes
+    response = await post(server, None, content=raw, headers={"content-type": "application/json"})
+    assert_error(response, "invalid_client_metadata", "invalid_redirect_uri")
+    assert client_shard_files(server) == before
+    assert (await post(server, MCP_BODY)).status_code == 201  # the Directory still answers
+
+
+async def test_s2_1_client_credentials_client_needs_no_response_types(server: Server) -> None:
+    """REG-10, RFC 7591 §2.1: grant_types client_credentials alone, response_types omitted ->
+    201 with response_types [] (the default code would be inconsistent with the grants)."""
+    body = {
+        "grant_types": ["client_credentials"],
+        "token_endpoint_auth_method": "client_secret_basic",
+    }
+    response = await post(server, body)
+    assert response.status_code == 201, response.text
+    assert response.json()["response_types"] == []
+    assert response.json()["grant_types"] == ["client_credentials"]

@@ -38,6 +38,8 @@ FORBIDDEN = [
     "::ffff:127.0.0.1",  # IPv4-mapped
     "2002:7f00:1::",  # 6to4 around 127.0.0.1
     "64:ff9b::a00:1",  # NAT64 around 10.0.0.1
+    "64:ff9b:1::7f00:1",  # RFC 8215 local-use NAT64 around 127.0.0.1
+    "64:ff9b:1:ab:cd::a9fe:a9fe",  # local-use NAT64 (a /96 inside the /48) around 169.254.169.254
 ]
 
 
@@ -47,7 +49,9 @@ def test_special_use_addresses_are_not_public(address: str) -> None:
     assert not is_public_address(address)
 
 
-@pytest.mark.parametrize("address", ["93.184.215.14", "2606:4700::6810:84e5", "::ffff:8.8.8.8"])
+@pytest.mark.parametrize(
+    "address", ["93.184.215.14", "2606:4700::6810:84e5", "::ffff:8.8.8.8", "64:ff9b:1::808:808"]
+)
 def test_global_addresses_are_public(address: str) -> None:
     """CIMD-8: a globally routable address may be fetched."""
     assert is_public_address(address)

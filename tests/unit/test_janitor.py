@@ -4,6 +4,7 @@ expires, and a deleted client's shard leaves the disk only once no actor has it 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, closing
@@ -16,7 +17,9 @@ import pytest
 import trio
 import trio.testing
 
-from oauthd.actors.janitor import JanitorReport, collect_once
+from oauthd.actors.directory import ListClients, RegisterClient, directory_address
+from oauthd.actors.janitor import STRAY_AFTER_S, JanitorReport, collect_once
+from oauthd.errors import ServerError
 from oauthd.runtime import ActorSystem, Address, Kind
 from oauthd.server import TENANT, Runtime, open_runtime
 from oauthd.settings import (
@@ -392,3 +395,61 @@ async def test_use_renews_a_dynamic_client_and_an_idle_one_expires(
         assert report.removed == [shard_key_for(idle["client_id"])]
         assert await machine_token(server, busy) == 200
         assert await machine_token(server, idle) == 401
+
+
+# --- strays: shards the index does not name (issue 14 item 4) ---------------------------------
+
+
+def stray_record(client_id: str, name: str = "stray") -> ClientRecord:
+    return ClientRecord(client_id, name, (), (), (), "none", "", False, "", "dynamic", NOW)
+
+
+def test_a_shard_whose_registration_cannot_be_written_is_removed(tmp_path: Path) -> None:
+    """A registration that fails to be written (here: text SQLite cannot encode) leaves no
+    shard file behind."""
+    with pytest.raises(UnicodeEncodeError):
+        create_client_shard(tmp_path, stray_record("c1", "\ud800"))
+    assert not list((tmp_path / "clients").glob("??/*"))
+
+
+async def test_a_failed_registration_leaves_no_shard_and_no_index_row(
+    settings: Settings, clock: ManualClock
+) -> None:
+    """The Directory's RegisterClient either indexes a client with its shard or leaves
+    neither: the failure is a server_error for that request, and the next one works."""
+    async with trio.open_nursery() as nursery:
+        runtime: Runtime = await nursery.start(
+            partial(open_runtime, settings, clock=clock, janitor=False)
+        )
+        directory = directory_address(TENANT)
+        with pytest.raises(ServerError):
+            await runtime.system.ask(directory, RegisterClient(stray_record("c1", "\ud800")))
+        assert not list((settings.data_dir / TENANT / "clients").glob("??/*"))
+        assert await runtime.system.ask(directory, ListClients()) == []
+        await runtime.system.ask(directory, RegisterClient(stray_record("c2")))
+        assert [c[0] for c in await runtime.system.ask(directory, ListClients())] == ["c2"]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_pass_removes_stray_shards_past_the_grace_period(
+    settings: Settings, clock: ManualClock
+) -> None:
+    """A shard with no row in the Directory's index (a registration that failed half way)
+    is removed once older than STRAY_AFTER_S; a younger one (a registration in flight in
+    another process) and indexed clients stay."""
+    async with serving(settings, clock) as (server, collect):
+        kept = await machine(server)
+        tenant_dir = settings.data_dir / TENANT
+        old = create_client_shard(tenant_dir, stray_record("old-stray"))
+        young = create_client_shard(tenant_dir, stray_record("young-stray"))
+        made = clock.now() - STRAY_AFTER_S - 1
+        os.utime(client_shard_path(tenant_dir, old), (made, made))
+        report = await collect()
+        assert report.removed == [old]
+        assert report.counts["stray_shards"] == 1
+        assert not client_shard_path(tenant_dir, old).exists()
+        assert client_shard_path(tenant_dir, young).exists()
+        assert client_shard_path(tenant_dir, shard_key_for(kept["client_id"])).exists()
+        clock.advance(STRAY_AFTER_S + 1)
+        assert (await collect()).removed == [young]
+        assert await machine_token(server, kept) == 200

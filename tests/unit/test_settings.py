@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 import typing
 from pathlib import Path
@@ -673,3 +674,27 @@ def test_password_login_and_federation_are_alternatives(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="password_login"):
         load_settings(path, {})
+
+
+def test_rfc7591_s2_1_configured_service_client_gets_no_response_types(tmp_path: Path) -> None:
+    """RFC 7591 §2.1: a configured client whose grants need no authorization endpoint is
+    stored with response_types [] (not the code default); one with authorization_code gets code."""
+    from oauthd.server import configured_clients
+    from oauthd.settings import ClientSettings, settings_for_tests
+
+    settings = settings_for_tests(
+        issuer="http://127.0.0.1:8787",
+        data_dir=tmp_path,
+        clients=(
+            ClientSettings(
+                "svc",
+                token_endpoint_auth_method="client_secret_basic",
+                grant_types=("client_credentials",),
+                client_secret_env="SVC_SECRET",
+            ),
+            ClientSettings("web", ("http://127.0.0.1/cb",), "none"),
+        ),
+    )
+    svc, web = configured_clients(settings, {"SVC_SECRET": "s3cret-for-tests"}, 0)
+    assert (svc.response_types, json.loads(svc.metadata)["response_types"]) == ((), [])
+    assert web.response_types == ("code",)

@@ -41,7 +41,8 @@ class GetClient:
 @dataclass(frozen=True, slots=True)
 class Collect:
     """Command: delete the shard's expired rows (the janitor, `storage.expiry`), and the
-    registration itself if it is a dynamic client's that has lapsed (`ClientRecord.expires_at`)."""
+    registration itself if it is a dynamic or document client's that has lapsed
+    (`ClientRecord.expires_at`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +106,12 @@ class ClientActor(
         now = int(self.env.clock.now())
         counts = collect_client_shard(self.store, now)
         record = load_client(self.store)  # not client(): a deleted client must answer too
-        r = self.env.settings.registration
-        expires_at = record.expires_at(r.unused_ttl_s, r.idle_ttl_s) if record else None
-        if record is not None and record.deleted_at is None and expires_at is not None:
-            # A dynamic client never used, or idle past its lifetime, goes the way of an
-            # RFC 7592 deletion: its grants end now and the janitor removes its shard.
+        quota = self.env.settings.client_quota(record.source) if record else None
+        if record is not None and record.deleted_at is None and quota is not None:
+            # A dynamic or document client never used, or idle past its lifetime, goes the
+            # way of an RFC 7592 deletion: its grants end now and the janitor removes its
+            # shard (a document client is fetched again when next used).
+            expires_at = record.expires_at(quota[1].unused_ttl_s, quota[1].idle_ttl_s)
             expired = now >= expires_at
             counts["expired_clients"] = int(expired)
             if expired:

@@ -115,7 +115,7 @@ class RegistrationHandlers:
         client = self.client()
         if client.source != "document" or client.client_id != message.record.client_id:
             raise InvalidClientMetadata("this client is not known by a metadata document")
-        updated = dataclasses.replace(message.record, created_at=client.created_at)
+        updated = message.record.succeeding(client)
         if updated != client:
             save_client(self.store, updated)
             self.forget()

@@ -1,7 +1,11 @@
 """The Directory actor: the tenant's index of clients and of device user codes. Registering a
-client creates its shard first and indexes it second, so the index never names a shard that
-does not exist. Dynamic registrations past `registration.max_clients` are refused here, in the
-index's own transaction, so concurrent registrations cannot overshoot the cap."""
+client indexes it and creates its shard in one message: the index row commits only after the
+shard holds its registration, so the index never names a shard that does not exist; and a
+failure on the way rolls the row back while `create_client_shard` removes the shard it made,
+so no shard outlives a failed registration (one left by a crash in between is not indexed,
+and the janitor removes it). Dynamic registrations past `registration.max_clients` are
+refused here, in the index's own transaction, so concurrent registrations cannot overshoot
+the cap."""
 
 from __future__ import annotations
 
@@ -20,12 +24,12 @@ from oauthd.storage import (
     ClientRecord,
     collect_directory,
     count_clients,
-    count_dynamic_clients,
     create_client_shard,
     index_client,
     index_user_code,
     list_clients,
     load_user_code,
+    shard_key_for,
     unindex_client,
 )
 
@@ -113,19 +117,28 @@ class Directory(PeopleHandlers, PeopleAdminHandlers, ShardActor):
     @command(RegisterClient)
     def register(self, message: RegisterClient) -> str:
         record = message.record
-        cap = self.env.settings.registration.max_clients
-        if record.source == "dynamic" and count_dynamic_clients(self.store) >= cap:
+        self.check_quota(record)
+        shard_key = shard_key_for(record.client_id)
+        index_client(self.store, record.client_id, shard_key, record.source, int(self._clock.now()))
+        create_client_shard(self._tenant_dir, record, fsync=self._storage.fsync)
+        self.audit("client_registered", client_id=record.client_id, source=record.source)
+        return shard_key
+
+    def check_quota(self, record: ClientRecord) -> None:
+        """Dynamic registrations past `registration.max_clients`, and document clients past
+        `client_metadata.max_clients`, are refused (`Settings.client_quota`)."""
+        quota = self.env.settings.client_quota(record.source)
+        if quota is None:
+            return
+        table, limits = quota
+        if count_clients(self.store, record.source) >= limits.max_clients:
             # 503, not RFC 7591's 400: nothing is wrong with the request, and the janitor's
             # next pass may free room by deleting unused and expired clients.
             raise TemporarilyUnavailable(
                 "this server is not accepting new client registrations right now",
-                detail=f"registration.max_clients ({cap}) reached",
+                detail=f"{table}.max_clients ({limits.max_clients}) reached",
                 retry_after_s=math.ceil(self.env.settings.janitor.interval_s),
             )
-        shard_key = create_client_shard(self._tenant_dir, record, fsync=self._storage.fsync)
-        index_client(self.store, record.client_id, shard_key, record.source, int(self._clock.now()))
-        self.audit("client_registered", client_id=record.client_id, source=record.source)
-        return shard_key
 
     @command(UnindexClient)
     def unindex(self, message: UnindexClient) -> None:

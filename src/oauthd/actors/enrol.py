@@ -71,8 +71,12 @@ def check_jwks(jwks: str) -> None:
             raise InvalidClientMetadata(str(exc)) from None
 
 
-def document_record(client_id: str, meta: ClientMetadata, now: int) -> ClientRecord:
+def document_record(
+    client_id: str, meta: ClientMetadata, now: int, fresh_until: int
+) -> ClientRecord:
     """A client known by its metadata document (CIMD): its URL is its id, it has no secret
-    and no registration access token, and it is never first-party."""
+    and no registration access token, and it is never first-party. `fresh_until`: the end of
+    the document's cache lifetime."""
     check_jwks(meta.jwks)
-    return _record(client_id, meta, "document", now, first_party=False)
+    record = _record(client_id, meta, "document", now, first_party=False)
+    return dataclasses.replace(record, fresh_until=fresh_until)

@@ -3,8 +3,13 @@
 is an https URL, draft-ietf-oauth-client-id-metadata-document). It is the only place a client
 makes this server send an HTTP request, so the limits live here: https only, no redirects,
 a time limit for the whole fetch and a size limit, only public addresses with the connection
-pinned to the checked address (`outbound.py`), per-host and global rate limits, and a small
-cache so that a busy client costs one fetch per cache lifetime. Failures are never cached.
+pinned to the checked address (`outbound.py`), rate limits, and a small cache so that a busy
+client costs one fetch per cache lifetime. Failures are never cached (CIMD-00 §4.4).
+
+Rate limits (CIMD-00 §6.5, RATE-5): per client id (or jwks_uri), in all, and per host. The
+per-host budget bounds how many new ids one host can make this server fetch; a refetch of a
+client already registered by its document does not spend it, so made-up ids on a host
+(each a 404) cannot use up the budget its real clients need to stay fresh.
 
 It runs outside any shard's transaction: routes ask it first, then hand the document to the
 client's actor (keys) or register it (metadata documents)."""
@@ -32,7 +37,7 @@ from oauthd.oauth.scopes import known_scopes
 from oauthd.runtime import Address, Clock, Limiter
 from oauthd.settings import Settings
 
-__all__ = ["FetchClientMetadata", "FetchJwks", "Fetcher", "fetcher_address"]
+__all__ = ["FetchClientMetadata", "FetchJwks", "FetchedDocument", "Fetcher", "fetcher_address"]
 
 MAX_JWKS_BYTES = 64_000
 JWKS_TTL_S = 300.0  # a client's key set is fetched again after this
@@ -52,10 +57,21 @@ class FetchJwks:
 
 @dataclass(frozen=True, slots=True)
 class FetchClientMetadata:
-    """Query: the validated registration that the metadata document at `client_id` declares;
-    InvalidClient if it cannot be fetched or is not a valid document for that URL."""
+    """Query: the validated registration that the metadata document at `client_id` declares,
+    as a FetchedDocument; InvalidClient if it cannot be fetched or is not a valid document for
+    that URL. `registered`: the client has a stored registration (a refetch), which does not
+    spend its host's budget."""
 
     client_id: str
+    registered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedDocument:
+    """A valid document's registration, and until when it is fresh (its cache lifetime)."""
+
+    metadata: ClientMetadata
+    fresh_until: int
 
 
 def fetcher_address(tenant: str) -> Address:
@@ -71,13 +87,16 @@ class Fetcher:
         self._transport: httpx.AsyncBaseTransport | None = transport
         self._http: httpx.AsyncClient | None = None
         self._jwks: OrderedDict[str, tuple[float, str]] = OrderedDict()
-        self._documents: OrderedDict[str, tuple[float, ClientMetadata]] = OrderedDict()
+        self._documents: OrderedDict[str, FetchedDocument] = OrderedDict()
         # The same per-process limiter as the front door's [limits] (GCRA, bounded keys).
         max_keys = settings.limits.max_tracked_keys
         self._per_host = Limiter(
             self._limits.fetches_per_host_per_minute, WINDOW_S, clock, max_keys
         )
         self._in_all = Limiter(self._limits.fetches_per_minute, WINDOW_S, clock)
+        self._per_client = Limiter(
+            self._limits.fetches_per_client_per_minute, WINDOW_S, clock, max_keys
+        )
 
     async def open(self) -> None:
         transport = self._transport or pinned_transport(self._limits.allow_networks)
@@ -98,7 +117,7 @@ class Fetcher:
         if isinstance(message, FetchJwks):
             return await self._fetch_jwks(message)
         if isinstance(message, FetchClientMetadata):
-            return await self._fetch_document(message.client_id)
+            return await self._fetch_document(message.client_id, message.registered)
         raise TypeError(f"unsupported message {type(message).__name__}")
 
     async def _fetch_jwks(self, message: FetchJwks) -> str:
@@ -122,13 +141,16 @@ class Fetcher:
         _remember(self._jwks, message.uri, (now, text), JWKS_CACHE_SIZE)
         return text
 
-    async def _fetch_document(self, client_id: str) -> ClientMetadata:
+    async def _fetch_document(self, client_id: str, registered: bool) -> FetchedDocument:
         now = self._clock.now()
         cached = self._documents.get(client_id)
-        if cached is not None and now < cached[0]:
+        if cached is not None and now < cached.fresh_until:
             self._documents.move_to_end(client_id)
-            return cached[1]
-        response = await self._get(client_id, self._limits.max_bytes, "metadata document")
+            return cached
+        limits = self._limits
+        response = await self._get(
+            client_id, limits.max_bytes, "metadata document", per_host=not registered
+        )
         metadata = parse_metadata_document(
             client_id,
             response.status,
@@ -136,38 +158,44 @@ class Fetcher:
             response.body,
             lambda scope: all(s in self._scopes for s in scope),
         )
-        limits = self._limits
         lifetime = cache_lifetime_s(
             response.cache_control,
             default_s=limits.cache_default_s,
             min_s=limits.cache_min_s,
             max_s=limits.cache_max_s,
         )
+        fetched = FetchedDocument(metadata, int(now + lifetime))
         if lifetime > 0:
-            _remember(self._documents, client_id, (now + lifetime, metadata), limits.cache_entries)
+            _remember(self._documents, client_id, fetched, limits.cache_entries)
         else:
             self._documents.pop(client_id, None)
-        return metadata
+        return fetched
 
-    def _admit(self, host: str) -> None:
-        """Rate limits, per host and in all (CIMD-00 §6.5, RATE-5): a burst of made-up client
-        ids cannot turn this server into a request amplifier. 503, not 429: the host is over
-        its budget, not necessarily the caller."""
-        wait = max(self._per_host.blocked(host) or 0, self._in_all.blocked("all") or 0)
+    def _admit(self, host: str, key: str, *, per_host: bool) -> None:
+        """Rate limits: per `key` (a client id or jwks_uri), in all, and per host unless
+        `per_host` is False (a registered client's refetch). 503, not 429: the host or the
+        client is over its budget, not necessarily the caller."""
+        hosts = (host,) if per_host else ()
+        wait = max(
+            self._per_client.blocked(key) or 0,
+            self._per_host.blocked(*hosts) or 0,
+            self._in_all.blocked("all") or 0,
+        )
         if wait:
             raise TemporarilyUnavailable(
                 "too many requests to this client's host; try again in a minute",
                 detail=host,
                 retry_after_s=wait,
             )
-        self._per_host.record(host)
+        self._per_client.record(key)
+        self._per_host.record(*hosts)
         self._in_all.record("all")
 
-    async def _get(self, uri: str, max_bytes: int, what: str) -> Bounded:
+    async def _get(self, uri: str, max_bytes: int, what: str, *, per_host: bool = True) -> Bounded:
         parts = urlsplit(uri)
         if parts.scheme != "https" or not parts.hostname:
             raise InvalidClient(f"the client's {what} must be an https URL")
-        self._admit(parts.hostname)
+        self._admit(parts.hostname, uri, per_host=per_host)
         assert self._http is not None, "fetcher used before open()"
         try:
             return await bounded_request(

@@ -11,6 +11,12 @@ since (`ActorSystem.retire`, then `is_live`, with no checkpoint before the unlin
 arriving later finds no file, spawns nothing and answers invalid_client, as the deleted client
 already did. Another process serving the same data dir may still hold the file open; on POSIX
 its connection keeps working on the unlinked file and its cached registration says deleted.
+
+A shard that the Directory's index does not name is a stray (a registration that failed
+between making the shard and committing its index row, e.g. a crash): it counts against no
+cap and no lifetime, so it is removed the same way, once it is older than `STRAY_AFTER_S`, so
+that a registration still in flight in another process is left alone. The shards are listed
+before the index is read, so a listed shard whose registration committed is in the index.
 """
 
 from __future__ import annotations
@@ -18,25 +24,34 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import trio
 
 from oauthd.actors.client import Collect, Collected
-from oauthd.actors.directory import CollectDirectory, UnindexClient, directory_address
+from oauthd.actors.directory import CollectDirectory, ListClients, UnindexClient, directory_address
 from oauthd.actors.federation import CollectLogins, federation_address
 from oauthd.actors.wiring import Env
 from oauthd.errors import NotFound, OAuthError
 from oauthd.runtime import ActorSystem, Address
-from oauthd.storage import list_client_shards, remove_client_shard
+from oauthd.storage import (
+    client_shard_modified_at,
+    list_client_shards,
+    remove_client_shard,
+    shard_key_for,
+)
 
-__all__ = ["JanitorReport", "collect_once", "run_janitor"]
+__all__ = ["STRAY_AFTER_S", "JanitorReport", "collect_once", "run_janitor"]
 
 log = logging.getLogger("oauthd.janitor")
+
+STRAY_AFTER_S = 600  # a registration takes milliseconds; an unindexed shard this old is a stray
 
 
 @dataclass(slots=True)
 class JanitorReport:
-    """One pass: rows deleted by kind, shards visited, deleted clients' shards removed."""
+    """One pass: rows deleted by kind, shards visited, deleted clients' and stray shards
+    removed (strays are also counted as `stray_shards`)."""
 
     counts: Counter[str] = field(default_factory=Counter)
     shards: int = 0
@@ -47,8 +62,19 @@ class JanitorReport:
 async def collect_once(system: ActorSystem, env: Env, tenant: str) -> JanitorReport:
     report = JanitorReport()
     tenant_dir = env.tenant_dir(tenant)
-    for shard_key in list_client_shards(tenant_dir):
+    shard_keys = list_client_shards(tenant_dir)  # before the index: see the module docstring
+    clients: list[tuple[str, str, int]] = await system.ask(directory_address(tenant), ListClients())
+    indexed = {shard_key_for(client_id) for client_id, _source, _created in clients}
+    stray_before = env.clock.now() - STRAY_AFTER_S
+    for shard_key in shard_keys:
         address = Address(tenant, "client", shard_key)
+        if shard_key not in indexed:
+            modified = client_shard_modified_at(tenant_dir, shard_key)
+            if modified is not None and modified < stray_before:
+                if await _remove(system, address, tenant_dir):
+                    report.removed.append(shard_key)
+                    report.counts["stray_shards"] += 1
+                continue
         try:
             collected: Collected = await system.ask(address, Collect())
         except NotFound:
@@ -61,14 +87,21 @@ async def collect_once(system: ActorSystem, env: Env, tenant: str) -> JanitorRep
         report.counts.update(collected.counts)
         if collected.deleted_client is not None:
             await system.ask(directory_address(tenant), UnindexClient(collected.deleted_client))
-            if await system.retire(address) and not system.is_live(address):
-                remove_client_shard(tenant_dir, shard_key)  # no checkpoint since the check
+            if await _remove(system, address, tenant_dir):
                 report.removed.append(shard_key)
     report.counts.update(await system.ask(directory_address(tenant), CollectDirectory()))
     if env.settings.federation.enabled:
         logins: int = await system.ask(federation_address(tenant), CollectLogins())
         report.counts["upstream_logins"] += logins
     return report
+
+
+async def _remove(system: ActorSystem, address: Address, tenant_dir: Path) -> bool:
+    """Remove a client's shard once its actor has closed; False if one is busy with it."""
+    if await system.retire(address) and not system.is_live(address):
+        remove_client_shard(tenant_dir, address.key)  # no checkpoint since the check
+        return True
+    return False
 
 
 async def run_janitor(system: ActorSystem, env: Env, tenant: str, interval_s: float) -> None:

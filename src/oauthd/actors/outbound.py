@@ -35,7 +35,10 @@ __all__ = [
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: an IPv4 address in disguise
+# RFC 6052 well-known NAT64 prefix and RFC 8215 local-use block: an IPv4 address in disguise.
+# A local-use deployment picks its own prefix inside the /48; the address is judged by its
+# last 32 bits as for the /96 prefix (the layout every NAT64 deployment seen uses).
+NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 
 
 class ForbiddenAddress(Exception):
@@ -60,7 +63,7 @@ def is_public_address(address: str, allowed: Iterable[Network] = ()) -> bool:
         return True
     if isinstance(ip, ipaddress.IPv6Address):
         embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is None and ip in NAT64:
+        if embedded is None and any(ip in prefix for prefix in NAT64):
             embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
         if embedded is not None:
             return is_public_address(str(embedded), allowed)

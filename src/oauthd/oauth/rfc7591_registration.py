@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +26,8 @@ __all__ = [
     "ClientMetadata",
     "InvalidClientMetadata",
     "check_initial_access_token",
+    "check_text",
+    "default_response_types",
     "hash_initial_access_token",
     "parse_metadata",
 ]
@@ -191,16 +193,46 @@ def check_key_source(method: str, jwks: str, jwks_uri: str) -> None:
         raise InvalidClientMetadata("private_key_jwt needs jwks or jwks_uri")
 
 
+def _strings_in(value: Any) -> Iterator[str]:
+    """Every string in a parsed JSON value, member names included; iterative, because a body
+    may nest as deep as the parser allowed."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+
+
+def check_text(body: Mapping[str, Any]) -> None:
+    # RFC 8259 §8.1: JSON text is Unicode. A lone surrogate ("\ud800") parses into a Python
+    # str that no UTF-8 store, log or page can hold: refused as a whole, members and names.
+    try:
+        for text in _strings_in(body):
+            text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidClientMetadata("the metadata has text that is not valid Unicode") from None
+
+
+def default_response_types(grant_types: tuple[str, ...]) -> tuple[str, ...]:
+    """RFC 7591 §2 defaults response_types to code; a client without authorization_code has
+    no use for it, so it gets none (the server may substitute, RFC 7591 §3.2.1): a
+    client_credentials or device client registers without naming response_types."""
+    return ("code",) if "authorization_code" in grant_types else ()
+
+
 def parse_metadata(body: Any, allowed_scope: Callable[[tuple[str, ...]], bool]) -> ClientMetadata:
     """Validate a registration request body; `allowed_scope` says whether scopes are known."""
     if not isinstance(body, dict):
         raise InvalidClientMetadata("the registration request must be a JSON object")
+    check_text(body)
     method = _text(body, "token_endpoint_auth_method") or "client_secret_basic"  # RFC 7591 §2
     grant_types = _strings(body, "grant_types", ("authorization_code",))
-    # RFC 7591 §2 defaults response_types to code; a client without authorization_code has
-    # no use for it, so it gets none (substitution, RFC 7591 §3.2.1).
-    default_responses = ("code",) if "authorization_code" in grant_types else ()
-    response_types = _strings(body, "response_types", default_responses)
+    response_types = _strings(body, "response_types", default_response_types(grant_types))
     check_grants(grant_types, response_types, method)
     jwks, jwks_uri = _jwks(body), _https_uri(body, "jwks_uri")
     check_key_source(method, jwks, jwks_uri)

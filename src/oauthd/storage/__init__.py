@@ -7,6 +7,7 @@ and brought up to date by its ordered migrations when it is opened (DESIGN.md "S
 from oauthd.storage.clients import (
     ClientRecord,
     client_shard_file,
+    client_shard_modified_at,
     client_shard_path,
     create_client_shard,
     delete_client,
@@ -20,7 +21,6 @@ from oauthd.storage.clients import (
 from oauthd.storage.directory import (
     DIRECTORY,
     count_clients,
-    count_dynamic_clients,
     index_client,
     index_user_code,
     list_clients,
@@ -44,11 +44,11 @@ __all__ = [
     "check_password",
     "check_secret",
     "client_shard_file",
+    "client_shard_modified_at",
     "client_shard_path",
     "collect_client_shard",
     "collect_directory",
     "count_clients",
-    "count_dynamic_clients",
     "create_client_shard",
     "delete_client",
     "delete_keys",

@@ -7,11 +7,13 @@ v3 adds the jti values of client assertions already used (RFC 7523 §3 item 7), 
 until its assertion expires. v4 adds device codes (RFC 8628, `grants.migrate_v4`). v5 adds
 `last_used_at`: when a token was last issued to a dynamically registered client, written at
 most once per `USE_RECORDED_EVERY_S`, from which its registration expires (`expires_at`).
+v6 adds `fresh_until`: for a client known by its metadata document, until when the stored
+copy is fresh (its document's cache lifetime), from which stale-while-error is bounded.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -30,6 +32,7 @@ __all__ = [
     "CLIENT",
     "ClientRecord",
     "client_shard_file",
+    "client_shard_modified_at",
     "client_shard_path",
     "create_client_shard",
     "delete_client",
@@ -63,23 +66,30 @@ class ClientRecord:
     metadata: str = "{}"  # the RFC 7591 members as registered, JSON
     registration_token_hash: str = ""  # RFC 7592; empty for clients not registered over HTTP
     deleted_at: int | None = None
-    last_used_at: int | None = None  # dynamic clients: last token issued (to within a day)
+    last_used_at: int | None = None  # dynamic, document clients: last token issued (within a day)
+    fresh_until: int | None = None  # document clients: the stored copy is fresh until then
 
-    def expires_at(self, unused_ttl_s: int, idle_ttl_s: int) -> int | None:
-        """When a dynamically registered client's registration lapses: `unused_ttl_s` after
-        registering if it never got a token, else `idle_ttl_s` after it last got one. Other
-        clients (configuration, CLI, metadata documents) do not lapse: None."""
-        if self.source != "dynamic":
-            return None
+    def expires_at(self, unused_ttl_s: int, idle_ttl_s: int) -> int:
+        """When the registration of a client that can lapse (dynamic and document clients,
+        `Settings.client_quota`) lapses: `unused_ttl_s` after registering if it never got a
+        token, else `idle_ttl_s` after it last got one."""
         if self.last_used_at is None:
             return self.created_at + unused_ttl_s
         return self.last_used_at + idle_ttl_s
 
     def use_is_stale(self, now: int) -> bool:
-        """True if issuing a token now should record the use (dynamic clients, once a day)."""
-        if self.source != "dynamic":
+        """True if issuing a token now should record the use (clients that registered
+        themselves or by a document, whose registration lapses; once a day)."""
+        if not self.self_asserted:
             return False
         return self.last_used_at is None or now - self.last_used_at >= USE_RECORDED_EVERY_S
+
+    def succeeding(self, earlier: ClientRecord) -> ClientRecord:
+        """This registration as the next version of `earlier` (a metadata document that
+        changed): the client keeps when it was registered and when it was last used."""
+        return dataclasses.replace(
+            self, created_at=earlier.created_at, last_used_at=earlier.last_used_at
+        )
 
     @property
     def self_asserted(self) -> bool:
@@ -124,11 +134,15 @@ def _v5(db: sqlite_utils.Database) -> None:
     db.table("client").add_column("last_used_at", int)
 
 
-CLIENT = Schema("client", (_v1, _v2, _v3, migrate_device_codes, _v5))
+def _v6(db: sqlite_utils.Database) -> None:
+    db.table("client").add_column("fresh_until", int)
+
+
+CLIENT = Schema("client", (_v1, _v2, _v3, migrate_device_codes, _v5, _v6))
 COLUMNS = (
     "client_id, client_name, redirect_uris, grant_types, response_types, "
     "token_endpoint_auth_method, scope, first_party, secret_hash, source, created_at, "
-    "metadata, registration_token_hash, deleted_at, last_used_at"
+    "metadata, registration_token_hash, deleted_at, last_used_at, fresh_until"
 )
 
 
@@ -148,7 +162,7 @@ def client_shard_path(tenant_dir: Path, shard_key: str) -> Path:
 
 def save_client(store: Store, record: ClientRecord) -> None:
     store.conn.execute(
-        f"INSERT OR REPLACE INTO client ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608 (constant columns)
+        f"INSERT OR REPLACE INTO client ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608 (constant columns)
         (
             record.client_id,
             record.client_name,
@@ -165,6 +179,7 @@ def save_client(store: Store, record: ClientRecord) -> None:
             record.registration_token_hash,
             record.deleted_at,
             record.last_used_at,
+            record.fresh_until,
         ),
     )
 
@@ -174,17 +189,22 @@ def create_client_shard(tenant_dir: Path, record: ClientRecord, *, fsync: bool =
 
     A new shard is a copy of an empty template of the current schema, made once per data
     dir: copying a small file costs a fraction of running every migration's DDL again, and
-    the copy is renamed into place, so a shard file is never seen half-made."""
+    the copy is renamed into place, so a shard file is never seen half-made. If writing the
+    registration fails, a shard this call made is removed again: none is left without one."""
     shard_key = shard_key_for(record.client_id)
     path = client_shard_path(tenant_dir, shard_key)
-    if not path.exists():
-        _copy_into_place(_template(tenant_dir, fsync), path, fsync)
-    store = Store(path, CLIENT, create=False, fsync=fsync)
+    made = not path.exists() and _copy_into_place(_template(tenant_dir, fsync), path, fsync)
     try:
-        with store.transaction():
-            save_client(store, record)
-    finally:
-        store.close()
+        store = Store(path, CLIENT, create=False, fsync=fsync)
+        try:
+            with store.transaction():
+                save_client(store, record)
+        finally:
+            store.close()
+    except BaseException:
+        if made:
+            remove_client_shard(tenant_dir, shard_key)
+        raise
     return shard_key
 
 
@@ -197,7 +217,8 @@ def _template(tenant_dir: Path, fsync: bool) -> Path:
     return template
 
 
-def _copy_into_place(template: Path, path: Path, fsync: bool) -> None:
+def _copy_into_place(template: Path, path: Path, fsync: bool) -> bool:
+    """True if the copy is now the shard; False if another worker process made it first."""
     path.parent.mkdir(parents=True, exist_ok=True)
     scratch = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
     shutil.copyfile(template, scratch)
@@ -207,8 +228,11 @@ def _copy_into_place(template: Path, path: Path, fsync: bool) -> None:
                 os.fsync(copied.fileno())
         # A link, not a rename: it never replaces a shard that another worker process made
         # (and may have written to) since our exists() check; theirs is then the one.
-        with contextlib.suppress(FileExistsError):
+        try:
             os.link(scratch, path)
+        except FileExistsError:
+            return False
+        return True
     finally:
         scratch.unlink()
 
@@ -232,6 +256,14 @@ def list_client_shards(tenant_dir: Path) -> list[str]:
         if len(key) == 20 and hex_digits.issuperset(key) and path.parent.name == key[:2]:
             keys.append(key)
     return keys
+
+
+def client_shard_modified_at(tenant_dir: Path, shard_key: str) -> float | None:
+    """When the shard file was last written (a new shard: when it was made); None if gone."""
+    try:
+        return client_shard_path(tenant_dir, shard_key).stat().st_mtime
+    except FileNotFoundError:
+        return None
 
 
 def remove_client_shard(tenant_dir: Path, shard_key: str) -> None:
@@ -264,6 +296,7 @@ def load_client(store: Store) -> ClientRecord | None:
         registration_token_hash=row[12],
         deleted_at=row[13],
         last_used_at=row[14],
+        fresh_until=row[15],
     )
 
 

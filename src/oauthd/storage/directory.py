@@ -15,7 +15,6 @@ from oauthd.storage.sqlite import Schema, Store
 __all__ = [
     "DIRECTORY",
     "count_clients",
-    "count_dynamic_clients",
     "index_client",
     "index_user_code",
     "list_clients",
@@ -50,13 +49,11 @@ def index_client(store: Store, client_id: str, shard_key: str, source: str, now:
     )
 
 
-def count_clients(store: Store) -> int:
-    return int(store.query("SELECT count(*) FROM clients")[0][0])
-
-
-def count_dynamic_clients(store: Store) -> int:
-    """Clients registered over RFC 7591 (the ones `registration.max_clients` caps)."""
-    return int(store.query("SELECT count(*) FROM clients WHERE source = 'dynamic'")[0][0])
+def count_clients(store: Store, source: str | None = None) -> int:
+    """Registered clients, or those from one source (the caps count "dynamic", "document")."""
+    if source is None:
+        return int(store.query("SELECT count(*) FROM clients")[0][0])
+    return int(store.query("SELECT count(*) FROM clients WHERE source = ?", (source,))[0][0])
 
 
 def unindex_client(store: Store, client_id: str) -> None:

@@ -21,12 +21,12 @@ from oauthd.actors import (
 from oauthd.actors.client_registration import UpdateFromDocument
 from oauthd.actors.client_tokens import JwksNeeded
 from oauthd.actors.enrol import document_record
-from oauthd.errors import InvalidClient, InvalidRequest, NotFound
+from oauthd.actors.fetcher import FetchedDocument
+from oauthd.errors import InvalidClient, InvalidRequest, NotFound, TemporarilyUnavailable
 from oauthd.keys import Keyring
 from oauthd.oauth.client_id_metadata import is_metadata_client_id
 from oauthd.oauth.handles import parse_handle
 from oauthd.oauth.rfc6749_client_auth import ClientCredentials
-from oauthd.oauth.rfc7591_registration import ClientMetadata
 from oauthd.runtime import Address
 from oauthd.storage import ClientRecord
 from oauthd.web.access_log import note_actor
@@ -69,28 +69,44 @@ async def ask_client(state: AppState, client_id: str, message: Any) -> Any:
 
 async def refresh_document_client(state: AppState, client_id: str) -> None:
     """A client_id that is an https URL names the client's metadata document (CIMD). The
-    Fetcher returns it validated (from its cache while the document's lifetime lasts); the
-    first good document creates the client's shard, keyed like every other client by the
-    hash of its id, and a changed one updates it. From then on the client is an ordinary
-    registered client: its codes and tokens carry its shard key. A client configured with a
-    URL as its id is not fetched: the operator's registration wins."""
+    Fetcher returns it validated; the first good document creates the client's shard, keyed
+    like every other client by the hash of its id, and a changed one updates it. From then on
+    the client is an ordinary registered client: its codes and tokens carry its shard key.
+    The stored copy is used while fresh (the document's cache lifetime) and, when a refetch
+    fails or is refused, for `client_metadata.stale_if_error_s` longer (stale-while-error).
+    A client configured with a URL as its id is not fetched: the operator's registration wins."""
     if not state.settings.client_metadata.enabled or not is_metadata_client_id(client_id):
         return
     address = client_address(state.tenant, client_id)
     known: ClientRecord | None
     try:
         known = await ask(state, address, GetClient())
-    except (NotFound, InvalidClient):
+    except NotFound:
         known = None
+    except InvalidClient:
+        # Deleted (its lifetime lapsed), its shard perhaps removed since by another process's
+        # janitor: this process's actor may hold the old file open. Closed now, the next
+        # message opens the shard that registering the document again makes.
+        known = None
+        await state.system.retire(address)
     if known is not None and known.source != "document":
         return
-    meta: ClientMetadata = await ask(
-        state, fetcher_address(state.tenant), FetchClientMetadata(client_id)
-    )
-    record = document_record(client_id, meta, int(state.clock.now()))
+    now = int(state.clock.now())
+    fresh_until = known.fresh_until if known is not None else None
+    if fresh_until is not None and now < fresh_until:
+        return
+    fetch = FetchClientMetadata(client_id, registered=known is not None)
+    try:
+        fetched: FetchedDocument = await ask(state, fetcher_address(state.tenant), fetch)
+    except (InvalidClient, TemporarilyUnavailable):
+        stale_until = (fresh_until or 0) + state.settings.client_metadata.stale_if_error_s
+        if fresh_until is not None and now < stale_until:
+            return  # stale-while-error: the stored registration, for a bounded time
+        raise
+    record = document_record(client_id, fetched.metadata, now, fetched.fresh_until)
     if known is None:
         await ask_directory(state, RegisterClient(record))
-    elif dataclasses.replace(record, created_at=known.created_at) != known:
+    elif record.succeeding(known) != known:
         await ask(state, address, UpdateFromDocument(record))
 
 
