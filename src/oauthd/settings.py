@@ -59,7 +59,7 @@ DAY_S = 86_400
 
 @dataclass(frozen=True, slots=True)
 class TokenSettings:
-    """Lifetimes in seconds (DESIGN.md "Tokens")."""
+    """Lifetimes in seconds (docs/architecture.md "Tokens")."""
 
     access_token_ttl_s: int = 3600  # JWT access tokens (RFC 9068)
     id_token_ttl_s: int = 3600  # OIDC ID tokens
@@ -117,9 +117,10 @@ class DevSettings:
 
 @dataclass(frozen=True, slots=True)
 class FederationSettings:
-    """Production login at an upstream OpenID Connect provider (DESIGN.md "Browser side").
-    `provider` picks how the upstream issuer is found: `oidc` takes `issuer` as it is; the
-    presets build it from `domain` (see `upstream_issuer`). Empty `provider`: no federation."""
+    """Production login at an upstream OpenID Connect provider (docs/architecture.md,
+    "Browser side"). `provider` picks how the upstream issuer is found: `oidc` takes `issuer`
+    as it is; the presets build it from `domain` (see `upstream_issuer`). Empty `provider`: no
+    federation."""
 
     provider: Literal["", "oidc", "workos", "auth0", "okta"] = ""
     issuer: str = ""  # oidc: the upstream issuer URL (its OIDC discovery document names it)
@@ -162,7 +163,7 @@ class FederationSettings:
 
 @dataclass(frozen=True, slots=True)
 class KeySettings:
-    """Signing keys: published -> active -> retired -> gone (DESIGN.md "Tokens")."""
+    """Signing keys: published -> active -> retired -> gone (docs/architecture.md "Tokens")."""
 
     algorithm: Literal["ES256", "RS256", "EdDSA"] = "ES256"
     active_s: int = 90 * DAY_S  # how long a key signs before the next one takes over
@@ -175,7 +176,7 @@ class KeySettings:
 
 @dataclass(frozen=True, slots=True)
 class ActorSettings:
-    """The actor kernel (DESIGN.md "Actors")."""
+    """The actor kernel (docs/architecture.md "Actors")."""
 
     mailbox_size: int = 256  # a full mailbox answers 503 temporarily_unavailable
     idle_timeout_s: float = 300.0  # an actor idle this long is evicted (its shard closed)
@@ -279,7 +280,7 @@ class ClientMetadataSettings:
 
 @dataclass(frozen=True, slots=True)
 class JanitorSettings:
-    """Deleting expired rows and deleted clients' shards (DESIGN.md "Storage")."""
+    """Deleting expired rows and deleted clients' shards (docs/architecture.md "Storage")."""
 
     interval_s: float = 3600.0  # a pass over every shard this often; `oauthd gc` runs one now
 
@@ -647,7 +648,8 @@ def check_workers(s: Settings) -> None:
 
 
 def check_key_schedule(s: Settings) -> None:
-    """A retired key must outlive every token it signed (DESIGN.md: rotation never orphans)."""
+    """A retired key must outlive every token it signed (docs/architecture.md "Key rotation":
+    a rotation never makes a valid token unverifiable)."""
     longest = max(s.tokens.access_token_ttl_s, s.tokens.id_token_ttl_s)
     if s.keys.retain_s < longest:
         raise ConfigError(

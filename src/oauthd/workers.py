@@ -24,7 +24,7 @@ pipe close and shut down gracefully instead of serving on as orphans.
 
 What is per process (README): actors and their caches, rate-limit windows, the Fetcher's and
 the federation actor's HTTP caches. What orders state across processes is SQLite: every read
-that decides a write runs inside the shard's BEGIN IMMEDIATE transaction (DESIGN.md).
+that decides a write runs inside the shard's BEGIN IMMEDIATE transaction (docs/architecture.md).
 """
 
 from __future__ import annotations

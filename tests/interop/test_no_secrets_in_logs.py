@@ -150,7 +150,8 @@ def leaks(log: str, found: Secrets) -> list[str]:
 
 
 async def test_no_secret_token_code_or_password_in_any_log_line(tmp_path: Path) -> None:
-    """DESIGN.md: nothing secret is ever logged, at debug level, with access log and audit."""
+    """docs/architecture.md "Logs, audit and metrics": nothing secret is ever logged, at debug
+    level, with access log and audit."""
     config = config_logging_everything(tmp_path)
     found = Secrets()
     with serving(config, tmp_path / "serve.err") as server:

@@ -1,4 +1,4 @@
-"""More than one process on one data dir (DESIGN.md "Beyond one process"): `oauthd serve
+"""More than one process on one data dir (docs/architecture.md "Beyond one process"): `oauthd serve
 --workers N` as operators run it, and the multi-process contract itself, checked with two
 `oauthd serve` processes on two ports sharing one data dir, so each request goes to the process
 the test chose. Every race is repeated; its outcome must not depend on the interleaving."""

@@ -487,7 +487,7 @@ async def test_s7_7_login_email_is_case_insensitive_and_password_is_not(server: 
 async def test_dev_allow_any_credentials_never_opens_a_known_user(
     make_settings: Callable[..., Settings],
 ) -> None:
-    """DESIGN "Browser side": allow_any_credentials creates unknown users, but a wrong
+    """docs/architecture.md "Browser side": allow_any_credentials creates unknown users, but a wrong
     password never opens a configured or an existing user."""
     dev = DevSettings(
         users=(DevUser("alice@example.com", "password", "Alice"),), allow_any_credentials=True

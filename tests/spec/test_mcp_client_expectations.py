@@ -1,4 +1,4 @@
-"""What MCP clients need of the authorization server (CONFORMANCE §21), where no other spec
+"""What MCP clients need of the authorization server (RES-4, REG-3/13), where no other spec
 test already pins it: the root-URL `resource` with or without its trailing slash, and
 registration bodies as the SDKs send them."""
 

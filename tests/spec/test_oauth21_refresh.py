@@ -121,8 +121,8 @@ async def test_s4_3_1_reuse_after_grace_revokes_the_family(
 async def test_s4_3_1_replay_inside_grace_returns_the_same_pair(
     server: Server, clock: ManualClock
 ) -> None:
-    """REFRESH-2 (grace window, DESIGN "Tokens"): a retry within the window gets the identical
-    pair and revokes nothing."""
+    """REFRESH-2 (grace window, docs/architecture.md "Tokens"): a retry within the window gets the
+    identical pair and revokes nothing."""
     auth, tokens = await public_tokens(server, resource=None)
     first = await refresh(server.http, auth.client_id, tokens["refresh_token"])
     clock.advance(GRACE_S - 1)

@@ -1,4 +1,4 @@
-"""Rate limits (CONFORMANCE §20, RATE-1..7) over HTTP: a burst past a limit gets 429 with
+"""Rate limits (RATE-1..7) over HTTP: a burst past a limit gets 429 with
 Retry-After, another client or address is unaffected, and the limit recovers as the clock
 moves. Other client addresses are made by a trusted proxy's X-Forwarded-For."""
 

@@ -1,5 +1,5 @@
-"""The janitor (DESIGN.md "Storage": expired rows are collected by a janitor): exactly the
-expired rows go, live grants keep working, a used code's replay is still caught before it
+"""The janitor (docs/architecture.md "Storage": expired rows are collected by a janitor): exactly
+the expired rows go, live grants keep working, a used code's replay is still caught before it
 expires, and a deleted client's shard leaves the disk only once no actor has it open."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""The KeyManager actor on a simulated clock (DESIGN.md "Tokens"): keys rotate on schedule and
-on demand, across algorithm changes and restarts, and a rotation never makes a valid token
-unverifiable; the JWKS holds public members only; private keys can be sealed at rest."""
+"""The KeyManager actor on a simulated clock (docs/architecture.md "Tokens"): keys rotate on
+schedule and on demand, across algorithm changes and restarts, and a rotation never makes a valid
+token unverifiable; the JWKS holds public members only; private keys can be sealed at rest."""
 
 from __future__ import annotations
 

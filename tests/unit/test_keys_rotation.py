@@ -1,5 +1,5 @@
-"""Key states and the rotation schedule as pure functions (DESIGN.md "Tokens": published ->
-active -> retired -> gone; a rotation never makes a valid token unverifiable)."""
+"""Key states and the rotation schedule as pure functions (docs/architecture.md "Tokens":
+published -> active -> retired -> gone; a rotation never makes a valid token unverifiable)."""
 
 from __future__ import annotations
 

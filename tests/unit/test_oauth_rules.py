@@ -278,7 +278,7 @@ def test_oidc_core_5_4_claims_follow_scopes() -> None:
 
 def test_client_ids_never_start_with_a_dash() -> None:
     """A client id can follow an option on the command line (`--client <id>`): no leading
-    '-', and only unreserved characters (CONFORMANCE §21.5)."""
+    '-', and only unreserved characters (TOKEN-7)."""
     ids = [issue_client_id() for _ in range(2000)]
     assert not any(i.startswith("-") for i in ids)
     assert all(set(i) <= set(string.ascii_letters + string.digits + "-_") for i in ids)

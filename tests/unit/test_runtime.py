@@ -1,4 +1,4 @@
-"""The actor kernel (DESIGN.md "Actors"): input gate, ordering, eviction, supervision,
+"""The actor kernel (docs/architecture.md "Actors"): input gate, ordering, eviction, supervision,
 back-pressure, cancellation, and that garbage never spawns an actor."""
 
 from __future__ import annotations

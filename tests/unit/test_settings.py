@@ -87,7 +87,7 @@ def undocumented(cls: type[Any], table: dict[str, Any], prefix: str = "") -> lis
 
 
 def test_production_example_documents_every_key() -> None:
-    """DESIGN.md: every key is documented in config/production.example.toml."""
+    """docs/architecture.md "Configuration": every key is in config/production.example.toml."""
     raw = tomllib.loads((CONFIG / "production.example.toml").read_text(encoding="utf-8"))
     assert undocumented(Settings, raw) == []
 

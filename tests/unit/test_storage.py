@@ -1,4 +1,4 @@
-"""Shard storage (DESIGN.md "Storage"): WAL, versioned schemas with ordered migrations,
+"""Shard storage (docs/architecture.md "Storage"): WAL, versioned schemas with ordered migrations,
 transactions that roll back, no file for a shard that does not exist, hashed secrets."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The janitor: every `janitor.interval_s` it asks each client actor, then the Directory, to
-delete expired rows (DESIGN.md "Storage"), and removes the shards of deleted clients.
+delete expired rows (docs/architecture.md "Storage"), and removes the shards of deleted clients.
 
 It goes through the actor system like any request, so a collection is ordered with live
 requests on the same shard. It asks one actor at a time and moves on: the LRU cap and the idle

@@ -2,8 +2,8 @@
 
 Every command opens the actor runtime on the data dir and goes through the same actors, the
 same transactions and the same SQLite write locks as the server, so it is ordered with live
-requests (DESIGN.md "Beyond one process"). A user's grants live in the client shards: `grants
-list|revoke --user` and `users remove` visit every client shard on disk, one at a time, like
+requests (docs/architecture.md "Beyond one process"). A user's grants live in the client shards:
+`grants list|revoke --user` and `users remove` visit every client shard on disk, one at a time, like
 the janitor does. Exit codes: 0 ok, 1 not found, 2 usage or configuration error.
 """
 

@@ -2,7 +2,7 @@
 
 Used for the refresh-token replay window: the successor pair is sealed under a key derived
 from the old refresh token, so only someone presenting that token can open it, and the
-database alone reveals nothing usable (DESIGN.md "Tokens").
+database alone reveals nothing usable (docs/architecture.md "Tokens").
 """
 
 from __future__ import annotations

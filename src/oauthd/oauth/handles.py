@@ -1,7 +1,7 @@
 """Opaque credentials: codes, refresh tokens, registration access tokens, request ids.
 
 Each carries the shard key of its client, so the front door routes it without a global lookup
-(DESIGN.md "Actors"): `<prefix>_<shardkey>_<secret>`. The secret part is 256 bits from
+(docs/architecture.md "Actors"): `<prefix>_<shardkey>_<secret>`. The secret part is 256 bits from
 `secrets` (OAuth 2.1 §7.7 asks for at least 128), base64url, so every character is unreserved.
 Only a hash of the whole handle is stored.
 """
@@ -33,7 +33,7 @@ def parse_handle(value: str | None, prefix: str) -> str | None:
 
 def issue_client_id() -> str:
     """128 bits, unreserved characters only, so Basic auth with or without form-encoding
-    agrees (CONFORMANCE §21.5). Never starting with '-', so it can follow an option on a
+    agrees (TOKEN-7). Never starting with '-', so it can follow an option on a
     command line (`oauthd grants list --client <id>`) without being read as one."""
     while True:
         client_id = secrets.token_urlsafe(16)

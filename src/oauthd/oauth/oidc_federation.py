@@ -4,8 +4,8 @@ oauthd is the RP here (OIDC Core §3.1): it sends the browser to the upstream's 
 endpoint with `state`, `nonce` and PKCE, exchanges the code, and accepts the ID token only
 after the checks of OIDC Core §3.1.3.7. The signature is checked in `oauthd.keys`; the claims
 here. The PKCE verifier and the nonce are derived from the state and the browser's login
-cookie, so a pending login stores only hashes (DESIGN.md "Storage": nothing usable rests on
-disk), and the state seen in the front channel alone does not give the verifier away.
+cookie, so a pending login stores only hashes (docs/architecture.md "Storage": nothing usable rests
+on disk), and the state seen in the front channel alone does not give the verifier away.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The actor kernel: Durable-Object semantics on trio (DESIGN.md "Actors").
+"""The actor kernel: Durable-Object semantics on trio (docs/architecture.md "Actors").
 
 Public names: `ActorSystem` runs actors; `Address` names one; `Actor` is what a kind's factory
 returns; `Kind` describes a kind of actor; `Clock` gives wall time that tests can drive;

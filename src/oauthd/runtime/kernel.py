@@ -1,6 +1,6 @@
 """Spawn-on-demand actors with one message at a time, bounded mailboxes, eviction, supervision.
 
-The contract (DESIGN.md "Actors"):
+The contract (docs/architecture.md "Actors"):
 
 - `ask(address, message)` spawns the actor on its first message and waits for its reply.
 - An actor handles one message at a time, in its own task; `Actor.receive` is expected to run
@@ -38,7 +38,7 @@ log = logging.getLogger("oauthd.runtime")
 
 @dataclass(frozen=True, slots=True)
 class Address:
-    """Who an actor is: tenant, kind and key (DESIGN.md "Actors")."""
+    """Who an actor is: tenant, kind and key (docs/architecture.md "Actors")."""
 
     tenant: str
     kind: str

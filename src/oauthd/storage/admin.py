@@ -1,8 +1,8 @@
 """What the admin CLI reads and changes (`oauthd users|grants|clients`): users and their
 browser sessions, identities and consents in the directory; live grants in a client shard.
 
-A grant is a token family (DESIGN.md "Tokens"): revoking it ends its refresh tokens and every
-access token issued from it. Codes and approved device codes of the user not yet redeemed go
+A grant is a token family (docs/architecture.md "Tokens"): revoking it ends its refresh tokens and
+every access token issued from it. Codes and approved device codes of the user not yet redeemed go
 too, so no grant can appear after its revocation from an authorization already under way."""
 
 from __future__ import annotations

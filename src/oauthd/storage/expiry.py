@@ -1,4 +1,4 @@
-"""What the janitor deletes (DESIGN.md "Storage": expired rows are collected by a janitor).
+"""What the janitor deletes (docs/architecture.md "Storage": a janitor collects expired rows).
 
 Each function runs inside its shard's write transaction and returns how many rows of each
 kind went. A row goes only once it can never answer again: a redeemed code stays until it

@@ -1,4 +1,4 @@
-"""Secrets at rest are hashes (DESIGN.md "Storage").
+"""Secrets at rest are hashes (docs/architecture.md "Storage").
 
 High-entropy secrets (client secrets, codes, refresh tokens, session ids) are checked with
 SHA-256: guessing them is infeasible, so a slow hash only costs latency. Human passwords use

@@ -44,7 +44,7 @@ def tenant_dir(data_dir: Path, tenant: str) -> Path:
 
 class Store:
     """An open shard. Use `transaction()` for every read that decides a write (BEGIN IMMEDIATE),
-    so that two processes sharing the data dir order one shard's changes (DESIGN.md)."""
+    so that two processes sharing the data dir order one shard's changes (docs/architecture.md)."""
 
     def __init__(
         self,

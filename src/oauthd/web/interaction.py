@@ -109,7 +109,7 @@ async def begin_interaction(
     needs_login: bool,
 ) -> Response:
     """Keep the request server-side, bound to this browser, and send the person to log in or
-    to consent (DESIGN.md "Browser side"): /authorize and /device start the same way."""
+    to consent (docs/architecture.md "Browser side"): /authorize and /device start the same way."""
     settings = state.settings
     can_log_in = settings.dev_mode or settings.password_login or settings.federation.enabled
     if needs_login and not can_log_in:

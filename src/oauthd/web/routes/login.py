@@ -1,5 +1,5 @@
-"""Email and password login at /login (DESIGN.md "Browser side"): in dev mode for the users in
-the configuration file (and, with `dev.allow_any_credentials`, anyone), and with
+"""Email and password login at /login (docs/architecture.md "Browser side"): in dev mode for the
+users in the configuration file (and, with `dev.allow_any_credentials`, anyone), and with
 `password_login` for the local users added by `oauthd users add`, whose passwords are argon2
 hashes. Without either, there is no form (HTML-11): production logs in at the upstream.
 
