@@ -180,6 +180,8 @@ class Keyring:
         verifier = self._verifiers.get(str(header.get("kid")))
         if verifier is None or header.get("alg") != verifier.alg:
             raise TokenInvalid("unknown key or algorithm")
+        if "crit" in header:  # RFC 7515 §4.1.11: no extension is understood here
+            raise TokenInvalid("unsupported critical header")
         try:
             encoded_header, payload, signature = split_compact(token)
             signing_input = f"{encoded_header}.{payload}".encode("ascii")
