@@ -7,22 +7,16 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import AsyncIterator, Callable
 
 import httpx
 import jwt
-import pytest
 
-from oauthd.settings import Settings
-from tests.conftest import ManualClock, Server, running_server
+from tests.conftest import Server
 from tests.spec.test_rfc7009_revocation import (
-    CONF_ENV,
     CONF_ID,
     CONF_SECRET,
-    RS_ENV,
-    RS_SECRET,
     confidential_tokens,
-    lifecycle_settings,
+    server,
     server_key,
 )
 from tests.spec.test_rfc7523_private_key_jwt import (
@@ -35,16 +29,7 @@ from tests.spec.test_rfc7523_private_key_jwt import (
 )
 
 NESTED = b"[" * 5000  # deeper than Python's JSON parser can recurse
-
-
-@pytest.fixture
-async def server(
-    make_settings: Callable[..., Settings], clock: ManualClock, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Server]:
-    monkeypatch.setenv(CONF_ENV, CONF_SECRET)
-    monkeypatch.setenv(RS_ENV, RS_SECRET)
-    async with running_server(lifecycle_settings(make_settings), clock) as s:
-        yield s
+__all__ = ["server"]  # the fixture: oauthd with a confidential client (CONF_ID)
 
 
 def b64(data: bytes) -> str:
