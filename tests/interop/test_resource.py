@@ -255,12 +255,18 @@ async def test_rfc9068_s4_expired_token_is_invalid_token(local: Stack) -> None:
         pytest.param(lambda t: with_header(t, typ="JWT"), id="not-at+jwt"),
         pytest.param(lambda t: with_claims(t, scope="notes:read admin"), id="edited-claims"),
         pytest.param(lambda t: t[:-4], id="truncated-signature"),
+        # RFC 7515 §2: base64url is its alphabet only; skipping other characters reads the
+        # same signature out of a different token.
+        pytest.param(lambda t: t[:-8] + "!!~~" + t[-8:], id="junk-in-signature"),
+        # RFC 8259 §9: nesting past the parser's limit is a malformed token, not a crash.
+        pytest.param(lambda t: "W1tb" * 2000 + t[t.index(".") :], id="nested-header"),
     ],
 )
 async def test_rfc9068_s4_forged_token_is_invalid_token(
     local: Stack, mangle: Callable[[str], str]
 ) -> None:
-    """RFC 9068 §4: the signature and typ MUST be checked; any edit makes the token invalid."""
+    """RFC 9068 §4: the signature and typ MUST be checked; any edit makes the token invalid,
+    and a malformed one is invalid_token too."""
     assert_invalid_token(await whoami(local, mangle(await token_for(local))))
 
 

@@ -14,7 +14,6 @@ details go to the log (never a code, token or secret).
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import secrets
 from collections.abc import Callable
@@ -28,6 +27,7 @@ import trio
 from oauthd.actors.outbound import OutboundError, bounded_request
 from oauthd.actors.shard import committed
 from oauthd.actors.wiring import Env
+from oauthd.decoding import loads_bounded
 from oauthd.errors import InvalidRequest
 from oauthd.keys import (
     ClientKeys,
@@ -418,7 +418,7 @@ class Federation:
 
 def _json(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        return loads_bounded(body)
     except ValueError:
         return None
 

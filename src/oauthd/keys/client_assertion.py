@@ -8,7 +8,6 @@ one named by `kid` (or the only one), of the type `alg` needs. Claims are checke
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +15,7 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
 
+from oauthd.decoding import loads_bounded
 from oauthd.keys.jwk import TokenInvalid, _peek_header
 
 __all__ = [
@@ -79,7 +79,7 @@ def parse_client_jwks(document: str | dict[str, Any]) -> ClientKeys:
         if len(document) > MAX_JWKS_BYTES:
             raise KeySetInvalid("the JWK set is too large")
         try:
-            document = json.loads(document)
+            document = loads_bounded(document)
         except ValueError:
             raise KeySetInvalid("the JWK set is not JSON") from None
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
@@ -97,7 +97,7 @@ def parse_provider_jwks(document: str) -> ClientKeys:
     if len(document) > 4 * MAX_JWKS_BYTES:
         raise KeySetInvalid("the JWK set is too large")
     try:
-        parsed = json.loads(document)
+        parsed = loads_bounded(document)
     except ValueError:
         raise KeySetInvalid("the JWK set is not JSON") from None
     if not isinstance(parsed, dict) or not isinstance(parsed.get("keys"), list):
@@ -160,7 +160,7 @@ def verify_signed(token: str, keys: ClientKeys, algorithms: tuple[str, ...]) -> 
         raise TokenInvalid("the key does not fit the algorithm")
     try:
         obj = jws.deserialize_compact(token, key.key, algorithms=[alg])
-        claims = json.loads(obj.payload or b"")
+        claims = loads_bounded(obj.payload or b"")
     except (JoseError, ValueError) as exc:
         raise TokenInvalid("bad signature or payload") from exc
     if not isinstance(claims, dict):

@@ -11,7 +11,6 @@ oauthd signs with, the signing input and the signature encoding (RFC 7518 §3.4:
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -22,6 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from oauthd.decoding import b64url_decode as b64decode
+
 __all__ = ["b64decode", "b64encode", "sign_raw", "verify_raw"]
 
 _ES256_BYTES = 32
@@ -29,16 +30,6 @@ _ES256_BYTES = 32
 
 def b64encode(data: bytes) -> bytes:
     return base64.urlsafe_b64encode(data).rstrip(b"=")
-
-
-def b64decode(segment: str) -> bytes:
-    """Strict base64url without padding (RFC 7515 §2): ValueError for anything else."""
-    if "=" in segment:
-        raise ValueError("padding is not allowed")
-    try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    except binascii.Error:
-        raise ValueError("not base64url") from None
 
 
 def sign_raw(alg: str, key: Any, data: bytes) -> bytes:

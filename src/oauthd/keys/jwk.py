@@ -15,6 +15,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, Key, OctKey, OKPKey, RSAKey
 from joserfc.jwk import generate_key as _generate
 
+from oauthd.decoding import parse_json_segment, split_compact
 from oauthd.keys.compact import b64decode, b64encode, sign_raw, verify_raw
 
 __all__ = [
@@ -175,36 +176,32 @@ class Keyring:
     def verify(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """Check the signature with the key named by `kid` and its own algorithm only
         (RFC 8725 §3.1); returns (header, claims). Claims are not validated here."""
-        parts = token.split(".")
-        if len(parts) != 3:
-            raise TokenInvalid("not a compact JWS")
         header = _peek_header(token)
         verifier = self._verifiers.get(str(header.get("kid")))
         if verifier is None or header.get("alg") != verifier.alg:
             raise TokenInvalid("unknown key or algorithm")
+        if "crit" in header:  # RFC 7515 §4.1.11: no extension is understood here
+            raise TokenInvalid("unsupported critical header")
         try:
-            signature = b64decode(parts[2])
-            signing_input = f"{parts[0]}.{parts[1]}".encode("ascii")
-            valid = verify_raw(verifier.alg, verifier.key.public_key, signing_input, signature)
-            claims = json.loads(b64decode(parts[1])) if valid else None
-        except (ValueError, UnicodeEncodeError) as exc:
+            encoded_header, payload, signature = split_compact(token)
+            signing_input = f"{encoded_header}.{payload}".encode("ascii")
+            valid = verify_raw(
+                verifier.alg, verifier.key.public_key, signing_input, b64decode(signature)
+            )
+            claims = parse_json_segment(payload) if valid else {}
+        except ValueError as exc:
             raise TokenInvalid("malformed token") from exc
         if not valid:
             raise TokenInvalid("bad signature")
-        if not isinstance(claims, dict):
-            raise TokenInvalid("claims are not an object")
         return header, claims
 
 
 def _peek_header(token: str) -> dict[str, Any]:
-    segment = token.split(".", 1)[0]
+    """The JOSE header of a compact JWS, unverified; TokenInvalid unless it is one."""
     try:
-        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, binascii.Error):
+        return parse_json_segment(split_compact(token)[0])
+    except ValueError:
         raise TokenInvalid("malformed header") from None
-    if not isinstance(header, dict):
-        raise TokenInvalid("malformed header")
-    return header
 
 
 def build_keyring(

@@ -7,13 +7,11 @@ Every failure is `invalid_client` (RFC 7523 §3.2)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from oauthd.decoding import parse_json_segment, split_compact
 from oauthd.errors import InvalidClient
 
 __all__ = [
@@ -28,7 +26,6 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"  # RFC
 MAX_LIFETIME_S = 600  # an assertion valid for longer than this is refused
 LEEWAY_S = 60  # clock skew tolerated on iat and nbf
 MAX_JTI = 256
-MAX_ASSERTION = 16_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,17 +44,10 @@ class _Context:
 
 
 def _segment(assertion: str, index: int) -> dict[str, Any]:
-    parts = assertion.split(".")
-    if len(parts) != 3 or len(assertion) > MAX_ASSERTION:
-        raise InvalidClient("client_assertion is not a compact JWS")
-    segment = parts[index]
     try:
-        value = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (binascii.Error, ValueError):
-        raise InvalidClient("client_assertion is malformed") from None
-    if not isinstance(value, dict):
-        raise InvalidClient("client_assertion is malformed")
-    return value
+        return parse_json_segment(split_compact(assertion)[index])
+    except ValueError:
+        raise InvalidClient("client_assertion is not a compact JWS") from None
 
 
 def peek_client_id(assertion: str) -> str:

@@ -3,8 +3,6 @@ bounded time and fetched again on an unknown kid at most once per interval."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import math
@@ -13,6 +11,7 @@ from typing import Any
 import anyio
 import httpx
 
+from oauthd.decoding import parse_json_segment
 from oauthd.errors import TemporarilyUnavailable
 from oauthd.keys import ALGORITHMS, Keyring, TokenInvalid, build_keyring
 from oauthd.oauth.rfc6750_bearer import InvalidToken
@@ -101,12 +100,10 @@ def _importable(row: tuple[str, str, str, str]) -> bool:
 
 def _kid(token: str) -> str:
     """The kid of a compact JWS header, so the cache can tell a new key from a known one."""
-    segment = token.split(".", 1)[0]
     try:
-        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, binascii.Error):
+        kid = parse_json_segment(token.split(".", 1)[0]).get("kid")
+    except ValueError:
         raise InvalidToken("the access token is invalid") from None
-    kid = header.get("kid") if isinstance(header, dict) else None
     if not isinstance(kid, str):
         raise InvalidToken("the access token is invalid")
     return kid
