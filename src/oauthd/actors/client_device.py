@@ -33,6 +33,7 @@ from oauthd.oauth.rfc8628_device import (
 )
 from oauthd.oauth.rfc8707_resources import resolve_resources, token_audience
 from oauthd.oauth.scopes import format_scope, known_scopes
+from oauthd.oauth.token_liveness import has_expired
 from oauthd.storage import hash_secret
 from oauthd.storage.grants import (
     FamilyRow,
@@ -143,7 +144,7 @@ class DeviceHandlers(TokenHandlers):
         now = self._now()
         if row is None or row.status == "redeemed":
             raise InvalidGrant("the device code is invalid")  # DEVICE-5, DEVICE-6
-        if row.expires_at <= now:
+        if has_expired(row.expires_at, now):
             raise ExpiredToken("the device code has expired")
         if row.status == "denied":
             raise AccessDenied("the user denied the request")

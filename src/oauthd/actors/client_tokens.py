@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from oauthd.actors.grants import CheckAccessToken, RedeemCode, RefreshTokens, TokenResponse
 from oauthd.actors.shard import Audit, CommitThenRaise, command, query
+from oauthd.actors.token_state import is_access_token_live, load_refresh_state
 from oauthd.actors.wiring import Env
 from oauthd.errors import (
     InvalidClient,
@@ -39,6 +40,7 @@ from oauthd.oauth.rfc7636_pkce import check_verifier
 from oauthd.oauth.rfc8707_resources import token_audience
 from oauthd.oauth.rfc9068_access_token import TYP, access_token_claims
 from oauthd.oauth.scopes import format_scope, known_scopes, parse_scope
+from oauthd.oauth.token_liveness import Liveness, has_expired
 from oauthd.storage import ClientRecord, Store, check_secret, touch_client
 from oauthd.storage.clients import spend_assertion_jti
 from oauthd.storage.grants import (
@@ -46,10 +48,7 @@ from oauthd.storage.grants import (
     insert_access_token,
     insert_family,
     insert_refresh,
-    is_access_token_active,
     load_code,
-    load_family,
-    load_refresh,
     mark_code_redeemed,
     mark_refresh_rotated,
     revoke_family,
@@ -198,7 +197,7 @@ class TokenHandlers:
                 revoke_family(self.store, row.family_id, now)
                 self.audit("code_reuse_detected", client_id=client.client_id, family=row.family_id)
             raise CommitThenRaise(InvalidGrant("the code was already used"))
-        if row.expires_at <= now:
+        if has_expired(row.expires_at, now):
             raise InvalidGrant("the code has expired")
         resources = tuple(grant["resources"])
         audience = token_audience(message.resources, resources, self.env.settings.issuer)
@@ -239,19 +238,19 @@ class TokenHandlers:
         token = message.refresh_token
         if token is None:
             raise InvalidRequest("refresh_token is required")
-        row = load_refresh(self.store, token) if parse_handle(token, "rt") else None
-        family = load_family(self.store, row.family_id) if row else None
         now = self._now()
-        if row is None or family is None or family.revoked_at is not None:
+        idle_s = self.env.settings.tokens.refresh_token_idle_s
+        state = (
+            load_refresh_state(self.store, token, idle_s, now)
+            if parse_handle(token, "rt")
+            else None
+        )
+        if state is None or state.liveness is Liveness.REVOKED:
             raise InvalidGrant("the refresh token is invalid")
-        if family.expires_at <= now:
+        if state.liveness is Liveness.EXPIRED:
+            # OAuth 2.1 §4.3.3: the grant's end, or unused too long (REFRESH-9).
             raise InvalidGrant("the refresh token has expired")
-        if (
-            row.rotated_at is None
-            and now - row.issued_at > self.env.settings.tokens.refresh_token_idle_s
-        ):
-            # OAuth 2.1 §4.3.3: refresh tokens expire when unused (REFRESH-9).
-            raise InvalidGrant("the refresh token has expired")
+        row, family = state.row, state.family
         if row.rotated_at is not None:
             return self._replay(token, row.rotated_at, row.replay, family, now)
         granted = tuple(family.scope.split())
@@ -395,4 +394,4 @@ class TokenHandlers:
     @query(CheckAccessToken)
     def check_access_token(self, message: CheckAccessToken) -> bool:
         self.client()  # raises for a deleted client, whose tokens are all inactive
-        return is_access_token_active(self.store, message.jti, self._now())
+        return is_access_token_live(self.store, message.jti, self._now())
