@@ -114,7 +114,7 @@ class DeviceHandlers(TokenHandlers):
     def get_device_request(self, message: GetDeviceRequest) -> AuthorizationRequest | None:
         client = self.client()
         row = load_device_code(self.store, message.code_hash)
-        if row is None or row.status != "pending" or row.expires_at <= self._now():
+        if row is None or row.status != "pending" or has_expired(row.expires_at, self._now()):
             return None
         return AuthorizationRequest(
             client_id=client.client_id,
@@ -158,8 +158,8 @@ class DeviceHandlers(TokenHandlers):
             raise InvalidGrant("the device code is invalid")
         # RFC 8628 §3.5 / DEVICE-6: tokens as the code flow issues them, and only once.
         resources = tuple(row.request["resources"])
-        audience = token_audience(message.resources, resources, self.env.settings.issuer)
         scope = tuple(row.request["scope"])
+        audience = token_audience(message.resources, resources, self.env.settings.issuer, scope)
         family = FamilyRow(
             family_id=secrets.token_urlsafe(16),
             user_id=row.user_id,

@@ -156,7 +156,7 @@ class LifecycleHandlers:
         if state is None or state.liveness is not Liveness.LIVE:
             return INACTIVE
         family = state.family
-        audience = token_audience((), family.resources, settings.issuer)
+        audience = token_audience((), family.resources, settings.issuer, family.scope.split())
         return Introspection(
             True,
             family.scope,

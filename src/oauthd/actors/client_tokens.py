@@ -200,8 +200,8 @@ class TokenHandlers:
         if has_expired(row.expires_at, now):
             raise InvalidGrant("the code has expired")
         resources = tuple(grant["resources"])
-        audience = token_audience(message.resources, resources, self.env.settings.issuer)
         scope = tuple(grant["scope"])
+        audience = token_audience(message.resources, resources, self.env.settings.issuer, scope)
         family = FamilyRow(
             family_id=secrets.token_urlsafe(16),
             user_id=grant["user_id"],
@@ -258,10 +258,11 @@ class TokenHandlers:
         # OAuth 2.1 §4.3.1: a narrower scope may be asked for, never a wider one.
         if any(s not in granted for s in requested):
             raise InvalidScope("scope exceeds what was granted")
-        audience = token_audience(message.resources, family.resources, self.env.settings.issuer)
+        scope = requested or granted
+        issuer = self.env.settings.issuer
+        audience = token_audience(message.resources, family.resources, issuer, scope)
         successor = issue_handle("rt", self.shard_key)
         insert_refresh(self.store, successor, family.family_id, now)
-        scope = requested or granted
         response = self._mint("refresh_token", client, family, scope, audience, successor, None)
         sealed = seal_for(token, json.dumps(response.to_json()).encode())
         mark_refresh_rotated(self.store, token, now, sealed)

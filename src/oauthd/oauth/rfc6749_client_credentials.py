@@ -6,7 +6,7 @@ a client gets at most the scopes it registered, and those the server knows."""
 from __future__ import annotations
 
 from oauthd.errors import InvalidScope
-from oauthd.oauth.rfc8707_resources import token_audience
+from oauthd.oauth.rfc8707_resources import requested_audience
 from oauthd.oauth.scopes import OIDC_SCOPES, check_scopes_allowed, parse_scope
 
 __all__ = ["client_credentials_audience", "client_credentials_scope"]
@@ -35,4 +35,4 @@ def client_credentials_audience(
     issuer itself when none is requested."""
     if not requested:
         return (issuer,)
-    return token_audience(requested, configured, issuer)
+    return requested_audience(requested, configured)
