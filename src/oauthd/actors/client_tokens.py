@@ -32,6 +32,7 @@ from oauthd.oauth.handles import issue_handle, parse_handle
 from oauthd.oauth.oidc_id_token import id_token_claims
 from oauthd.oauth.rfc6749_client_auth import ClientCredentials, check_method
 from oauthd.oauth.rfc6749_client_credentials import (
+    check_client_may_use_grant,
     client_credentials_audience,
     client_credentials_scope,
 )
@@ -300,11 +301,13 @@ class TokenHandlers:
     @keeps_spent_assertion
     def issue_client_token(self, message: IssueClientToken) -> TokenResponse:
         client = self.authenticate(message.credentials)
-        # OAuth 2.1 §4.2: confidential clients only, whatever a registration says.
-        if client.token_endpoint_auth_method == "none":  # noqa: S105 (a method name)
-            raise UnauthorizedClient("client_credentials is for confidential clients")
-        self.require_grant(client, "client_credentials")
         settings = self.env.settings
+        check_client_may_use_grant(
+            auth_method=client.token_endpoint_auth_method,
+            self_asserted=client.self_asserted,
+            allowed=settings.registration.allow_client_credentials,
+        )
+        self.require_grant(client, "client_credentials")
         scope = client_credentials_scope(message.scope, client.scope, known_scopes(settings))
         configured = tuple(r.uri for r in settings.resources)
         audience = client_credentials_audience(message.resources, configured, settings.issuer)

@@ -25,6 +25,12 @@ class AccessTokenClaims:
     iat: int
     exp: int
 
+    @property
+    def is_client_only(self) -> bool:
+        """No person behind the token (the client_credentials grant): RFC 9068 §2.2 makes
+        `sub` the client's own id then. A person's `sub` is a random id, never a client's."""
+        return self.sub == self.client_id
+
 
 def access_token_claims(
     *,
