@@ -70,50 +70,78 @@ def sign_in_and_consent(browser: httpx.Client, authorization_url: str) -> str:
     raise AssertionError("the flow did not reach the client")
 
 
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+def discover(oauthd: Config) -> dict[str, Any]:
+    response = httpx.get(oauthd.url + "/.well-known/oauth-authorization-server", timeout=5)
+    metadata: dict[str, Any] = response.json()
+    return metadata
+
+
+def register(metadata: dict[str, Any], **body: Any) -> dict[str, Any]:
+    response = httpx.post(metadata["registration_endpoint"], json=body, timeout=5)
+    assert response.status_code == 201, response.text
+    registered: dict[str, Any] = response.json()
+    return registered
+
+
+def register_web_client(metadata: dict[str, Any], method: str, name: str) -> dict[str, Any]:
+    """A code-flow client registered over HTTP (RFC 7591) with auth `method`."""
+    return register(
+        metadata,
+        redirect_uris=["http://127.0.0.1/callback"],
+        token_endpoint_auth_method=method,
+        grant_types=["authorization_code", "refresh_token"],
+        client_name=name,
+    )
+
+
+def web_client(registered: dict[str, Any], scope: str) -> OAuth2Client:
+    """Authlib's client for the code flow with S256 PKCE, as registered."""
+    return OAuth2Client(
+        client_id=registered["client_id"],
+        client_secret=registered.get("client_secret"),
+        token_endpoint_auth_method=registered["token_endpoint_auth_method"],
+        scope=scope,
+        redirect_uri=REDIRECT_URI,
+        code_challenge_method="S256",
+        timeout=5,
+    )
+
+
+def code_flow(client: OAuth2Client, browser: httpx.Client, metadata: dict[str, Any]) -> Any:
+    """Authlib's authorization URL with S256 PKCE and RESOURCE, a person allowing it, and the
+    code exchanged; the callback carries the state and the issuer (RFC 9207)."""
+    verifier = generate_token(64)
+    url, state = client.create_authorization_url(
+        metadata["authorization_endpoint"], code_verifier=verifier, resource=RESOURCE
+    )
+    callback = sign_in_and_consent(browser, url)
+    params = query_of(callback)
+    assert params["state"] == state
+    assert params["iss"] == metadata["issuer"]
+    return client.fetch_token(
+        metadata["token_endpoint"],
+        authorization_response=callback,
+        code_verifier=verifier,
+        resource=RESOURCE,
+    )
+
+
 def test_authlib_code_flow_with_pkce_refresh_and_jwks_verification(oauthd: Config) -> None:
     """Authlib registers nothing of its own: DCR over HTTP, then the code flow with S256 PKCE,
     a refresh with rotation, and RFC 9068 access tokens verified with PyJWKClient."""
-    metadata = httpx.get(oauthd.url + "/.well-known/oauth-authorization-server", timeout=5).json()
+    metadata = discover(oauthd)
     assert "S256" in metadata["code_challenge_methods_supported"]
-    registered = httpx.post(
-        metadata["registration_endpoint"],
-        json={
-            "redirect_uris": ["http://127.0.0.1/callback"],
-            "token_endpoint_auth_method": "none",
-            "grant_types": ["authorization_code", "refresh_token"],
-            "client_name": "authlib interop",
-        },
-        timeout=5,
-    )
-    assert registered.status_code == 201, registered.text
-    client_id = registered.json()["client_id"]
+    registered = register_web_client(metadata, "none", "authlib interop")
+    client_id = registered["client_id"]
 
     with (
-        OAuth2Client(
-            client_id=client_id,
-            token_endpoint_auth_method="none",
-            scope="openid email mcp:tools",
-            redirect_uri=REDIRECT_URI,
-            code_challenge_method="S256",
-            timeout=5,
-        ) as client,
+        web_client(registered, "openid email mcp:tools") as client,
         httpx.Client(base_url=oauthd.url, timeout=5) as browser,
     ):
-        verifier = generate_token(64)
-        url, state = client.create_authorization_url(
-            metadata["authorization_endpoint"], code_verifier=verifier, resource=RESOURCE
-        )
-        callback = sign_in_and_consent(browser, url)
-        params = query_of(callback)
-        assert params["state"] == state
-        assert params["iss"] == metadata["issuer"]
-
-        token = client.fetch_token(
-            metadata["token_endpoint"],
-            authorization_response=callback,
-            code_verifier=verifier,
-            resource=RESOURCE,
-        )
+        token = code_flow(client, browser, metadata)
         assert token["token_type"] == "Bearer"
         assert token["scope"] == "openid email mcp:tools"
         assert "id_token" in token
@@ -146,55 +174,16 @@ def verify(jwks: jwt.PyJWKClient, access_token: str, issuer: str) -> dict[str, o
     return claims
 
 
-DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-
-
-def discover(oauthd: Config) -> dict[str, Any]:
-    response = httpx.get(oauthd.url + "/.well-known/oauth-authorization-server", timeout=5)
-    metadata: dict[str, Any] = response.json()
-    return metadata
-
-
-def register(metadata: dict[str, Any], **body: Any) -> dict[str, Any]:
-    response = httpx.post(metadata["registration_endpoint"], json=body, timeout=5)
-    assert response.status_code == 201, response.text
-    registered: dict[str, Any] = response.json()
-    return registered
-
-
 def test_authlib_confidential_client_introspects_and_revokes(oauthd: Config) -> None:
     """RFC 7662 §2.1 and RFC 7009 §2.1 as Authlib sends them (client_secret_basic): the
     client's AT and RT introspect active; revoking the RT ends the grant, AT included."""
     metadata = discover(oauthd)
-    registered = register(
-        metadata,
-        redirect_uris=["http://127.0.0.1/callback"],
-        token_endpoint_auth_method="client_secret_basic",
-        grant_types=["authorization_code", "refresh_token"],
-        client_name="authlib confidential",
-    )
+    registered = register_web_client(metadata, "client_secret_basic", "authlib confidential")
     with (
-        OAuth2Client(
-            client_id=registered["client_id"],
-            client_secret=registered["client_secret"],
-            token_endpoint_auth_method="client_secret_basic",
-            scope="openid mcp:tools",
-            redirect_uri=REDIRECT_URI,
-            code_challenge_method="S256",
-            timeout=5,
-        ) as client,
+        web_client(registered, "openid mcp:tools") as client,
         httpx.Client(base_url=oauthd.url, timeout=5) as browser,
     ):
-        verifier = generate_token(64)
-        url, _ = client.create_authorization_url(
-            metadata["authorization_endpoint"], code_verifier=verifier, resource=RESOURCE
-        )
-        token = client.fetch_token(
-            metadata["token_endpoint"],
-            authorization_response=sign_in_and_consent(browser, url),
-            code_verifier=verifier,
-            resource=RESOURCE,
-        )
+        token = code_flow(client, browser, metadata)
         endpoint = metadata["introspection_endpoint"]
         access = client.introspect_token(endpoint, token=token["access_token"]).json()
         assert access["active"] is True

@@ -13,7 +13,12 @@ import pytest
 from requests_oauthlib import OAuth2Session
 
 from tests.flow import RESOURCE, query_of
-from tests.interop.test_authlib import REDIRECT_URI, oauthd, sign_in_and_consent
+from tests.interop.test_authlib import (
+    REDIRECT_URI,
+    oauthd,
+    register_web_client,
+    sign_in_and_consent,
+)
 from tests.interop.test_cli import Config
 
 __all__ = ["oauthd"]  # the fixture, re-used from test_authlib
@@ -25,22 +30,6 @@ def plain_http_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
 
 
-def register_public_client(metadata: dict[str, Any]) -> str:
-    registered = httpx.post(
-        metadata["registration_endpoint"],
-        json={
-            "redirect_uris": ["http://127.0.0.1/callback"],
-            "token_endpoint_auth_method": "none",
-            "grant_types": ["authorization_code", "refresh_token"],
-            "client_name": "requests-oauthlib interop",
-        },
-        timeout=5,
-    )
-    assert registered.status_code == 201, registered.text
-    client_id: str = registered.json()["client_id"]
-    return client_id
-
-
 def test_requests_oauthlib_code_flow_auto_refresh_then_userinfo(
     oauthd: Config,
 ) -> None:
@@ -48,7 +37,7 @@ def test_requests_oauthlib_code_flow_auto_refresh_then_userinfo(
     an expired token by itself (no `resource` in the refresh, README "Audience"), /userinfo
     accepts the new token, and the person is the same."""
     metadata = httpx.get(oauthd.url + "/.well-known/openid-configuration", timeout=5).json()
-    client_id = register_public_client(metadata)
+    client_id = register_web_client(metadata, "none", "requests-oauthlib interop")["client_id"]
     saved: list[dict[str, Any]] = []
     session = OAuth2Session(
         client_id,

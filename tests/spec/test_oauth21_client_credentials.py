@@ -26,9 +26,9 @@ def basic(client: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
 
 
-async def machine(http: httpx.AsyncClient, scope: str = "mcp:tools") -> dict[str, Any]:
-    """A confidential client registered for client_credentials alone."""
-    response = await http.post(
+def register_machine(http: httpx.AsyncClient, scope: str = "mcp:tools") -> Any:
+    """POST /register for a confidential client with client_credentials alone."""
+    return http.post(
         "/register",
         json={
             "token_endpoint_auth_method": "client_secret_basic",
@@ -37,6 +37,11 @@ async def machine(http: httpx.AsyncClient, scope: str = "mcp:tools") -> dict[str
             "client_name": "a machine",
         },
     )
+
+
+async def machine(http: httpx.AsyncClient, scope: str = "mcp:tools") -> dict[str, Any]:
+    """A confidential client registered for client_credentials alone."""
+    response = await register_machine(http, scope)
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     assert "client_secret" in body
@@ -206,14 +211,7 @@ async def test_rfc7591_s2_self_registered_client_credentials_refused_by_default(
     anyone could mint resource tokens with no person behind them, so by default a
     self-registered client cannot register client_credentials -> invalid_client_metadata."""
     async with running_server(make_settings(registration=DEFAULT)) as server:
-        response = await server.http.post(
-            "/register",
-            json={
-                "token_endpoint_auth_method": "client_secret_basic",
-                "grant_types": ["client_credentials"],
-                "scope": "mcp:tools",
-            },
-        )
+        response = await register_machine(server.http)
         assert_error(response, "invalid_client_metadata")
         assert "registration.allow_client_credentials" in response.json()["error_description"]
 
