@@ -12,7 +12,8 @@ the client reads that document, finds oauthd in `authorization_servers`, registe
 uses its Client ID Metadata Document), and runs the code flow with `resource` set to this
 server. Tokens are checked locally against oauthd's JWKS; with `--introspect CLIENT_ID`
 (its secret in $OAUTHD_EXAMPLE_SECRET) each request asks oauthd instead, so a revoked token
-is refused at once. The middleware puts the token's claims in the ASGI scope under
+is refused at once. Tokens with no person behind them (client_credentials) are refused. The
+middleware puts the token's claims in the ASGI scope under
 `oauthd.resource.SCOPE_KEY`, for tools that need to know who is calling.
 """
 
@@ -63,6 +64,7 @@ def build_app(
         scopes={"/": (SCOPE,)},
         client_id=client_id,
         client_secret=client_secret,
+        require_user=True,  # the tools act for a person: no client_credentials tokens
     )
     guard = ResourceGuard(config)
     path = config.metadata_path.removeprefix("/.well-known/oauth-protected-resource") or "/mcp"

@@ -17,7 +17,13 @@ import trio
 
 from oauthd.runtime.clock import Clock
 from oauthd.server import serve
-from oauthd.settings import LogSettings, ResourceSettings, Settings, settings_for_tests
+from oauthd.settings import (
+    LogSettings,
+    RegistrationSettings,
+    ResourceSettings,
+    Settings,
+    settings_for_tests,
+)
 
 ISSUER = "http://127.0.0.1:8787"
 
@@ -33,6 +39,9 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "listen": "127.0.0.1:0",
             "log": LogSettings(access_log=False),
             "resources": (ResourceSettings("https://mcp.example.com/mcp", ("mcp:tools",)),),
+            # Tests register their machine clients themselves; the default (off) is tested in
+            # test_oauth21_client_credentials with RegistrationSettings().
+            "registration": RegistrationSettings(allow_client_credentials=True),
         }
         return settings_for_tests(**{**base, **overrides})
 

@@ -241,6 +241,10 @@ class RegistrationSettings:
     # separated by commas.
     initial_access_token_hashes: tuple[str, ...] = ()
     initial_access_token_env: str = ""
+    # Clients that registered themselves (RFC 7591) or describe themselves (metadata documents)
+    # may use client_credentials: tokens with no person behind them, for any resource. Off, so
+    # that open registration cannot mint them; clients from the file or the CLI always may.
+    allow_client_credentials: bool = False
 
     @property
     def closed(self) -> bool:

@@ -1,12 +1,14 @@
 """An independent OAuth client against a real `oauthd serve`: Authlib's httpx OAuth2Client with
 PKCE S256 and a resource indicator, a person driving the login and consent pages, and PyJWT
-verifying the access token against the published JWKS."""
+verifying the access token against the published JWKS; then introspection and revocation by
+a confidential client, client_credentials, and the device flow, each as Authlib does them."""
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin
 
 import httpx
@@ -38,7 +40,9 @@ def oauthd(tmp_path: Path) -> Iterator[Config]:
         "dev_mode = true\n"
         f'listen = "127.0.0.1:{port}"\n'
         f'[[resources]]\nuri = "{RESOURCE}"\nscopes = ["mcp:tools"]\n'
-        '[log]\nlevel = "warning"\n',
+        '[log]\nlevel = "warning"\n'
+        # the operator lets self-registered clients use client_credentials (off by default)
+        "[registration]\nallow_client_credentials = true\n",
         encoding="utf-8",
     )
     config = Config(path, issuer, issuer)
@@ -66,50 +70,78 @@ def sign_in_and_consent(browser: httpx.Client, authorization_url: str) -> str:
     raise AssertionError("the flow did not reach the client")
 
 
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+def discover(oauthd: Config) -> dict[str, Any]:
+    response = httpx.get(oauthd.url + "/.well-known/oauth-authorization-server", timeout=5)
+    metadata: dict[str, Any] = response.json()
+    return metadata
+
+
+def register(metadata: dict[str, Any], **body: Any) -> dict[str, Any]:
+    response = httpx.post(metadata["registration_endpoint"], json=body, timeout=5)
+    assert response.status_code == 201, response.text
+    registered: dict[str, Any] = response.json()
+    return registered
+
+
+def register_web_client(metadata: dict[str, Any], method: str, name: str) -> dict[str, Any]:
+    """A code-flow client registered over HTTP (RFC 7591) with auth `method`."""
+    return register(
+        metadata,
+        redirect_uris=["http://127.0.0.1/callback"],
+        token_endpoint_auth_method=method,
+        grant_types=["authorization_code", "refresh_token"],
+        client_name=name,
+    )
+
+
+def web_client(registered: dict[str, Any], scope: str) -> OAuth2Client:
+    """Authlib's client for the code flow with S256 PKCE, as registered."""
+    return OAuth2Client(
+        client_id=registered["client_id"],
+        client_secret=registered.get("client_secret"),
+        token_endpoint_auth_method=registered["token_endpoint_auth_method"],
+        scope=scope,
+        redirect_uri=REDIRECT_URI,
+        code_challenge_method="S256",
+        timeout=5,
+    )
+
+
+def code_flow(client: OAuth2Client, browser: httpx.Client, metadata: dict[str, Any]) -> Any:
+    """Authlib's authorization URL with S256 PKCE and RESOURCE, a person allowing it, and the
+    code exchanged; the callback carries the state and the issuer (RFC 9207)."""
+    verifier = generate_token(64)
+    url, state = client.create_authorization_url(
+        metadata["authorization_endpoint"], code_verifier=verifier, resource=RESOURCE
+    )
+    callback = sign_in_and_consent(browser, url)
+    params = query_of(callback)
+    assert params["state"] == state
+    assert params["iss"] == metadata["issuer"]
+    return client.fetch_token(
+        metadata["token_endpoint"],
+        authorization_response=callback,
+        code_verifier=verifier,
+        resource=RESOURCE,
+    )
+
+
 def test_authlib_code_flow_with_pkce_refresh_and_jwks_verification(oauthd: Config) -> None:
     """Authlib registers nothing of its own: DCR over HTTP, then the code flow with S256 PKCE,
     a refresh with rotation, and RFC 9068 access tokens verified with PyJWKClient."""
-    metadata = httpx.get(oauthd.url + "/.well-known/oauth-authorization-server", timeout=5).json()
+    metadata = discover(oauthd)
     assert "S256" in metadata["code_challenge_methods_supported"]
-    registered = httpx.post(
-        metadata["registration_endpoint"],
-        json={
-            "redirect_uris": ["http://127.0.0.1/callback"],
-            "token_endpoint_auth_method": "none",
-            "grant_types": ["authorization_code", "refresh_token"],
-            "client_name": "authlib interop",
-        },
-        timeout=5,
-    )
-    assert registered.status_code == 201, registered.text
-    client_id = registered.json()["client_id"]
+    registered = register_web_client(metadata, "none", "authlib interop")
+    client_id = registered["client_id"]
 
     with (
-        OAuth2Client(
-            client_id=client_id,
-            token_endpoint_auth_method="none",
-            scope="openid email mcp:tools",
-            redirect_uri=REDIRECT_URI,
-            code_challenge_method="S256",
-            timeout=5,
-        ) as client,
+        web_client(registered, "openid email mcp:tools") as client,
         httpx.Client(base_url=oauthd.url, timeout=5) as browser,
     ):
-        verifier = generate_token(64)
-        url, state = client.create_authorization_url(
-            metadata["authorization_endpoint"], code_verifier=verifier, resource=RESOURCE
-        )
-        callback = sign_in_and_consent(browser, url)
-        params = query_of(callback)
-        assert params["state"] == state
-        assert params["iss"] == metadata["issuer"]
-
-        token = client.fetch_token(
-            metadata["token_endpoint"],
-            authorization_response=callback,
-            code_verifier=verifier,
-            resource=RESOURCE,
-        )
+        token = code_flow(client, browser, metadata)
         assert token["token_type"] == "Bearer"
         assert token["scope"] == "openid email mcp:tools"
         assert "id_token" in token
@@ -140,3 +172,115 @@ def verify(jwks: jwt.PyJWKClient, access_token: str, issuer: str) -> dict[str, o
         options={"require": ["exp", "iat", "iss", "sub", "aud", "jti"]},
     )
     return claims
+
+
+def test_authlib_confidential_client_introspects_and_revokes(oauthd: Config) -> None:
+    """RFC 7662 §2.1 and RFC 7009 §2.1 as Authlib sends them (client_secret_basic): the
+    client's AT and RT introspect active; revoking the RT ends the grant, AT included."""
+    metadata = discover(oauthd)
+    registered = register_web_client(metadata, "client_secret_basic", "authlib confidential")
+    with (
+        web_client(registered, "openid mcp:tools") as client,
+        httpx.Client(base_url=oauthd.url, timeout=5) as browser,
+    ):
+        token = code_flow(client, browser, metadata)
+        endpoint = metadata["introspection_endpoint"]
+        access = client.introspect_token(endpoint, token=token["access_token"]).json()
+        assert access["active"] is True
+        assert access["client_id"] == registered["client_id"]
+        assert access["aud"] == RESOURCE
+        refresh = client.introspect_token(
+            endpoint, token=token["refresh_token"], token_type_hint="refresh_token"
+        ).json()
+        assert refresh["active"] is True
+        assert refresh["token_type"] == "refresh_token"
+
+        revoked = client.revoke_token(
+            metadata["revocation_endpoint"],
+            token=token["refresh_token"],
+            token_type_hint="refresh_token",
+        )
+        assert revoked.status_code == 200, revoked.text
+        for kind in ("access_token", "refresh_token"):
+            assert client.introspect_token(endpoint, token=token[kind]).json() == {"active": False}
+
+
+def test_authlib_client_credentials(oauthd: Config) -> None:
+    """OAuth 2.1 §4.2, RFC 9068 §2.2: a machine client gets a token for the resource with
+    its own id as `sub`, and no refresh token."""
+    metadata = discover(oauthd)
+    machine = register(
+        metadata,
+        token_endpoint_auth_method="client_secret_basic",
+        grant_types=["client_credentials"],
+        scope="mcp:tools",
+        client_name="authlib machine",
+    )
+    with OAuth2Client(
+        client_id=machine["client_id"],
+        client_secret=machine["client_secret"],
+        token_endpoint_auth_method="client_secret_basic",
+        scope="mcp:tools",
+        timeout=5,
+    ) as client:
+        token = client.fetch_token(
+            metadata["token_endpoint"], grant_type="client_credentials", resource=RESOURCE
+        )
+    assert "refresh_token" not in token
+    jwks = jwt.PyJWKClient(metadata["jwks_uri"].replace(oauthd.issuer, oauthd.url))
+    claims = verify(jwks, token["access_token"], metadata["issuer"])
+    assert claims["sub"] == claims["client_id"] == machine["client_id"]
+    assert claims["scope"] == "mcp:tools"
+
+
+def approve_device(browser: httpx.Client, user_code: str) -> None:
+    """A person on another device: enter the code, log in, allow."""
+    response = browser.get("/device", params={"user_code": user_code})
+    for _ in range(4):
+        if response.status_code == 200:
+            assert "signed in on your device" in response.text
+            return
+        assert response.status_code in (302, 303), response.text
+        location = response.headers["location"]
+        page = browser.get(location)
+        form = {"request": form_field(page.text, "request"), "csrf": form_field(page.text, "csrf")}
+        if "/login" in location:
+            response = browser.post(
+                "/login", data={**form, "email": ALICE[0], "password": ALICE[1]}
+            )
+        else:
+            response = browser.post("/consent", data={**form, "decision": "allow"})
+    raise AssertionError("the device flow did not finish")
+
+
+def test_authlib_device_flow(oauthd: Config) -> None:
+    """RFC 8628 §3.1-§3.5 as in the README's example: Authlib starts the flow, a person
+    approves it elsewhere, and Authlib's token request gets the tokens, which then work at
+    /userinfo."""
+    metadata = discover(oauthd)
+    registered = register(
+        metadata,
+        token_endpoint_auth_method="none",
+        grant_types=[DEVICE_GRANT, "refresh_token"],
+        client_name="authlib device",
+    )
+    with (
+        OAuth2Client(
+            client_id=registered["client_id"], token_endpoint_auth_method="none", timeout=5
+        ) as client,
+        httpx.Client(base_url=oauthd.url, timeout=5) as browser,
+    ):
+        device = client.request(
+            "POST",
+            metadata["device_authorization_endpoint"],
+            data={"client_id": registered["client_id"], "scope": "openid email"},
+            withhold_token=True,
+        ).json()
+        approve_device(browser, device["user_code"])
+        token = client.fetch_token(
+            metadata["token_endpoint"], grant_type=DEVICE_GRANT, device_code=device["device_code"]
+        )
+        assert "refresh_token" in token
+        userinfo = client.get(metadata["userinfo_endpoint"].replace(oauthd.issuer, oauthd.url))
+        assert userinfo.status_code == 200, userinfo.text
+        assert userinfo.json()["email"] == ALICE[0]

@@ -27,7 +27,8 @@ def config_logging_everything(tmp_path: Path) -> Config:
         f'data_dir = "{tmp_path / "data"}"\nlisten = "127.0.0.1:{port}"\n'
         '[[resources]]\nuri = "https://mcp.example.com/mcp"\nscopes = ["mcp:tools"]\n'
         f'[dev]\nusers = [{{ email = "alice@example.com", password = "{PASSWORD}" }}]\n'
-        '[log]\nlevel = "debug"\nformat = "text"\naccess_log = true\n',
+        '[log]\nlevel = "debug"\nformat = "text"\naccess_log = true\n'
+        "[registration]\nallow_client_credentials = true\n",  # the flows register a machine
         encoding="utf-8",
     )
     return Config(path, issuer, issuer)

@@ -102,7 +102,11 @@ def oauthd_settings(make_settings: Callable[..., Settings], port: int) -> Settin
 
 @asynccontextmanager
 async def stack(
-    make_settings: Callable[..., Settings], clock: ManualClock, mode: Mode
+    make_settings: Callable[..., Settings],
+    clock: ManualClock,
+    mode: Mode,
+    *,
+    require_user: bool = False,
 ) -> AsyncIterator[Stack]:
     settings = oauthd_settings(make_settings, free_port())
     fetched: list[str] = []
@@ -121,6 +125,7 @@ async def stack(
         client_secret=RS_SECRET,
         jwks_refetch_interval_s=REFETCH_S,
         now=clock.now,
+        require_user=require_user,
     )
     async with (
         running_server(settings, clock) as server,
@@ -388,3 +393,62 @@ async def test_rfc7662_s2_2_introspection_refuses_another_audience(introspecting
 async def test_rfc7662_s2_2_introspection_refuses_garbage(introspecting: Stack) -> None:
     """RFC 7662 §2.2: anything oauthd does not know is inactive, hence invalid_token."""
     assert_invalid_token(await whoami(introspecting, "not-a-token"))
+
+
+# --- RFC 9068 §2.2: a client's own token (client_credentials) or a person's --------------------
+
+
+async def machine_token(s: Stack) -> tuple[str, str]:
+    """A client_credentials token for the sample API; (token, the machine's client_id)."""
+    registered = await s.oauthd.http.post(
+        "/register",
+        json={
+            "token_endpoint_auth_method": "client_secret_basic",
+            "grant_types": ["client_credentials"],
+            "scope": "notes:read",
+        },
+    )
+    assert registered.status_code == 201, registered.text
+    machine = registered.json()
+    response = await s.oauthd.http.post(
+        "/token",
+        data={"grant_type": "client_credentials", "resource": API},
+        auth=(machine["client_id"], machine["client_secret"]),
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"], machine["client_id"]
+
+
+@pytest.mark.parametrize("mode", ["local", "introspection"])
+async def test_rfc9068_s2_2_client_token_has_the_client_as_subject(
+    make_settings: Callable[..., Settings],
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: Mode,
+) -> None:
+    """RFC 9068 §2.2: with no person involved, `sub` is the client's id: that is how an app
+    tells a client's own token from a person's (a person's `sub` is never a client id)."""
+    monkeypatch.setenv(RS_SECRET_ENV, RS_SECRET)
+    async with stack(make_settings, clock, mode) as s:
+        token, machine_id = await machine_token(s)
+        response = await whoami(s, token)
+        assert response.status_code == 200, response.text
+        assert response.json()["sub"] == response.json()["client_id"] == machine_id
+        person = (await whoami(s, await token_for(s))).json()
+        assert person["sub"] != person["client_id"]
+
+
+@pytest.mark.parametrize("mode", ["local", "introspection"])
+async def test_rfc9068_s2_2_require_user_refuses_client_tokens(
+    make_settings: Callable[..., Settings],
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: Mode,
+) -> None:
+    """RFC 6750 §3.1 invalid_token: with `require_user`, a token with no person behind it
+    (client_credentials) is refused; a person's token still passes."""
+    monkeypatch.setenv(RS_SECRET_ENV, RS_SECRET)
+    async with stack(make_settings, clock, mode, require_user=True) as s:
+        token, _ = await machine_token(s)
+        assert_invalid_token(await whoami(s, token))
+        assert (await whoami(s, await token_for(s))).status_code == 200

@@ -1,9 +1,11 @@
 """OAuth 2.1 §4.2: the client credentials grant, for confidential clients only
-(TOKEN-4, TOKEN-18, REG-10; RFC 9068 §2.2; RFC 8707 §2)."""
+(TOKEN-4, TOKEN-18, REG-10; RFC 9068 §2.2; RFC 8707 §2), and for self-registered ones only
+when the operator allows it (`registration.allow_client_credentials`)."""
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -11,8 +13,12 @@ import jwt
 import pytest
 import trio
 
-from tests.conftest import ISSUER, Server
+from oauthd.settings import RegistrationSettings, Settings
+from tests.conftest import ISSUER, Server, running_server
 from tests.flow import RESOURCE, register
+
+ALLOWED = RegistrationSettings(allow_client_credentials=True)  # as in tests/conftest.py
+DEFAULT = RegistrationSettings()
 
 
 def basic(client: dict[str, Any]) -> dict[str, str]:
@@ -20,9 +26,9 @@ def basic(client: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
 
 
-async def machine(http: httpx.AsyncClient, scope: str = "mcp:tools") -> dict[str, Any]:
-    """A confidential client registered for client_credentials alone."""
-    response = await http.post(
+def register_machine(http: httpx.AsyncClient, scope: str = "mcp:tools") -> Any:
+    """POST /register for a confidential client with client_credentials alone."""
+    return http.post(
         "/register",
         json={
             "token_endpoint_auth_method": "client_secret_basic",
@@ -31,6 +37,11 @@ async def machine(http: httpx.AsyncClient, scope: str = "mcp:tools") -> dict[str
             "client_name": "a machine",
         },
     )
+
+
+async def machine(http: httpx.AsyncClient, scope: str = "mcp:tools") -> dict[str, Any]:
+    """A confidential client registered for client_credentials alone."""
+    response = await register_machine(http, scope)
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     assert "client_secret" in body
@@ -188,6 +199,34 @@ async def test_rfc8707_s2_bad_resource_is_invalid_target(
     """RFC 8707 §2: unknown resource, not a URI, or two audiences -> invalid_target."""
     client = await machine(server.http)
     assert_error(await grant(server.http, client, resource=resource), "invalid_target")
+
+
+# --- self-registered clients: only when the operator allows it ---------------------------------
+
+
+async def test_rfc7591_s2_self_registered_client_credentials_refused_by_default(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """RFC 7591 §2 (the server may refuse grant types), RFC 9068 §2.2: with open registration
+    anyone could mint resource tokens with no person behind them, so by default a
+    self-registered client cannot register client_credentials -> invalid_client_metadata."""
+    async with running_server(make_settings(registration=DEFAULT)) as server:
+        response = await register_machine(server.http)
+        assert_error(response, "invalid_client_metadata")
+        assert "registration.allow_client_credentials" in response.json()["error_description"]
+
+
+async def test_s3_2_4_self_registered_client_is_unauthorized_client_once_disallowed(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """TOKEN-4 (OAuth 2.1 §3.2.4 unauthorized_client): a client that registered itself while
+    it was allowed gets no client_credentials token once the operator turns it off."""
+    async with running_server(make_settings(registration=ALLOWED)) as allowed:
+        client = await machine(allowed.http)
+        assert (await grant(allowed.http, client, scope="mcp:tools")).status_code == 200
+    async with running_server(make_settings(registration=DEFAULT)) as server:
+        response = await grant(server.http, client, scope="mcp:tools", resource=RESOURCE)
+        assert_error(response, "unauthorized_client")
 
 
 async def test_rfc8414_s2_grant_is_advertised(server: Server) -> None:

@@ -359,7 +359,8 @@ async def test_rfc8707_s2_resource_with_upper_case_scheme_and_host(server: Serve
 
 
 async def test_rfc8707_s2_2_resource_omitted_at_token_uses_the_granted_one(server: Server) -> None:
-    """RES-1: a token request without resource gets the audience granted at /authorize."""
+    """RES-1: a token request without resource gets the audience granted at /authorize, and
+    /userinfo's (the issuer) since openid is granted (README "Audience")."""
     auth, code = await code_for(server)
     response = await post_token(
         server.http,
@@ -370,10 +371,8 @@ async def test_rfc8707_s2_2_resource_omitted_at_token_uses_the_granted_one(serve
         client_id=auth.client_id,
     )
     assert response.status_code == 200, response.text
-    assert (
-        jwt.decode(response.json()["access_token"], options={"verify_signature": False})["aud"]
-        == RESOURCE
-    )
+    claims = jwt.decode(response.json()["access_token"], options={"verify_signature": False})
+    assert claims["aud"] == [RESOURCE, server.settings.issuer]
 
 
 # --- CODE-8: what was approved, nothing more -------------------------------------------------

@@ -7,6 +7,7 @@ import base64
 import json
 import re
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -264,6 +265,60 @@ async def test_rfc9700_s2_3_token_for_another_audience_is_invalid_token(server: 
     token = await access_token(server, resource=RESOURCE)
     assert jwt.decode(token, options={"verify_signature": False})["aud"] == RESOURCE
     assert_invalid_token(await get(server.http, token))
+
+
+async def openid_grant_for_resource(server: Server) -> tuple[Authorization, dict[str, Any]]:
+    """A grant with `openid` and RESOURCE, its code redeemed for RESOURCE (aud RESOURCE)."""
+    client = await register(server.http)
+    auth = Authorization(client["client_id"], scope="openid email", resource=RESOURCE)
+    tokens = await tokens_for(server.http, auth)
+    assert jwt.decode(tokens["access_token"], options={"verify_signature": False})["aud"] == (
+        RESOURCE
+    )
+    return auth, tokens
+
+
+async def refreshed(server: Server, auth: Authorization, token: str, **extra: str) -> str:
+    data = {"grant_type": "refresh_token", "refresh_token": token, "client_id": auth.client_id}
+    response = await server.http.post("/token", data={**data, **extra})
+    assert response.status_code == 200, response.text
+    access: str = response.json()["access_token"]
+    return access
+
+
+async def test_rfc8707_s2_2_refresh_without_resource_works_at_userinfo(server: Server) -> None:
+    """USERINFO-6, RES-3: an AT issued without `resource` to a grant that includes `openid`
+    (a refresh by requests-oauthlib or openid-client) is accepted at /userinfo, and still at
+    the grant's resource."""
+    auth, tokens = await openid_grant_for_resource(server)
+    token = await refreshed(server, auth, tokens["refresh_token"])
+    response = await get(server.http, token)
+    assert response.status_code == 200, response.text
+    aud = jwt.decode(token, options={"verify_signature": False})["aud"]
+    assert set(aud) == {RESOURCE, server.settings.issuer}
+
+
+async def test_rfc8707_s2_2_token_for_a_named_resource_stays_restricted(server: Server) -> None:
+    """USERINFO-6 (MCP audience binding): an AT requested with `resource` on refresh is for
+    that resource only, and /userinfo refuses it."""
+    auth, tokens = await openid_grant_for_resource(server)
+    token = await refreshed(server, auth, tokens["refresh_token"], resource=RESOURCE)
+    assert jwt.decode(token, options={"verify_signature": False})["aud"] == RESOURCE
+    assert_invalid_token(await get(server.http, token))
+
+
+async def test_rfc8707_s2_2_code_redeemed_without_resource_works_at_userinfo(
+    server: Server,
+) -> None:
+    """USERINFO-6: a code for a grant with a resource, redeemed without `resource`, gives an
+    AT for the grant's resources and the issuer, accepted at /userinfo."""
+    client = await register(server.http)
+    auth = Authorization(client["client_id"], scope="openid", resource=RESOURCE)
+    code = (await authorize_code(server.http, auth))["code"]
+    auth.resource = None  # not sent at the token endpoint
+    response = await redeem(server.http, auth, code)
+    assert response.status_code == 200, response.text
+    assert (await get(server.http, response.json()["access_token"])).status_code == 200
 
 
 # --- USERINFO-7 ----------------------------------------------------------------------------

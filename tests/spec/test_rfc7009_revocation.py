@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -58,6 +59,27 @@ async def server(
 # --- helpers shared with test_rfc7662_introspection -------------------------------------------
 
 
+@dataclass(frozen=True)
+class Caller:
+    """A client as it presents itself at /token, /revoke and /introspect: `client_id` alone
+    (a public client, auth method none) or client_secret_basic."""
+
+    client_id: str
+    secret: str | None = None
+
+    def post(self, http: httpx.AsyncClient, path: str, data: dict[str, Any]) -> Any:
+        if self.secret is None:
+            return http.post(path, data={**data, "client_id": self.client_id})
+        return http.post(path, data=data, auth=(self.client_id, self.secret))
+
+
+CONF = Caller(CONF_ID, CONF_SECRET)
+
+
+def as_caller(client: str | Caller) -> Caller:
+    return client if isinstance(client, Caller) else Caller(client)
+
+
 async def public_tokens(server: Server, **fields: Any) -> tuple[str, dict[str, Any]]:
     """A freshly registered public client and a token response for it."""
     client = await register(server.http)
@@ -65,8 +87,19 @@ async def public_tokens(server: Server, **fields: Any) -> tuple[str, dict[str, A
     return auth.client_id, await tokens_for(server.http, auth)
 
 
+async def secret_tokens(server: Server, **fields: Any) -> tuple[Caller, dict[str, Any]]:
+    """A freshly registered confidential client (client_secret_basic) and a token response."""
+    client = await register(server.http, token_endpoint_auth_method="client_secret_basic")
+    caller = Caller(client["client_id"], client["client_secret"])
+    return caller, await code_tokens(server, caller, Authorization(caller.client_id, **fields))
+
+
 async def confidential_tokens(server: Server, **fields: Any) -> dict[str, Any]:
-    auth = Authorization(CONF_ID, **fields)
+    return await code_tokens(server, CONF, Authorization(CONF_ID, **fields))
+
+
+async def code_tokens(server: Server, caller: Caller, auth: Authorization) -> dict[str, Any]:
+    """The code flow for `auth`, the code redeemed by an authenticating `caller`."""
     code = (await authorize_code(server.http, auth))["code"]
     form = {
         "grant_type": "authorization_code",
@@ -76,30 +109,32 @@ async def confidential_tokens(server: Server, **fields: Any) -> dict[str, Any]:
     }
     if auth.resource:
         form["resource"] = auth.resource
-    response = await server.http.post("/token", data=form, auth=(CONF_ID, CONF_SECRET))
+    response = await caller.post(server.http, "/token", form)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
 
 
 async def revoke(
-    http: httpx.AsyncClient, client_id: str, token: str, **extra: Any
+    http: httpx.AsyncClient, client: str | Caller, token: str, **extra: Any
 ) -> httpx.Response:
-    return await http.post("/revoke", data={"token": token, "client_id": client_id, **extra})
-
-
-async def introspect(http: httpx.AsyncClient, client_id: str, token: str, **extra: Any) -> Any:
-    """The introspection answer for a public caller (auth method none)."""
-    response = await http.post(
-        "/introspect", data={"token": token, "client_id": client_id, **extra}
+    response: httpx.Response = await as_caller(client).post(
+        http, "/revoke", {"token": token, **extra}
     )
+    return response
+
+
+async def introspect(http: httpx.AsyncClient, caller: Caller, token: str, **extra: Any) -> Any:
+    """The introspection answer for an authenticated caller."""
+    response = await caller.post(http, "/introspect", {"token": token, **extra})
     assert response.status_code == 200, response.text
     return response.json()
 
 
-async def refresh(http: httpx.AsyncClient, client_id: str, token: str) -> httpx.Response:
-    data = {"grant_type": "refresh_token", "refresh_token": token, "client_id": client_id}
-    return await http.post("/token", data=data)
+async def refresh(http: httpx.AsyncClient, client: str | Caller, token: str) -> httpx.Response:
+    data = {"grant_type": "refresh_token", "refresh_token": token}
+    response: httpx.Response = await as_caller(client).post(http, "/token", data)
+    return response
 
 
 async def userinfo_status(http: httpx.AsyncClient, access_token: str) -> int:
@@ -141,27 +176,27 @@ def server_key(settings: Settings, token: str) -> tuple[str, Any]:
 async def test_s2_1_revoked_refresh_token_and_its_grant_are_dead(server: Server) -> None:
     """REVOKE-1, REVOKE-6, REFRESH-8: revoking an RT answers 200; it no longer refreshes or
     introspects, and the access tokens of its grant are inactive and refused by /userinfo."""
-    client_id, tokens = await public_tokens(server, resource=None)
+    client, tokens = await secret_tokens(server, resource=None)
     response = await revoke(
-        server.http, client_id, tokens["refresh_token"], token_type_hint="refresh_token"
+        server.http, client, tokens["refresh_token"], token_type_hint="refresh_token"
     )
     assert response.status_code == 200
     assert response.headers["cache-control"] == "no-store"
-    assert_error(await refresh(server.http, client_id, tokens["refresh_token"]), "invalid_grant")
-    assert await introspect(server.http, client_id, tokens["refresh_token"]) == {"active": False}
-    assert await introspect(server.http, client_id, tokens["access_token"]) == {"active": False}
+    assert_error(await refresh(server.http, client, tokens["refresh_token"]), "invalid_grant")
+    assert await introspect(server.http, client, tokens["refresh_token"]) == {"active": False}
+    assert await introspect(server.http, client, tokens["access_token"]) == {"active": False}
     assert await userinfo_status(server.http, tokens["access_token"]) == 401
 
 
 async def test_s2_1_revoking_a_rotated_refresh_token_ends_the_whole_family(server: Server) -> None:
     """REVOKE-6: every refresh token of the grant, and every access token issued from it."""
-    client_id, first = await public_tokens(server)
-    response = await refresh(server.http, client_id, first["refresh_token"])
+    client, first = await secret_tokens(server)
+    response = await refresh(server.http, client, first["refresh_token"])
     assert response.status_code == 200, response.text
     second = response.json()
-    assert (await revoke(server.http, client_id, second["refresh_token"])).status_code == 200
+    assert (await revoke(server.http, client, second["refresh_token"])).status_code == 200
     for token in (first["access_token"], second["access_token"], second["refresh_token"]):
-        assert await introspect(server.http, client_id, token) == {"active": False}
+        assert await introspect(server.http, client, token) == {"active": False}
 
 
 @pytest.mark.parametrize("hint", ["access_token", "foo", "refresh_token", None])
@@ -182,27 +217,25 @@ async def test_s2_1_revoked_access_token_is_inactive_and_its_refresh_token_survi
 ) -> None:
     """REVOKE-6: a revoked JWT access token introspects inactive and /userinfo refuses it at
     once; the refresh token is left alive (RFC 7009 §2.1 MAY, documented in rfc7009_revocation)."""
-    client_id, tokens = await public_tokens(server, resource=None)
+    client, tokens = await secret_tokens(server, resource=None)
     assert await userinfo_status(server.http, tokens["access_token"]) == 200
     response = await revoke(
-        server.http, client_id, tokens["access_token"], token_type_hint="access_token"
+        server.http, client, tokens["access_token"], token_type_hint="access_token"
     )
     assert response.status_code == 200
-    assert await introspect(server.http, client_id, tokens["access_token"]) == {"active": False}
+    assert await introspect(server.http, client, tokens["access_token"]) == {"active": False}
     assert await userinfo_status(server.http, tokens["access_token"]) == 401
-    assert (await refresh(server.http, client_id, tokens["refresh_token"])).status_code == 200
+    assert (await refresh(server.http, client, tokens["refresh_token"])).status_code == 200
 
 
 async def test_s2_1_refresh_token_sent_with_access_token_hint_for_an_access_token(
     server: Server,
 ) -> None:
     """REVOKE-5: an access token sent with hint refresh_token is still found and revoked."""
-    client_id, tokens = await public_tokens(server)
+    client, tokens = await secret_tokens(server)
     extra = {"token_type_hint": "refresh_token"}
-    assert (
-        await revoke(server.http, client_id, tokens["access_token"], **extra)
-    ).status_code == 200
-    assert await introspect(server.http, client_id, tokens["access_token"]) == {"active": False}
+    assert (await revoke(server.http, client, tokens["access_token"], **extra)).status_code == 200
+    assert await introspect(server.http, client, tokens["access_token"]) == {"active": False}
 
 
 # --- §2.1: client authentication --------------------------------------------------------------
@@ -293,24 +326,24 @@ async def test_s2_2_expired_access_token_answers_200(server: Server, clock: Manu
 async def test_s2_1_another_clients_tokens_are_not_revoked(server: Server) -> None:
     """REVOKE-4: client B submitting client A's RT or AT gets the privacy-preserving 200 and
     revokes nothing: A's tokens still introspect active and still refresh."""
-    a_id, a_tokens = await public_tokens(server)
-    b_id, _ = await public_tokens(server)
+    a, a_tokens = await secret_tokens(server)
+    b_id, _ = await public_tokens(server)  # a public client may revoke, its own tokens only
     for token in (a_tokens["refresh_token"], a_tokens["access_token"]):
         assert (await revoke(server.http, b_id, token)).status_code == 200
-    assert (await introspect(server.http, a_id, a_tokens["access_token"]))["active"] is True
-    assert (await introspect(server.http, a_id, a_tokens["refresh_token"]))["active"] is True
-    assert (await refresh(server.http, a_id, a_tokens["refresh_token"])).status_code == 200
+    assert (await introspect(server.http, a, a_tokens["access_token"]))["active"] is True
+    assert (await introspect(server.http, a, a_tokens["refresh_token"]))["active"] is True
+    assert (await refresh(server.http, a, a_tokens["refresh_token"])).status_code == 200
 
 
 async def test_s2_1_forged_access_token_revokes_nothing(server: Server) -> None:
     """REVOKE-4: a JWT naming A's jti and client_id but signed by another key is not A's
     token: 200, and the real one stays active."""
-    client_id, tokens = await public_tokens(server)
+    client, tokens = await secret_tokens(server)
     claims = claims_of(tokens["access_token"])
     header = jwt.get_unverified_header(tokens["access_token"])
     forged = jwt.encode(claims, other_key(), algorithm="ES256", headers=header)
-    assert (await revoke(server.http, client_id, forged)).status_code == 200
-    assert (await introspect(server.http, client_id, tokens["access_token"]))["active"] is True
+    assert (await revoke(server.http, client, forged)).status_code == 200
+    assert (await introspect(server.http, client, tokens["access_token"]))["active"] is True
 
 
 # --- §2.1: request errors ----------------------------------------------------------------------

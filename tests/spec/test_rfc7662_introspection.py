@@ -13,8 +13,9 @@ import pytest
 
 from oauthd.settings import Settings
 from tests.conftest import ManualClock, Server, running_server
-from tests.flow import RESOURCE, Authorization, authorize_code, redeem, register
+from tests.flow import RESOURCE, Authorization, authorize_code
 from tests.spec.test_rfc7009_revocation import (
+    CONF,
     CONF_ENV,
     CONF_ID,
     CONF_SECRET,
@@ -32,6 +33,7 @@ from tests.spec.test_rfc7009_revocation import (
     public_tokens,
     refresh,
     revoke,
+    secret_tokens,
     server_key,
 )
 
@@ -82,6 +84,32 @@ async def test_s2_1_caller_must_authenticate(
     )
     assert_error(response, "invalid_client", 401)
     assert "www-authenticate" in response.headers
+
+
+async def test_s2_1_public_client_cannot_introspect(server: Server) -> None:
+    """INTRO-1 (RFC 7662 §2.1 "MUST also require some form of authorization"): a public
+    client_id authenticates nothing -> 401 invalid_client, for its own AT and RT alike."""
+    client_id, tokens = await public_tokens(server)
+    for token in (tokens["access_token"], tokens["refresh_token"]):
+        response = await server.http.post(
+            "/introspect", data={"token": token, "client_id": client_id}
+        )
+        assert_error(response, "invalid_client", 401)
+        assert "www-authenticate" in response.headers
+        assert "sub" not in response.text
+
+
+async def test_s2_1_refused_public_caller_spends_no_authentication_budget(server: Server) -> None:
+    """INTRO-1, RATE-6: anyone can name a public client at /introspect; those refusals do not
+    count as its failed authentications, so it still gets tokens at /token."""
+    client_id, tokens = await public_tokens(server)
+    limit = server.settings.limits.client_auth_failures.requests
+    for _ in range(limit + 1):
+        response = await server.http.post(
+            "/introspect", data={"token": "x", "client_id": client_id}
+        )
+        assert_error(response, "invalid_client", 401)
+    assert (await refresh(server.http, client_id, tokens["refresh_token"])).status_code == 200
 
 
 async def test_s2_1_missing_token_is_invalid_request(server: Server) -> None:
@@ -141,29 +169,29 @@ async def test_s2_1_refresh_token_introspects_as_refresh_token(
 ) -> None:
     """INTRO-5: an RT introspected by its own client -> active with token_type refresh_token;
     the hint, right, wrong or unknown, does not change the answer."""
-    client_id, tokens = await public_tokens(server)
+    client, tokens = await secret_tokens(server)
     extra = {} if hint is None else {"token_type_hint": hint}
-    body = await introspect(server.http, client_id, tokens["refresh_token"], **extra)
+    body = await introspect(server.http, client, tokens["refresh_token"], **extra)
     assert set(body) == MEMBERS
     assert body["active"] is True
     assert body["token_type"] == "refresh_token"
-    assert body["client_id"] == client_id
+    assert body["client_id"] == client.client_id
     assert body["scope"] == tokens["scope"]
     assert body["sub"] == claims_of(tokens["access_token"])["sub"]
     assert body["exp"] > body["iat"]
-    at = await introspect(server.http, client_id, tokens["access_token"], **extra)
+    at = await introspect(server.http, client, tokens["access_token"], **extra)
     assert at["active"] is True
     assert at["token_type"] == "Bearer"
 
 
 async def test_s2_2_rotated_refresh_token_is_inactive(server: Server) -> None:
     """INTRO-3: an RT after rotation is no longer active; its successor is."""
-    client_id, tokens = await public_tokens(server)
-    response = await refresh(server.http, client_id, tokens["refresh_token"])
+    client, tokens = await secret_tokens(server)
+    response = await refresh(server.http, client, tokens["refresh_token"])
     assert response.status_code == 200
-    assert await introspect(server.http, client_id, tokens["refresh_token"]) == INACTIVE
+    assert await introspect(server.http, client, tokens["refresh_token"]) == INACTIVE
     new = response.json()["refresh_token"]
-    assert (await introspect(server.http, client_id, new))["active"] is True
+    assert (await introspect(server.http, client, new))["active"] is True
 
 
 # --- §2.2: inactive answers say nothing more -----------------------------------------------------
@@ -182,26 +210,26 @@ async def test_s2_2_rotated_refresh_token_is_inactive(server: Server) -> None:
 )
 async def test_s2_2_garbage_and_unknown_tokens_are_inactive(server: Server, token: str) -> None:
     """INTRO-3: garbage or unknown token -> 200 {"active": false} and no other member."""
-    client_id, _ = await public_tokens(server)
-    assert await introspect(server.http, client_id, token) == INACTIVE
+    client, _ = await secret_tokens(server)
+    assert await introspect(server.http, client, token) == INACTIVE
 
 
 async def test_s2_2_revoked_tokens_are_inactive(server: Server) -> None:
     """INTRO-3: after /revoke, the AT and RT -> exactly {"active": false}."""
-    client_id, tokens = await public_tokens(server)
-    assert (await revoke(server.http, client_id, tokens["refresh_token"])).status_code == 200
-    assert await introspect(server.http, client_id, tokens["access_token"]) == INACTIVE
-    assert await introspect(server.http, client_id, tokens["refresh_token"]) == INACTIVE
+    client, tokens = await secret_tokens(server)
+    assert (await revoke(server.http, client, tokens["refresh_token"])).status_code == 200
+    assert await introspect(server.http, client, tokens["access_token"]) == INACTIVE
+    assert await introspect(server.http, client, tokens["refresh_token"]) == INACTIVE
 
 
 async def test_s2_2_expired_tokens_are_inactive(server: Server, clock: ManualClock) -> None:
     """INTRO-3: an AT past exp, and an RT past its family's lifetime -> {"active": false}."""
-    client_id, tokens = await public_tokens(server)
+    client, tokens = await secret_tokens(server)
     clock.advance(TTL_S + 1)
-    assert await introspect(server.http, client_id, tokens["access_token"]) == INACTIVE
-    assert (await introspect(server.http, client_id, tokens["refresh_token"]))["active"] is True
+    assert await introspect(server.http, client, tokens["access_token"]) == INACTIVE
+    assert (await introspect(server.http, client, tokens["refresh_token"]))["active"] is True
     clock.advance(server.settings.tokens.refresh_token_ttl_s)
-    assert await introspect(server.http, client_id, tokens["refresh_token"]) == INACTIVE
+    assert await introspect(server.http, client, tokens["refresh_token"]) == INACTIVE
 
 
 def forgeries(settings: Settings, token: str) -> dict[str, str]:
@@ -241,10 +269,10 @@ def forgeries(settings: Settings, token: str) -> dict[str, str]:
 async def test_s2_2_forged_access_tokens_are_inactive(server: Server) -> None:
     """INTRO-3 (RFC 8725 §3.1, RFC 9068 §4): alg none, another key, tampered claims, wrong
     issuer, expired, wrong typ, an unrecorded jti -> exactly {"active": false}."""
-    client_id, tokens = await public_tokens(server)
+    client, tokens = await secret_tokens(server)
     for name, forged in forgeries(server.settings, tokens["access_token"]).items():
-        assert await introspect(server.http, client_id, forged) == INACTIVE, name
-    assert (await introspect(server.http, client_id, tokens["access_token"]))["active"] is True
+        assert await introspect(server.http, client, forged) == INACTIVE, name
+    assert (await introspect(server.http, client, tokens["access_token"]))["active"] is True
 
 
 # --- §2.1, §4: who may introspect which token -------------------------------------------------
@@ -253,11 +281,11 @@ async def test_s2_2_forged_access_tokens_are_inactive(server: Server) -> None:
 async def test_s2_2_another_client_learns_nothing(server: Server) -> None:
     """INTRO-4, REVOKE-4: client B introspecting A's AT or RT -> exactly {"active": false},
     the same answer as for garbage; A still sees them active."""
-    a_id, a_tokens = await public_tokens(server)
-    b_id, _ = await public_tokens(server)
+    a, a_tokens = await secret_tokens(server)
+    b, _ = await secret_tokens(server)
     for token in (a_tokens["access_token"], a_tokens["refresh_token"]):
-        assert await introspect(server.http, b_id, token) == INACTIVE
-        assert (await introspect(server.http, a_id, token))["active"] is True
+        assert await introspect(server.http, b, token) == INACTIVE
+        assert (await introspect(server.http, a, token))["active"] is True
 
 
 async def test_s4_registered_resource_server_introspects_tokens_for_its_resource(
@@ -285,40 +313,44 @@ async def test_s2_2_after_refresh_token_reuse_access_tokens_are_inactive(
 ) -> None:
     """INTRO-6, REFRESH-2: reusing a rotated RT past the grace window revokes the family:
     both access tokens of the grant introspect {"active": false}."""
-    client_id, first = await public_tokens(server)
-    response = await refresh(server.http, client_id, first["refresh_token"])
+    client, first = await secret_tokens(server)
+    response = await refresh(server.http, client, first["refresh_token"])
     assert response.status_code == 200
     second = response.json()
     clock.advance(server.settings.tokens.refresh_grace_s + 1)
-    assert_error(await refresh(server.http, client_id, first["refresh_token"]), "invalid_grant")
+    assert_error(await refresh(server.http, client, first["refresh_token"]), "invalid_grant")
     for token in (first["access_token"], second["access_token"], second["refresh_token"]):
-        assert await introspect(server.http, client_id, token) == INACTIVE
+        assert await introspect(server.http, client, token) == INACTIVE
 
 
 async def test_s2_2_after_code_replay_access_tokens_are_inactive(server: Server) -> None:
     """INTRO-6, CODE-2: a second redemption of a code revokes what the first issued."""
-    client = await register(server.http)
-    auth = Authorization(client["client_id"])
+    auth = Authorization(CONF_ID)
     code = (await authorize_code(server.http, auth))["code"]
-    first = await redeem(server.http, auth, code)
+    first = await redeem_as_conf(server.http, auth, code)
     assert first.status_code == 200
     tokens = first.json()
-    assert_error(await redeem(server.http, auth, code), "invalid_grant")
-    assert await introspect(server.http, auth.client_id, tokens["access_token"]) == INACTIVE
-    assert await introspect(server.http, auth.client_id, tokens["refresh_token"]) == INACTIVE
+    assert_error(await redeem_as_conf(server.http, auth, code), "invalid_grant")
+    assert await introspect(server.http, CONF, tokens["access_token"]) == INACTIVE
+    assert await introspect(server.http, CONF, tokens["refresh_token"]) == INACTIVE
+
+
+async def redeem_as_conf(http: httpx.AsyncClient, auth: Authorization, code: str) -> Any:
+    form = {"grant_type": "authorization_code", "code": code, "code_verifier": auth.verifier}
+    return await CONF.post(http, "/token", {**form, "resource": RESOURCE})
 
 
 # --- RFC 8414 §2 and CORS ----------------------------------------------------------------------
 
 
 async def test_rfc8414_s2_metadata_advertises_introspection(server: Server) -> None:
-    """DISC-9: introspection_endpoint and its auth methods, the same as the token endpoint's."""
+    """DISC-9, INTRO-1: introspection_endpoint and its auth methods: the token endpoint's,
+    except `none` (a public client cannot authenticate, RFC 7662 §2.1)."""
     doc = (await server.http.get("/.well-known/oauth-authorization-server")).json()
     assert doc["introspection_endpoint"] == server.settings.issuer + "/introspect"
-    assert (
-        doc["introspection_endpoint_auth_methods_supported"]
-        == doc["token_endpoint_auth_methods_supported"]
-    )
+    methods = doc["introspection_endpoint_auth_methods_supported"]
+    assert "none" not in methods
+    assert methods == [m for m in doc["token_endpoint_auth_methods_supported"] if m != "none"]
 
 
 async def test_cors_preflight_without_credentials(server: Server) -> None:

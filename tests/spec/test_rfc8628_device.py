@@ -276,7 +276,8 @@ async def test_s3_4_client_must_be_registered_for_the_grant(server: Server) -> N
 
 async def test_s3_5_approved_once_then_invalid_grant(server: Server) -> None:
     """DEVICE-6: after approval the first poll gets tokens (AT, RT, id_token for openid) with
-    the requested resource as audience; a second poll -> invalid_grant."""
+    the requested resource as audience (and /userinfo's, the issuer: openid is granted and the
+    poll names no resource, README "Audience"); a second poll -> invalid_grant."""
     client = await device_client(server.http)
     device = await started(server.http, client, resource=RESOURCE)
     page = await decide(server.http, device["user_code"])
@@ -289,7 +290,7 @@ async def test_s3_5_approved_once_then_invalid_grant(server: Server) -> None:
     assert tokens["scope"] == "openid email"
     assert {"access_token", "refresh_token", "id_token"} <= set(tokens)
     claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
-    assert claims["aud"] == RESOURCE
+    assert claims["aud"] == [RESOURCE, server.settings.issuer]
     assert claims["client_id"] == client["client_id"]
     id_claims = jwt.decode(tokens["id_token"], options={"verify_signature": False})
     assert id_claims["aud"] == client["client_id"]

@@ -344,7 +344,7 @@ async def test_a_pass_deletes_exactly_the_dynamic_clients_never_used_in_time(
     """A dynamically registered client that never got a token is deleted unused_ttl_s after
     registering, shard and index entry; one that got a token, and a configured client, stay."""
     settings = make_settings(
-        registration=RegistrationSettings(unused_ttl_s=3600),
+        registration=RegistrationSettings(unused_ttl_s=3600, allow_client_credentials=True),
         clients=(ClientSettings("cfg", ("http://127.0.0.1/cb",), "none"),),
     )
     async with serving(settings, clock) as (server, collect):
@@ -374,7 +374,9 @@ async def test_use_renews_a_dynamic_client_and_an_idle_one_expires(
 ) -> None:
     """A token issued renews the registration (recorded at most once a day, so busy clients
     cost no extra writes); a client idle past idle_ttl_s is deleted and answers invalid_client."""
-    settings = make_settings(registration=RegistrationSettings(idle_ttl_s=14 * DAY))
+    settings = make_settings(
+        registration=RegistrationSettings(idle_ttl_s=14 * DAY, allow_client_credentials=True)
+    )
     async with serving(settings, clock) as (server, collect):
         busy, idle = await machine(server), await machine(server)
         assert await machine_token(server, busy) == 200

@@ -23,6 +23,13 @@ from oauthd.oauth.rfc8252_redirects import (
 )
 from oauthd.oauth.rfc8707_resources import resolve_resources
 from oauthd.oauth.scopes import parse_scope
+from oauthd.oauth.token_liveness import (
+    Liveness,
+    access_token_liveness,
+    has_expired,
+    refresh_token_expires_at,
+    refresh_token_liveness,
+)
 
 VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"  # RFC 7636 Appendix B
 CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
@@ -282,3 +289,28 @@ def test_client_ids_never_start_with_a_dash() -> None:
     ids = [issue_client_id() for _ in range(2000)]
     assert not any(i.startswith("-") for i in ids)
     assert all(set(i) <= set(string.ascii_letters + string.digits + "-_") for i in ids)
+
+
+# --- token liveness: one boundary (RFC 7519 §4.1.4) -----------------------------------------
+
+
+def test_token_liveness_dead_on_the_expiry_second() -> None:
+    """RFC 7519 §4.1.4: "MUST NOT be accepted on or after the expiration time"."""
+    assert not has_expired(100, 99.999)
+    assert has_expired(100, 100)
+    assert access_token_liveness(expires_at=100, revoked_at=None, now=99) is Liveness.LIVE
+    assert access_token_liveness(expires_at=100, revoked_at=None, now=100) is Liveness.EXPIRED
+    assert access_token_liveness(expires_at=100, revoked_at=5, now=0) is Liveness.REVOKED
+
+
+def test_refresh_token_liveness_grant_first_then_rotation_then_idle() -> None:
+    """OAuth 2.1 §4.3.1, §4.3.3: a revoked or ended grant ends its tokens; a rotated token is
+    a replay whatever its age; an unused one dies idle_s after issue."""
+    base = {"issued_at": 0, "rotated_at": None, "grant_expires_at": 1000, "idle_s": 300}
+    assert refresh_token_liveness(**base, grant_revoked_at=None, now=299) is Liveness.LIVE
+    assert refresh_token_liveness(**base, grant_revoked_at=None, now=300) is Liveness.EXPIRED
+    assert refresh_token_liveness(**base, grant_revoked_at=1, now=0) is Liveness.REVOKED
+    rotated = {**base, "rotated_at": 10}
+    assert refresh_token_liveness(**rotated, grant_revoked_at=None, now=900) is Liveness.ROTATED
+    assert refresh_token_liveness(**rotated, grant_revoked_at=None, now=1000) is Liveness.EXPIRED
+    assert refresh_token_expires_at(issued_at=900, grant_expires_at=1000, idle_s=300) == 1000

@@ -33,6 +33,7 @@ from oauthd.oauth.rfc8628_device import (
 )
 from oauthd.oauth.rfc8707_resources import resolve_resources, token_audience
 from oauthd.oauth.scopes import format_scope, known_scopes
+from oauthd.oauth.token_liveness import has_expired
 from oauthd.storage import hash_secret
 from oauthd.storage.grants import (
     FamilyRow,
@@ -113,7 +114,7 @@ class DeviceHandlers(TokenHandlers):
     def get_device_request(self, message: GetDeviceRequest) -> AuthorizationRequest | None:
         client = self.client()
         row = load_device_code(self.store, message.code_hash)
-        if row is None or row.status != "pending" or row.expires_at <= self._now():
+        if row is None or row.status != "pending" or has_expired(row.expires_at, self._now()):
             return None
         return AuthorizationRequest(
             client_id=client.client_id,
@@ -143,7 +144,7 @@ class DeviceHandlers(TokenHandlers):
         now = self._now()
         if row is None or row.status == "redeemed":
             raise InvalidGrant("the device code is invalid")  # DEVICE-5, DEVICE-6
-        if row.expires_at <= now:
+        if has_expired(row.expires_at, now):
             raise ExpiredToken("the device code has expired")
         if row.status == "denied":
             raise AccessDenied("the user denied the request")
@@ -157,8 +158,8 @@ class DeviceHandlers(TokenHandlers):
             raise InvalidGrant("the device code is invalid")
         # RFC 8628 §3.5 / DEVICE-6: tokens as the code flow issues them, and only once.
         resources = tuple(row.request["resources"])
-        audience = token_audience(message.resources, resources, self.env.settings.issuer)
         scope = tuple(row.request["scope"])
+        audience = token_audience(message.resources, resources, self.env.settings.issuer, scope)
         family = FamilyRow(
             family_id=secrets.token_urlsafe(16),
             user_id=row.user_id,

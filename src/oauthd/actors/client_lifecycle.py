@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from oauthd.actors.shard import Audit, command, query
+from oauthd.actors.token_state import is_access_token_live, load_refresh_state
 from oauthd.actors.wiring import Env
 from oauthd.keys import Keyring, TokenInvalid
 from oauthd.oauth.handles import parse_handle
@@ -26,14 +27,9 @@ from oauthd.oauth.rfc7662_introspection import (
 )
 from oauthd.oauth.rfc8707_resources import token_audience
 from oauthd.oauth.rfc9068_access_token import AccessTokenClaims
+from oauthd.oauth.token_liveness import Liveness
 from oauthd.storage import ClientRecord, Store
-from oauthd.storage.grants import (
-    is_access_token_active,
-    load_family,
-    load_refresh,
-    revoke_access_token,
-    revoke_family,
-)
+from oauthd.storage.grants import load_refresh, revoke_access_token, revoke_family
 
 __all__ = [
     "AuthenticateCaller",
@@ -141,7 +137,7 @@ class LifecycleHandlers:
         if at is not None:
             if (
                 at.client_id != client.client_id
-                or not is_access_token_active(self.store, at.jti, now)
+                or not is_access_token_live(self.store, at.jti, now)
                 or not may_introspect(message.caller_id, at.client_id, at.aud, settings.resources)
             ):
                 return INACTIVE
@@ -155,15 +151,12 @@ class LifecycleHandlers:
             self.shard_key
         ):
             return INACTIVE
-        row = load_refresh(self.store, message.token)
-        family = load_family(self.store, row.family_id) if row else None
-        if row is None or family is None or family.revoked_at is not None or row.rotated_at:
+        idle_s = settings.tokens.refresh_token_idle_s
+        state = load_refresh_state(self.store, message.token, idle_s, now)
+        if state is None or state.liveness is not Liveness.LIVE:
             return INACTIVE
-        # The same limits the refresh_token grant enforces (OAuth 2.1 §4.3.3, REFRESH-9).
-        exp = min(family.expires_at, row.issued_at + settings.tokens.refresh_token_idle_s)
-        if exp <= now:
-            return INACTIVE
-        audience = token_audience((), family.resources, settings.issuer)
+        family = state.family
+        audience = token_audience((), family.resources, settings.issuer, family.scope.split())
         return Introspection(
             True,
             family.scope,
@@ -171,7 +164,7 @@ class LifecycleHandlers:
             family.user_id,
             audience,
             settings.issuer,
-            exp,
-            row.issued_at,
+            state.expires_at,
+            state.row.issued_at,
             "refresh_token",
         )

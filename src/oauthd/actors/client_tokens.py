@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from oauthd.actors.grants import CheckAccessToken, RedeemCode, RefreshTokens, TokenResponse
 from oauthd.actors.shard import Audit, CommitThenRaise, command, query
+from oauthd.actors.token_state import is_access_token_live, load_refresh_state
 from oauthd.actors.wiring import Env
 from oauthd.errors import (
     InvalidClient,
@@ -31,6 +32,7 @@ from oauthd.oauth.handles import issue_handle, parse_handle
 from oauthd.oauth.oidc_id_token import id_token_claims
 from oauthd.oauth.rfc6749_client_auth import ClientCredentials, check_method
 from oauthd.oauth.rfc6749_client_credentials import (
+    check_client_may_use_grant,
     client_credentials_audience,
     client_credentials_scope,
 )
@@ -39,6 +41,7 @@ from oauthd.oauth.rfc7636_pkce import check_verifier
 from oauthd.oauth.rfc8707_resources import token_audience
 from oauthd.oauth.rfc9068_access_token import TYP, access_token_claims
 from oauthd.oauth.scopes import format_scope, known_scopes, parse_scope
+from oauthd.oauth.token_liveness import Liveness, has_expired
 from oauthd.storage import ClientRecord, Store, check_secret, touch_client
 from oauthd.storage.clients import spend_assertion_jti
 from oauthd.storage.grants import (
@@ -46,10 +49,7 @@ from oauthd.storage.grants import (
     insert_access_token,
     insert_family,
     insert_refresh,
-    is_access_token_active,
     load_code,
-    load_family,
-    load_refresh,
     mark_code_redeemed,
     mark_refresh_rotated,
     revoke_family,
@@ -198,11 +198,11 @@ class TokenHandlers:
                 revoke_family(self.store, row.family_id, now)
                 self.audit("code_reuse_detected", client_id=client.client_id, family=row.family_id)
             raise CommitThenRaise(InvalidGrant("the code was already used"))
-        if row.expires_at <= now:
+        if has_expired(row.expires_at, now):
             raise InvalidGrant("the code has expired")
         resources = tuple(grant["resources"])
-        audience = token_audience(message.resources, resources, self.env.settings.issuer)
         scope = tuple(grant["scope"])
+        audience = token_audience(message.resources, resources, self.env.settings.issuer, scope)
         family = FamilyRow(
             family_id=secrets.token_urlsafe(16),
             user_id=grant["user_id"],
@@ -239,19 +239,19 @@ class TokenHandlers:
         token = message.refresh_token
         if token is None:
             raise InvalidRequest("refresh_token is required")
-        row = load_refresh(self.store, token) if parse_handle(token, "rt") else None
-        family = load_family(self.store, row.family_id) if row else None
         now = self._now()
-        if row is None or family is None or family.revoked_at is not None:
+        idle_s = self.env.settings.tokens.refresh_token_idle_s
+        state = (
+            load_refresh_state(self.store, token, idle_s, now)
+            if parse_handle(token, "rt")
+            else None
+        )
+        if state is None or state.liveness is Liveness.REVOKED:
             raise InvalidGrant("the refresh token is invalid")
-        if family.expires_at <= now:
+        if state.liveness is Liveness.EXPIRED:
+            # OAuth 2.1 §4.3.3: the grant's end, or unused too long (REFRESH-9).
             raise InvalidGrant("the refresh token has expired")
-        if (
-            row.rotated_at is None
-            and now - row.issued_at > self.env.settings.tokens.refresh_token_idle_s
-        ):
-            # OAuth 2.1 §4.3.3: refresh tokens expire when unused (REFRESH-9).
-            raise InvalidGrant("the refresh token has expired")
+        row, family = state.row, state.family
         if row.rotated_at is not None:
             return self._replay(token, row.rotated_at, row.replay, family, now)
         granted = tuple(family.scope.split())
@@ -259,10 +259,11 @@ class TokenHandlers:
         # OAuth 2.1 §4.3.1: a narrower scope may be asked for, never a wider one.
         if any(s not in granted for s in requested):
             raise InvalidScope("scope exceeds what was granted")
-        audience = token_audience(message.resources, family.resources, self.env.settings.issuer)
+        scope = requested or granted
+        issuer = self.env.settings.issuer
+        audience = token_audience(message.resources, family.resources, issuer, scope)
         successor = issue_handle("rt", self.shard_key)
         insert_refresh(self.store, successor, family.family_id, now)
-        scope = requested or granted
         response = self._mint("refresh_token", client, family, scope, audience, successor, None)
         sealed = seal_for(token, json.dumps(response.to_json()).encode())
         mark_refresh_rotated(self.store, token, now, sealed)
@@ -300,11 +301,13 @@ class TokenHandlers:
     @keeps_spent_assertion
     def issue_client_token(self, message: IssueClientToken) -> TokenResponse:
         client = self.authenticate(message.credentials)
-        # OAuth 2.1 §4.2: confidential clients only, whatever a registration says.
-        if client.token_endpoint_auth_method == "none":  # noqa: S105 (a method name)
-            raise UnauthorizedClient("client_credentials is for confidential clients")
-        self.require_grant(client, "client_credentials")
         settings = self.env.settings
+        check_client_may_use_grant(
+            auth_method=client.token_endpoint_auth_method,
+            self_asserted=client.self_asserted,
+            allowed=settings.registration.allow_client_credentials,
+        )
+        self.require_grant(client, "client_credentials")
         scope = client_credentials_scope(message.scope, client.scope, known_scopes(settings))
         configured = tuple(r.uri for r in settings.resources)
         audience = client_credentials_audience(message.resources, configured, settings.issuer)
@@ -395,4 +398,4 @@ class TokenHandlers:
     @query(CheckAccessToken)
     def check_access_token(self, message: CheckAccessToken) -> bool:
         self.client()  # raises for a deleted client, whose tokens are all inactive
-        return is_access_token_active(self.store, message.jti, self._now())
+        return is_access_token_live(self.store, message.jti, self._now())

@@ -1,15 +1,48 @@
-"""The client credentials grant (OAuth 2.1 §4.2): what a client may ask for on its own behalf.
+"""The client credentials grant (OAuth 2.1 §4.2): who may use it, and what a client may ask for
+on its own behalf.
 
 No person is involved, so the OIDC scopes (which name a person's data) are never granted here;
-a client gets at most the scopes it registered, and those the server knows."""
+a client gets at most the scopes it registered, and those the server knows. The token's `sub`
+is the client's id (RFC 9068 §2.2), which is how a resource server tells it from a person's.
+
+With open registration anyone can become a client, so a client that registered itself or is
+described by its own metadata document uses this grant only if the operator allows it
+(`registration.allow_client_credentials`)."""
 
 from __future__ import annotations
 
-from oauthd.errors import InvalidScope
-from oauthd.oauth.rfc8707_resources import token_audience
+from collections.abc import Iterable
+
+from oauthd.errors import InvalidClientMetadata, InvalidScope, UnauthorizedClient
+from oauthd.oauth.rfc8707_resources import requested_audience
 from oauthd.oauth.scopes import OIDC_SCOPES, check_scopes_allowed, parse_scope
 
-__all__ = ["client_credentials_audience", "client_credentials_scope"]
+__all__ = [
+    "check_client_may_use_grant",
+    "check_self_registered_grants",
+    "client_credentials_audience",
+    "client_credentials_scope",
+]
+
+GRANT = "client_credentials"
+NOT_ALLOWED = "client_credentials is not allowed for self-registered clients here"
+HOW_TO_ALLOW = " (registration.allow_client_credentials)"
+
+
+def check_self_registered_grants(grant_types: Iterable[str], *, allowed: bool) -> None:
+    """RFC 7591 §2: the server may refuse a grant type it will not let this client use."""
+    if GRANT in grant_types and not allowed:
+        raise InvalidClientMetadata(NOT_ALLOWED + HOW_TO_ALLOW)
+
+
+def check_client_may_use_grant(*, auth_method: str, self_asserted: bool, allowed: bool) -> None:
+    """At the token endpoint, whatever a registration says: confidential clients only (OAuth
+    2.1 §4.2), and self-registered ones only when allowed (a registration from before the
+    operator turned it off). OAuth 2.1 §3.2.4 unauthorized_client."""
+    if auth_method == "none":
+        raise UnauthorizedClient("client_credentials is for confidential clients")
+    if self_asserted and not allowed:
+        raise UnauthorizedClient(NOT_ALLOWED)
 
 
 def client_credentials_scope(
@@ -35,4 +68,4 @@ def client_credentials_audience(
     issuer itself when none is requested."""
     if not requested:
         return (issuer,)
-    return token_audience(requested, configured, issuer)
+    return requested_audience(requested, configured)

@@ -10,11 +10,22 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from oauthd.errors import InvalidClient
+from oauthd.oauth.rfc6749_client_auth import ClientCredentials
 from oauthd.oauth.rfc6750_bearer import InvalidToken
 from oauthd.oauth.rfc9068_access_token import AccessTokenClaims, check_access_token
 from oauthd.settings import ResourceSettings
 
-__all__ = ["INACTIVE", "Introspection", "check_issued_access_token", "may_introspect"]
+__all__ = [
+    "INACTIVE",
+    "Introspection",
+    "caller_auth_methods",
+    "check_caller_authenticates",
+    "check_issued_access_token",
+    "may_introspect",
+]
+
+UNAUTHENTICATED = "none"  # a public client's method: it names itself and proves nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +60,20 @@ class Introspection:
 
 
 INACTIVE = Introspection(active=False)
+
+
+def check_caller_authenticates(credentials: ClientCredentials) -> None:
+    """RFC 7662 §2.1: the endpoint MUST require authentication of its caller, so a public
+    client, which only names itself, cannot introspect (INTRO-1). Checked before the caller's
+    shard is asked, so it never counts as a failed authentication of that client."""
+    if credentials.method == UNAUTHENTICATED:
+        raise InvalidClient("introspection requires client authentication")
+
+
+def caller_auth_methods(token_endpoint_methods: Iterable[str]) -> list[str]:
+    """RFC 8414 §2 `introspection_endpoint_auth_methods_supported`: the token endpoint's
+    methods that authenticate (DISC-9)."""
+    return [m for m in token_endpoint_methods if m != UNAUTHENTICATED]
 
 
 def check_issued_access_token(

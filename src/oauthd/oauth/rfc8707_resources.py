@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from oauthd.errors import InvalidTarget
 
-__all__ = ["resolve_resources", "token_audience"]
+__all__ = ["requested_audience", "resolve_resources", "token_audience", "userinfo_audience"]
 
 
 def _root_normalised(uri: str) -> str:
@@ -45,14 +45,35 @@ def resolve_resources(requested: Iterable[str], configured: Iterable[str]) -> tu
     return tuple(resolved)
 
 
-def token_audience(
-    requested: tuple[str, ...], granted: tuple[str, ...], default: str
-) -> tuple[str, ...]:
-    """The `aud` of a token (RFC 8707 §2.2): one requested resource among those granted, or
-    every granted one, or `default` (the issuer itself) when none was granted. One token
-    names one requested audience, so an MCP server cannot replay it at another."""
-    if not requested:
-        return granted or (default,)
+def userinfo_audience(issuer: str) -> str:
+    """oauthd's own protected resource, /userinfo: its RFC 9728 `resource` is the issuer, and
+    a token is accepted there only if its `aud` names it (RFC 9700 §2.3, USERINFO-6)."""
+    return issuer
+
+
+def requested_audience(requested: tuple[str, ...], allowed: Iterable[str]) -> tuple[str, ...]:
+    """RFC 8707 §2.2: the one resource named at the token endpoint, among `allowed`
+    (invalid_target otherwise). One token names one requested audience, so an MCP server
+    cannot replay it at another."""
     if len(requested) > 1:
         raise InvalidTarget("request one resource per token")
-    return resolve_resources(requested, granted)
+    return resolve_resources(requested, allowed)
+
+
+def token_audience(
+    requested: tuple[str, ...], granted: tuple[str, ...], issuer: str, scope: Iterable[str]
+) -> tuple[str, ...]:
+    """The `aud` of a token issued from a grant (the table in README "Policies: Audience"):
+
+    - `resource` named at the token endpoint: that resource only (MCP audience binding);
+    - none named: every resource the grant holds (RFC 8707 §2.2 lets the server use those of
+      the authorization request), plus /userinfo's audience when the token's `scope`
+      includes `openid` (the person approved the client reading their claims), or when the
+      grant holds no resource at all (never an audience-less token, RFC 9700 §2.3).
+
+    So a client that refreshes without `resource` (requests-oauthlib, openid-client) keeps a
+    token that works at /userinfo and at the grant's resources."""
+    if requested:
+        return requested_audience(requested, granted)
+    own = (userinfo_audience(issuer),) if "openid" in scope or not granted else ()
+    return tuple(dict.fromkeys(granted + own))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from oauthd.oauth.rfc6750_bearer import InvalidToken
+from oauthd.oauth.token_liveness import has_expired
 
 __all__ = ["TYP", "AccessTokenClaims", "access_token_claims", "check_access_token"]
 
@@ -23,6 +24,12 @@ class AccessTokenClaims:
     jti: str
     iat: int
     exp: int
+
+    @property
+    def is_client_only(self) -> bool:
+        """No person behind the token (the client_credentials grant): RFC 9068 §2.2 makes
+        `sub` the client's own id then. A person's `sub` is a random id, never a client's."""
+        return self.sub == self.client_id
 
 
 def access_token_claims(
@@ -68,7 +75,7 @@ def check_access_token(
     if audience not in audiences:
         raise InvalidToken("access token is for another audience")
     exp, iat = claims["exp"], claims["iat"]
-    if not isinstance(exp, int) or not isinstance(iat, int) or exp <= now:
+    if not isinstance(exp, int) or not isinstance(iat, int) or has_expired(exp, now):
         raise InvalidToken("access token expired")
     scope = claims.get("scope", "")
     return AccessTokenClaims(

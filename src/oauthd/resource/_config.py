@@ -43,6 +43,9 @@ class ResourceConfig:
     # A revoked token stays usable here for at most this many seconds.
     introspection_cache_s: float = 0.0
     http_timeout_s: float = 5.0
+    # Refuse tokens with no person behind them (client_credentials, where `sub` is the client's
+    # own id, RFC 9068 §2.2) with 401 invalid_token: for APIs that act for a person.
+    require_user: bool = False
     now: Callable[[], float] = time.time  # seconds since the epoch; injectable for tests
 
     def __post_init__(self) -> None:

@@ -12,7 +12,12 @@ from types import TracebackType
 import httpx
 
 from oauthd.errors import OAuthError
-from oauthd.oauth.rfc6750_bearer import InsufficientScope, bearer_challenge, read_bearer
+from oauthd.oauth.rfc6750_bearer import (
+    InsufficientScope,
+    InvalidToken,
+    bearer_challenge,
+    read_bearer,
+)
 from oauthd.oauth.rfc9068_access_token import AccessTokenClaims
 from oauthd.resource._config import ResourceConfig
 from oauthd.resource._introspection import Introspector
@@ -79,6 +84,8 @@ class ResourceGuard:
             if token is None:
                 return self.challenge(None)
             claims = await self._verifier.verify(token)
+            if self.config.require_user and claims.is_client_only:
+                raise InvalidToken("this resource needs a token issued for a person")
         except OAuthError as exc:
             return self.challenge(exc)
         return self.require(claims, path, scopes)

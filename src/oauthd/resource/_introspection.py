@@ -16,6 +16,7 @@ import httpx
 from oauthd.errors import TemporarilyUnavailable
 from oauthd.oauth.rfc6750_bearer import InvalidToken
 from oauthd.oauth.rfc9068_access_token import AccessTokenClaims
+from oauthd.oauth.token_liveness import has_expired
 from oauthd.resource._config import ResourceConfig
 from oauthd.resource._metadata import FetchFailed, IssuerMetadata
 
@@ -82,7 +83,7 @@ class Introspector:
         if c.resource not in audiences:  # RFC 9700 §2.3: only tokens meant for this resource
             raise InvalidToken("access token is for another audience")
         exp, iat = answer.get("exp"), answer.get("iat", 0)
-        if not isinstance(exp, int) or not isinstance(iat, int) or exp <= now:
+        if not isinstance(exp, int) or not isinstance(iat, int) or has_expired(exp, now):
             raise InvalidToken("access token expired")
         scope = answer.get("scope", "")
         return AccessTokenClaims(

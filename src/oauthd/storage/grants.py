@@ -18,6 +18,7 @@ from oauthd.storage.secrets import hash_secret
 from oauthd.storage.sqlite import Store
 
 __all__ = [
+    "AccessTokenRow",
     "CodeRow",
     "DeviceRow",
     "FamilyRow",
@@ -31,7 +32,7 @@ __all__ = [
     "insert_family",
     "insert_pending",
     "insert_refresh",
-    "is_access_token_active",
+    "load_access_token",
     "load_code",
     "load_device_code",
     "load_family",
@@ -284,9 +285,16 @@ def insert_access_token(store: Store, jti: str, family_id: str | None, expires_a
     )
 
 
-def is_access_token_active(store: Store, jti: str, now: int) -> bool:
+@dataclass(frozen=True, slots=True)
+class AccessTokenRow:
+    expires_at: int
+    revoked_at: int | None
+
+
+def load_access_token(store: Store, jti: str) -> AccessTokenRow | None:
+    """The record of an issued access token; whether it is live is oauth/token_liveness's."""
     rows = store.query("SELECT expires_at, revoked_at FROM access_tokens WHERE jti = ?", (jti,))
-    return bool(rows) and rows[0][1] is None and rows[0][0] > now
+    return AccessTokenRow(*rows[0]) if rows else None
 
 
 def revoke_access_token(store: Store, jti: str, now: int) -> None:

@@ -18,7 +18,12 @@ from oauthd.errors import InvalidClient, NotFound
 from oauthd.oauth.handles import parse_handle
 from oauthd.oauth.rfc6749_client_auth import read_credentials
 from oauthd.oauth.rfc7009_revocation import parse_token_request
-from oauthd.oauth.rfc7662_introspection import INACTIVE, Introspection
+from oauthd.oauth.rfc7662_introspection import (
+    INACTIVE,
+    Introspection,
+    caller_auth_methods,
+    check_caller_authenticates,
+)
 from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.oauth.rfc9068_access_token import AccessTokenClaims
 from oauthd.runtime import Address
@@ -66,6 +71,7 @@ def register(app: Quart, state: AppState) -> Contribution:
         params = request.form()
         parsed = parse_token_request(params, [name for name, _ in request.query.pairs])
         credentials = read_credentials(request.headers.get("authorization"), params)
+        check_caller_authenticates(credentials)
         caller_id: str = await auth_failures.attempt(
             ip_key_of(state, request.peer, request.forwarded_for),
             credentials.client_id,
@@ -80,7 +86,8 @@ def register(app: Quart, state: AppState) -> Contribution:
     return Contribution(
         members={
             "introspection_endpoint": state.url(PATH),
-            # RFC 8414 §2: callers authenticate as clients do at the token endpoint.
-            "introspection_endpoint_auth_methods_supported": list(AUTH_METHODS),
+            # RFC 8414 §2: callers authenticate as clients do at the token endpoint, except
+            # that a public client cannot (RFC 7662 §2.1).
+            "introspection_endpoint_auth_methods_supported": caller_auth_methods(AUTH_METHODS),
         }
     )

@@ -21,6 +21,7 @@ from oauthd.actors.client_registration import (
 from oauthd.actors.directory import UnindexClient
 from oauthd.actors.enrol import enrol
 from oauthd.errors import OAuthError
+from oauthd.oauth.rfc6749_client_credentials import check_self_registered_grants
 from oauthd.oauth.rfc6750_bearer import InvalidToken, bearer_challenge, read_bearer
 from oauthd.oauth.rfc7591_registration import (
     SERVER_MANAGED,
@@ -83,7 +84,7 @@ def register(app: Quart, state: AppState) -> Contribution:
             except InvalidToken as exc:
                 # RFC 6750 §3.1: no error attribute in the challenge when nothing was sent.
                 return unauthorized(exc, challenge=presented is not None)
-        meta = parse_metadata(await read_body(), allowed)
+        meta = checked(await read_body())
         new = enrol(meta, int(state.clock.now()), source="dynamic")
         await ask_directory(state, RegisterClient(new.record))
         extra: dict[str, Any] = {"registration_access_token": new.registration_access_token}
@@ -130,7 +131,13 @@ def register(app: Quart, state: AppState) -> Contribution:
             raise InvalidClientMetadata("client_id must match the registration")
         if any(name in body for name in SERVER_MANAGED):
             raise InvalidClientMetadata("server-managed fields cannot be set")
-        return parse_metadata(body, allowed)
+        return checked(body)
+
+    def checked(body: Any) -> ClientMetadata:
+        meta = parse_metadata(body, allowed)
+        machines = state.settings.registration.allow_client_credentials
+        check_self_registered_grants(meta.grant_types, allowed=machines)
+        return meta
 
     def unauthorized(error: OAuthError, *, challenge: bool = True) -> Response:
         challenge_text = bearer_challenge("oauthd", state.url(PATH), error if challenge else None)

@@ -19,6 +19,7 @@ from oauthd.oauth.rfc6750_bearer import (
     read_bearer,
 )
 from oauthd.oauth.rfc8414_metadata import Contribution
+from oauthd.oauth.rfc8707_resources import userinfo_audience
 from oauthd.oauth.rfc9068_access_token import AccessTokenClaims, check_access_token
 from oauthd.storage.people import UserRow
 from oauthd.web.asks import ask_client, ask_directory, keyring_for
@@ -35,6 +36,7 @@ PRM_PATH = "/.well-known/oauth-protected-resource"
 
 def register(app: Quart, state: AppState) -> Contribution:
     issuer = state.settings.issuer
+    own_audience = userinfo_audience(issuer)
     # RFC 9728 §3.1: the well-known segment goes between the host and the resource's path.
     parts = urlsplit(issuer)
     metadata_url = f"{parts.scheme}://{parts.netloc}{PRM_PATH}{state.settings.issuer_path}"
@@ -54,9 +56,9 @@ def register(app: Quart, state: AppState) -> Contribution:
         except TokenInvalid:
             raise InvalidToken("the access token is invalid") from None
         # The userinfo endpoint is the issuer's own resource: tokens for other audiences are
-        # refused (USERINFO-6, RFC 9700 §2.3).
+        # refused (USERINFO-6, RFC 9700 §2.3); which tokens name it is token_audience's rule.
         at = check_access_token(
-            header, claims, issuer=issuer, audience=issuer, now=state.clock.now()
+            header, claims, issuer=issuer, audience=own_audience, now=state.clock.now()
         )
         try:
             active: bool = await ask_client(state, at.client_id, CheckAccessToken(at.jti))
@@ -105,7 +107,7 @@ def register(app: Quart, state: AppState) -> Contribution:
 
     prm = json_bytes(
         {
-            "resource": issuer,
+            "resource": own_audience,
             "authorization_servers": [issuer],
             "bearer_methods_supported": ["header"],
             "scopes_supported": ["openid", "profile", "email"],
