@@ -6,6 +6,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import pytest
+from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 
 from oauthd.settings import Settings
 from tests.conftest import ISSUER, Server, running_server
@@ -154,3 +155,28 @@ async def test_s2_grant_types_are_explicit_and_never_implicit_or_password(server
         assert isinstance(document["grant_types_supported"], list)
         assert not {"implicit", "password"} & set(document["grant_types_supported"])
         assert "token" not in document["response_types_supported"]
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["token_endpoint", "revocation_endpoint", "introspection_endpoint"]
+)
+async def test_s2_jwt_client_auth_names_its_signing_algorithms(
+    server: Server, endpoint: str
+) -> None:
+    """DISC-7/DISC-9: `<endpoint>_auth_signing_alg_values_supported` MUST be present when
+    private_key_jwt or client_secret_jwt is listed for that endpoint, and never holds none."""
+    for path in (AS_METADATA, OIDC_METADATA):
+        document = (await server.http.get(path)).json()
+        methods = set(document[f"{endpoint}_auth_methods_supported"])
+        assert "private_key_jwt" in methods
+        algorithms = document[f"{endpoint}_auth_signing_alg_values_supported"]
+        assert algorithms
+        assert "none" not in algorithms
+        assert algorithms == document["token_endpoint_auth_signing_alg_values_supported"]
+
+
+async def test_s2_document_passes_authlib_metadata_validation(server: Server) -> None:
+    """DISC-4/DISC-7/DISC-9: the RFC 8414 document passes Authlib's
+    AuthorizationServerMetadata.validate(), which Authlib clients run before anything else."""
+    document = (await server.http.get(AS_METADATA)).json()
+    AuthorizationServerMetadata(document).validate()
