@@ -7,8 +7,9 @@ from urllib.parse import urlsplit
 
 import pytest
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
+from authlib.oidc.discovery import OpenIDProviderMetadata
 
-from oauthd.settings import Settings
+from oauthd.settings import KeySettings, Settings
 from tests.conftest import ISSUER, Server, running_server
 
 AS_METADATA = "/.well-known/oauth-authorization-server"
@@ -180,3 +181,29 @@ async def test_s2_document_passes_authlib_metadata_validation(server: Server) ->
     AuthorizationServerMetadata.validate(), which Authlib clients run before anything else."""
     document = (await server.http.get(AS_METADATA)).json()
     AuthorizationServerMetadata(document).validate()
+
+
+@pytest.mark.parametrize("algorithm", ["ES256", "RS256", "EdDSA"])
+async def test_oidc_discovery_s3_rs256_is_an_id_token_algorithm_in_both_documents(
+    make_settings: Callable[..., Settings], algorithm: str
+) -> None:
+    """DISC-14: id_token_signing_alg_values_supported MUST include RS256, whatever signs
+    access tokens; the RFC 8414 document carries it too (clients that read only that one)."""
+    async with running_server(make_settings(keys=KeySettings(algorithm=algorithm))) as server:
+        for path in (AS_METADATA, OIDC_METADATA):
+            document = (await server.http.get(path)).json()
+            assert sorted(document["id_token_signing_alg_values_supported"]) == sorted(
+                {"RS256", algorithm}
+            )
+        jwks = (await server.http.get("/.well-known/jwks.json")).json()
+        assert {key["alg"] for key in jwks["keys"]} == {"RS256", algorithm}
+
+
+async def test_oidc_discovery_s3_document_passes_authlib_provider_validation(
+    server: Server,
+) -> None:
+    """DISC-14/DISC-16: the OpenID document passes Authlib's OpenIDProviderMetadata.validate(),
+    and both documents carry the same members."""
+    document = (await server.http.get(OIDC_METADATA)).json()
+    OpenIDProviderMetadata(document).validate()
+    assert (await server.http.get(AS_METADATA)).json() == document

@@ -28,7 +28,9 @@ JWT_AUTH_METHODS = frozenset({"private_key_jwt", "client_secret_jwt"})
 
 @dataclass(frozen=True, slots=True)
 class Contribution:
-    """Members an endpoint adds; `oidc` members appear only in the OpenID document."""
+    """Members an endpoint adds; `oidc` members are OpenID Provider metadata (OIDC Discovery
+    §3). Both documents carry both: RFC 8414 §2 allows further members, and clients that read
+    only the RFC 8414 document (JWT libraries verifying ID tokens) need the OIDC ones too."""
 
     members: Mapping[str, Any] = field(default_factory=dict)
     oidc: Mapping[str, Any] = field(default_factory=dict)
@@ -39,7 +41,8 @@ def build_metadata(
     contributions: Iterable[Contribution],
     client_assertion_algorithms: Sequence[str] = (),
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(RFC 8414 document, OpenID document) for `issuer` from the endpoints' contributions.
+    """(RFC 8414 document, OpenID document) for `issuer` from the endpoints' contributions:
+    the same members in both (see `Contribution`).
 
     RFC 8414 §2 defaults an absent `grant_types_supported` to authorization_code and implicit,
     and OIDC Discovery §3 defaults `request_uri_parameter_supported` to true, so both are
@@ -60,8 +63,9 @@ def build_metadata(
     for contribution in contributions:
         _merge(base, contribution.members)
         _merge(oidc, contribution.oidc)
-    _add_signing_algorithms(base, client_assertion_algorithms)
-    return dict(sorted(base.items())), dict(sorted({**base, **oidc}.items()))
+    document = {**base, **oidc}
+    _add_signing_algorithms(document, client_assertion_algorithms)
+    return dict(sorted(document.items())), dict(sorted(document.items()))
 
 
 def _merge(target: dict[str, Any], members: Mapping[str, Any]) -> None:

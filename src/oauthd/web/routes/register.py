@@ -50,6 +50,8 @@ def register(app: Quart, state: AppState) -> Contribution:
     def allowed(scope: tuple[str, ...]) -> bool:
         return all(s in scopes for s in scope)
 
+    id_token_algorithms = state.settings.keys.signing_algorithms
+
     async def read_body() -> Any:
         # Read before refusing: see form_params on answering before the body is in.
         raw = await request.get_data(as_text=False)
@@ -83,7 +85,7 @@ def register(app: Quart, state: AppState) -> Contribution:
             except InvalidToken as exc:
                 # RFC 6750 §3.1: no error attribute in the challenge when nothing was sent.
                 return unauthorized(exc, challenge=presented is not None)
-        meta = parse_metadata(await read_body(), allowed)
+        meta = parse_metadata(await read_body(), allowed, id_token_algorithms)
         new = enrol(meta, int(state.clock.now()), source="dynamic")
         await ask_directory(state, RegisterClient(new.record))
         extra: dict[str, Any] = {"registration_access_token": new.registration_access_token}
@@ -130,7 +132,7 @@ def register(app: Quart, state: AppState) -> Contribution:
             raise InvalidClientMetadata("client_id must match the registration")
         if any(name in body for name in SERVER_MANAGED):
             raise InvalidClientMetadata("server-managed fields cannot be set")
-        return parse_metadata(body, allowed)
+        return parse_metadata(body, allowed, id_token_algorithms)
 
     def unauthorized(error: OAuthError, *, challenge: bool = True) -> Response:
         challenge_text = bearer_challenge("oauthd", state.url(PATH), error if challenge else None)

@@ -135,6 +135,9 @@ def register(app: Quart, state: AppState) -> Contribution:
             # every endpoint's methods by build_metadata.
             "token_endpoint_auth_methods_supported": AUTH_METHODS,
         },
-        # OIDC Discovery §3: ID tokens are signed with the configured key algorithm.
-        oidc={"id_token_signing_alg_values_supported": [state.settings.keys.algorithm]},
+        # OIDC Discovery §3: RS256 MUST be listed; a client may register the configured
+        # algorithm instead (id_token_signed_response_alg).
+        oidc={
+            "id_token_signing_alg_values_supported": list(state.settings.keys.signing_algorithms)
+        },
     )
