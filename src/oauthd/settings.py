@@ -55,6 +55,8 @@ __all__ = [
 
 ENV_PREFIX = "OAUTHD_"
 DAY_S = 86_400
+# OIDC Core §3.1.3.7, Registration §2: the ID token algorithm by default (not a secret)
+ID_TOKEN_ALG = "RS256"  # noqa: S105
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +174,12 @@ class KeySettings:
     rsa_bits: int = 2048
     reload_interval_s: float = 5.0  # how often a server notices keys changed by the CLI
     encryption_key_env: str = ""  # env var with a base64url 32-byte key-encryption key
+
+    @property
+    def signing_algorithms(self) -> tuple[str, ...]:
+        """The algorithms with keys of their own: `algorithm` (access tokens) and RS256, which
+        OIDC Discovery §3 requires for ID tokens (one line of keys when they are the same)."""
+        return tuple(dict.fromkeys((self.algorithm, ID_TOKEN_ALG)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,9 @@
 """An independent OAuth client against a real `oauthd serve`: Authlib's httpx OAuth2Client with
 PKCE S256 and a resource indicator, a person driving the login and consent pages, and PyJWT
 verifying the access token against the published JWKS; then introspection and revocation by
-a confidential client, client_credentials, and the device flow, each as Authlib does them."""
+a confidential client, client_credentials, and the device flow, each as Authlib does them;
+Authlib's metadata validation of both discovery documents, and a PyJWT relying party that
+reads only the RFC 8414 document."""
 
 from __future__ import annotations
 
@@ -16,8 +18,10 @@ import jwt
 import pytest
 from authlib.common.security import generate_token
 from authlib.deprecate import AuthlibDeprecationWarning
+from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
+from authlib.oidc.discovery import OpenIDProviderMetadata
 
-from tests.flow import ALICE, RESOURCE, form_field, query_of
+from tests.flow import ALICE, RESOURCE, form_field, pkce, query_of
 from tests.interop.test_cli import Config, free_port, serving
 
 with warnings.catch_warnings():
@@ -284,3 +288,75 @@ def test_authlib_device_flow(oauthd: Config) -> None:
         userinfo = client.get(metadata["userinfo_endpoint"].replace(oauthd.issuer, oauthd.url))
         assert userinfo.status_code == 200, userinfo.text
         assert userinfo.json()["email"] == ALICE[0]
+
+
+def test_authlib_validates_both_metadata_documents(oauthd: Config) -> None:
+    """RFC 8414 §2, OIDC Discovery §3: Authlib validates the documents before it does anything
+    else; both pass, the OpenID one with every OIDC rule (RS256 for ID tokens)."""
+    base = oauthd.url + "/.well-known/"
+    rfc8414 = httpx.get(base + "oauth-authorization-server", timeout=5).json()
+    AuthorizationServerMetadata(rfc8414).validate()
+    openid = httpx.get(base + "openid-configuration", timeout=5).json()
+    OpenIDProviderMetadata(openid).validate()
+    assert rfc8414["issuer"] == openid["issuer"] == oauthd.issuer
+
+
+def test_pyjwt_verifies_an_id_token_from_the_rfc8414_document_alone(oauthd: Config) -> None:
+    """A relying party that reads only /.well-known/oauth-authorization-server (jwks_uri and
+    id_token_signing_alg_values_supported) verifies the ID token of a real code flow with
+    PyJWKClient, in RS256, the algorithm OIDC gives clients that registered none."""
+    metadata = httpx.get(oauthd.url + "/.well-known/oauth-authorization-server", timeout=5).json()
+    algorithms = metadata["id_token_signing_alg_values_supported"]
+    assert "RS256" in algorithms
+    registered = httpx.post(
+        metadata["registration_endpoint"],
+        json={"redirect_uris": ["http://127.0.0.1/callback"], "token_endpoint_auth_method": "none"},
+        timeout=5,
+    )
+    assert registered.status_code == 201, registered.text
+    client_id = registered.json()["client_id"]
+    verifier, challenge = pkce()
+    nonce = generate_token(16)
+    with httpx.Client(base_url=oauthd.url, timeout=5) as browser:
+        authorize = browser.build_request(
+            "GET",
+            metadata["authorization_endpoint"],
+            params={
+                "response_type": "code",
+                "client_id": client_id,
+                "redirect_uri": REDIRECT_URI,
+                "scope": "openid email",
+                "state": "s1",
+                "nonce": nonce,
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            },
+        )
+        code = query_of(sign_in_and_consent(browser, str(authorize.url)))["code"]
+        token = httpx.post(
+            metadata["token_endpoint"],
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "code_verifier": verifier,
+                "redirect_uri": REDIRECT_URI,
+                "client_id": client_id,
+            },
+            timeout=5,
+        )
+    assert token.status_code == 200, token.text
+    id_token = token.json()["id_token"]
+
+    jwks = jwt.PyJWKClient(metadata["jwks_uri"])
+    key = jwks.get_signing_key_from_jwt(id_token)
+    claims = jwt.decode(
+        id_token,
+        key,
+        algorithms=algorithms,
+        audience=client_id,
+        issuer=metadata["issuer"],
+        options={"require": ["exp", "iat", "iss", "sub", "aud"]},
+    )
+    assert jwt.get_unverified_header(id_token)["alg"] == "RS256"
+    assert claims["nonce"] == nonce
+    assert claims["sub"]

@@ -230,20 +230,21 @@ def test_keys_rotate_reaches_a_running_server_within_reload_interval(
 ) -> None:
     """JWKS-5: `oauthd keys rotate` publishes a new key; a running server serves it promptly."""
     with serving(config, tmp_path / "serve.err"):
-        (kid,) = jwks_kids(config)
+        kids = jwks_kids(config)
+        assert len(kids) == 2  # ES256 for access tokens, RS256 for ID tokens
         listed = run("keys", "list", "--config", str(config.path))
         assert listed.returncode == 0, listed.stderr
-        assert kid in listed.stdout
+        assert all(kid in listed.stdout for kid in kids)
         assert "active" in listed.stdout
 
         rotated = run("keys", "rotate", "--config", str(config.path))
         assert rotated.returncode == 0, rotated.stderr
-        assert kid in rotated.stdout
+        assert all(kid in rotated.stdout for kid in kids)
         assert "published" in rotated.stdout
 
         # keys.reload_interval_s is 0.2 s; allow for a loaded machine, but bounded.
-        wait_until(lambda: len(jwks_kids(config)) == 2, 5.0, "the rotated key in the JWKS")
-        assert kid in jwks_kids(config)  # the old key keeps verifying
+        wait_until(lambda: len(jwks_kids(config)) == 4, 5.0, "the rotated keys in the JWKS")
+        assert kids <= jwks_kids(config)  # the old keys keep verifying
 
 
 def test_clients_add_registers_a_client_the_server_knows(config: Config, tmp_path: Path) -> None:

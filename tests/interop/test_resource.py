@@ -221,8 +221,10 @@ async def test_rfc9728_s5_1_no_token_is_401_with_resource_metadata_and_no_error(
     attributes = challenge(response)
     assert "error" not in attributes
     assert attributes["resource_metadata"] == PRM_URL
+    assert response.headers["x-content-type-options"] == "nosniff"
     metadata = await local.api.get(attributes["resource_metadata"])
     assert metadata.status_code == 200
+    assert metadata.headers["x-content-type-options"] == "nosniff"
     assert metadata.json()["resource"] == API
 
 

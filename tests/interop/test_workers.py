@@ -314,4 +314,4 @@ async def test_a_key_made_by_another_process_verifies_at_once(tmp_path: Path) ->
                 info = await b.get("/userinfo", headers=bearer)
                 assert info.status_code == 200, info.text
                 after = {k["kid"] for k in (await b.get("/.well-known/jwks.json")).json()["keys"]}
-                assert len(after - before) == 1  # B now publishes the new key too
+                assert len(after - before) == 2  # B now publishes the new keys too (both lines)

@@ -519,8 +519,8 @@ async def test_dev_allow_any_credentials_never_opens_a_known_user(
 async def test_dev_allow_any_credentials_two_first_logins_open_one_account(
     make_settings: Callable[..., Settings],
 ) -> None:
-    """docs/architecture.md "Browser side": allow_any_credentials never lets a wrong password into a known
-    user, even one created by a concurrent first login with another password."""
+    """docs/architecture.md "Browser side": allow_any_credentials never lets a wrong password
+    into a known user, even one created by a concurrent first login with another password."""
     dev = DevSettings(allow_any_credentials=True)
     async with running_server(make_settings(dev=dev)) as server, second_browser(server) as other:
         client = await register(server.http)

@@ -83,7 +83,7 @@ async def test_metrics_count_a_token_request_between_two_scrapes(server: Server)
     assert value(after, "oauthd_http_request_duration_seconds_count", endpoint="/token") >= 1
     assert value(after, "oauthd_actors_live") >= 2  # the client's shard, keys, directory
     assert value(after, "oauthd_actor_activations_total") >= value(after, "oauthd_actors_live")
-    assert value(after, "oauthd_signing_keys", state="active") == 1
+    assert value(after, "oauthd_signing_keys", state="active") == 2  # ES256 and RS256 (ID)
     assert value(after, "oauthd_signing_keys", state="retired") == 0
 
 

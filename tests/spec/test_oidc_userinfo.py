@@ -362,3 +362,34 @@ async def test_rfc9728_s5_1_challenge_names_the_served_document_for_a_path_issue
         document = await s.http.get(urlsplit(url).path)
         assert document.status_code == 200
         assert document.json()["resource"] == ISSUER + "/t1"
+
+
+@pytest.mark.parametrize(
+    ("issuer", "path"),
+    [
+        (ISSUER, "/.well-known/oauth-protected-resource/userinfo"),
+        (ISSUER + "/t1", "/.well-known/oauth-protected-resource/t1/userinfo"),
+    ],
+    ids=["root-issuer", "path-issuer"],
+)
+async def test_rfc9728_s3_1_userinfo_metadata_is_served_at_its_path_suffixed_url(
+    make_settings: Callable[..., Settings], issuer: str, path: str
+) -> None:
+    """DISC-19: GET /.well-known/oauth-protected-resource/<path> -> 200, resource = ISS/<path>."""
+    async with running_server(make_settings(issuer=issuer)) as s:
+        response = await s.http.get(path)
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/json"
+        document = response.json()
+        assert document["resource"] == issuer + "/userinfo"  # RFC 9728 §3.3: identical
+        assert document["authorization_servers"] == [issuer]
+        assert document["bearer_methods_supported"] == ["header"]
+        assert "offline_access" not in document["scopes_supported"]
+
+
+async def test_rfc9728_s3_1_unknown_path_suffix_is_404(server: Server) -> None:
+    """DISC-19: an unknown path suffix -> 404, never the root document with another resource."""
+    for path in ("/token", "/userinfo/x", "/mcp"):
+        response = await server.http.get("/.well-known/oauth-protected-resource" + path)
+        assert response.status_code == 404, path
+        assert response.json()["error"] == "not_found"

@@ -54,9 +54,17 @@ async def test_s4_every_key_has_unique_kid_kty_use_sig_and_alg(server: Server) -
     assert len({key["kid"] for key in keys}) == len(keys)
 
 
-async def test_s4_default_es256_key_is_on_p256(server: Server) -> None:
-    """JWKS-3: EC keys are on P-256 with the matching crv (RFC 7518 §3.4)."""
-    (key,) = await fetch_keys(server)
+def key_of(keys: list[dict[str, Any]], alg: str) -> dict[str, Any]:
+    (key,) = (k for k in keys if k["alg"] == alg)
+    return key
+
+
+async def test_s4_default_es256_key_is_on_p256_beside_an_rs256_key(server: Server) -> None:
+    """JWKS-3: EC keys are on P-256 with the matching crv (RFC 7518 §3.4); at least one RS256
+    key (for ID tokens) beside the configured ES256 one."""
+    keys = await fetch_keys(server)
+    assert sorted(k["alg"] for k in keys) == ["ES256", "RS256"]
+    key = key_of(keys, "ES256")
     assert (key["kty"], key["crv"], key["alg"]) == ("EC", "P-256", "ES256")
     assert len(base64.urlsafe_b64decode(key["x"] + "=")) == 32
 
@@ -75,7 +83,7 @@ async def test_rfc7518_s3_3_rs256_key_has_modulus_of_at_least_2048_bits(
 async def test_rfc8037_eddsa_key_is_okp_ed25519(make_settings: Callable[..., Settings]) -> None:
     """JWKS-3: an EdDSA key is kty OKP on crv Ed25519 (RFC 8037 §2) with no private `d`."""
     async with running_server(make_settings(keys=KeySettings(algorithm="EdDSA"))) as server:
-        (key,) = await fetch_keys(server)
+        key = key_of(await fetch_keys(server), "EdDSA")
         assert (key["kty"], key["crv"], key["alg"], key["use"]) == (
             "OKP",
             "Ed25519",

@@ -6,8 +6,10 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import pytest
+from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
+from authlib.oidc.discovery import OpenIDProviderMetadata
 
-from oauthd.settings import Settings
+from oauthd.settings import KeySettings, Settings
 from tests.conftest import ISSUER, Server, running_server
 
 AS_METADATA = "/.well-known/oauth-authorization-server"
@@ -154,3 +156,54 @@ async def test_s2_grant_types_are_explicit_and_never_implicit_or_password(server
         assert isinstance(document["grant_types_supported"], list)
         assert not {"implicit", "password"} & set(document["grant_types_supported"])
         assert "token" not in document["response_types_supported"]
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["token_endpoint", "revocation_endpoint", "introspection_endpoint"]
+)
+async def test_s2_jwt_client_auth_names_its_signing_algorithms(
+    server: Server, endpoint: str
+) -> None:
+    """DISC-7/DISC-9: `<endpoint>_auth_signing_alg_values_supported` MUST be present when
+    private_key_jwt or client_secret_jwt is listed for that endpoint, and never holds none."""
+    for path in (AS_METADATA, OIDC_METADATA):
+        document = (await server.http.get(path)).json()
+        methods = set(document[f"{endpoint}_auth_methods_supported"])
+        assert "private_key_jwt" in methods
+        algorithms = document[f"{endpoint}_auth_signing_alg_values_supported"]
+        assert algorithms
+        assert "none" not in algorithms
+        assert algorithms == document["token_endpoint_auth_signing_alg_values_supported"]
+
+
+async def test_s2_document_passes_authlib_metadata_validation(server: Server) -> None:
+    """DISC-4/DISC-7/DISC-9: the RFC 8414 document passes Authlib's
+    AuthorizationServerMetadata.validate(), which Authlib clients run before anything else."""
+    document = (await server.http.get(AS_METADATA)).json()
+    AuthorizationServerMetadata(document).validate()
+
+
+@pytest.mark.parametrize("algorithm", ["ES256", "RS256", "EdDSA"])
+async def test_oidc_discovery_s3_rs256_is_an_id_token_algorithm_in_both_documents(
+    make_settings: Callable[..., Settings], algorithm: str
+) -> None:
+    """DISC-14: id_token_signing_alg_values_supported MUST include RS256, whatever signs
+    access tokens; the RFC 8414 document carries it too (clients that read only that one)."""
+    async with running_server(make_settings(keys=KeySettings(algorithm=algorithm))) as server:
+        for path in (AS_METADATA, OIDC_METADATA):
+            document = (await server.http.get(path)).json()
+            assert sorted(document["id_token_signing_alg_values_supported"]) == sorted(
+                {"RS256", algorithm}
+            )
+        jwks = (await server.http.get("/.well-known/jwks.json")).json()
+        assert {key["alg"] for key in jwks["keys"]} == {"RS256", algorithm}
+
+
+async def test_oidc_discovery_s3_document_passes_authlib_provider_validation(
+    server: Server,
+) -> None:
+    """DISC-14/DISC-16: the OpenID document passes Authlib's OpenIDProviderMetadata.validate(),
+    and both documents carry the same members."""
+    document = (await server.http.get(OIDC_METADATA)).json()
+    OpenIDProviderMetadata(document).validate()
+    assert (await server.http.get(AS_METADATA)).json() == document

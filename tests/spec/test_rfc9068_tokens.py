@@ -21,6 +21,7 @@ from tests.flow import RESOURCE, Authorization, register, tokens_for
 
 ALGORITHMS = ["ES256", "RS256", "EdDSA"]
 AT_TTL_S = 3600  # TokenSettings.access_token_ttl_s default
+ID_ALG = "RS256"  # OIDC Core §3.1.3.7: ID tokens are RS256 unless the client registered another
 
 
 @pytest.fixture(params=ALGORITHMS)
@@ -40,13 +41,16 @@ class Verifier:
         self.jwks = PyJWKClient(server.base_url + "/.well-known/jwks.json", cache_keys=False)
         self.algorithm = server.settings.keys.algorithm
 
-    async def decode(self, token: str, audience: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(header, claims); PyJWKClient fetches with urllib, so it runs off the event loop."""
+    async def decode(
+        self, token: str, audience: str, algorithm: str | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(header, claims) of a token in `algorithm` (the access tokens' by default);
+        PyJWKClient fetches with urllib, so it runs off the event loop."""
         key = await trio.to_thread.run_sync(self.jwks.get_signing_key_from_jwt, token)
         claims: dict[str, Any] = jwt.decode(
             token,
             key,
-            algorithms=[self.algorithm],
+            algorithms=[algorithm or self.algorithm],
             audience=audience,
             issuer=ISSUER,
             options={"require": ["exp", "iat", "iss", "sub", "aud"]},
@@ -146,7 +150,7 @@ async def test_rfc9068_s2_2_sub_matches_id_token_and_userinfo(server: Server) ->
     auth, tokens = await flow(server, resource=None)
     verifier = Verifier(server)
     _, at = await verifier.decode(tokens["access_token"], ISSUER)
-    _, idt = await verifier.decode(tokens["id_token"], auth.client_id)
+    _, idt = await verifier.decode(tokens["id_token"], auth.client_id, ID_ALG)
     info = await server.http.get(
         "/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}
     )
@@ -178,11 +182,12 @@ async def test_oidc_s3_1_3_3_id_token_only_with_openid(server: Server) -> None:
 
 
 async def test_oidc_s2_id_token_claims(server: Server) -> None:
-    """OIDC-2/3/5: iss, sub, aud = client_id, iat, exp, auth_time, nonce, at_hash."""
+    """OIDC-2/3/5: RS256 by default; iss, sub, aud = client_id, iat, exp, auth_time, nonce,
+    at_hash."""
     nonce = "n-0S6_WzA2Mj"
     auth, tokens = await flow(server, extra={"nonce": nonce})
-    header, claims = await Verifier(server).decode(tokens["id_token"], auth.client_id)
-    assert header["alg"] == server.settings.keys.algorithm
+    header, claims = await Verifier(server).decode(tokens["id_token"], auth.client_id, ID_ALG)
+    assert header["alg"] == "RS256"  # whatever signs access tokens
     assert claims["iss"] == ISSUER
     assert claims["aud"] == auth.client_id
     assert "azp" not in claims or claims["azp"] == auth.client_id
@@ -197,7 +202,7 @@ async def test_oidc_s2_id_token_claims(server: Server) -> None:
 async def test_oidc_s3_1_2_1_no_nonce_claim_without_a_nonce(server: Server) -> None:
     """OIDC-3: no nonce in the request, no nonce claim."""
     auth, tokens = await flow(server)
-    _, claims = await Verifier(server).decode(tokens["id_token"], auth.client_id)
+    _, claims = await Verifier(server).decode(tokens["id_token"], auth.client_id, ID_ALG)
     assert "nonce" not in claims
 
 
@@ -206,9 +211,9 @@ async def test_oidc_s12_2_id_token_on_refresh(server: Server) -> None:
     matches the new access token."""
     auth, tokens = await flow(server, extra={"nonce": "abc"})
     verifier = Verifier(server)
-    _, first = await verifier.decode(tokens["id_token"], auth.client_id)
+    _, first = await verifier.decode(tokens["id_token"], auth.client_id, ID_ALG)
     body = await refresh(server.http, auth.client_id, tokens["refresh_token"])
-    header, again = await verifier.decode(body["id_token"], auth.client_id)
+    header, again = await verifier.decode(body["id_token"], auth.client_id, ID_ALG)
     assert (again["iss"], again["sub"], again["aud"], again["auth_time"]) == (
         first["iss"],
         first["sub"],
@@ -218,3 +223,40 @@ async def test_oidc_s12_2_id_token_on_refresh(server: Server) -> None:
     assert again["iat"] >= first["iat"]
     assert "nonce" not in again
     assert again["at_hash"] == expected_at_hash(body["access_token"], header["alg"])
+
+
+async def test_oidc_registration_s2_id_token_in_the_registered_algorithm(server: Server) -> None:
+    """OIDC Registration §2: id_token_signed_response_alg, when registered, signs the ID
+    token (here the configured algorithm); access tokens keep the configured algorithm."""
+    algorithm = server.settings.keys.algorithm
+    client = await register(server.http, id_token_signed_response_alg=algorithm)
+    assert client["id_token_signed_response_alg"] == algorithm
+    auth = Authorization(client["client_id"], resource=None)
+    tokens = await tokens_for(server.http, auth)
+    verifier = Verifier(server)
+    header, claims = await verifier.decode(tokens["id_token"], auth.client_id, algorithm)
+    assert header["alg"] == algorithm
+    assert claims["at_hash"] == expected_at_hash(tokens["access_token"], algorithm)
+    access_header, _ = await verifier.decode(tokens["access_token"], ISSUER)
+    assert access_header["alg"] == algorithm
+
+
+@pytest.mark.parametrize("alg", ["none", "HS256", "PS256", "", 7])
+async def test_oidc_registration_s2_unsupported_id_token_alg_is_invalid_client_metadata(
+    server: Server, alg: object
+) -> None:
+    """OIDC Registration §2: an id_token_signed_response_alg not in
+    id_token_signing_alg_values_supported is refused: 400 invalid_client_metadata."""
+    response = await server.http.post(
+        "/register",
+        json={
+            "redirect_uris": ["http://127.0.0.1/cb"],
+            "token_endpoint_auth_method": "none",
+            "id_token_signed_response_alg": alg,
+        },
+    )
+    if alg == "":  # an empty string is the member left out: the RS256 default
+        assert response.status_code == 201, response.text
+        return
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_client_metadata"

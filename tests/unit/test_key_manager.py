@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import jwt
 import pytest
 import trio
 import trio.testing
 
-from oauthd.actors import KeyManager, ListKeys, RotateKeys, keys_address
+from oauthd.actors import KeyInfo, KeyManager, ListKeys, RotateKeys, keys_address
 from oauthd.errors import ConfigError
 from oauthd.keys import KeyringHolder
 from oauthd.keys.jwk import unseal
@@ -136,6 +137,11 @@ class Year:
             self.check(runtime)
 
 
+def es256_only(infos: list[KeyInfo]) -> list[KeyInfo]:
+    """The access-token line's keys (ES256), without the ID tokens' RS256 line."""
+    return [k for k in infos if k.alg == "ES256"]
+
+
 def stored_kids(settings: Settings) -> list[str]:
     return [row[0] for row in read_keys(settings, "SELECT kid FROM keys")]
 
@@ -163,7 +169,7 @@ async def test_a_year_of_rotations_never_makes_a_valid_token_unverifiable(
         year.sign(runtime)
         await year.until(runtime, 89.5)  # the successor of the day-60 key is published
 
-        planned = await runtime.system.ask(keys_address(TENANT), RotateKeys())
+        planned = es256_only(await runtime.system.ask(keys_address(TENANT), RotateKeys()))
         signer = runtime.keyring.current.signer_kid
         assert [k.kid for k in planned if k.signing] == [signer]  # still the old signer
         new = [k for k in planned if k.state == "published"]
@@ -176,7 +182,9 @@ async def test_a_year_of_rotations_never_makes_a_valid_token_unverifiable(
 
         await year.until(runtime, 130.6)
         before = runtime.keyring.current.signer_kid
-        immediate = await runtime.system.ask(keys_address(TENANT), RotateKeys(immediate=True))
+        immediate = es256_only(
+            await runtime.system.ask(keys_address(TENANT), RotateKeys(immediate=True))
+        )
         year.check(runtime)  # the tokens of the old signer still verify
         assert runtime.keyring.current.signer_kid not in (before, None)
         assert [k.kid for k in immediate if k.signing] == [runtime.keyring.current.signer_kid]
@@ -186,7 +194,8 @@ async def test_a_year_of_rotations_never_makes_a_valid_token_unverifiable(
 
     async with running(settings_with("RS256"), clock) as runtime:
         year.check(runtime)  # ES256 tokens signed before the restart
-        assert runtime.keyring.current.signing_alg == "ES256"  # the RS256 key is published
+        # The ID tokens' RS256 key, long published, signs access tokens too from now on.
+        assert runtime.keyring.current.signing_alg == "RS256"
         await year.until(runtime, 200.5)
         assert runtime.keyring.current.signing_alg == "RS256"
 
@@ -205,7 +214,7 @@ async def test_a_year_of_rotations_never_makes_a_valid_token_unverifiable(
             assert signed_at - year.first_in_jwks[kid] >= DAY - year.step_s, kid
     assert year.verified > 3 * len(year.first_signed)
     assert sorted(k.kid for k in listed) == sorted(stored_kids(es256))
-    assert len(listed) <= 3  # gone keys are deleted
+    assert len(listed) <= 6  # gone keys are deleted (two lines: EdDSA and RS256)
     assert all(k.state != "gone" for k in listed)
 
 
@@ -225,7 +234,7 @@ async def test_restart_serves_the_same_keys_and_verifies_earlier_tokens(
         assert second.keyring.current.jwks_bytes == jwks_bytes
         assert second.keyring.current.signer_kid == signer
         assert second.keyring.current.verify(token)[1]["sub"] == "alice"
-    assert len(stored_kids(settings)) == 1
+    assert len(stored_kids(settings)) == 2  # ES256 (access tokens) and RS256 (ID tokens)
 
 
 async def test_rotation_by_another_process_reaches_the_server_within_reload_interval(
@@ -248,7 +257,7 @@ async def test_rotation_by_another_process_reaches_the_server_within_reload_inte
         await other.open()
         infos = await other.receive(RotateKeys(immediate=True))
         await other.close()
-        rotated = next(k.kid for k in infos if k.signing)
+        rotated = next(k.kid for k in es256_only(infos) if k.signing)
         assert rotated != before
         await trio.sleep(61)
         assert runtime.keyring.current.signer_kid == rotated
@@ -280,12 +289,12 @@ async def test_private_keys_are_sealed_with_the_kek_and_a_wrong_kek_fails_clearl
         token = runtime.keyring.current.sign({"sub": "alice", "exp": clock.now() + TTL})
 
     rows = read_keys(settings, "SELECT kid, private_jwk FROM keys")
-    assert len(rows) == 1
-    sealed = rows[0][1]
-    assert not sealed.startswith("{")
-    private = json.loads(unseal(sealed, base64.urlsafe_b64decode(KEK + "=")))
+    assert len(rows) == 2
     shard = b"".join(p.read_bytes() for p in (settings.data_dir / TENANT).glob("keys.sqlite*"))
-    assert private["d"].encode() not in shard
+    for _kid, sealed in rows:
+        assert not sealed.startswith("{")
+        private = json.loads(unseal(sealed, base64.urlsafe_b64decode(KEK + "=")))
+        assert private["d"].encode() not in shard
     assert b'"d"' not in shard
 
     async with running(settings, clock, {KEK_ENV: KEK}) as runtime:
@@ -336,5 +345,62 @@ async def test_failed_tick_is_retried_and_does_not_stop_the_server(
         lock.execute("ROLLBACK")
         lock.close()
         await trio.sleep(61)
-        listed = await runtime.system.ask(keys_address(TENANT), ListKeys())
+        listed = es256_only(await runtime.system.ask(keys_address(TENANT), ListKeys()))
         assert [k.kid for k in listed if k.signing] == [signer]
+
+
+# --- two lines: ES256 access tokens, RS256 ID tokens -------------------------------------------
+
+
+async def test_rs256_key_signs_id_tokens_beside_the_configured_key(
+    settings_with: Callable[..., Settings], autojump_clock: trio.testing.MockClock
+) -> None:
+    """OIDC Discovery §3: an RS256 key is published and signs beside the ES256 one; each
+    token verifies with the key its header names, and both keys rotate together."""
+    clock = TrioClock(epoch=EPOCH)
+    async with running(settings_with("ES256"), clock) as runtime:
+        keyring = runtime.keyring.current
+        access = keyring.sign({"sub": "alice", "exp": clock.now() + TTL}, typ="at+jwt")
+        id_token = keyring.sign({"sub": "alice", "exp": clock.now() + TTL}, alg="RS256")
+        assert jwt.get_unverified_header(access)["alg"] == "ES256"
+        assert jwt.get_unverified_header(id_token)["alg"] == "RS256"
+        assert {k["alg"] for k in jwks(runtime)} == {"ES256", "RS256"}
+        listed = await runtime.system.ask(keys_address(TENANT), ListKeys())
+        assert sorted(k.alg for k in listed if k.signing) == ["ES256", "RS256"]
+
+        rotated = await runtime.system.ask(keys_address(TENANT), RotateKeys(immediate=True))
+        signing = {k.kid for k in rotated if k.signing}
+        assert len(signing) == 2
+        assert not signing & {k.kid for k in listed}  # both lines moved to new keys
+        keyring = runtime.keyring.current
+        for token in (access, id_token):  # retained: earlier tokens still verify
+            assert keyring.verify(token)[1]["sub"] == "alice"
+        assert (
+            jwt.get_unverified_header(keyring.sign({"sub": "bob"}, alg="RS256"))["kid"] in signing
+        )
+        assert jwt.get_unverified_header(keyring.sign({"sub": "bob"}))["kid"] in signing
+
+
+async def test_data_dir_without_an_rs256_key_gains_one_that_signs_at_once(
+    settings_with: Callable[..., Settings], autojump_clock: trio.testing.MockClock
+) -> None:
+    """A keys.sqlite from before ID tokens had their own key (ES256 only) gets an RS256 key
+    on start, signing at once; the ES256 signer and the tokens it signed are kept."""
+    clock = TrioClock(epoch=EPOCH)
+    settings = settings_with("ES256")
+    async with running(settings, clock) as runtime:
+        signer = runtime.keyring.current.signer_kid
+        token = runtime.keyring.current.sign({"sub": "alice", "exp": clock.now() + TTL})
+    conn = sqlite3.connect(settings.data_dir / TENANT / "keys.sqlite")
+    with conn:
+        conn.execute("DELETE FROM keys WHERE alg = 'RS256'")
+    conn.close()
+    await trio.sleep(HOUR)
+    async with running(settings, clock) as runtime:
+        keyring = runtime.keyring.current
+        assert keyring.signer_kid == signer
+        assert keyring.verify(token)[1]["sub"] == "alice"
+        id_token = keyring.sign({"sub": "alice"}, alg="RS256")
+        assert jwt.get_unverified_header(id_token)["kid"] in {k["kid"] for k in jwks(runtime)}
+        assert keyring.verify(id_token)[0]["alg"] == "RS256"
+    assert len(stored_kids(settings)) == 2

@@ -19,23 +19,26 @@ from oauthd.keys import (
     plan_rotation,
     plan_schedule,
     signer_at,
+    signers_at,
     state_at,
 )
 from oauthd.settings import KeySettings
 
 DAY = 86_400
 HOUR = 3_600
-SETTINGS = KeySettings(active_s=30 * DAY, publish_ahead_s=DAY, retain_s=2 * DAY)
+# One line of keys: RS256 signs access and ID tokens alike (two lines: see the end).
+SETTINGS = KeySettings(algorithm="RS256", active_s=30 * DAY, publish_ahead_s=DAY, retain_s=2 * DAY)
+ES256 = dataclasses.replace(SETTINGS, algorithm="ES256")  # ES256 access tokens, RS256 ID tokens
 T0 = 1_800_000_000  # an arbitrary epoch second
 _kids = itertools.count()
 
 
-def key(activate_at: int, *, alg: str = "ES256", settings: KeySettings = SETTINGS) -> KeyTimes:
+def key(activate_at: int, *, alg: str = "RS256", settings: KeySettings = SETTINGS) -> KeyTimes:
     retire_at = activate_at + settings.active_s
     return KeyTimes(f"k{next(_kids)}", alg, activate_at, retire_at, retire_at + settings.retain_s)
 
 
-def apply(keys: Sequence[KeyTimes], plan: Plan, alg: str = "ES256") -> list[KeyTimes]:
+def apply(keys: Sequence[KeyTimes], plan: Plan) -> list[KeyTimes]:
     """What the KeyManager does with a plan, minus the key material."""
     retire = {kid: (retire_at, remove_at) for kid, retire_at, remove_at in plan.retire}
     kept = [
@@ -46,7 +49,7 @@ def apply(keys: Sequence[KeyTimes], plan: Plan, alg: str = "ES256") -> list[KeyT
         if k.kid not in plan.delete
     ]
     new = [
-        KeyTimes(f"k{next(_kids)}", alg, n.activate_at, n.retire_at, n.remove_at)
+        KeyTimes(f"k{next(_kids)}", n.alg, n.activate_at, n.retire_at, n.remove_at)
         for n in plan.create
     ]
     return kept + new
@@ -143,21 +146,36 @@ def test_late_successor_activates_when_the_signer_retires_not_earlier() -> None:
 
 
 def test_algorithm_change_publishes_a_key_of_the_new_algorithm_ahead() -> None:
-    """A new algorithm in the settings rotates like a manual rotation: the new key is published
-    publish_ahead_s before it signs; the old one signs until then and is retained."""
-    rs256 = dataclasses.replace(SETTINGS, algorithm="RS256")
-    signer = key(T0)
+    """A new access-token algorithm in the settings rotates like a manual rotation: its key is
+    published publish_ahead_s before it signs; the old one signs until then and is retained."""
+    eddsa = dataclasses.replace(ES256, algorithm="EdDSA")
+    es256, rs256 = key(T0, alg="ES256"), key(T0)
     now = T0 + 3 * DAY
-    plan = plan_schedule([signer], now, rs256)
-    keys = apply([signer], plan, alg="RS256")
+    keys = apply([es256, rs256], plan_schedule([es256, rs256], now, eddsa))
     new = keys[-1]
-    assert new.alg == "RS256"
-    assert new.activate_at == now + rs256.publish_ahead_s
-    assert signer_at(keys, new.activate_at - 1) == dataclasses.replace(
-        signer, retire_at=new.activate_at, remove_at=new.activate_at + rs256.retain_s
+    assert new.alg == "EdDSA"
+    assert new.activate_at == now + eddsa.publish_ahead_s
+    old = dataclasses.replace(
+        es256, retire_at=new.activate_at, remove_at=new.activate_at + eddsa.retain_s
     )
-    assert signer_at(keys, new.activate_at) == new
-    assert not plan_schedule(keys, now + HOUR, rs256)  # no second key while it waits
+    assert keys[:2] == [old, rs256]
+    assert signers_at(keys, new.activate_at - 1, eddsa).by_alg["ES256"] == old
+    assert signers_at(keys, new.activate_at, eddsa).access == new
+    assert signers_at(keys, new.activate_at, eddsa).by_alg["RS256"] == rs256  # ID tokens
+    assert not plan_schedule(keys, now + HOUR, eddsa)  # no second key while it waits
+
+
+def test_switching_access_tokens_to_rs256_retires_the_old_algorithm_at_once() -> None:
+    """With RS256 configured, the ID token line signs access tokens too from now on: the
+    ES256 key stops signing and is retained; its published successor is dropped."""
+    es256, rs256 = key(T0, alg="ES256"), key(T0)
+    successor = key(es256.retire_at, alg="ES256")
+    now = T0 + 3 * DAY
+    plan = plan_schedule([es256, rs256, successor], now, SETTINGS)
+    assert plan.create == ()
+    assert plan.retire == ((es256.kid, now, now + SETTINGS.retain_s),)
+    assert plan.delete == (successor.kid,)
+    assert signers_at(apply([es256, rs256, successor], plan), now, SETTINGS).access == rs256
 
 
 # --- rotation on demand --------------------------------------------------------------------------
@@ -222,24 +240,81 @@ def test_next_event_is_the_earliest_future_state_change_or_publish_time() -> Non
     assert next_event_at([signer], signer.remove_at, SETTINGS) == math.inf
 
 
-def test_a_year_of_schedules_and_rotations_never_strands_a_token() -> None:
-    """Whatever the schedule and on-demand rotations do, there is always a signer, and a key
-    that signed at time s is in the JWKS until s + retain_s (the longest token lifetime)."""
+@pytest.mark.parametrize("settings", [SETTINGS, ES256], ids=["one-line", "two-lines"])
+def test_a_year_of_schedules_and_rotations_never_strands_a_token(settings: KeySettings) -> None:
+    """Whatever the schedule and on-demand rotations do, every line always has a signer, and
+    a key that signed at time s is in the JWKS until s + retain_s (the longest token lifetime)."""
     rng = random.Random(7)
     keys: list[KeyTimes] = []
     signed: list[tuple[str, int]] = []  # (kid, last time it signed)
     now = T0
     while now < T0 + 365 * DAY:
         if rng.random() < 0.01:
-            keys = apply(keys, plan_rotation(keys, now, SETTINGS, immediate=rng.random() < 0.5))
-        keys = apply(keys, plan_schedule(keys, now, SETTINGS))
-        signer = signer_at(keys, now)
-        assert signer is not None, now
-        signed.append((signer.kid, now))
+            keys = apply(keys, plan_rotation(keys, now, settings, immediate=rng.random() < 0.5))
+        keys = apply(keys, plan_schedule(keys, now, settings))
+        signers = signers_at(keys, now, settings)
+        assert signers.access is not None, now
+        assert signers.access.alg == settings.algorithm
+        assert signers.by_alg.keys() == set(settings.signing_algorithms), now
+        signed += [(kid, now) for kid in signers.kids]
         visible = {k.kid for k in keys if state_at(k, now) is not KeyState.GONE}
         for kid, at in signed:
-            if now < at + SETTINGS.retain_s:
+            if now < at + settings.retain_s:
                 assert kid in visible, (kid, at, now)
-        signed = [(kid, at) for kid, at in signed if now < at + SETTINGS.retain_s]
-        now = min(now + rng.randrange(1, 6 * HOUR), int(next_event_at(keys, now, SETTINGS)))
-    assert len(keys) <= 5  # gone keys are deleted
+        signed = [(kid, at) for kid, at in signed if now < at + settings.retain_s]
+        now = min(now + rng.randrange(1, 6 * HOUR), int(next_event_at(keys, now, settings)))
+    assert len(keys) <= 5 * len(settings.signing_algorithms)  # gone keys are deleted
+
+
+# --- two lines: access tokens in the configured algorithm, ID tokens in RS256 ------------------
+
+
+def test_empty_key_set_creates_a_key_of_each_algorithm_that_signs_at_once() -> None:
+    """OIDC Discovery §3: beside the configured ES256 key, an RS256 key signs ID tokens."""
+    plan = plan_schedule([], T0, ES256)
+    assert [(n.alg, n.activate_at) for n in plan.create] == [("ES256", T0), ("RS256", T0)]
+    signers = signers_at(apply([], plan), T0, ES256)
+    assert signers.access is not None
+    assert signers.access.alg == "ES256"
+    assert signers.by_alg.keys() == {"ES256", "RS256"}
+
+
+def test_keys_from_before_id_token_keys_gain_an_rs256_key_that_signs_at_once() -> None:
+    """A data dir with only the ES256 line gets its RS256 key at once: ID tokens must not
+    wait a day in another algorithm than their clients expect."""
+    es256 = key(T0, alg="ES256")
+    now = T0 + 5 * DAY
+    plan = plan_schedule([es256], now, ES256)
+    assert [(n.alg, n.activate_at) for n in plan.create] == [("RS256", now)]
+    assert plan.retire == ()
+    keys = apply([es256], plan)
+    assert signers_at(keys, now, ES256).access == es256
+    assert not plan_schedule(keys, now + HOUR, ES256)
+
+
+def test_each_line_publishes_its_successor_ahead_on_its_own_schedule() -> None:
+    """Two lines created at different times rotate independently, each publishing its
+    successor publish_ahead_s before its signer retires."""
+    es256, rs256 = key(T0, alg="ES256"), key(T0 + 5 * DAY)
+    keys = [es256, rs256]
+    assert next_event_at(keys, T0 + 6 * DAY, ES256) == es256.retire_at - DAY
+    keys = apply(keys, plan_schedule(keys, es256.retire_at - DAY, ES256))
+    assert [(k.alg, k.activate_at) for k in keys[2:]] == [("ES256", es256.retire_at)]
+    assert next_event_at(keys, es256.remove_at + 1, ES256) == rs256.retire_at - DAY
+    keys = apply(keys, plan_schedule(keys, rs256.retire_at - DAY, ES256))
+    assert es256 not in keys  # gone
+    assert [(k.alg, k.activate_at) for k in keys if k.activate_at > rs256.activate_at] == [
+        ("ES256", es256.retire_at),
+        ("RS256", rs256.retire_at),
+    ]
+
+
+def test_rotation_rotates_every_line() -> None:
+    """`oauthd keys rotate` starts a new key of each algorithm at the same moment."""
+    keys = apply([], plan_schedule([], T0, ES256))
+    now = T0 + 5 * DAY
+    plan = plan_rotation(keys, now, ES256, immediate=True)
+    assert sorted(n.alg for n in plan.create) == ["ES256", "RS256"]
+    assert sorted(kid for kid, *_ in plan.retire) == sorted(k.kid for k in keys)
+    rotated = apply(keys, plan)
+    assert signers_at(rotated, now, ES256).kids == {k.kid for k in rotated[2:]}

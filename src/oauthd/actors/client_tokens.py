@@ -42,6 +42,7 @@ from oauthd.oauth.rfc8707_resources import token_audience
 from oauthd.oauth.rfc9068_access_token import TYP, access_token_claims
 from oauthd.oauth.scopes import format_scope, known_scopes, parse_scope
 from oauthd.oauth.token_liveness import Liveness, has_expired
+from oauthd.settings import ID_TOKEN_ALG
 from oauthd.storage import ClientRecord, Store, check_secret, touch_client
 from oauthd.storage.clients import spend_assertion_jti
 from oauthd.storage.grants import (
@@ -380,6 +381,8 @@ class TokenHandlers:
         )
         id_token = None
         if "openid" in scope:
+            # OIDC Registration §2: RS256 unless the client registered another algorithm.
+            alg = json.loads(client.metadata).get("id_token_signed_response_alg") or ID_TOKEN_ALG
             id_claims = id_token_claims(
                 issuer=settings.issuer,
                 subject=family.user_id,
@@ -389,10 +392,10 @@ class TokenHandlers:
                 auth_time=family.auth_time,
                 nonce=nonce,
                 access_token=access_token,
-                alg=keyring.signing_alg,
+                alg=alg,
                 extra={},
             )
-            id_token = keyring.sign(id_claims, typ="JWT")
+            id_token = keyring.sign(id_claims, typ="JWT", alg=alg)
         return TokenResponse(access_token, ttl, format_scope(scope), refresh_token, id_token)
 
     @query(CheckAccessToken)

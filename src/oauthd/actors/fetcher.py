@@ -83,6 +83,7 @@ class Fetcher:
         self._settings = settings
         self._limits = settings.client_metadata
         self._scopes = known_scopes(settings)
+        self._id_token_algorithms = settings.keys.signing_algorithms
         self._clock = clock
         self._transport: httpx.AsyncBaseTransport | None = transport
         self._http: httpx.AsyncClient | None = None
@@ -157,6 +158,7 @@ class Fetcher:
             response.content_type,
             response.body,
             lambda scope: all(s in self._scopes for s in scope),
+            self._id_token_algorithms,
         )
         lifetime = cache_lifetime_s(
             response.cache_control,

@@ -27,7 +27,7 @@ from oauthd.keys import (
     next_event_at,
     plan_rotation,
     plan_schedule,
-    signer_at,
+    signers_at,
     state_at,
 )
 from oauthd.keys.jwk import seal
@@ -106,7 +106,8 @@ class KeyManager(ShardActor):
         self._holder = holder
         self._kek = kek
         self._rows: list[KeyRow] = []
-        self._signer: str | None = None
+        self._signer: str | None = None  # signs access tokens
+        self._signers: frozenset[str] = frozenset()  # every algorithm's signer
         self._seen_version = -1
 
     def loaded(self) -> None:
@@ -163,7 +164,7 @@ class KeyManager(ShardActor):
         for kid, retire_at, remove_at in plan.retire:
             update_key_times(self.store, kid, retire_at, remove_at)
         for new in plan.create:
-            key = generate_key(self._settings.algorithm, self._settings.rsa_bits)
+            key = generate_key(new.alg, self._settings.rsa_bits)
             row = KeyRow(
                 key.kid,
                 key.alg,
@@ -184,20 +185,22 @@ class KeyManager(ShardActor):
         self._publish(self._now())
 
     def _signer_changed(self, now: float) -> bool:
-        signer = signer_at(self._times(self._rows), now)
-        return (signer.kid if signer else None) != self._signer
+        signers = signers_at(self._times(self._rows), now, self._settings)
+        access = signers.access.kid if signers.access else None
+        return (access, signers.kids) != (self._signer, self._signers)
 
     def _publish(self, now: float) -> None:
-        """Build the snapshot: every key not gone is in the JWKS; the signer signs."""
+        """Build the snapshot: every key not gone is in the JWKS; each line's signer signs."""
         times = self._times(self._rows)
-        signer = signer_at(times, now)
-        self._signer = signer.kid if signer else None
+        signers = signers_at(times, now, self._settings)
+        self._signer = signers.access.kid if signers.access else None
+        self._signers = signers.kids
         visible = [
             (r.kid, r.alg, r.public_jwk, r.private_jwk)
             for r, t in zip(self._rows, times, strict=True)
             if state_at(t, now) is not KeyState.GONE
         ]
-        self._holder.replace(build_keyring(visible, self._signer, self._kek))
+        self._holder.replace(build_keyring(visible, self._signer, self._kek, self._signers))
 
     def _infos(self, now: float) -> list[KeyInfo]:
         return [
@@ -205,7 +208,7 @@ class KeyManager(ShardActor):
                 t.kid,
                 t.alg,
                 state_at(t, now).value,
-                t.kid == self._signer,
+                t.kid in self._signers,
                 t.activate_at,
                 t.retire_at,
                 t.remove_at,

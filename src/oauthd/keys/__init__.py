@@ -29,10 +29,12 @@ from oauthd.keys.rotation import (
     KeyTimes,
     NewKey,
     Plan,
+    Signers,
     next_event_at,
     plan_rotation,
     plan_schedule,
     signer_at,
+    signers_at,
     state_at,
 )
 
@@ -48,6 +50,7 @@ __all__ = [
     "KeyringHolder",
     "NewKey",
     "Plan",
+    "Signers",
     "TokenInvalid",
     "UnknownKey",
     "build_keyring",
@@ -59,6 +62,7 @@ __all__ = [
     "plan_rotation",
     "plan_schedule",
     "signer_at",
+    "signers_at",
     "state_at",
     "verify_client_assertion",
     "verify_signed",

@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,52 +116,55 @@ class _Verifier:
     key: Key
 
 
-class Keyring:
-    """An immutable snapshot: the signer, every verifying key, and the JWKS bytes."""
+@dataclass(frozen=True, slots=True)
+class _Signer:
+    kid: str
+    alg: str
+    key: Key
 
-    __slots__ = (
-        "_headers",
-        "_signer",
-        "_signer_alg",
-        "_signer_key",
-        "_verifiers",
-        "jwks_bytes",
-        "kids",
-    )
+
+class Keyring:
+    """An immutable snapshot: the signers (one per algorithm; one of them signs access tokens),
+    every verifying key, and the JWKS bytes."""
+
+    __slots__ = ("_access", "_headers", "_signers", "_verifiers", "jwks_bytes", "kids")
 
     def __init__(
         self,
-        signer: tuple[str, str, Key] | None,
+        signers: Sequence[_Signer],
+        access_kid: str | None,
         verifiers: Mapping[str, _Verifier],
         jwks_bytes: bytes,
     ) -> None:
-        self._signer = signer[0] if signer else None
-        self._signer_alg = signer[1] if signer else ""
-        self._signer_key = signer[2] if signer else None
+        self._signers = {s.alg: s for s in signers}
+        self._access = next((s for s in signers if s.kid == access_kid), None)
         self._verifiers = dict(verifiers)
-        self._headers: dict[str, bytes] = {}
+        self._headers: dict[tuple[str, str], bytes] = {}
         self.jwks_bytes = jwks_bytes
         self.kids = tuple(self._verifiers)
 
     @property
     def signer_kid(self) -> str | None:
-        return self._signer
+        """The key that signs access tokens."""
+        return self._access.kid if self._access else None
 
     @property
     def signing_alg(self) -> str:
-        return self._signer_alg
+        return self._access.alg if self._access else ""
 
-    def sign(self, claims: Mapping[str, Any], typ: str = "JWT") -> str:
-        """A compact JWS of `claims` (RFC 7515 §7.1) signed by the active key."""
-        if self._signer is None or self._signer_key is None:
-            raise RuntimeError("no active signing key")
-        header = self._headers.get(typ)
-        if header is None:  # one encoded header per typ and key: the snapshot is immutable
-            fields = {"alg": self._signer_alg, "kid": self._signer, "typ": typ}
-            header = self._headers[typ] = b64encode(json.dumps(fields).encode())
+    def sign(self, claims: Mapping[str, Any], typ: str = "JWT", alg: str | None = None) -> str:
+        """A compact JWS of `claims` (RFC 7515 §7.1) signed by the active key of `alg`, or by
+        the access-token signer when `alg` is None."""
+        signer = self._access if alg is None else self._signers.get(alg)
+        if signer is None:
+            raise RuntimeError(f"no active signing key for {alg or 'access tokens'}")
+        header = self._headers.get((signer.kid, typ))
+        if header is None:  # one encoded header per key and typ: the snapshot is immutable
+            fields = {"alg": signer.alg, "kid": signer.kid, "typ": typ}
+            header = self._headers[(signer.kid, typ)] = b64encode(json.dumps(fields).encode())
         payload = b64encode(json.dumps(claims, separators=(",", ":")).encode())
         signing_input = header + b"." + payload
-        signature = sign_raw(self._signer_alg, self._signer_key.private_key, signing_input)
+        signature = sign_raw(signer.alg, signer.key.private_key, signing_input)
         return (signing_input + b"." + b64encode(signature)).decode()
 
     def names_unknown_key(self, token: str) -> bool:
@@ -205,20 +208,26 @@ def _peek_header(token: str) -> dict[str, Any]:
 
 
 def build_keyring(
-    keys: Sequence[tuple[str, str, str, str]], signer_kid: str | None, kek: bytes | None
+    keys: Sequence[tuple[str, str, str, str]],
+    signer_kid: str | None,
+    kek: bytes | None,
+    other_signers: Collection[str] = (),
 ) -> Keyring:
     """From (kid, alg, public_jwk, sealed_private_jwk) rows: the snapshot and its JWKS bytes.
-    The JWKS holds public members only (RFC 7517 §9.2)."""
+    `signer_kid` signs access tokens; `other_signers` are the signing keys of the other
+    algorithms (at most one each). The JWKS holds public members only (RFC 7517 §9.2)."""
     verifiers: dict[str, _Verifier] = {}
     public: list[dict[str, Any]] = []
-    signer: tuple[str, str, Key] | None = None
+    signers: list[_Signer] = []
     for kid, alg, public_jwk, sealed in keys:
         verifiers[kid] = _Verifier(alg, _import(public_jwk))
         public.append(json.loads(public_jwk))
-        if kid == signer_kid:
-            signer = (kid, alg, _import(unseal(sealed, kek)))
+        if kid == signer_kid or kid in other_signers:
+            signers.append(_Signer(kid, alg, _import(unseal(sealed, kek))))
+    # The access signer goes last, so that it is its algorithm's signer.
+    signers.sort(key=lambda s: s.kid == signer_kid)
     jwks_bytes = json.dumps({"keys": public}, separators=(",", ":")).encode()
-    return Keyring(signer, verifiers, jwks_bytes)
+    return Keyring(signers, signer_kid, verifiers, jwks_bytes)
 
 
 class KeyringHolder:
@@ -227,7 +236,7 @@ class KeyringHolder:
     __slots__ = ("current", "version")
 
     def __init__(self) -> None:
-        self.current = Keyring(None, {}, b'{"keys":[]}')
+        self.current = Keyring((), None, {}, b'{"keys":[]}')
         self.version = 0
 
     def replace(self, keyring: Keyring) -> None:

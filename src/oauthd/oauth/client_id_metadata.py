@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from urllib.parse import urlsplit
 
 from oauthd.errors import InvalidClient, OAuthError
@@ -75,6 +75,7 @@ def parse_metadata_document(
     content_type: str | None,
     body: bytes,
     allowed_scope: Callable[[tuple[str, ...]], bool],
+    id_token_algorithms: Collection[str],
 ) -> ClientMetadata:
     """The client's registration from the fetched response, or InvalidClient naming what is
     wrong with it. Each check is one clause of the draft."""
@@ -103,7 +104,9 @@ def parse_metadata_document(
     if "redirect_uris" not in document:
         raise InvalidClient("the client's metadata document has no redirect_uris")
     try:
-        return parse_metadata({**document, "token_endpoint_auth_method": method}, allowed_scope)
+        return parse_metadata(
+            {**document, "token_endpoint_auth_method": method}, allowed_scope, id_token_algorithms
+        )
     except OAuthError as exc:
         raise InvalidClient(
             f"the client's metadata document is invalid: {exc.description}"

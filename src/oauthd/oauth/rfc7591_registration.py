@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,6 +19,7 @@ from oauthd.oauth.rfc6750_bearer import InvalidToken
 from oauthd.oauth.rfc8252_redirects import check_registrable
 from oauthd.oauth.rfc8628_device import DEVICE_GRANT
 from oauthd.oauth.scopes import format_scope, parse_scope
+from oauthd.settings import ID_TOKEN_ALG
 
 __all__ = [
     "AUTH_METHODS",
@@ -67,6 +68,7 @@ class ClientMetadata:
     application_type: str
     jwks: str = ""  # RFC 7591 §2: the client's JWK set, as JSON text
     jwks_uri: str = ""
+    id_token_signed_response_alg: str = ""  # OIDC Registration §2; empty: RS256
 
     def public_members(self) -> dict[str, Any]:
         """The metadata as echoed in RFC 7591 §3.2.1 responses (empty optional members left out)."""
@@ -86,6 +88,7 @@ class ClientMetadata:
             "scope": self.scope,
             "software_id": self.software_id,
             "software_version": self.software_version,
+            "id_token_signed_response_alg": self.id_token_signed_response_alg,
         }
         members.update({k: v for k, v in optional.items() if v})
         if self.contacts:
@@ -225,8 +228,22 @@ def default_response_types(grant_types: tuple[str, ...]) -> tuple[str, ...]:
     return ("code",) if "authorization_code" in grant_types else ()
 
 
-def parse_metadata(body: Any, allowed_scope: Callable[[tuple[str, ...]], bool]) -> ClientMetadata:
-    """Validate a registration request body; `allowed_scope` says whether scopes are known."""
+def check_id_token_alg(alg: str, supported: Collection[str]) -> None:
+    # OIDC Registration §2: the ID token algorithm the client expects, among those this server
+    # signs ID tokens with (id_token_signing_alg_values_supported); never none or HMAC.
+    if alg and alg not in supported:
+        raise InvalidClientMetadata(
+            f"id_token_signed_response_alg must be one of {sorted(supported)}"
+        )
+
+
+def parse_metadata(
+    body: Any,
+    allowed_scope: Callable[[tuple[str, ...]], bool],
+    id_token_algorithms: Collection[str] = (ID_TOKEN_ALG,),
+) -> ClientMetadata:
+    """Validate a registration request body; `allowed_scope` says whether scopes are known,
+    `id_token_algorithms` are the algorithms ID tokens can be signed with."""
     if not isinstance(body, dict):
         raise InvalidClientMetadata("the registration request must be a JSON object")
     check_text(body)
@@ -245,6 +262,8 @@ def parse_metadata(body: Any, allowed_scope: Callable[[tuple[str, ...]], bool]) 
         raise InvalidClientMetadata("scope has characters that are not allowed") from None
     if not allowed_scope(scope):
         raise InvalidClientMetadata("scope names values this server does not support")
+    id_token_alg = _text(body, "id_token_signed_response_alg")
+    check_id_token_alg(id_token_alg, id_token_algorithms)
     application_type = _text(body, "application_type") or "web"
     if application_type not in ("web", "native"):
         raise InvalidClientMetadata("application_type must be web or native")
@@ -265,6 +284,7 @@ def parse_metadata(body: Any, allowed_scope: Callable[[tuple[str, ...]], bool]) 
         application_type=application_type,
         jwks=jwks,
         jwks_uri=jwks_uri,
+        id_token_signed_response_alg=id_token_alg,
     )
 
 

@@ -7,7 +7,7 @@ advertise more than works. The documents are built once, as bytes, when the serv
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,24 +22,34 @@ __all__ = [
 
 AS_WELL_KNOWN = "/.well-known/oauth-authorization-server"
 OIDC_WELL_KNOWN = "/.well-known/openid-configuration"
+AUTH_METHODS_SUFFIX = "_auth_methods_supported"
+JWT_AUTH_METHODS = frozenset({"private_key_jwt", "client_secret_jwt"})
 
 
 @dataclass(frozen=True, slots=True)
 class Contribution:
-    """Members an endpoint adds; `oidc` members appear only in the OpenID document."""
+    """Members an endpoint adds; `oidc` members are OpenID Provider metadata (OIDC Discovery
+    §3). Both documents carry both: RFC 8414 §2 allows further members, and clients that read
+    only the RFC 8414 document (JWT libraries verifying ID tokens) need the OIDC ones too."""
 
     members: Mapping[str, Any] = field(default_factory=dict)
     oidc: Mapping[str, Any] = field(default_factory=dict)
 
 
 def build_metadata(
-    issuer: str, contributions: Iterable[Contribution]
+    issuer: str,
+    contributions: Iterable[Contribution],
+    client_assertion_algorithms: Sequence[str] = (),
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(RFC 8414 document, OpenID document) for `issuer` from the endpoints' contributions.
+    """(RFC 8414 document, OpenID document) for `issuer` from the endpoints' contributions:
+    the same members in both (see `Contribution`).
 
     RFC 8414 §2 defaults an absent `grant_types_supported` to authorization_code and implicit,
     and OIDC Discovery §3 defaults `request_uri_parameter_supported` to true, so both are
-    always stated explicitly rather than left to over-claiming defaults."""
+    always stated explicitly rather than left to over-claiming defaults.
+
+    `client_assertion_algorithms` are the algorithms a client's JWT may be signed with at any
+    endpoint that authenticates clients: one verifier checks them everywhere."""
     base: dict[str, Any] = {
         "issuer": issuer,  # RFC 8414 §2: identical to the configured issuer, byte for byte
         "response_types_supported": [],
@@ -53,7 +63,9 @@ def build_metadata(
     for contribution in contributions:
         _merge(base, contribution.members)
         _merge(oidc, contribution.oidc)
-    return dict(sorted(base.items())), dict(sorted({**base, **oidc}.items()))
+    document = {**base, **oidc}
+    _add_signing_algorithms(document, client_assertion_algorithms)
+    return dict(sorted(document.items())), dict(sorted(document.items()))
 
 
 def _merge(target: dict[str, Any], members: Mapping[str, Any]) -> None:
@@ -64,6 +76,19 @@ def _merge(target: dict[str, Any], members: Mapping[str, Any]) -> None:
             raise ValueError(f"two endpoints disagree on metadata member {name!r}")
         else:
             target[name] = value
+
+
+def _add_signing_algorithms(document: dict[str, Any], algorithms: Sequence[str]) -> None:
+    """RFC 8414 §2: `<endpoint>_auth_signing_alg_values_supported` MUST be present when
+    private_key_jwt or client_secret_jwt is in `<endpoint>_auth_methods_supported`, and MUST
+    NOT hold "none" (Authlib clients refuse a document that breaks this)."""
+    for name, methods in list(document.items()):
+        if not name.endswith(AUTH_METHODS_SUFFIX) or not JWT_AUTH_METHODS & set(methods):
+            continue
+        if not algorithms or "none" in algorithms:
+            raise ValueError(f"{name} lists a JWT method but no signing algorithms are given")
+        endpoint = name.removesuffix(AUTH_METHODS_SUFFIX)
+        document[f"{endpoint}_auth_signing_alg_values_supported"] = list(algorithms)
 
 
 def render_metadata(document: Mapping[str, Any]) -> bytes:

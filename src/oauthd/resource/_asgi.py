@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from oauthd.resource._guard import SCOPE_KEY, Reply, ResourceGuard
+from oauthd.resource._guard import JSON, NOSNIFF, SCOPE_KEY, Reply, ResourceGuard
 
 __all__ = ["ASGIApp", "BearerMiddleware"]
 
@@ -64,7 +64,7 @@ async def _send_metadata(guard: ResourceGuard, method: str, send: Send) -> None:
     if method in ("GET", "HEAD"):
         await send_reply(send, guard.metadata(), body=method == "GET")
     else:
-        allow = (("allow", "GET, HEAD"), ("content-type", "application/json"))
+        allow = (("allow", "GET, HEAD"), JSON, NOSNIFF)
         await send_reply(send, Reply(405, allow, b'{"error":"method_not_allowed"}'))
 
 

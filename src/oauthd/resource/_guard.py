@@ -23,11 +23,12 @@ from oauthd.resource._config import ResourceConfig
 from oauthd.resource._introspection import Introspector
 from oauthd.resource._local import LocalVerifier
 
-__all__ = ["SCOPE_KEY", "Reply", "ResourceGuard"]
+__all__ = ["JSON", "NOSNIFF", "SCOPE_KEY", "Reply", "ResourceGuard"]
 
 SCOPE_KEY = "oauthd.token"  # where the middleware puts the claims in the ASGI scope
 log = logging.getLogger("oauthd.resource")
 JSON = ("content-type", "application/json")
+NOSNIFF = ("x-content-type-options", "nosniff")  # on every reply, as oauthd's own
 # Browser-based MCP clients read the challenge and the metadata across origins.
 EXPOSE = ("access-control-expose-headers", "WWW-Authenticate")
 
@@ -106,7 +107,7 @@ class ResourceGuard:
             log.info("refused a request: %s", error)
         status = error.status if error is not None else 401
         body = {"error": error.code, "error_description": error.description} if error else {}
-        headers = [JSON, ("cache-control", "no-store"), EXPOSE]
+        headers = [JSON, NOSNIFF, ("cache-control", "no-store"), EXPOSE]
         if error is not None:
             headers += [(k.lower(), v) for k, v in error.headers().items()]
         if status < 500:
@@ -118,6 +119,7 @@ class ResourceGuard:
         """RFC 9728 §3.2: the protected resource metadata document."""
         headers = (
             JSON,
+            NOSNIFF,
             ("cache-control", "public, max-age=300"),
             ("access-control-allow-origin", "*"),
         )

@@ -32,6 +32,7 @@ from oauthd.web.routes import (
     token,
     userinfo,
 )
+from oauthd.web.security_headers import SecurityHeaders
 from oauthd.web.state import AppState
 
 __all__ = ["AppState", "create_app"]
@@ -55,7 +56,7 @@ ENDPOINTS = (
 )
 
 
-def create_app(state: AppState) -> AccessLog:
+def create_app(state: AppState) -> SecurityHeaders:
     app = QuartTrio("oauthd")
     app.config["MAX_CONTENT_LENGTH"] = state.settings.limits.max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
@@ -92,4 +93,5 @@ def create_app(state: AppState) -> AccessLog:
     asgi: ASGIApp = app  # type: ignore[assignment]  # Quart types ASGI scopes as TypedDicts
     fast = FastPath(asgi, fast_routes(app), state.settings.limits.max_body_bytes)
     limited = RequestLimits(fast)
-    return AccessLog(limited, state.metrics, enabled=state.settings.log.access_log)
+    logged = AccessLog(limited, state.metrics, enabled=state.settings.log.access_log)
+    return SecurityHeaders(logged)

@@ -94,7 +94,6 @@ class Pages:
         return {
             "Content-Security-Policy": " ".join([self._csp, *sorted(sources)]),
             "X-Frame-Options": "DENY",
-            "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "no-referrer",
             "Cache-Control": "no-store",
         }

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from quart import Quart, Response
 
+from oauthd.keys import ASSERTION_ALGORITHMS
 from oauthd.oauth.rfc8414_metadata import (
     Contribution,
     build_metadata,
@@ -22,7 +23,7 @@ HEADERS = {**CORS, "Cache-Control": "public, max-age=300"}
 
 def register(app: Quart, state: AppState, contributions: Iterable[Contribution]) -> None:
     issuer = state.settings.issuer
-    as_doc, oidc_doc = build_metadata(issuer, contributions)
+    as_doc, oidc_doc = build_metadata(issuer, contributions, ASSERTION_ALGORITHMS)
     as_bytes, oidc_bytes = render_metadata(as_doc), render_metadata(oidc_doc)
     paths = document_paths(issuer)
 

@@ -51,6 +51,8 @@ def register(app: Quart, state: AppState) -> Contribution:
     def allowed(scope: tuple[str, ...]) -> bool:
         return all(s in scopes for s in scope)
 
+    id_token_algorithms = state.settings.keys.signing_algorithms
+
     async def read_body() -> Any:
         # Read before refusing: see form_params on answering before the body is in.
         raw = await request.get_data(as_text=False)
@@ -134,7 +136,7 @@ def register(app: Quart, state: AppState) -> Contribution:
         return checked(body)
 
     def checked(body: Any) -> ClientMetadata:
-        meta = parse_metadata(body, allowed)
+        meta = parse_metadata(body, allowed, id_token_algorithms)
         machines = state.settings.registration.allow_client_credentials
         check_self_registered_grants(meta.grant_types, allowed=machines)
         return meta

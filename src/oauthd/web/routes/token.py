@@ -18,7 +18,6 @@ from oauthd.actors.client_device import PollDeviceCode
 from oauthd.actors.client_tokens import TOKEN_PATH, IssueClientToken
 from oauthd.actors.grants import RedeemCode, RefreshTokens, TokenResponse
 from oauthd.errors import InvalidRequest, UnsupportedGrantType
-from oauthd.keys import ASSERTION_ALGORITHMS
 from oauthd.oauth.params import Params
 from oauthd.oauth.rfc6749_client_auth import ClientCredentials, read_credentials
 from oauthd.oauth.rfc8414_metadata import Contribution
@@ -134,10 +133,13 @@ def register(app: Quart, state: AppState) -> Contribution:
         members={
             "token_endpoint": state.url(PATH),
             "grant_types_supported": sorted(GRANTS),
+            # RFC 8414 §2, DISC-7: the signing algorithms private_key_jwt needs are added to
+            # every endpoint's methods by build_metadata.
             "token_endpoint_auth_methods_supported": AUTH_METHODS,
-            # RFC 8414 §2, DISC-7: the algorithms private_key_jwt assertions may use.
-            "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
         },
-        # OIDC Discovery §3: ID tokens are signed with the configured key algorithm.
-        oidc={"id_token_signing_alg_values_supported": [state.settings.keys.algorithm]},
+        # OIDC Discovery §3: RS256 MUST be listed; a client may register the configured
+        # algorithm instead (id_token_signed_response_alg).
+        oidc={
+            "id_token_signing_alg_values_supported": list(state.settings.keys.signing_algorithms)
+        },
     )

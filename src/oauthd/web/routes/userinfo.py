@@ -105,9 +105,20 @@ def register(app: Quart, state: AppState) -> Contribution:
         }
         return ApiResponse(200, json_bytes(claims), NO_STORE)
 
+    fast_routes(app).add(state.path(PATH), ("GET", "POST"), userinfo, API_CORS)
+    # RFC 9728 §3.1, §3.3: a document for each resource identifier, at the well-known URL
+    # derived from it, naming it exactly: the issuer (the audience of /userinfo tokens) and
+    # the userinfo endpoint's own URL, which clients derive from the URL they were refused at.
+    for name, endpoint in (("protected_resource", ""), ("protected_resource_userinfo", PATH)):
+        add_protected_resource(app, state, name, endpoint)
+    return Contribution(members={"userinfo_endpoint": state.url(PATH)})
+
+
+def add_protected_resource(app: Quart, state: AppState, name: str, endpoint: str) -> None:
+    issuer = state.settings.issuer
     prm = json_bytes(
         {
-            "resource": own_audience,
+            "resource": userinfo_audience(issuer) + endpoint,
             "authorization_servers": [issuer],
             "bearer_methods_supported": ["header"],
             "scopes_supported": ["openid", "profile", "email"],
@@ -117,11 +128,5 @@ def register(app: Quart, state: AppState) -> Contribution:
     async def protected_resource() -> Response:
         return json_response(prm, 200, {**CORS, "Cache-Control": "public, max-age=300"})
 
-    fast_routes(app).add(state.path(PATH), ("GET", "POST"), userinfo, API_CORS)
-    app.add_url_rule(
-        PRM_PATH + state.settings.issuer_path,
-        "protected_resource",
-        protected_resource,
-        methods=["GET"],
-    )
-    return Contribution(members={"userinfo_endpoint": state.url(PATH)})
+    path = PRM_PATH + state.settings.issuer_path + endpoint
+    app.add_url_rule(path, name, protected_resource, methods=["GET"])
