@@ -1,5 +1,5 @@
-"""No input makes oauthd answer 5xx (ERR-1, ERR-2, ERR-4; DESIGN "Bad input gets a clear 4xx,
-never a 500"): a seeded generator sends malformed forms, JSON, content types, JWT-shaped tokens,
+"""No input makes oauthd answer 5xx (ERR-1, ERR-2, ERR-4: bad input gets a clear 4xx, never a
+500): a seeded generator sends malformed forms, JSON, content types, JWT-shaped tokens,
 Authorization headers and methods to every endpoint of a running server. A few hundred
 requests, deterministic (one `random.Random` seed), so a failure replays exactly."""
 
@@ -239,9 +239,10 @@ def form_body(rng: random.Random, seeds: Seeds) -> bytes:
 
 def json_body(rng: random.Random, seeds: Seeds) -> bytes:
     """JSON that is broken, huge, deep or of the wrong shape."""
-    # Lone surrogates in /register JSON are issue 14 item 4 (another engineer's): left out.
     return rng.choice(
         [
+            b'{"redirect_uris": ["http://127.0.0.1/cb"], "client_name": "\\ud800"}',
+            b'{"redirect_uris": ["http://127.0.0.1/cb"], "\\udfff": {"a": ["\\ud800x"]}}',
             b'{"redirect_uris":',
             b"[" * 5000 + b"]" * 5000,
             b'{"a":' * 3000 + b"1" + b"}" * 3000,
@@ -442,7 +443,9 @@ def odd_registration(rng: random.Random, seeds: Seeds, **fixed: str) -> bytes:
             [None],
             {"keys": [{"kty": "EC", "x": 1}]},
             "x" * 20_000,
-            odd_value(rng, seeds).encode("utf-8", "surrogatepass").decode("utf-8", "replace"),
+            odd_value(rng, seeds),  # json.dumps escapes a lone surrogate: "\\ud800"
+            "\ud800",
+            {"\udfff": ["a\ud800"]},
         ]
     )
     return json.dumps(body).encode()
@@ -470,6 +473,15 @@ def structured(rng: random.Random, seeds: Seeds) -> Iterator[Probe]:
         "Authorization": "Bearer " + seeds.registration_token,
         "Content-Type": "application/json",
     }
+    # RFC 8259 §8.1: a lone surrogate in any free-text member or in a member name.
+    for unencodable in (
+        {"client_name": "\ud800"},
+        {"contacts": ["a\udfff@example.com"]},
+        {"software_version": "\ud800"},
+        {"\udfff": "x"},
+    ):
+        body = json.dumps({"redirect_uris": [LOOPBACK], **unencodable}).encode()
+        yield Probe("POST", "/register", {"Content-Type": "application/json"}, body)
     for _ in range(12):
         yield Probe(
             "POST", "/register", {"Content-Type": "application/json"}, odd_registration(rng, seeds)
