@@ -277,8 +277,9 @@ class ClientMetadataSettings:
     fetches_per_host_per_minute: int = 20
     fetches_per_client_per_minute: int = 6  # outbound requests for one client id (or jwks_uri)
     fetches_per_minute: int = 300  # outbound requests in all
-    # Stale-while-error: a registered document client whose refetch fails or is refused keeps
-    # working from its stored registration this long past its document's cache lifetime.
+    # Stale-while-error: a registered document client whose host cannot answer (or whose
+    # refetch is refused) keeps working from its stored registration this long past its
+    # document's cache lifetime; a document that is gone (404, 410) or invalid ends it at once.
     stale_if_error_s: int = DAY_S
     # A document client gets a shard: capped and expired like dynamic registrations
     # ([registration]), with numbers of its own. An expired one is fetched again on next use.

@@ -483,3 +483,26 @@ async def test_s4_4_stale_while_error_is_bounded(
         clock.advance(3600)
         assert_refused(await authorize(s, client_id))
         assert s.host.requests == [PATH, PATH, PATH]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Served(404, b"{}"),
+        Served(410, b"{}"),
+        Served(200, b'{"client_id": "https://elsewhere.example/x"}'),
+    ],
+    ids=["404", "410", "invalid-document"],
+)
+async def test_s4_4_a_document_withdrawn_is_not_served_stale(
+    make_settings: Callable[..., Settings], clock: ManualClock, answer: Served
+) -> None:
+    """CIMD-10: stale-while-error covers a host that cannot answer (5xx, timeouts, refused
+    fetches), not one that answered: once its copy expires, a document that is gone or no
+    longer valid ends the client at once."""
+    async with stack(make_settings, clock, stale_if_error_s=3600) as s:
+        client_id = s.publish()
+        assert (await authorize(s, client_id)).headers["location"].startswith("/login")
+        s.host.routes[PATH] = answer
+        clock.advance(301)
+        assert_refused(await authorize(s, client_id))

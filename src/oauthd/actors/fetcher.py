@@ -37,13 +37,26 @@ from oauthd.oauth.scopes import known_scopes
 from oauthd.runtime import Address, Clock, Limiter
 from oauthd.settings import Settings
 
-__all__ = ["FetchClientMetadata", "FetchJwks", "FetchedDocument", "Fetcher", "fetcher_address"]
+__all__ = [
+    "DocumentUnreachable",
+    "FetchClientMetadata",
+    "FetchJwks",
+    "FetchedDocument",
+    "Fetcher",
+    "fetcher_address",
+]
 
 MAX_JWKS_BYTES = 64_000
 JWKS_TTL_S = 300.0  # a client's key set is fetched again after this
 MIN_REFETCH_S = 30.0  # a `fresh` request (unknown kid) refetches at most this often
 JWKS_CACHE_SIZE = 256
 WINDOW_S = 60.0  # the client_metadata.fetches_* limits are per minute
+
+
+class DocumentUnreachable(InvalidClient):
+    """The client's host did not answer (connection, TLS or time-out failure, HTTP 5xx or 429):
+    a failure that may pass, unlike a document that is gone or invalid. Only this one (and a
+    fetch refused by a budget) lets a registered document client go on from its stored copy."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +165,11 @@ class Fetcher:
         response = await self._get(
             client_id, limits.max_bytes, "metadata document", per_host=not registered
         )
+        if response.status >= 500 or response.status == 429:
+            raise DocumentUnreachable(
+                "the client's metadata document cannot be fetched",
+                detail=f"{client_id}: HTTP {response.status}",
+            )
         metadata = parse_metadata_document(
             client_id,
             response.status,
@@ -213,7 +231,9 @@ class Fetcher:
                 f"the client's {what} must be on a public address", detail=str(exc)
             ) from None
         except OutboundError as exc:
-            raise InvalidClient(f"the client's {what} cannot be fetched", detail=str(exc)) from None
+            raise DocumentUnreachable(
+                f"the client's {what} cannot be fetched", detail=str(exc)
+            ) from None
 
 
 def _remember(cache: OrderedDict[str, Any], key: str, value: Any, size: int) -> None:

@@ -21,7 +21,7 @@ from oauthd.actors import (
 from oauthd.actors.client_registration import UpdateFromDocument
 from oauthd.actors.client_tokens import JwksNeeded
 from oauthd.actors.enrol import document_record
-from oauthd.actors.fetcher import FetchedDocument
+from oauthd.actors.fetcher import DocumentUnreachable, FetchedDocument
 from oauthd.errors import InvalidClient, InvalidRequest, NotFound, TemporarilyUnavailable
 from oauthd.keys import Keyring
 from oauthd.oauth.client_id_metadata import is_metadata_client_id
@@ -98,7 +98,9 @@ async def refresh_document_client(state: AppState, client_id: str) -> None:
     fetch = FetchClientMetadata(client_id, registered=known is not None)
     try:
         fetched: FetchedDocument = await ask(state, fetcher_address(state.tenant), fetch)
-    except (InvalidClient, TemporarilyUnavailable):
+    except (DocumentUnreachable, TemporarilyUnavailable):
+        # Only a host that could not answer, or a fetch refused by a budget: a document
+        # that is gone (404, 410) or no longer valid ends the client at once.
         stale_until = (fresh_until or 0) + state.settings.client_metadata.stale_if_error_s
         if fresh_until is not None and now < stale_until:
             return  # stale-while-error: the stored registration, for a bounded time
