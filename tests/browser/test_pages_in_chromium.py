@@ -71,7 +71,14 @@ def sign_in(page: Page, password: str = ALICE[1]) -> None:
     expect(page).to_have_title("Sign in · oauthd")
     page.get_by_label("Email").fill(ALICE[0])
     page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
+    submit(page, "Sign in")
+
+
+def submit(page: Page, button: str) -> None:
+    """Press a form's button and wait for the page it leads to: a click does not wait for
+    the navigation it starts, and a page read in between has no document."""
+    with page.expect_navigation():
+        page.get_by_role("button", name=button).click()
 
 
 def back_at_client(page: Page, callback: Callback) -> dict[str, str]:
@@ -359,16 +366,16 @@ def test_every_page_styled_and_screenshotted(
     page.goto("/device")
     shot("device")
     page.get_by_label("Code").fill("BBBB-BBBB")
-    page.get_by_role("button", name="Continue").click()
+    submit(page, "Continue")
     shot("device-error")
     _, started = device_request(http)
     page.goto(started["verification_uri_complete"])
     shot("device-consent")
-    page.get_by_role("button", name="Allow").click()
+    submit(page, "Allow")
     shot("device-done")
     page.goto("/logout")
     shot("logout")
-    page.get_by_role("button", name="Sign out").click()
+    submit(page, "Sign out")
     shot("signed-out")
     page.goto("/authorize?client_id=nobody&response_type=code")
     shot("error")
