@@ -16,6 +16,7 @@ import trio
 from oauthd.actors import KeyInfo, ListKeys, RotateKeys, keys_address
 from oauthd.actors.janitor import collect_once
 from oauthd.cli import admin
+from oauthd.cli.command import Command, config_option, on_runtime
 from oauthd.errors import ConfigError
 from oauthd.logs import flush_logs, setup_logging
 from oauthd.server import (
@@ -27,7 +28,6 @@ from oauthd.server import (
     load_kek,
     load_metrics_token,
     load_upstream_secret,
-    open_runtime,
     serve,
 )
 from oauthd.settings import MAX_WORKERS, Settings, load_settings, split_listen
@@ -37,10 +37,10 @@ __all__ = ["main"]
 
 
 def parser() -> argparse.ArgumentParser:
+    config = config_option()
     p = argparse.ArgumentParser(prog="oauthd", description="OAuth 2.1 authorization server")
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("serve", help="serve HTTP until SIGINT/SIGTERM")
-    s.add_argument("--config", required=True, help="TOML configuration file")
+    s = sub.add_parser("serve", parents=[config], help="serve HTTP until SIGINT/SIGTERM")
     s.add_argument("--listen", help="host:port, overriding the file's listen")
     s.add_argument(
         "--workers",
@@ -48,44 +48,37 @@ def parser() -> argparse.ArgumentParser:
         help="worker processes serving one socket and one data dir, overriding the file's workers",
     )
     s.add_argument("--worker", help=argparse.SUPPRESS)  # set by the supervisor (workers.py)
-    c = sub.add_parser("check-config", help="validate a configuration file without serving")
-    c.add_argument("--config", required=True)
+    s.set_defaults(run=serve_command)
+    c = sub.add_parser(
+        "check-config", parents=[config], help="validate a configuration file without serving"
+    )
+    c.set_defaults(run=check_config)
     k = sub.add_parser("keys", help="signing keys")
     ksub = k.add_subparsers(dest="keys_command", required=True)
-    kl = ksub.add_parser("list", help="list keys and their states")
-    kl.add_argument("--config", required=True)
-    kr = ksub.add_parser("rotate", help="start a new signing key")
-    kr.add_argument("--config", required=True)
+    kl = ksub.add_parser("list", parents=[config], help="list keys and their states")
+    kl.set_defaults(run=on_runtime(list_keys))
+    kr = ksub.add_parser("rotate", parents=[config], help="start a new signing key")
     kr.add_argument(
         "--immediate",
         action="store_true",
         help="sign with the new key now instead of after keys.publish_ahead_s",
     )
-    admin.add_parsers(sub)
-    g = sub.add_parser("gc", help="delete expired rows and deleted clients' shards now")
-    g.add_argument("--config", required=True)
+    kr.set_defaults(run=on_runtime(rotate_keys))
+    admin.add_parsers(sub, config)
+    g = sub.add_parser(
+        "gc", parents=[config], help="delete expired rows and deleted clients' shards now"
+    )
+    g.set_defaults(run=on_runtime(gc_command))
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
+    args.argv = argv  # `serve --workers N` starts each worker with the same arguments
+    run: Command = args.run
     try:
-        settings = load_settings(args.config)
-        if args.command == "check-config":
-            return check_config(settings)
-        setup_logging(settings.log)
-        if args.command == "serve":
-            return serve_command(settings, args, sys.argv[1:] if argv is None else argv)
-        if args.command in ADMIN:
-            return trio.run(admin_command, settings, args)
-        if args.command == "gc":
-            return trio.run(gc_command, settings)
-        return trio.run(
-            keys_command,
-            settings,
-            args.keys_command,
-            args.immediate if args.keys_command == "rotate" else False,
-        )
+        return run(load_settings(args.config), args)
     except (ConfigError, OSError, BaseExceptionGroup) as exc:
         problem = startup_problem(exc)
         if problem is None:
@@ -98,7 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush_logs()  # the audit lines of what the command did
 
 
-def serve_command(settings: Settings, args: argparse.Namespace, argv: Sequence[str]) -> int:
+def serve_command(settings: Settings, args: argparse.Namespace) -> int:
+    setup_logging(settings.log)
     check_listen_option(args.listen)
     if args.worker is not None:
         trio.run(partial(serve, settings, worker=parse_worker_role(args.worker)))
@@ -106,7 +100,7 @@ def serve_command(settings: Settings, args: argparse.Namespace, argv: Sequence[s
     count = settings.workers if args.workers is None else args.workers
     if count > 1:
         listen = settings.listen if args.listen is None else args.listen
-        return trio.run(supervise, settings, worker_argv(argv), count, listen)
+        return trio.run(supervise, settings, worker_argv(args.argv), count, listen)
     trio.run(partial(serve, settings, listen=args.listen))
     return 0
 
@@ -152,7 +146,9 @@ def check_listen_option(listen: str | None) -> None:
         raise ConfigError("command line", "--listen", str(exc)) from None
 
 
-def check_config(settings: Settings) -> int:
+def check_config(settings: Settings, args: argparse.Namespace) -> int:
+    """Loads what serving would load, then says so; no logging is set up, so the one line
+    printed is the whole answer."""
     import os
 
     configured_clients(settings, os.environ, 0)
@@ -167,15 +163,17 @@ def check_config(settings: Settings) -> int:
     return 0
 
 
-async def keys_command(settings: Settings, command: str, immediate: bool) -> int:
+async def list_keys(runtime: Runtime, args: argparse.Namespace) -> int:
     """Works beside a running server: the shard's write lock orders both."""
-    async with trio.open_nursery() as nursery:
-        runtime: Runtime = await nursery.start(partial(open_runtime, settings))
-        address = keys_address(TENANT)
-        message = RotateKeys(immediate) if command == "rotate" else ListKeys()
-        infos: list[KeyInfo] = await runtime.system.ask(address, message)
-        print_keys(infos)
-        nursery.cancel_scope.cancel()
+    infos: list[KeyInfo] = await runtime.system.ask(keys_address(TENANT), ListKeys())
+    print_keys(infos)
+    return 0
+
+
+async def rotate_keys(runtime: Runtime, args: argparse.Namespace) -> int:
+    message = RotateKeys(args.immediate)
+    infos: list[KeyInfo] = await runtime.system.ask(keys_address(TENANT), message)
+    print_keys(infos)
     return 0
 
 
@@ -192,30 +190,11 @@ def print_keys(infos: list[KeyInfo]) -> None:
         )
 
 
-ADMIN = {
-    "clients": admin.clients_command,
-    "users": admin.users_command,
-    "grants": admin.grants_command,
-}
-
-
-async def admin_command(settings: Settings, args: argparse.Namespace) -> int:
-    """Works beside a running server, through the same actors and SQLite locks."""
-    async with trio.open_nursery() as nursery:
-        runtime: Runtime = await nursery.start(partial(open_runtime, settings, janitor=False))
-        code = await ADMIN[args.command](runtime, args)
-        nursery.cancel_scope.cancel()
-    return code
-
-
-async def gc_command(settings: Settings) -> int:
+async def gc_command(runtime: Runtime, args: argparse.Namespace) -> int:
     """One janitor pass, beside a running server or not: the same actors and SQLite locks."""
-    async with trio.open_nursery() as nursery:
-        runtime: Runtime = await nursery.start(partial(open_runtime, settings, janitor=False))
-        report = await collect_once(runtime.system, runtime.env, TENANT)
-        for kind, count in sorted(report.counts.items()):
-            print(f"{kind:<16} {count}")
-        print(f"{'shards':<16} {report.shards}")
-        print(f"{'shards removed':<16} {len(report.removed)}")
-        nursery.cancel_scope.cancel()
+    report = await collect_once(runtime.system, runtime.env, TENANT)
+    for kind, count in sorted(report.counts.items()):
+        print(f"{kind:<16} {count}")
+    print(f"{'shards':<16} {report.shards}")
+    print(f"{'shards removed':<16} {len(report.removed)}")
     return 1 if report.failed else 0

@@ -23,6 +23,7 @@ from oauthd.actors.directory import UnindexClient
 from oauthd.actors.enrol import enrol
 from oauthd.actors.people import FindUser, GetUser
 from oauthd.actors.people_admin import AddUser, ListUsers, RemoveUser, RevokeConsents
+from oauthd.cli.command import on_runtime
 from oauthd.errors import ConfigError, InvalidClient, NotFound, OAuthError
 from oauthd.oauth.rfc7591_registration import parse_metadata
 from oauthd.oauth.scopes import known_scopes
@@ -33,16 +34,20 @@ from oauthd.storage import ClientRecord, hash_password, list_client_shards, shar
 from oauthd.storage.admin import GrantRow, UserListing
 from oauthd.storage.people import UserRow
 
-__all__ = ["NOT_FOUND", "add_parsers", "clients_command", "grants_command", "users_command"]
+__all__ = ["NOT_FOUND", "add_parsers"]
 
 OK, NOT_FOUND = 0, 1
 
 
-def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], config: argparse.ArgumentParser
+) -> None:
+    """The admin subcommands, each with `config` (`--config`) as its parent parser."""
     clients = sub.add_parser("clients", help="registered clients")
     csub = clients.add_subparsers(dest="clients_command", required=True)
-    ca = csub.add_parser("add", help="register a client; prints its id (and secret) once")
-    ca.add_argument("--config", required=True)
+    ca = csub.add_parser(
+        "add", parents=[config], help="register a client; prints its id (and secret) once"
+    )
     ca.add_argument("--name", default="", help="client_name shown on the consent page")
     ca.add_argument("--redirect-uri", action="append", default=[], dest="redirect_uris")
     ca.add_argument(
@@ -54,30 +59,40 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     ca.add_argument("--grant-type", action="append", dest="grant_types")
     ca.add_argument("--scope", default="")
     ca.add_argument("--first-party", action="store_true", help="skip the consent page")
-    csub.add_parser("list", help="list registered clients").add_argument("--config", required=True)
-    for name, text in (("show", "show one client"), ("remove", "delete a client and its grants")):
-        p = csub.add_parser(name, help=text)
-        p.add_argument("--config", required=True)
+    ca.set_defaults(run=on_runtime(add_client))
+    cl = csub.add_parser("list", parents=[config], help="list registered clients")
+    cl.set_defaults(run=on_runtime(list_clients))
+    for name, text, command in (
+        ("show", "show one client", show_client),
+        ("remove", "delete a client and its grants", remove_client),
+    ):
+        p = csub.add_parser(name, parents=[config], help=text)
         p.add_argument("client_id")
+        p.set_defaults(run=on_runtime(command))
 
     users = sub.add_parser("users", help="local users (email and password)")
     usub = users.add_subparsers(dest="users_command", required=True)
-    ua = usub.add_parser("add", help="add a user; the password is read from stdin or a prompt")
-    ua.add_argument("--config", required=True)
+    ua = usub.add_parser(
+        "add", parents=[config], help="add a user; the password is read from stdin or a prompt"
+    )
     ua.add_argument("--email", required=True)
     ua.add_argument("--name", default="")
-    usub.add_parser("list", help="list users").add_argument("--config", required=True)
-    ur = usub.add_parser("remove", help="delete a user, their sessions, consents and grants")
-    ur.add_argument("--config", required=True)
+    ua.set_defaults(run=on_runtime(add_user))
+    ul = usub.add_parser("list", parents=[config], help="list users")
+    ul.set_defaults(run=on_runtime(list_users))
+    ur = usub.add_parser(
+        "remove", parents=[config], help="delete a user, their sessions, consents and grants"
+    )
     ur.add_argument("user", help="email or user id")
+    ur.set_defaults(run=on_runtime(remove_user))
 
     grants = sub.add_parser("grants", help="grants (token families) and consents")
     gsub = grants.add_subparsers(dest="grants_command", required=True)
     for name, text in (("list", "list live grants"), ("revoke", "revoke grants and consents")):
-        p = gsub.add_parser(name, help=text)
-        p.add_argument("--config", required=True)
+        p = gsub.add_parser(name, parents=[config], help=text)
         p.add_argument("--user", help="email or user id")
         p.add_argument("--client", help="client_id")
+        p.set_defaults(run=on_runtime(grants_command))
 
 
 def when(t: int) -> str:
@@ -99,22 +114,25 @@ def not_found(what: str) -> int:
 # --- clients ---------------------------------------------------------------------------------
 
 
-async def clients_command(runtime: Runtime, args: argparse.Namespace) -> int:
-    system, directory = runtime.system, directory_address(TENANT)
-    command = args.clients_command
-    if command == "add":
-        await add_client(runtime, args)
-        return OK
-    if command == "list":
-        rows = await system.ask(directory, ListClients())
-        print_table(("client_id", "source", "created"), [(c, s, when(t)) for c, s, t in rows])
-        return OK
+async def list_clients(runtime: Runtime, args: argparse.Namespace) -> int:
+    rows = await runtime.system.ask(directory_address(TENANT), ListClients())
+    print_table(("client_id", "source", "created"), [(c, s, when(t)) for c, s, t in rows])
+    return OK
+
+
+async def show_client(runtime: Runtime, args: argparse.Namespace) -> int:
     client = await load_client(runtime, args.client_id)
     if client is None:
         return not_found(f"no client {args.client_id!r}")
-    if command == "show":
-        print_client(client)
-        return OK
+    print_client(client)
+    return OK
+
+
+async def remove_client(runtime: Runtime, args: argparse.Namespace) -> int:
+    system, directory = runtime.system, directory_address(TENANT)
+    client = await load_client(runtime, args.client_id)
+    if client is None:
+        return not_found(f"no client {args.client_id!r}")
     address = Address(TENANT, "client", shard_key_for(client.client_id))
     await system.ask(address, RemoveClient())
     await system.ask(directory, UnindexClient(client.client_id))
@@ -148,7 +166,7 @@ def print_client(c: ClientRecord) -> None:
         print(f"{name:<15} {value}")
 
 
-async def add_client(runtime: Runtime, args: argparse.Namespace) -> None:
+async def add_client(runtime: Runtime, args: argparse.Namespace) -> int:
     settings: Settings = runtime.settings
     body = {
         "client_name": args.name,
@@ -167,6 +185,7 @@ async def add_client(runtime: Runtime, args: argparse.Namespace) -> None:
     print(f"client_id:     {new.record.client_id}")
     if new.client_secret is not None:
         print(f"client_secret: {new.client_secret}   (shown once; only its hash is stored)")
+    return OK
 
 
 # --- users -----------------------------------------------------------------------------------
@@ -183,28 +202,33 @@ def read_password() -> str:
     return sys.stdin.readline().rstrip("\r\n")
 
 
-async def users_command(runtime: Runtime, args: argparse.Namespace) -> int:
-    system, directory = runtime.system, directory_address(TENANT)
-    if args.users_command == "add":
-        password = read_password()
-        if len(password) < 8:
-            raise ConfigError("command line", "users add", "the password needs 8 characters")
-        hashed = await trio.to_thread.run_sync(hash_password, password)
-        name = args.name or args.email.partition("@")[0]
-        now = int(runtime.env.clock.now())
-        user: UserRow | None = await system.ask(directory, AddUser(args.email, name, hashed, now))
-        if user is None:
-            raise ConfigError("command line", "users add", f"{args.email} already exists")
-        print(f"user_id: {user.user_id}")
-        return OK
-    if args.users_command == "list":
-        users: list[UserListing] = await system.ask(directory, ListUsers())
-        print_table(
-            ("email", "name", "user_id", "identities", "created"),
-            [(u.email or "-", u.name, u.user_id, u.identities, when(u.created_at)) for u in users],
-        )
-        return OK
-    removed: UserRow | None = await system.ask(directory, RemoveUser(args.user))
+async def add_user(runtime: Runtime, args: argparse.Namespace) -> int:
+    password = read_password()
+    if len(password) < 8:
+        raise ConfigError("command line", "users add", "the password needs 8 characters")
+    hashed = await trio.to_thread.run_sync(hash_password, password)
+    name = args.name or args.email.partition("@")[0]
+    now = int(runtime.env.clock.now())
+    message = AddUser(args.email, name, hashed, now)
+    user: UserRow | None = await runtime.system.ask(directory_address(TENANT), message)
+    if user is None:
+        raise ConfigError("command line", "users add", f"{args.email} already exists")
+    print(f"user_id: {user.user_id}")
+    return OK
+
+
+async def list_users(runtime: Runtime, args: argparse.Namespace) -> int:
+    users: list[UserListing] = await runtime.system.ask(directory_address(TENANT), ListUsers())
+    print_table(
+        ("email", "name", "user_id", "identities", "created"),
+        [(u.email or "-", u.name, u.user_id, u.identities, when(u.created_at)) for u in users],
+    )
+    return OK
+
+
+async def remove_user(runtime: Runtime, args: argparse.Namespace) -> int:
+    message = RemoveUser(args.user)
+    removed: UserRow | None = await runtime.system.ask(directory_address(TENANT), message)
     if removed is None:
         return not_found(f"no user {args.user!r}")
     ended = await each_shard(runtime, RevokeGrants(removed.user_id))

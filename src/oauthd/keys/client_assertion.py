@@ -75,16 +75,7 @@ class ClientKeys:
 
 def parse_client_jwks(document: str | dict[str, Any]) -> ClientKeys:
     """A client's JWK set; KeySetInvalid for anything but public EC/RSA/OKP signing keys."""
-    if isinstance(document, str):
-        if len(document) > MAX_JWKS_BYTES:
-            raise KeySetInvalid("the JWK set is too large")
-        try:
-            document = loads_bounded(document)
-        except ValueError:
-            raise KeySetInvalid("the JWK set is not JSON") from None
-    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
-        raise KeySetInvalid("a JWK set is an object with a keys array")
-    members = document["keys"]
+    members = _jwk_set_members(document, MAX_JWKS_BYTES)
     if not members or len(members) > MAX_KEYS:
         raise KeySetInvalid(f"a JWK set needs 1 to {MAX_KEYS} keys")
     return ClientKeys(tuple(_parse_key(member) for member in members))
@@ -94,16 +85,8 @@ def parse_provider_jwks(document: str) -> ClientKeys:
     """An identity provider's published JWK set (OIDC Core §10.1.1): its signing keys, with
     encryption keys and key types this server cannot use left out. KeySetInvalid when the
     document is not a JWK set or holds no usable key."""
-    if len(document) > 4 * MAX_JWKS_BYTES:
-        raise KeySetInvalid("the JWK set is too large")
-    try:
-        parsed = loads_bounded(document)
-    except ValueError:
-        raise KeySetInvalid("the JWK set is not JSON") from None
-    if not isinstance(parsed, dict) or not isinstance(parsed.get("keys"), list):
-        raise KeySetInvalid("a JWK set is an object with a keys array")
     usable = []
-    for member in parsed["keys"]:
+    for member in _jwk_set_members(document, 4 * MAX_JWKS_BYTES):
         try:
             usable.append(_parse_key(member))
         except KeySetInvalid:
@@ -111,6 +94,22 @@ def parse_provider_jwks(document: str) -> ClientKeys:
     if not usable:
         raise KeySetInvalid("the JWK set has no usable signing key")
     return ClientKeys(tuple(usable))
+
+
+def _jwk_set_members(document: str | dict[str, Any], max_bytes: int) -> list[Any]:
+    """The `keys` array of a JWK set (RFC 7517 §5), parsed from at most `max_bytes` of JSON
+    when it comes as text."""
+    if isinstance(document, str):
+        if len(document) > max_bytes:
+            raise KeySetInvalid("the JWK set is too large")
+        try:
+            document = loads_bounded(document)
+        except ValueError:
+            raise KeySetInvalid("the JWK set is not JSON") from None
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise KeySetInvalid("a JWK set is an object with a keys array")
+    members: list[Any] = document["keys"]
+    return members
 
 
 def _parse_key(member: Any) -> _ClientKey:

@@ -12,7 +12,7 @@ from oauthd.web.access_log import ROUTE, AccessLog, ASGIApp
 from oauthd.web.errors import install_error_handlers
 from oauthd.web.fast import FastPath, fast_routes
 from oauthd.web.html import install_pages
-from oauthd.web.limits import RequestLimits
+from oauthd.web.request_size import RequestSizeLimits
 from oauthd.web.responses import API_CORS, API_PATHS, CORS
 from oauthd.web.routes import (
     authorize,
@@ -92,6 +92,6 @@ def create_app(state: AppState) -> SecurityHeaders:
 
     asgi: ASGIApp = app  # type: ignore[assignment]  # Quart types ASGI scopes as TypedDicts
     fast = FastPath(asgi, fast_routes(app), state.settings.limits.max_body_bytes)
-    limited = RequestLimits(fast)
+    limited = RequestSizeLimits(fast)
     logged = AccessLog(limited, state.metrics, enabled=state.settings.log.access_log)
     return SecurityHeaders(logged)

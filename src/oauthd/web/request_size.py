@@ -1,6 +1,7 @@
-"""Request-line and header limits (ERR-3), enforced before the framework parses anything:
-a URL over `MAX_URL` answers 414 and headers over `MAX_HEADERS` answer 431. h11 accepts
-longer ones, so the check is made here, on the ASGI scope.
+"""Request-line and header size limits (ERR-3), enforced before the framework parses
+anything: a URL over `MAX_URL` answers 414 and headers over `MAX_HEADERS` answer 431. h11
+accepts longer ones, so the check is made here, on the ASGI scope. (The rate limits of
+`[limits]` are in `web/throttle.py`.)
 
 A response sent before the request body was read (a 404, 405 or 413 on a POST) carries
 `Connection: close`: the unread body would otherwise be left on a keep-alive connection,
@@ -12,13 +13,13 @@ import json
 
 from oauthd.web.access_log import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["MAX_HEADERS", "MAX_URL", "RequestLimits"]
+__all__ = ["MAX_HEADERS", "MAX_URL", "RequestSizeLimits"]
 
 MAX_URL = 8 * 1024
 MAX_HEADERS = 16 * 1024
 
 
-class RequestLimits:
+class RequestSizeLimits:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
