@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, TypeVar
+from types import ModuleType
+from typing import Any, ClassVar, TypeVar
 
 import trio
 
@@ -25,18 +26,12 @@ from oauthd.errors import InvalidRequest, OAuthError
 from oauthd.settings import StorageSettings
 from oauthd.storage import LockBusy, Schema, Store
 
-__all__ = ["Audit", "CommitThenRaise", "ShardActor", "command", "committed", "query"]
+__all__ = ["CommitThenRaise", "ShardActor", "command", "committed", "query"]
 
 M = TypeVar("M")
 T = TypeVar("T")
 Handler = Callable[[Any, Any], Any]
 Observer = Callable[[str, Mapping[str, object]], None]
-
-
-class Audit(Protocol):
-    """`ShardActor.audit`, as handler mixins declare it."""
-
-    def __call__(self, event: str, **fields: str | int | bool) -> None: ...
 
 
 class CommitThenRaise(Exception):
@@ -52,7 +47,7 @@ def command(message_type: type[M]) -> Callable[[Handler], Handler]:
     """Mark a handler that may write: it runs inside BEGIN IMMEDIATE ... COMMIT."""
 
     def mark(fn: Handler) -> Handler:
-        fn.__oauthd_handles__ = (message_type, True)  # type: ignore[attr-defined]  # marker read by __init_subclass__
+        fn.__oauthd_handles__ = (message_type, True)  # type: ignore[attr-defined]  # marker read by ShardActor.__init_subclass__
         return fn
 
     return mark
@@ -62,7 +57,7 @@ def query(message_type: type[M]) -> Callable[[Handler], Handler]:
     """Mark a handler that only reads: no write lock is taken."""
 
     def mark(fn: Handler) -> Handler:
-        fn.__oauthd_handles__ = (message_type, False)  # type: ignore[attr-defined]  # marker read by __init_subclass__
+        fn.__oauthd_handles__ = (message_type, False)  # type: ignore[attr-defined]  # marker read by ShardActor.__init_subclass__
         return fn
 
     return mark
@@ -83,17 +78,26 @@ async def committed(storage: StorageSettings, run: Callable[[bool], T]) -> T:
 
 
 class ShardActor:
+    """A subclass declares its `schema` and its handlers: methods marked `@command` or `@query`
+    in its own body, and the marked functions of the modules in `handler_modules`, each taking
+    the actor as its first argument. A message type with two handlers is refused at import,
+    so no handler's meaning depends on the order in which they are listed."""
+
     schema: ClassVar[Schema]
+    handler_modules: ClassVar[tuple[ModuleType, ...]] = ()
     _handlers: ClassVar[dict[type[Any], tuple[Handler, bool]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         handlers = dict(cls._handlers)
-        for base in reversed(cls.__mro__):  # handlers may come from mixins
-            for value in vars(base).values():
-                marker = getattr(value, "__oauthd_handles__", None)
-                if marker is not None:
-                    handlers[marker[0]] = (value, marker[1])
+        sources = [vars(module) for module in cls.handler_modules] + [vars(cls)]
+        for value in {id(v): v for source in sources for v in source.values()}.values():
+            marker = getattr(value, "__oauthd_handles__", None)
+            if marker is None:
+                continue
+            if marker[0] in handlers and handlers[marker[0]][0] is not value:
+                raise TypeError(f"{cls.__name__}: two handlers for {marker[0].__name__}")
+            handlers[marker[0]] = (value, marker[1])
         cls._handlers = handlers
 
     def __init__(

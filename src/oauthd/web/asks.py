@@ -18,8 +18,8 @@ from oauthd.actors import (
     fetcher_address,
     keys_address,
 )
+from oauthd.actors.client_auth import JwksNeeded
 from oauthd.actors.client_registration import UpdateFromDocument
-from oauthd.actors.client_tokens import JwksNeeded
 from oauthd.actors.enrol import document_record
 from oauthd.actors.fetcher import FetchedDocument
 from oauthd.errors import InvalidClient, InvalidRequest, NotFound, TemporarilyUnavailable
