@@ -24,7 +24,7 @@ from oauthd.actors.context import ClientShard
 from oauthd.actors.shard import ShardActor, command, query
 from oauthd.actors.wiring import Env
 from oauthd.errors import InvalidClient
-from oauthd.runtime import Address
+from oauthd.runtime import Address, Command, Query
 from oauthd.storage import (
     ClientRecord,
     client_shard_path,
@@ -39,24 +39,24 @@ __all__ = ["ClientActor", "Collect", "Collected", "GetClient", "client_address"]
 
 
 @dataclass(frozen=True, slots=True)
-class GetClient:
-    """Query: the client's registration."""
-
-
-@dataclass(frozen=True, slots=True)
-class Collect:
-    """Command: delete the shard's expired rows (the janitor, `storage.expiry`), and the
-    registration itself if it is a dynamic or document client's that has lapsed
-    (`ClientRecord.expires_at`)."""
-
-
-@dataclass(frozen=True, slots=True)
 class Collected:
     """How many rows of each kind went; `deleted_client` names a client deregistered over
     RFC 7592, whose shard may now be removed from disk once its actor has closed."""
 
     counts: dict[str, int] = field(default_factory=dict)
     deleted_client: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GetClient(Query[ClientRecord]):
+    """Query: the client's registration."""
+
+
+@dataclass(frozen=True, slots=True)
+class Collect(Command[Collected]):
+    """Command: delete the shard's expired rows (the janitor, `storage.expiry`), and the
+    registration itself if it is a dynamic or document client's that has lapsed
+    (`ClientRecord.expires_at`)."""
 
 
 def client_address(tenant: str, client_id: str) -> Address:

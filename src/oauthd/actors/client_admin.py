@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from oauthd.actors.context import ClientShard
 from oauthd.actors.shard import command, query
+from oauthd.runtime import Command, Query
 from oauthd.storage import admin, delete_client
 from oauthd.storage.admin import GrantRow
 
@@ -14,21 +15,21 @@ __all__ = ["ListGrants", "RemoveClient", "RevokeGrants"]
 
 
 @dataclass(frozen=True, slots=True)
-class ListGrants:
+class ListGrants(Query[list[GrantRow]]):
     """Query: the client's live grants, or one user's; replies list[GrantRow]."""
 
     user_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class RevokeGrants:
+class RevokeGrants(Command[list[GrantRow]]):
     """Command: end the client's live grants, or one user's; replies list[GrantRow]."""
 
     user_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class RemoveClient:
+class RemoveClient(Command[None]):
     """Command: delete the client and end its grants (`oauthd clients remove`)."""
 
 

@@ -36,6 +36,7 @@ from oauthd.oauth.rfc8628_device import (
 from oauthd.oauth.rfc8707_resources import resolve_resources, token_audience
 from oauthd.oauth.scopes import format_scope, known_scopes
 from oauthd.oauth.token_liveness import has_expired
+from oauthd.runtime import Command, Query
 from oauthd.storage import ClientRecord, hash_secret
 from oauthd.storage.grants import (
     FamilyRow,
@@ -56,15 +57,6 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
-class StartDeviceAuthorization:
-    """Command: the device authorization request (RFC 8628 §3.1); replies DeviceStarted."""
-
-    credentials: ClientCredentials
-    scope: str | None
-    resources: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class DeviceStarted:
     device_code: str
     code_hash: str
@@ -74,7 +66,16 @@ class DeviceStarted:
 
 
 @dataclass(frozen=True, slots=True)
-class GetDeviceRequest:
+class StartDeviceAuthorization(Command[DeviceStarted]):
+    """Command: the device authorization request (RFC 8628 §3.1); replies DeviceStarted."""
+
+    credentials: ClientCredentials
+    scope: str | None
+    resources: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GetDeviceRequest(Query[AuthorizationRequest | None]):
     """Query: the request a pending, unexpired device code stands for, as an authorization
     request to put before the person (RFC 8628 §3.3), or None."""
 
@@ -83,7 +84,7 @@ class GetDeviceRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class PollDeviceCode:
+class PollDeviceCode(Command[TokenResponse]):
     """Command: the device_code grant (RFC 8628 §3.4)."""
 
     credentials: ClientCredentials

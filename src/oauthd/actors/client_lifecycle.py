@@ -29,6 +29,7 @@ from oauthd.oauth.rfc7662_introspection import (
 from oauthd.oauth.rfc8707_resources import token_audience
 from oauthd.oauth.rfc9068_access_token import AccessTokenClaims
 from oauthd.oauth.token_liveness import Liveness
+from oauthd.runtime import Command, Query
 from oauthd.storage.grants import load_refresh, revoke_access_token, revoke_family
 
 __all__ = [
@@ -40,14 +41,14 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
-class AuthenticateCaller:
+class AuthenticateCaller(Command[str]):
     """Command: authenticate a client as at the token endpoint; replies with its client_id."""
 
     credentials: ClientCredentials
 
 
 @dataclass(frozen=True, slots=True)
-class RevokeToken:
+class RevokeToken(Command[None]):
     """Command: RFC 7009 §2.1, sent to the authenticating client's own shard. `access` is the
     token read as a verified JWT access token, None when it is not one."""
 
@@ -57,7 +58,7 @@ class RevokeToken:
 
 
 @dataclass(frozen=True, slots=True)
-class IntrospectToken:
+class IntrospectToken(Query[Introspection]):
     """Query: RFC 7662 §2.1 for an authenticated `caller_id`, sent to the token's shard;
     replies Introspection."""
 

@@ -12,6 +12,7 @@ from oauthd.actors.shard import command, query
 from oauthd.oauth.handles import parse_handle
 from oauthd.oauth.rfc6750_bearer import InvalidToken
 from oauthd.oauth.rfc7591_registration import ClientMetadata, InvalidClientMetadata
+from oauthd.runtime import Command, Query
 from oauthd.storage import ClientRecord, check_secret
 from oauthd.storage.clients import delete_client, save_client
 
@@ -24,14 +25,14 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
-class GetRegistration:
+class GetRegistration(Query[ClientRecord]):
     """Query: the registration, for the holder of its registration access token."""
 
     token: str
 
 
 @dataclass(frozen=True, slots=True)
-class UpdateRegistration:
+class UpdateRegistration(Command[ClientRecord]):
     """Command: replace the metadata (RFC 7592 §2.2); replies the new ClientRecord."""
 
     token: str
@@ -40,14 +41,14 @@ class UpdateRegistration:
 
 
 @dataclass(frozen=True, slots=True)
-class DeleteRegistration:
+class DeleteRegistration(Command[None]):
     """Command: deregister (RFC 7592 §2.3); every grant of the client ends with it."""
 
     token: str
 
 
 @dataclass(frozen=True, slots=True)
-class UpdateFromDocument:
+class UpdateFromDocument(Command[ClientRecord]):
     """Command: a client known by its metadata document (CIMD) published a new one; its
     registration becomes `record`. Replies the registration now in force."""
 

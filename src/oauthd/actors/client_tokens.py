@@ -30,6 +30,7 @@ from oauthd.oauth.rfc8707_resources import token_audience
 from oauthd.oauth.rfc9068_access_token import TYP, access_token_claims
 from oauthd.oauth.scopes import format_scope, known_scopes, parse_scope
 from oauthd.oauth.token_liveness import Liveness, has_expired
+from oauthd.runtime import Command
 from oauthd.settings import ID_TOKEN_ALG
 from oauthd.storage import ClientRecord, touch_client
 from oauthd.storage.grants import (
@@ -47,7 +48,7 @@ __all__ = ["IssueClientToken", "mint_tokens"]
 
 
 @dataclass(frozen=True, slots=True)
-class IssueClientToken:
+class IssueClientToken(Command[TokenResponse]):
     """Command: the client_credentials grant (OAuth 2.1 §4.2)."""
 
     credentials: ClientCredentials

@@ -18,7 +18,7 @@ from oauthd.actors.shard import ShardActor, command, query
 from oauthd.actors.wiring import Env
 from oauthd.errors import TemporarilyUnavailable
 from oauthd.oauth.rfc8628_device import issue_user_code
-from oauthd.runtime import Address
+from oauthd.runtime import Address, Command, Query
 from oauthd.storage import (
     DIRECTORY,
     ClientRecord,
@@ -47,19 +47,19 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
-class RegisterClient:
+class RegisterClient(Command[str]):
     """Command: create or replace a client's registration; replies with its shard key."""
 
     record: ClientRecord
 
 
 @dataclass(frozen=True, slots=True)
-class CountClients:
+class CountClients(Query[int]):
     """Query: how many clients are registered."""
 
 
 @dataclass(frozen=True, slots=True)
-class IndexUserCode:
+class IndexUserCode(Command[str]):
     """Command: draw a user code for a device code (RFC 8628 §6.1), unique among outstanding
     ones; replies with the 8 letters."""
 
@@ -69,7 +69,7 @@ class IndexUserCode:
 
 
 @dataclass(frozen=True, slots=True)
-class FindUserCode:
+class FindUserCode(Query[tuple[str, str] | None]):
     """Query: (shard key, device-code hash) of an outstanding, normalised user code, or None."""
 
     user_code: str
@@ -83,19 +83,19 @@ def directory_address(tenant: str) -> Address:
 
 
 @dataclass(frozen=True, slots=True)
-class ListClients:
+class ListClients(Query[list[tuple[str, str, int]]]):
     """Query: every registered client as (client_id, source, created_at)."""
 
 
 @dataclass(frozen=True, slots=True)
-class UnindexClient:
+class UnindexClient(Command[None]):
     """Command: drop a deregistered client from the index."""
 
     client_id: str
 
 
 @dataclass(frozen=True, slots=True)
-class CollectDirectory:
+class CollectDirectory(Command[dict[str, int]]):
     """Command: delete expired browser sessions and device user codes; replies with counts."""
 
 

@@ -15,6 +15,7 @@ from oauthd.actors.shard import command, query
 from oauthd.errors import Forbidden
 from oauthd.oauth.handles import issue_secret
 from oauthd.oauth.rfc8252_redirects import consent_target
+from oauthd.runtime import Command, Query
 from oauthd.storage import hash_secret
 from oauthd.storage.people import (
     ConsentRow,
@@ -49,21 +50,28 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
-class FindUser:
+class SessionView:
+    session_id: str
+    user: UserRow
+    auth_time: int
+
+
+@dataclass(frozen=True, slots=True)
+class FindUser(Query[UserRow | None]):
     """Query: the user with this email (any case), or None."""
 
     email: str
 
 
 @dataclass(frozen=True, slots=True)
-class GetUser:
+class GetUser(Query[UserRow | None]):
     """Query: the user with this id (the token subject), or None."""
 
     user_id: str
 
 
 @dataclass(frozen=True, slots=True)
-class EnsureUser:
+class EnsureUser(Command[UserRow]):
     """Command: the user with this email, created if new; replies UserRow. Only for a person
     already vouched for (a dev user whose password matched the file): it checks nothing."""
 
@@ -73,7 +81,7 @@ class EnsureUser:
 
 
 @dataclass(frozen=True, slots=True)
-class LinkIdentity:
+class LinkIdentity(Command[UserRow]):
     """Command: the local user for this upstream subject, created on first login, its email
     and name refreshed from the upstream each time (email only when verified there);
     replies UserRow."""
@@ -85,7 +93,7 @@ class LinkIdentity:
 
 
 @dataclass(frozen=True, slots=True)
-class StartSession:
+class StartSession(Command[str]):
     """Command: a new browser session for the user (ending `previous`); replies its id.
     A fresh id at every login prevents session fixation (HTML-3). `method` says how the
     person signed in (`dev`, `federation:<provider>`), for the audit log."""
@@ -96,21 +104,21 @@ class StartSession:
 
 
 @dataclass(frozen=True, slots=True)
-class GetSession:
+class GetSession(Query[SessionView | None]):
     """Query: the live session with this id, or None."""
 
     session_id: str
 
 
 @dataclass(frozen=True, slots=True)
-class PrepareLogout:
+class PrepareLogout(Command[str]):
     """Command: mint the CSRF token of the session's logout form."""
 
     session_id: str
 
 
 @dataclass(frozen=True, slots=True)
-class EndSession:
+class EndSession(Command[None]):
     """Command: log out, if the CSRF token is the session's."""
 
     session_id: str
@@ -118,7 +126,7 @@ class EndSession:
 
 
 @dataclass(frozen=True, slots=True)
-class HasConsent:
+class HasConsent(Query[bool]):
     """Query: whether the user already allowed this client these scopes and resources,
     sent to this redirect URI (HTML-5)."""
 
@@ -130,7 +138,7 @@ class HasConsent:
 
 
 @dataclass(frozen=True, slots=True)
-class GrantConsent:
+class GrantConsent(Command[None]):
     """Command: remember that the user allowed these (added to what was allowed before)."""
 
     user_id: str
@@ -138,13 +146,6 @@ class GrantConsent:
     scope: tuple[str, ...]
     resources: tuple[str, ...]
     redirect_uri: str
-
-
-@dataclass(frozen=True, slots=True)
-class SessionView:
-    session_id: str
-    user: UserRow
-    auth_time: int
 
 
 @query(FindUser)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from oauthd.actors.context import Shard
 from oauthd.actors.shard import command, query
+from oauthd.runtime import Command, Query
 from oauthd.storage import admin
 from oauthd.storage.admin import UserListing, delete_consents, delete_user
 from oauthd.storage.people import UserRow, insert_user, load_user, load_user_by_email
@@ -16,7 +17,7 @@ __all__ = ["AddUser", "ListUsers", "RemoveUser", "RevokeConsents"]
 
 
 @dataclass(frozen=True, slots=True)
-class AddUser:
+class AddUser(Command[UserRow | None]):
     """Command: a new local user; replies UserRow, or None if the email is taken."""
 
     email: str
@@ -26,12 +27,12 @@ class AddUser:
 
 
 @dataclass(frozen=True, slots=True)
-class ListUsers:
+class ListUsers(Query[list[UserListing]]):
     """Query: every user; replies list[UserListing]."""
 
 
 @dataclass(frozen=True, slots=True)
-class RemoveUser:
+class RemoveUser(Command[UserRow | None]):
     """Command: delete a user (by email or id) with their sessions, identities and consents;
     replies the removed UserRow, or None if there is no such user. Their grants live in the
     client shards: the caller revokes those (RevokeGrants)."""
@@ -40,7 +41,7 @@ class RemoveUser:
 
 
 @dataclass(frozen=True, slots=True)
-class RevokeConsents:
+class RevokeConsents(Command[int]):
     """Command: forget consent given by a user, to a client, or both; replies the count."""
 
     user_id: str | None

@@ -14,6 +14,7 @@ dropped if it rolled back: the log never says done what the database does not ho
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
@@ -23,13 +24,17 @@ import trio
 
 from oauthd import audit
 from oauthd.errors import InvalidRequest, OAuthError
+from oauthd.runtime import Command, Message, Query
 from oauthd.settings import StorageSettings
 from oauthd.storage import LockBusy, Schema, Store
 
 __all__ = ["CommitThenRaise", "ShardActor", "command", "committed", "query"]
 
-M = TypeVar("M")
+A = TypeVar("A")  # what a handler works on: the actor, or the context it implements
+M = TypeVar("M", bound=Message[Any])
+R = TypeVar("R")
 T = TypeVar("T")
+H = TypeVar("H", bound=Callable[..., Any])
 Handler = Callable[[Any, Any], Any]
 Observer = Callable[[str, Mapping[str, object]], None]
 
@@ -43,24 +48,39 @@ class CommitThenRaise(Exception):
         self.error = error
 
 
-def command(message_type: type[M]) -> Callable[[Handler], Handler]:
-    """Mark a handler that may write: it runs inside BEGIN IMMEDIATE ... COMMIT."""
+def command(
+    message_type: type[Command[R]],
+) -> Callable[[Callable[[A, M], R]], Callable[[A, M], R]]:
+    """Mark a handler that may write: it runs inside BEGIN IMMEDIATE ... COMMIT. mypy checks
+    that it returns the reply its message names."""
 
-    def mark(fn: Handler) -> Handler:
-        fn.__oauthd_handles__ = (message_type, True)  # type: ignore[attr-defined]  # marker read by ShardActor.__init_subclass__
-        return fn
+    def mark(fn: Callable[[A, M], R]) -> Callable[[A, M], R]:
+        return _marked(fn, message_type, writes=True)
+
+    return mark
+
+
+def query(
+    message_type: type[Query[R]],
+) -> Callable[[Callable[[A, M], R]], Callable[[A, M], R]]:
+    """Mark a handler that only reads: no write lock is taken. mypy checks that it returns
+    the reply its message names."""
+
+    def mark(fn: Callable[[A, M], R]) -> Callable[[A, M], R]:
+        return _marked(fn, message_type, writes=False)
 
     return mark
 
 
-def query(message_type: type[M]) -> Callable[[Handler], Handler]:
-    """Mark a handler that only reads: no write lock is taken."""
-
-    def mark(fn: Handler) -> Handler:
-        fn.__oauthd_handles__ = (message_type, False)  # type: ignore[attr-defined]  # marker read by ShardActor.__init_subclass__
-        return fn
-
-    return mark
+def _marked(fn: H, message_type: type[Message[Any]], *, writes: bool) -> H:
+    """Mark `fn` as the handler of `message_type`, for ShardActor.__init_subclass__. mypy
+    checks its reply; its message parameter is checked here, as mypy cannot tie it to the
+    marker's argument: it must be annotated with the message type."""
+    taken = list(inspect.signature(fn).parameters.values())[1].annotation
+    if getattr(taken, "__name__", taken) != message_type.__name__:
+        raise TypeError(f"{fn.__qualname__} handles {message_type.__name__}, takes {taken}")
+    fn.__oauthd_handles__ = (message_type, writes)  # type: ignore[attr-defined]  # a marker
+    return fn
 
 
 async def committed(storage: StorageSettings, run: Callable[[bool], T]) -> T:

@@ -173,7 +173,7 @@ async def keys_command(settings: Settings, command: str, immediate: bool) -> int
         runtime: Runtime = await nursery.start(partial(open_runtime, settings))
         address = keys_address(TENANT)
         message = RotateKeys(immediate) if command == "rotate" else ListKeys()
-        infos: list[KeyInfo] = await runtime.system.ask(address, message)
+        infos = await runtime.system.ask(address, message)
         print_keys(infos)
         nursery.cancel_scope.cancel()
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
 from oauthd.actors import (
     FetchClientMetadata,
@@ -21,13 +21,12 @@ from oauthd.actors import (
 from oauthd.actors.client_auth import JwksNeeded
 from oauthd.actors.client_registration import UpdateFromDocument
 from oauthd.actors.enrol import document_record
-from oauthd.actors.fetcher import FetchedDocument
 from oauthd.errors import InvalidClient, InvalidRequest, NotFound, TemporarilyUnavailable
 from oauthd.keys import Keyring
 from oauthd.oauth.client_id_metadata import is_metadata_client_id
 from oauthd.oauth.handles import parse_handle
 from oauthd.oauth.rfc6749_client_auth import ClientCredentials
-from oauthd.runtime import Address
+from oauthd.runtime import Address, Message
 from oauthd.storage import ClientRecord
 from oauthd.web.access_log import note_actor
 from oauthd.web.state import AppState
@@ -42,8 +41,10 @@ __all__ = [
     "refresh_document_client",
 ]
 
+R = TypeVar("R")  # the reply of the message asked
 
-async def ask(state: AppState, address: Address, message: Any) -> Any:
+
+async def ask(state: AppState, address: Address, message: Message[R]) -> R:
     note_actor(str(address))
     return await state.system.ask(address, message)
 
@@ -59,7 +60,7 @@ async def keyring_for(state: AppState, token: str) -> Keyring:
     return keyring
 
 
-async def ask_client(state: AppState, client_id: str, message: Any) -> Any:
+async def ask_client(state: AppState, client_id: str, message: Message[R]) -> R:
     """Unknown clients never spawn an actor: they answer invalid_client."""
     try:
         return await ask(state, client_address(state.tenant, client_id), message)
@@ -97,7 +98,7 @@ async def refresh_document_client(state: AppState, client_id: str) -> None:
         return
     fetch = FetchClientMetadata(client_id, registered=known is not None)
     try:
-        fetched: FetchedDocument = await ask(state, fetcher_address(state.tenant), fetch)
+        fetched = await ask(state, fetcher_address(state.tenant), fetch)
     except (InvalidClient, TemporarilyUnavailable):
         stale_until = (fresh_until or 0) + state.settings.client_metadata.stale_if_error_s
         if fresh_until is not None and now < stale_until:
@@ -110,11 +111,11 @@ async def refresh_document_client(state: AppState, client_id: str) -> None:
         await ask(state, address, UpdateFromDocument(record))
 
 
-async def ask_directory(state: AppState, message: Any) -> Any:
+async def ask_directory(state: AppState, message: Message[R]) -> R:
     return await ask(state, directory_address(state.tenant), message)
 
 
-async def ask_pending(state: AppState, request_id: str | None, message: Any) -> Any:
+async def ask_pending(state: AppState, request_id: str | None, message: Message[R]) -> R:
     """A pending authorization request lives in its client's shard, named by its id."""
     shard_key = parse_handle(request_id, "ar")
     if shard_key is None:
@@ -126,8 +127,10 @@ async def ask_pending(state: AppState, request_id: str | None, message: Any) -> 
 
 
 async def ask_as_client(
-    state: AppState, credentials: ClientCredentials, message: Callable[[ClientCredentials], Any]
-) -> Any:
+    state: AppState,
+    credentials: ClientCredentials,
+    message: Callable[[ClientCredentials], Message[R]],
+) -> R:
     """Ask the authenticating client's actor, fetching its keys first when it authenticates
     with a private_key_jwt whose keys are at a `jwks_uri` (RFC 7523): the actor answers
     JwksNeeded, the Fetcher gets the set outside any transaction, and the actor is asked
@@ -144,7 +147,7 @@ async def ask_as_client(
                 fetched_fresh = True
             elif credentials.jwks is not None:
                 raise InvalidClient("the client's keys are not available") from None
-            jwks: str = await ask(
+            jwks = await ask(
                 state, fetcher_address(state.tenant), FetchJwks(need.uri, fresh=need.fresh)
             )
             credentials = dataclasses.replace(credentials, jwks=jwks)
