@@ -4,10 +4,11 @@ client secrets, and RFC 7523 assertions whose jti is spent in the shard."""
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from oauthd.actors.context import ClientShard
 from oauthd.actors.shard import CommitThenRaise
@@ -23,10 +24,21 @@ __all__ = [
     "TOKEN_PATH",
     "Authenticated",
     "JwksNeeded",
-    "assertion_stays_spent",
     "authenticate",
+    "authenticated",
     "require_grant",
 ]
+
+
+class Authenticating(Protocol):
+    """A message that carries the credentials of the client it comes from."""
+
+    @property
+    def credentials(self) -> ClientCredentials: ...
+
+
+C = TypeVar("C", bound=Authenticating)
+R = TypeVar("R")
 
 TOKEN_PATH = "/token"  # noqa: S105 (a path): the token endpoint, an accepted assertion aud
 
@@ -45,7 +57,7 @@ class JwksNeeded(InvalidClient):
 @dataclass(frozen=True, slots=True)
 class Authenticated:
     """The client that proved who it is; `spent_assertion`: it did so with an RFC 7523
-    assertion whose jti is now recorded as used (see `assertion_stays_spent`)."""
+    assertion whose jti is now recorded as used (see `authenticated`)."""
 
     client: ClientRecord
     spent_assertion: bool
@@ -98,16 +110,24 @@ def _spend_assertion(
         raise InvalidClient("client assertion was already used")
 
 
-@contextmanager
-def assertion_stays_spent(auth: Authenticated) -> Iterator[None]:
-    """A client assertion, once verified, stays used even when the grant then fails: an
-    OAuth error raised inside commits the writes before it is answered (RFC 7523 §3 item 7)."""
-    try:
-        yield
-    except OAuthError as exc:
-        if auth.spent_assertion:
-            raise CommitThenRaise(exc) from None
-        raise
+def authenticated(
+    handler: Callable[[ClientShard, ClientRecord, C], R],
+) -> Callable[[ClientShard, C], R]:
+    """The handler of a message that carries client credentials, called with the client once
+    it authenticated. An assertion verified on the way stays spent even when the handler then
+    fails: its writes commit before the error is answered (RFC 7523 §3 item 7)."""
+
+    @functools.wraps(handler)
+    def run(shard: ClientShard, message: C) -> R:
+        auth = authenticate(shard, message.credentials)
+        try:
+            return handler(shard, auth.client, message)
+        except OAuthError as exc:
+            if auth.spent_assertion:
+                raise CommitThenRaise(exc) from None
+            raise
+
+    return run
 
 
 def require_grant(client: ClientRecord, grant_type: str) -> None:

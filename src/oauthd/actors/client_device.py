@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from oauthd.actors.client_auth import assertion_stays_spent, authenticate, require_grant
+from oauthd.actors.client_auth import authenticated, require_grant
 from oauthd.actors.client_tokens import mint_tokens
 from oauthd.actors.context import ClientShard
 from oauthd.actors.grants import TokenResponse
@@ -93,15 +93,8 @@ class PollDeviceCode(Command[TokenResponse]):
 
 
 @command(StartDeviceAuthorization)
+@authenticated
 def start_device_authorization(
-    shard: ClientShard, message: StartDeviceAuthorization
-) -> DeviceStarted:
-    auth = authenticate(shard, message.credentials)
-    with assertion_stays_spent(auth):
-        return _start_device_authorization(shard, auth.client, message)
-
-
-def _start_device_authorization(
     shard: ClientShard, client: ClientRecord, message: StartDeviceAuthorization
 ) -> DeviceStarted:
     require_grant(client, DEVICE_GRANT)
@@ -143,13 +136,8 @@ def get_device_request(
 
 
 @command(PollDeviceCode)
-def poll_device_code(shard: ClientShard, message: PollDeviceCode) -> TokenResponse:
-    auth = authenticate(shard, message.credentials)
-    with assertion_stays_spent(auth):
-        return _poll_device_code(shard, auth.client, message)
-
-
-def _poll_device_code(
+@authenticated
+def poll_device_code(
     shard: ClientShard, client: ClientRecord, message: PollDeviceCode
 ) -> TokenResponse:
     require_grant(client, DEVICE_GRANT)

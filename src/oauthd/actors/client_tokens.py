@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from oauthd.actors.client_auth import assertion_stays_spent, authenticate, require_grant
+from oauthd.actors.client_auth import authenticated, require_grant
 from oauthd.actors.context import ClientShard
 from oauthd.actors.grants import CheckAccessToken, RedeemCode, RefreshTokens, TokenResponse
 from oauthd.actors.shard import CommitThenRaise, command, query
@@ -60,13 +60,8 @@ class IssueClientToken(Command[TokenResponse]):
 
 
 @command(RedeemCode)
-def redeem_code(shard: ClientShard, message: RedeemCode) -> TokenResponse:
-    auth = authenticate(shard, message.credentials)
-    with assertion_stays_spent(auth):
-        return _redeem_code(shard, auth.client, message)
-
-
-def _redeem_code(shard: ClientShard, client: ClientRecord, message: RedeemCode) -> TokenResponse:
+@authenticated
+def redeem_code(shard: ClientShard, client: ClientRecord, message: RedeemCode) -> TokenResponse:
     require_grant(client, "authorization_code")
     if message.code is None:
         raise InvalidRequest("code is required")
@@ -121,13 +116,8 @@ def _check_redirect_uri(grant: dict[str, Any], given: str | None) -> None:
 
 
 @command(RefreshTokens)
-def refresh_tokens(shard: ClientShard, message: RefreshTokens) -> TokenResponse:
-    auth = authenticate(shard, message.credentials)
-    with assertion_stays_spent(auth):
-        return _refresh_tokens(shard, auth.client, message)
-
-
-def _refresh_tokens(
+@authenticated
+def refresh_tokens(
     shard: ClientShard, client: ClientRecord, message: RefreshTokens
 ) -> TokenResponse:
     require_grant(client, "refresh_token")
@@ -199,13 +189,8 @@ def _replay(
 
 
 @command(IssueClientToken)
-def issue_client_token(shard: ClientShard, message: IssueClientToken) -> TokenResponse:
-    auth = authenticate(shard, message.credentials)
-    with assertion_stays_spent(auth):
-        return _issue_client_token(shard, auth.client, message)
-
-
-def _issue_client_token(
+@authenticated
+def issue_client_token(
     shard: ClientShard, client: ClientRecord, message: IssueClientToken
 ) -> TokenResponse:
     settings = shard.env.settings

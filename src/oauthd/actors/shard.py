@@ -75,8 +75,8 @@ def query(
 def _marked(fn: H, message_type: type[Message[Any]], *, writes: bool) -> H:
     """Mark `fn` as the handler of `message_type`, for ShardActor.__init_subclass__. mypy
     checks its reply; its message parameter is checked here, as mypy cannot tie it to the
-    marker's argument: it must be annotated with the message type."""
-    taken = list(inspect.signature(fn).parameters.values())[1].annotation
+    marker's argument: the last one must be annotated with the message type."""
+    taken = list(inspect.signature(fn).parameters.values())[-1].annotation
     if getattr(taken, "__name__", taken) != message_type.__name__:
         raise TypeError(f"{fn.__qualname__} handles {message_type.__name__}, takes {taken}")
     fn.__oauthd_handles__ = (message_type, writes)  # type: ignore[attr-defined]  # a marker
