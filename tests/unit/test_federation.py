@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 import httpx
@@ -38,11 +38,12 @@ from oauthd.actors.federation import (
 )
 from oauthd.errors import InvalidRequest
 from oauthd.oauth.oidc_federation import CLOCK_SKEW_S, UpstreamIdentity, derive
-from oauthd.runtime import ActorSystem
+from oauthd.runtime import ActorSystem, Message
 from oauthd.server import TENANT, Runtime, open_runtime
 from oauthd.settings import FederationSettings, Settings
 from tests.conftest import ISSUER, ManualClock
 
+R = TypeVar("R")
 IDP = "https://idp.test"
 CALLBACK = ISSUER + "/callback"
 CLIENT_ID = "oauthd"
@@ -264,7 +265,7 @@ class Federated:
     clock: ManualClock
     settings: Settings
 
-    async def ask(self, message: Any) -> Any:
+    async def ask(self, message: Message[R]) -> R:
         return await self.system.ask(federation_address(TENANT), message)
 
     async def begin(
@@ -276,15 +277,13 @@ class Federated:
         max_age: int | None = None,
         force_login: bool = False,
     ) -> str:
-        url: str = await self.ask(BeginLogin(request_id, binding, login_hint, max_age, force_login))
+        url = await self.ask(BeginLogin(request_id, binding, login_hint, max_age, force_login))
         return url
 
     async def finish(
         self, url: str, code: str | None, *, binding: str = BROWSER, error: str | None = None
     ) -> LoggedIn | LoginFailed:
-        result: LoggedIn | LoginFailed = await self.ask(
-            FinishLogin(query(url)["state"], binding, code, error, None)
-        )
+        result = await self.ask(FinishLogin(query(url)["state"], binding, code, error, None))
         return result
 
     async def login(self, **grant: Any) -> LoggedIn | LoginFailed:

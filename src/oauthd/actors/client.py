@@ -1,25 +1,30 @@
 """The ClientActor: owns one client's shard. Its registration is cached in memory and
 re-read when another process has committed to the shard (PRAGMA data_version).
 
-Its handlers come in five parts: the registration itself (RFC 7592), the browser part of
-the code flow (pending requests, codes), the device grant (RFC 8628, `DeviceHandlers`, which
-builds on `TokenHandlers`), the token endpoint's grants, and revocation and
-introspection (`LifecycleHandlers`, after `TokenHandlers` so its `authenticate()` is the one)."""
+Its handlers are plain functions over the `ClientShard` it implements, one module per
+concern: the browser part of the code flow (`client_authz`: pending requests, codes), the
+token endpoint's grants (`client_tokens`), the device grant (`client_device`, RFC 8628),
+revocation and introspection (`client_lifecycle`), the registration itself
+(`client_registration`, RFC 7592) and the admin CLI's (`client_admin`). The ones that
+authenticate the client share `client_auth.authenticate`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from oauthd.actors.client_admin import AdminHandlers
-from oauthd.actors.client_authz import AuthorizationHandlers
-from oauthd.actors.client_device import DeviceHandlers
-from oauthd.actors.client_lifecycle import LifecycleHandlers
-from oauthd.actors.client_registration import RegistrationHandlers
-from oauthd.actors.client_tokens import TokenHandlers
+from oauthd.actors import (
+    client_admin,
+    client_authz,
+    client_device,
+    client_lifecycle,
+    client_registration,
+    client_tokens,
+)
+from oauthd.actors.context import ClientShard
 from oauthd.actors.shard import ShardActor, command, query
 from oauthd.actors.wiring import Env
 from oauthd.errors import InvalidClient
-from oauthd.runtime import Address
+from oauthd.runtime import Address, Command, Query
 from oauthd.storage import (
     ClientRecord,
     client_shard_path,
@@ -34,18 +39,6 @@ __all__ = ["ClientActor", "Collect", "Collected", "GetClient", "client_address"]
 
 
 @dataclass(frozen=True, slots=True)
-class GetClient:
-    """Query: the client's registration."""
-
-
-@dataclass(frozen=True, slots=True)
-class Collect:
-    """Command: delete the shard's expired rows (the janitor, `storage.expiry`), and the
-    registration itself if it is a dynamic or document client's that has lapsed
-    (`ClientRecord.expires_at`)."""
-
-
-@dataclass(frozen=True, slots=True)
 class Collected:
     """How many rows of each kind went; `deleted_client` names a client deregistered over
     RFC 7592, whose shard may now be removed from disk once its actor has closed."""
@@ -54,20 +47,32 @@ class Collected:
     deleted_client: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class GetClient(Query[ClientRecord]):
+    """Query: the client's registration."""
+
+
+@dataclass(frozen=True, slots=True)
+class Collect(Command[Collected]):
+    """Command: delete the shard's expired rows (the janitor, `storage.expiry`), and the
+    registration itself if it is a dynamic or document client's that has lapsed
+    (`ClientRecord.expires_at`)."""
+
+
 def client_address(tenant: str, client_id: str) -> Address:
     return Address(tenant, "client", shard_key_for(client_id))
 
 
-class ClientActor(
-    AuthorizationHandlers,
-    DeviceHandlers,
-    TokenHandlers,
-    RegistrationHandlers,
-    LifecycleHandlers,
-    AdminHandlers,
-    ShardActor,
-):
+class ClientActor(ShardActor, ClientShard):
     schema = CLIENT
+    handler_modules = (
+        client_admin,
+        client_authz,
+        client_device,
+        client_lifecycle,
+        client_registration,
+        client_tokens,
+    )
 
     def __init__(self, env: Env, tenant: str, shard_key: str) -> None:
         path = client_shard_path(env.tenant_dir(tenant), shard_key)
@@ -80,6 +85,9 @@ class ClientActor(
     def loaded(self) -> None:
         self._client = load_client(self.store)
         self._seen_version = self.store.data_version()
+
+    def now(self) -> int:
+        return int(self.env.clock.now())
 
     def forget(self) -> None:
         """The registration changed in this transaction: reload it on next use."""
@@ -103,7 +111,7 @@ class ClientActor(
 
     @command(Collect)
     def collect(self, _message: Collect) -> Collected:
-        now = int(self.env.clock.now())
+        now = self.now()
         counts = collect_client_shard(self.store, now)
         record = load_client(self.store)  # not client(): a deleted client must answer too
         quota = self.env.settings.client_quota(record.source) if record else None

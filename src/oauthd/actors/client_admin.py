@@ -5,65 +5,52 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from oauthd.actors.shard import Audit, command, query
-from oauthd.actors.wiring import Env
-from oauthd.storage import ClientRecord, Store, delete_client
-from oauthd.storage.admin import GrantRow, list_grants, revoke_grants
+from oauthd.actors.context import ClientShard
+from oauthd.actors.shard import command, query
+from oauthd.runtime import Command, Query
+from oauthd.storage import admin, delete_client
+from oauthd.storage.admin import GrantRow
 
-__all__ = ["AdminHandlers", "ListGrants", "RemoveClient", "RevokeGrants"]
+__all__ = ["ListGrants", "RemoveClient", "RevokeGrants"]
 
 
 @dataclass(frozen=True, slots=True)
-class ListGrants:
+class ListGrants(Query[list[GrantRow]]):
     """Query: the client's live grants, or one user's; replies list[GrantRow]."""
 
     user_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class RevokeGrants:
+class RevokeGrants(Command[list[GrantRow]]):
     """Command: end the client's live grants, or one user's; replies list[GrantRow]."""
 
     user_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class RemoveClient:
+class RemoveClient(Command[None]):
     """Command: delete the client and end its grants (`oauthd clients remove`)."""
 
 
-class AdminHandlers:
-    """Mixed into ClientActor, which provides `store`, `env`, `client()`, `forget()` and
-    `audit()`."""
+@query(ListGrants)
+def list_grants(shard: ClientShard, message: ListGrants) -> list[GrantRow]:
+    shard.client()
+    return admin.list_grants(shard.store, message.user_id, shard.now())
 
-    store: Store
-    env: Env
-    audit: Audit
 
-    def client(self) -> ClientRecord:
-        raise NotImplementedError
+@command(RevokeGrants)
+def revoke_grants(shard: ClientShard, message: RevokeGrants) -> list[GrantRow]:
+    client_id = shard.client().client_id
+    ended = admin.revoke_grants(shard.store, message.user_id, shard.now())
+    for grant in ended:
+        shard.audit("grant_revoked", client_id=client_id, sub=grant.user_id, family=grant.family_id)
+    return ended
 
-    def forget(self) -> None:
-        raise NotImplementedError
 
-    @query(ListGrants)
-    def list_grants(self, message: ListGrants) -> list[GrantRow]:
-        self.client()
-        return list_grants(self.store, message.user_id, int(self.env.clock.now()))
-
-    @command(RevokeGrants)
-    def revoke_grants(self, message: RevokeGrants) -> list[GrantRow]:
-        client_id = self.client().client_id
-        ended = revoke_grants(self.store, message.user_id, int(self.env.clock.now()))
-        for grant in ended:
-            self.audit(
-                "grant_revoked", client_id=client_id, sub=grant.user_id, family=grant.family_id
-            )
-        return ended
-
-    @command(RemoveClient)
-    def remove_client(self, _message: RemoveClient) -> None:
-        client_id = self.client().client_id
-        delete_client(self.store, int(self.env.clock.now()))
-        self.forget()
-        self.audit("client_deleted", client_id=client_id, by="cli")
+@command(RemoveClient)
+def remove_client(shard: ClientShard, _message: RemoveClient) -> None:
+    client_id = shard.client().client_id
+    delete_client(shard.store, shard.now())
+    shard.forget()
+    shard.audit("client_deleted", client_id=client_id, by="cli")

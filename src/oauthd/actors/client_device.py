@@ -9,7 +9,9 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from oauthd.actors.client_tokens import TokenHandlers, keeps_spent_assertion
+from oauthd.actors.client_auth import authenticated, require_grant
+from oauthd.actors.client_tokens import mint_tokens
+from oauthd.actors.context import ClientShard
 from oauthd.actors.grants import TokenResponse
 from oauthd.actors.shard import CommitThenRaise, command, query
 from oauthd.errors import (
@@ -34,7 +36,8 @@ from oauthd.oauth.rfc8628_device import (
 from oauthd.oauth.rfc8707_resources import resolve_resources, token_audience
 from oauthd.oauth.scopes import format_scope, known_scopes
 from oauthd.oauth.token_liveness import has_expired
-from oauthd.storage import hash_secret
+from oauthd.runtime import Command, Query
+from oauthd.storage import ClientRecord, hash_secret
 from oauthd.storage.grants import (
     FamilyRow,
     insert_device_code,
@@ -46,21 +49,11 @@ from oauthd.storage.grants import (
 )
 
 __all__ = [
-    "DeviceHandlers",
     "DeviceStarted",
     "GetDeviceRequest",
     "PollDeviceCode",
     "StartDeviceAuthorization",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class StartDeviceAuthorization:
-    """Command: the device authorization request (RFC 8628 §3.1); replies DeviceStarted."""
-
-    credentials: ClientCredentials
-    scope: str | None
-    resources: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +66,16 @@ class DeviceStarted:
 
 
 @dataclass(frozen=True, slots=True)
-class GetDeviceRequest:
+class StartDeviceAuthorization(Command[DeviceStarted]):
+    """Command: the device authorization request (RFC 8628 §3.1); replies DeviceStarted."""
+
+    credentials: ClientCredentials
+    scope: str | None
+    resources: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GetDeviceRequest(Query[AuthorizationRequest | None]):
     """Query: the request a pending, unexpired device code stands for, as an authorization
     request to put before the person (RFC 8628 §3.3), or None."""
 
@@ -82,7 +84,7 @@ class GetDeviceRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class PollDeviceCode:
+class PollDeviceCode(Command[TokenResponse]):
     """Command: the device_code grant (RFC 8628 §3.4)."""
 
     credentials: ClientCredentials
@@ -90,89 +92,92 @@ class PollDeviceCode:
     resources: tuple[str, ...]
 
 
-class DeviceHandlers(TokenHandlers):
-    """Mixed into ClientActor; client authentication and minting are the token endpoint's."""
+@command(StartDeviceAuthorization)
+@authenticated
+def start_device_authorization(
+    shard: ClientShard, client: ClientRecord, message: StartDeviceAuthorization
+) -> DeviceStarted:
+    require_grant(client, DEVICE_GRANT)
+    settings = shard.env.settings
+    scope = device_scope(message.scope, client.scope, known_scopes(settings))
+    resources = resolve_resources(message.resources, tuple(r.uri for r in settings.resources))
+    now = shard.now()
+    ttl = settings.tokens.device_code_ttl_s
+    device_code = issue_device_code(shard.shard_key)
+    request = {"scope": list(scope), "resources": list(resources)}
+    code_hash = insert_device_code(
+        shard.store, device_code, request, now, now + ttl, DEFAULT_INTERVAL_S
+    )
+    return DeviceStarted(device_code, code_hash, now + ttl, ttl, DEFAULT_INTERVAL_S)
 
-    @command(StartDeviceAuthorization)
-    @keeps_spent_assertion
-    def start_device_authorization(self, message: StartDeviceAuthorization) -> DeviceStarted:
-        client = self.authenticate(message.credentials)
-        self.require_grant(client, DEVICE_GRANT)
-        settings = self.env.settings
-        scope = device_scope(message.scope, client.scope, known_scopes(settings))
-        resources = resolve_resources(message.resources, tuple(r.uri for r in settings.resources))
-        now = self._now()
-        ttl = settings.tokens.device_code_ttl_s
-        device_code = issue_device_code(self.shard_key)
-        request = {"scope": list(scope), "resources": list(resources)}
-        code_hash = insert_device_code(
-            self.store, device_code, request, now, now + ttl, DEFAULT_INTERVAL_S
-        )
-        return DeviceStarted(device_code, code_hash, now + ttl, ttl, DEFAULT_INTERVAL_S)
 
-    @query(GetDeviceRequest)
-    def get_device_request(self, message: GetDeviceRequest) -> AuthorizationRequest | None:
-        client = self.client()
-        row = load_device_code(self.store, message.code_hash)
-        if row is None or row.status != "pending" or has_expired(row.expires_at, self._now()):
-            return None
-        return AuthorizationRequest(
-            client_id=client.client_id,
-            redirect_uri="",
-            state=None,
-            scope=tuple(row.request["scope"]),
-            resources=tuple(row.request["resources"]),
-            code_challenge="",
-            nonce=None,
-            prompt=frozenset({"consent"}),  # RFC 8628 §5.4: always ask (DEVICE-9)
-            max_age=None,
-            login_hint=None,
-            device_code_hash=row.code_hash,
-            user_code=message.user_code,
-        )
+@query(GetDeviceRequest)
+def get_device_request(
+    shard: ClientShard, message: GetDeviceRequest
+) -> AuthorizationRequest | None:
+    client = shard.client()
+    row = load_device_code(shard.store, message.code_hash)
+    if row is None or row.status != "pending" or has_expired(row.expires_at, shard.now()):
+        return None
+    return AuthorizationRequest(
+        client_id=client.client_id,
+        redirect_uri="",
+        state=None,
+        scope=tuple(row.request["scope"]),
+        resources=tuple(row.request["resources"]),
+        code_challenge="",
+        nonce=None,
+        prompt=frozenset({"consent"}),  # RFC 8628 §5.4: always ask (DEVICE-9)
+        max_age=None,
+        login_hint=None,
+        device_code_hash=row.code_hash,
+        user_code=message.user_code,
+    )
 
-    @command(PollDeviceCode)
-    @keeps_spent_assertion
-    def poll_device_code(self, message: PollDeviceCode) -> TokenResponse:
-        client = self.authenticate(message.credentials)
-        self.require_grant(client, DEVICE_GRANT)
-        if message.device_code is None:
-            raise InvalidRequest("device_code is required")
-        # A code of another client's shard never reaches this one; here it is unknown.
-        known = parse_device_code(message.device_code) == self.shard_key
-        row = load_device_code(self.store, hash_secret(message.device_code)) if known else None
-        now = self._now()
-        if row is None or row.status == "redeemed":
-            raise InvalidGrant("the device code is invalid")  # DEVICE-5, DEVICE-6
-        if has_expired(row.expires_at, now):
-            raise ExpiredToken("the device code has expired")
-        if row.status == "denied":
-            raise AccessDenied("the user denied the request")
-        if row.status == "pending":
-            poll = next_poll(now, row.next_poll_at, row.interval)
-            set_device_poll(self.store, row.code_hash, poll.interval, poll.next_poll_at)
-            if poll.too_soon:
-                raise CommitThenRaise(SlowDown(f"poll at most every {poll.interval} seconds"))
-            raise CommitThenRaise(AuthorizationPending("the user has not yet decided"))
-        if row.status != "approved" or row.user_id is None or row.auth_time is None:
-            raise InvalidGrant("the device code is invalid")
-        # RFC 8628 §3.5 / DEVICE-6: tokens as the code flow issues them, and only once.
-        resources = tuple(row.request["resources"])
-        scope = tuple(row.request["scope"])
-        audience = token_audience(message.resources, resources, self.env.settings.issuer, scope)
-        family = FamilyRow(
-            family_id=secrets.token_urlsafe(16),
-            user_id=row.user_id,
-            scope=format_scope(scope),
-            resources=resources,
-            auth_time=row.auth_time,
-            expires_at=now + self.env.settings.tokens.refresh_token_ttl_s,
-            revoked_at=None,
-        )
-        insert_family(self.store, family, now)
-        mark_device_redeemed(self.store, row.code_hash, family.family_id)
-        refresh = None
-        if "refresh_token" in client.grant_types:
-            refresh = issue_handle("rt", self.shard_key)
-            insert_refresh(self.store, refresh, family.family_id, now)
-        return self._mint(DEVICE_GRANT, client, family, scope, audience, refresh, None)
+
+@command(PollDeviceCode)
+@authenticated
+def poll_device_code(
+    shard: ClientShard, client: ClientRecord, message: PollDeviceCode
+) -> TokenResponse:
+    require_grant(client, DEVICE_GRANT)
+    if message.device_code is None:
+        raise InvalidRequest("device_code is required")
+    # A code of another client's shard never reaches this one; here it is unknown.
+    known = parse_device_code(message.device_code) == shard.shard_key
+    row = load_device_code(shard.store, hash_secret(message.device_code)) if known else None
+    now = shard.now()
+    if row is None or row.status == "redeemed":
+        raise InvalidGrant("the device code is invalid")  # DEVICE-5, DEVICE-6
+    if has_expired(row.expires_at, now):
+        raise ExpiredToken("the device code has expired")
+    if row.status == "denied":
+        raise AccessDenied("the user denied the request")
+    if row.status == "pending":
+        poll = next_poll(now, row.next_poll_at, row.interval)
+        set_device_poll(shard.store, row.code_hash, poll.interval, poll.next_poll_at)
+        if poll.too_soon:
+            raise CommitThenRaise(SlowDown(f"poll at most every {poll.interval} seconds"))
+        raise CommitThenRaise(AuthorizationPending("the user has not yet decided"))
+    if row.status != "approved" or row.user_id is None or row.auth_time is None:
+        raise InvalidGrant("the device code is invalid")
+    # RFC 8628 §3.5 / DEVICE-6: tokens as the code flow issues them, and only once.
+    resources = tuple(row.request["resources"])
+    scope = tuple(row.request["scope"])
+    audience = token_audience(message.resources, resources, shard.env.settings.issuer, scope)
+    family = FamilyRow(
+        family_id=secrets.token_urlsafe(16),
+        user_id=row.user_id,
+        scope=format_scope(scope),
+        resources=resources,
+        auth_time=row.auth_time,
+        expires_at=now + shard.env.settings.tokens.refresh_token_ttl_s,
+        revoked_at=None,
+    )
+    insert_family(shard.store, family, now)
+    mark_device_redeemed(shard.store, row.code_hash, family.family_id)
+    refresh = None
+    if "refresh_token" in client.grant_types:
+        refresh = issue_handle("rt", shard.shard_key)
+        insert_refresh(shard.store, refresh, family.family_id, now)
+    return mint_tokens(shard, DEVICE_GRANT, client, family, scope, audience, refresh, None)

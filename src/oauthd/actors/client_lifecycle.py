@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from oauthd.actors.shard import Audit, command, query
+from oauthd.actors.client_auth import authenticate
+from oauthd.actors.context import ClientShard
+from oauthd.actors.shard import command, query
 from oauthd.actors.token_state import is_access_token_live, load_refresh_state
-from oauthd.actors.wiring import Env
 from oauthd.keys import Keyring, TokenInvalid
 from oauthd.oauth.handles import parse_handle
 from oauthd.oauth.rfc6749_client_auth import ClientCredentials
@@ -28,27 +29,26 @@ from oauthd.oauth.rfc7662_introspection import (
 from oauthd.oauth.rfc8707_resources import token_audience
 from oauthd.oauth.rfc9068_access_token import AccessTokenClaims
 from oauthd.oauth.token_liveness import Liveness
-from oauthd.storage import ClientRecord, Store
+from oauthd.runtime import Command, Query
 from oauthd.storage.grants import load_refresh, revoke_access_token, revoke_family
 
 __all__ = [
     "AuthenticateCaller",
     "IntrospectToken",
-    "LifecycleHandlers",
     "RevokeToken",
     "read_access_token",
 ]
 
 
 @dataclass(frozen=True, slots=True)
-class AuthenticateCaller:
+class AuthenticateCaller(Command[str]):
     """Command: authenticate a client as at the token endpoint; replies with its client_id."""
 
     credentials: ClientCredentials
 
 
 @dataclass(frozen=True, slots=True)
-class RevokeToken:
+class RevokeToken(Command[None]):
     """Command: RFC 7009 §2.1, sent to the authenticating client's own shard. `access` is the
     token read as a verified JWT access token, None when it is not one."""
 
@@ -58,7 +58,7 @@ class RevokeToken:
 
 
 @dataclass(frozen=True, slots=True)
-class IntrospectToken:
+class IntrospectToken(Query[Introspection]):
     """Query: RFC 7662 §2.1 for an authenticated `caller_id`, sent to the token's shard;
     replies Introspection."""
 
@@ -82,89 +82,77 @@ def read_access_token(
         return None
 
 
-class LifecycleHandlers:
-    """Mixed into ClientActor, which provides `store`, `env`, `shard_key`, `client()`, and
-    `authenticate()` (from TokenHandlers, so /revoke and /introspect authenticate exactly as
-    /token does)."""
+@command(AuthenticateCaller)
+def authenticate_caller(shard: ClientShard, message: AuthenticateCaller) -> str:
+    return authenticate(shard, message.credentials).client.client_id
 
-    store: Store
-    env: Env
-    shard_key: str
-    audit: Audit
 
-    def client(self) -> ClientRecord:
-        raise NotImplementedError
+# --- RFC 7009 ------------------------------------------------------------------------------
 
-    def authenticate(self, credentials: ClientCredentials) -> ClientRecord:
-        raise NotImplementedError
 
-    @command(AuthenticateCaller)
-    def authenticate_caller(self, message: AuthenticateCaller) -> str:
-        return self.authenticate(message.credentials).client_id
+@command(RevokeToken)
+def revoke_token(shard: ClientShard, message: RevokeToken) -> None:
+    """RFC 7009 §2.1: only the client's own tokens; see oauth/rfc7009_revocation.py for
+    what each kind of token takes with it. Anything else changes nothing (§2.2)."""
+    client = authenticate(shard, message.credentials).client
+    now = shard.now()
+    access = message.access
+    if access is not None:
+        # An access token ends alone: its refresh token stays alive (RFC 7009 §2.1 MAY).
+        if access.client_id == client.client_id:
+            revoke_access_token(shard.store, access.jti, now)
+            shard.audit("token_revoked", client_id=client.client_id, jti=access.jti)
+        return
+    if parse_handle(message.token, "rt") != shard.shard_key:
+        return  # not a refresh token of this client's shard: foreign or garbage
+    row = load_refresh(shard.store, message.token)
+    if row is not None:
+        # A rotated token still names its grant; presenting it to /token after the grace
+        # window would end the grant as well (OAuth 2.1 §4.3.1).
+        revoke_family(shard.store, row.family_id, now)
+        shard.audit("token_revoked", client_id=client.client_id, family=row.family_id)
 
-    # --- RFC 7009 ------------------------------------------------------------------------------
 
-    @command(RevokeToken)
-    def revoke_token(self, message: RevokeToken) -> None:
-        """RFC 7009 §2.1: only the client's own tokens; see oauth/rfc7009_revocation.py for
-        what each kind of token takes with it. Anything else changes nothing (§2.2)."""
-        client = self.authenticate(message.credentials)
-        now = int(self.env.clock.now())
-        access = message.access
-        if access is not None:
-            # An access token ends alone: its refresh token stays alive (RFC 7009 §2.1 MAY).
-            if access.client_id == client.client_id:
-                revoke_access_token(self.store, access.jti, now)
-                self.audit("token_revoked", client_id=client.client_id, jti=access.jti)
-            return
-        if parse_handle(message.token, "rt") != self.shard_key:
-            return  # not a refresh token of this client's shard: foreign or garbage
-        row = load_refresh(self.store, message.token)
-        if row is not None:
-            # A rotated token still names its grant; presenting it to /token after the grace
-            # window would end the grant as well (OAuth 2.1 §4.3.1).
-            revoke_family(self.store, row.family_id, now)
-            self.audit("token_revoked", client_id=client.client_id, family=row.family_id)
+# --- RFC 7662 ------------------------------------------------------------------------------
 
-    # --- RFC 7662 ------------------------------------------------------------------------------
 
-    @query(IntrospectToken)
-    def introspect_token(self, message: IntrospectToken) -> Introspection:
-        client = self.client()  # a deleted client's tokens are all inactive (InvalidClient)
-        now = int(self.env.clock.now())
-        settings = self.env.settings
-        at = message.access
-        if at is not None:
-            if (
-                at.client_id != client.client_id
-                or not is_access_token_live(self.store, at.jti, now)
-                or not may_introspect(message.caller_id, at.client_id, at.aud, settings.resources)
-            ):
-                return INACTIVE
-            scope = " ".join(at.scope)
-            return Introspection(
-                True, scope, at.client_id, at.sub, at.aud, settings.issuer, at.exp, at.iat, "Bearer"
-            )
-        # A refresh token is for the authorization server and its own client only (RFC 7662
-        # §4: resource servers have no business with it).
-        if message.caller_id != client.client_id or parse_handle(message.token, "rt") != (
-            self.shard_key
+@query(IntrospectToken)
+def introspect_token(shard: ClientShard, message: IntrospectToken) -> Introspection:
+    client = shard.client()  # a deleted client's tokens are all inactive (InvalidClient)
+    now = shard.now()
+    settings = shard.env.settings
+    at = message.access
+    if at is not None:
+        if (
+            at.client_id != client.client_id
+            or not is_access_token_live(shard.store, at.jti, now)
+            or not may_introspect(message.caller_id, at.client_id, at.aud, settings.resources)
         ):
             return INACTIVE
-        idle_s = settings.tokens.refresh_token_idle_s
-        state = load_refresh_state(self.store, message.token, idle_s, now)
-        if state is None or state.liveness is not Liveness.LIVE:
-            return INACTIVE
-        family = state.family
-        audience = token_audience((), family.resources, settings.issuer, family.scope.split())
+        scope = " ".join(at.scope)
         return Introspection(
-            True,
-            family.scope,
-            client.client_id,
-            family.user_id,
-            audience,
-            settings.issuer,
-            state.expires_at,
-            state.row.issued_at,
-            "refresh_token",
+            True, scope, at.client_id, at.sub, at.aud, settings.issuer, at.exp, at.iat, "Bearer"
         )
+    # A refresh token is for the authorization server and its own client only (RFC 7662
+    # §4: resource servers have no business with it).
+    if message.caller_id != client.client_id or parse_handle(message.token, "rt") != (
+        shard.shard_key
+    ):
+        return INACTIVE
+    idle_s = settings.tokens.refresh_token_idle_s
+    state = load_refresh_state(shard.store, message.token, idle_s, now)
+    if state is None or state.liveness is not Liveness.LIVE:
+        return INACTIVE
+    family = state.family
+    audience = token_audience((), family.resources, settings.issuer, family.scope.split())
+    return Introspection(
+        True,
+        family.scope,
+        client.client_id,
+        family.user_id,
+        audience,
+        settings.issuer,
+        state.expires_at,
+        state.row.issued_at,
+        "refresh_token",
+    )

@@ -1,50 +1,38 @@
-"""ClientActor handlers for the token endpoint: client authentication (secrets and RFC 7523
-assertions), the authorization_code, refresh_token and client_credentials grants, and minting
-tokens. Each runs in one transaction: two redemptions of one code, or two rotations of one
-refresh token, or two uses of one assertion, are ordered by the actor and the write lock, and
-only one wins."""
+"""ClientActor handlers for the token endpoint: the authorization_code, refresh_token and
+client_credentials grants, and minting tokens. Each runs in one transaction: two redemptions of
+one code, or two rotations of one refresh token, or two uses of one assertion, are ordered by
+the actor and the write lock, and only one wins. Client authentication is `client_auth.py`."""
 
 from __future__ import annotations
 
-import functools
 import json
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
+from oauthd.actors.client_auth import authenticated, require_grant
+from oauthd.actors.context import ClientShard
 from oauthd.actors.grants import CheckAccessToken, RedeemCode, RefreshTokens, TokenResponse
-from oauthd.actors.shard import Audit, CommitThenRaise, command, query
+from oauthd.actors.shard import CommitThenRaise, command, query
 from oauthd.actors.token_state import is_access_token_live, load_refresh_state
-from oauthd.actors.wiring import Env
-from oauthd.errors import (
-    InvalidClient,
-    InvalidGrant,
-    InvalidRequest,
-    InvalidScope,
-    OAuthError,
-    UnauthorizedClient,
-)
-from oauthd.keys import TokenInvalid, parse_client_jwks, verify_client_assertion
-from oauthd.keys.client_assertion import UnknownKey
+from oauthd.errors import InvalidGrant, InvalidRequest, InvalidScope
 from oauthd.keys.sealing import open_sealed, seal_for
 from oauthd.oauth.handles import issue_handle, parse_handle
 from oauthd.oauth.oidc_id_token import id_token_claims
-from oauthd.oauth.rfc6749_client_auth import ClientCredentials, check_method
+from oauthd.oauth.rfc6749_client_auth import ClientCredentials
 from oauthd.oauth.rfc6749_client_credentials import (
     check_client_may_use_grant,
     client_credentials_audience,
     client_credentials_scope,
 )
-from oauthd.oauth.rfc7523_client_assertion import check_assertion_claims
 from oauthd.oauth.rfc7636_pkce import check_verifier
 from oauthd.oauth.rfc8707_resources import token_audience
 from oauthd.oauth.rfc9068_access_token import TYP, access_token_claims
 from oauthd.oauth.scopes import format_scope, known_scopes, parse_scope
 from oauthd.oauth.token_liveness import Liveness, has_expired
+from oauthd.runtime import Command
 from oauthd.settings import ID_TOKEN_ALG
-from oauthd.storage import ClientRecord, Store, check_secret, touch_client
-from oauthd.storage.clients import spend_assertion_jti
+from oauthd.storage import ClientRecord, touch_client
 from oauthd.storage.grants import (
     FamilyRow,
     insert_access_token,
@@ -56,20 +44,11 @@ from oauthd.storage.grants import (
     revoke_family,
 )
 
-__all__ = [
-    "TOKEN_PATH",
-    "IssueClientToken",
-    "JwksNeeded",
-    "TokenHandlers",
-    "keeps_spent_assertion",
-]
-
-TOKEN_PATH = "/token"  # noqa: S105 (a path): the token endpoint, an accepted assertion aud
-H = TypeVar("H", bound=Callable[..., Any])
+__all__ = ["IssueClientToken", "mint_tokens"]
 
 
 @dataclass(frozen=True, slots=True)
-class IssueClientToken:
+class IssueClientToken(Command[TokenResponse]):
     """Command: the client_credentials grant (OAuth 2.1 §4.2)."""
 
     credentials: ClientCredentials
@@ -77,328 +56,251 @@ class IssueClientToken:
     resources: tuple[str, ...]
 
 
-class JwksNeeded(InvalidClient):
-    """Answered to the token route, not the client: the client's keys are at `uri`; fetch
-    them (outside this shard's transaction) and ask again with them in the credentials.
-    `fresh`: the cached copy lacks the assertion's key. Unhandled, it is invalid_client."""
-
-    def __init__(self, uri: str, *, fresh: bool = False) -> None:
-        super().__init__("the client's keys are not available", detail=uri)
-        self.uri = uri
-        self.fresh = fresh
+# --- authorization_code (OAuth 2.1 §4.1.3) ---------------------------------------------
 
 
-def keeps_spent_assertion(handler: H) -> H:
-    """A client assertion, once verified, stays used even when the grant then fails: its
-    writes commit before the error is answered (RFC 7523 §3 item 7)."""
+@command(RedeemCode)
+@authenticated
+def redeem_code(shard: ClientShard, client: ClientRecord, message: RedeemCode) -> TokenResponse:
+    require_grant(client, "authorization_code")
+    if message.code is None:
+        raise InvalidRequest("code is required")
+    row = load_code(shard.store, message.code) if parse_handle(message.code, "ac") else None
+    if row is None:
+        raise InvalidGrant("the code is invalid")
+    grant = row.grant
+    # Checks that do not depend on the code's state come first, so a replay by someone
+    # without the verifier revokes nothing (OAuth 2.1 §7.5.2, CODE-3).
+    _check_redirect_uri(grant, message.redirect_uri)
+    check_verifier(message.code_verifier, grant["code_challenge"])
+    now = shard.now()
+    if row.redeemed_at is not None:
+        # OAuth 2.1 §4.1.3: a second redemption revokes what the first one issued.
+        if row.family_id:
+            revoke_family(shard.store, row.family_id, now)
+            shard.audit("code_reuse_detected", client_id=client.client_id, family=row.family_id)
+        raise CommitThenRaise(InvalidGrant("the code was already used"))
+    if has_expired(row.expires_at, now):
+        raise InvalidGrant("the code has expired")
+    resources = tuple(grant["resources"])
+    scope = tuple(grant["scope"])
+    audience = token_audience(message.resources, resources, shard.env.settings.issuer, scope)
+    family = FamilyRow(
+        family_id=secrets.token_urlsafe(16),
+        user_id=grant["user_id"],
+        scope=format_scope(scope),
+        resources=resources,
+        auth_time=grant["auth_time"],
+        expires_at=now + shard.env.settings.tokens.refresh_token_ttl_s,
+        revoked_at=None,
+    )
+    insert_family(shard.store, family, now)
+    mark_code_redeemed(shard.store, message.code, now, family.family_id)
+    refresh = None
+    if "refresh_token" in client.grant_types:
+        refresh = issue_handle("rt", shard.shard_key)
+        insert_refresh(shard.store, refresh, family.family_id, now)
+    nonce = grant.get("nonce")
+    return mint_tokens(shard, "authorization_code", client, family, scope, audience, refresh, nonce)
 
-    @functools.wraps(handler)
-    def run(self: TokenHandlers, message: Any) -> Any:
-        self.assertion_spent = False
-        try:
-            return handler(self, message)
-        except OAuthError as exc:
-            if self.assertion_spent:
-                raise CommitThenRaise(exc) from None
-            raise
 
-    return run  # type: ignore[return-value]  # same signature as handler
+def _check_redirect_uri(grant: dict[str, Any], given: str | None) -> None:
+    # OAuth 2.1 §10.2: PKCE binds the code to its client, so the token request may omit
+    # redirect_uri (OAuth 2.0 clients still send it); a value that differs from the one
+    # used at /authorize is never accepted (RFC 6749 §4.1.3).
+    if given is not None and given != grant["redirect_uri"]:
+        raise InvalidGrant("redirect_uri does not match the authorization request")
 
 
-class TokenHandlers:
-    """Mixed into ClientActor, which provides `store`, `env`, `shard_key`, `client()` and
-    `audit()` (ShardActor: written after COMMIT)."""
+# --- refresh_token (OAuth 2.1 §4.3) ----------------------------------------------------
 
-    store: Store
-    env: Env
-    shard_key: str
-    audit: Audit
-    assertion_spent: bool = False
 
-    def client(self) -> ClientRecord:
-        raise NotImplementedError
+@command(RefreshTokens)
+@authenticated
+def refresh_tokens(
+    shard: ClientShard, client: ClientRecord, message: RefreshTokens
+) -> TokenResponse:
+    require_grant(client, "refresh_token")
+    token = message.refresh_token
+    if token is None:
+        raise InvalidRequest("refresh_token is required")
+    now = shard.now()
+    idle_s = shard.env.settings.tokens.refresh_token_idle_s
+    state = (
+        load_refresh_state(shard.store, token, idle_s, now) if parse_handle(token, "rt") else None
+    )
+    if state is None or state.liveness is Liveness.REVOKED:
+        raise InvalidGrant("the refresh token is invalid")
+    if state.liveness is Liveness.EXPIRED:
+        # OAuth 2.1 §4.3.3: the grant's end, or unused too long (REFRESH-9).
+        raise InvalidGrant("the refresh token has expired")
+    row, family = state.row, state.family
+    if row.rotated_at is not None:
+        return _replay(shard, token, row.rotated_at, row.replay, family, now)
+    granted = tuple(family.scope.split())
+    requested = parse_scope(message.scope)
+    # OAuth 2.1 §4.3.1: a narrower scope may be asked for, never a wider one.
+    if any(s not in granted for s in requested):
+        raise InvalidScope("scope exceeds what was granted")
+    scope = requested or granted
+    issuer = shard.env.settings.issuer
+    audience = token_audience(message.resources, family.resources, issuer, scope)
+    successor = issue_handle("rt", shard.shard_key)
+    insert_refresh(shard.store, successor, family.family_id, now)
+    response = mint_tokens(shard, "refresh_token", client, family, scope, audience, successor, None)
+    sealed = seal_for(token, json.dumps(response.to_json()).encode())
+    mark_refresh_rotated(shard.store, token, now, sealed)
+    return response
 
-    def forget(self) -> None:
-        raise NotImplementedError
 
-    def _now(self) -> int:
-        return int(self.env.clock.now())
-
-    # --- client authentication (OAuth 2.1 §2.4, §3.2.1) ------------------------------------
-
-    def authenticate(self, credentials: ClientCredentials) -> ClientRecord:
-        """The client, if it proved who it is the way it registered. For private_key_jwt
-        this records the assertion's jti, so call it from a @command handler."""
-        client = self.client()
-        if client.client_id != credentials.client_id:
-            raise InvalidClient("unknown client")
-        check_method(credentials, client.token_endpoint_auth_method)
-        if credentials.method in ("client_secret_basic", "client_secret_post") and not (
-            credentials.secret and check_secret(credentials.secret, client.secret_hash)
-        ):
-            raise InvalidClient("client authentication failed")
-        if credentials.method == "private_key_jwt":
-            self._check_assertion(client, credentials)
-        return client
-
-    def _check_assertion(self, client: ClientRecord, credentials: ClientCredentials) -> None:
-        """RFC 7523 §3: signed by a registered key, claims in order, jti not seen before."""
-        assert credentials.assertion is not None  # read_credentials guarantees it
-        metadata = json.loads(client.metadata)
-        uri = metadata.get("jwks_uri")
-        document = metadata.get("jwks") or credentials.jwks
-        if document is None:
-            if not uri:
-                raise InvalidClient("the client registered no keys")
-            raise JwksNeeded(uri)
-        try:
-            keys = parse_client_jwks(document)
-            claims = verify_client_assertion(credentials.assertion, keys)
-        except UnknownKey:
-            if uri:  # the client may have rotated its keys since they were cached
-                raise JwksNeeded(uri, fresh=True) from None
-            raise InvalidClient("client assertion signed by an unregistered key") from None
-        except (TokenInvalid, ValueError) as exc:
-            raise InvalidClient("client assertion is invalid", detail=str(exc)) from None
-        issuer = self.env.settings.issuer
-        now = self._now()
-        checked = check_assertion_claims(
-            claims, client_id=client.client_id, audiences=(issuer, issuer + TOKEN_PATH), now=now
-        )
-        if not spend_assertion_jti(self.store, checked.jti, checked.exp, now):
-            raise InvalidClient("client assertion was already used")
-        self.assertion_spent = True
-
-    @staticmethod
-    def require_grant(client: ClientRecord, grant_type: str) -> None:
-        # OAuth 2.1 §3.2.4 unauthorized_client.
-        if grant_type not in client.grant_types:
-            raise UnauthorizedClient(f"the client is not registered for {grant_type}")
-
-    # --- authorization_code (OAuth 2.1 §4.1.3) ---------------------------------------------
-
-    @command(RedeemCode)
-    @keeps_spent_assertion
-    def redeem_code(self, message: RedeemCode) -> TokenResponse:
-        client = self.authenticate(message.credentials)
-        self.require_grant(client, "authorization_code")
-        if message.code is None:
-            raise InvalidRequest("code is required")
-        row = load_code(self.store, message.code) if parse_handle(message.code, "ac") else None
-        if row is None:
-            raise InvalidGrant("the code is invalid")
-        grant = row.grant
-        # Checks that do not depend on the code's state come first, so a replay by someone
-        # without the verifier revokes nothing (OAuth 2.1 §7.5.2, CODE-3).
-        self._check_redirect_uri(grant, message.redirect_uri)
-        check_verifier(message.code_verifier, grant["code_challenge"])
-        now = self._now()
-        if row.redeemed_at is not None:
-            # OAuth 2.1 §4.1.3: a second redemption revokes what the first one issued.
-            if row.family_id:
-                revoke_family(self.store, row.family_id, now)
-                self.audit("code_reuse_detected", client_id=client.client_id, family=row.family_id)
-            raise CommitThenRaise(InvalidGrant("the code was already used"))
-        if has_expired(row.expires_at, now):
-            raise InvalidGrant("the code has expired")
-        resources = tuple(grant["resources"])
-        scope = tuple(grant["scope"])
-        audience = token_audience(message.resources, resources, self.env.settings.issuer, scope)
-        family = FamilyRow(
-            family_id=secrets.token_urlsafe(16),
-            user_id=grant["user_id"],
-            scope=format_scope(scope),
-            resources=resources,
-            auth_time=grant["auth_time"],
-            expires_at=now + self.env.settings.tokens.refresh_token_ttl_s,
-            revoked_at=None,
-        )
-        insert_family(self.store, family, now)
-        mark_code_redeemed(self.store, message.code, now, family.family_id)
-        refresh = None
-        if "refresh_token" in client.grant_types:
-            refresh = issue_handle("rt", self.shard_key)
-            insert_refresh(self.store, refresh, family.family_id, now)
-        nonce = grant.get("nonce")
-        return self._mint("authorization_code", client, family, scope, audience, refresh, nonce)
-
-    @staticmethod
-    def _check_redirect_uri(grant: dict[str, Any], given: str | None) -> None:
-        # OAuth 2.1 §10.2: PKCE binds the code to its client, so the token request may omit
-        # redirect_uri (OAuth 2.0 clients still send it); a value that differs from the one
-        # used at /authorize is never accepted (RFC 6749 §4.1.3).
-        if given is not None and given != grant["redirect_uri"]:
-            raise InvalidGrant("redirect_uri does not match the authorization request")
-
-    # --- refresh_token (OAuth 2.1 §4.3) ----------------------------------------------------
-
-    @command(RefreshTokens)
-    @keeps_spent_assertion
-    def refresh_tokens(self, message: RefreshTokens) -> TokenResponse:
-        client = self.authenticate(message.credentials)
-        self.require_grant(client, "refresh_token")
-        token = message.refresh_token
-        if token is None:
-            raise InvalidRequest("refresh_token is required")
-        now = self._now()
-        idle_s = self.env.settings.tokens.refresh_token_idle_s
-        state = (
-            load_refresh_state(self.store, token, idle_s, now)
-            if parse_handle(token, "rt")
-            else None
-        )
-        if state is None or state.liveness is Liveness.REVOKED:
-            raise InvalidGrant("the refresh token is invalid")
-        if state.liveness is Liveness.EXPIRED:
-            # OAuth 2.1 §4.3.3: the grant's end, or unused too long (REFRESH-9).
-            raise InvalidGrant("the refresh token has expired")
-        row, family = state.row, state.family
-        if row.rotated_at is not None:
-            return self._replay(token, row.rotated_at, row.replay, family, now)
-        granted = tuple(family.scope.split())
-        requested = parse_scope(message.scope)
-        # OAuth 2.1 §4.3.1: a narrower scope may be asked for, never a wider one.
-        if any(s not in granted for s in requested):
-            raise InvalidScope("scope exceeds what was granted")
-        scope = requested or granted
-        issuer = self.env.settings.issuer
-        audience = token_audience(message.resources, family.resources, issuer, scope)
-        successor = issue_handle("rt", self.shard_key)
-        insert_refresh(self.store, successor, family.family_id, now)
-        response = self._mint("refresh_token", client, family, scope, audience, successor, None)
-        sealed = seal_for(token, json.dumps(response.to_json()).encode())
-        mark_refresh_rotated(self.store, token, now, sealed)
-        return response
-
-    def _replay(
-        self, token: str, rotated_at: int, replay: str | None, family: FamilyRow, now: int
-    ) -> TokenResponse:
-        """A rotated token presented again: inside the grace window it is a retry after a lost
-        response and gets the same pair; after it, theft is assumed and the whole family is
-        revoked (OAuth 2.1 §4.3.1, RFC 9700 §4.14.2)."""
-        if replay is not None and now - rotated_at <= self.env.settings.tokens.refresh_grace_s:
-            opened = open_sealed(token, replay)
-            if opened is not None:
-                body = json.loads(opened)
-                return TokenResponse(
-                    access_token=body["access_token"],
-                    expires_in=body["expires_in"],
-                    scope=body["scope"],
-                    refresh_token=body.get("refresh_token"),
-                    id_token=body.get("id_token"),
-                )
-        revoke_family(self.store, family.family_id, now)
-        self.audit(
-            "refresh_reuse_detected",
-            client_id=self.client().client_id,
-            sub=family.user_id,
-            family=family.family_id,
-        )
-        raise CommitThenRaise(InvalidGrant("the refresh token was already used"))
-
-    # --- client_credentials (OAuth 2.1 §4.2) -------------------------------------------------
-
-    @command(IssueClientToken)
-    @keeps_spent_assertion
-    def issue_client_token(self, message: IssueClientToken) -> TokenResponse:
-        client = self.authenticate(message.credentials)
-        settings = self.env.settings
-        check_client_may_use_grant(
-            auth_method=client.token_endpoint_auth_method,
-            self_asserted=client.self_asserted,
-            allowed=settings.registration.allow_client_credentials,
-        )
-        self.require_grant(client, "client_credentials")
-        scope = client_credentials_scope(message.scope, client.scope, known_scopes(settings))
-        configured = tuple(r.uri for r in settings.resources)
-        audience = client_credentials_audience(message.resources, configured, settings.issuer)
-        # RFC 9068 §2.2: with no person involved, the subject is the client itself. No refresh
-        # token (OAuth 2.1 §4.2.1) and no ID token: the client can simply ask again.
-        access_token, ttl = self._access_token(
-            "client_credentials", client, client.client_id, None, scope, audience
-        )
-        return TokenResponse(access_token, ttl, format_scope(scope))
-
-    # --- minting ---------------------------------------------------------------------------
-
-    def _access_token(
-        self,
-        grant_type: str,
-        client: ClientRecord,
-        subject: str,
-        family_id: str | None,
-        scope: tuple[str, ...],
-        audience: tuple[str, ...],
-        auth_time: int | None = None,
-    ) -> tuple[str, int]:
-        """An RFC 9068 access token, its jti recorded in the shard and audited; (token,
-        lifetime)."""
-        settings = self.env.settings
-        now = self._now()
-        ttl = settings.tokens.access_token_ttl_s
-        jti = secrets.token_urlsafe(16)
-        claims = access_token_claims(
-            issuer=settings.issuer,
-            subject=subject,
-            client_id=client.client_id,
-            audience=audience,
-            scope=format_scope(scope),
-            now=now,
-            ttl_s=ttl,
-            jti=jti,
-            auth_time=auth_time,
-        )
-        access_token = self.env.keyring.current.sign(claims, typ=TYP)
-        insert_access_token(self.store, jti, family_id, now + ttl)
-        self.audit(
-            "token_issued",
-            grant_type=grant_type,
-            client_id=client.client_id,
-            sub=subject,
-            jti=jti,
-            scope=format_scope(scope),
-        )
-        if client.use_is_stale(now):  # a dynamic client in use lives on (at most a write a day)
-            touch_client(self.store, now)
-            self.forget()
-        return access_token, ttl
-
-    def _mint(
-        self,
-        grant_type: str,
-        client: ClientRecord,
-        family: FamilyRow,
-        scope: tuple[str, ...],
-        audience: tuple[str, ...],
-        refresh_token: str | None,
-        nonce: str | None,
-    ) -> TokenResponse:
-        settings = self.env.settings
-        keyring = self.env.keyring.current
-        now = self._now()
-        access_token, ttl = self._access_token(
-            grant_type, client, family.user_id, family.family_id, scope, audience, family.auth_time
-        )
-        id_token = None
-        if "openid" in scope:
-            # OIDC Registration §2: RS256 unless the client registered another algorithm.
-            alg = json.loads(client.metadata).get("id_token_signed_response_alg") or ID_TOKEN_ALG
-            id_claims = id_token_claims(
-                issuer=settings.issuer,
-                subject=family.user_id,
-                client_id=client.client_id,
-                now=now,
-                ttl_s=settings.tokens.id_token_ttl_s,
-                auth_time=family.auth_time,
-                nonce=nonce,
-                access_token=access_token,
-                alg=alg,
-                extra={},
+def _replay(
+    shard: ClientShard,
+    token: str,
+    rotated_at: int,
+    replay: str | None,
+    family: FamilyRow,
+    now: int,
+) -> TokenResponse:
+    """A rotated token presented again: inside the grace window it is a retry after a lost
+    response and gets the same pair; after it, theft is assumed and the whole family is
+    revoked (OAuth 2.1 §4.3.1, RFC 9700 §4.14.2)."""
+    if replay is not None and now - rotated_at <= shard.env.settings.tokens.refresh_grace_s:
+        opened = open_sealed(token, replay)
+        if opened is not None:
+            body = json.loads(opened)
+            return TokenResponse(
+                access_token=body["access_token"],
+                expires_in=body["expires_in"],
+                scope=body["scope"],
+                refresh_token=body.get("refresh_token"),
+                id_token=body.get("id_token"),
             )
-            id_token = keyring.sign(id_claims, typ="JWT", alg=alg)
-        return TokenResponse(access_token, ttl, format_scope(scope), refresh_token, id_token)
+    revoke_family(shard.store, family.family_id, now)
+    shard.audit(
+        "refresh_reuse_detected",
+        client_id=shard.client().client_id,
+        sub=family.user_id,
+        family=family.family_id,
+    )
+    raise CommitThenRaise(InvalidGrant("the refresh token was already used"))
 
-    @query(CheckAccessToken)
-    def check_access_token(self, message: CheckAccessToken) -> bool:
-        self.client()  # raises for a deleted client, whose tokens are all inactive
-        return is_access_token_live(self.store, message.jti, self._now())
+
+# --- client_credentials (OAuth 2.1 §4.2) -------------------------------------------------
+
+
+@command(IssueClientToken)
+@authenticated
+def issue_client_token(
+    shard: ClientShard, client: ClientRecord, message: IssueClientToken
+) -> TokenResponse:
+    settings = shard.env.settings
+    check_client_may_use_grant(
+        auth_method=client.token_endpoint_auth_method,
+        self_asserted=client.self_asserted,
+        allowed=settings.registration.allow_client_credentials,
+    )
+    require_grant(client, "client_credentials")
+    scope = client_credentials_scope(message.scope, client.scope, known_scopes(settings))
+    configured = tuple(r.uri for r in settings.resources)
+    audience = client_credentials_audience(message.resources, configured, settings.issuer)
+    # RFC 9068 §2.2: with no person involved, the subject is the client itshard. No refresh
+    # token (OAuth 2.1 §4.2.1) and no ID token: the client can simply ask again.
+    access_token, ttl = _access_token(
+        shard, "client_credentials", client, client.client_id, None, scope, audience
+    )
+    return TokenResponse(access_token, ttl, format_scope(scope))
+
+
+# --- minting ---------------------------------------------------------------------------
+
+
+def _access_token(
+    shard: ClientShard,
+    grant_type: str,
+    client: ClientRecord,
+    subject: str,
+    family_id: str | None,
+    scope: tuple[str, ...],
+    audience: tuple[str, ...],
+    auth_time: int | None = None,
+) -> tuple[str, int]:
+    """An RFC 9068 access token, its jti recorded in the shard and audited; (token,
+    lifetime)."""
+    settings = shard.env.settings
+    now = shard.now()
+    ttl = settings.tokens.access_token_ttl_s
+    jti = secrets.token_urlsafe(16)
+    claims = access_token_claims(
+        issuer=settings.issuer,
+        subject=subject,
+        client_id=client.client_id,
+        audience=audience,
+        scope=format_scope(scope),
+        now=now,
+        ttl_s=ttl,
+        jti=jti,
+        auth_time=auth_time,
+    )
+    access_token = shard.env.keyring.current.sign(claims, typ=TYP)
+    insert_access_token(shard.store, jti, family_id, now + ttl)
+    shard.audit(
+        "token_issued",
+        grant_type=grant_type,
+        client_id=client.client_id,
+        sub=subject,
+        jti=jti,
+        scope=format_scope(scope),
+    )
+    if client.use_is_stale(now):  # a dynamic client in use lives on (at most a write a day)
+        touch_client(shard.store, now)
+        shard.forget()
+    return access_token, ttl
+
+
+def mint_tokens(
+    shard: ClientShard,
+    grant_type: str,
+    client: ClientRecord,
+    family: FamilyRow,
+    scope: tuple[str, ...],
+    audience: tuple[str, ...],
+    refresh_token: str | None,
+    nonce: str | None,
+) -> TokenResponse:
+    settings = shard.env.settings
+    keyring = shard.env.keyring.current
+    now = shard.now()
+    access_token, ttl = _access_token(
+        shard,
+        grant_type,
+        client,
+        family.user_id,
+        family.family_id,
+        scope,
+        audience,
+        family.auth_time,
+    )
+    id_token = None
+    if "openid" in scope:
+        # OIDC Registration §2: RS256 unless the client registered another algorithm.
+        alg = json.loads(client.metadata).get("id_token_signed_response_alg") or ID_TOKEN_ALG
+        id_claims = id_token_claims(
+            issuer=settings.issuer,
+            subject=family.user_id,
+            client_id=client.client_id,
+            now=now,
+            ttl_s=settings.tokens.id_token_ttl_s,
+            auth_time=family.auth_time,
+            nonce=nonce,
+            access_token=access_token,
+            alg=alg,
+            extra={},
+        )
+        id_token = keyring.sign(id_claims, typ="JWT", alg=alg)
+    return TokenResponse(access_token, ttl, format_scope(scope), refresh_token, id_token)
+
+
+@query(CheckAccessToken)
+def check_access_token(shard: ClientShard, message: CheckAccessToken) -> bool:
+    shard.client()  # raises for a deleted client, whose tokens are all inactive
+    return is_access_token_live(shard.store, message.jti, shard.now())

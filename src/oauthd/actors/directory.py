@@ -12,13 +12,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from oauthd.actors.people import PeopleHandlers
-from oauthd.actors.people_admin import PeopleAdminHandlers
+from oauthd.actors import people, people_admin
+from oauthd.actors.context import Shard
 from oauthd.actors.shard import ShardActor, command, query
 from oauthd.actors.wiring import Env
 from oauthd.errors import TemporarilyUnavailable
 from oauthd.oauth.rfc8628_device import issue_user_code
-from oauthd.runtime import Address
+from oauthd.runtime import Address, Command, Query
 from oauthd.storage import (
     DIRECTORY,
     ClientRecord,
@@ -47,19 +47,19 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
-class RegisterClient:
+class RegisterClient(Command[str]):
     """Command: create or replace a client's registration; replies with its shard key."""
 
     record: ClientRecord
 
 
 @dataclass(frozen=True, slots=True)
-class CountClients:
+class CountClients(Query[int]):
     """Query: how many clients are registered."""
 
 
 @dataclass(frozen=True, slots=True)
-class IndexUserCode:
+class IndexUserCode(Command[str]):
     """Command: draw a user code for a device code (RFC 8628 §6.1), unique among outstanding
     ones; replies with the 8 letters."""
 
@@ -69,7 +69,7 @@ class IndexUserCode:
 
 
 @dataclass(frozen=True, slots=True)
-class FindUserCode:
+class FindUserCode(Query[tuple[str, str] | None]):
     """Query: (shard key, device-code hash) of an outstanding, normalised user code, or None."""
 
     user_code: str
@@ -83,24 +83,27 @@ def directory_address(tenant: str) -> Address:
 
 
 @dataclass(frozen=True, slots=True)
-class ListClients:
+class ListClients(Query[list[tuple[str, str, int]]]):
     """Query: every registered client as (client_id, source, created_at)."""
 
 
 @dataclass(frozen=True, slots=True)
-class UnindexClient:
+class UnindexClient(Command[None]):
     """Command: drop a deregistered client from the index."""
 
     client_id: str
 
 
 @dataclass(frozen=True, slots=True)
-class CollectDirectory:
+class CollectDirectory(Command[dict[str, int]]):
     """Command: delete expired browser sessions and device user codes; replies with counts."""
 
 
-class Directory(PeopleHandlers, PeopleAdminHandlers, ShardActor):
+class Directory(ShardActor, Shard):
+    """Its handlers for people are in `people` and `people_admin`."""
+
     schema = DIRECTORY
+    handler_modules = (people, people_admin)
 
     def __init__(self, env: Env, tenant: str) -> None:
         tenant_dir = env.tenant_dir(tenant)
@@ -112,14 +115,16 @@ class Directory(PeopleHandlers, PeopleAdminHandlers, ShardActor):
         )
         self.env = env
         self._tenant_dir = tenant_dir
-        self._clock = env.clock
+
+    def now(self) -> int:
+        return int(self.env.clock.now())
 
     @command(RegisterClient)
     def register(self, message: RegisterClient) -> str:
         record = message.record
         self.check_quota(record)
         shard_key = shard_key_for(record.client_id)
-        index_client(self.store, record.client_id, shard_key, record.source, int(self._clock.now()))
+        index_client(self.store, record.client_id, shard_key, record.source, self.now())
         create_client_shard(self._tenant_dir, record, fsync=self._storage.fsync)
         self.audit("client_registered", client_id=record.client_id, source=record.source)
         return shard_key
@@ -146,7 +151,7 @@ class Directory(PeopleHandlers, PeopleAdminHandlers, ShardActor):
 
     @command(CollectDirectory)
     def collect(self, _message: CollectDirectory) -> dict[str, int]:
-        return collect_directory(self.store, int(self._clock.now()))
+        return collect_directory(self.store, self.now())
 
     @query(ListClients)
     def list_clients(self, _message: ListClients) -> list[tuple[str, str, int]]:
@@ -158,7 +163,7 @@ class Directory(PeopleHandlers, PeopleAdminHandlers, ShardActor):
 
     @command(IndexUserCode)
     def draw_user_code(self, message: IndexUserCode) -> str:
-        now = int(self._clock.now())
+        now = self.now()
         for _ in range(USER_CODE_DRAWS):
             code = issue_user_code()
             if index_user_code(
@@ -169,4 +174,4 @@ class Directory(PeopleHandlers, PeopleAdminHandlers, ShardActor):
 
     @query(FindUserCode)
     def find_user_code(self, message: FindUserCode) -> tuple[str, str] | None:
-        return load_user_code(self.store, message.user_code, int(self._clock.now()))
+        return load_user_code(self.store, message.user_code, self.now())

@@ -50,7 +50,7 @@ from oauthd.oauth.oidc_federation import (
     parse_provider_metadata,
     token_auth_method,
 )
-from oauthd.runtime import Address
+from oauthd.runtime import Address, Command
 from oauthd.settings import is_loopback_host
 from oauthd.storage import Store
 from oauthd.storage.federation import (
@@ -85,36 +85,6 @@ def federation_address(tenant: str) -> Address:
 
 
 @dataclass(frozen=True, slots=True)
-class BeginLogin:
-    """Command: start a login for the pending authorization request `request_id`, bound to
-    the browser holding `binding`; replies with the upstream URL to redirect to."""
-
-    request_id: str
-    binding: str
-    login_hint: str | None
-    max_age: int | None
-    force_login: bool
-
-
-@dataclass(frozen=True, slots=True)
-class FinishLogin:
-    """Command: the browser came back to /callback. Replies LoggedIn or LoginFailed; raises
-    InvalidRequest when `state` is unknown, used, expired or from another browser."""
-
-    state: str
-    binding: str
-    code: str | None
-    error: str | None
-    error_description: str | None
-    issuer: str | None = None  # RFC 9207 `iss` of the authorization response
-
-
-@dataclass(frozen=True, slots=True)
-class CollectLogins:
-    """Command: delete expired logins; replies with how many (the janitor)."""
-
-
-@dataclass(frozen=True, slots=True)
 class LoggedIn:
     request_id: str
     identity: UpstreamIdentity
@@ -127,6 +97,36 @@ class LoginFailed:
 
     request_id: str
     denied: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BeginLogin(Command[str]):
+    """Command: start a login for the pending authorization request `request_id`, bound to
+    the browser holding `binding`; replies with the upstream URL to redirect to."""
+
+    request_id: str
+    binding: str
+    login_hint: str | None
+    max_age: int | None
+    force_login: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FinishLogin(Command[LoggedIn | LoginFailed]):
+    """Command: the browser came back to /callback. Replies LoggedIn or LoginFailed; raises
+    InvalidRequest when `state` is unknown, used, expired or from another browser."""
+
+    state: str
+    binding: str
+    code: str | None
+    error: str | None
+    error_description: str | None
+    issuer: str | None = None  # RFC 9207 `iss` of the authorization response
+
+
+@dataclass(frozen=True, slots=True)
+class CollectLogins(Command[int]):
+    """Command: delete expired logins; replies with how many (the janitor)."""
 
 
 class UpstreamError(Exception):

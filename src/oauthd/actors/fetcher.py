@@ -34,7 +34,7 @@ from oauthd.errors import InvalidClient, TemporarilyUnavailable
 from oauthd.oauth.client_id_metadata import cache_lifetime_s, parse_metadata_document
 from oauthd.oauth.rfc7591_registration import ClientMetadata
 from oauthd.oauth.scopes import known_scopes
-from oauthd.runtime import Address, Clock, Limiter
+from oauthd.runtime import Address, Clock, Limiter, Query
 from oauthd.settings import Settings
 
 __all__ = [
@@ -60,7 +60,15 @@ class DocumentUnreachable(InvalidClient):
 
 
 @dataclass(frozen=True, slots=True)
-class FetchJwks:
+class FetchedDocument:
+    """A valid document's registration, and until when it is fresh (its cache lifetime)."""
+
+    metadata: ClientMetadata
+    fresh_until: int
+
+
+@dataclass(frozen=True, slots=True)
+class FetchJwks(Query[str]):
     """Query: the JWK set document at `uri`, as text. `fresh` asks for a copy newer than the
     cached one (the client may have rotated its keys), within MIN_REFETCH_S."""
 
@@ -69,7 +77,7 @@ class FetchJwks:
 
 
 @dataclass(frozen=True, slots=True)
-class FetchClientMetadata:
+class FetchClientMetadata(Query[FetchedDocument]):
     """Query: the validated registration that the metadata document at `client_id` declares,
     as a FetchedDocument; InvalidClient if it cannot be fetched or is not a valid document for
     that URL. `registered`: the client has a stored registration (a refetch), which does not
@@ -77,14 +85,6 @@ class FetchClientMetadata:
 
     client_id: str
     registered: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class FetchedDocument:
-    """A valid document's registration, and until when it is fresh (its cache lifetime)."""
-
-    metadata: ClientMetadata
-    fresh_until: int
 
 
 def fetcher_address(tenant: str) -> Address:

@@ -8,6 +8,7 @@ from typing import Any
 
 from oauthd.oauth.rfc6749_authorize import AuthorizationRequest
 from oauthd.oauth.rfc6749_client_auth import ClientCredentials
+from oauthd.runtime import Command, Query
 
 __all__ = [
     "ApprovePending",
@@ -25,73 +26,6 @@ __all__ = [
     "StartPending",
     "TokenResponse",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class StartPending:
-    """Command: keep an authorization request server-side while the person logs in and
-    consents; replies with its opaque id. `browser` binds it to one browser."""
-
-    request: AuthorizationRequest
-    browser: str
-
-
-@dataclass(frozen=True, slots=True)
-class PreparePending:
-    """Command: load a pending request for a form and mint its CSRF token; replies Pending."""
-
-    request_id: str
-    browser: str
-
-
-@dataclass(frozen=True, slots=True)
-class CheckPending:
-    """Query: the pending request, if `browser` and `csrf` are the ones it is bound to."""
-
-    request_id: str
-    browser: str
-    csrf: str
-
-
-@dataclass(frozen=True, slots=True)
-class ApprovePending:
-    """Command: the person approved: consume the request and issue a code (or, for a device
-    request, mark its device code approved and reply DeviceDecided)."""
-
-    request_id: str
-    browser: str
-    csrf: str
-    user_id: str
-    auth_time: int
-
-
-@dataclass(frozen=True, slots=True)
-class ConsentPending:
-    """Command: the person allowed the request before logging in at the upstream identity
-    provider (federation); the request is marked consented and its CSRF token spent."""
-
-    request_id: str
-    browser: str
-    csrf: str
-
-
-@dataclass(frozen=True, slots=True)
-class DenyPending:
-    """Command: the person denied: consume the request; replies CodeIssued without a code
-    (or DeviceDecided for a device request)."""
-
-    request_id: str
-    browser: str
-    csrf: str
-
-
-@dataclass(frozen=True, slots=True)
-class IssueCode:
-    """Command: issue a code straight away (session and consent already in place)."""
-
-    request: AuthorizationRequest
-    user_id: str
-    auth_time: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,34 +51,6 @@ class DeviceDecided:
 
 
 @dataclass(frozen=True, slots=True)
-class RedeemCode:
-    """Command: the authorization_code grant (OAuth 2.1 §4.1.3)."""
-
-    credentials: ClientCredentials
-    code: str | None
-    code_verifier: str | None
-    redirect_uri: str | None
-    resources: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RefreshTokens:
-    """Command: the refresh_token grant with rotation (OAuth 2.1 §4.3)."""
-
-    credentials: ClientCredentials
-    refresh_token: str | None
-    scope: str | None
-    resources: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class CheckAccessToken:
-    """Query: whether the access token with this jti is still active (not revoked)."""
-
-    jti: str
-
-
-@dataclass(frozen=True, slots=True)
 class TokenResponse:
     """OAuth 2.1 §3.2.3."""
 
@@ -166,3 +72,98 @@ class TokenResponse:
         if self.id_token is not None:
             body["id_token"] = self.id_token
         return body
+
+
+@dataclass(frozen=True, slots=True)
+class StartPending(Command[str]):
+    """Command: keep an authorization request server-side while the person logs in and
+    consents; replies with its opaque id. `browser` binds it to one browser."""
+
+    request: AuthorizationRequest
+    browser: str
+
+
+@dataclass(frozen=True, slots=True)
+class PreparePending(Command[Pending]):
+    """Command: load a pending request for a form and mint its CSRF token; replies Pending."""
+
+    request_id: str
+    browser: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckPending(Query[AuthorizationRequest]):
+    """Query: the pending request, if `browser` and `csrf` are the ones it is bound to."""
+
+    request_id: str
+    browser: str
+    csrf: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovePending(Command[CodeIssued | DeviceDecided]):
+    """Command: the person approved: consume the request and issue a code (or, for a device
+    request, mark its device code approved and reply DeviceDecided)."""
+
+    request_id: str
+    browser: str
+    csrf: str
+    user_id: str
+    auth_time: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentPending(Command[AuthorizationRequest]):
+    """Command: the person allowed the request before logging in at the upstream identity
+    provider (federation); the request is marked consented and its CSRF token spent."""
+
+    request_id: str
+    browser: str
+    csrf: str
+
+
+@dataclass(frozen=True, slots=True)
+class DenyPending(Command[CodeIssued | DeviceDecided]):
+    """Command: the person denied: consume the request; replies CodeIssued without a code
+    (or DeviceDecided for a device request)."""
+
+    request_id: str
+    browser: str
+    csrf: str
+
+
+@dataclass(frozen=True, slots=True)
+class IssueCode(Command[CodeIssued]):
+    """Command: issue a code straight away (session and consent already in place)."""
+
+    request: AuthorizationRequest
+    user_id: str
+    auth_time: int
+
+
+@dataclass(frozen=True, slots=True)
+class RedeemCode(Command[TokenResponse]):
+    """Command: the authorization_code grant (OAuth 2.1 §4.1.3)."""
+
+    credentials: ClientCredentials
+    code: str | None
+    code_verifier: str | None
+    redirect_uri: str | None
+    resources: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshTokens(Command[TokenResponse]):
+    """Command: the refresh_token grant with rotation (OAuth 2.1 §4.3)."""
+
+    credentials: ClientCredentials
+    refresh_token: str | None
+    scope: str | None
+    resources: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckAccessToken(Query[bool]):
+    """Query: whether the access token with this jti is still active (not revoked)."""
+
+    jti: str

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import trio
 
-from oauthd.actors.client import Collect, Collected
+from oauthd.actors.client import Collect
 from oauthd.actors.directory import CollectDirectory, ListClients, UnindexClient, directory_address
 from oauthd.actors.federation import CollectLogins, federation_address
 from oauthd.actors.wiring import Env
@@ -63,7 +63,7 @@ async def collect_once(system: ActorSystem, env: Env, tenant: str) -> JanitorRep
     report = JanitorReport()
     tenant_dir = env.tenant_dir(tenant)
     shard_keys = list_client_shards(tenant_dir)  # before the index: see the module docstring
-    clients: list[tuple[str, str, int]] = await system.ask(directory_address(tenant), ListClients())
+    clients = await system.ask(directory_address(tenant), ListClients())
     indexed = {shard_key_for(client_id) for client_id, _source, _created in clients}
     stray_before = env.clock.now() - STRAY_AFTER_S
     for shard_key in shard_keys:
@@ -76,7 +76,7 @@ async def collect_once(system: ActorSystem, env: Env, tenant: str) -> JanitorRep
                     report.counts["stray_shards"] += 1
                 continue
         try:
-            collected: Collected = await system.ask(address, Collect())
+            collected = await system.ask(address, Collect())
         except NotFound:
             continue  # removed meanwhile
         except OAuthError as exc:  # locked past the busy timeout, a busy mailbox: next pass
@@ -91,7 +91,7 @@ async def collect_once(system: ActorSystem, env: Env, tenant: str) -> JanitorRep
                 report.removed.append(shard_key)
     report.counts.update(await system.ask(directory_address(tenant), CollectDirectory()))
     if env.settings.federation.enabled:
-        logins: int = await system.ask(federation_address(tenant), CollectLogins())
+        logins = await system.ask(federation_address(tenant), CollectLogins())
         report.counts["upstream_logins"] += logins
     return report
 

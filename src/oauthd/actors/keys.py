@@ -31,7 +31,7 @@ from oauthd.keys import (
     state_at,
 )
 from oauthd.keys.jwk import seal
-from oauthd.runtime import ActorSystem, Address, Clock
+from oauthd.runtime import ActorSystem, Address, Clock, Command, Query
 from oauthd.settings import KeySettings, StorageSettings
 from oauthd.storage import KEYS, KeyRow, delete_keys, insert_key, load_keys, update_key_times
 
@@ -50,30 +50,6 @@ log = logging.getLogger("oauthd.keys")
 
 
 @dataclass(frozen=True, slots=True)
-class Tick:
-    """Command: apply the schedule and pick up changes from disk; replies with the time of the
-    next scheduled change."""
-
-
-@dataclass(frozen=True, slots=True)
-class RotateKeys:
-    """Command: rotate now. `immediate` makes the new key sign at once (suspected compromise)."""
-
-    immediate: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ReloadKeys:
-    """Query: re-read the keys shard if another process committed to it since the last read
-    (a token names a kid this process does not know: an immediate rotation elsewhere)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ListKeys:
-    """Query: every key with its state."""
-
-
-@dataclass(frozen=True, slots=True)
 class KeyInfo:
     kid: str
     alg: str
@@ -82,6 +58,30 @@ class KeyInfo:
     activate_at: int
     retire_at: int
     remove_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Tick(Command[float]):
+    """Command: apply the schedule and pick up changes from disk; replies with the time of the
+    next scheduled change."""
+
+
+@dataclass(frozen=True, slots=True)
+class RotateKeys(Command[list[KeyInfo]]):
+    """Command: rotate now. `immediate` makes the new key sign at once (suspected compromise)."""
+
+    immediate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadKeys(Query[None]):
+    """Query: re-read the keys shard if another process committed to it since the last read
+    (a token names a kid this process does not know: an immediate rotation elsewhere)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListKeys(Query[list[KeyInfo]]):
+    """Query: every key with its state."""
 
 
 def keys_address(tenant: str) -> Address:

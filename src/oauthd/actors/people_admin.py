@@ -6,16 +6,18 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from oauthd.actors.shard import Audit, command, query
-from oauthd.storage import Store
-from oauthd.storage.admin import UserListing, delete_consents, delete_user, list_users
+from oauthd.actors.context import Shard
+from oauthd.actors.shard import command, query
+from oauthd.runtime import Command, Query
+from oauthd.storage import admin
+from oauthd.storage.admin import UserListing, delete_consents, delete_user
 from oauthd.storage.people import UserRow, insert_user, load_user, load_user_by_email
 
-__all__ = ["AddUser", "ListUsers", "PeopleAdminHandlers", "RemoveUser", "RevokeConsents"]
+__all__ = ["AddUser", "ListUsers", "RemoveUser", "RevokeConsents"]
 
 
 @dataclass(frozen=True, slots=True)
-class AddUser:
+class AddUser(Command[UserRow | None]):
     """Command: a new local user; replies UserRow, or None if the email is taken."""
 
     email: str
@@ -25,12 +27,12 @@ class AddUser:
 
 
 @dataclass(frozen=True, slots=True)
-class ListUsers:
+class ListUsers(Query[list[UserListing]]):
     """Query: every user; replies list[UserListing]."""
 
 
 @dataclass(frozen=True, slots=True)
-class RemoveUser:
+class RemoveUser(Command[UserRow | None]):
     """Command: delete a user (by email or id) with their sessions, identities and consents;
     replies the removed UserRow, or None if there is no such user. Their grants live in the
     client shards: the caller revokes those (RevokeGrants)."""
@@ -39,48 +41,45 @@ class RemoveUser:
 
 
 @dataclass(frozen=True, slots=True)
-class RevokeConsents:
+class RevokeConsents(Command[int]):
     """Command: forget consent given by a user, to a client, or both; replies the count."""
 
     user_id: str | None
     client_id: str | None
 
 
-class PeopleAdminHandlers:
-    """Mixed into the Directory, which provides `store` and `audit()`."""
+@command(AddUser)
+def add_user(shard: Shard, message: AddUser) -> UserRow | None:
+    if load_user_by_email(shard.store, message.email) is not None:
+        return None
+    user = UserRow(
+        secrets.token_urlsafe(16), message.email, message.name, False, message.password_hash
+    )
+    insert_user(shard.store, user, message.now)
+    shard.audit("user_added", sub=user.user_id, email=user.email)
+    return user
 
-    store: Store
-    audit: Audit
 
-    @command(AddUser)
-    def add_user(self, message: AddUser) -> UserRow | None:
-        if load_user_by_email(self.store, message.email) is not None:
-            return None
-        user = UserRow(
-            secrets.token_urlsafe(16), message.email, message.name, False, message.password_hash
-        )
-        insert_user(self.store, user, message.now)
-        self.audit("user_added", sub=user.user_id, email=user.email)
-        return user
+@query(ListUsers)
+def list_users(shard: Shard, _message: ListUsers) -> list[UserListing]:
+    return admin.list_users(shard.store)
 
-    @query(ListUsers)
-    def list_users(self, _message: ListUsers) -> list[UserListing]:
-        return list_users(self.store)
 
-    @command(RemoveUser)
-    def remove_user(self, message: RemoveUser) -> UserRow | None:
-        user = load_user_by_email(self.store, message.user) or load_user(self.store, message.user)
-        if user is None:
-            return None
-        for user_id, client_id in delete_consents(self.store, user.user_id, None):
-            self.audit("consent_revoked", sub=user_id, client_id=client_id)
-        ended = delete_user(self.store, user.user_id)
-        self.audit("user_removed", sub=user.user_id, email=user.email, signed_out=ended)
-        return user
+@command(RemoveUser)
+def remove_user(shard: Shard, message: RemoveUser) -> UserRow | None:
+    user = load_user_by_email(shard.store, message.user) or load_user(shard.store, message.user)
+    if user is None:
+        return None
+    for user_id, client_id in delete_consents(shard.store, user.user_id, None):
+        shard.audit("consent_revoked", sub=user_id, client_id=client_id)
+    ended = delete_user(shard.store, user.user_id)
+    shard.audit("user_removed", sub=user.user_id, email=user.email, signed_out=ended)
+    return user
 
-    @command(RevokeConsents)
-    def revoke_consents(self, message: RevokeConsents) -> int:
-        forgotten = delete_consents(self.store, message.user_id, message.client_id)
-        for user_id, client_id in forgotten:
-            self.audit("consent_revoked", sub=user_id, client_id=client_id)
-        return len(forgotten)
+
+@command(RevokeConsents)
+def revoke_consents(shard: Shard, message: RevokeConsents) -> int:
+    forgotten = delete_consents(shard.store, message.user_id, message.client_id)
+    for user_id, client_id in forgotten:
+        shard.audit("consent_revoked", sub=user_id, client_id=client_id)
+    return len(forgotten)

@@ -14,29 +14,29 @@ dropped if it rolled back: the log never says done what the database does not ho
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, TypeVar
+from types import ModuleType
+from typing import Any, ClassVar, TypeVar
 
 import trio
 
 from oauthd import audit
 from oauthd.errors import InvalidRequest, OAuthError
+from oauthd.runtime import Command, Message, Query
 from oauthd.settings import StorageSettings
 from oauthd.storage import LockBusy, Schema, Store
 
-__all__ = ["Audit", "CommitThenRaise", "ShardActor", "command", "committed", "query"]
+__all__ = ["CommitThenRaise", "ShardActor", "command", "committed", "query"]
 
-M = TypeVar("M")
+A = TypeVar("A")  # what a handler works on: the actor, or the context it implements
+M = TypeVar("M", bound=Message[Any])
+R = TypeVar("R")
 T = TypeVar("T")
+H = TypeVar("H", bound=Callable[..., Any])
 Handler = Callable[[Any, Any], Any]
 Observer = Callable[[str, Mapping[str, object]], None]
-
-
-class Audit(Protocol):
-    """`ShardActor.audit`, as handler mixins declare it."""
-
-    def __call__(self, event: str, **fields: str | int | bool) -> None: ...
 
 
 class CommitThenRaise(Exception):
@@ -48,24 +48,39 @@ class CommitThenRaise(Exception):
         self.error = error
 
 
-def command(message_type: type[M]) -> Callable[[Handler], Handler]:
-    """Mark a handler that may write: it runs inside BEGIN IMMEDIATE ... COMMIT."""
+def command(
+    message_type: type[Command[R]],
+) -> Callable[[Callable[[A, M], R]], Callable[[A, M], R]]:
+    """Mark a handler that may write: it runs inside BEGIN IMMEDIATE ... COMMIT. mypy checks
+    that it returns the reply its message names."""
 
-    def mark(fn: Handler) -> Handler:
-        fn.__oauthd_handles__ = (message_type, True)  # type: ignore[attr-defined]  # marker read by __init_subclass__
-        return fn
+    def mark(fn: Callable[[A, M], R]) -> Callable[[A, M], R]:
+        return _marked(fn, message_type, writes=True)
+
+    return mark
+
+
+def query(
+    message_type: type[Query[R]],
+) -> Callable[[Callable[[A, M], R]], Callable[[A, M], R]]:
+    """Mark a handler that only reads: no write lock is taken. mypy checks that it returns
+    the reply its message names."""
+
+    def mark(fn: Callable[[A, M], R]) -> Callable[[A, M], R]:
+        return _marked(fn, message_type, writes=False)
 
     return mark
 
 
-def query(message_type: type[M]) -> Callable[[Handler], Handler]:
-    """Mark a handler that only reads: no write lock is taken."""
-
-    def mark(fn: Handler) -> Handler:
-        fn.__oauthd_handles__ = (message_type, False)  # type: ignore[attr-defined]  # marker read by __init_subclass__
-        return fn
-
-    return mark
+def _marked(fn: H, message_type: type[Message[Any]], *, writes: bool) -> H:
+    """Mark `fn` as the handler of `message_type`, for ShardActor.__init_subclass__. mypy
+    checks its reply; its message parameter is checked here, as mypy cannot tie it to the
+    marker's argument: the last one must be annotated with the message type."""
+    taken = list(inspect.signature(fn).parameters.values())[-1].annotation
+    if getattr(taken, "__name__", taken) != message_type.__name__:
+        raise TypeError(f"{fn.__qualname__} handles {message_type.__name__}, takes {taken}")
+    fn.__oauthd_handles__ = (message_type, writes)  # type: ignore[attr-defined]  # a marker
+    return fn
 
 
 async def committed(storage: StorageSettings, run: Callable[[bool], T]) -> T:
@@ -83,17 +98,26 @@ async def committed(storage: StorageSettings, run: Callable[[bool], T]) -> T:
 
 
 class ShardActor:
+    """A subclass declares its `schema` and its handlers: methods marked `@command` or `@query`
+    in its own body, and the marked functions of the modules in `handler_modules`, each taking
+    the actor as its first argument. A message type with two handlers is refused at import,
+    so no handler's meaning depends on the order in which they are listed."""
+
     schema: ClassVar[Schema]
+    handler_modules: ClassVar[tuple[ModuleType, ...]] = ()
     _handlers: ClassVar[dict[type[Any], tuple[Handler, bool]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         handlers = dict(cls._handlers)
-        for base in reversed(cls.__mro__):  # handlers may come from mixins
-            for value in vars(base).values():
-                marker = getattr(value, "__oauthd_handles__", None)
-                if marker is not None:
-                    handlers[marker[0]] = (value, marker[1])
+        sources = [vars(module) for module in cls.handler_modules] + [vars(cls)]
+        for value in {id(v): v for source in sources for v in source.values()}.values():
+            marker = getattr(value, "__oauthd_handles__", None)
+            if marker is None:
+                continue
+            if marker[0] in handlers and handlers[marker[0]][0] is not value:
+                raise TypeError(f"{cls.__name__}: two handlers for {marker[0].__name__}")
+            handlers[marker[0]] = (value, marker[1])
         cls._handlers = handlers
 
     def __init__(

@@ -165,14 +165,14 @@ def check_config(settings: Settings, args: argparse.Namespace) -> int:
 
 async def list_keys(runtime: Runtime, args: argparse.Namespace) -> int:
     """Works beside a running server: the shard's write lock orders both."""
-    infos: list[KeyInfo] = await runtime.system.ask(keys_address(TENANT), ListKeys())
+    infos = await runtime.system.ask(keys_address(TENANT), ListKeys())
     print_keys(infos)
     return 0
 
 
 async def rotate_keys(runtime: Runtime, args: argparse.Namespace) -> int:
     message = RotateKeys(args.immediate)
-    infos: list[KeyInfo] = await runtime.system.ask(keys_address(TENANT), message)
+    infos = await runtime.system.ask(keys_address(TENANT), message)
     print_keys(infos)
     return 0
 

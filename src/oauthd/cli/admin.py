@@ -31,8 +31,7 @@ from oauthd.runtime import Address
 from oauthd.server import TENANT, Runtime
 from oauthd.settings import Settings
 from oauthd.storage import ClientRecord, hash_password, list_client_shards, shard_key_for
-from oauthd.storage.admin import GrantRow, UserListing
-from oauthd.storage.people import UserRow
+from oauthd.storage.admin import GrantRow
 
 __all__ = ["NOT_FOUND", "add_parsers"]
 
@@ -144,7 +143,7 @@ async def remove_client(runtime: Runtime, args: argparse.Namespace) -> int:
 async def load_client(runtime: Runtime, client_id: str) -> ClientRecord | None:
     address = Address(TENANT, "client", shard_key_for(client_id))
     try:
-        client: ClientRecord = await runtime.system.ask(address, GetClient())
+        client = await runtime.system.ask(address, GetClient())
     except (NotFound, InvalidClient):  # no shard (never spawns), or deleted
         return None
     return client if client.client_id == client_id else None
@@ -210,7 +209,7 @@ async def add_user(runtime: Runtime, args: argparse.Namespace) -> int:
     name = args.name or args.email.partition("@")[0]
     now = int(runtime.env.clock.now())
     message = AddUser(args.email, name, hashed, now)
-    user: UserRow | None = await runtime.system.ask(directory_address(TENANT), message)
+    user = await runtime.system.ask(directory_address(TENANT), message)
     if user is None:
         raise ConfigError("command line", "users add", f"{args.email} already exists")
     print(f"user_id: {user.user_id}")
@@ -218,7 +217,7 @@ async def add_user(runtime: Runtime, args: argparse.Namespace) -> int:
 
 
 async def list_users(runtime: Runtime, args: argparse.Namespace) -> int:
-    users: list[UserListing] = await runtime.system.ask(directory_address(TENANT), ListUsers())
+    users = await runtime.system.ask(directory_address(TENANT), ListUsers())
     print_table(
         ("email", "name", "user_id", "identities", "created"),
         [(u.email or "-", u.name, u.user_id, u.identities, when(u.created_at)) for u in users],
@@ -228,7 +227,7 @@ async def list_users(runtime: Runtime, args: argparse.Namespace) -> int:
 
 async def remove_user(runtime: Runtime, args: argparse.Namespace) -> int:
     message = RemoveUser(args.user)
-    removed: UserRow | None = await runtime.system.ask(directory_address(TENANT), message)
+    removed = await runtime.system.ask(directory_address(TENANT), message)
     if removed is None:
         return not_found(f"no user {args.user!r}")
     ended = await each_shard(runtime, RevokeGrants(removed.user_id))
@@ -245,7 +244,7 @@ async def grants_command(runtime: Runtime, args: argparse.Namespace) -> int:
     system, directory = runtime.system, directory_address(TENANT)
     user_id = None
     if args.user is not None:
-        user: UserRow | None = await system.ask(directory, FindUser(args.user))
+        user = await system.ask(directory, FindUser(args.user))
         user = user or await system.ask(directory, GetUser(args.user))
         if user is None:
             return not_found(f"no user {args.user!r}")
@@ -255,14 +254,14 @@ async def grants_command(runtime: Runtime, args: argparse.Namespace) -> int:
     message = ListGrants(user_id) if args.grants_command == "list" else RevokeGrants(user_id)
     if args.client is not None:
         address = Address(TENANT, "client", shard_key_for(args.client))
-        rows: list[GrantRow] = await system.ask(address, message)
+        rows = await system.ask(address, message)
         grants = [(args.client, g) for g in rows]
     else:
         grants = await each_shard(runtime, message)
     emails: dict[str, str] = {}
     for _client_id, g in grants:
         if g.user_id not in emails:
-            found: UserRow | None = await system.ask(directory, GetUser(g.user_id))
+            found = await system.ask(directory, GetUser(g.user_id))
             emails[g.user_id] = (found.email or found.user_id) if found else g.user_id
     table = [
         (c, emails[g.user_id], g.scope or "-", g.family_id, when(g.created_at), when(g.expires_at))
@@ -283,8 +282,8 @@ async def each_shard(
     for shard_key in list_client_shards(runtime.env.tenant_dir(TENANT)):
         address = Address(TENANT, "client", shard_key)
         try:
-            client: ClientRecord = await runtime.system.ask(address, GetClient())
-            rows: list[GrantRow] = await runtime.system.ask(address, message)
+            client = await runtime.system.ask(address, GetClient())
+            rows = await runtime.system.ask(address, message)
         except (NotFound, InvalidClient):  # removed meanwhile, or a deleted client
             continue
         found.extend((client.client_id, g) for g in rows)

@@ -2,7 +2,8 @@
 
 The contract (docs/architecture.md "Actors"):
 
-- `ask(address, message)` spawns the actor on its first message and waits for its reply.
+- `ask(address, message)` spawns the actor on its first message and waits for its reply; a
+  `Query[R]` or `Command[R]` (runtime/messages.py) replies an R.
 - An actor handles one message at a time, in its own task; `Actor.receive` is expected to run
   the message in one transaction and return only after it committed (the output gate).
 - A caller that is cancelled does not abort its message: the message completes in the actor's
@@ -23,17 +24,20 @@ import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import outcome
 import trio
 
 from oauthd.errors import NotFound, OAuthError, ServerError, TemporarilyUnavailable
+from oauthd.runtime.messages import Message
 from oauthd.settings import ActorSettings
 
 __all__ = ["Actor", "ActorSystem", "Address", "Kind", "SystemStats"]
 
 log = logging.getLogger("oauthd.runtime")
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +173,7 @@ class ActorSystem:
 
     # --- asking ------------------------------------------------------------------------------
 
-    async def ask(self, address: Address, message: Any) -> Any:
+    async def ask(self, address: Address, message: Message[R]) -> R:
         """Send `message` to the actor at `address` and wait for its reply."""
         cell = self._live.get(address)
         if cell is None or cell.closing:
@@ -187,7 +191,8 @@ class ActorSystem:
         reply = _Reply(trio.lowlevel.current_task())
         cell.mailbox.append((message, reply))
         cell.wake()
-        return await trio.lowlevel.wait_task_rescheduled(reply.abort)
+        result: R = await trio.lowlevel.wait_task_rescheduled(reply.abort)  # what receive() gave
+        return result
 
     def is_live(self, address: Address) -> bool:
         return address in self._live

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
 from oauthd.actors import (
     FetchClientMetadata,
@@ -18,16 +18,16 @@ from oauthd.actors import (
     fetcher_address,
     keys_address,
 )
+from oauthd.actors.client_auth import JwksNeeded
 from oauthd.actors.client_registration import UpdateFromDocument
-from oauthd.actors.client_tokens import JwksNeeded
 from oauthd.actors.enrol import document_record
-from oauthd.actors.fetcher import DocumentUnreachable, FetchedDocument
+from oauthd.actors.fetcher import DocumentUnreachable
 from oauthd.errors import InvalidClient, InvalidRequest, NotFound, TemporarilyUnavailable
 from oauthd.keys import Keyring
 from oauthd.oauth.client_id_metadata import is_metadata_client_id
 from oauthd.oauth.handles import parse_handle
 from oauthd.oauth.rfc6749_client_auth import ClientCredentials
-from oauthd.runtime import Address
+from oauthd.runtime import Address, Message
 from oauthd.storage import ClientRecord
 from oauthd.web.access_log import note_actor
 from oauthd.web.state import AppState
@@ -42,8 +42,10 @@ __all__ = [
     "refresh_document_client",
 ]
 
+R = TypeVar("R")  # the reply of the message asked
 
-async def ask(state: AppState, address: Address, message: Any) -> Any:
+
+async def ask(state: AppState, address: Address, message: Message[R]) -> R:
     note_actor(str(address))
     return await state.system.ask(address, message)
 
@@ -59,7 +61,7 @@ async def keyring_for(state: AppState, token: str) -> Keyring:
     return keyring
 
 
-async def ask_client(state: AppState, client_id: str, message: Any) -> Any:
+async def ask_client(state: AppState, client_id: str, message: Message[R]) -> R:
     """Unknown clients never spawn an actor: they answer invalid_client."""
     try:
         return await ask(state, client_address(state.tenant, client_id), message)
@@ -97,7 +99,7 @@ async def refresh_document_client(state: AppState, client_id: str) -> None:
         return
     fetch = FetchClientMetadata(client_id, registered=known is not None)
     try:
-        fetched: FetchedDocument = await ask(state, fetcher_address(state.tenant), fetch)
+        fetched = await ask(state, fetcher_address(state.tenant), fetch)
     except (DocumentUnreachable, TemporarilyUnavailable):
         # Only a host that could not answer, or a fetch refused by a budget: a document
         # that is gone (404, 410) or no longer valid ends the client at once.
@@ -112,11 +114,11 @@ async def refresh_document_client(state: AppState, client_id: str) -> None:
         await ask(state, address, UpdateFromDocument(record))
 
 
-async def ask_directory(state: AppState, message: Any) -> Any:
+async def ask_directory(state: AppState, message: Message[R]) -> R:
     return await ask(state, directory_address(state.tenant), message)
 
 
-async def ask_pending(state: AppState, request_id: str | None, message: Any) -> Any:
+async def ask_pending(state: AppState, request_id: str | None, message: Message[R]) -> R:
     """A pending authorization request lives in its client's shard, named by its id."""
     shard_key = parse_handle(request_id, "ar")
     if shard_key is None:
@@ -128,8 +130,10 @@ async def ask_pending(state: AppState, request_id: str | None, message: Any) -> 
 
 
 async def ask_as_client(
-    state: AppState, credentials: ClientCredentials, message: Callable[[ClientCredentials], Any]
-) -> Any:
+    state: AppState,
+    credentials: ClientCredentials,
+    message: Callable[[ClientCredentials], Message[R]],
+) -> R:
     """Ask the authenticating client's actor, fetching its keys first when it authenticates
     with a private_key_jwt whose keys are at a `jwks_uri` (RFC 7523): the actor answers
     JwksNeeded, the Fetcher gets the set outside any transaction, and the actor is asked
@@ -146,7 +150,7 @@ async def ask_as_client(
                 fetched_fresh = True
             elif credentials.jwks is not None:
                 raise InvalidClient("the client's keys are not available") from None
-            jwks: str = await ask(
+            jwks = await ask(
                 state, fetcher_address(state.tenant), FetchJwks(need.uri, fresh=need.fresh)
             )
             credentials = dataclasses.replace(credentials, jwks=jwks)

@@ -79,7 +79,7 @@ async def current_session(state: AppState, cookies: Cookies) -> SessionView | No
     session_id = cookies.read("session")
     if session_id is None:
         return None
-    view: SessionView | None = await ask_directory(state, GetSession(session_id))
+    view = await ask_directory(state, GetSession(session_id))
     return view
 
 

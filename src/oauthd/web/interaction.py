@@ -45,7 +45,7 @@ async def consent_needed(
         return True
     if client.first_party:
         return False
-    allowed: bool = await ask_directory(
+    allowed = await ask_directory(
         state,
         HasConsent(user_id, client.client_id, req.scope, req.resources, req.redirect_uri),
     )
@@ -116,7 +116,7 @@ async def begin_interaction(
         problem = InvalidRequest("no sign-in method is configured on this server")
         return error_page(problem, 503)
     browser, new_browser = cookies.browser()
-    request_id: str = await ask(state, client, StartPending(req, browser))
+    request_id = await ask(state, client, StartPending(req, browser))
     # dev login, or the upstream (after consent), or consent alone when logged in
     response = to_login(state, request_id) if needs_login else to_consent(state, request_id)
     if new_browser:

@@ -10,7 +10,7 @@ import dataclasses
 from quart import Quart, Response, request
 
 from oauthd.actors import GetClient, client_address
-from oauthd.actors.grants import CodeIssued, IssueCode
+from oauthd.actors.grants import IssueCode
 from oauthd.actors.people import SessionView
 from oauthd.errors import ConsentRequired, LoginRequired, OAuthError
 from oauthd.oauth.rfc6749_authorize import (
@@ -58,7 +58,7 @@ def register(app: Quart, state: AppState) -> Contribution:
             params = await form_params() if request.method == "POST" else query_params()
             client_id = read_client_id(params)
             await refresh_document_client(state, client_id)  # a client_id URL (CIMD)
-            client: ClientRecord = await ask_client(state, client_id, GetClient())
+            client = await ask_client(state, client_id, GetClient())
             redirect = choose_redirect_uri(params, client.redirect_uris)
         except OAuthError as exc:
             return error_page(exc, 400 if exc.status < 500 else exc.status)
@@ -85,7 +85,7 @@ def register(app: Quart, state: AppState) -> Contribution:
             user_id = session.user.user_id
             if not await consent_needed(state, client, user_id, req):
                 message = IssueCode(req, user_id, session.auth_time)
-                issued: CodeIssued = await ask_client(state, client.client_id, message)
+                issued = await ask_client(state, client.client_id, message)
                 return deliver_code(state, issued)
             needs_login = False
         else:

@@ -13,10 +13,8 @@ from oauthd.actors import GetClient
 from oauthd.actors.grants import (
     ApprovePending,
     CheckPending,
-    CodeIssued,
     ConsentPending,
     DenyPending,
-    DeviceDecided,
     Pending,
     PreparePending,
 )
@@ -59,13 +57,11 @@ def register(app: Quart, state: AppState) -> Contribution:
         request_id = request.args.get("request", "")
         try:
             browser = cookies.require_browser()
-            pending: Pending = await ask_pending(
-                state, request_id, PreparePending(request_id, browser)
-            )
+            pending = await ask_pending(state, request_id, PreparePending(request_id, browser))
             session = signed_in(pending.request, await current_session(state, cookies))
             if session is None and (not federated or pending.request.consented):
                 return to_login(state, request_id)
-            client: ClientRecord = await ask_pending(state, request_id, GetClient())
+            client = await ask_pending(state, request_id, GetClient())
             return render(request_id, pending, client, session)
         except OAuthError as exc:
             return error_page(exc)
@@ -109,15 +105,13 @@ def register(app: Quart, state: AppState) -> Contribution:
                 form.get("csrf") or "",
                 cookies.require_browser(),
             )
-            req: AuthorizationRequest = await ask_pending(
-                state, request_id, CheckPending(request_id, browser, csrf)
-            )
+            req = await ask_pending(state, request_id, CheckPending(request_id, browser, csrf))
             session = signed_in(req, await current_session(state, cookies))
             if session is None and not federated:
                 return to_login(state, request_id)
             decision = form.get("decision")
             if decision == "deny":
-                denied: CodeIssued | DeviceDecided = await ask_pending(
+                denied = await ask_pending(
                     state, request_id, DenyPending(request_id, browser, csrf)
                 )
                 return deliver_code(state, denied)
@@ -139,7 +133,7 @@ def register(app: Quart, state: AppState) -> Contribution:
                 state,
                 GrantConsent(user_id, req.client_id, req.scope, req.resources, req.redirect_uri),
             )
-        issued: CodeIssued | DeviceDecided = await ask_pending(
+        issued = await ask_pending(
             state,
             request_id,
             ApprovePending(request_id, browser, csrf, user_id, session.auth_time),

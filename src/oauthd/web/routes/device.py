@@ -45,12 +45,12 @@ def register(app: Quart, state: AppState) -> Contribution:
         user_code = normalise_user_code(typed)
         if user_code is None:
             return None
-        found: tuple[str, str] | None = await ask_directory(state, FindUserCode(user_code))
+        found = await ask_directory(state, FindUserCode(user_code))
         if found is None:
             return None
         shard_key, code_hash = found
         try:
-            req: AuthorizationRequest | None = await ask(
+            req = await ask(
                 state,
                 Address(state.tenant, "client", shard_key),
                 GetDeviceRequest(code_hash, user_code),

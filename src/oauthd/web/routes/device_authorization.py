@@ -55,7 +55,7 @@ def register(app: Quart, state: AppState) -> Contribution:
             ),
         )
         shard_key = parse_device_code(started.device_code) or ""
-        user_code: str = await ask_directory(
+        user_code = await ask_directory(
             state, IndexUserCode(shard_key, started.code_hash, started.expires_at)
         )
         shown = display_user_code(user_code)

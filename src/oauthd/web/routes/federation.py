@@ -27,8 +27,6 @@ from oauthd.actors.grants import (
     ApprovePending,
     CodeIssued,
     DenyPending,
-    DeviceDecided,
-    Pending,
     PreparePending,
 )
 from oauthd.actors.people import GrantConsent, LinkIdentity, StartSession
@@ -36,8 +34,6 @@ from oauthd.audit import audit
 from oauthd.errors import AccessDenied, InvalidRequest, OAuthError, ServerError
 from oauthd.oauth.params import Params
 from oauthd.oauth.rfc8414_metadata import Contribution
-from oauthd.storage import ClientRecord
-from oauthd.storage.people import UserRow
 from oauthd.web.asks import ask, ask_directory, ask_pending
 from oauthd.web.browser import Cookies, query_params
 from oauthd.web.html import error_page
@@ -69,17 +65,15 @@ def register(app: Quart, state: AppState) -> Contribution:
         request_id = request.args.get("request", "")
         try:
             browser = cookies.require_browser()
-            pending: Pending = await ask_pending(
-                state, request_id, PreparePending(request_id, browser)
-            )
-            client: ClientRecord = await ask_pending(state, request_id, GetClient())
+            pending = await ask_pending(state, request_id, PreparePending(request_id, browser))
+            client = await ask_pending(state, request_id, GetClient())
             req = pending.request
             if consent_first(client, req) and not req.consented:
                 return to_consent(state, request_id)
             binding = cookies.read("login") or secrets.token_urlsafe(32)
             force_login = "login" in req.prompt or req.stale_session is not None
             message = BeginLogin(request_id, binding, req.login_hint, req.max_age, force_login)
-            location: str = await ask(state, upstream, message)
+            location = await ask(state, upstream, message)
         except OAuthError as exc:
             return error_page(exc)
         # A plain 303 to the upstream: it is a GET, and the person's next stop.
@@ -115,18 +109,18 @@ def register(app: Quart, state: AppState) -> Contribution:
             params.get("error_description"),
             params.get("iss"),
         )
-        result: LoggedIn | LoginFailed = await ask(state, upstream, message)
+        result = await ask(state, upstream, message)
         return result
 
     async def refuse(failed: LoginFailed, browser: str) -> Response:
         """The client learns that the login did not happen, not why (the log knows)."""
         reason = "denied" if failed.denied else "upstream_error"
         audit("login_failed", method=f"federation:{provider}", reason=reason)
-        pending: Pending = await ask_pending(
+        pending = await ask_pending(
             state, failed.request_id, PreparePending(failed.request_id, browser)
         )
         message = DenyPending(failed.request_id, browser, pending.csrf)
-        denied: CodeIssued | DeviceDecided = await ask_pending(state, failed.request_id, message)
+        denied = await ask_pending(state, failed.request_id, message)
         refusal: OAuthError = (
             AccessDenied("the sign-in was cancelled")
             if failed.denied
@@ -135,7 +129,7 @@ def register(app: Quart, state: AppState) -> Contribution:
         if isinstance(denied, CodeIssued) and not pending.request.consented:
             # Nobody allowed it on the consent page, which names the destination (a client
             # the operator registered as first party): the policy for /authorize decides.
-            client: ClientRecord = await ask_pending(state, failed.request_id, GetClient())
+            client = await ask_pending(state, failed.request_id, GetClient())
             return redirect_error(state, client, denied.redirect_uri, denied.state, refusal)
         return deliver_code(state, denied, refusal)
 
@@ -143,14 +137,14 @@ def register(app: Quart, state: AppState) -> Contribution:
         """Link the upstream subject to a local user, start the session, and continue the
         authorization request: a code when it was allowed already, else the consent page."""
         request_id, identity = done.request_id, done.identity
-        user: UserRow = await ask_directory(
+        user = await ask_directory(
             state, LinkIdentity(provider, identity.subject, identity.email, identity.name)
         )
-        session_id: str = await ask_directory(
+        session_id = await ask_directory(
             state, StartSession(user.user_id, cookies.read("session"), f"federation:{provider}")
         )
-        pending: Pending = await ask_pending(state, request_id, PreparePending(request_id, browser))
-        client: ClientRecord = await ask_pending(state, request_id, GetClient())
+        pending = await ask_pending(state, request_id, PreparePending(request_id, browser))
+        client = await ask_pending(state, request_id, GetClient())
         req = pending.request
         if req.consented or not await consent_needed(state, client, user.user_id, req):
             if req.consented and req.device_code_hash is None:
@@ -160,7 +154,7 @@ def register(app: Quart, state: AppState) -> Contribution:
                 await ask_directory(state, consent)
             auth_time = identity.auth_time or int(state.clock.now())
             message = ApprovePending(request_id, browser, pending.csrf, user.user_id, auth_time)
-            issued: CodeIssued | DeviceDecided = await ask_pending(state, request_id, message)
+            issued = await ask_pending(state, request_id, message)
             response = deliver_code(state, issued)
         else:
             response = to_consent(state, request_id)

@@ -14,7 +14,7 @@ from quart import Quart, Response
 from oauthd.actors import CountClients, ListKeys, directory_address, keys_address
 from oauthd.errors import OAuthError
 from oauthd.oauth.rfc8414_metadata import Contribution
-from oauthd.runtime import Address
+from oauthd.runtime import Address, Message
 from oauthd.web.responses import NO_STORE, json_bytes, json_response
 from oauthd.web.state import AppState
 
@@ -30,7 +30,7 @@ def register(app: Quart, state: AppState) -> Contribution:
         "keys": (keys_address(state.tenant), ListKeys()),
     }
 
-    async def answers(address: Address, message: object) -> str | None:
+    async def answers(address: Address, message: Message[object]) -> str | None:
         """None if the actor answered in time, else what went wrong."""
         with trio.move_on_after(ROUND_TRIP_S):
             try:

@@ -60,9 +60,7 @@ def register(app: Quart, state: AppState) -> Contribution:
         if address is None:
             return INACTIVE
         try:
-            reply: Introspection = await ask(
-                state, address, IntrospectToken(caller_id, token, access)
-            )
+            reply = await ask(state, address, IntrospectToken(caller_id, token, access))
         except (NotFound, InvalidClient):
             return INACTIVE  # the token's client no longer exists
         return reply

@@ -21,20 +21,16 @@ from oauthd.actors import GetClient
 from oauthd.actors.grants import (
     ApprovePending,
     CheckPending,
-    CodeIssued,
-    DeviceDecided,
-    Pending,
     PreparePending,
 )
 from oauthd.actors.people import EnsureUser, FindUser, StartSession
 from oauthd.actors.people_admin import AddUser
 from oauthd.audit import audit
 from oauthd.errors import OAuthError, TooManyRequests
-from oauthd.oauth.rfc6749_authorize import AuthorizationRequest
 from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.runtime import reserve
 from oauthd.settings import DevUser
-from oauthd.storage import ClientRecord, check_password, hash_password
+from oauthd.storage import check_password, hash_password
 from oauthd.storage.people import UserRow
 from oauthd.web.asks import ask_directory, ask_pending
 from oauthd.web.browser import Cookies, form_params
@@ -67,8 +63,8 @@ def register(app: Quart, state: AppState) -> Contribution:
     async def render(
         request_id: str, browser: str, error: str = "", status: int = 200, email: str = ""
     ) -> Response:
-        pending: Pending = await ask_pending(state, request_id, PreparePending(request_id, browser))
-        client: ClientRecord = await ask_pending(state, request_id, GetClient())
+        pending = await ask_pending(state, request_id, PreparePending(request_id, browser))
+        client = await ask_pending(state, request_id, GetClient())
         return page(
             "login.html",
             status,
@@ -102,9 +98,7 @@ def register(app: Quart, state: AppState) -> Contribution:
         form = await form_params()
         request_id, browser = form.get("request") or "", cookies.require_browser()
         csrf = form.get("csrf") or ""
-        req: AuthorizationRequest = await ask_pending(
-            state, request_id, CheckPending(request_id, browser, csrf)
-        )
+        req = await ask_pending(state, request_id, CheckPending(request_id, browser, csrf))
         email = (form.get("email") or "")[:MAX_EMAIL]
         account, ip = f"account:{email.strip().lower()}", request_ip(state)
         # Reserved before the password is checked, so guesses in flight together count.
@@ -119,15 +113,15 @@ def register(app: Quart, state: AppState) -> Contribution:
             audit("login_failed", method=method, email=email)
             return await render(request_id, browser, WRONG, 401, email)
         previous = cookies.read("session")
-        session_id: str = await ask_directory(state, StartSession(user.user_id, previous, method))
+        session_id = await ask_directory(state, StartSession(user.user_id, previous, method))
         now = int(state.clock.now())
-        client: ClientRecord = await ask_pending(state, request_id, GetClient())
+        client = await ask_pending(state, request_id, GetClient())
         if await consent_needed(state, client, user.user_id, req):
             # The form's CSRF token is spent: minting the next one retires it (HTML-2).
             await ask_pending(state, request_id, PreparePending(request_id, browser))
             response = to_consent(state, request_id)
         else:
-            issued: CodeIssued | DeviceDecided = await ask_pending(
+            issued = await ask_pending(
                 state, request_id, ApprovePending(request_id, browser, csrf, user.user_id, now)
             )
             response = deliver_code(state, issued)
@@ -146,12 +140,12 @@ def register(app: Quart, state: AppState) -> Contribution:
             return await login_configured(configured, password)
         if "@" not in email or not password:
             return None
-        found: UserRow | None = await ask_directory(state, FindUser(email))
+        found = await ask_directory(state, FindUser(email))
         if found is None and settings.dev_mode and settings.dev.allow_any_credentials:
             hashed = await trio.to_thread.run_sync(hash_password, password)
             # AddUser decides inside the directory's write transaction: None if taken.
             now = int(state.clock.now())
-            created: UserRow | None = await ask_directory(
+            created = await ask_directory(
                 state, AddUser(email, email.partition("@")[0], hashed, now)
             )
             if created is not None:
@@ -168,7 +162,7 @@ def register(app: Quart, state: AppState) -> Contribution:
     async def login_configured(configured: DevUser, password: str) -> UserRow | None:
         if not hmac.compare_digest(configured.password.encode(), password.encode()):
             return None
-        user: UserRow = await ask_directory(
+        user = await ask_directory(
             state, EnsureUser(configured.email, configured.name, email_verified=True)
         )
         return user

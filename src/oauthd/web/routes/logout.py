@@ -25,7 +25,7 @@ def register(app: Quart, state: AppState) -> Contribution:
         session = await current_session(state, cookies)
         if session is None:
             return page("logout.html", done=True)
-        csrf: str = await ask_directory(state, PrepareLogout(session.session_id))
+        csrf = await ask_directory(state, PrepareLogout(session.session_id))
         return page(
             "logout.html",
             done=False,

@@ -11,7 +11,7 @@ from collections import Counter
 
 from quart import Quart, Response, request
 
-from oauthd.actors import KeyInfo, ListKeys, keys_address
+from oauthd.actors import ListKeys, keys_address
 from oauthd.metrics import CONTENT_TYPE
 from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.settings import is_loopback_host
@@ -51,7 +51,7 @@ def register(app: Quart, state: AppState) -> Contribution:
         refused = refusal()
         if refused is not None:
             return refused
-        keys: list[KeyInfo] = await ask(state, keys_address(state.tenant), ListKeys())
+        keys = await ask(state, keys_address(state.tenant), ListKeys())
         body = state.metrics.render(state.system.stats(), Counter(k.state for k in keys))
         return Response(body, 200, {"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})
 

@@ -104,7 +104,7 @@ def register(app: Quart, state: AppState) -> Contribution:
         try:
             token = rat()
             if request.method == "GET":
-                client: ClientRecord = await ask_client(state, client_id, GetRegistration(token))
+                client = await ask_client(state, client_id, GetRegistration(token))
                 return render(client, 200, {})
             if request.method == "DELETE":
                 await ask_client(state, client_id, DeleteRegistration(token))

@@ -14,8 +14,9 @@ from typing import Any
 
 from quart import Quart
 
+from oauthd.actors.client_auth import TOKEN_PATH
 from oauthd.actors.client_device import PollDeviceCode
-from oauthd.actors.client_tokens import TOKEN_PATH, IssueClientToken
+from oauthd.actors.client_tokens import IssueClientToken
 from oauthd.actors.grants import RedeemCode, RefreshTokens, TokenResponse
 from oauthd.errors import InvalidRequest, UnsupportedGrantType
 from oauthd.oauth.params import Params

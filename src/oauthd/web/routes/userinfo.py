@@ -21,7 +21,6 @@ from oauthd.oauth.rfc6750_bearer import (
 from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.oauth.rfc8707_resources import userinfo_audience
 from oauthd.oauth.rfc9068_access_token import AccessTokenClaims, check_access_token
-from oauthd.storage.people import UserRow
 from oauthd.web.asks import ask_client, ask_directory, keyring_for
 from oauthd.web.fast import ApiRequest, ApiResponse, fast_routes
 from oauthd.web.forms import FORM
@@ -61,7 +60,7 @@ def register(app: Quart, state: AppState) -> Contribution:
             header, claims, issuer=issuer, audience=own_audience, now=state.clock.now()
         )
         try:
-            active: bool = await ask_client(state, at.client_id, CheckAccessToken(at.jti))
+            active = await ask_client(state, at.client_id, CheckAccessToken(at.jti))
         except OAuthError:
             active = False
         if not active:
@@ -96,7 +95,7 @@ def register(app: Quart, state: AppState) -> Contribution:
                 raise InsufficientScope("openid")
         except OAuthError as exc:
             return challenge(exc)
-        user: UserRow | None = await ask_directory(state, GetUser(at.sub))
+        user = await ask_directory(state, GetUser(at.sub))
         if user is None:
             return challenge(InvalidToken("the user no longer exists"))
         claims = {
