@@ -18,7 +18,7 @@ from oauthd.errors import (
     RequestTooLarge,
     ServerError,
 )
-from oauthd.web.html import error_page
+from oauthd.web.pages import error_page
 from oauthd.web.responses import error_response
 
 __all__ = ["install_error_handlers"]

@@ -19,7 +19,7 @@ from oauthd.runtime import Address
 from oauthd.storage import ClientRecord
 from oauthd.web.asks import ask, ask_directory
 from oauthd.web.browser import Cookies, redirect_to_client, see_other
-from oauthd.web.html import error_page, page
+from oauthd.web.pages import error_page, page
 from oauthd.web.state import AppState
 
 __all__ = [

@@ -27,13 +27,13 @@ from oauthd.oauth.scopes import known_scopes, parse_scope
 from oauthd.storage import ClientRecord, hash_secret
 from oauthd.web.asks import ask_client, refresh_document_client
 from oauthd.web.browser import Cookies, current_session, form_params, query_params
-from oauthd.web.html import error_page
 from oauthd.web.interaction import (
     begin_interaction,
     consent_needed,
     deliver_code,
     redirect_error,
 )
+from oauthd.web.pages import error_page
 from oauthd.web.state import AppState
 
 __all__ = ["register"]

@@ -29,8 +29,8 @@ from oauthd.oauth.rfc8628_device import display_user_code
 from oauthd.storage import ClientRecord, hash_secret
 from oauthd.web.asks import ask_directory, ask_pending
 from oauthd.web.browser import Cookies, current_session, form_params
-from oauthd.web.html import error_page, page
 from oauthd.web.interaction import deliver_code, to_login
+from oauthd.web.pages import error_page, page
 from oauthd.web.state import AppState
 
 __all__ = ["register"]

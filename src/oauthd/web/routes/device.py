@@ -21,8 +21,8 @@ from oauthd.oauth.rfc8628_device import normalise_user_code
 from oauthd.runtime import Address
 from oauthd.web.asks import ask, ask_directory
 from oauthd.web.browser import Cookies, current_session
-from oauthd.web.html import error_page, page
 from oauthd.web.interaction import begin_interaction
+from oauthd.web.pages import error_page, page
 from oauthd.web.state import AppState
 from oauthd.web.throttle import limiter, request_ip
 

@@ -40,7 +40,6 @@ from oauthd.storage import ClientRecord
 from oauthd.storage.people import UserRow
 from oauthd.web.asks import ask, ask_directory, ask_pending
 from oauthd.web.browser import Cookies, query_params
-from oauthd.web.html import error_page
 from oauthd.web.interaction import (
     consent_first,
     consent_needed,
@@ -48,6 +47,7 @@ from oauthd.web.interaction import (
     redirect_error,
     to_consent,
 )
+from oauthd.web.pages import error_page
 from oauthd.web.state import AppState
 
 __all__ = ["register"]

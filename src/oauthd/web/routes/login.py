@@ -38,8 +38,8 @@ from oauthd.storage import ClientRecord, check_password, hash_password
 from oauthd.storage.people import UserRow
 from oauthd.web.asks import ask_directory, ask_pending
 from oauthd.web.browser import Cookies, form_params
-from oauthd.web.html import error_page, page
 from oauthd.web.interaction import consent_needed, deliver_code, to_consent
+from oauthd.web.pages import error_page, page
 from oauthd.web.state import AppState
 from oauthd.web.throttle import limiter, request_ip
 

@@ -10,7 +10,7 @@ from oauthd.errors import OAuthError
 from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.web.asks import ask_directory
 from oauthd.web.browser import Cookies, current_session, form_params
-from oauthd.web.html import error_page, page
+from oauthd.web.pages import error_page, page
 from oauthd.web.state import AppState
 
 __all__ = ["register"]
