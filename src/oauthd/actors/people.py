@@ -14,6 +14,7 @@ from oauthd.actors.shard import Audit, command, query
 from oauthd.actors.wiring import Env
 from oauthd.errors import Forbidden
 from oauthd.oauth.handles import issue_secret
+from oauthd.oauth.oidc_prompt import Remembered, remembered_gap
 from oauthd.oauth.rfc8252_redirects import consent_target
 from oauthd.storage import Store, hash_secret
 from oauthd.storage.people import (
@@ -240,12 +241,11 @@ class PeopleHandlers:
     @query(HasConsent)
     def has_consent(self, message: HasConsent) -> bool:
         stored = load_consent(self.store, message.user_id, message.client_id)
-        return (
-            stored is not None
-            and set(message.scope) <= set(stored.scope)
-            and set(message.resources) <= set(stored.resources)
-            and consent_target(message.redirect_uri) in stored.redirects
+        remembered = (
+            Remembered(stored.scope, stored.resources, stored.redirects) if stored else None
         )
+        gap = remembered_gap(remembered, message.scope, message.resources, message.redirect_uri)
+        return gap is None
 
     @command(GrantConsent)
     def grant_consent(self, message: GrantConsent) -> None:

@@ -5,14 +5,13 @@ through `redirect_error` (AUTHZ-17)."""
 
 from __future__ import annotations
 
-import dataclasses
-
 from quart import Quart, Response, request
 
 from oauthd.actors import GetClient, client_address
 from oauthd.actors.grants import CodeIssued, IssueCode
 from oauthd.actors.people import SessionView
-from oauthd.errors import ConsentRequired, LoginRequired, OAuthError
+from oauthd.errors import OAuthError
+from oauthd.oauth.oidc_prompt import login_reason, mark_stale_session, prompt_none_refusal
 from oauthd.oauth.rfc6749_authorize import (
     MAX_STATE,
     AuthorizationRequest,
@@ -29,7 +28,7 @@ from oauthd.web.asks import ask_client, refresh_document_client
 from oauthd.web.browser import Cookies, current_session, form_params, query_params
 from oauthd.web.interaction import (
     begin_interaction,
-    consent_needed,
+    consent_reason,
     deliver_code,
     redirect_error,
 )
@@ -75,34 +74,21 @@ def register(app: Quart, state: AppState) -> Contribution:
     async def decide(
         client: ClientRecord, req: AuthorizationRequest, session: SessionView | None
     ) -> Response:
-        now = int(state.clock.now())
-        # OIDC Core §3.1.2.1: prompt=login and an exceeded max_age force a fresh login.
-        if (
-            session is not None
-            and "login" not in req.prompt
-            and (req.max_age is None or now - session.auth_time < req.max_age)
-        ):
+        auth_time = session.auth_time if session is not None else None
+        login = login_reason(req, auth_time=auth_time, now=int(state.clock.now()))
+        if login is None and session is not None:
             user_id = session.user.user_id
-            if not await consent_needed(state, client, user_id, req):
+            if await consent_reason(state, client, user_id, req) is None:
                 message = IssueCode(req, user_id, session.auth_time)
                 issued: CodeIssued = await ask_client(state, client.client_id, message)
                 return deliver_code(state, issued)
-            needs_login = False
-        else:
-            needs_login = True
-        if "none" in req.prompt:
-            # OIDC Core §3.1.2.1: prompt=none never shows a page.
-            error: OAuthError = (
-                LoginRequired("the user is not logged in")
-                if needs_login
-                else ConsentRequired("the user has not consented")
-            )
-            return redirect_error(state, client, req.redirect_uri, req.state, error)
-        if needs_login and session is not None:
-            # Login is forced (prompt=login, max_age): this session may not finish the request.
-            req = dataclasses.replace(req, stale_session=hash_secret(session.session_id))
+        refusal = prompt_none_refusal(req, login)
+        if refusal is not None:
+            return redirect_error(state, client, req.redirect_uri, req.state, refusal)
+        if login is not None and session is not None:
+            req = mark_stale_session(req, hash_secret(session.session_id))
         address = client_address(state.tenant, client.client_id)
-        return await begin_interaction(state, cookies, address, req, needs_login)
+        return await begin_interaction(state, cookies, address, req, login is not None)
 
     app.add_url_rule(state.path(PATH), "authorize", authorize, methods=["GET", "POST"])
     # CIMD-00 §5: clients may use an https URL naming their metadata document as client_id.

@@ -4,7 +4,6 @@ user, client, scopes and resources."""
 
 from __future__ import annotations
 
-import hmac
 from urllib.parse import urlsplit
 
 from quart import Quart, Response, request
@@ -22,6 +21,7 @@ from oauthd.actors.grants import (
 )
 from oauthd.actors.people import GrantConsent, SessionView
 from oauthd.errors import InvalidRequest, OAuthError
+from oauthd.oauth.oidc_prompt import is_stale_session
 from oauthd.oauth.rfc6749_authorize import AuthorizationRequest
 from oauthd.oauth.rfc8252_redirects import is_loopback_redirect
 from oauthd.oauth.rfc8414_metadata import Contribution
@@ -46,14 +46,10 @@ def register(app: Quart, state: AppState) -> Contribution:
     upstream = state.settings.federation.label if federated else ""
     upstream_url = state.settings.federation.upstream_issuer if federated else ""
 
-    def is_stale(req: AuthorizationRequest, session: SessionView) -> bool:
-        """OIDC Core §3.1.2.1: a forced login is not skipped by coming here directly."""
-        return req.stale_session is not None and hmac.compare_digest(
-            req.stale_session, hash_secret(session.session_id)
-        )
-
     def signed_in(req: AuthorizationRequest, session: SessionView | None) -> SessionView | None:
-        return None if session is None or is_stale(req, session) else session
+        if session is None or is_stale_session(req, hash_secret(session.session_id)):
+            return None
+        return session
 
     async def consent_form() -> Response:
         request_id = request.args.get("request", "")

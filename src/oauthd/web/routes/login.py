@@ -18,15 +18,8 @@ import trio
 from quart import Quart, Response, request
 
 from oauthd.actors import GetClient
-from oauthd.actors.grants import (
-    ApprovePending,
-    CheckPending,
-    CodeIssued,
-    DeviceDecided,
-    Pending,
-    PreparePending,
-)
-from oauthd.actors.people import EnsureUser, FindUser, StartSession
+from oauthd.actors.grants import CheckPending, Pending, PreparePending
+from oauthd.actors.people import EnsureUser, FindUser
 from oauthd.actors.people_admin import AddUser
 from oauthd.audit import audit
 from oauthd.errors import OAuthError, TooManyRequests
@@ -38,7 +31,7 @@ from oauthd.storage import ClientRecord, check_password, hash_password
 from oauthd.storage.people import UserRow
 from oauthd.web.asks import ask_directory, ask_pending
 from oauthd.web.browser import Cookies, form_params
-from oauthd.web.interaction import consent_needed, deliver_code, to_consent
+from oauthd.web.interaction import SignedIn, finish_login
 from oauthd.web.pages import error_page, page
 from oauthd.web.state import AppState
 from oauthd.web.throttle import limiter, request_ip
@@ -118,21 +111,9 @@ def register(app: Quart, state: AppState) -> Contribution:
         if user is None:
             audit("login_failed", method=method, email=email)
             return await render(request_id, browser, WRONG, 401, email)
-        previous = cookies.read("session")
-        session_id: str = await ask_directory(state, StartSession(user.user_id, previous, method))
         now = int(state.clock.now())
-        client: ClientRecord = await ask_pending(state, request_id, GetClient())
-        if await consent_needed(state, client, user.user_id, req):
-            # The form's CSRF token is spent: minting the next one retires it (HTML-2).
-            await ask_pending(state, request_id, PreparePending(request_id, browser))
-            response = to_consent(state, request_id)
-        else:
-            issued: CodeIssued | DeviceDecided = await ask_pending(
-                state, request_id, ApprovePending(request_id, browser, csrf, user.user_id, now)
-            )
-            response = deliver_code(state, issued)
-        cookies.set(response, "session", session_id, state.settings.sessions.ttl_s)
-        return response
+        who = SignedIn(request_id, browser, user.user_id, method, now)
+        return await finish_login(state, cookies, who, (req, csrf))
 
     async def authenticate(email: str, password: str) -> UserRow | None:
         """Dev users by constant-time comparison; users with a password hash by argon2 (in a
