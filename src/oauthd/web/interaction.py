@@ -31,6 +31,7 @@ from oauthd.runtime import Address
 from oauthd.storage import ClientRecord
 from oauthd.web.asks import ask, ask_directory, ask_pending
 from oauthd.web.browser import Cookies, redirect_to_client, see_other
+from oauthd.web.errors import bad_request_status
 from oauthd.web.pages import error_page, page
 from oauthd.web.state import AppState
 
@@ -82,7 +83,7 @@ def redirect_error(
     (RFC 9700 §4.11.2), whether or not the browser has a session."""
     if errors_redirectable(redirect_uri, self_asserted=client.self_asserted):
         return redirect_to_client(state, redirect_uri, {"state": client_state}, error)
-    return error_page(error, 400 if error.status < 500 else error.status)
+    return error_page(error, bad_request_status(error))
 
 
 def deliver_code(

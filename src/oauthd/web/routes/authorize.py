@@ -26,13 +26,13 @@ from oauthd.oauth.scopes import known_scopes, parse_scope
 from oauthd.storage import ClientRecord, hash_secret
 from oauthd.web.asks import ask_client, refresh_document_client
 from oauthd.web.browser import Cookies, current_session, form_params, query_params
+from oauthd.web.errors import bad_request_status, shows_error_page
 from oauthd.web.interaction import (
     begin_interaction,
     consent_reason,
     deliver_code,
     redirect_error,
 )
-from oauthd.web.pages import error_page
 from oauthd.web.state import AppState
 
 __all__ = ["register"]
@@ -51,16 +51,14 @@ def register(app: Quart, state: AppState) -> Contribution:
     resources = tuple(r.uri for r in state.settings.resources)
     cookies = Cookies.of(state)
 
+    @shows_error_page(bad_request_status)  # until the redirect URI is known, and after
     async def authorize() -> Response:
-        try:
-            # OIDC Core §3.1.2.1: GET and POST (a form body) are the same request.
-            params = await form_params() if request.method == "POST" else query_params()
-            client_id = read_client_id(params)
-            await refresh_document_client(state, client_id)  # a client_id URL (CIMD)
-            client: ClientRecord = await ask_client(state, client_id, GetClient())
-            redirect = choose_redirect_uri(params, client.redirect_uris)
-        except OAuthError as exc:
-            return error_page(exc, 400 if exc.status < 500 else exc.status)
+        # OIDC Core §3.1.2.1: GET and POST (a form body) are the same request.
+        params = await form_params() if request.method == "POST" else query_params()
+        client_id = read_client_id(params)
+        await refresh_document_client(state, client_id)  # a client_id URL (CIMD)
+        client: ClientRecord = await ask_client(state, client_id, GetClient())
+        redirect = choose_redirect_uri(params, client.redirect_uris)
         states = params.get_all("state")
         # A refused over-long state is not echoed into the Location header it was refused for.
         echo_state = states[0] if len(states) == 1 and len(states[0]) <= MAX_STATE else None

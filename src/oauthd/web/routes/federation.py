@@ -40,6 +40,7 @@ from oauthd.storage import ClientRecord
 from oauthd.storage.people import UserRow
 from oauthd.web.asks import ask, ask_directory, ask_pending
 from oauthd.web.browser import Cookies, query_params
+from oauthd.web.errors import bad_request_status, shows_error_page
 from oauthd.web.interaction import (
     SignedIn,
     consent_reason,
@@ -48,7 +49,6 @@ from oauthd.web.interaction import (
     redirect_error,
     to_consent,
 )
-from oauthd.web.pages import error_page
 from oauthd.web.state import AppState
 
 __all__ = ["register"]
@@ -67,24 +67,20 @@ def register(app: Quart, state: AppState) -> Contribution:
     provider = settings.federation.upstream_issuer
     method = f"federation:{provider}"  # the session's and the audit log's
 
+    @shows_error_page()
     async def start() -> Response:
         request_id = request.args.get("request", "")
-        try:
-            browser = cookies.require_browser()
-            pending: Pending = await ask_pending(
-                state, request_id, PreparePending(request_id, browser)
-            )
-            client: ClientRecord = await ask_pending(state, request_id, GetClient())
-            req = pending.request
-            # HTML-10: a client that needs consent is allowed here before the upstream login.
-            if not req.consented and await consent_reason(state, client, None, req) is not None:
-                return to_consent(state, request_id)
-            binding = cookies.read("login") or secrets.token_urlsafe(32)
-            force_login = forces_upstream_login(req)
-            message = BeginLogin(request_id, binding, req.login_hint, req.max_age, force_login)
-            location: str = await ask(state, upstream, message)
-        except OAuthError as exc:
-            return error_page(exc)
+        browser = cookies.require_browser()
+        pending: Pending = await ask_pending(state, request_id, PreparePending(request_id, browser))
+        client: ClientRecord = await ask_pending(state, request_id, GetClient())
+        req = pending.request
+        # HTML-10: a client that needs consent is allowed here before the upstream login.
+        if not req.consented and await consent_reason(state, client, None, req) is not None:
+            return to_consent(state, request_id)
+        binding = cookies.read("login") or secrets.token_urlsafe(32)
+        force_login = forces_upstream_login(req)
+        message = BeginLogin(request_id, binding, req.login_hint, req.max_age, force_login)
+        location: str = await ask(state, upstream, message)
         # A plain 303 to the upstream: it is a GET, and the person's next stop.
         response = Response("", status=303, headers={"Location": location})
         response.headers["Cache-Control"] = "no-store"
@@ -92,18 +88,21 @@ def register(app: Quart, state: AppState) -> Contribution:
         return response
 
     async def callback() -> Response:
+        response = await come_back()
+        cookies.clear(response, "login")  # single use, whatever happened
+        return response
+
+    @shows_error_page(bad_request_status)
+    async def come_back() -> Response:
         try:
             finished = await finish(query_params())
             browser = cookies.require_browser()
             if isinstance(finished, LoginFailed):
-                response = await refuse(finished, browser)
-            else:
-                response = await resume(finished, browser)
+                return await refuse(finished, browser)
+            return await resume(finished, browser)
         except OAuthError as exc:
             audit("login_failed", method=method, reason=exc.code)
-            response = error_page(exc, 400 if exc.status < 500 else exc.status)
-        cookies.clear(response, "login")  # single use, whatever happened
-        return response
+            raise
 
     async def finish(params: Params) -> LoggedIn | LoginFailed:
         binding = cookies.read("login")

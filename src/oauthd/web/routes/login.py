@@ -22,7 +22,7 @@ from oauthd.actors.grants import CheckPending, Pending, PreparePending
 from oauthd.actors.people import EnsureUser, FindUser
 from oauthd.actors.people_admin import AddUser
 from oauthd.audit import audit
-from oauthd.errors import OAuthError, TooManyRequests
+from oauthd.errors import TooManyRequests
 from oauthd.oauth.rfc6749_authorize import AuthorizationRequest
 from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.runtime import reserve
@@ -31,8 +31,9 @@ from oauthd.storage import ClientRecord, check_password, hash_password
 from oauthd.storage.people import UserRow
 from oauthd.web.asks import ask_directory, ask_pending
 from oauthd.web.browser import Cookies, form_params
+from oauthd.web.errors import shows_error_page
 from oauthd.web.interaction import SignedIn, finish_login
-from oauthd.web.pages import error_page, page
+from oauthd.web.pages import page
 from oauthd.web.state import AppState
 from oauthd.web.throttle import limiter, request_ip
 
@@ -77,21 +78,12 @@ def register(app: Quart, state: AppState) -> Contribution:
             dev_mode=settings.dev_mode,
         )
 
+    @shows_error_page()
     async def login_form() -> Response:
-        try:
-            response = await render(request.args.get("request", ""), cookies.require_browser())
-        except OAuthError as exc:
-            return error_page(exc)
-        return response
+        return await render(request.args.get("request", ""), cookies.require_browser())
 
+    @shows_error_page()
     async def login_submit() -> Response:
-        try:
-            response = await sign_in()
-        except OAuthError as exc:
-            return error_page(exc)
-        return response
-
-    async def sign_in() -> Response:
         form = await form_params()
         request_id, browser = form.get("request") or "", cookies.require_browser()
         csrf = form.get("csrf") or ""
@@ -103,7 +95,7 @@ def register(app: Quart, state: AppState) -> Contribution:
         # Reserved before the password is checked, so guesses in flight together count.
         attempt = await reserve((per_account, account), (per_ip, ip))
         if isinstance(attempt, int):
-            return error_page(TooManyRequests(THROTTLED, retry_after_s=attempt))
+            raise TooManyRequests(THROTTLED, retry_after_s=attempt)
         with attempt:
             user = await authenticate(email, form.get("password") or "")
             if user is not None:
