@@ -33,7 +33,6 @@ __all__ = [
     "RESOURCES_ADDED",
     "SCOPES_ADDED",
     "THIRD_PARTY_CLIENT",
-    "USER_UNKNOWN",
     "Consent",
     "Login",
     "Remembered",
@@ -54,7 +53,6 @@ MAX_AGE = "max_age"
 # Consent (prompts/consent.js)
 PROMPT_CONSENT = "prompt_consent"
 DEVICE_REQUEST = "device_request"
-USER_UNKNOWN = "user_unknown"
 THIRD_PARTY_CLIENT = "third_party_client"
 CONSENT_NOT_REMEMBERED = "consent_not_remembered"
 # What remembered consent lacks (`remembered_gap`)
