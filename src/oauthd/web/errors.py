@@ -1,5 +1,5 @@
-"""The error funnels: every failure leaves through one of them (node-oidc-provider's
-lib/shared/error_handler.js).
+"""The error funnels: every failure leaves through one of them, as through node-oidc-provider's
+one error handler.
 
 `public_error` is the one mapping of a failure to what the client is told: an OAuth error as
 itself (its private `detail` to the log only), an HTTP routing error as its OAuth equivalent,
