@@ -14,6 +14,7 @@ from oauthd.actors.context import Shard
 from oauthd.actors.shard import command, query
 from oauthd.errors import Forbidden
 from oauthd.oauth.handles import issue_secret
+from oauthd.oauth.oidc_prompt import Remembered, remembered_gap
 from oauthd.oauth.rfc8252_redirects import consent_target
 from oauthd.runtime import Command, Query
 from oauthd.storage import hash_secret
@@ -236,12 +237,9 @@ def end_session(shard: Shard, message: EndSession) -> None:
 @query(HasConsent)
 def has_consent(shard: Shard, message: HasConsent) -> bool:
     stored = load_consent(shard.store, message.user_id, message.client_id)
-    return (
-        stored is not None
-        and set(message.scope) <= set(stored.scope)
-        and set(message.resources) <= set(stored.resources)
-        and consent_target(message.redirect_uri) in stored.redirects
-    )
+    remembered = Remembered(stored.scope, stored.resources, stored.redirects) if stored else None
+    gap = remembered_gap(remembered, message.scope, message.resources, message.redirect_uri)
+    return gap is None
 
 
 @command(GrantConsent)

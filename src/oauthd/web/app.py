@@ -11,7 +11,7 @@ from oauthd.metrics import UNMATCHED
 from oauthd.web.access_log import ROUTE, AccessLog, ASGIApp
 from oauthd.web.errors import install_error_handlers
 from oauthd.web.fast import FastPath, fast_routes
-from oauthd.web.html import install_pages
+from oauthd.web.pages import install_pages
 from oauthd.web.request_size import RequestSizeLimits
 from oauthd.web.responses import API_CORS, API_PATHS, CORS
 from oauthd.web.routes import (

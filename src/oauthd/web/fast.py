@@ -6,31 +6,31 @@ endpoints (/token, /introspect, /userinfo, the JWKS) need none of it: no session
 template or redirect. Their routes are written against `ApiRequest` and `ApiResponse` and
 registered here; `FastPath` answers them and hands every other request to Quart.
 
-The HTTP rules these endpoints obey are the app's, kept here once for them: OAuth errors as
-JSON through `error_body` (the same bytes `responses.error_response` sends), anything
-unexpected as `server_error` with the traceback only in the log, CORS on every response of the
+The HTTP rules these endpoints obey are the app's, kept here once for them: every failure
+through `errors.public_error` (the app's funnel: private details and tracebacks to the log,
+anything unexpected as `server_error`) and out as JSON through `error_body` (the same bytes
+`responses.error_response` sends), CORS on every response of the
 JSON API, 413 over `limits.max_body_bytes`, 405 with `Allow`, HEAD for GET, and an OPTIONS
 preflight answer.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from quart import Quart
 
-from oauthd.errors import MethodNotAllowed, OAuthError, RequestTooLarge, ServerError
+from oauthd.errors import MethodNotAllowed, OAuthError, RequestTooLarge
 from oauthd.oauth.params import Params
 from oauthd.web.access_log import ROUTE, ASGIApp, Receive, Scope, Send
+from oauthd.web.errors import public_error
 from oauthd.web.forms import parse_form, parse_query
 from oauthd.web.responses import JSON, error_body, error_headers
 
 __all__ = ["ApiRequest", "ApiResponse", "FastPath", "FastRoutes", "fast_routes"]
 
-log = logging.getLogger("oauthd.web")
 EXTENSION = "oauthd.fast"
 
 
@@ -132,13 +132,8 @@ class FastPath:
             return _error(MethodNotAllowed(allowed))
         try:
             return await handler(await self._request(scope, receive))
-        except OAuthError as exc:
-            if exc.detail:
-                log.info("%s: %s", exc.code, exc.detail)
-            return _error(exc)
-        except Exception:
-            log.exception("unexpected error on %s %s", method, scope["path"])
-            return _error(ServerError("internal error"))
+        except Exception as exc:  # the funnel the Quart routes share (web/errors.py)
+            return _error(public_error(exc, method, scope["path"]))
 
     async def _request(self, scope: Scope, receive: Receive) -> ApiRequest:
         headers: dict[str, str] = {}

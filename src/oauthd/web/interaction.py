@@ -1,32 +1,45 @@
-"""What login, consent, /authorize and /device share: whether consent is needed, and
-delivering the outcome: to the client's redirect URI, or for a device request (RFC 8628) as a
-page telling the person to go back to their device. Errors for a validated request go through
+"""What login, consent, /authorize and /device share: whether consent is needed (the rules are
+oauth/oidc_prompt.py's), finishing a login, and delivering the outcome: to the client's
+redirect URI, or for a device request (RFC 8628) as a page telling the person to go back to
+their device. Errors for a validated request go through
 `redirect_error`, the one policy of which may reach the client (AUTHZ-17)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from quart import Response
 
-from oauthd.actors.grants import CodeIssued, DeviceDecided, StartPending
-from oauthd.actors.people import HasConsent
+from oauthd.actors import GetClient
+from oauthd.actors.grants import (
+    ApprovePending,
+    CodeIssued,
+    DeviceDecided,
+    PreparePending,
+    StartPending,
+)
+from oauthd.actors.people import GrantConsent, HasConsent, StartSession
 from oauthd.errors import AccessDenied, InvalidRequest, OAuthError
+from oauthd.oauth import oidc_prompt
+from oauthd.oauth.oidc_prompt import reads_remembered
 from oauthd.oauth.rfc6749_authorize import AuthorizationRequest
 from oauthd.oauth.rfc8252_redirects import errors_redirectable
 from oauthd.oauth.rfc8628_device import display_user_code
 from oauthd.runtime import Address
 from oauthd.storage import ClientRecord
-from oauthd.web.asks import ask, ask_directory
+from oauthd.web.asks import ask, ask_directory, ask_pending
 from oauthd.web.browser import Cookies, redirect_to_client, see_other
-from oauthd.web.html import error_page, page
+from oauthd.web.errors import bad_request_status
+from oauthd.web.pages import error_page, page
 from oauthd.web.state import AppState
 
 __all__ = [
+    "SignedIn",
     "begin_interaction",
-    "consent_first",
-    "consent_needed",
+    "consent_reason",
     "deliver_code",
+    "finish_login",
     "redirect_error",
     "to_consent",
     "to_login",
@@ -35,29 +48,18 @@ __all__ = [
 BROWSER_COOKIE_S = 30 * 86_400
 
 
-async def consent_needed(
-    state: AppState, client: ClientRecord, user_id: str, req: AuthorizationRequest
-) -> bool:
-    """First-party clients skip consent; others need it once per user, client, scopes and
-    resources, and again for anything wider (HTML-5). `prompt=consent` always asks, and so
-    does every device request (RFC 8628 §5.4: remote phishing; DEVICE-9)."""
-    if "consent" in req.prompt or req.device_code_hash is not None:
-        return True
-    if client.first_party:
-        return False
-    allowed = await ask_directory(
-        state,
-        HasConsent(user_id, client.client_id, req.scope, req.resources, req.redirect_uri),
-    )
-    return not allowed
-
-
-def consent_first(client: ClientRecord, req: AuthorizationRequest) -> bool:
-    """Federation: whether the person must allow the request before being sent upstream to
-    log in. Who logs in is not known yet, so remembered consent cannot count: every request
-    that might need consent asks first (MCP security best practices, per-client consent
-    before the upstream redirect; HTML-5, HTML-10)."""
-    return "consent" in req.prompt or req.device_code_hash is not None or not client.first_party
+async def consent_reason(
+    state: AppState, client: ClientRecord, user_id: str | None, req: AuthorizationRequest
+) -> str | None:
+    """Why `user_id` must be asked to allow `req` (`oidc_prompt.consent_reason`), or None;
+    `user_id` None before a federated login, when who logs in is not known yet. What they
+    allowed before is looked up only when it can decide."""
+    first_party = client.first_party
+    covered: bool | None = None if user_id is None else True  # True: read only if it decides
+    if user_id is not None and reads_remembered(req, first_party=first_party):
+        message = HasConsent(user_id, client.client_id, req.scope, req.resources, req.redirect_uri)
+        covered = await ask_directory(state, message)
+    return oidc_prompt.consent_reason(req, first_party=first_party, covered=covered)
 
 
 def to_login(state: AppState, request_id: str) -> Response:
@@ -80,7 +82,7 @@ def redirect_error(
     (RFC 9700 §4.11.2), whether or not the browser has a session."""
     if errors_redirectable(redirect_uri, self_asserted=client.self_asserted):
         return redirect_to_client(state, redirect_uri, {"state": client_state}, error)
-    return error_page(error, 400 if error.status < 500 else error.status)
+    return error_page(error, bad_request_status(error))
 
 
 def deliver_code(
@@ -121,4 +123,56 @@ async def begin_interaction(
     response = to_login(state, request_id) if needs_login else to_consent(state, request_id)
     if new_browser:
         cookies.set(response, "browser", browser, BROWSER_COOKIE_S)
+    return response
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    """A person who has just proved who they are, for a pending request in this browser."""
+
+    request_id: str
+    browser: str
+    user_id: str
+    method: str  # "dev", "password" or "federation:<issuer>": the session's, for the audit log
+    auth_time: int
+
+
+async def finish_login(
+    state: AppState,
+    cookies: Cookies,
+    who: SignedIn,
+    form: tuple[AuthorizationRequest, str] | None = None,
+) -> Response:
+    """The end of every login (the form at /login, the upstream's /callback): start the
+    session, then ask for consent or deliver the code, and set the session cookie.
+
+    `form`: the request and CSRF token of the login form just posted. Without one (back from
+    the upstream) the request's own token is used, minted here."""
+    session_id = await ask_directory(
+        state, StartSession(who.user_id, cookies.read("session"), who.method)
+    )
+    request_id, browser = who.request_id, who.browser
+    if form is None:
+        pending = await ask_pending(state, request_id, PreparePending(request_id, browser))
+        req, csrf = pending.request, pending.csrf
+    else:
+        req, csrf = form
+    client = await ask_pending(state, request_id, GetClient())
+    # Allowed on the consent page before the upstream login (federation): nothing to ask.
+    reason = None if req.consented else await consent_reason(state, client, who.user_id, req)
+    if reason is not None:
+        if form is not None:
+            # The form's CSRF token is spent: minting the next one retires it (HTML-2).
+            await ask_pending(state, request_id, PreparePending(request_id, browser))
+        response = to_consent(state, request_id)
+    else:
+        if req.consented and req.device_code_hash is None:  # a device is asked every time
+            consent = GrantConsent(
+                who.user_id, req.client_id, req.scope, req.resources, req.redirect_uri
+            )
+            await ask_directory(state, consent)
+        message = ApprovePending(request_id, browser, csrf, who.user_id, who.auth_time)
+        issued = await ask_pending(state, request_id, message)
+        response = deliver_code(state, issued)
+    cookies.set(response, "session", session_id, state.settings.sessions.ttl_s)
     return response

@@ -1,5 +1,6 @@
-"""HTML pages: Jinja2 with autoescaping, the branding every page shows, and the headers every
-page sends (HTML-1, HTML-6, HTML-9).
+"""HTML pages: one autoescaping Jinja2 environment per app (`install_pages`), the branding every
+page shows, the headers every page sends (HTML-1, HTML-6, HTML-9), and `page` and `error_page`,
+which every browser route renders with.
 
 The stylesheet is rendered once from `web/templates/style.css` with the configured colours and
 inlined into each page; the CSP allows exactly that stylesheet by its SHA-256 hash, so no
@@ -22,11 +23,12 @@ from urllib.parse import urlsplit
 
 import jinja2
 from markupsafe import Markup
-from quart import Response
+from quart import Quart, Response, current_app
 
+from oauthd.errors import OAuthError
 from oauthd.settings import BrandingSettings, contrast_ratio
 
-__all__ = ["Pages", "form_action_source"]
+__all__ = ["Pages", "error_page", "form_action_source", "install_pages", "page"]
 
 BLACK, WHITE = "#000000", "#ffffff"
 # What a person is asked to allow, in words; other scopes are shown as they are.
@@ -40,6 +42,7 @@ SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
 HOST = re.compile(r"[a-z0-9.-]+")  # a CSP host-source cannot name an IPv6 literal
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # package data: in every install
+EXTENSION = "oauthd.pages"
 
 
 def text_on(color: str) -> str:
@@ -108,3 +111,25 @@ class Pages:
             headers=self.headers(form_targets),
             content_type="text/html; charset=utf-8",
         )
+
+
+def install_pages(app: Quart, branding: BrandingSettings) -> None:
+    app.extensions[EXTENSION] = Pages(branding)
+
+
+def page(
+    name: str, status: int = 200, form_targets: Iterable[str] = (), **context: Any
+) -> Response:
+    """Render a page of the current app. `form_targets`: URIs its form may end up redirecting
+    to (a client's redirect URI after login or consent), for the CSP's form-action."""
+    pages: Pages = current_app.extensions[EXTENSION]
+    return pages.render(name, status, form_targets, **context)
+
+
+def error_page(error: OAuthError, status: int | None = None) -> Response:
+    """An error shown to the person, never a redirect (OAuth 2.1 §4.1.2.1)."""
+    response = page(
+        "error.html", status or error.status, code=error.code, description=error.description
+    )
+    response.headers.update(error.headers())
+    return response

@@ -5,14 +5,13 @@ through `redirect_error` (AUTHZ-17)."""
 
 from __future__ import annotations
 
-import dataclasses
-
 from quart import Quart, Response, request
 
 from oauthd.actors import GetClient, client_address
 from oauthd.actors.grants import IssueCode
 from oauthd.actors.people import SessionView
-from oauthd.errors import ConsentRequired, LoginRequired, OAuthError
+from oauthd.errors import OAuthError
+from oauthd.oauth.oidc_prompt import login_reason, mark_stale_session, prompt_none_refusal
 from oauthd.oauth.rfc6749_authorize import (
     MAX_STATE,
     AuthorizationRequest,
@@ -27,10 +26,10 @@ from oauthd.oauth.scopes import known_scopes, parse_scope
 from oauthd.storage import ClientRecord, hash_secret
 from oauthd.web.asks import ask_client, refresh_document_client
 from oauthd.web.browser import Cookies, current_session, form_params, query_params
-from oauthd.web.html import error_page
+from oauthd.web.errors import bad_request_status, shows_error_page
 from oauthd.web.interaction import (
     begin_interaction,
-    consent_needed,
+    consent_reason,
     deliver_code,
     redirect_error,
 )
@@ -52,16 +51,14 @@ def register(app: Quart, state: AppState) -> Contribution:
     resources = tuple(r.uri for r in state.settings.resources)
     cookies = Cookies.of(state)
 
+    @shows_error_page(bad_request_status)  # until the redirect URI is known, and after
     async def authorize() -> Response:
-        try:
-            # OIDC Core §3.1.2.1: GET and POST (a form body) are the same request.
-            params = await form_params() if request.method == "POST" else query_params()
-            client_id = read_client_id(params)
-            await refresh_document_client(state, client_id)  # a client_id URL (CIMD)
-            client = await ask_client(state, client_id, GetClient())
-            redirect = choose_redirect_uri(params, client.redirect_uris)
-        except OAuthError as exc:
-            return error_page(exc, 400 if exc.status < 500 else exc.status)
+        # OIDC Core §3.1.2.1: GET and POST (a form body) are the same request.
+        params = await form_params() if request.method == "POST" else query_params()
+        client_id = read_client_id(params)
+        await refresh_document_client(state, client_id)  # a client_id URL (CIMD)
+        client = await ask_client(state, client_id, GetClient())
+        redirect = choose_redirect_uri(params, client.redirect_uris)
         states = params.get_all("state")
         # A refused over-long state is not echoed into the Location header it was refused for.
         echo_state = states[0] if len(states) == 1 and len(states[0]) <= MAX_STATE else None
@@ -75,34 +72,21 @@ def register(app: Quart, state: AppState) -> Contribution:
     async def decide(
         client: ClientRecord, req: AuthorizationRequest, session: SessionView | None
     ) -> Response:
-        now = int(state.clock.now())
-        # OIDC Core §3.1.2.1: prompt=login and an exceeded max_age force a fresh login.
-        if (
-            session is not None
-            and "login" not in req.prompt
-            and (req.max_age is None or now - session.auth_time < req.max_age)
-        ):
+        auth_time = session.auth_time if session is not None else None
+        login = login_reason(req, auth_time=auth_time, now=int(state.clock.now()))
+        if login is None and session is not None:
             user_id = session.user.user_id
-            if not await consent_needed(state, client, user_id, req):
+            if await consent_reason(state, client, user_id, req) is None:
                 message = IssueCode(req, user_id, session.auth_time)
                 issued = await ask_client(state, client.client_id, message)
                 return deliver_code(state, issued)
-            needs_login = False
-        else:
-            needs_login = True
-        if "none" in req.prompt:
-            # OIDC Core §3.1.2.1: prompt=none never shows a page.
-            error: OAuthError = (
-                LoginRequired("the user is not logged in")
-                if needs_login
-                else ConsentRequired("the user has not consented")
-            )
-            return redirect_error(state, client, req.redirect_uri, req.state, error)
-        if needs_login and session is not None:
-            # Login is forced (prompt=login, max_age): this session may not finish the request.
-            req = dataclasses.replace(req, stale_session=hash_secret(session.session_id))
+        refusal = prompt_none_refusal(req, login)
+        if refusal is not None:
+            return redirect_error(state, client, req.redirect_uri, req.state, refusal)
+        if login is not None and session is not None:
+            req = mark_stale_session(req, hash_secret(session.session_id))
         address = client_address(state.tenant, client.client_id)
-        return await begin_interaction(state, cookies, address, req, needs_login)
+        return await begin_interaction(state, cookies, address, req, login is not None)
 
     app.add_url_rule(state.path(PATH), "authorize", authorize, methods=["GET", "POST"])
     # CIMD-00 §5: clients may use an https URL naming their metadata document as client_id.

@@ -4,7 +4,6 @@ user, client, scopes and resources."""
 
 from __future__ import annotations
 
-import hmac
 from urllib.parse import urlsplit
 
 from quart import Quart, Response, request
@@ -19,7 +18,8 @@ from oauthd.actors.grants import (
     PreparePending,
 )
 from oauthd.actors.people import GrantConsent, SessionView
-from oauthd.errors import InvalidRequest, OAuthError
+from oauthd.errors import InvalidRequest
+from oauthd.oauth.oidc_prompt import is_stale_session
 from oauthd.oauth.rfc6749_authorize import AuthorizationRequest
 from oauthd.oauth.rfc8252_redirects import is_loopback_redirect
 from oauthd.oauth.rfc8414_metadata import Contribution
@@ -27,8 +27,9 @@ from oauthd.oauth.rfc8628_device import display_user_code
 from oauthd.storage import ClientRecord, hash_secret
 from oauthd.web.asks import ask_directory, ask_pending
 from oauthd.web.browser import Cookies, current_session, form_params
-from oauthd.web.html import error_page, page
+from oauthd.web.errors import shows_error_page
 from oauthd.web.interaction import deliver_code, to_login
+from oauthd.web.pages import page
 from oauthd.web.state import AppState
 
 __all__ = ["register"]
@@ -44,27 +45,21 @@ def register(app: Quart, state: AppState) -> Contribution:
     upstream = state.settings.federation.label if federated else ""
     upstream_url = state.settings.federation.upstream_issuer if federated else ""
 
-    def is_stale(req: AuthorizationRequest, session: SessionView) -> bool:
-        """OIDC Core §3.1.2.1: a forced login is not skipped by coming here directly."""
-        return req.stale_session is not None and hmac.compare_digest(
-            req.stale_session, hash_secret(session.session_id)
-        )
-
     def signed_in(req: AuthorizationRequest, session: SessionView | None) -> SessionView | None:
-        return None if session is None or is_stale(req, session) else session
+        if session is None or is_stale_session(req, hash_secret(session.session_id)):
+            return None
+        return session
 
+    @shows_error_page()
     async def consent_form() -> Response:
         request_id = request.args.get("request", "")
-        try:
-            browser = cookies.require_browser()
-            pending = await ask_pending(state, request_id, PreparePending(request_id, browser))
-            session = signed_in(pending.request, await current_session(state, cookies))
-            if session is None and (not federated or pending.request.consented):
-                return to_login(state, request_id)
-            client = await ask_pending(state, request_id, GetClient())
-            return render(request_id, pending, client, session)
-        except OAuthError as exc:
-            return error_page(exc)
+        browser = cookies.require_browser()
+        pending = await ask_pending(state, request_id, PreparePending(request_id, browser))
+        session = signed_in(pending.request, await current_session(state, cookies))
+        if session is None and (not federated or pending.request.consented):
+            return to_login(state, request_id)
+        client = await ask_pending(state, request_id, GetClient())
+        return render(request_id, pending, client, session)
 
     def render(
         request_id: str, pending: Pending, client: ClientRecord, session: SessionView | None
@@ -97,32 +92,28 @@ def register(app: Quart, state: AppState) -> Contribution:
             user_code=display_user_code(req.user_code) if req.user_code else None,
         )
 
+    @shows_error_page()
     async def consent_submit() -> Response:
-        try:
-            form = await form_params()
-            request_id, csrf, browser = (
-                form.get("request") or "",
-                form.get("csrf") or "",
-                cookies.require_browser(),
-            )
-            req = await ask_pending(state, request_id, CheckPending(request_id, browser, csrf))
-            session = signed_in(req, await current_session(state, cookies))
-            if session is None and not federated:
-                return to_login(state, request_id)
-            decision = form.get("decision")
-            if decision == "deny":
-                denied = await ask_pending(
-                    state, request_id, DenyPending(request_id, browser, csrf)
-                )
-                return deliver_code(state, denied)
-            if decision != "allow":
-                raise InvalidRequest("choose Allow or Deny")
-            if session is None:  # allowed before login: now to the upstream (federation)
-                await ask_pending(state, request_id, ConsentPending(request_id, browser, csrf))
-                return to_login(state, request_id)
-            return await approve(request_id, browser, csrf, req, session)
-        except OAuthError as exc:
-            return error_page(exc)
+        form = await form_params()
+        request_id, csrf, browser = (
+            form.get("request") or "",
+            form.get("csrf") or "",
+            cookies.require_browser(),
+        )
+        req = await ask_pending(state, request_id, CheckPending(request_id, browser, csrf))
+        session = signed_in(req, await current_session(state, cookies))
+        if session is None and not federated:
+            return to_login(state, request_id)
+        decision = form.get("decision")
+        if decision == "deny":
+            denied = await ask_pending(state, request_id, DenyPending(request_id, browser, csrf))
+            return deliver_code(state, denied)
+        if decision != "allow":
+            raise InvalidRequest("choose Allow or Deny")
+        if session is None:  # allowed before login: now to the upstream (federation)
+            await ask_pending(state, request_id, ConsentPending(request_id, browser, csrf))
+            return to_login(state, request_id)
+        return await approve(request_id, browser, csrf, req, session)
 
     async def approve(
         request_id: str, browser: str, csrf: str, req: AuthorizationRequest, session: SessionView

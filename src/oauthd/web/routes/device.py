@@ -21,8 +21,9 @@ from oauthd.oauth.rfc8628_device import normalise_user_code
 from oauthd.runtime import Address
 from oauthd.web.asks import ask, ask_directory
 from oauthd.web.browser import Cookies, current_session
-from oauthd.web.html import error_page, page
+from oauthd.web.errors import shows_error_page
 from oauthd.web.interaction import begin_interaction
+from oauthd.web.pages import page
 from oauthd.web.state import AppState
 from oauthd.web.throttle import limiter, request_ip
 
@@ -59,6 +60,7 @@ def register(app: Quart, state: AppState) -> Contribution:
             return None
         return (shard_key, req) if req is not None else None
 
+    @shows_error_page()
     async def device() -> Response:
         typed = request.args.get("user_code")
         if typed is None:
@@ -69,9 +71,7 @@ def register(app: Quart, state: AppState) -> Contribution:
             keys = (*keys, f"browser:{browser_cookie}")
         attempt = await failures.reserve(*keys)  # before the lookup: codes in flight count too
         if isinstance(attempt, int):
-            return error_page(
-                TooManyRequests("too many wrong codes; wait and try again", retry_after_s=attempt)
-            )
+            raise TooManyRequests("too many wrong codes; wait and try again", retry_after_s=attempt)
         with attempt:
             found = await device_request(typed)
             if found is not None:

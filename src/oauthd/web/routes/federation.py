@@ -24,23 +24,24 @@ from oauthd.actors.federation import (
     federation_address,
 )
 from oauthd.actors.grants import (
-    ApprovePending,
     CodeIssued,
     DenyPending,
     PreparePending,
 )
-from oauthd.actors.people import GrantConsent, LinkIdentity, StartSession
+from oauthd.actors.people import LinkIdentity
 from oauthd.audit import audit
 from oauthd.errors import AccessDenied, InvalidRequest, OAuthError, ServerError
+from oauthd.oauth.oidc_prompt import forces_upstream_login
 from oauthd.oauth.params import Params
 from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.web.asks import ask, ask_directory, ask_pending
 from oauthd.web.browser import Cookies, query_params
-from oauthd.web.html import error_page
+from oauthd.web.errors import bad_request_status, shows_error_page
 from oauthd.web.interaction import (
-    consent_first,
-    consent_needed,
+    SignedIn,
+    consent_reason,
     deliver_code,
+    finish_login,
     redirect_error,
     to_consent,
 )
@@ -60,22 +61,22 @@ def register(app: Quart, state: AppState) -> Contribution:
     cookies = Cookies.of(state)
     upstream = federation_address(state.tenant)
     provider = settings.federation.upstream_issuer
+    method = f"federation:{provider}"  # the session's and the audit log's
 
+    @shows_error_page()
     async def start() -> Response:
         request_id = request.args.get("request", "")
-        try:
-            browser = cookies.require_browser()
-            pending = await ask_pending(state, request_id, PreparePending(request_id, browser))
-            client = await ask_pending(state, request_id, GetClient())
-            req = pending.request
-            if consent_first(client, req) and not req.consented:
-                return to_consent(state, request_id)
-            binding = cookies.read("login") or secrets.token_urlsafe(32)
-            force_login = "login" in req.prompt or req.stale_session is not None
-            message = BeginLogin(request_id, binding, req.login_hint, req.max_age, force_login)
-            location = await ask(state, upstream, message)
-        except OAuthError as exc:
-            return error_page(exc)
+        browser = cookies.require_browser()
+        pending = await ask_pending(state, request_id, PreparePending(request_id, browser))
+        client = await ask_pending(state, request_id, GetClient())
+        req = pending.request
+        # HTML-10: a client that needs consent is allowed here before the upstream login.
+        if not req.consented and await consent_reason(state, client, None, req) is not None:
+            return to_consent(state, request_id)
+        binding = cookies.read("login") or secrets.token_urlsafe(32)
+        force_login = forces_upstream_login(req)
+        message = BeginLogin(request_id, binding, req.login_hint, req.max_age, force_login)
+        location = await ask(state, upstream, message)
         # A plain 303 to the upstream: it is a GET, and the person's next stop.
         response = Response("", status=303, headers={"Location": location})
         response.headers["Cache-Control"] = "no-store"
@@ -83,18 +84,21 @@ def register(app: Quart, state: AppState) -> Contribution:
         return response
 
     async def callback() -> Response:
+        response = await come_back()
+        cookies.clear(response, "login")  # single use, whatever happened
+        return response
+
+    @shows_error_page(bad_request_status)
+    async def come_back() -> Response:
         try:
             finished = await finish(query_params())
             browser = cookies.require_browser()
             if isinstance(finished, LoginFailed):
-                response = await refuse(finished, browser)
-            else:
-                response = await resume(finished, browser)
+                return await refuse(finished, browser)
+            return await resume(finished, browser)
         except OAuthError as exc:
-            audit("login_failed", method=f"federation:{provider}", reason=exc.code)
-            response = error_page(exc, 400 if exc.status < 500 else exc.status)
-        cookies.clear(response, "login")  # single use, whatever happened
-        return response
+            audit("login_failed", method=method, reason=exc.code)
+            raise
 
     async def finish(params: Params) -> LoggedIn | LoginFailed:
         binding = cookies.read("login")
@@ -115,7 +119,7 @@ def register(app: Quart, state: AppState) -> Contribution:
     async def refuse(failed: LoginFailed, browser: str) -> Response:
         """The client learns that the login did not happen, not why (the log knows)."""
         reason = "denied" if failed.denied else "upstream_error"
-        audit("login_failed", method=f"federation:{provider}", reason=reason)
+        audit("login_failed", method=method, reason=reason)
         pending = await ask_pending(
             state, failed.request_id, PreparePending(failed.request_id, browser)
         )
@@ -136,30 +140,13 @@ def register(app: Quart, state: AppState) -> Contribution:
     async def resume(done: LoggedIn, browser: str) -> Response:
         """Link the upstream subject to a local user, start the session, and continue the
         authorization request: a code when it was allowed already, else the consent page."""
-        request_id, identity = done.request_id, done.identity
+        identity = done.identity
         user = await ask_directory(
             state, LinkIdentity(provider, identity.subject, identity.email, identity.name)
         )
-        session_id = await ask_directory(
-            state, StartSession(user.user_id, cookies.read("session"), f"federation:{provider}")
-        )
-        pending = await ask_pending(state, request_id, PreparePending(request_id, browser))
-        client = await ask_pending(state, request_id, GetClient())
-        req = pending.request
-        if req.consented or not await consent_needed(state, client, user.user_id, req):
-            if req.consented and req.device_code_hash is None:
-                consent = GrantConsent(
-                    user.user_id, req.client_id, req.scope, req.resources, req.redirect_uri
-                )
-                await ask_directory(state, consent)
-            auth_time = identity.auth_time or int(state.clock.now())
-            message = ApprovePending(request_id, browser, pending.csrf, user.user_id, auth_time)
-            issued = await ask_pending(state, request_id, message)
-            response = deliver_code(state, issued)
-        else:
-            response = to_consent(state, request_id)
-        cookies.set(response, "session", session_id, settings.sessions.ttl_s)
-        return response
+        auth_time = identity.auth_time or int(state.clock.now())
+        who = SignedIn(done.request_id, browser, user.user_id, method, auth_time)
+        return await finish_login(state, cookies, who)
 
     app.add_url_rule(state.path(LOGIN), "federated_login", start, methods=["GET"])
     app.add_url_rule(state.path(CALLBACK), "federated_callback", callback, methods=["GET"])

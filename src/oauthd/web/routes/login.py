@@ -18,15 +18,11 @@ import trio
 from quart import Quart, Response, request
 
 from oauthd.actors import GetClient
-from oauthd.actors.grants import (
-    ApprovePending,
-    CheckPending,
-    PreparePending,
-)
-from oauthd.actors.people import EnsureUser, FindUser, StartSession
+from oauthd.actors.grants import CheckPending, PreparePending
+from oauthd.actors.people import EnsureUser, FindUser
 from oauthd.actors.people_admin import AddUser
 from oauthd.audit import audit
-from oauthd.errors import OAuthError, TooManyRequests
+from oauthd.errors import TooManyRequests
 from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.runtime import reserve
 from oauthd.settings import DevUser
@@ -34,8 +30,9 @@ from oauthd.storage import check_password, hash_password
 from oauthd.storage.people import UserRow
 from oauthd.web.asks import ask_directory, ask_pending
 from oauthd.web.browser import Cookies, form_params
-from oauthd.web.html import error_page, page
-from oauthd.web.interaction import consent_needed, deliver_code, to_consent
+from oauthd.web.errors import shows_error_page
+from oauthd.web.interaction import SignedIn, finish_login
+from oauthd.web.pages import page
 from oauthd.web.state import AppState
 from oauthd.web.throttle import limiter, request_ip
 
@@ -80,21 +77,12 @@ def register(app: Quart, state: AppState) -> Contribution:
             dev_mode=settings.dev_mode,
         )
 
+    @shows_error_page()
     async def login_form() -> Response:
-        try:
-            response = await render(request.args.get("request", ""), cookies.require_browser())
-        except OAuthError as exc:
-            return error_page(exc)
-        return response
+        return await render(request.args.get("request", ""), cookies.require_browser())
 
+    @shows_error_page()
     async def login_submit() -> Response:
-        try:
-            response = await sign_in()
-        except OAuthError as exc:
-            return error_page(exc)
-        return response
-
-    async def sign_in() -> Response:
         form = await form_params()
         request_id, browser = form.get("request") or "", cookies.require_browser()
         csrf = form.get("csrf") or ""
@@ -104,7 +92,7 @@ def register(app: Quart, state: AppState) -> Contribution:
         # Reserved before the password is checked, so guesses in flight together count.
         attempt = await reserve((per_account, account), (per_ip, ip))
         if isinstance(attempt, int):
-            return error_page(TooManyRequests(THROTTLED, retry_after_s=attempt))
+            raise TooManyRequests(THROTTLED, retry_after_s=attempt)
         with attempt:
             user = await authenticate(email, form.get("password") or "")
             if user is not None:
@@ -112,21 +100,9 @@ def register(app: Quart, state: AppState) -> Contribution:
         if user is None:
             audit("login_failed", method=method, email=email)
             return await render(request_id, browser, WRONG, 401, email)
-        previous = cookies.read("session")
-        session_id = await ask_directory(state, StartSession(user.user_id, previous, method))
         now = int(state.clock.now())
-        client = await ask_pending(state, request_id, GetClient())
-        if await consent_needed(state, client, user.user_id, req):
-            # The form's CSRF token is spent: minting the next one retires it (HTML-2).
-            await ask_pending(state, request_id, PreparePending(request_id, browser))
-            response = to_consent(state, request_id)
-        else:
-            issued = await ask_pending(
-                state, request_id, ApprovePending(request_id, browser, csrf, user.user_id, now)
-            )
-            response = deliver_code(state, issued)
-        cookies.set(response, "session", session_id, state.settings.sessions.ttl_s)
-        return response
+        who = SignedIn(request_id, browser, user.user_id, method, now)
+        return await finish_login(state, cookies, who, (req, csrf))
 
     async def authenticate(email: str, password: str) -> UserRow | None:
         """Dev users by constant-time comparison; users with a password hash by argon2 (in a

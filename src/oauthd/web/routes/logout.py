@@ -6,11 +6,11 @@ from __future__ import annotations
 from quart import Quart, Response
 
 from oauthd.actors.people import EndSession, PrepareLogout
-from oauthd.errors import OAuthError
 from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.web.asks import ask_directory
 from oauthd.web.browser import Cookies, current_session, form_params
-from oauthd.web.html import error_page, page
+from oauthd.web.errors import shows_error_page
+from oauthd.web.pages import page
 from oauthd.web.state import AppState
 
 __all__ = ["register"]
@@ -21,6 +21,7 @@ PATH = "/logout"
 def register(app: Quart, state: AppState) -> Contribution:
     cookies = Cookies.of(state)
 
+    @shows_error_page()
     async def logout_form() -> Response:
         session = await current_session(state, cookies)
         if session is None:
@@ -34,14 +35,12 @@ def register(app: Quart, state: AppState) -> Contribution:
             user_email=session.user.email,
         )
 
+    @shows_error_page()
     async def logout_submit() -> Response:
-        try:
-            form = await form_params()
-            session_id = cookies.read("session")
-            if session_id is not None:
-                await ask_directory(state, EndSession(session_id, form.get("csrf") or ""))
-        except OAuthError as exc:
-            return error_page(exc)
+        form = await form_params()
+        session_id = cookies.read("session")
+        if session_id is not None:
+            await ask_directory(state, EndSession(session_id, form.get("csrf") or ""))
         response = page("logout.html", done=True)
         cookies.clear(response, "session")
         return response
