@@ -191,12 +191,19 @@ async def test_s3_2_4_client_without_registered_scope_gets_none_asked(server: Se
 
 @pytest.mark.parametrize(
     "resource",
-    [["https://elsewhere.example/mcp"], ["not a uri"], [RESOURCE, "https://other.example/"]],
+    [
+        ["https://elsewhere.example/mcp"],
+        ["not a uri"],
+        [RESOURCE, "https://other.example/"],
+        [ISSUER],
+        [ISSUER + "/userinfo"],
+    ],
 )
 async def test_rfc8707_s2_bad_resource_is_invalid_target(
     server: Server, resource: list[str]
 ) -> None:
-    """RFC 8707 §2: unknown resource, not a URI, or two audiences -> invalid_target."""
+    """RFC 8707 §2: unknown resource, not a URI, two audiences, or /userinfo's identifiers
+    (RES-5: for openid only, which a client alone never gets) -> invalid_target."""
     client = await machine(server.http)
     assert_error(await grant(server.http, client, resource=resource), "invalid_target")
 

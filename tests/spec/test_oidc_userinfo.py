@@ -14,9 +14,20 @@ import httpx
 import jwt
 import pytest
 
+from oauthd.resource import Reply, ResourceConfig, ResourceGuard
 from oauthd.settings import Settings
 from tests.conftest import ISSUER, ManualClock, Server, running_server
-from tests.flow import RESOURCE, Authorization, authorize_code, redeem, register, tokens_for
+from tests.flow import (
+    RESOURCE,
+    Authorization,
+    authorize_code,
+    follow,
+    query_of,
+    redeem,
+    register,
+    tokens_for,
+)
+from tests.interop.test_cli import free_port
 
 PRM_URL = ISSUER + "/.well-known/oauth-protected-resource"
 AT_TTL_S = 3600  # TokenSettings.access_token_ttl_s default
@@ -393,3 +404,126 @@ async def test_rfc9728_s3_1_unknown_path_suffix_is_404(server: Server) -> None:
         response = await server.http.get("/.well-known/oauth-protected-resource" + path)
         assert response.status_code == 404, path
         assert response.json()["error"] == "not_found"
+
+
+# --- RES-5: the resource identifiers the RFC 9728 documents advertise are accepted ----------
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    return claims
+
+
+async def advertised_resource(http: httpx.AsyncClient, document: str) -> str:
+    """The `resource` an RFC 9728 client finds after /userinfo refused it: from the
+    challenge's `resource_metadata` (§5.1), or from the document at the well-known URL derived
+    from the /userinfo URL itself (§3.1, as MCP clients try first)."""
+    refused = await http.get("/userinfo")
+    assert refused.status_code == 401
+    url = (
+        challenge(refused)["resource_metadata"]
+        if document == "challenge"
+        else ISSUER + "/.well-known/oauth-protected-resource/userinfo"
+    )
+    response = await http.get(urlsplit(url).path)
+    assert response.status_code == 200, response.text
+    resource: str = response.json()["resource"]
+    return resource
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [("challenge", ISSUER), ("path-suffixed", ISSUER + "/userinfo")],
+)
+async def test_rfc9728_s5_1_follow_the_challenge_to_a_token_userinfo_accepts(
+    server: Server, document: str, expected: str
+) -> None:
+    """RES-5, DISC-18/19: 401 -> resource_metadata -> PRM `resource` -> /authorize and /token
+    with resource=<it> and openid -> a token /userinfo accepts (RFC 8707 §2, RFC 9728 §3.3)."""
+    resource = await advertised_resource(server.http, document)
+    assert resource == expected
+    client = await register(server.http)
+    auth = Authorization(client["client_id"], scope="openid email", resource=resource)
+    tokens = await tokens_for(server.http, auth)
+    assert claims_of(tokens["access_token"])["aud"] == ISSUER  # the one spelling of /userinfo
+    response = await get(server.http, tokens["access_token"])
+    assert response.status_code == 200, response.text
+    assert response.json()["email"] == "alice@example.com"
+
+
+@pytest.mark.parametrize("resource", [ISSUER + "/", ISSUER + "/userinfo"])
+async def test_rfc8707_s2_2_refresh_names_the_userinfo_resource(
+    server: Server, resource: str
+) -> None:
+    """RES-5, RES-4: an openid grant made without `resource` may name /userinfo's identifier
+    on refresh (root slash tolerated); the token is for /userinfo only."""
+    client = await register(server.http)
+    auth = Authorization(client["client_id"], scope="openid email", resource=None)
+    tokens = await tokens_for(server.http, auth)
+    token = await refreshed(server, auth, tokens["refresh_token"], resource=resource)
+    assert claims_of(token)["aud"] == ISSUER
+    assert (await get(server.http, token)).status_code == 200
+
+
+async def test_rfc8707_s2_2_userinfo_token_carries_only_the_oidc_scopes(server: Server) -> None:
+    """RES-5: with resource=<issuer>/userinfo, `mcp:tools` is granted but left out of the
+    token for /userinfo (the response's `scope` says so, OAuth 2.1 §3.2.3); the same grant
+    still gets an MCP token with it when the MCP resource is named."""
+    client = await register(server.http)
+    auth = Authorization(client["client_id"], scope="openid email mcp:tools", resource=None)
+    own = ISSUER + "/userinfo"
+    params = [*auth.params.items(), ("resource", own), ("resource", RESOURCE)]
+    result = query_of(await follow(server.http, await server.http.get("/authorize", params=params)))
+    response = await redeem(server.http, auth, result["code"], resource=own)
+    assert response.status_code == 200, response.text
+    tokens = response.json()
+    assert tokens["scope"] == "openid email"
+    claims = claims_of(tokens["access_token"])
+    assert (claims["aud"], claims["scope"]) == (ISSUER, "openid email")
+    assert (await get(server.http, tokens["access_token"])).status_code == 200
+    mcp = claims_of(await refreshed(server, auth, tokens["refresh_token"], resource=RESOURCE))
+    assert (mcp["aud"], mcp["scope"]) == (RESOURCE, "openid email mcp:tools")
+
+
+async def test_rfc8707_s2_userinfo_token_is_refused_by_an_mcp_resource(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """RES-5 (MCP audience binding): a token for /userinfo is 401 invalid_token at an MCP
+    server guarded by oauthd.resource, which validates `aud` (RFC 9068 §4)."""
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    settings = make_settings(issuer=issuer, listen=f"127.0.0.1:{port}")
+    config = ResourceConfig(issuer=issuer, resource=RESOURCE, mode="local")
+    async with running_server(settings) as s, ResourceGuard(config) as guard:
+        client = await register(s.http)
+        auth = Authorization(client["client_id"], scope="openid mcp:tools", resource=issuer)
+        token = (await tokens_for(s.http, auth))["access_token"]
+        reply = await guard.check(f"Bearer {token}", None, "/mcp")
+        assert isinstance(reply, Reply)
+        assert reply.status == 401
+        assert json.loads(reply.body)["error"] == "invalid_token"
+
+
+@pytest.mark.parametrize("resource", [ISSUER, ISSUER + "/userinfo"])
+async def test_rfc8707_s2_userinfo_resource_without_openid_is_invalid_target(
+    server: Server, resource: str
+) -> None:
+    """RES-5: /userinfo is a resource for the openid scope only: named without it, at
+    /authorize or on refresh, it is invalid_target."""
+    client = await register(server.http)
+    auth = Authorization(client["client_id"], scope="email", resource=resource)
+    result = await authorize_code(server.http, auth)
+    assert result["error"] == "invalid_target"
+    assert result["state"] == auth.state
+    auth = Authorization(client["client_id"], scope="openid email", resource=None)
+    tokens = await tokens_for(server.http, auth)
+    data = {
+        "grant_type": "refresh_token",
+        "refresh_token": tokens["refresh_token"],
+        "client_id": auth.client_id,
+        "scope": "email",
+        "resource": resource,
+    }
+    response = await server.http.post("/token", data=data)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_target"

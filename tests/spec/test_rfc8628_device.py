@@ -511,3 +511,22 @@ async def test_cli_polls_while_the_person_approves(
         )
         assert userinfo.status_code == 200, userinfo.text
         assert userinfo.json()["email"] == "alice@example.com"
+
+
+# --- RES-5: /userinfo's own resource identifiers ------------------------------------------------
+
+
+async def test_res_5_device_grant_for_the_userinfo_resource(server: Server) -> None:
+    """RES-5: resource=<issuer>/userinfo with openid is accepted at /device_authorization and
+    on the poll, and the token works at /userinfo; without openid it is invalid_target."""
+    own = ISSUER + "/userinfo"
+    client = await device_client(server.http)
+    assert_error(await start(server.http, client, scope="email", resource=own), "invalid_target")
+    device = await started(server.http, client, resource=own)
+    await decide(server.http, device["user_code"])
+    response = await poll(server.http, client, device["device_code"], resource=own)
+    assert response.status_code == 200, response.text
+    token = response.json()["access_token"]
+    assert jwt.decode(token, options={"verify_signature": False})["aud"] == ISSUER
+    userinfo = await server.http.get("/userinfo", headers={"Authorization": f"Bearer {token}"})
+    assert userinfo.status_code == 200, userinfo.text

@@ -21,7 +21,7 @@ from oauthd.oauth.rfc8252_redirects import (
     errors_redirectable,
     matches_registered,
 )
-from oauthd.oauth.rfc8707_resources import resolve_resources
+from oauthd.oauth.rfc8707_resources import TokenTarget, resolve_resources, token_target
 from oauthd.oauth.scopes import parse_scope
 from oauthd.oauth.token_liveness import (
     Liveness,
@@ -168,14 +168,40 @@ def test_oauth21_s1_4_1_scope_tokens_are_case_sensitive_and_charset_checked() ->
             parse_scope(bad)
 
 
+ISS = "https://as.example"
+
+
 def test_rfc8707_s2_resources_match_configured_spelling() -> None:
     """RES-2/3/4: absolute URIs only; root slash and host case do not create a new audience."""
     configured = ("https://mcp.example", "https://api.example/mcp")
-    assert resolve_resources(["https://mcp.example/"], configured) == ("https://mcp.example",)
-    assert resolve_resources(["HTTPS://API.EXAMPLE/mcp"], configured) == configured[1:]
+
+    def resolve(uri: str) -> tuple[str, ...]:
+        return resolve_resources([uri], configured, ISS, ("openid",))
+
+    assert resolve("https://mcp.example/") == ("https://mcp.example",)
+    assert resolve("HTTPS://API.EXAMPLE/mcp") == configured[1:]
     for bad in ("mcp.example.com", "/mcp", "https://api.example/mcp#frag", "https://evil.example/"):
         with pytest.raises(InvalidTarget):
-            resolve_resources([bad], configured)
+            resolve(bad)
+
+
+def test_res_5_userinfo_identifiers_need_openid_and_become_the_issuer() -> None:
+    """RES-5: /userinfo's identifiers are accepted with openid only, are not recorded in the
+    grant, and a token named for them is for the issuer with only the OIDC scopes."""
+    mcp = ("https://mcp.example",)
+    for uri in (ISS, ISS + "/", "HTTPS://AS.example/userinfo"):
+        assert resolve_resources([uri, mcp[0]], mcp, ISS, ("openid",)) == mcp
+        with pytest.raises(InvalidTarget):
+            resolve_resources([uri], mcp, ISS, ("mcp:tools",))
+        target = token_target((uri,), mcp, ISS, ("openid", "email", "mcp:tools"))
+        assert target == TokenTarget((ISS,), ("openid", "email"))
+        with pytest.raises(InvalidTarget):
+            token_target((uri,), mcp, ISS, ("email",))
+    assert token_target((), mcp, ISS, ("openid", "mcp:tools")).audience == (*mcp, ISS)
+    assert token_target((mcp[0],), mcp, ISS, ("openid", "mcp:tools")).scope == (
+        "openid",
+        "mcp:tools",
+    )
 
 
 def test_oauth21_s3_1_repeated_parameters_and_empty_values() -> None:

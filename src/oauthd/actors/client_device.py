@@ -33,7 +33,7 @@ from oauthd.oauth.rfc8628_device import (
     next_poll,
     parse_device_code,
 )
-from oauthd.oauth.rfc8707_resources import resolve_resources, token_audience
+from oauthd.oauth.rfc8707_resources import resolve_resources, token_target
 from oauthd.oauth.scopes import format_scope, known_scopes
 from oauthd.oauth.token_liveness import has_expired
 from oauthd.runtime import Command, Query
@@ -100,7 +100,8 @@ def start_device_authorization(
     require_grant(client, DEVICE_GRANT)
     settings = shard.env.settings
     scope = device_scope(message.scope, client.scope, known_scopes(settings))
-    resources = resolve_resources(message.resources, tuple(r.uri for r in settings.resources))
+    configured = tuple(r.uri for r in settings.resources)
+    resources = resolve_resources(message.resources, configured, settings.issuer, scope)
     now = shard.now()
     ttl = settings.tokens.device_code_ttl_s
     device_code = issue_device_code(shard.shard_key)
@@ -164,7 +165,7 @@ def poll_device_code(
     # RFC 8628 §3.5 / DEVICE-6: tokens as the code flow issues them, and only once.
     resources = tuple(row.request["resources"])
     scope = tuple(row.request["scope"])
-    audience = token_audience(message.resources, resources, shard.env.settings.issuer, scope)
+    target = token_target(message.resources, resources, shard.env.settings.issuer, scope)
     family = FamilyRow(
         family_id=secrets.token_urlsafe(16),
         user_id=row.user_id,
@@ -180,4 +181,4 @@ def poll_device_code(
     if "refresh_token" in client.grant_types:
         refresh = issue_handle("rt", shard.shard_key)
         insert_refresh(shard.store, refresh, family.family_id, now)
-    return mint_tokens(shard, DEVICE_GRANT, client, family, scope, audience, refresh, None)
+    return mint_tokens(shard, DEVICE_GRANT, client, family, target, refresh, None)

@@ -26,7 +26,7 @@ from oauthd.oauth.rfc7662_introspection import (
     check_issued_access_token,
     may_introspect,
 )
-from oauthd.oauth.rfc8707_resources import token_audience
+from oauthd.oauth.rfc8707_resources import token_target
 from oauthd.oauth.rfc9068_access_token import AccessTokenClaims
 from oauthd.oauth.token_liveness import Liveness
 from oauthd.runtime import Command, Query
@@ -144,7 +144,8 @@ def introspect_token(shard: ClientShard, message: IntrospectToken) -> Introspect
     if state is None or state.liveness is not Liveness.LIVE:
         return INACTIVE
     family = state.family
-    audience = token_audience((), family.resources, settings.issuer, family.scope.split())
+    granted = tuple(family.scope.split())
+    audience = token_target((), family.resources, settings.issuer, granted).audience
     return Introspection(
         True,
         family.scope,

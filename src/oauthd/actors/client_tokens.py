@@ -26,7 +26,7 @@ from oauthd.oauth.rfc6749_client_credentials import (
     client_credentials_scope,
 )
 from oauthd.oauth.rfc7636_pkce import check_verifier
-from oauthd.oauth.rfc8707_resources import token_audience
+from oauthd.oauth.rfc8707_resources import TokenTarget, token_target
 from oauthd.oauth.rfc9068_access_token import TYP, access_token_claims
 from oauthd.oauth.scopes import format_scope, known_scopes, parse_scope
 from oauthd.oauth.token_liveness import Liveness, has_expired
@@ -84,7 +84,7 @@ def redeem_code(shard: ClientShard, client: ClientRecord, message: RedeemCode) -
         raise InvalidGrant("the code has expired")
     resources = tuple(grant["resources"])
     scope = tuple(grant["scope"])
-    audience = token_audience(message.resources, resources, shard.env.settings.issuer, scope)
+    target = token_target(message.resources, resources, shard.env.settings.issuer, scope)
     family = FamilyRow(
         family_id=secrets.token_urlsafe(16),
         user_id=grant["user_id"],
@@ -101,7 +101,7 @@ def redeem_code(shard: ClientShard, client: ClientRecord, message: RedeemCode) -
         refresh = issue_handle("rt", shard.shard_key)
         insert_refresh(shard.store, refresh, family.family_id, now)
     nonce = grant.get("nonce")
-    return mint_tokens(shard, "authorization_code", client, family, scope, audience, refresh, nonce)
+    return mint_tokens(shard, "authorization_code", client, family, target, refresh, nonce)
 
 
 def _check_redirect_uri(grant: dict[str, Any], given: str | None) -> None:
@@ -144,10 +144,10 @@ def refresh_tokens(
         raise InvalidScope("scope exceeds what was granted")
     scope = requested or granted
     issuer = shard.env.settings.issuer
-    audience = token_audience(message.resources, family.resources, issuer, scope)
+    target = token_target(message.resources, family.resources, issuer, scope)
     successor = issue_handle("rt", shard.shard_key)
     insert_refresh(shard.store, successor, family.family_id, now)
-    response = mint_tokens(shard, "refresh_token", client, family, scope, audience, successor, None)
+    response = mint_tokens(shard, "refresh_token", client, family, target, successor, None)
     sealed = seal_for(token, json.dumps(response.to_json()).encode())
     mark_refresh_rotated(shard.store, token, now, sealed)
     return response
@@ -202,7 +202,7 @@ def issue_client_token(
     require_grant(client, "client_credentials")
     scope = client_credentials_scope(message.scope, client.scope, known_scopes(settings))
     configured = tuple(r.uri for r in settings.resources)
-    audience = client_credentials_audience(message.resources, configured, settings.issuer)
+    audience = client_credentials_audience(message.resources, configured, settings.issuer, scope)
     # RFC 9068 §2.2: with no person involved, the subject is the client itshard. No refresh
     # token (OAuth 2.1 §4.2.1) and no ID token: the client can simply ask again.
     access_token, ttl = _access_token(
@@ -262,11 +262,13 @@ def mint_tokens(
     grant_type: str,
     client: ClientRecord,
     family: FamilyRow,
-    scope: tuple[str, ...],
-    audience: tuple[str, ...],
+    target: TokenTarget,
     refresh_token: str | None,
     nonce: str | None,
 ) -> TokenResponse:
+    """An access token for `target` (`token_target`), a refresh token if given, and an ID
+    token when the access token's scope includes `openid`."""
+    scope = target.scope
     settings = shard.env.settings
     keyring = shard.env.keyring.current
     now = shard.now()
@@ -277,7 +279,7 @@ def mint_tokens(
         family.user_id,
         family.family_id,
         scope,
-        audience,
+        target.audience,
         family.auth_time,
     )
     id_token = None

@@ -29,6 +29,7 @@ __all__ = [
     "RegistrationNotSupported",
     "RequestNotSupported",
     "RequestUriNotSupported",
+    "ServerView",
     "check_request",
     "choose_redirect_uri",
     "read_client_id",
@@ -59,6 +60,15 @@ class ClientView:
     redirect_uris: tuple[str, ...]
     grant_types: tuple[str, ...]
     scope: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerView:
+    """What validation needs to know of this server."""
+
+    scopes: frozenset[str]  # every scope it issues
+    resources: tuple[str, ...]  # the configured [[resources]]
+    issuer: str  # which also names its own resource, /userinfo (rfc8707_resources)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +124,12 @@ def choose_redirect_uri(params: Params, registered: tuple[str, ...]) -> str:
 # --- stage 3: redirected errors -------------------------------------------------------------
 
 
-Check = Callable[[Params, ClientView, frozenset[str], tuple[str, ...]], None]
+Check = Callable[[Params, ClientView, ServerView], None]
+
+
+def requested_scope(params: Params, client: ClientView) -> tuple[str, ...]:
+    """The scope asked for; when omitted, the client's registered scope (RFC 6749 §3.3)."""
+    return parse_scope(params.get("scope")) or client.scope
 
 
 def check_no_repeats(params: Params, *_: object) -> None:
@@ -150,18 +165,15 @@ def check_pkce(params: Params, *_: object) -> None:
     check_challenge(params.get("code_challenge"), params.get("code_challenge_method"))
 
 
-def check_scope(
-    params: Params, client: ClientView, server_scopes: frozenset[str], _r: tuple[str, ...]
-) -> None:
+def check_scope(params: Params, client: ClientView, server: ServerView) -> None:
     # OAuth 2.1 §4.1.2.1 invalid_scope.
-    check_scopes_allowed(parse_scope(params.get("scope")), server_scopes, client.scope)
+    check_scopes_allowed(parse_scope(params.get("scope")), server.scopes, client.scope)
 
 
-def check_resource(
-    params: Params, _c: ClientView, _s: frozenset[str], resources: tuple[str, ...]
-) -> None:
-    # RFC 8707 §2 invalid_target.
-    resolve_resources(params.get_all("resource"), resources)
+def check_resource(params: Params, client: ClientView, server: ServerView) -> None:
+    # RFC 8707 §2 invalid_target; /userinfo's own identifiers need openid (RES-5).
+    scope = requested_scope(params, client)
+    resolve_resources(params.get_all("resource"), server.resources, server.issuer, scope)
 
 
 def check_prompt_and_max_age(params: Params, *_: object) -> None:
@@ -195,24 +207,22 @@ CHECKS: tuple[Check, ...] = (
 
 
 def check_request(
-    params: Params,
-    client: ClientView,
-    redirect_uri: str,
-    server_scopes: frozenset[str],
-    resources: tuple[str, ...],
-    default_scope: tuple[str, ...],
+    params: Params, client: ClientView, redirect_uri: str, server: ServerView
 ) -> AuthorizationRequest:
     """Run the redirectable checks in order; the first failure is raised."""
     for check in CHECKS:
-        check(params, client, server_scopes, resources)
+        check(params, client, server)
     max_age = params.get("max_age")
-    scope = parse_scope(params.get("scope")) or default_scope
+    scope = requested_scope(params, client)
+    resources = resolve_resources(
+        params.get_all("resource"), server.resources, server.issuer, scope
+    )
     return AuthorizationRequest(
         client_id=client.client_id,
         redirect_uri=redirect_uri,
         state=params.get("state"),
         scope=scope,
-        resources=resolve_resources(params.get_all("resource"), resources),
+        resources=resources,
         code_challenge=params.require("code_challenge"),
         nonce=params.get("nonce"),
         prompt=frozenset((params.get("prompt") or "").split()),

@@ -62,10 +62,11 @@ def client_credentials_scope(
 
 
 def client_credentials_audience(
-    requested: tuple[str, ...], configured: tuple[str, ...], issuer: str
+    requested: tuple[str, ...], configured: tuple[str, ...], issuer: str, scope: tuple[str, ...]
 ) -> tuple[str, ...]:
     """RFC 8707 §2: one requested resource served here (invalid_target otherwise), or the
-    issuer itself when none is requested."""
+    issuer itself when none is requested. /userinfo's identifiers are refused by the same rule
+    as elsewhere: it serves the `openid` scope, which no client alone is granted."""
     if not requested:
         return (issuer,)
-    return requested_audience(requested, configured)
+    return requested_audience(requested, configured, issuer, scope)

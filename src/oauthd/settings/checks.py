@@ -101,8 +101,11 @@ def check_key_schedule(s: Settings) -> None:
 
 
 def check_resources(s: Settings) -> None:
-    """RFC 8707 §2: a resource is an absolute URI without a fragment."""
+    """RFC 8707 §2: a resource is an absolute URI without a fragment. The issuer and its
+    /userinfo URL name oauthd's own resource (oauth/rfc8707_resources.py: granted with openid),
+    so an entry for them would only be shadowed."""
     seen: set[str] = set()
+    own = {_resource_key(s.issuer), _resource_key(s.issuer + "/userinfo")}
     for i, r in enumerate(s.resources):
         parts = urlsplit(r.uri)
         if not parts.scheme or not parts.netloc or parts.fragment or "#" in r.uri:
@@ -111,7 +114,19 @@ def check_resources(s: Settings) -> None:
             )
         if r.uri in seen:
             raise ConfigError(s.source, f"resources[{i}].uri", f"duplicate {r.uri!r}")
+        if _resource_key(r.uri) in own:
+            own_resource = "names oauthd's own resource, /userinfo, which needs no entry"
+            raise ConfigError(s.source, f"resources[{i}].uri", own_resource)
         seen.add(r.uri)
+
+
+def _resource_key(uri: str) -> str:
+    """As resources are matched (RFC 8707 rules): scheme and host in any case, a root URL's
+    lone "/" dropped."""
+    parts = urlsplit(uri)
+    path = "" if parts.path == "/" and not parts.query else parts.path
+    rest = path + (f"?{parts.query}" if parts.query else "")
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{rest}"
 
 
 def check_clients(s: Settings) -> None:

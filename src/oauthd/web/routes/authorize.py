@@ -16,6 +16,7 @@ from oauthd.oauth.rfc6749_authorize import (
     MAX_STATE,
     AuthorizationRequest,
     ClientView,
+    ServerView,
     check_request,
     choose_redirect_uri,
     read_client_id,
@@ -49,6 +50,7 @@ def client_view(client: ClientRecord) -> ClientView:
 def register(app: Quart, state: AppState) -> Contribution:
     scopes = known_scopes(state.settings)
     resources = tuple(r.uri for r in state.settings.resources)
+    server = ServerView(scopes, resources, state.settings.issuer)  # what check_request needs
     cookies = Cookies.of(state)
 
     @shows_error_page(bad_request_status)  # until the redirect URI is known, and after
@@ -63,8 +65,7 @@ def register(app: Quart, state: AppState) -> Contribution:
         # A refused over-long state is not echoed into the Location header it was refused for.
         echo_state = states[0] if len(states) == 1 and len(states[0]) <= MAX_STATE else None
         try:
-            default = parse_scope(client.scope)
-            req = check_request(params, client_view(client), redirect, scopes, resources, default)
+            req = check_request(params, client_view(client), redirect, server)
         except OAuthError as exc:
             return redirect_error(state, client, redirect, echo_state, exc)
         return await decide(client, req, await current_session(state, cookies))

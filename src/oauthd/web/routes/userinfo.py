@@ -19,7 +19,7 @@ from oauthd.oauth.rfc6750_bearer import (
     read_bearer,
 )
 from oauthd.oauth.rfc8414_metadata import Contribution
-from oauthd.oauth.rfc8707_resources import userinfo_audience
+from oauthd.oauth.rfc8707_resources import USERINFO_PATH, userinfo_audience, userinfo_resources
 from oauthd.oauth.rfc9068_access_token import AccessTokenClaims, check_access_token
 from oauthd.web.asks import ask_client, ask_directory, keyring_for
 from oauthd.web.fast import ApiRequest, ApiResponse, fast_routes
@@ -29,7 +29,7 @@ from oauthd.web.state import AppState
 
 __all__ = ["register"]
 
-PATH = "/userinfo"
+PATH = USERINFO_PATH  # the userinfo URL is also a resource identifier (rfc8707_resources)
 PRM_PATH = "/.well-known/oauth-protected-resource"
 
 
@@ -55,7 +55,7 @@ def register(app: Quart, state: AppState) -> Contribution:
         except TokenInvalid:
             raise InvalidToken("the access token is invalid") from None
         # The userinfo endpoint is the issuer's own resource: tokens for other audiences are
-        # refused (USERINFO-6, RFC 9700 §2.3); which tokens name it is token_audience's rule.
+        # refused (USERINFO-6, RFC 9700 §2.3); which tokens name it is token_target's rule.
         at = check_access_token(
             header, claims, issuer=issuer, audience=own_audience, now=state.clock.now()
         )
@@ -108,16 +108,18 @@ def register(app: Quart, state: AppState) -> Contribution:
     # RFC 9728 §3.1, §3.3: a document for each resource identifier, at the well-known URL
     # derived from it, naming it exactly: the issuer (the audience of /userinfo tokens) and
     # the userinfo endpoint's own URL, which clients derive from the URL they were refused at.
-    for name, endpoint in (("protected_resource", ""), ("protected_resource_userinfo", PATH)):
-        add_protected_resource(app, state, name, endpoint)
+    # Both are accepted as `resource` with openid (RES-5): the same rule, rfc8707_resources.
+    names = ("protected_resource", "protected_resource_userinfo")
+    for name, resource in zip(names, userinfo_resources(issuer), strict=True):
+        add_protected_resource(app, state, name, resource)
     return Contribution(members={"userinfo_endpoint": state.url(PATH)})
 
 
-def add_protected_resource(app: Quart, state: AppState, name: str, endpoint: str) -> None:
+def add_protected_resource(app: Quart, state: AppState, name: str, resource: str) -> None:
     issuer = state.settings.issuer
     prm = json_bytes(
         {
-            "resource": userinfo_audience(issuer) + endpoint,
+            "resource": resource,
             "authorization_servers": [issuer],
             "bearer_methods_supported": ["header"],
             "scopes_supported": ["openid", "profile", "email"],
@@ -127,5 +129,5 @@ def add_protected_resource(app: Quart, state: AppState, name: str, endpoint: str
     async def protected_resource() -> Response:
         return json_response(prm, 200, {**CORS, "Cache-Control": "public, max-age=300"})
 
-    path = PRM_PATH + state.settings.issuer_path + endpoint
+    path = PRM_PATH + urlsplit(resource).path  # RFC 9728 §3.1: inserted before the path
     app.add_url_rule(path, name, protected_resource, methods=["GET"])
