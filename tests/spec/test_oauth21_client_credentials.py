@@ -203,7 +203,7 @@ async def test_rfc8707_s2_bad_resource_is_invalid_target(
     server: Server, resource: list[str]
 ) -> None:
     """RFC 8707 §2: unknown resource, not a URI, two audiences, or /userinfo's identifiers
-    (RES-5: for openid only, which a client alone never gets) -> invalid_target."""
+    (RFC 9728 §3.3: for openid only, which a client alone never gets) -> invalid_target."""
     client = await machine(server.http)
     assert_error(await grant(server.http, client, resource=resource), "invalid_target")
 

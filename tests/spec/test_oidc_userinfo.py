@@ -406,7 +406,7 @@ async def test_rfc9728_s3_1_unknown_path_suffix_is_404(server: Server) -> None:
         assert response.json()["error"] == "not_found"
 
 
-# --- RES-5: the resource identifiers the RFC 9728 documents advertise are accepted ----------
+# --- RFC 9728 §3.3: the resource identifiers the documents advertise are accepted ---------------
 
 
 def claims_of(token: str) -> dict[str, Any]:
@@ -438,8 +438,8 @@ async def advertised_resource(http: httpx.AsyncClient, document: str) -> str:
 async def test_rfc9728_s5_1_follow_the_challenge_to_a_token_userinfo_accepts(
     server: Server, document: str, expected: str
 ) -> None:
-    """RES-5, DISC-18/19: 401 -> resource_metadata -> PRM `resource` -> /authorize and /token
-    with resource=<it> and openid -> a token /userinfo accepts (RFC 8707 §2, RFC 9728 §3.3)."""
+    """DISC-18/19: 401 -> resource_metadata -> PRM `resource` -> /authorize and /token with
+    resource=<it> and openid -> a token /userinfo accepts (RFC 8707 §2, RFC 9728 §3.3)."""
     resource = await advertised_resource(server.http, document)
     assert resource == expected
     client = await register(server.http)
@@ -455,7 +455,7 @@ async def test_rfc9728_s5_1_follow_the_challenge_to_a_token_userinfo_accepts(
 async def test_rfc8707_s2_2_refresh_names_the_userinfo_resource(
     server: Server, resource: str
 ) -> None:
-    """RES-5, RES-4: an openid grant made without `resource` may name /userinfo's identifier
+    """RFC 9728 §3.3, RES-4: an openid grant made without `resource` may name /userinfo's identifier
     on refresh (root slash tolerated); the token is for /userinfo only."""
     client = await register(server.http)
     auth = Authorization(client["client_id"], scope="openid email", resource=None)
@@ -466,7 +466,7 @@ async def test_rfc8707_s2_2_refresh_names_the_userinfo_resource(
 
 
 async def test_rfc8707_s2_2_userinfo_token_carries_only_the_oidc_scopes(server: Server) -> None:
-    """RES-5: with resource=<issuer>/userinfo, `mcp:tools` is granted but left out of the
+    """RFC 9728 §3.3: with resource=<issuer>/userinfo, `mcp:tools` is granted but left out of the
     token for /userinfo (the response's `scope` says so, OAuth 2.1 §3.2.3); the same grant
     still gets an MCP token with it when the MCP resource is named."""
     client = await register(server.http)
@@ -488,7 +488,7 @@ async def test_rfc8707_s2_2_userinfo_token_carries_only_the_oidc_scopes(server: 
 async def test_rfc8707_s2_userinfo_token_is_refused_by_an_mcp_resource(
     make_settings: Callable[..., Settings],
 ) -> None:
-    """RES-5 (MCP audience binding): a token for /userinfo is 401 invalid_token at an MCP
+    """RFC 8707 §2 (MCP audience binding): a token for /userinfo is 401 invalid_token at an MCP
     server guarded by oauthd.resource, which validates `aud` (RFC 9068 §4)."""
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
@@ -508,7 +508,7 @@ async def test_rfc8707_s2_userinfo_token_is_refused_by_an_mcp_resource(
 async def test_rfc8707_s2_userinfo_resource_without_openid_is_invalid_target(
     server: Server, resource: str
 ) -> None:
-    """RES-5: /userinfo is a resource for the openid scope only: named without it, at
+    """RFC 9728 §3.3: /userinfo is a resource for the openid scope only: named without it, at
     /authorize or on refresh, it is invalid_target."""
     client = await register(server.http)
     auth = Authorization(client["client_id"], scope="email", resource=resource)

@@ -513,12 +513,13 @@ async def test_cli_polls_while_the_person_approves(
         assert userinfo.json()["email"] == "alice@example.com"
 
 
-# --- RES-5: /userinfo's own resource identifiers ------------------------------------------------
+# --- RFC 9728 §3.3: /userinfo's own resource identifiers -----------------------------------------
 
 
-async def test_res_5_device_grant_for_the_userinfo_resource(server: Server) -> None:
-    """RES-5: resource=<issuer>/userinfo with openid is accepted at /device_authorization and
-    on the poll, and the token works at /userinfo; without openid it is invalid_target."""
+async def test_rfc8707_s2_device_grant_for_the_userinfo_resource(server: Server) -> None:
+    """RFC 9728 §3.3: resource=<issuer>/userinfo with openid is accepted at
+    /device_authorization and on the poll, and the token works at /userinfo; without openid it
+    is invalid_target."""
     own = ISSUER + "/userinfo"
     client = await device_client(server.http)
     assert_error(await start(server.http, client, scope="email", resource=own), "invalid_target")

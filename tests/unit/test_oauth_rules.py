@@ -185,8 +185,8 @@ def test_rfc8707_s2_resources_match_configured_spelling() -> None:
             resolve(bad)
 
 
-def test_res_5_userinfo_identifiers_need_openid_and_become_the_issuer() -> None:
-    """RES-5: /userinfo's identifiers are accepted with openid only, are not recorded in the
+def test_rfc8707_s2_userinfo_identifiers_need_openid_and_become_the_issuer() -> None:
+    """RFC 9728 §3.3: /userinfo's identifiers are accepted with openid only, are not recorded in the
     grant, and a token named for them is for the issuer with only the OIDC scopes."""
     mcp = ("https://mcp.example",)
     for uri in (ISS, ISS + "/", "HTTPS://AS.example/userinfo"):

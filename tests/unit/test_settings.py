@@ -263,8 +263,8 @@ def test_duplicate_client_ids_are_rejected(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("uri", ["http://127.0.0.1:8787/", "HTTP://127.0.0.1:8787/userinfo"])
 def test_resource_naming_userinfo_is_rejected(tmp_path: Path, uri: str) -> None:
-    """RES-5: the issuer and its /userinfo URL are oauthd's own resource, not a [[resources]]
-    entry (which it would shadow)."""
+    """RFC 9728 §3.3: the issuer and its /userinfo URL are oauthd's own resource, not a
+    [[resources]] entry (which it would shadow)."""
     text = BASE + f"[[resources]]\nuri = '{uri}'\n"
     error = config_error(tmp_path, text)
     assert_names(error, str(tmp_path / "oauthd.toml"), "resources[0].uri")

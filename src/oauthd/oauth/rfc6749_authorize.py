@@ -171,7 +171,7 @@ def check_scope(params: Params, client: ClientView, server: ServerView) -> None:
 
 
 def check_resource(params: Params, client: ClientView, server: ServerView) -> None:
-    # RFC 8707 §2 invalid_target; /userinfo's own identifiers need openid (RES-5).
+    # RFC 8707 §2 invalid_target; /userinfo's own identifiers need openid (RFC 9728 §3.3).
     scope = requested_scope(params, client)
     resolve_resources(params.get_all("resource"), server.resources, server.issuer, scope)
 

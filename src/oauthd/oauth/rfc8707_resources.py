@@ -10,7 +10,7 @@ Two kinds of resource are served:
 - oauthd's own protected resource, /userinfo. Its two RFC 9728 documents name it by the
   identifier each was derived from (§3.3): the issuer, and the userinfo URL (§3.1). A client
   may name either, matched the same way, when the scope includes `openid`: /userinfo answers
-  nothing else (USERINFO-4), so without it the resource is `invalid_target` (RES-5). Tokens
+  nothing else (USERINFO-4), so without it the resource is `invalid_target` (RFC 9728 §3.3). Tokens
   spell it as the issuer, the one audience /userinfo accepts. `openid` already grants it, so
   a grant records only configured resources (and consent shows only those).
 """

@@ -108,7 +108,7 @@ def register(app: Quart, state: AppState) -> Contribution:
     # RFC 9728 §3.1, §3.3: a document for each resource identifier, at the well-known URL
     # derived from it, naming it exactly: the issuer (the audience of /userinfo tokens) and
     # the userinfo endpoint's own URL, which clients derive from the URL they were refused at.
-    # Both are accepted as `resource` with openid (RES-5): the same rule, rfc8707_resources.
+    # Both are accepted as `resource` with openid (RFC 9728 §3.3): the same rule, rfc8707_resources.
     names = ("protected_resource", "protected_resource_userinfo")
     for name, resource in zip(names, userinfo_resources(issuer), strict=True):
         add_protected_resource(app, state, name, resource)
