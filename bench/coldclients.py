@@ -10,8 +10,8 @@ the rest byte copies of it with the client_id patched, all indexed in the direct
 - cold: the client's first request (spawn its actor, open its shard, store the pending
   request), its shard file in the page cache (it was just written);
 - cold, evicted: the same for other clients after `posix_fadvise(DONTNEED)` on their shard
-  files, so the first request reads the shard from disk, as most would with a million shards
-  (84 KB each: 84 GB, more than this machine's RAM);
+  files, so the first request reads the shard from disk, as many would with a million shards
+  (4 KB each on disk since schema v8: 4 GB; 84 KB before, 84 GB, more than this machine's RAM);
 - warm: a second request to the same client.
 
 Prints one JSON object: setup time, disk use, RSS after startup and after the sample, and

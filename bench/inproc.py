@@ -6,6 +6,8 @@ Scenarios:
   make-clients DIR COUNT          register COUNT clients on disk (see shards.py)
   roundtrip DIR ASKS              sequential asks to one warm actor: trivial, then a ClientActor
   cold DIR COUNT                  first ask to each of COUNT existing client shards
+  cold-token DIR COUNT            first client_credentials token of each of COUNT machine clients
+                                  (made here in DIR), then a second one: the first token's extra
   memory-actors COUNT             RSS per idle trivial actor
   memory-shards DIR COUNT         RSS and file descriptors per live ClientActor (open shard)
   rss DIR COUNT TOUCH MAX_LIVE    process RSS of a full runtime after asking TOUCH of COUNT clients
@@ -31,12 +33,14 @@ import trio
 
 from baseline_app import app as baseline_app
 from oauthd.actors import GetClient, client_address
+from oauthd.actors.client_tokens import IssueClientToken
 from oauthd.logs import flush_logs, setup_logging
+from oauthd.oauth.rfc6749_client_auth import ClientCredentials
 from oauthd.runtime import ActorSystem, Address, Kind
 from oauthd.server import Runtime, open_runtime
 from oauthd.settings import ActorSettings, LogSettings, Settings, settings_for_tests
 from oauthd.web import AppState, create_app
-from shards import TENANT, client_id, make_clients
+from shards import MACHINE_SECRET, TENANT, client_id, make_clients
 
 Result = dict[str, Any]
 
@@ -165,34 +169,61 @@ async def scenario_roundtrip(data_dir: str, asks: str) -> Result:
     return {"echo": echo, "client": shard}
 
 
+async def cold_then_warm(system: ActorSystem, n: int, message: Callable[[int], Any]) -> Result:
+    """Ask clients 1..n-1 `message(i)` twice each: the first ask spawns the actor and opens
+    its shard (cold), the second finds it live (warm). Client 0 is asked first to pay the
+    first-time costs of the process."""
+    await system.ask(client_address(TENANT, client_id(0)), message(0))
+    cold, warm, cold_cpu, warm_cpu = [], [], 0, 0
+    for i in range(1, n):
+        address = client_address(TENANT, client_id(i))
+        c0, t0 = time.process_time_ns(), time.perf_counter_ns()
+        await system.ask(address, message(i))
+        c1, t1 = time.process_time_ns(), time.perf_counter_ns()
+        await system.ask(address, message(i))
+        c2, t2 = time.process_time_ns(), time.perf_counter_ns()
+        cold.append(t1 - t0)
+        warm.append(t2 - t1)
+        cold_cpu += c1 - c0
+        warm_cpu += c2 - c1
+    warm_mean_ns = sum(warm) / len(warm)
+    extra = [max(0, round(c - warm_mean_ns)) for c in cold]
+    return {
+        "cold": summary_us(cold),
+        "warm": summary_us(warm),
+        "extra": summary_us(extra),
+        "extra_cpu_mean_us": (cold_cpu - warm_cpu) / len(cold) / 1000,
+    }
+
+
 async def scenario_cold(data_dir: str, count: str) -> Result:
     n = int(count)
 
     async def body(runtime: Runtime) -> Result:
-        system = runtime.system
-        await system.ask(client_address(TENANT, client_id(0)), GetClient())  # first-time costs
-        cold, warm, cold_cpu, warm_cpu = [], [], 0, 0
-        for i in range(1, n):
-            address = client_address(TENANT, client_id(i))
-            c0, t0 = time.process_time_ns(), time.perf_counter_ns()
-            await system.ask(address, GetClient())
-            c1, t1 = time.process_time_ns(), time.perf_counter_ns()
-            await system.ask(address, GetClient())
-            c2, t2 = time.process_time_ns(), time.perf_counter_ns()
-            cold.append(t1 - t0)
-            warm.append(t2 - t1)
-            cold_cpu += c1 - c0
-            warm_cpu += c2 - c1
-        warm_mean_ns = sum(warm) / len(warm)
-        extra = [max(0, round(c - warm_mean_ns)) for c in cold]
-        return {
-            "cold": summary_us(cold),
-            "warm": summary_us(warm),
-            "extra": summary_us(extra),
-            "extra_cpu_mean_us": (cold_cpu - warm_cpu) / len(cold) / 1000,
-        }
+        return await cold_then_warm(runtime.system, n, lambda _i: GetClient())
 
     return await with_runtime(bench_settings(Path(data_dir), n + 10), body)
+
+
+async def scenario_cold_token(data_dir: str, count: str) -> Result:
+    """A client_credentials token to clients whose shard is not open: `first` is each
+    client's first token ever (its access-token table is made then, from schema v7), `again`
+    the first after a restart of the runtime, when every shard is closed again."""
+    n = int(count)
+    make_clients(Path(data_dir), n, machine=True)
+
+    def token(i: int) -> IssueClientToken:
+        creds = ClientCredentials(client_id(i), "client_secret_basic", MACHINE_SECRET)
+        return IssueClientToken(creds, None, ())
+
+    async def body(runtime: Runtime) -> Result:
+        return await cold_then_warm(runtime.system, n, token)
+
+    settings = bench_settings(Path(data_dir), n + 10)
+    return {
+        "first": await with_runtime(settings, body),
+        "again": await with_runtime(settings, body),
+    }
 
 
 async def scenario_memory_actors(count: str) -> Result:
@@ -340,6 +371,7 @@ SYNC: dict[str, Callable[..., Result]] = {"make-clients": scenario_make_clients}
 ASYNC: dict[str, Callable[..., Awaitable[Result]]] = {
     "roundtrip": scenario_roundtrip,
     "cold": scenario_cold,
+    "cold-token": scenario_cold_token,
     "memory-actors": scenario_memory_actors,
     "memory-shards": scenario_memory_shards,
     "rss": scenario_rss,

@@ -6,7 +6,8 @@ its bytes with the client_id replaced. Ids have a fixed width, so the copy is by
 file oauthd would have written: the same pages, the same WAL header, the same schema version; only
 the id in the row and in its primary-key index differs. A sample of copies is then opened with
 oauthd's own `Store` and checked (`PRAGMA integrity_check`, `load_client`). Every client is also
-indexed in the tenant's directory, as `RegisterClient` would do.
+indexed in the tenant's directory, as `RegisterClient` would do. `machine=True` makes confidential
+client_credentials clients instead (client_secret_basic, all with the secret `MACHINE_SECRET`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from oauthd.storage import (
     Store,
     client_shard_path,
     create_client_shard,
+    hash_secret,
     index_client,
     load_client,
     shard_key_for,
@@ -30,10 +32,11 @@ from oauthd.storage import (
 )
 from oauthd.storage.clients import CLIENT
 
-__all__ = ["TENANT", "ClientsMade", "client_id", "make_clients"]
+__all__ = ["MACHINE_SECRET", "TENANT", "ClientsMade", "client_id", "make_clients"]
 
 TENANT = "default"
 VERIFY_SAMPLE = 200
+MACHINE_SECRET = "bench-machine-secret"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +51,21 @@ def client_id(i: int) -> str:
     return f"bench-client-{i:09d}"
 
 
-def client_record(cid: str, now: int) -> ClientRecord:
+def client_record(cid: str, now: int, machine: bool = False) -> ClientRecord:
+    if machine:
+        return ClientRecord(
+            client_id=cid,
+            client_name="bench machine client",
+            redirect_uris=(),
+            grant_types=("client_credentials",),
+            response_types=(),
+            token_endpoint_auth_method="client_secret_basic",
+            scope="",
+            first_party=False,
+            secret_hash=hash_secret(MACHINE_SECRET),
+            source="cli",
+            created_at=now,
+        )
     return ClientRecord(
         client_id=cid,
         client_name="bench client",
@@ -72,14 +89,14 @@ def write_new(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def make_clients(data_dir: Path, count: int) -> ClientsMade:
+def make_clients(data_dir: Path, count: int, machine: bool = False) -> ClientsMade:
     """Register clients 0..count-1 in `data_dir` (client 0 is created by oauthd itself)."""
     started = time.perf_counter()
     tenant = tenant_dir(data_dir, TENANT)
     now = int(time.time())
     template_id = client_id(0).encode()
     template = client_shard_path(
-        tenant, create_client_shard(tenant, client_record(client_id(0), now))
+        tenant, create_client_shard(tenant, client_record(client_id(0), now, machine))
     )
     data = template.read_bytes()
     if data.count(template_id) != 2:  # the row and its primary-key index entry

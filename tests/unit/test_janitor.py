@@ -9,6 +9,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, closing
 from functools import partial
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,7 +32,7 @@ from oauthd.settings import (
     TokenSettings,
 )
 from oauthd.storage import DIRECTORY, ClientRecord, Store, create_client_shard, index_user_code
-from oauthd.storage.clients import CLIENT, client_shard_path, shard_key_for
+from oauthd.storage.clients import CLIENT, client_shard_path, shard_key_for, spend_assertion_jti
 from oauthd.storage.expiry import collect_client_shard, collect_directory
 from oauthd.storage.grants import (
     FamilyRow,
@@ -84,9 +85,8 @@ def test_client_shard_collection_deletes_exactly_the_expired_rows(tmp_path: Path
         insert_access_token(store, "new-at", "live", NOW + 60)
         insert_device_code(store, "old-device", {}, NOW - 700, NOW - 100, 5)
         live_device = insert_device_code(store, "new-device", {}, NOW, NOW + 600, 5)
-        store.conn.execute(
-            "INSERT INTO assertion_jtis VALUES ('old', ?), ('new', ?)", (NOW, NOW + 1)
-        )
+        spend_assertion_jti(store, "old", NOW, NOW - 10)
+        spend_assertion_jti(store, "new", NOW + 1, NOW - 10)
     with store.transaction():
         counts = collect_client_shard(store, NOW)
     assert counts == {
@@ -104,7 +104,7 @@ def test_client_shard_collection_deletes_exactly_the_expired_rows(tmp_path: Path
     assert len(table_keys(store, "refresh_tokens", "token_hash")) == 2  # live and rotated
     assert table_keys(store, "access_tokens", "jti") == {"new-at"}
     assert table_keys(store, "device_codes", "code_hash") == {live_device}
-    assert table_keys(store, "assertion_jtis", "jti_hash") == {"new"}
+    assert table_keys(store, "assertion_jtis", "jti_hash") == {sha256(b"new").hexdigest()}
     with store.transaction():
         assert sum(collect_client_shard(store, NOW).values()) == 0  # nothing left to collect
     store.close()

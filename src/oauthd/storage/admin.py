@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from oauthd.storage.grant_tables import change, rows
 from oauthd.storage.sqlite import Store
 
 __all__ = [
@@ -93,8 +94,8 @@ def list_grants(store: Store, user_id: str | None, now: int) -> list[GrantRow]:
     if user_id is not None:
         sql += " AND user_id = ?"
         params = (now, user_id)
-    rows = store.query(sql + " ORDER BY created_at", params)
-    return [GrantRow(str(a), str(b), str(c), int(d), int(e)) for a, b, c, d, e in rows]
+    found = rows(store, sql + " ORDER BY created_at", params)
+    return [GrantRow(str(a), str(b), str(c), int(d), int(e)) for a, b, c, d, e in found]
 
 
 def revoke_grants(store: Store, user_id: str | None, now: int) -> list[GrantRow]:
@@ -102,23 +103,23 @@ def revoke_grants(store: Store, user_id: str | None, now: int) -> list[GrantRow]
     returns the grants ended."""
     grants = list_grants(store, user_id, now)
     for g in grants:
-        store.conn.execute(
-            "UPDATE families SET revoked_at = ? WHERE family_id = ?", (now, g.family_id)
-        )
-        store.conn.execute(
+        change(store, "UPDATE families SET revoked_at = ? WHERE family_id = ?", (now, g.family_id))
+        change(
+            store,
             "UPDATE access_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL",
             (now, g.family_id),
         )
     if user_id is None:
-        store.conn.execute("DELETE FROM codes WHERE redeemed_at IS NULL")
-        store.conn.execute("DELETE FROM device_codes WHERE status = 'approved'")
+        change(store, "DELETE FROM codes WHERE redeemed_at IS NULL")
+        change(store, "DELETE FROM device_codes WHERE status = 'approved'")
     else:
-        store.conn.execute(
+        change(
+            store,
             "DELETE FROM codes WHERE redeemed_at IS NULL "
             "AND json_extract(\"grant\", '$.user_id') = ?",
             (user_id,),
         )
-        store.conn.execute(
-            "DELETE FROM device_codes WHERE status = 'approved' AND user_id = ?", (user_id,)
+        change(
+            store, "DELETE FROM device_codes WHERE status = 'approved' AND user_id = ?", (user_id,)
         )
     return grants

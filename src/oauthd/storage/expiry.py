@@ -8,6 +8,7 @@ token stays while its family lives, so its replay still revokes the family (OAut
 
 from __future__ import annotations
 
+from oauthd.storage.grant_tables import change
 from oauthd.storage.sqlite import Store
 
 __all__ = ["collect_client_shard", "collect_directory"]
@@ -34,7 +35,8 @@ DIRECTORY_SQL = (
 
 
 def _run(store: Store, statements: tuple[tuple[str, str], ...], now: int) -> dict[str, int]:
-    return {kind: store.conn.execute(sql, (now,)).rowcount for kind, sql in statements}
+    # A client's grant tables exist from their first row on (grant_tables.py): none, none go.
+    return {kind: change(store, sql, (now,)) for kind, sql in statements}
 
 
 def collect_client_shard(store: Store, now: int) -> dict[str, int]:

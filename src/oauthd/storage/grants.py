@@ -1,6 +1,7 @@
 """What a client shard holds besides the registration (schema v2): pending authorization
 requests, codes, refresh-token families, refresh tokens and access-token records; and from
-schema v4 the device codes of RFC 8628.
+schema v4 the device codes of RFC 8628. From schema v7 each table is created by its first
+row (`grant_tables.py`); until then it reads as empty.
 
 Every credential is stored as a hash of the whole handle; the refresh-token replay blob is
 sealed under a key derived from the token it answers, so nothing usable rests on disk.
@@ -14,6 +15,7 @@ from typing import Any
 
 import sqlite_utils
 
+from oauthd.storage.grant_tables import change, insert, rows
 from oauthd.storage.secrets import hash_secret
 from oauthd.storage.sqlite import Store
 
@@ -117,25 +119,29 @@ class PendingRow:
 def insert_pending(
     store: Store, request_id: str, browser: str, request: dict[str, Any], now: int, ttl_s: int
 ) -> None:
-    store.conn.execute(
+    insert(
+        store,
+        "pending",
         "INSERT INTO pending VALUES (?,?,?,?,?,?)",
         (hash_secret(request_id), hash_secret(browser), "", json.dumps(request), now, now + ttl_s),
     )
 
 
 def load_pending(store: Store, request_id: str) -> PendingRow | None:
-    rows = store.query(
+    found = rows(
+        store,
         "SELECT browser_hash, csrf_hash, request, expires_at FROM pending WHERE id_hash = ?",
         (hash_secret(request_id),),
     )
-    if not rows:
+    if not found:
         return None
-    browser, csrf, request, expires_at = rows[0]
+    browser, csrf, request, expires_at = found[0]
     return PendingRow(browser, csrf, json.loads(request), expires_at)
 
 
 def set_pending_csrf(store: Store, request_id: str, csrf: str) -> None:
-    store.conn.execute(
+    change(
+        store,
         "UPDATE pending SET csrf_hash = ? WHERE id_hash = ?",
         (hash_secret(csrf), hash_secret(request_id)),
     )
@@ -143,14 +149,15 @@ def set_pending_csrf(store: Store, request_id: str, csrf: str) -> None:
 
 def set_pending_request(store: Store, request_id: str, request: dict[str, Any]) -> None:
     """Replace the stored request and spend the CSRF token that allowed the change."""
-    store.conn.execute(
+    change(
+        store,
         "UPDATE pending SET request = ?, csrf_hash = '' WHERE id_hash = ?",
         (json.dumps(request), hash_secret(request_id)),
     )
 
 
 def consume_pending(store: Store, request_id: str) -> None:
-    store.conn.execute("DELETE FROM pending WHERE id_hash = ?", (hash_secret(request_id),))
+    change(store, "DELETE FROM pending WHERE id_hash = ?", (hash_secret(request_id),))
 
 
 # --- codes --------------------------------------------------------------------------------
@@ -165,25 +172,29 @@ class CodeRow:
 
 
 def insert_code(store: Store, code: str, grant: dict[str, Any], expires_at: int) -> None:
-    store.conn.execute(
+    insert(
+        store,
+        "codes",
         "INSERT INTO codes VALUES (?,?,?,NULL,NULL)",
         (hash_secret(code), json.dumps(grant), expires_at),
     )
 
 
 def load_code(store: Store, code: str) -> CodeRow | None:
-    rows = store.query(
+    found = rows(
+        store,
         "SELECT grant, expires_at, redeemed_at, family_id FROM codes WHERE code_hash = ?",
         (hash_secret(code),),
     )
-    if not rows:
+    if not found:
         return None
-    grant, expires_at, redeemed_at, family_id = rows[0]
+    grant, expires_at, redeemed_at, family_id = found[0]
     return CodeRow(json.loads(grant), expires_at, redeemed_at, family_id)
 
 
 def mark_code_redeemed(store: Store, code: str, now: int, family_id: str) -> None:
-    store.conn.execute(
+    change(
+        store,
         "UPDATE codes SET redeemed_at = ?, family_id = ? WHERE code_hash = ?",
         (now, family_id, hash_secret(code)),
     )
@@ -204,7 +215,9 @@ class FamilyRow:
 
 
 def insert_family(store: Store, family: FamilyRow, now: int) -> None:
-    store.conn.execute(
+    insert(
+        store,
+        "families",
         "INSERT INTO families VALUES (?,?,?,?,?,?,?,NULL)",
         (
             family.family_id,
@@ -219,14 +232,15 @@ def insert_family(store: Store, family: FamilyRow, now: int) -> None:
 
 
 def load_family(store: Store, family_id: str) -> FamilyRow | None:
-    rows = store.query(
+    found = rows(
+        store,
         "SELECT family_id, user_id, scope, resources, auth_time, expires_at, revoked_at "
         "FROM families WHERE family_id = ?",
         (family_id,),
     )
-    if not rows:
+    if not found:
         return None
-    fid, user_id, scope, resources, auth_time, expires_at, revoked_at = rows[0]
+    fid, user_id, scope, resources, auth_time, expires_at, revoked_at = found[0]
     return FamilyRow(
         fid, user_id, scope, tuple(json.loads(resources)), auth_time, expires_at, revoked_at
     )
@@ -234,11 +248,13 @@ def load_family(store: Store, family_id: str) -> FamilyRow | None:
 
 def revoke_family(store: Store, family_id: str, now: int) -> None:
     """Ends the grant: its refresh tokens and every access token issued from it."""
-    store.conn.execute(
+    change(
+        store,
         "UPDATE families SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL",
         (now, family_id),
     )
-    store.conn.execute(
+    change(
+        store,
         "UPDATE access_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL",
         (now, family_id),
     )
@@ -256,21 +272,26 @@ class RefreshRow:
 
 
 def insert_refresh(store: Store, token: str, family_id: str, now: int) -> None:
-    store.conn.execute(
-        "INSERT INTO refresh_tokens VALUES (?,?,?,NULL,NULL)", (hash_secret(token), family_id, now)
+    insert(
+        store,
+        "refresh_tokens",
+        "INSERT INTO refresh_tokens VALUES (?,?,?,NULL,NULL)",
+        (hash_secret(token), family_id, now),
     )
 
 
 def load_refresh(store: Store, token: str) -> RefreshRow | None:
-    rows = store.query(
+    found = rows(
+        store,
         "SELECT family_id, issued_at, rotated_at, replay FROM refresh_tokens WHERE token_hash = ?",
         (hash_secret(token),),
     )
-    return RefreshRow(*rows[0]) if rows else None
+    return RefreshRow(*found[0]) if found else None
 
 
 def mark_refresh_rotated(store: Store, token: str, now: int, replay: str) -> None:
-    store.conn.execute(
+    change(
+        store,
         "UPDATE refresh_tokens SET rotated_at = ?, replay = ? WHERE token_hash = ?",
         (now, replay, hash_secret(token)),
     )
@@ -280,8 +301,11 @@ def mark_refresh_rotated(store: Store, token: str, now: int, replay: str) -> Non
 
 
 def insert_access_token(store: Store, jti: str, family_id: str | None, expires_at: int) -> None:
-    store.conn.execute(
-        "INSERT INTO access_tokens VALUES (?,?,?,NULL)", (jti, family_id, expires_at)
+    insert(
+        store,
+        "access_tokens",
+        "INSERT INTO access_tokens VALUES (?,?,?,NULL)",
+        (jti, family_id, expires_at),
     )
 
 
@@ -293,14 +317,16 @@ class AccessTokenRow:
 
 def load_access_token(store: Store, jti: str) -> AccessTokenRow | None:
     """The record of an issued access token; whether it is live is oauth/token_liveness's."""
-    rows = store.query("SELECT expires_at, revoked_at FROM access_tokens WHERE jti = ?", (jti,))
-    return AccessTokenRow(*rows[0]) if rows else None
+    found = rows(store, "SELECT expires_at, revoked_at FROM access_tokens WHERE jti = ?", (jti,))
+    return AccessTokenRow(*found[0]) if found else None
 
 
 def revoke_access_token(store: Store, jti: str, now: int) -> None:
     """Ends one access token (RFC 7009 §2.1); its grant and refresh token are left alone."""
-    store.conn.execute(
-        "UPDATE access_tokens SET revoked_at = ? WHERE jti = ? AND revoked_at IS NULL", (now, jti)
+    change(
+        store,
+        "UPDATE access_tokens SET revoked_at = ? WHERE jti = ? AND revoked_at IS NULL",
+        (now, jti),
     )
 
 
@@ -345,7 +371,9 @@ def insert_device_code(
 ) -> str:
     """Record a new device code; returns its hash (the name the directory and pages use)."""
     code_hash = hash_secret(code)
-    store.conn.execute(
+    insert(
+        store,
+        "device_codes",
         "INSERT INTO device_codes VALUES (?,?,?,?,?,?,'pending',NULL,NULL,NULL)",
         (code_hash, json.dumps(request), now, expires_at, interval, now),
     )
@@ -353,14 +381,15 @@ def insert_device_code(
 
 
 def load_device_code(store: Store, code_hash: str) -> DeviceRow | None:
-    rows = store.query(
+    found = rows(
+        store,
         "SELECT code_hash, request, expires_at, interval, next_poll_at, status, user_id, "
         "auth_time FROM device_codes WHERE code_hash = ?",
         (code_hash,),
     )
-    if not rows:
+    if not found:
         return None
-    code_hash, request, expires_at, interval, next_poll_at, status, user_id, auth_time = rows[0]
+    code_hash, request, expires_at, interval, next_poll_at, status, user_id, auth_time = found[0]
     return DeviceRow(
         code_hash,
         json.loads(request),
@@ -374,7 +403,8 @@ def load_device_code(store: Store, code_hash: str) -> DeviceRow | None:
 
 
 def set_device_poll(store: Store, code_hash: str, interval: int, next_poll_at: int) -> None:
-    store.conn.execute(
+    change(
+        store,
         "UPDATE device_codes SET interval = ?, next_poll_at = ? WHERE code_hash = ?",
         (interval, next_poll_at, code_hash),
     )
@@ -384,7 +414,8 @@ def decide_device_code(
     store: Store, code_hash: str, status: str, user_id: str | None, auth_time: int | None
 ) -> None:
     """The person approved or denied: only a pending code can be decided."""
-    store.conn.execute(
+    change(
+        store,
         "UPDATE device_codes SET status = ?, user_id = ?, auth_time = ? "
         "WHERE code_hash = ? AND status = 'pending'",
         (status, user_id, auth_time, code_hash),
@@ -392,7 +423,8 @@ def decide_device_code(
 
 
 def mark_device_redeemed(store: Store, code_hash: str, family_id: str) -> None:
-    store.conn.execute(
+    change(
+        store,
         "UPDATE device_codes SET status = 'redeemed', family_id = ? WHERE code_hash = ?",
         (family_id, code_hash),
     )

@@ -12,9 +12,17 @@ from typing import Any
 
 import sqlite_utils
 
-__all__ = ["LockBusy", "Migration", "Schema", "SchemaError", "Store", "tenant_dir"]
+__all__ = ["LockBusy", "Migration", "Rewrite", "Schema", "SchemaError", "Store", "tenant_dir"]
 
 Migration = Callable[[sqlite_utils.Database], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Rewrite:
+    """A migration step that rewrites the whole file (VACUUM) at the schema's page size, which
+    a WAL file cannot change in place. It runs outside any transaction, so it is built to be
+    repeated: each statement it runs is atomic on its own, and the version moves past it only
+    once the file is rewritten and back in WAL mode (`Store._rewrite`)."""
 
 
 class SchemaError(Exception):
@@ -28,10 +36,13 @@ class LockBusy(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Schema:
-    """A shard type: its name and its ordered migrations; the version is their count."""
+    """A shard type: its name and its ordered migrations; the version is their count.
+    `page_size`: the page size of a new file (None: SQLite's default, 4096), and the one a
+    `Rewrite` step brings an older file to."""
 
     name: str
-    migrations: tuple[Migration, ...]
+    migrations: tuple[Migration | Rewrite, ...]
+    page_size: int | None = None
 
     @property
     def version(self) -> int:
@@ -57,6 +68,7 @@ class Store:
     ) -> None:
         self.path = path
         self._busy_timeout_ms = busy_timeout_ms
+        self._synchronous = "FULL" if fsync else "NORMAL"
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
             uri = f"file:{path}?mode=rwc"
@@ -71,18 +83,21 @@ class Store:
             timeout=busy_timeout_ms / 1000,
         )
         try:
-            self._configure(fsync, create)
+            self._configure(create, schema.page_size)
             self._migrate(schema)
         except BaseException:
             self.conn.close()
             raise
 
-    def _configure(self, fsync: bool, create: bool) -> None:
+    def _configure(self, create: bool, page_size: int | None) -> None:
         # NORMAL in WAL survives a killed process; FULL also survives power loss. Opening a
         # shard is on the request path of every cold actor, so it runs as few statements as
         # it can: SQLite's default page cache already stays small for a small shard.
-        self.conn.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
-        # WAL is a property of the file: set once, by whoever may create it.
+        self.conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        # WAL and the page size are properties of the file: set once, by whoever may create
+        # it. The page size only takes on an empty file, before WAL (SQLite ignores it later).
+        if create and page_size is not None:
+            self.conn.execute(f"PRAGMA page_size = {int(page_size)}")
         if create and self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             self.conn.execute("PRAGMA journal_mode = WAL")
 
@@ -92,15 +107,60 @@ class Store:
         return sqlite_utils.Database(self.conn)
 
     def _migrate(self, schema: Schema) -> None:
-        if self._version(schema) == schema.version:
-            return
+        version = self._version(schema)
+        while version < schema.version:
+            if isinstance(schema.migrations[version], Rewrite):
+                if not self._rewrite(schema, version):
+                    return  # another connection has the file open: the next open tries again
+            else:
+                self._run_migrations(schema)
+            version = self._version(schema)
+
+    def _run_migrations(self, schema: Schema) -> None:
+        """The missing migrations up to the next `Rewrite`, in one write transaction."""
         with self.transaction():
             # Re-read inside the write lock: another process may have migrated meanwhile,
             # perhaps a newer oauthd, whose version we must not overwrite with ours.
             version = self._version(schema)
-            for migration in schema.migrations[version:]:
+            while version < schema.version:
+                migration = schema.migrations[version]
+                if isinstance(migration, Rewrite):
+                    break
                 migration(self.db)
-            self.conn.execute(f"PRAGMA user_version = {schema.version}")
+                version += 1
+            self.conn.execute(f"PRAGMA user_version = {version}")
+
+    def _rewrite(self, schema: Schema, version: int) -> bool:
+        """Rewrite the file at the schema's page size, then record `version + 1`. False if
+        another connection has the file open: leaving WAL mode needs it alone, and SQLite
+        refuses at once (busy) rather than let it happen under a reader or a writer.
+
+        Crash-safe by construction: each step is one atomic SQLite operation and the version
+        moves last. Killed before VACUUM commits, the file is the old one (its rollback
+        journal is undone by the next connection); killed after it, the rewritten one, perhaps
+        still in rollback-journal mode. Either way it is a good shard at the old version, and
+        the next open runs these steps again: none of them minds running twice."""
+        try:
+            if self._without_waiting("PRAGMA journal_mode = DELETE") != [("delete",)]:
+                return False
+        except LockBusy:
+            return False
+        try:
+            if schema.page_size is not None:
+                self.conn.execute(f"PRAGMA page_size = {int(schema.page_size)}")
+            # Outside WAL, NORMAL could lose the file to a power cut mid-VACUUM: FULL for it.
+            self.conn.execute("PRAGMA synchronous = FULL")
+            self.conn.execute("VACUUM")
+        finally:
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
+        if schema.page_size is not None and page_size != schema.page_size:
+            return False  # another process put the file back in WAL before VACUUM ran
+        with self.transaction():
+            if self._version(schema) == version:  # not moved on by another process meanwhile
+                self.conn.execute(f"PRAGMA user_version = {version + 1}")
+        return True
 
     def _version(self, schema: Schema) -> int:
         version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
@@ -128,9 +188,14 @@ class Store:
         self.conn.execute("COMMIT")
 
     def _begin_or_raise(self) -> None:
+        self._without_waiting("BEGIN IMMEDIATE")
+
+    def _without_waiting(self, sql: str) -> list[tuple[Any, ...]]:
+        """Run `sql` without waiting for another connection's lock: LockBusy at once (nothing
+        ran) if it is held."""
         self.conn.execute("PRAGMA busy_timeout = 0")
         try:
-            self.conn.execute("BEGIN IMMEDIATE")
+            return self.conn.execute(sql).fetchall()
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
                 raise LockBusy(str(self.path)) from None
