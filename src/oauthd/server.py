@@ -29,9 +29,25 @@ from typing import Any
 
 import trio
 
-from oauthd.actors import Env, RegisterClient, Tick, directory_address, keys_address, kinds
+from oauthd.actors import (
+    DEFAULT_TENANT,
+    Env,
+    RegisterClient,
+    TenantConfig,
+    Tick,
+    directory_address,
+    keys_address,
+    kinds,
+)
 from oauthd.actors.janitor import run_janitor
 from oauthd.actors.keys import run_key_schedule
+from oauthd.actors.registry import (
+    REGISTRY_POLL_S,
+    TENANT_ID,
+    RegistryReader,
+    TenantRow,
+    tenant_settings,
+)
 from oauthd.errors import ConfigError, ServerError
 from oauthd.keys import KeyringHolder, parse_client_jwks, parse_kek
 from oauthd.logs import flush_logs, flush_logs_every
@@ -44,6 +60,7 @@ from oauthd.web import AppState, create_app, hypercorn_config, serve_http
 __all__ = [
     "Runtime",
     "WorkerRole",
+    "app_state",
     "load_metrics_token",
     "open_runtime",
     "serve",
@@ -51,7 +68,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("oauthd.server")
-TENANT = "default"
+TENANT = DEFAULT_TENANT
 
 
 class Runtime:
@@ -227,8 +244,10 @@ async def open_runtime(
         load_initial_access_tokens(settings, environ),
     )
     system = ActorSystem(settings.actors, kinds(env))
+    tenancy = Tenancy(settings, env, environ)
     async with trio.open_nursery() as nursery:
         await nursery.start(system.run)
+        nursery.start_soon(tenancy.watch)
         try:
             await system.ask(keys_address(TENANT), Tick())  # first start makes the first key
         except ServerError as exc:
@@ -243,6 +262,68 @@ async def open_runtime(
             nursery.start_soon(run_janitor, system, env, TENANT, settings.janitor.interval_s)
         task_status.started(Runtime(settings, system, env))
         await trio.sleep_forever()
+
+
+def app_state(runtime: Runtime, env: Env, metrics_token: str) -> AppState:
+    """What the routes of `env.tenant` share: that tenant's settings, keyring and secrets over
+    the process's one actor system, clock and metrics."""
+    return AppState(
+        env.settings,
+        runtime.system,
+        env.keyring,
+        env.clock,
+        env.tenant,
+        initial_access_tokens=env.initial_access_tokens,
+        metrics=env.metrics,
+        metrics_token=metrics_token,
+    )
+
+
+class Tenancy:
+    """How this process knows the tenants of the Registry (actors/registry.py): `env.tenants`
+    loads a tenant's settings from its row on first use, and `watch` re-reads the registry
+    when another connection committed to it (PRAGMA data_version, every REGISTRY_POLL_S, and
+    at once when an unknown tenant is asked for), dropping the views of changed tenants."""
+
+    def __init__(self, settings: Settings, env: Env, environ: Mapping[str, str]) -> None:
+        self.settings = settings
+        self.env = env
+        self.environ = environ
+        self.reader = RegistryReader(settings.data_dir)
+        self.listeners: list[Callable[[str], None]] = []
+        env.tenants.set_loader(self.load)
+
+    def sync(self) -> None:
+        for tenant in self.reader.refresh():
+            self.env.tenants.forget(tenant)
+            for listener in self.listeners:
+                listener(tenant)
+
+    def row(self, tenant: str) -> TenantRow | None:
+        row = self.reader.get(tenant)
+        if row is None and TENANT_ID.fullmatch(tenant) and tenant != TENANT:
+            self.sync()  # one cheap PRAGMA: a tenant added a moment ago is seen at once
+            row = self.reader.get(tenant)
+        return row
+
+    def load(self, tenant: str) -> TenantConfig | None:
+        row = self.row(tenant)
+        if row is None or row.state != "active":
+            return None
+        own = tenant_settings(self.settings, row)
+        return TenantConfig(
+            own,
+            load_upstream_secret(own, self.environ),
+            load_initial_access_tokens(own, self.environ),
+        )
+
+    async def watch(self) -> None:
+        try:
+            while True:
+                self.sync()
+                await trio.sleep(REGISTRY_POLL_S)
+        finally:
+            self.reader.close()
 
 
 async def wait_for_signal() -> None:
@@ -343,17 +424,8 @@ async def _serve(
                 janitor=janitor,
             )
         )
-        state = AppState(
-            settings,
-            runtime.system,
-            runtime.keyring,
-            runtime.env.clock,
-            TENANT,
-            initial_access_tokens=runtime.env.initial_access_tokens,
-            metrics=runtime.env.metrics,
-            metrics_token=load_metrics_token(settings, os.environ),
-        )
-        app = create_app(state)
+        metrics_token = load_metrics_token(settings, os.environ)
+        app = create_app(app_state(runtime, runtime.env, metrics_token))
         listen_fd = None if worker is None else worker.listen_fd
         config = hypercorn_config(settings, listen, listen_fd=listen_fd)
 
