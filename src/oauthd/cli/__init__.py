@@ -15,7 +15,7 @@ import trio
 
 from oauthd.actors import KeyInfo, ListKeys, RotateKeys, keys_address
 from oauthd.actors.janitor import collect_once
-from oauthd.cli import admin
+from oauthd.cli import admin, tenants
 from oauthd.cli.command import Command, config_option, on_runtime
 from oauthd.errors import ConfigError
 from oauthd.logs import flush_logs, setup_logging
@@ -65,6 +65,7 @@ def parser() -> argparse.ArgumentParser:
     )
     kr.set_defaults(run=on_runtime(rotate_keys))
     admin.add_parsers(sub, config)
+    tenants.add_parsers(sub, config)
     g = sub.add_parser(
         "gc", parents=[config], help="delete expired rows and deleted clients' shards now"
     )
