@@ -39,7 +39,7 @@ from oauthd.actors import (
     keys_address,
     kinds,
 )
-from oauthd.actors.janitor import run_janitor
+from oauthd.actors.janitor import collect_once, run_janitor
 from oauthd.actors.keys import run_key_schedule
 from oauthd.actors.registry import (
     REGISTRY_POLL_S,
@@ -48,14 +48,14 @@ from oauthd.actors.registry import (
     TenantRow,
     tenant_settings,
 )
-from oauthd.errors import ConfigError, ServerError
+from oauthd.errors import ConfigError, OAuthError, ServerError
 from oauthd.keys import KeyringHolder, parse_client_jwks, parse_kek
 from oauthd.logs import flush_logs, flush_logs_every
 from oauthd.oauth.rfc7591_registration import default_response_types, hash_initial_access_token
 from oauthd.runtime import ActorSystem, Clock, SystemClock
 from oauthd.settings import Settings
 from oauthd.storage import ClientRecord, hash_secret, tenant_dir
-from oauthd.web import AppState, create_app, hypercorn_config, serve_http
+from oauthd.web import AppState, TenantRouter, create_app, hypercorn_config, serve_http
 
 __all__ = [
     "Runtime",
@@ -74,10 +74,11 @@ TENANT = DEFAULT_TENANT
 class Runtime:
     """A running actor system with its keys loaded and its configured clients registered."""
 
-    def __init__(self, settings: Settings, system: ActorSystem, env: Env) -> None:
+    def __init__(self, settings: Settings, system: ActorSystem, env: Env, tenancy: Tenancy) -> None:
         self.settings = settings
         self.system = system
         self.env = env
+        self.tenancy = tenancy
 
     @property
     def keyring(self) -> KeyringHolder:
@@ -244,9 +245,10 @@ async def open_runtime(
         load_initial_access_tokens(settings, environ),
     )
     system = ActorSystem(settings.actors, kinds(env))
-    tenancy = Tenancy(settings, env, environ)
+    tenancy = Tenancy(settings, env, environ, system)
     async with trio.open_nursery() as nursery:
         await nursery.start(system.run)
+        tenancy.nursery = nursery
         nursery.start_soon(tenancy.watch)
         try:
             await system.ask(keys_address(TENANT), Tick())  # first start makes the first key
@@ -260,7 +262,8 @@ async def open_runtime(
             await system.ask(directory_address(TENANT), RegisterClient(record))
         if janitor:
             nursery.start_soon(run_janitor, system, env, TENANT, settings.janitor.interval_s)
-        task_status.started(Runtime(settings, system, env))
+            nursery.start_soon(tenancy.collect, settings.janitor.interval_s)
+        task_status.started(Runtime(settings, system, env, tenancy))
         await trio.sleep_forever()
 
 
@@ -285,19 +288,61 @@ class Tenancy:
     when another connection committed to it (PRAGMA data_version, every REGISTRY_POLL_S, and
     at once when an unknown tenant is asked for), dropping the views of changed tenants."""
 
-    def __init__(self, settings: Settings, env: Env, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self, settings: Settings, env: Env, environ: Mapping[str, str], system: ActorSystem
+    ) -> None:
         self.settings = settings
         self.env = env
         self.environ = environ
+        self.system = system
         self.reader = RegistryReader(settings.data_dir)
         self.listeners: list[Callable[[str], None]] = []
+        self.schedules: dict[str, trio.CancelScope] = {}
+        self.nursery: trio.Nursery | None = None
         env.tenants.set_loader(self.load)
 
     def sync(self) -> None:
         for tenant in self.reader.refresh():
-            self.env.tenants.forget(tenant)
             for listener in self.listeners:
                 listener(tenant)
+            self.drop(tenant)
+
+    async def activate(self, tenant: str, make_app: Callable[[Env], Any]) -> Any:
+        """A tenant's app on its first request: None when unknown (nothing spawned),
+        "disabled", or the app, once its KeyManager has a key (a new tenant's first) and the
+        clients of its settings are registered; its key schedule runs until it is dropped."""
+        row = self.row(tenant)
+        if row is None or row.state == "removing":
+            return None
+        if row.state == "disabled":
+            return "disabled"
+        own = self.env.find(tenant)
+        if own is None:
+            return "disabled"  # active, but its settings cannot be served here (logged)
+        await self.system.ask(keys_address(tenant), Tick())
+        for record in configured_clients(own.settings, self.environ, int(own.clock.now())):
+            await self.system.ask(directory_address(tenant), RegisterClient(record))
+        if tenant not in self.schedules and self.nursery is not None:
+            scope = self.schedules[tenant] = trio.CancelScope()
+            interval = own.settings.keys.reload_interval_s
+            address = keys_address(tenant)
+
+            async def schedule() -> None:
+                with scope:
+                    await run_key_schedule(self.system, address, own.clock, interval)
+
+            self.nursery.start_soon(schedule)
+        return make_app(own)
+
+    def drop(self, tenant: str) -> None:
+        """Forget a tenant's settings and stop its key schedule and actors (changed, disabled,
+        removed, or idle): its next request activates it afresh from disk."""
+        self.env.tenants.forget(tenant)
+        scope = self.schedules.pop(tenant, None)
+        if scope is not None:
+            scope.cancel()
+        if self.nursery is not None:
+            self.nursery.start_soon(self.system.retire_tenant, tenant)
 
     def row(self, tenant: str) -> TenantRow | None:
         row = self.reader.get(tenant)
@@ -310,12 +355,29 @@ class Tenancy:
         row = self.row(tenant)
         if row is None or row.state != "active":
             return None
-        own = tenant_settings(self.settings, row)
-        return TenantConfig(
-            own,
-            load_upstream_secret(own, self.environ),
-            load_initial_access_tokens(own, self.environ),
-        )
+        try:
+            own = tenant_settings(self.settings, row)
+            return TenantConfig(
+                own,
+                load_upstream_secret(own, self.environ),
+                load_initial_access_tokens(own, self.environ),
+            )
+        except ConfigError as exc:  # e.g. a secret's variable unset in this process
+            log.error("tenant %s cannot be served: %s", tenant, exc)  # noqa: TRY400 (said, no trace)
+            return None
+
+    async def collect(self, interval_s: float) -> None:
+        """The janitor of the registry's tenants: every `interval_s`, a pass over each active
+        tenant that has a directory (one at a time, like the default tenant's)."""
+        while True:
+            await trio.sleep(interval_s)
+            for tenant, row in sorted(self.reader.rows.items()):
+                if row.state != "active" or not self.env.tenant_dir(tenant).is_dir():
+                    continue
+                try:
+                    await collect_once(self.system, self.env, tenant)
+                except OAuthError as exc:
+                    log.warning("janitor pass of tenant %s failed: %s", tenant, exc)
 
     async def watch(self) -> None:
         try:
@@ -425,7 +487,19 @@ async def _serve(
             )
         )
         metrics_token = load_metrics_token(settings, os.environ)
-        app = create_app(app_state(runtime, runtime.env, metrics_token))
+        tenancy = runtime.tenancy
+
+        def make_app(env: Env) -> Any:
+            return create_app(app_state(runtime, env, metrics_token))
+
+        router = TenantRouter(
+            make_app(runtime.env),
+            settings.issuer_path,
+            partial(tenancy.activate, make_app=make_app),
+            tenancy.drop,
+        )
+        tenancy.listeners.append(router.forget)
+        app = router
         listen_fd = None if worker is None else worker.listen_fd
         config = hypercorn_config(settings, listen, listen_fd=listen_fd)
 
