@@ -357,6 +357,7 @@ class Tenancy:
             return None
         try:
             own = tenant_settings(self.settings, row)
+            configured_clients(own, self.environ, 0)  # their secrets' variables are set here
             return TenantConfig(
                 own,
                 load_upstream_secret(own, self.environ),

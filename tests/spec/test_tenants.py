@@ -291,3 +291,22 @@ async def test_remove_stops_the_tenant_and_its_directory_goes(
         assert (await http.get("/t/a/token")).status_code == 404
         assert not directory.exists()
         assert (await http.get("/t/b/.well-known/jwks.json")).status_code == 200
+
+
+async def test_a_tenant_whose_secret_is_not_set_is_unavailable_not_an_error(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Settings naming a variable this process lacks: 403 temporarily_unavailable (and a log
+    line), never a 500; other tenants are served."""
+    settings = make_settings()
+    text = (
+        '[[clients]]\nclient_id = "svc"\nclient_secret_env = "TEST_UNSET_TENANT_SECRET"\n'
+        'grant_types = ["client_credentials"]\n'
+    )
+    async with running_server(settings) as server, registry(settings) as ask:
+        await ask(AddTenant("a", "", text))
+        await ask(AddTenant("b", "", SETTINGS))
+        response = await server.http.get("/t/a/.well-known/jwks.json")
+        assert response.status_code == 403
+        assert response.json()["error"] == "temporarily_unavailable"
+        assert (await server.http.get("/t/b/.well-known/jwks.json")).status_code == 200
