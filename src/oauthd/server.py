@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import resource
 import signal
@@ -299,9 +300,18 @@ class Tenancy:
         self.listeners: list[Callable[[str], None]] = []
         self.schedules: dict[str, trio.CancelScope] = {}
         self.nursery: trio.Nursery | None = None
+        self._synced = -math.inf
+        self._wake = trio.Event()  # set when a tenant is activated: `watch` has work
         env.tenants.set_loader(self.load)
 
+    def sync_due(self) -> None:
+        """Before a tenant's request: re-read the registry if the last look is older than
+        REGISTRY_POLL_S (one PRAGMA), so no request acts on a change older than that."""
+        if trio.current_time() - self._synced >= REGISTRY_POLL_S:
+            self.sync()
+
     def sync(self) -> None:
+        self._synced = trio.current_time()
         for tenant in self.reader.refresh():
             for listener in self.listeners:
                 listener(tenant)
@@ -311,6 +321,7 @@ class Tenancy:
         """A tenant's app on its first request: None when unknown (nothing spawned),
         "disabled", or the app, once its KeyManager has a key (a new tenant's first) and the
         clients of its settings are registered; its key schedule runs until it is dropped."""
+        self.sync()  # activation is rare: act on the registry as it is now
         row = self.row(tenant)
         if row is None or row.state == "removing":
             return None
@@ -332,6 +343,7 @@ class Tenancy:
                     await run_key_schedule(self.system, address, own.clock, interval)
 
             self.nursery.start_soon(schedule)
+            self._wake.set()
         return make_app(own)
 
     def drop(self, tenant: str) -> None:
@@ -372,6 +384,7 @@ class Tenancy:
         tenant that has a directory (one at a time, like the default tenant's)."""
         while True:
             await trio.sleep(interval_s)
+            self.sync()
             for tenant, row in sorted(self.reader.rows.items()):
                 if row.state != "active" or not self.env.tenant_dir(tenant).is_dir():
                     continue
@@ -381,8 +394,16 @@ class Tenancy:
                     log.warning("janitor pass of tenant %s failed: %s", tenant, exc)
 
     async def watch(self) -> None:
+        """While some tenant is live in this process, look at the registry every
+        REGISTRY_POLL_S, so an idle tenant that was disabled or removed has its actors stopped
+        (before `tenants remove` deletes its directory). With none live there is nothing to
+        stop, and a single-tenant server never wakes for it; requests look for themselves
+        (`sync_due`)."""
         try:
             while True:
+                if not self.schedules:
+                    self._wake = trio.Event()
+                    await self._wake.wait()
                 self.sync()
                 await trio.sleep(REGISTRY_POLL_S)
         finally:
@@ -498,6 +519,7 @@ async def _serve(
             settings.issuer_path,
             partial(tenancy.activate, make_app=make_app),
             tenancy.drop,
+            before=tenancy.sync_due,
         )
         tenancy.listeners.append(router.forget)
         app = router

@@ -4,8 +4,9 @@ It owns `<data_dir>/registry.sqlite`: id, issuer, state and per-tenant settings 
 the file's shape, checked by the same loader and checks as the file). Each change is one
 BEGIN IMMEDIATE transaction, so a CLI beside a running server and the server's own actor are
 ordered by the file's write lock. Readers in every process (`RegistryReader`) notice a commit
-by any connection through `PRAGMA data_version`: a cheap check on each miss and a poll every
-`REGISTRY_POLL_S`, so every worker sees a change within that bound."""
+by any connection through `PRAGMA data_version`, a cheap check that `server.Tenancy` makes at
+most `REGISTRY_POLL_S` apart for tenant requests (and at once for an unknown tenant), so every
+worker acts on a change within that bound."""
 
 from __future__ import annotations
 

@@ -77,8 +77,10 @@ class TenantRouter:
         *,
         max_apps: int = 100,
         idle_s: float = 600.0,
+        before: Callable[[], None] = lambda: None,
     ) -> None:
         self.root = root
+        self.before = before  # each tenant request: bring the view of the registry up to date
         self.root_path = root_path
         self.activate = activate
         self.drop = drop
@@ -132,6 +134,7 @@ class TenantRouter:
         if tenant is None:
             await self.root(scope, receive, send)
             return
+        self.before()
         app = await self.app_of(tenant)
         if app is None:
             await SecurityHeaders(_not_found)(scope, receive, send)
