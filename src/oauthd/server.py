@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import resource
 import signal
@@ -29,21 +30,38 @@ from typing import Any
 
 import trio
 
-from oauthd.actors import Env, RegisterClient, Tick, directory_address, keys_address, kinds
-from oauthd.actors.janitor import run_janitor
+from oauthd.actors import (
+    DEFAULT_TENANT,
+    Env,
+    RegisterClient,
+    TenantConfig,
+    Tick,
+    directory_address,
+    keys_address,
+    kinds,
+)
+from oauthd.actors.janitor import collect_once, run_janitor
 from oauthd.actors.keys import run_key_schedule
-from oauthd.errors import ConfigError, ServerError
+from oauthd.actors.registry import (
+    REGISTRY_POLL_S,
+    TENANT_ID,
+    RegistryReader,
+    TenantRow,
+    tenant_settings,
+)
+from oauthd.errors import ConfigError, OAuthError, ServerError
 from oauthd.keys import KeyringHolder, parse_client_jwks, parse_kek
 from oauthd.logs import flush_logs, flush_logs_every
 from oauthd.oauth.rfc7591_registration import default_response_types, hash_initial_access_token
 from oauthd.runtime import ActorSystem, Clock, SystemClock
 from oauthd.settings import Settings
 from oauthd.storage import ClientRecord, hash_secret, tenant_dir
-from oauthd.web import AppState, create_app, hypercorn_config, serve_http
+from oauthd.web import AppState, TenantRouter, create_app, hypercorn_config, serve_http
 
 __all__ = [
     "Runtime",
     "WorkerRole",
+    "app_state",
     "load_metrics_token",
     "open_runtime",
     "serve",
@@ -51,16 +69,17 @@ __all__ = [
 ]
 
 log = logging.getLogger("oauthd.server")
-TENANT = "default"
+TENANT = DEFAULT_TENANT
 
 
 class Runtime:
     """A running actor system with its keys loaded and its configured clients registered."""
 
-    def __init__(self, settings: Settings, system: ActorSystem, env: Env) -> None:
+    def __init__(self, settings: Settings, system: ActorSystem, env: Env, tenancy: Tenancy) -> None:
         self.settings = settings
         self.system = system
         self.env = env
+        self.tenancy = tenancy
 
     @property
     def keyring(self) -> KeyringHolder:
@@ -227,8 +246,11 @@ async def open_runtime(
         load_initial_access_tokens(settings, environ),
     )
     system = ActorSystem(settings.actors, kinds(env))
+    tenancy = Tenancy(settings, env, environ, system)
     async with trio.open_nursery() as nursery:
         await nursery.start(system.run)
+        tenancy.nursery = nursery
+        nursery.start_soon(tenancy.watch)
         try:
             await system.ask(keys_address(TENANT), Tick())  # first start makes the first key
         except ServerError as exc:
@@ -241,8 +263,151 @@ async def open_runtime(
             await system.ask(directory_address(TENANT), RegisterClient(record))
         if janitor:
             nursery.start_soon(run_janitor, system, env, TENANT, settings.janitor.interval_s)
-        task_status.started(Runtime(settings, system, env))
+            nursery.start_soon(tenancy.collect, settings.janitor.interval_s)
+        task_status.started(Runtime(settings, system, env, tenancy))
         await trio.sleep_forever()
+
+
+def app_state(runtime: Runtime, env: Env, metrics_token: str) -> AppState:
+    """What the routes of `env.tenant` share: that tenant's settings, keyring and secrets over
+    the process's one actor system, clock and metrics."""
+    return AppState(
+        env.settings,
+        runtime.system,
+        env.keyring,
+        env.clock,
+        env.tenant,
+        initial_access_tokens=env.initial_access_tokens,
+        metrics=env.metrics,
+        metrics_token=metrics_token,
+    )
+
+
+class Tenancy:
+    """How this process knows the tenants of the Registry (actors/registry.py): `env.tenants`
+    loads a tenant's settings from its row on first use, and `watch` re-reads the registry
+    when another connection committed to it (PRAGMA data_version, every REGISTRY_POLL_S, and
+    at once when an unknown tenant is asked for), dropping the views of changed tenants."""
+
+    def __init__(
+        self, settings: Settings, env: Env, environ: Mapping[str, str], system: ActorSystem
+    ) -> None:
+        self.settings = settings
+        self.env = env
+        self.environ = environ
+        self.system = system
+        self.reader = RegistryReader(settings.data_dir)
+        self.listeners: list[Callable[[str], None]] = []
+        self.schedules: dict[str, trio.CancelScope] = {}
+        self.nursery: trio.Nursery | None = None
+        self._synced = -math.inf
+        self._wake = trio.Event()  # set when a tenant is activated: `watch` has work
+        env.tenants.set_loader(self.load)
+
+    def sync_due(self) -> None:
+        """Before a tenant's request: re-read the registry if the last look is older than
+        REGISTRY_POLL_S (one PRAGMA), so no request acts on a change older than that."""
+        if trio.current_time() - self._synced >= REGISTRY_POLL_S:
+            self.sync()
+
+    def sync(self) -> None:
+        self._synced = trio.current_time()
+        for tenant in self.reader.refresh():
+            for listener in self.listeners:
+                listener(tenant)
+            self.drop(tenant)
+
+    async def activate(self, tenant: str, make_app: Callable[[Env], Any]) -> Any:
+        """A tenant's app on its first request: None when unknown (nothing spawned),
+        "disabled", or the app, once its KeyManager has a key (a new tenant's first) and the
+        clients of its settings are registered; its key schedule runs until it is dropped."""
+        self.sync()  # activation is rare: act on the registry as it is now
+        row = self.row(tenant)
+        if row is None or row.state == "removing":
+            return None
+        if row.state == "disabled":
+            return "disabled"
+        own = self.env.find(tenant)
+        if own is None:
+            return "disabled"  # active, but its settings cannot be served here (logged)
+        await self.system.ask(keys_address(tenant), Tick())
+        for record in configured_clients(own.settings, self.environ, int(own.clock.now())):
+            await self.system.ask(directory_address(tenant), RegisterClient(record))
+        if tenant not in self.schedules and self.nursery is not None:
+            scope = self.schedules[tenant] = trio.CancelScope()
+            interval = own.settings.keys.reload_interval_s
+            address = keys_address(tenant)
+
+            async def schedule() -> None:
+                with scope:
+                    await run_key_schedule(self.system, address, own.clock, interval)
+
+            self.nursery.start_soon(schedule)
+            self._wake.set()
+        return make_app(own)
+
+    def drop(self, tenant: str) -> None:
+        """Forget a tenant's settings and stop its key schedule and actors (changed, disabled,
+        removed, or idle): its next request activates it afresh from disk."""
+        self.env.tenants.forget(tenant)
+        scope = self.schedules.pop(tenant, None)
+        if scope is not None:
+            scope.cancel()
+        if self.nursery is not None:
+            self.nursery.start_soon(self.system.retire_tenant, tenant)
+
+    def row(self, tenant: str) -> TenantRow | None:
+        row = self.reader.get(tenant)
+        if row is None and TENANT_ID.fullmatch(tenant) and tenant != TENANT:
+            self.sync()  # one cheap PRAGMA: a tenant added a moment ago is seen at once
+            row = self.reader.get(tenant)
+        return row
+
+    def load(self, tenant: str) -> TenantConfig | None:
+        row = self.row(tenant)
+        if row is None or row.state != "active":
+            return None
+        try:
+            own = tenant_settings(self.settings, row)
+            configured_clients(own, self.environ, 0)  # their secrets' variables are set here
+            return TenantConfig(
+                own,
+                load_upstream_secret(own, self.environ),
+                load_initial_access_tokens(own, self.environ),
+            )
+        except ConfigError as exc:  # e.g. a secret's variable unset in this process
+            log.error("tenant %s cannot be served: %s", tenant, exc)  # noqa: TRY400 (said, no trace)
+            return None
+
+    async def collect(self, interval_s: float) -> None:
+        """The janitor of the registry's tenants: every `interval_s`, a pass over each active
+        tenant that has a directory (one at a time, like the default tenant's)."""
+        while True:
+            await trio.sleep(interval_s)
+            self.sync()
+            for tenant, row in sorted(self.reader.rows.items()):
+                if row.state != "active" or not self.env.tenant_dir(tenant).is_dir():
+                    continue
+                try:
+                    await collect_once(self.system, self.env, tenant)
+                except OAuthError as exc:
+                    log.warning("janitor pass of tenant %s failed: %s", tenant, exc)
+
+    async def watch(self) -> None:
+        """While some tenant is live in this process, look at the registry every
+        REGISTRY_POLL_S, so an idle tenant that was disabled or removed has its actors stopped
+        (before `tenants remove` deletes its directory). With none live there is nothing to
+        stop, and a single-tenant server never wakes for it; requests look for themselves
+        (`sync_due`)."""
+        try:
+            while True:
+                if not self.schedules:
+                    self._wake = trio.Event()
+                    await self._wake.wait()
+                self.sync()
+                await trio.sleep(REGISTRY_POLL_S)
+        finally:
+            self.reader.close()
 
 
 async def wait_for_signal() -> None:
@@ -343,17 +508,21 @@ async def _serve(
                 janitor=janitor,
             )
         )
-        state = AppState(
-            settings,
-            runtime.system,
-            runtime.keyring,
-            runtime.env.clock,
-            TENANT,
-            initial_access_tokens=runtime.env.initial_access_tokens,
-            metrics=runtime.env.metrics,
-            metrics_token=load_metrics_token(settings, os.environ),
+        metrics_token = load_metrics_token(settings, os.environ)
+        tenancy = runtime.tenancy
+
+        def make_app(env: Env) -> Any:
+            return create_app(app_state(runtime, env, metrics_token))
+
+        router = TenantRouter(
+            make_app(runtime.env),
+            settings.issuer_path,
+            partial(tenancy.activate, make_app=make_app),
+            tenancy.drop,
+            before=tenancy.sync_due,
         )
-        app = create_app(state)
+        tenancy.listeners.append(router.forget)
+        app = router
         listen_fd = None if worker is None else worker.listen_fd
         config = hypercorn_config(settings, listen, listen_fd=listen_fd)
 

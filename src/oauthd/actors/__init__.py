@@ -23,9 +23,10 @@ from oauthd.actors.keys import (
     keys_address,
     run_key_schedule,
 )
-from oauthd.actors.wiring import Env, kinds
+from oauthd.actors.wiring import DEFAULT_TENANT, Env, TenantConfig, TenantTable, kinds
 
 __all__ = [
+    "DEFAULT_TENANT",
     "ClientActor",
     "CountClients",
     "Directory",
@@ -41,6 +42,8 @@ __all__ = [
     "RegisterClient",
     "ReloadKeys",
     "RotateKeys",
+    "TenantConfig",
+    "TenantTable",
     "Tick",
     "client_address",
     "directory_address",

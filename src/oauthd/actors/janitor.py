@@ -90,7 +90,7 @@ async def collect_once(system: ActorSystem, env: Env, tenant: str) -> JanitorRep
             if await _remove(system, address, tenant_dir):
                 report.removed.append(shard_key)
     report.counts.update(await system.ask(directory_address(tenant), CollectDirectory()))
-    if env.settings.federation.enabled:
+    if env.settings_of(tenant).federation.enabled:
         logins = await system.ask(federation_address(tenant), CollectLogins())
         report.counts["upstream_logins"] += logins
     return report

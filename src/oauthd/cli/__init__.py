@@ -1,5 +1,6 @@
 """The `oauthd` command: serve | check-config | keys list|rotate | gc, and the admin commands
-clients add|list|show|remove, users add|list|remove, grants list|revoke (cli/admin.py).
+clients add|list|show|remove, users add|list|remove, grants list|revoke (cli/admin.py), and
+tenants add|list|show|update|disable|enable|remove (cli/tenants.py).
 Exit codes: 0 ok, 1 not found, 2 usage or configuration error."""
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import trio
 
 from oauthd.actors import KeyInfo, ListKeys, RotateKeys, keys_address
 from oauthd.actors.janitor import collect_once
-from oauthd.cli import admin
+from oauthd.cli import admin, tenants
 from oauthd.cli.command import Command, config_option, on_runtime
-from oauthd.errors import ConfigError
+from oauthd.errors import ConfigError, NotFound
 from oauthd.logs import flush_logs, setup_logging
 from oauthd.server import (
     TENANT,
@@ -55,9 +56,11 @@ def parser() -> argparse.ArgumentParser:
     c.set_defaults(run=check_config)
     k = sub.add_parser("keys", help="signing keys")
     ksub = k.add_subparsers(dest="keys_command", required=True)
-    kl = ksub.add_parser("list", parents=[config], help="list keys and their states")
+    tenant = argparse.ArgumentParser(add_help=False)
+    tenant.add_argument("--tenant", default=TENANT, help="whose keys (default: the file's)")
+    kl = ksub.add_parser("list", parents=[config, tenant], help="list keys and their states")
     kl.set_defaults(run=on_runtime(list_keys))
-    kr = ksub.add_parser("rotate", parents=[config], help="start a new signing key")
+    kr = ksub.add_parser("rotate", parents=[config, tenant], help="start a new signing key")
     kr.add_argument(
         "--immediate",
         action="store_true",
@@ -65,6 +68,7 @@ def parser() -> argparse.ArgumentParser:
     )
     kr.set_defaults(run=on_runtime(rotate_keys))
     admin.add_parsers(sub, config)
+    tenants.add_parsers(sub, config)
     g = sub.add_parser(
         "gc", parents=[config], help="delete expired rows and deleted clients' shards now"
     )
@@ -165,14 +169,20 @@ def check_config(settings: Settings, args: argparse.Namespace) -> int:
 
 async def list_keys(runtime: Runtime, args: argparse.Namespace) -> int:
     """Works beside a running server: the shard's write lock orders both."""
-    infos = await runtime.system.ask(keys_address(TENANT), ListKeys())
+    try:
+        infos = await runtime.system.ask(keys_address(args.tenant), ListKeys())
+    except NotFound:
+        return admin.not_found(f"no tenant {args.tenant!r}")
     print_keys(infos)
     return 0
 
 
 async def rotate_keys(runtime: Runtime, args: argparse.Namespace) -> int:
     message = RotateKeys(args.immediate)
-    infos = await runtime.system.ask(keys_address(TENANT), message)
+    try:
+        infos = await runtime.system.ask(keys_address(args.tenant), message)
+    except NotFound:
+        return admin.not_found(f"no tenant {args.tenant!r}")
     print_keys(infos)
     return 0
 

@@ -211,6 +211,28 @@ class ActorSystem:
         await cell.closed.wait()
         return True
 
+    async def retire_tenant(self, tenant: str) -> None:
+        """Stop the actors of `tenant` live now, pinned ones too, each once it has no message
+        in hand or in its mailbox, and wait until they have closed their resources (a tenant
+        changed, disabled or removed: its shards are closed before its directory goes).
+        Actors spawned meanwhile, by a request for the tenant as it is now, are left alone."""
+        waiting = [cell for address, cell in self._live.items() if address.tenant == tenant]
+        while waiting:
+            busy = []
+            for cell in waiting:
+                if cell.closing:
+                    if cell.closed is not None:
+                        await cell.closed.wait()
+                elif cell.busy or cell.mailbox:
+                    busy.append(cell)
+                else:
+                    cell.closed = trio.Event()
+                    self._evict(cell)
+                    await cell.closed.wait()
+            waiting = busy
+            if waiting:
+                await trio.sleep(0.01)  # their messages finish first
+
     def stats(self) -> SystemStats:
         return SystemStats(
             live=len(self._live),

@@ -10,7 +10,12 @@ key. Environment overrides use the key path in upper case with `__` between tabl
 from __future__ import annotations
 
 from oauthd.settings.checks import MAX_WORKERS, contrast_ratio
-from oauthd.settings.loader import load_settings, settings_for_tests
+from oauthd.settings.loader import (
+    TENANT_TABLES,
+    load_settings,
+    load_tenant_settings,
+    settings_for_tests,
+)
 from oauthd.settings.schema import (
     ID_TOKEN_ALG,
     ActorSettings,
@@ -40,6 +45,7 @@ from oauthd.settings.schema import (
 __all__ = [
     "ID_TOKEN_ALG",
     "MAX_WORKERS",
+    "TENANT_TABLES",
     "ActorSettings",
     "BrandingSettings",
     "ClientMetadataSettings",
@@ -63,6 +69,7 @@ __all__ = [
     "contrast_ratio",
     "is_loopback_host",
     "load_settings",
+    "load_tenant_settings",
     "settings_for_tests",
     "split_listen",
 ]

@@ -18,7 +18,13 @@ from oauthd.errors import ConfigError
 from oauthd.settings.checks import check_settings
 from oauthd.settings.schema import Settings
 
-__all__ = ["ENV_PREFIX", "load_settings", "settings_for_tests"]
+__all__ = [
+    "ENV_PREFIX",
+    "TENANT_TABLES",
+    "load_settings",
+    "load_tenant_settings",
+    "settings_for_tests",
+]
 
 ENV_PREFIX = "OAUTHD_"
 
@@ -217,5 +223,55 @@ def settings_for_tests(**overrides: Any) -> Settings:
     settings = dataclasses.replace(
         Settings(issuer="http://127.0.0.1:8787", dev_mode=True, source="<test>"), **overrides
     )
+    check_settings(settings)
+    return settings
+
+
+# The tables a tenant other than `default` sets for itself (docs/architecture.md "Tenants");
+# every other key is server-wide and comes from the file.
+TENANT_TABLES = (
+    "tokens",
+    "resources",
+    "clients",
+    "dev",
+    "password_login",
+    "federation",
+    "branding",
+    "limits",
+    "registration",
+    "client_metadata",
+    "keys",
+)
+TENANT_KEYS_KEYS = ("algorithm",)  # [keys]: the schedule and the key-encryption key are the file's
+SERVER_WIDE_LIMITS = ("max_body_bytes", "max_tracked_keys", "trusted_proxies")
+
+
+def load_tenant_settings(root: Settings, issuer: str, text: str, source: str) -> Settings:
+    """A tenant's settings: the per-tenant tables of `text` (TOML, the file's shape), schema
+    defaults for those it leaves out, and the server-wide keys of `root` (the file). Checked
+    like the file; a server-wide or unknown key is a ConfigError naming it."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "(syntax)", str(exc)) from None
+    names = {f.name for f in dataclasses.fields(Settings)} - {"source"}
+    for name in raw:
+        if name not in TENANT_TABLES:
+            why = "server-wide: set in the file, not per tenant" if name in names else None
+            raise ConfigError(source, name, why or "unknown key")
+    for table, allowed in (("keys", TENANT_KEYS_KEYS), ("limits", None)):
+        given = raw.get(table, {})
+        for key in given if isinstance(given, dict) else ():
+            if (allowed is not None and key not in allowed) or key in SERVER_WIDE_LIMITS:
+                raise ConfigError(
+                    source, f"{table}.{key}", "server-wide: set in the file, not per tenant"
+                )
+    own: Settings = convert(Settings, {**raw, "issuer": issuer}, source, "")
+    tables: dict[str, Any] = {name: getattr(own, name) for name in TENANT_TABLES}
+    tables["keys"] = dataclasses.replace(root.keys, algorithm=own.keys.algorithm)
+    tables["limits"] = dataclasses.replace(
+        own.limits, **{key: getattr(root.limits, key) for key in SERVER_WIDE_LIMITS}
+    )
+    settings = dataclasses.replace(root, issuer=issuer, source=source, **tables)
     check_settings(settings)
     return settings

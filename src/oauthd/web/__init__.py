@@ -5,5 +5,6 @@ A route parses the request, asks one actor (or reads a prepared snapshot), rende
 
 from oauthd.web.app import AppState, create_app
 from oauthd.web.serving import hypercorn_config, serve_http
+from oauthd.web.tenants import TenantRouter
 
-__all__ = ["AppState", "create_app", "hypercorn_config", "serve_http"]
+__all__ = ["AppState", "TenantRouter", "create_app", "hypercorn_config", "serve_http"]

@@ -46,10 +46,19 @@ class AccessLog:
     """Times every request and notes its status once, for two readers: the access log (a line
     per request, when `enabled`) and the request metrics (route template and status)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        enabled: bool = True,
+        label: tuple[str, str] = ("", ""),
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.enabled = enabled
+        # (prefix, template): a path tenant's routes are labelled /t/{tenant}/..., so the
+        # number of metric series does not grow with the number of tenants.
+        self.label = label
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,6 +79,11 @@ class AccessLog:
         finally:
             seconds = time.perf_counter() - start
             endpoint = scope.get(ROUTE, UNMATCHED)
+            prefix, template = self.label
+            if prefix and endpoint.startswith(prefix):
+                endpoint = template + endpoint[len(prefix) :]
+            elif prefix and prefix in endpoint:  # a well-known document with the path inserted
+                endpoint = endpoint.replace(prefix, template, 1)
             self.metrics.request(endpoint, status, seconds)
             if status == TOO_MANY_REQUESTS:  # only rate limits answer 429: one count for all
                 self.metrics.rate_limited(endpoint)

@@ -93,5 +93,8 @@ def create_app(state: AppState) -> SecurityHeaders:
     asgi: ASGIApp = app  # type: ignore[assignment]  # Quart types ASGI scopes as TypedDicts
     fast = FastPath(asgi, fast_routes(app), state.settings.limits.max_body_bytes)
     limited = RequestSizeLimits(fast)
-    logged = AccessLog(limited, state.metrics, enabled=state.settings.log.access_log)
+    label = ("", "")
+    if state.tenant != "default":  # a path tenant: /t/<id> becomes /t/{tenant} in metrics
+        label = (state.path(""), state.path("").rpartition("/")[0] + "/{tenant}")
+    logged = AccessLog(limited, state.metrics, enabled=state.settings.log.access_log, label=label)
     return SecurityHeaders(logged)

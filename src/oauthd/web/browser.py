@@ -32,21 +32,29 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Cookies:
+    """The browser's cookies, scoped to the issuer: a root issuer's are `__Host-` cookies on
+    "/", a path issuer's (a path tenant, /t/<id>) live under its path only, so a browser
+    never sends one tenant's cookies to another."""
+
     secure: bool
+    path: str = "/"
 
     @classmethod
     def of(cls, state: AppState) -> Cookies:
-        return cls(secure=not state.settings.dev_mode)
+        return cls(secure=not state.settings.dev_mode, path=state.path("/"))
 
     def name(self, base: str) -> str:
-        return f"__Host-oauthd-{base}" if self.secure else f"oauthd-{base}"
+        if not self.secure:
+            return f"oauthd-{base}"
+        # RFC 6265bis §4.1.3: __Host- needs Path=/; under a path, __Secure- still needs Secure.
+        return f"__Host-oauthd-{base}" if self.path == "/" else f"__Secure-oauthd-{base}"
 
     def set(self, response: Response, base: str, value: str, max_age_s: int) -> None:
         response.set_cookie(
             self.name(base),
             value,
             max_age=max_age_s,
-            path="/",
+            path=self.path,
             secure=self.secure,
             httponly=True,
             samesite="Lax",
@@ -54,7 +62,7 @@ class Cookies:
 
     def clear(self, response: Response, base: str) -> None:
         response.delete_cookie(
-            self.name(base), path="/", secure=self.secure, httponly=True, samesite="Lax"
+            self.name(base), path=self.path, secure=self.secure, httponly=True, samesite="Lax"
         )
 
     def read(self, base: str) -> str | None:

@@ -1,0 +1,95 @@
+"""`oauthd tenants ...` as real subprocesses, with `--json`, beside a live `oauthd serve`: the
+Registry's write lock orders them, the message of a refused setting names its key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.interop.test_cli import Config, free_port, run, serving
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    path = tmp_path / "oauthd.toml"
+    path.write_text(
+        f'issuer = "{issuer}"\ndev_mode = true\n'
+        f'data_dir = "{tmp_path / "data"}"\nlisten = "127.0.0.1:{port}"\n'
+        '[log]\nlevel = "info"\n',
+        encoding="utf-8",
+    )
+    return Config(path, issuer, issuer)
+
+
+def tenants(config: Config, *args: str) -> tuple[int, Any, str]:
+    result = run("tenants", *args, "--config", str(config.path), "--json")
+    body = json.loads(result.stdout) if result.stdout.strip() else None
+    return result.returncode, body, result.stderr
+
+
+def test_tenants_add_list_show_update_disable_enable_remove_with_json(
+    config: Config, tmp_path: Path
+) -> None:
+    """Every tenants command answers JSON; a new tenant's issuer is <root>/t/<id>; disable and
+    enable change its state; remove deletes its directory and its row."""
+    settings = tmp_path / "acme.toml"
+    settings.write_text('[branding]\nproduct_name = "Acme"\n[tokens]\naccess_token_ttl_s = 600\n')
+    with serving(config, tmp_path / "serve.err"):
+        code, added, err = tenants(config, "add", "acme", "--settings", str(settings))
+        assert code == 0, err
+        assert added["tenant"] == "acme"
+        assert added["issuer"] == config.issuer + "/t/acme"
+        assert added["state"] == "active"
+        assert "product_name" in added["settings"]
+        code, _, err = tenants(config, "add", "beta")
+        assert code == 0, err
+        code, listed, _ = tenants(config, "list")
+        assert [t["tenant"] for t in listed] == ["acme", "beta"]
+        code, shown, _ = tenants(config, "show", "acme")
+        assert (code, shown) == (0, added)
+        settings.write_text("[tokens]\naccess_token_ttl_s = 300\n")
+        code, updated, err = tenants(config, "update", "acme", "--settings", str(settings))
+        assert code == 0, err
+        assert updated["settings"] == "[tokens]\naccess_token_ttl_s = 300\n"
+        code, disabled, _ = tenants(config, "disable", "acme")
+        assert (code, disabled["state"]) == (0, "disabled")
+        code, enabled, _ = tenants(config, "enable", "acme")
+        assert (code, enabled["state"]) == (0, "active")
+        (config.path.parent / "data" / "acme").mkdir(parents=True, exist_ok=True)
+        code, removed, err = tenants(config, "remove", "acme")
+        assert code == 0, err
+        assert removed["removed"] is True
+        assert not Path(removed["directory"]).exists()
+        code, listed, _ = tenants(config, "list")
+        assert [t["tenant"] for t in listed] == ["beta"]
+
+
+def test_tenants_refusals_exit_1_or_2_and_name_the_key(config: Config, tmp_path: Path) -> None:
+    """An unknown tenant exits 1; a bad id, a server-wide or unknown key, or an impossible
+    value exits 2 with a message naming it; nothing is added."""
+    code, body, _ = tenants(config, "show", "nope")
+    assert (code, body) == (1, {"error": "not_found", "tenant": "nope"})
+    code, _, _ = tenants(config, "disable", "nope")
+    assert code == 1
+    for text, key in (
+        ("[tokens]\ncode_ttl_s = 900\n", "tokens.code_ttl_s"),
+        ("[tokens]\nbogus = 1\n", "tokens.bogus"),
+        ('listen = "0.0.0.0:1"\n', "listen"),
+        ("[keys]\nactive_s = 60\n", "keys.active_s"),
+    ):
+        path = tmp_path / "bad.toml"
+        path.write_text(text)
+        code, _, err = tenants(config, "add", "acme", "--settings", str(path))
+        assert code == 2
+        assert key in err
+    for bad in ("default", "Upper", "a_b"):
+        code, _, err = tenants(config, "add", bad)
+        assert code == 2
+        assert "tenant id" in err
+    code, listed, _ = tenants(config, "list")
+    assert (code, listed) == (0, [])

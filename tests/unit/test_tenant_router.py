@@ -1,0 +1,94 @@
+"""The front door of path tenants (web/tenants.py): which paths belong to a tenant, and an LRU
+of tenant apps bounded in number and idle time, so many tenants do not keep many apps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from oauthd.web.tenants import TenantRouter, tenant_of_path
+
+
+@pytest.mark.parametrize(
+    ("path", "root", "tenant"),
+    [
+        ("/t/acme/token", "", "acme"),
+        ("/t/acme", "", "acme"),
+        ("/t/acme/.well-known/openid-configuration", "", "acme"),
+        ("/.well-known/oauth-authorization-server/t/acme", "", "acme"),
+        ("/.well-known/openid-configuration/t/acme", "", "acme"),
+        ("/.well-known/oauth-protected-resource/t/acme/userinfo", "", "acme"),
+        ("/.well-known/oauth-authorization-server", "", None),
+        ("/token", "", None),
+        ("/tx/acme", "", None),
+        ("/base/t/acme/token", "/base", "acme"),
+        ("/.well-known/oauth-authorization-server/base/t/acme", "/base", "acme"),
+        ("/t/acme/token", "/base", None),
+    ],
+)
+def test_tenant_of_path(path: str, root: str, tenant: str | None) -> None:
+    """RFC 8414 §3.1 and RFC 9728 §3.1 insert the well-known segment before the issuer's path."""
+    assert tenant_of_path(path, root) == tenant
+
+
+async def app(_scope: Any, _receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def test_tenant_apps_are_an_lru_bounded_in_number_and_idle_time(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Past max_apps the least recently used app is dropped, and one idle past idle_s; each
+    drop is handed on (the tenant's actors stop); the next request builds it again."""
+    built: list[str] = []
+    dropped: list[str] = []
+
+    async def activate(tenant: str) -> Any:
+        built.append(tenant)
+        return app
+
+    router = TenantRouter(app, "", activate, dropped.append, max_apps=2, idle_s=60.0)
+    for tenant in ("a", "b", "a", "c"):
+        assert await router.app_of(tenant) is app
+    assert built == ["a", "b", "c"]
+    assert dropped == ["b"]
+    assert list(router.apps) == ["a", "c"]
+    await trio.sleep(61)
+    await router.app_of("a")
+    assert built == ["a", "b", "c", "a"]
+    assert sorted(dropped) == ["a", "b", "c"]
+
+
+async def test_one_activation_for_concurrent_first_requests(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Requests arriving while a tenant is being activated wait for that one activation."""
+    built: list[str] = []
+
+    async def activate(tenant: str) -> Any:
+        built.append(tenant)
+        await trio.sleep(1)
+        return app
+
+    router = TenantRouter(app, "", activate, lambda _t: None)
+    async with trio.open_nursery() as nursery:
+        for _ in range(5):
+            nursery.start_soon(router.app_of, "a")
+    assert built == ["a"]
+
+
+async def test_unknown_and_disabled_tenants_are_not_kept() -> None:
+    """An unknown tenant (None) or a disabled one is answered, never cached."""
+    answers: dict[str, Any] = {"x": None, "y": "disabled"}
+
+    async def activate(tenant: str) -> Any:
+        return answers[tenant]
+
+    router = TenantRouter(app, "", activate, lambda _t: None)
+    assert await router.app_of("x") is None
+    assert await router.app_of("y") == "disabled"
+    assert not router.apps
