@@ -39,20 +39,28 @@ class Config:
     url: str
 
 
-@pytest.fixture
-def config(tmp_path: Path) -> Config:
+def write_config(tmp_path: Path, body: str, *, dev_mode: bool = True) -> Config:
+    """`<tmp_path>/oauthd.toml` for a server on a free loopback port with its data in
+    `<tmp_path>/data`: the issuer, data_dir and listen lines, then `body` (more keys, tables)."""
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     path = tmp_path / "oauthd.toml"
     path.write_text(
-        f'issuer = "{issuer}"\n'
-        f'data_dir = "{tmp_path / "data"}"\n'
-        f'listen = "127.0.0.1:{port}"\n'
-        "[keys]\nreload_interval_s = 0.2\n"
-        '[log]\nlevel = "info"\nformat = "text"\naccess_log = true\n',
+        f'issuer = "{issuer}"\ndev_mode = {str(dev_mode).lower()}\n'
+        f'data_dir = "{tmp_path / "data"}"\nlisten = "127.0.0.1:{port}"\n' + body,
         encoding="utf-8",
     )
     return Config(path, issuer, issuer)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return write_config(
+        tmp_path,
+        "[keys]\nreload_interval_s = 0.2\n"
+        '[log]\nlevel = "info"\nformat = "text"\naccess_log = true\n',
+        dev_mode=False,
+    )
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.flow import Authorization, form_field, secure_cookies_on_loopback
-from tests.interop.test_cli import ENV, OAUTHD, Config, free_port, run, serving
+from tests.interop.test_cli import ENV, OAUTHD, Config, run, serving, write_config
 
 PASSWORD = "correct horse battery staple"
 
@@ -278,16 +278,7 @@ def code_flow_with_refresh(http: httpx.Client, cfg: Config) -> dict[str, str]:
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
     """A dev-mode server whose login creates users for any credentials (the grants tests)."""
-    port = free_port()
-    issuer = f"http://127.0.0.1:{port}"
-    path = tmp_path / "oauthd.toml"
-    path.write_text(
-        f'issuer = "{issuer}"\ndev_mode = true\n'
-        f'data_dir = "{tmp_path / "data"}"\nlisten = "127.0.0.1:{port}"\n'
-        '[dev]\nallow_any_credentials = true\n[log]\nlevel = "info"\n',
-        encoding="utf-8",
-    )
-    return Config(path, issuer, issuer)
+    return write_config(tmp_path, '[dev]\nallow_any_credentials = true\n[log]\nlevel = "info"\n')
 
 
 def test_password_login_lets_a_local_user_sign_in_outside_dev_mode(

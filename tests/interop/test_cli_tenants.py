@@ -9,21 +9,12 @@ from typing import Any
 
 import pytest
 
-from tests.interop.test_cli import Config, free_port, run, serving
+from tests.interop.test_cli import Config, run, serving, write_config
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
-    port = free_port()
-    issuer = f"http://127.0.0.1:{port}"
-    path = tmp_path / "oauthd.toml"
-    path.write_text(
-        f'issuer = "{issuer}"\ndev_mode = true\n'
-        f'data_dir = "{tmp_path / "data"}"\nlisten = "127.0.0.1:{port}"\n'
-        '[log]\nlevel = "info"\n',
-        encoding="utf-8",
-    )
-    return Config(path, issuer, issuer)
+    return write_config(tmp_path, '[log]\nlevel = "info"\n')
 
 
 def tenants(config: Config, *args: str) -> tuple[int, Any, str]:

@@ -12,26 +12,20 @@ from typing import Any
 import httpx
 
 from tests.flow import Authorization, consent, follow, login, query_of, redeem, register
-from tests.interop.test_cli import EXIT_S, Config, free_port, serving
+from tests.interop.test_cli import EXIT_S, Config, serving, write_config
 from tests.spec.test_rfc8628_device import DEVICE, local, to_consent
 
 PASSWORD = secrets.token_urlsafe(15)
 
 
 def config_logging_everything(tmp_path: Path) -> Config:
-    port = free_port()
-    issuer = f"http://127.0.0.1:{port}"
-    path = tmp_path / "oauthd.toml"
-    path.write_text(
-        f'issuer = "{issuer}"\ndev_mode = true\n'
-        f'data_dir = "{tmp_path / "data"}"\nlisten = "127.0.0.1:{port}"\n'
+    return write_config(
+        tmp_path,
         '[[resources]]\nuri = "https://mcp.example.com/mcp"\nscopes = ["mcp:tools"]\n'
         f'[dev]\nusers = [{{ email = "alice@example.com", password = "{PASSWORD}" }}]\n'
         '[log]\nlevel = "debug"\nformat = "text"\naccess_log = true\n'
         "[registration]\nallow_client_credentials = true\n",  # the flows register a machine
-        encoding="utf-8",
     )
-    return Config(path, issuer, issuer)
 
 
 class Secrets:
