@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from functools import lru_cache
 from typing import Literal
 
 import trio
@@ -33,10 +34,15 @@ WELL_KNOWN = (
 Activation = ASGIApp | Literal["disabled"] | None
 
 
+@lru_cache(maxsize=4)
+def _prefixes(root_path: str) -> tuple[str, ...]:
+    """The path prefixes that name a tenant, built once (every request is matched)."""
+    return (f"{root_path}/t/", *(f"{w}{root_path}/t/" for w in WELL_KNOWN))
+
+
 def tenant_of_path(path: str, root_path: str) -> str | None:
     """The tenant a path belongs to, or None for the root app's paths."""
-    prefixes = [f"{root_path}/t/"] + [f"{w}{root_path}/t/" for w in WELL_KNOWN]
-    for prefix in prefixes:
+    for prefix in _prefixes(root_path):
         if path.startswith(prefix):
             return path[len(prefix) :].partition("/")[0]
     return None
