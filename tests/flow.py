@@ -151,7 +151,7 @@ async def authorize_code(http: httpx.AsyncClient, auth: Authorization) -> dict[s
 
 
 async def redeem(
-    http: httpx.AsyncClient, auth: Authorization, code: str, **extra: str
+    http: httpx.AsyncClient, auth: Authorization, code: str, path: str = "/token", **extra: str
 ) -> httpx.Response:
     data = {
         "grant_type": "authorization_code",
@@ -163,7 +163,7 @@ async def redeem(
     }
     if auth.resource:
         data.setdefault("resource", auth.resource)
-    return await http.post("/token", data=data)
+    return await http.post(path, data=data)
 
 
 async def tokens_for(http: httpx.AsyncClient, auth: Authorization) -> dict[str, Any]:

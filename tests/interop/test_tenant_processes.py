@@ -7,29 +7,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import pytest
 
 from oauthd.actors.registry import REGISTRY_POLL_S
-from tests.interop.test_cli import free_port, run
-from tests.interop.test_workers import start, write_config
+from tests.interop.test_cli import run
+from tests.interop.test_workers import two_servers
 
 BOUND_S = REGISTRY_POLL_S + 1.0  # the poll, and a margin for a loaded machine
 
 
 @pytest.fixture
 def two(tmp_path: Path) -> Iterator[tuple[Path, str, str]]:
-    port_a, port_b = free_port(), free_port()
-    config = write_config(tmp_path, port_a)
-    url_a, url_b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
-    with ExitStack() as stack:
-        stack.enter_context(start(config, tmp_path / "a.log", url_a))
-        listen_b = f"127.0.0.1:{port_b}"
-        stack.enter_context(start(config, tmp_path / "b.log", url_b, "--listen", listen_b))
-        yield config, url_a, url_b
+    with two_servers(tmp_path) as servers:
+        yield servers
 
 
 def statuses(urls: tuple[str, ...], path: str) -> set[int]:

@@ -151,9 +151,10 @@ def test_workers_setting_is_checked(tmp_path: Path) -> None:
 # --- two processes, one data dir ---------------------------------------------------------------
 
 
-@pytest.fixture
-def pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """Two `oauthd serve` on two ports, one config, one issuer, one data dir."""
+@contextmanager
+def two_servers(tmp_path: Path) -> Iterator[tuple[Path, str, str]]:
+    """Two `oauthd serve` on two ports, one config, one issuer, one data dir: (config, the
+    first one's URL, the second one's)."""
     port_a, port_b = free_port(), free_port()
     config = write_config(tmp_path, port_a)
     url_a, url_b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
@@ -161,6 +162,12 @@ def pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
         stack.enter_context(start(config, tmp_path / "a.log", url_a))
         listen_b = f"127.0.0.1:{port_b}"
         stack.enter_context(start(config, tmp_path / "b.log", url_b, "--listen", listen_b))
+        yield config, url_a, url_b
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    with two_servers(tmp_path) as (_config, url_a, url_b):
         yield url_a, url_b
 
 

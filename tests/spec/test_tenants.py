@@ -28,7 +28,7 @@ from oauthd.runtime import ActorSystem, Command, SystemClock
 from oauthd.settings import Settings
 from oauthd.storage.registry import remove_tenant_dir
 from tests.conftest import ISSUER, Server, running_server
-from tests.flow import ALICE, RESOURCE, Authorization, form_field, query_of
+from tests.flow import ALICE, RESOURCE, Authorization, form_field, query_of, redeem
 
 SETTINGS = f'[[resources]]\nuri = "{RESOURCE}"\nscopes = ["mcp:tools"]\n'
 WAIT_S = REGISTRY_POLL_S * 2.5  # every process sees a registry change within REGISTRY_POLL_S
@@ -103,20 +103,6 @@ async def code_at(http: httpx.AsyncClient, tenant: str, auth: Authorization) -> 
     raise AssertionError("the flow did not reach the client")
 
 
-async def redeem(
-    http: httpx.AsyncClient, tenant: str, auth: Authorization, code: str
-) -> httpx.Response:
-    data = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "code_verifier": auth.verifier,
-        "redirect_uri": auth.redirect_uri,
-        "client_id": auth.client_id,
-        "resource": RESOURCE,
-    }
-    return await http.post(f"/t/{tenant}/token", data=data)
-
-
 async def test_each_tenant_has_its_own_issuer_metadata_and_jwks(
     make_settings: Callable[..., Settings],
 ) -> None:
@@ -172,10 +158,10 @@ async def test_nothing_tenant_a_issued_works_at_tenant_b(
         assert session
         assert {c.path for c in session} == {"/t/a/"}
         # A's code is unknown at B (the client is unknown there too)
-        at_b = await redeem(http, "b", auth, result["code"])
+        at_b = await redeem(http, auth, result["code"], "/t/b/token", resource=RESOURCE)
         assert at_b.status_code in (400, 401)
         assert at_b.json()["error"] in ("invalid_client", "invalid_grant")
-        tokens = await redeem(http, "a", auth, result["code"])
+        tokens = await redeem(http, auth, result["code"], "/t/a/token", resource=RESOURCE)
         assert tokens.status_code == 200, tokens.text
         body = tokens.json()
         # A's access token at B's userinfo: another issuer, other keys
