@@ -27,6 +27,7 @@ from oauthd.server import (
     Runtime,
     WorkerRole,
     configured_clients,
+    load_admin_tokens,
     load_initial_access_tokens,
     load_kek,
     load_metrics_token,
@@ -119,8 +120,8 @@ def worker_count(text: str) -> int:
 
 
 def parse_worker_role(text: str) -> WorkerRole:
-    index, listen_fd, ready_fd, lifeline_fd = (int(part) for part in text.split(","))
-    return WorkerRole(index, listen_fd, ready_fd, lifeline_fd)
+    index, listen_fd, ready_fd, lifeline_fd, admin_fd = (int(part) for part in text.split(","))
+    return WorkerRole(index, listen_fd, ready_fd, lifeline_fd, admin_fd)
 
 
 def startup_problem(exc: BaseException) -> str | None:
@@ -162,6 +163,7 @@ def check_config(settings: Settings, args: argparse.Namespace) -> int:
     load_kek(settings, os.environ)
     load_upstream_secret(settings, os.environ)
     load_metrics_token(settings, os.environ)
+    load_admin_tokens(settings, os.environ)
     load_initial_access_tokens(settings, os.environ)
     login = "dev" if settings.dev_mode else "password" if settings.password_login else "none"
     if not settings.dev_mode and settings.federation.enabled:
