@@ -26,7 +26,7 @@ import trio
 
 from oauthd.actors.registry import REGISTRY_POLL_S
 from oauthd.actors.tenant_admin import REMOVE_GRACE_S
-from tests.flow import RESOURCE
+from tests.flow import RESOURCE, basic, register_machine
 from tests.interop.test_cli import ENV, OAUTHD, STARTUP_S, free_port, run, wait_until
 from tests.interop.test_workers import Process, start, worker_pids, write_config
 
@@ -87,14 +87,13 @@ async def traffic_loop(url: str, client: dict[str, Any], stop: trio.Event, seen:
     """client_credentials tokens at the path tenant `base`, and discovery at the root, on fresh
     connections, until `stop`: every answer must be a 200 with the right issuer."""
     root, base = url, url + "/t/base"
-    basic = base64.b64encode(f"{client['client_id']}:{client['client_secret']}".encode())
     async with httpx.AsyncClient(base_url=url, timeout=10, limits=FRESH) as http:
         while not stop.is_set():
             try:
                 token = await http.post(
                     "/t/base/token",
                     data={"grant_type": "client_credentials", "resource": RESOURCE},
-                    headers={"Authorization": "Basic " + basic.decode()},
+                    headers=basic(client),
                 )
                 good = (
                     token.status_code == 200 and claims(token.json()["access_token"])["iss"] == base
@@ -120,20 +119,6 @@ async def everywhere(http: httpx.AsyncClient, path: str, want: int) -> float:
     return trio.current_time() - started
 
 
-async def register_machine(http: httpx.AsyncClient) -> dict[str, Any]:
-    registered = await http.post(
-        "/t/base/register",
-        json={
-            "token_endpoint_auth_method": "client_secret_basic",
-            "grant_types": ["client_credentials"],
-            "scope": "mcp:tools",
-        },
-    )
-    assert registered.status_code == 201, registered.text
-    client: dict[str, Any] = registered.json()
-    return client
-
-
 async def test_tenant_changes_through_the_admin_api_while_traffic_runs(tmp_path: Path) -> None:
     """Added: both workers serve it; disabled: 403 at both; enabled: 200 again; removed: 404
     at both and its directory gone; each within REGISTRY_POLL_S (plus a margin). Meanwhile the
@@ -146,7 +131,7 @@ async def test_tenant_changes_through_the_admin_api_while_traffic_runs(tmp_path:
         ):
             base = await admin.post("/tenants", json={"id": "base", "settings": BASE_SETTINGS})
             assert base.status_code == 201, base.text
-            client = await register_machine(public)
+            client = await register_machine(public, "/t/base")
             seen, stop = Traffic(), trio.Event()
             jwks = "/t/acme/.well-known/jwks.json"
             async with trio.open_nursery() as nursery:

@@ -5,7 +5,6 @@ it on the public port."""
 
 from __future__ import annotations
 
-import base64
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -20,7 +19,7 @@ from oauthd.actors.registry import REGISTRY_POLL_S
 from oauthd.audit import AUDIT
 from oauthd.settings import AdminSettings, Rate, Settings
 from tests.conftest import ManualClock, Server, running_server
-from tests.flow import RESOURCE
+from tests.flow import RESOURCE, basic, register_machine
 from tests.interop.test_cli import free_port
 
 VAR = "ADMIN_API_TOKENS_TEST"
@@ -75,21 +74,11 @@ async def add(http: httpx.AsyncClient, tenant: str = "acme", **body: str) -> dic
 
 async def machine_token(http: httpx.AsyncClient, prefix: str = "") -> str:
     """An access token (a JWT of this server) from a client_credentials client at `prefix`."""
-    registered = await http.post(
-        f"{prefix}/register",
-        json={
-            "token_endpoint_auth_method": "client_secret_basic",
-            "scope": "mcp:tools",
-            "grant_types": ["client_credentials"],
-        },
-    )
-    assert registered.status_code == 201, registered.text
-    client = registered.json()
-    raw = f"{client['client_id']}:{client['client_secret']}".encode()
+    client = await register_machine(http, prefix)
     issued = await http.post(
         f"{prefix}/token",
         data={"grant_type": "client_credentials", "resource": RESOURCE},
-        headers={"Authorization": "Basic " + base64.b64encode(raw).decode()},
+        headers=basic(client),
     )
     assert issued.status_code == 200, issued.text
     token: str = issued.json()["access_token"]
