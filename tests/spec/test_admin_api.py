@@ -137,7 +137,7 @@ async def test_remove_stops_the_tenant_and_deletes_its_directory(
 
 async def test_key_rotation_publishes_a_new_key(api: tuple[Server, httpx.AsyncClient]) -> None:
     """POST /tenants/<id>/keys/rotate is `oauthd keys rotate --tenant`: the new key is listed
-    and, with immediate, signs; the tenant's JWKS publishes it."""
+    and, with immediate, signs; the tenant's JWKS publishes it; `default` has its own keys."""
     server, http = api
     await add(http)
     before = (await http.get("/tenants/acme/keys", headers=bearer())).json()
@@ -160,6 +160,9 @@ async def test_key_rotation_publishes_a_new_key(api: tuple[Server, httpx.AsyncCl
     }
     published = {k["kid"] for k in (await server.http.get(JWKS)).json()["keys"]}
     assert new <= published
+    root = await http.get("/tenants/default/keys", headers=bearer())  # as `--tenant default`
+    assert root.status_code == 200
+    assert not {k["kid"] for k in root.json()} & {k["kid"] for k in keys}
 
 
 # --- errors ----------------------------------------------------------------------------------

@@ -142,7 +142,7 @@ async def json_body(members: dict[str, type], required: Iterable[str] = ()) -> d
     return body
 
 
-def answer(document: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def render(document: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return json_response(json_bytes(document), status, {**NO_STORE, **(headers or {})})
 
 
@@ -170,48 +170,48 @@ def create_admin_app(state: AdminState) -> ASGIApp:
         await authenticate(state)
 
     async def list_tenants() -> Response:
-        return answer([tenant_json(row) for row in await admin.tenants()])
+        return render([tenant_json(row) for row in await admin.tenants()])
 
     async def add_tenant() -> Response:
         body = await json_body({"id": str, "issuer": str, "settings": str}, required=("id",))
         row = await admin.add(body["id"], body.get("issuer", ""), body.get("settings", ""))
         changed("add", row.tenant, state)
-        return answer(tenant_json(row), 201, {"Location": f"/tenants/{row.tenant}"})
+        return render(tenant_json(row), 201, {"Location": f"/tenants/{row.tenant}"})
 
     async def show_tenant(tenant: str) -> Response:
-        return answer(tenant_json(await admin.show(tenant)))
+        return render(tenant_json(await admin.show(tenant)))
 
     async def update_tenant(tenant: str) -> Response:
         body = await json_body({"issuer": str, "settings": str}, required=())
         row = await admin.update(tenant, body.get("issuer"), body.get("settings"))
         changed("update", tenant, state)
-        return answer(tenant_json(row))
+        return render(tenant_json(row))
 
     async def remove_tenant(tenant: str) -> Response:
         directory = await admin.remove(tenant)
         changed("remove", tenant, state)
-        return answer(removal_json(tenant, directory))
+        return render(removal_json(tenant, directory))
 
     async def disable_tenant(tenant: str) -> Response:
         await json_body({})
         row = await admin.disable(tenant)
         changed("disable", tenant, state)
-        return answer(tenant_json(row))
+        return render(tenant_json(row))
 
     async def enable_tenant(tenant: str) -> Response:
         await json_body({})
         row = await admin.enable(tenant)
         changed("enable", tenant, state)
-        return answer(tenant_json(row))
+        return render(tenant_json(row))
 
     async def list_keys(tenant: str) -> Response:
-        return answer([key_json(info) for info in await admin.keys(tenant)])
+        return render([key_json(info) for info in await admin.keys(tenant)])
 
     async def rotate_keys(tenant: str) -> Response:
         body = await json_body({"immediate": bool})
         infos = await admin.rotate_keys(tenant, immediate=body.get("immediate", False))
         changed("rotate_keys", tenant, state)
-        return answer([key_json(info) for info in infos])
+        return render([key_json(info) for info in infos])
 
     routes: tuple[tuple[str, str, Route], ...] = (
         ("/tenants", "GET", list_tenants),
