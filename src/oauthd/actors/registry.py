@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from oauthd.actors.shard import ShardActor, command, query
 from oauthd.actors.wiring import DEFAULT_TENANT, Env
-from oauthd.errors import ConfigError, InvalidRequest, NotFound
+from oauthd.errors import ConfigError, Conflict, InvalidRequest, NotFound
 from oauthd.runtime import Address, Command, Query
 from oauthd.settings import Settings, load_tenant_settings
 from oauthd.storage import Store
@@ -156,13 +156,13 @@ class Registry(ShardActor):
     def _check_issuer(self, row: TenantRow) -> None:
         _checked(self.env.settings, row)
         if issuer_taken(self.store, row.issuer, row.tenant):
-            raise InvalidRequest(f"issuer {row.issuer} belongs to another tenant")
+            raise Conflict(f"issuer {row.issuer} belongs to another tenant")
 
     @command(AddTenant)
     def add(self, message: AddTenant) -> TenantRow:
         check_tenant_id(message.tenant)
         if load_tenant(self.store, message.tenant) is not None:
-            raise InvalidRequest(f"tenant {message.tenant!r} already exists")
+            raise Conflict(f"tenant {message.tenant!r} already exists")
         now = self.now()
         issuer = message.issuer or path_issuer(self.env.settings, message.tenant)
         row = TenantRow(message.tenant, issuer, "active", message.settings, now, now)
