@@ -297,20 +297,15 @@ async def test_a_host_tenant_is_reached_at_its_own_host_only(
     404."""
     settings = make_settings()
     async with deployment(settings) as d:
-        for path in (
-            "/t/acme/.well-known/openid-configuration",
-            "/.well-known/oauth-authorization-server/t/acme",
-            "/t/acme/token",
-        ):
-            assert (await d.root.get(path)).status_code == 404, path
-        assert not (settings.data_dir / "acme").exists()
-        for path in (
-            "/t/beta/.well-known/openid-configuration",
-            "/.well-known/oauth-authorization-server/t/beta",
-            "/t/beta/.well-known/jwks.json",
-        ):
-            assert (await d.acme.get(path)).status_code == 404, path
-        assert not (settings.data_dir / "beta").exists()
+        for http, tenant in ((d.root, "acme"), (d.acme, "beta")):
+            for path in (
+                f"/t/{tenant}/.well-known/openid-configuration",
+                f"/.well-known/oauth-authorization-server/t/{tenant}",
+                f"/t/{tenant}/.well-known/jwks.json",
+                f"/t/{tenant}/token",
+            ):
+                assert (await http.get(path)).status_code == 404, path
+            assert not (settings.data_dir / tenant).exists()
         assert (await d.acme.get("/.well-known/jwks.json")).status_code == 200
 
 

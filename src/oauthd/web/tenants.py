@@ -165,7 +165,7 @@ class TenantRouter:
             await self.root(scope, receive, send)
             return
         self.before()
-        tenant = self.hosts.get(request_host(scope, self.trusted_proxies))
+        tenant = self.hosts.get(request_host(scope, self.trusted_proxies)) if self.hosts else None
         if tenant is None:
             tenant = tenant_of_path(scope["path"], self.root_path)
             if tenant is None:
