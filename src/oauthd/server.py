@@ -296,7 +296,7 @@ class Tenancy:
         self.env = env
         self.environ = environ
         self.system = system
-        self.reader = RegistryReader(settings)
+        self.reader = RegistryReader(settings.data_dir)
         self.listeners: list[Callable[[str], None]] = []
         self.schedules: dict[str, trio.CancelScope] = {}
         self.nursery: trio.Nursery | None = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from oauthd.actors.shard import ShardActor, command, query
@@ -83,9 +84,10 @@ def tenant_settings(root: Settings, row: TenantRow) -> Settings:
     return load_tenant_settings(root, row.issuer, row.settings, f"tenant {row.tenant}")
 
 
-def is_host_tenant(root: Settings, row: TenantRow) -> bool:
-    """Whether the tenant has its own origin as issuer (served by `Host`), not a path."""
-    return row.issuer != path_issuer(root, row.tenant)
+def is_host_tenant(row: TenantRow) -> bool:
+    """Whether the tenant's issuer is an origin of its own, chosen by `Host` (a path
+    tenant's issuer has the path `/t/<id>`)."""
+    return row.issuer == own_origin(row.issuer)
 
 
 def issuer_hosts(issuer: str) -> tuple[str, ...]:
@@ -119,8 +121,8 @@ def _checked(root: Settings, row: TenantRow) -> None:
     """The same checks as the file: a fault is an invalid_request whose text names the key.
     An own-origin issuer is an origin alone (its endpoints at its root, its cookies
     `__Host-` ones) whose host is not the root issuer's."""
-    hosted = is_host_tenant(root, row)
-    if hosted and row.issuer != own_origin(row.issuer):
+    hosted = is_host_tenant(row)
+    if not hosted and row.issuer != path_issuer(root, row.tenant):
         raise InvalidRequest(
             f"issuer: a tenant's issuer is {path_issuer(root, row.tenant)} or an origin of "
             f"its own written as scheme://host[:port] (lower case, no path, no default port), "
@@ -209,7 +211,7 @@ class Registry(ShardActor):
 
     def _check_issuer(self, row: TenantRow) -> None:
         _checked(self.env.settings, row)
-        rivals = _rivals(row.issuer) if is_host_tenant(self.env.settings, row) else (row.issuer,)
+        rivals = _rivals(row.issuer) if is_host_tenant(row) else (row.issuer,)
         taken = issuer_taken(self.store, rivals, row.tenant)
         if taken is not None:
             raise InvalidRequest(f"issuer: another tenant's issuer {taken} has the same host")
@@ -274,8 +276,8 @@ class RegistryReader:
     keeps `hosts` (each `Host` value of an own-origin issuer -> its tenant) in step, so the
     front door finds a host tenant with one dict lookup."""
 
-    def __init__(self, root: Settings) -> None:
-        self._root = root
+    def __init__(self, data_dir: Path) -> None:
+        self._data_dir = data_dir
         self._store: Store | None = None
         self._version = -1
         self.rows: dict[str, TenantRow] = {}
@@ -284,11 +286,11 @@ class RegistryReader:
 
     def _open(self) -> Store:
         if self._store is None:
-            self._store = open_registry(self._root.data_dir)
+            self._store = open_registry(self._data_dir)
         return self._store
 
     def refresh(self) -> set[str]:
-        if self._store is None and not registry_file(self._root.data_dir).exists():
+        if self._store is None and not registry_file(self._data_dir).exists():
             return set()  # no tenant was ever added: a single-tenant data dir gains no file
         store = self._open()
         version = store.data_version()
@@ -305,12 +307,12 @@ class RegistryReader:
     def _place(self, old: TenantRow | None, new: TenantRow | None) -> None:
         """Move a changed tenant's hosts in `hosts`; a removing tenant's stay until its row
         goes, so its host answers 404 rather than reaching the root app meanwhile."""
-        if old is not None and is_host_tenant(self._root, old):
+        if old is not None and is_host_tenant(old):
             self.hosted.discard(old.tenant)
             for host in issuer_hosts(old.issuer):
                 if self.hosts.get(host) == old.tenant:
                     del self.hosts[host]
-        if new is not None and is_host_tenant(self._root, new):
+        if new is not None and is_host_tenant(new):
             self.hosted.add(new.tenant)
             self.hosts.update(dict.fromkeys(issuer_hosts(new.issuer), new.tenant))
 
