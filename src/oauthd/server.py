@@ -336,8 +336,9 @@ class Tenancy:
         env.tenants.set_loader(self.load)
 
     def sync_due(self) -> None:
-        """Before a tenant's request: re-read the registry if the last look is older than
-        REGISTRY_POLL_S (one PRAGMA), so no request acts on a change older than that."""
+        """Before a request: re-read the registry if the last look is older than
+        REGISTRY_POLL_S (one PRAGMA, or a stat while there is no registry), so no request acts
+        on a change older than that, a host tenant's new origin included."""
         if trio.current_time() - self._synced >= REGISTRY_POLL_S:
             self.sync()
 
@@ -552,6 +553,9 @@ async def _serve(
             partial(tenancy.activate, make_app=make_app),
             tenancy.drop,
             before=tenancy.sync_due,
+            hosts=tenancy.reader.hosts,
+            hosted=tenancy.reader.hosted,
+            trusted_proxies=settings.limits.trusted_proxies,
         )
         tenancy.listeners.append(router.forget)
         app = router

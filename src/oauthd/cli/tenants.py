@@ -30,13 +30,17 @@ __all__ = ["add_parsers", "admin_of"]
 def add_parsers(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], config: argparse.ArgumentParser
 ) -> None:
-    tenants = sub.add_parser("tenants", help="tenants beyond 'default' (path issuers /t/<id>)")
+    tenants = sub.add_parser(
+        "tenants", help="tenants beyond 'default' (issuers <root>/t/<id> or their own origin)"
+    )
     tsub = tenants.add_subparsers(dest="tenants_command", required=True)
     output = argparse.ArgumentParser(add_help=False)
     output.add_argument("--json", action="store_true", help="print JSON")
     add = tsub.add_parser("add", parents=[config, output], help="create a tenant, active")
     add.add_argument("tenant", help="id: [a-z0-9][a-z0-9-]{0,62}, not 'default'")
-    add.add_argument("--issuer", default="", help="default: <root issuer>/t/<id>")
+    add.add_argument(
+        "--issuer", default="", help="<root issuer>/t/<id> (default), or an origin of its own"
+    )
     add.add_argument("--settings", type=Path, help="TOML file of per-tenant tables")
     add.set_defaults(run=on_runtime(add_tenant))
     listing = tsub.add_parser("list", parents=[config, output], help="list tenants")
@@ -48,7 +52,7 @@ def add_parsers(
         "update", parents=[config, output], help="replace a tenant's settings or issuer"
     )
     update.add_argument("tenant")
-    update.add_argument("--issuer")
+    update.add_argument("--issuer", help='an origin of its own, or "" for <root issuer>/t/<id>')
     update.add_argument("--settings", type=Path, help="TOML file replacing the settings")
     update.set_defaults(run=on_runtime(update_tenant))
     for name, text, command in (

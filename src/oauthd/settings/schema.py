@@ -217,7 +217,8 @@ class LimitSettings:
     device_code_failures: Rate = Rate(10, 600.0)  # wrong user codes per IP and per browser
     max_tracked_keys: int = 100_000  # per limit; past it, the least recently seen key is dropped
     # Reverse proxies (CIDRs) whose X-Forwarded-For is believed: the client IP is the rightmost
-    # address in it that is not one of these. Empty: the peer address, the header ignored.
+    # address in it that is not one of these. Empty: the peer address, the header ignored. Their
+    # last X-Forwarded-Host value names the host that chooses a host tenant (web/tenants.py).
     trusted_proxies: tuple[str, ...] = ()
 
 
