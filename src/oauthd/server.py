@@ -40,7 +40,7 @@ from oauthd.actors import (
     keys_address,
     kinds,
 )
-from oauthd.actors.janitor import collect_once, run_janitor
+from oauthd.actors.janitor import TenantRound, collect_once, run_janitor
 from oauthd.actors.keys import run_key_schedule
 from oauthd.actors.registry import (
     REGISTRY_POLL_S,
@@ -302,6 +302,8 @@ class Tenancy:
         self.nursery: trio.Nursery | None = None
         self._synced = -math.inf
         self._wake = trio.Event()  # set when a tenant is activated: `watch` has work
+        self._served: set[str] = set()  # activated since the last janitor pass
+        self._round = TenantRound()
         env.tenants.set_loader(self.load)
 
     def sync_due(self) -> None:
@@ -322,6 +324,7 @@ class Tenancy:
         "disabled", or the app, once its KeyManager has a key (a new tenant's first) and the
         clients of its settings are registered; its key schedule runs until it is dropped."""
         self.sync()  # activation is rare: act on the registry as it is now
+        self._served.add(tenant)
         row = self.row(tenant)
         if row is None or row.state == "removing":
             return None
@@ -380,18 +383,32 @@ class Tenancy:
             return None
 
     async def collect(self, interval_s: float) -> None:
-        """The janitor of the registry's tenants: every `interval_s`, a pass over each active
-        tenant that has a directory (one at a time, like the default tenant's)."""
+        """The janitor of the registry's tenants: a pass every `interval_s`."""
         while True:
             await trio.sleep(interval_s)
-            self.sync()
-            for tenant, row in sorted(self.reader.rows.items()):
-                if row.state != "active" or not self.env.tenant_dir(tenant).is_dir():
-                    continue
-                try:
-                    await collect_once(self.system, self.env, tenant)
-                except OAuthError as exc:
-                    log.warning("janitor pass of tenant %s failed: %s", tenant, exc)
+            await self.collect_pass()
+
+    async def collect_pass(self) -> list[str]:
+        """One pass over the tenants due (`TenantRound`), one at a time like the default
+        tenant's; a tenant that is not live here is put away after its pass (its actors
+        closed, its settings forgotten), so a pass leaves nothing of idle tenants behind.
+        Answers the tenants visited."""
+        self.sync()
+        active = sorted(t for t, row in self.reader.rows.items() if row.state == "active")
+        served, self._served = self._served | self.schedules.keys(), set()
+        visited = []
+        for tenant in self._round.visit(active, served):
+            if not self.env.tenant_dir(tenant).is_dir():
+                continue  # never served: nothing to collect
+            visited.append(tenant)
+            try:
+                await collect_once(self.system, self.env, tenant)
+            except OAuthError as exc:
+                log.warning("janitor pass of tenant %s failed: %s", tenant, exc)
+            if tenant not in self.schedules and tenant not in self._served:
+                self.env.tenants.forget(tenant)  # not activated meanwhile: idle
+                await self.system.retire_tenant(tenant)
+        return visited
 
     async def watch(self) -> None:
         """While some tenant is live in this process, look at the registry every
