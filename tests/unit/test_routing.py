@@ -35,7 +35,7 @@ async def test_the_quart_app_is_built_on_the_first_request_past_the_fast_path(
         )
         app = create_app(app_state(runtime, runtime.env, ""))
         quart = deferred_of(app)
-        transport = httpx.ASGITransport(app)  # type: ignore[arg-type]  # an ASGI callable
+        transport = httpx.ASGITransport(app)
         async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
             for path in (
                 "/.well-known/oauth-authorization-server",
