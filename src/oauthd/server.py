@@ -25,7 +25,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 import trio
@@ -70,6 +70,7 @@ __all__ = [
 
 log = logging.getLogger("oauthd.server")
 TENANT = DEFAULT_TENANT
+PARSED_SETTINGS = 1024  # tenants whose parsed settings are kept (~2 KB each)
 
 
 class Runtime:
@@ -304,6 +305,9 @@ class Tenancy:
         self._wake = trio.Event()  # set when a tenant is activated: `watch` has work
         self._served: set[str] = set()  # activated since the last janitor pass
         self._round = TenantRound()
+        # A row's settings are parsed and checked once per version of the row (a changed row
+        # is another key), so a tenant activated again after the router let it go skips it.
+        self.parse = lru_cache(maxsize=PARSED_SETTINGS)(partial(tenant_settings, settings))
         env.tenants.set_loader(self.load)
 
     def sync_due(self) -> None:
@@ -371,7 +375,7 @@ class Tenancy:
         if row is None or row.state != "active":
             return None
         try:
-            own = tenant_settings(self.settings, row)
+            own = self.parse(row)
             configured_clients(own, self.environ, 0)  # their secrets' variables are set here
             return TenantConfig(
                 own,
