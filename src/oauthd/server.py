@@ -321,7 +321,13 @@ class Tenancy:
         for tenant in self.reader.refresh():
             for listener in self.listeners:
                 listener(tenant)
-            self.drop(tenant)
+            if self.holds(tenant):  # the first read "changes" every row: most are not here
+                self.drop(tenant)
+
+    def holds(self, tenant: str) -> bool:
+        """Whether this process has something of `tenant` to let go: its loaded settings (with
+        which its actors are made) or its key schedule."""
+        return tenant in self.schedules or self.env.tenants.has(tenant)
 
     async def activate(self, tenant: str, make_app: Callable[[Env], Any]) -> Any:
         """A tenant's app on its first request: None when unknown (nothing spawned),
