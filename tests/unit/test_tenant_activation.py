@@ -1,17 +1,23 @@
-"""What a tenant's activation costs (docs/architecture.md "Tenants"): its settings are parsed
-once per version of its registry row, not on every activation."""
+"""What a tenant's activation and drop cost (docs/architecture.md "Tenants"): its settings are
+parsed once per version of its registry row, not on every activation, and its shards close
+without stalling the requests of other tenants."""
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable
 from functools import partial
 
+import pytest
 import trio
+import trio.testing
 
+from oauthd.actors import keys_address
 from oauthd.actors.registry import AddTenant, UpdateTenant, registry_address
 from oauthd.server import Runtime, open_runtime
 from oauthd.settings import Settings
+from oauthd.storage import Store
 
 
 def no_app(_env: object) -> object:
@@ -39,4 +45,49 @@ async def test_settings_are_parsed_once_per_version_of_the_row(
         changed = runtime.env.settings_of("acme")
         assert changed.tokens.code_ttl_s == 30
         assert dataclasses.replace(changed, tokens=first.tokens) == first
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_dropped_tenants_shards_close_off_the_event_loop(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closing a WAL shard checkpoints and fsyncs it: never on the loop that serves requests."""
+    closed_in: list[threading.Thread] = []
+    close = Store.close
+
+    def recording_close(store: Store) -> None:
+        closed_in.append(threading.current_thread())
+        close(store)
+
+    monkeypatch.setattr(Store, "close", recording_close)
+    async with trio.open_nursery() as nursery:
+        runtime: Runtime = await nursery.start(
+            partial(open_runtime, make_settings(), janitor=False)
+        )
+        await runtime.system.ask(registry_address(), AddTenant("acme"))
+        await runtime.tenancy.activate("acme", no_app)
+        closed_in.clear()
+        await runtime.system.retire_tenant("acme")
+        assert closed_in  # its KeyManager's shard
+        assert threading.main_thread() not in closed_in
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_first_registry_read_stops_nothing_a_first_activation_made(
+    make_settings: Callable[..., Settings], autojump_clock: trio.testing.MockClock
+) -> None:
+    """Every row is new to a process's first look at the registry: only tenants it holds are
+    dropped, so a tenant's first activation keeps the KeyManager it started, and the other
+    tenants cost nothing."""
+    async with trio.open_nursery() as nursery:
+        runtime: Runtime = await nursery.start(
+            partial(open_runtime, make_settings(), janitor=False)
+        )
+        for i in range(20):
+            await runtime.system.ask(registry_address(), AddTenant(f"t{i}"))
+        await runtime.tenancy.activate("t3", no_app)
+        opened = runtime.system.stats().activations
+        await trio.sleep(1)
+        assert runtime.system.is_live(keys_address("t3"))
+        assert runtime.system.stats().activations == opened
         nursery.cancel_scope.cancel()
