@@ -5,17 +5,15 @@ tokens and its metadata never pays for one."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import httpx
-import trio
 
-from oauthd.server import Runtime, app_state, open_runtime
+from oauthd.server import app_state
 from oauthd.settings import Settings
 from oauthd.web import create_app
 from oauthd.web.routing import DeferredApp
-from tests.conftest import ISSUER
+from tests.conftest import ISSUER, open_test_runtime
 
 
 def deferred_of(app: Any) -> DeferredApp:
@@ -29,10 +27,7 @@ async def test_the_quart_app_is_built_on_the_first_request_past_the_fast_path(
     make_settings: Callable[..., Settings],
 ) -> None:
     """Metadata, JWKS and /token (even refused) answer from the fast path; a page builds the app."""
-    async with trio.open_nursery() as nursery:
-        runtime: Runtime = await nursery.start(
-            partial(open_runtime, make_settings(), janitor=False)
-        )
+    async with open_test_runtime(make_settings()) as runtime:
         app = create_app(app_state(runtime, runtime.env, ""))
         quart = deferred_of(app)
         transport = httpx.ASGITransport(app)
@@ -50,4 +45,3 @@ async def test_the_quart_app_is_built_on_the_first_request_past_the_fast_path(
             page = await http.get("/device")
             assert page.status_code == 200
             assert quart.built
-        nursery.cancel_scope.cancel()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable
-from functools import partial
 
 import pytest
 import trio
@@ -15,9 +14,9 @@ import trio.testing
 
 from oauthd.actors import keys_address
 from oauthd.actors.registry import AddTenant, UpdateTenant, registry_address
-from oauthd.server import Runtime, open_runtime
 from oauthd.settings import Settings
 from oauthd.storage import Store
+from tests.conftest import open_test_runtime
 
 
 def no_app(_env: object) -> object:
@@ -28,10 +27,7 @@ async def test_settings_are_parsed_once_per_version_of_the_row(
     make_settings: Callable[..., Settings],
 ) -> None:
     """Activated again unchanged, a tenant reuses its Settings; changed, they are parsed afresh."""
-    async with trio.open_nursery() as nursery:
-        runtime: Runtime = await nursery.start(
-            partial(open_runtime, make_settings(), janitor=False)
-        )
+    async with open_test_runtime(make_settings()) as runtime:
         tenancy = runtime.tenancy
         await runtime.system.ask(registry_address(), AddTenant("acme"))
         await tenancy.activate("acme", no_app)
@@ -45,7 +41,6 @@ async def test_settings_are_parsed_once_per_version_of_the_row(
         changed = runtime.env.settings_of("acme")
         assert changed.tokens.code_ttl_s == 30
         assert dataclasses.replace(changed, tokens=first.tokens) == first
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_dropped_tenants_shards_close_off_the_event_loop(
@@ -60,17 +55,13 @@ async def test_a_dropped_tenants_shards_close_off_the_event_loop(
         close(store)
 
     monkeypatch.setattr(Store, "close", recording_close)
-    async with trio.open_nursery() as nursery:
-        runtime: Runtime = await nursery.start(
-            partial(open_runtime, make_settings(), janitor=False)
-        )
+    async with open_test_runtime(make_settings()) as runtime:
         await runtime.system.ask(registry_address(), AddTenant("acme"))
         await runtime.tenancy.activate("acme", no_app)
         closed_in.clear()
         await runtime.system.retire_tenant("acme")
         assert closed_in  # its KeyManager's shard
         assert threading.main_thread() not in closed_in
-        nursery.cancel_scope.cancel()
 
 
 async def test_the_first_registry_read_stops_nothing_a_first_activation_made(
@@ -79,10 +70,7 @@ async def test_the_first_registry_read_stops_nothing_a_first_activation_made(
     """Every row is new to a process's first look at the registry: only tenants it holds are
     dropped, so a tenant's first activation keeps the KeyManager it started, and the other
     tenants cost nothing."""
-    async with trio.open_nursery() as nursery:
-        runtime: Runtime = await nursery.start(
-            partial(open_runtime, make_settings(), janitor=False)
-        )
+    async with open_test_runtime(make_settings()) as runtime:
         for i in range(20):
             await runtime.system.ask(registry_address(), AddTenant(f"t{i}"))
         await runtime.tenancy.activate("t3", no_app)
@@ -90,4 +78,3 @@ async def test_the_first_registry_read_stops_nothing_a_first_activation_made(
         await trio.sleep(1)
         assert runtime.system.is_live(keys_address("t3"))
         assert runtime.system.stats().activations == opened
-        nursery.cancel_scope.cancel()

@@ -9,16 +9,14 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from functools import partial
 from typing import Any
-
-import trio
 
 from oauthd.actors import directory_address, keys_address
 from oauthd.actors.janitor import IDLE_ROUND_PASSES, TenantRound
 from oauthd.actors.registry import AddTenant, registry_address
-from oauthd.server import Runtime, open_runtime
+from oauthd.server import Runtime
 from oauthd.settings import Settings
+from tests.conftest import open_test_runtime
 
 TENANTS = [f"t{i:02d}" for i in range(50)]
 
@@ -51,13 +49,11 @@ def test_a_round_resumes_after_its_last_tenant_when_tenants_come_and_go() -> Non
 @asynccontextmanager
 async def tenancy_of(settings: Settings) -> AsyncIterator[Runtime]:
     """A runtime whose registry holds TENANTS, each with a directory (data from earlier runs)."""
-    async with trio.open_nursery() as nursery:
-        runtime: Runtime = await nursery.start(partial(open_runtime, settings, janitor=False))
+    async with open_test_runtime(settings) as runtime:
         for tenant in TENANTS:
             await runtime.system.ask(registry_address(), AddTenant(tenant))
             runtime.env.tenant_dir(tenant).mkdir(parents=True)
         yield runtime
-        nursery.cancel_scope.cancel()
 
 
 def no_app(_env: Any) -> object:
