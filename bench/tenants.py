@@ -1,7 +1,7 @@
 """Many tenants in one process (issue 16): startup, memory, and a cold tenant's first token.
 
     .venv/bin/python bench/tenants.py [--tenants 10000] [--serve 1000] [--clients 100000]
-                                      [--touch 5000] [--data DIR] [--no-clients]
+                                      [--touch 5000] [--data DIR] [--no-clients] [--seed N]
 
 Part 1. Makes a data dir of `--tenants` path tenants (tenant_data.py: registry rows, a first
 signing key and one confidential client each, through oauthd's own layers), or reuses `--data
@@ -157,9 +157,9 @@ def prepare(data: Path, tenants: int) -> Row:
     )
 
 
-def serve_tenants(tmp: Path, data: Path, tenants: int, serve: int) -> list[Row]:
+def serve_tenants(tmp: Path, data: Path, tenants: int, serve: int, seed: int) -> list[Row]:
     rows = []
-    picks = random.Random(16).sample(range(tenants), min(serve, tenants))
+    picks = random.Random(seed).sample(range(tenants), min(serve, tenants))
     with ExitStack() as stack:
         server, port, startup_s = start(stack, tmp, data, "tenants")
         pid = server.process.pid
@@ -234,13 +234,21 @@ def main() -> None:
     parser.add_argument("--touch", type=int, default=5_000, help="tokens sent in part 2")
     parser.add_argument("--data", type=Path, help="keep (or reuse) the data dir here")
     parser.add_argument("--no-clients", action="store_true", help="part 1 only")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=16,
+        help="picks part 1's tenants: with a reused --data, "
+        "change it, so that the tenants served were never served before (their first token "
+        "also creates their client's access-token table)",
+    )
     args = parser.parse_args()
     os.sched_setaffinity(0, {CLIENT_CPU})
     with tempfile.TemporaryDirectory(prefix="oauthd-bench-tenants-") as name:
         tmp = Path(name)
         data = args.data or tmp / "data"
         rows = [prepare(data, args.tenants)]
-        rows += serve_tenants(tmp, data, args.tenants, args.serve)
+        rows += serve_tenants(tmp, data, args.tenants, args.serve, args.seed)
         if not args.no_clients:
             rows += serve_clients(tmp, data, args.tenants, args.clients, args.touch)
     load = Path("/proc/loadavg").read_text().split()[:3]
