@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from oauthd.runtime.clock import Clock
-from oauthd.server import serve
+from oauthd.server import Runtime, open_runtime, serve
 from oauthd.settings import (
     LogSettings,
     RegistrationSettings,
@@ -103,3 +103,13 @@ async def server(make_settings: Callable[..., Settings]) -> AsyncIterator[Server
 
 def replace(settings: Settings, **changes: Any) -> Settings:
     return dataclasses.replace(settings, **changes)
+
+
+@asynccontextmanager
+async def open_test_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """The actors of `oauthd serve` without HTTP and without the janitor's timer (tests call
+    passes themselves), stopped on exit."""
+    async with trio.open_nursery() as nursery:
+        runtime: Runtime = await nursery.start(partial(open_runtime, settings, janitor=False))
+        yield runtime
+        nursery.cancel_scope.cancel()

@@ -77,6 +77,9 @@ class TenantTable:
     def forget(self, tenant: str) -> None:
         self._views.pop(tenant, None)
 
+    def has(self, tenant: str) -> bool:
+        return tenant in self._views
+
     def loaded(self) -> list[str]:
         return sorted(self._views)
 

@@ -32,7 +32,7 @@ from oauthd.server import (
     load_kek,
     load_metrics_token,
     load_upstream_secret,
-    serve,
+    serve_process,
 )
 from oauthd.settings import MAX_WORKERS, Settings, load_settings, split_listen
 from oauthd.workers import supervise, worker_argv
@@ -103,13 +103,13 @@ def serve_command(settings: Settings, args: argparse.Namespace) -> int:
     setup_logging(settings.log)
     check_listen_option(args.listen)
     if args.worker is not None:
-        trio.run(partial(serve, settings, worker=parse_worker_role(args.worker)))
+        trio.run(partial(serve_process, settings, worker=parse_worker_role(args.worker)))
         return 0
     count = settings.workers if args.workers is None else args.workers
     if count > 1:
         listen = settings.listen if args.listen is None else args.listen
         return trio.run(supervise, settings, worker_argv(args.argv), count, listen)
-    trio.run(partial(serve, settings, listen=args.listen))
+    trio.run(partial(serve_process, settings, listen=args.listen))
     return 0
 
 

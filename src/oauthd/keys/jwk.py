@@ -110,17 +110,24 @@ def _import(jwk_json: str) -> Key:
     return OKPKey.import_key(data)
 
 
-@dataclass(frozen=True, slots=True)
-class _Verifier:
-    alg: str
-    key: Key
+class _LazyKey:
+    """A stored JWK, imported on first use. Importing a private RSA key costs tens of
+    milliseconds (cryptography checks the key), and a tenant's KeyManager loads every key on
+    its first activation: keys that never sign or verify in this process are never imported."""
 
+    __slots__ = ("_jwk", "_key", "alg", "kid")
 
-@dataclass(frozen=True, slots=True)
-class _Signer:
-    kid: str
-    alg: str
-    key: Key
+    def __init__(self, kid: str, alg: str, jwk_json: str) -> None:
+        self.kid = kid
+        self.alg = alg
+        self._jwk = jwk_json
+        self._key: Key | None = None
+
+    @property
+    def key(self) -> Key:
+        if self._key is None:
+            self._key = _import(self._jwk)
+        return self._key
 
 
 class Keyring:
@@ -131,9 +138,9 @@ class Keyring:
 
     def __init__(
         self,
-        signers: Sequence[_Signer],
+        signers: Sequence[_LazyKey],
         access_kid: str | None,
-        verifiers: Mapping[str, _Verifier],
+        verifiers: Mapping[str, _LazyKey],
         jwks_bytes: bytes,
     ) -> None:
         self._signers = {s.alg: s for s in signers}
@@ -216,14 +223,15 @@ def build_keyring(
     """From (kid, alg, public_jwk, sealed_private_jwk) rows: the snapshot and its JWKS bytes.
     `signer_kid` signs access tokens; `other_signers` are the signing keys of the other
     algorithms (at most one each). The JWKS holds public members only (RFC 7517 §9.2)."""
-    verifiers: dict[str, _Verifier] = {}
+    verifiers: dict[str, _LazyKey] = {}
     public: list[dict[str, Any]] = []
-    signers: list[_Signer] = []
+    signers: list[_LazyKey] = []
     for kid, alg, public_jwk, sealed in keys:
-        verifiers[kid] = _Verifier(alg, _import(public_jwk))
+        verifiers[kid] = _LazyKey(kid, alg, public_jwk)
         public.append(json.loads(public_jwk))
         if kid == signer_kid or kid in other_signers:
-            signers.append(_Signer(kid, alg, _import(unseal(sealed, kek))))
+            # Unsealed now, so that a wrong key-encryption key shows when the keys load.
+            signers.append(_LazyKey(kid, alg, unseal(sealed, kek)))
     # The access signer goes last, so that it is its algorithm's signer.
     signers.sort(key=lambda s: s.kid == signer_kid)
     jwks_bytes = json.dumps({"keys": public}, separators=(",", ":")).encode()

@@ -1,7 +1,10 @@
-"""The Quart-Trio application: routes, error mapping, body limits, the access log, and
-request metrics by route template."""
+"""The application: the routes of one tenant (web/routing.py), the fast path in front of a
+Quart-Trio app made when first needed, error mapping, body limits, the access log, and request
+metrics by route template."""
 
 from __future__ import annotations
+
+from functools import partial
 
 from quart import Response, request
 from quart_trio import QuartTrio
@@ -10,7 +13,7 @@ from oauthd.errors import RequestTooLarge
 from oauthd.metrics import UNMATCHED
 from oauthd.web.access_log import ROUTE, AccessLog, ASGIApp
 from oauthd.web.errors import install_error_handlers
-from oauthd.web.fast import FastPath, fast_routes
+from oauthd.web.fast import FastPath
 from oauthd.web.pages import install_pages
 from oauthd.web.request_size import RequestSizeLimits
 from oauthd.web.responses import API_CORS, API_PATHS, CORS
@@ -32,6 +35,7 @@ from oauthd.web.routes import (
     token,
     userinfo,
 )
+from oauthd.web.routing import DeferredApp, RouteTable
 from oauthd.web.security_headers import SecurityHeaders
 from oauthd.web.state import AppState
 
@@ -57,14 +61,30 @@ ENDPOINTS = (
 
 
 def create_app(state: AppState) -> SecurityHeaders:
+    """The routes of `state`'s tenant: the fast endpoints answered at once, the Quart app
+    built on the first request that needs it (web/routing.py)."""
+    table = RouteTable()
+    contributions = [endpoint.register(table, state) for endpoint in ENDPOINTS]
+    discovery.register(table, state, contributions)
+    quart = DeferredApp(partial(build_quart_app, state, table))
+    fast = FastPath(quart, table.fast, state.settings.limits.max_body_bytes)
+    limited = RequestSizeLimits(fast)
+    label = ("", "")
+    if state.tenant != "default":  # a path tenant: /t/<id> becomes /t/{tenant} in metrics
+        label = (state.path(""), state.path("").rpartition("/")[0] + "/{tenant}")
+    logged = AccessLog(limited, state.metrics, enabled=state.settings.log.access_log, label=label)
+    return SecurityHeaders(logged)
+
+
+def build_quart_app(state: AppState, table: RouteTable) -> ASGIApp:
     app = QuartTrio("oauthd")
     app.config["MAX_CONTENT_LENGTH"] = state.settings.limits.max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
     api = tuple(state.path(p) for p in API_PATHS)
     install_pages(app, state.settings.branding)
     install_error_handlers(app, api)
-    contributions = [endpoint.register(app, state) for endpoint in ENDPOINTS]
-    discovery.register(app, state, contributions)
+    for rule in table.rules:
+        app.add_url_rule(rule.path, rule.endpoint, rule.view, methods=list(rule.methods))
 
     @app.before_request
     async def note_route() -> None:
@@ -91,10 +111,4 @@ def create_app(state: AppState) -> SecurityHeaders:
         return response
 
     asgi: ASGIApp = app  # type: ignore[assignment]  # Quart types ASGI scopes as TypedDicts
-    fast = FastPath(asgi, fast_routes(app), state.settings.limits.max_body_bytes)
-    limited = RequestSizeLimits(fast)
-    label = ("", "")
-    if state.tenant != "default":  # a path tenant: /t/<id> becomes /t/{tenant} in metrics
-        label = (state.path(""), state.path("").rpartition("/")[0] + "/{tenant}")
-    logged = AccessLog(limited, state.metrics, enabled=state.settings.log.access_log, label=label)
-    return SecurityHeaders(logged)
+    return asgi

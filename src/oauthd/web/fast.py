@@ -20,8 +20,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from quart import Quart
-
 from oauthd.errors import MethodNotAllowed, OAuthError, RequestTooLarge
 from oauthd.oauth.params import Params
 from oauthd.web.access_log import ROUTE, ASGIApp, Receive, Scope, Send
@@ -29,9 +27,7 @@ from oauthd.web.errors import public_error
 from oauthd.web.forms import parse_form, parse_query
 from oauthd.web.responses import JSON, error_body, error_headers
 
-__all__ = ["ApiRequest", "ApiResponse", "FastPath", "FastRoutes", "fast_routes"]
-
-EXTENSION = "oauthd.fast"
+__all__ = ["ApiRequest", "ApiResponse", "FastPath", "FastRoutes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +70,7 @@ class _Path:
 
 @dataclass(slots=True)
 class FastRoutes:
-    """The table of fast endpoints; routes add themselves in their `register`."""
+    """The table of fast endpoints (`RouteTable.fast`); routes add themselves in `register`."""
 
     paths: dict[str, _Path] = field(default_factory=dict)
 
@@ -87,12 +83,6 @@ class FastRoutes:
             entry.handlers[method] = handler
         head = ("HEAD",) if "GET" in entry.handlers else ()
         entry.allowed = sorted({*entry.handlers, "OPTIONS", *head})
-
-
-def fast_routes(app: Quart) -> FastRoutes:
-    """The app's table of fast endpoints, made on first use."""
-    routes: FastRoutes = app.extensions.setdefault(EXTENSION, FastRoutes())
-    return routes
 
 
 class FastPath:

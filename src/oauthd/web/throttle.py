@@ -20,12 +20,13 @@ from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from typing import TypeVar
 
-from quart import Quart, request
+from quart import request
 
 from oauthd.audit import audit
 from oauthd.errors import OAuthError, TooManyRequests
 from oauthd.runtime import Limiter
 from oauthd.settings import Rate
+from oauthd.web.routing import RouteTable
 from oauthd.web.state import AppState
 
 __all__ = [
@@ -74,7 +75,7 @@ class ClientAuthFailures:
         self._per_client = limiter(state, state.settings.limits.client_auth_failures)
 
     @classmethod
-    def shared(cls, app: Quart, state: AppState) -> ClientAuthFailures:
+    def shared(cls, app: RouteTable, state: AppState) -> ClientAuthFailures:
         """The app's one count: /token, /introspect, /revoke and /device_authorization
         authenticate clients alike, so their failures add up."""
         failures: ClientAuthFailures = app.extensions.setdefault(

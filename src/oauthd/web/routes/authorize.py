@@ -5,7 +5,7 @@ through `redirect_error` (AUTHZ-17)."""
 
 from __future__ import annotations
 
-from quart import Quart, Response, request
+from quart import Response, request
 
 from oauthd.actors import GetClient, client_address
 from oauthd.actors.grants import IssueCode
@@ -34,6 +34,7 @@ from oauthd.web.interaction import (
     deliver_code,
     redirect_error,
 )
+from oauthd.web.routing import RouteTable
 from oauthd.web.state import AppState
 
 __all__ = ["register"]
@@ -47,7 +48,7 @@ def client_view(client: ClientRecord) -> ClientView:
     )
 
 
-def register(app: Quart, state: AppState) -> Contribution:
+def register(app: RouteTable, state: AppState) -> Contribution:
     scopes = known_scopes(state.settings)
     resources = tuple(r.uri for r in state.settings.resources)
     server = ServerView(scopes, resources, state.settings.issuer)  # what check_request needs

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from quart import Quart, Response, request
+from quart import Response, request
 
 from oauthd.actors import GetClient
 from oauthd.actors.grants import (
@@ -30,6 +30,7 @@ from oauthd.web.browser import Cookies, current_session, form_params
 from oauthd.web.errors import shows_error_page
 from oauthd.web.interaction import deliver_code, to_login
 from oauthd.web.pages import page
+from oauthd.web.routing import RouteTable
 from oauthd.web.state import AppState
 
 __all__ = ["register"]
@@ -37,7 +38,7 @@ __all__ = ["register"]
 PATH = "/consent"
 
 
-def register(app: Quart, state: AppState) -> Contribution:
+def register(app: RouteTable, state: AppState) -> Contribution:
     cookies = Cookies.of(state)
     # Federation: consent comes before the upstream login, so the page also serves a person
     # who is not signed in yet (routes/federation.py).

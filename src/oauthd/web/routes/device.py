@@ -10,7 +10,7 @@ after which the page answers 429 with Retry-After (RFC 8628 §5.1)."""
 
 from __future__ import annotations
 
-from quart import Quart, Response, request
+from quart import Response, request
 
 from oauthd.actors.client_device import GetDeviceRequest
 from oauthd.actors.directory import FindUserCode
@@ -24,6 +24,7 @@ from oauthd.web.browser import Cookies, current_session
 from oauthd.web.errors import shows_error_page
 from oauthd.web.interaction import begin_interaction
 from oauthd.web.pages import page
+from oauthd.web.routing import RouteTable
 from oauthd.web.state import AppState
 from oauthd.web.throttle import limiter, request_ip
 
@@ -33,7 +34,7 @@ PATH = "/device"
 NOT_VALID = "That code is not valid. Check the code on your device and try again."
 
 
-def register(app: Quart, state: AppState) -> Contribution:
+def register(app: RouteTable, state: AppState) -> Contribution:
     cookies = Cookies.of(state)
     failures = limiter(state, state.settings.limits.device_code_failures)
 

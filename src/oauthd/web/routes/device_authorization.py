@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from quart import Quart, Response, request
+from quart import Response, request
 
 from oauthd.actors.client_device import DeviceStarted, StartDeviceAuthorization
 from oauthd.actors.directory import IndexUserCode
@@ -17,6 +17,7 @@ from oauthd.oauth.rfc8628_device import display_user_code, parse_device_code
 from oauthd.web.asks import ask_as_client, ask_directory
 from oauthd.web.browser import form_params
 from oauthd.web.responses import NO_STORE, json_bytes, json_response
+from oauthd.web.routing import RouteTable
 from oauthd.web.state import AppState
 from oauthd.web.throttle import ClientAuthFailures, request_ip
 
@@ -34,7 +35,7 @@ SINGLE_VALUED = (
 )
 
 
-def register(app: Quart, state: AppState) -> Contribution:
+def register(app: RouteTable, state: AppState) -> Contribution:
     verification_uri = state.url(VERIFICATION_PATH)
     auth_failures = ClientAuthFailures.shared(app, state)
 

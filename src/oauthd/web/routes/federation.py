@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 
-from quart import Quart, Response, request
+from quart import Response, request
 
 from oauthd.actors import GetClient
 from oauthd.actors.federation import (
@@ -45,6 +45,7 @@ from oauthd.web.interaction import (
     redirect_error,
     to_consent,
 )
+from oauthd.web.routing import RouteTable
 from oauthd.web.state import AppState
 
 __all__ = ["register"]
@@ -54,7 +55,7 @@ CALLBACK = "/callback"
 EXPIRED = "this sign-in has expired or was already used; start again from the app"
 
 
-def register(app: Quart, state: AppState) -> Contribution:
+def register(app: RouteTable, state: AppState) -> Contribution:
     settings = state.settings
     if settings.dev_mode or not settings.federation.enabled:
         return Contribution()  # dev mode logs in with the form at /login (routes/login.py)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 
 import trio
-from quart import Quart, Response
+from quart import Response
 
 from oauthd.actors import CountClients, ListKeys, directory_address, keys_address
 from oauthd.errors import OAuthError
 from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.runtime import Address, Message
 from oauthd.web.responses import NO_STORE, json_bytes, json_response
+from oauthd.web.routing import RouteTable
 from oauthd.web.state import AppState
 
 __all__ = ["ROUND_TRIP_S", "register"]
@@ -23,7 +24,7 @@ __all__ = ["ROUND_TRIP_S", "register"]
 ROUND_TRIP_S = 2.0  # an actor slower than this to answer is not ready
 
 
-def register(app: Quart, state: AppState) -> Contribution:
+def register(app: RouteTable, state: AppState) -> Contribution:
     data_dir = state.settings.data_dir
     actors = {
         "directory": (directory_address(state.tenant), CountClients()),

@@ -10,8 +10,6 @@ at /token."""
 
 from __future__ import annotations
 
-from quart import Quart
-
 from oauthd.actors import client_address
 from oauthd.actors.client_lifecycle import AuthenticateCaller, IntrospectToken, read_access_token
 from oauthd.errors import InvalidClient, NotFound
@@ -28,9 +26,10 @@ from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.oauth.rfc9068_access_token import AccessTokenClaims
 from oauthd.runtime import Address
 from oauthd.web.asks import ask, ask_as_client, keyring_for
-from oauthd.web.fast import ApiRequest, ApiResponse, fast_routes
+from oauthd.web.fast import ApiRequest, ApiResponse
 from oauthd.web.responses import API_CORS, NO_STORE, json_bytes
 from oauthd.web.routes.token import AUTH_METHODS
+from oauthd.web.routing import RouteTable
 from oauthd.web.state import AppState
 from oauthd.web.throttle import ClientAuthFailures, ip_key_of, limiter, throttle
 
@@ -39,7 +38,7 @@ __all__ = ["register"]
 PATH = "/introspect"
 
 
-def register(app: Quart, state: AppState) -> Contribution:
+def register(app: RouteTable, state: AppState) -> Contribution:
     issuer = state.settings.issuer
     per_client = limiter(state, state.settings.limits.introspect_per_client)
     auth_failures = ClientAuthFailures.shared(app, state)
@@ -80,7 +79,7 @@ def register(app: Quart, state: AppState) -> Contribution:
         reply = await look_up(caller_id, parsed.token)
         return ApiResponse(200, json_bytes(reply.to_json()), NO_STORE)
 
-    fast_routes(app).add(state.path(PATH), ("POST",), introspect, API_CORS)
+    app.fast.add(state.path(PATH), ("POST",), introspect, API_CORS)
     return Contribution(
         members={
             "introspection_endpoint": state.url(PATH),

@@ -15,7 +15,7 @@ import hmac
 import secrets
 
 import trio
-from quart import Quart, Response, request
+from quart import Response, request
 
 from oauthd.actors import GetClient
 from oauthd.actors.grants import CheckPending, PreparePending
@@ -33,6 +33,7 @@ from oauthd.web.browser import Cookies, form_params
 from oauthd.web.errors import shows_error_page
 from oauthd.web.interaction import SignedIn, finish_login
 from oauthd.web.pages import page
+from oauthd.web.routing import RouteTable
 from oauthd.web.state import AppState
 from oauthd.web.throttle import limiter, request_ip
 
@@ -46,7 +47,7 @@ MAX_EMAIL = 320  # RFC 5321 §4.5.3.1: longer is not an address
 DUMMY = hash_password(secrets.token_urlsafe(32))
 
 
-def register(app: Quart, state: AppState) -> Contribution:
+def register(app: RouteTable, state: AppState) -> Contribution:
     settings = state.settings
     if not (settings.dev_mode or settings.password_login):
         return Contribution()  # HTML-11: no password form unless asked for (404)

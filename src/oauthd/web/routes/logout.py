@@ -3,7 +3,7 @@ session's CSRF token ends the session (HTML-2)."""
 
 from __future__ import annotations
 
-from quart import Quart, Response
+from quart import Response
 
 from oauthd.actors.people import EndSession, PrepareLogout
 from oauthd.oauth.rfc8414_metadata import Contribution
@@ -11,6 +11,7 @@ from oauthd.web.asks import ask_directory
 from oauthd.web.browser import Cookies, current_session, form_params
 from oauthd.web.errors import shows_error_page
 from oauthd.web.pages import page
+from oauthd.web.routing import RouteTable
 from oauthd.web.state import AppState
 
 __all__ = ["register"]
@@ -18,7 +19,7 @@ __all__ = ["register"]
 PATH = "/logout"
 
 
-def register(app: Quart, state: AppState) -> Contribution:
+def register(app: RouteTable, state: AppState) -> Contribution:
     cookies = Cookies.of(state)
 
     @shows_error_page()

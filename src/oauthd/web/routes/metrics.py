@@ -9,13 +9,14 @@ from __future__ import annotations
 import hmac
 from collections import Counter
 
-from quart import Quart, Response, request
+from quart import Response, request
 
 from oauthd.actors import ListKeys, keys_address
 from oauthd.metrics import CONTENT_TYPE
 from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.settings import is_loopback_host
 from oauthd.web.asks import ask
+from oauthd.web.routing import RouteTable
 from oauthd.web.state import AppState
 from oauthd.web.throttle import client_ip
 
@@ -24,7 +25,7 @@ __all__ = ["PATH", "register"]
 PATH = "/metrics"
 
 
-def register(app: Quart, state: AppState) -> Contribution:
+def register(app: RouteTable, state: AppState) -> Contribution:
     if not state.settings.metrics.enabled:
         return Contribution()  # 404
     token = state.metrics_token.encode()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from quart import Quart, Response, request
+from quart import Response, request
 
 from oauthd.actors import RegisterClient
 from oauthd.actors.client_registration import (
@@ -35,6 +35,7 @@ from oauthd.oauth.scopes import known_scopes
 from oauthd.storage import ClientRecord
 from oauthd.web.asks import ask_client, ask_directory
 from oauthd.web.responses import NO_STORE, json_bytes, json_response
+from oauthd.web.routing import RouteTable
 from oauthd.web.state import AppState
 from oauthd.web.throttle import limiter, request_ip, throttle
 
@@ -44,7 +45,7 @@ PATH = "/register"
 JSON = "application/json"
 
 
-def register(app: Quart, state: AppState) -> Contribution:
+def register(app: RouteTable, state: AppState) -> Contribution:
     scopes = known_scopes(state.settings)
     per_ip = limiter(state, state.settings.limits.register_per_ip)
 

@@ -4,7 +4,7 @@ tokens, so no other shard is ever asked. What revoking does is in oauth/rfc7009_
 
 from __future__ import annotations
 
-from quart import Quart, Response, request
+from quart import Response, request
 
 from oauthd.actors.client_lifecycle import RevokeToken, read_access_token
 from oauthd.oauth.rfc6749_client_auth import read_credentials
@@ -14,6 +14,7 @@ from oauthd.web.asks import ask_as_client, keyring_for
 from oauthd.web.browser import form_params
 from oauthd.web.responses import NO_STORE
 from oauthd.web.routes.token import AUTH_METHODS
+from oauthd.web.routing import RouteTable
 from oauthd.web.state import AppState
 from oauthd.web.throttle import ClientAuthFailures, request_ip
 
@@ -22,7 +23,7 @@ __all__ = ["register"]
 PATH = "/revoke"
 
 
-def register(app: Quart, state: AppState) -> Contribution:
+def register(app: RouteTable, state: AppState) -> Contribution:
     issuer = state.settings.issuer
     auth_failures = ClientAuthFailures.shared(app, state)
 

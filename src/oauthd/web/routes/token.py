@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from quart import Quart
-
 from oauthd.actors.client_auth import TOKEN_PATH
 from oauthd.actors.client_device import PollDeviceCode
 from oauthd.actors.client_tokens import IssueClientToken
@@ -24,8 +22,9 @@ from oauthd.oauth.rfc6749_client_auth import ClientCredentials, read_credentials
 from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.oauth.rfc8628_device import DEVICE_GRANT
 from oauthd.web.asks import ask_as_client
-from oauthd.web.fast import ApiRequest, ApiResponse, fast_routes
+from oauthd.web.fast import ApiRequest, ApiResponse
 from oauthd.web.responses import API_CORS, NO_STORE, json_bytes
+from oauthd.web.routing import RouteTable
 from oauthd.web.state import AppState
 from oauthd.web.throttle import ClientAuthFailures, ip_key_of, limiter, throttle
 
@@ -102,7 +101,7 @@ GRANTS: dict[str, Callable[[Params, ClientCredentials], Any]] = {
 }
 
 
-def register(app: Quart, state: AppState) -> Contribution:
+def register(app: RouteTable, state: AppState) -> Contribution:
     per_ip = limiter(state, state.settings.limits.token_per_ip)
     auth_failures = ClientAuthFailures.shared(app, state)
 
@@ -129,7 +128,7 @@ def register(app: Quart, state: AppState) -> Contribution:
         )
         return ApiResponse(200, json_bytes(reply.to_json()), NO_STORE)
 
-    fast_routes(app).add(state.path(PATH), ("POST",), token, API_CORS)
+    app.fast.add(state.path(PATH), ("POST",), token, API_CORS)
     return Contribution(
         members={
             "token_endpoint": state.url(PATH),

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlsplit
 
-from quart import Quart, Response
-
 from oauthd.actors.grants import CheckAccessToken
 from oauthd.actors.people import GetUser
 from oauthd.errors import OAuthError
@@ -22,9 +20,10 @@ from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.oauth.rfc8707_resources import USERINFO_PATH, userinfo_audience, userinfo_resources
 from oauthd.oauth.rfc9068_access_token import AccessTokenClaims, check_access_token
 from oauthd.web.asks import ask_client, ask_directory, keyring_for
-from oauthd.web.fast import ApiRequest, ApiResponse, fast_routes
+from oauthd.web.fast import ApiRequest, ApiResponse
 from oauthd.web.forms import FORM
-from oauthd.web.responses import API_CORS, CORS, NO_STORE, error_body, json_bytes, json_response
+from oauthd.web.responses import API_CORS, CORS, NO_STORE, error_body, json_bytes
+from oauthd.web.routing import RouteTable
 from oauthd.web.state import AppState
 
 __all__ = ["register"]
@@ -33,7 +32,7 @@ PATH = USERINFO_PATH  # the userinfo URL is also a resource identifier (rfc8707_
 PRM_PATH = "/.well-known/oauth-protected-resource"
 
 
-def register(app: Quart, state: AppState) -> Contribution:
+def register(app: RouteTable, state: AppState) -> Contribution:
     issuer = state.settings.issuer
     own_audience = userinfo_audience(issuer)
     # RFC 9728 §3.1: the well-known segment goes between the host and the resource's path.
@@ -104,18 +103,17 @@ def register(app: Quart, state: AppState) -> Contribution:
         }
         return ApiResponse(200, json_bytes(claims), NO_STORE)
 
-    fast_routes(app).add(state.path(PATH), ("GET", "POST"), userinfo, API_CORS)
+    app.fast.add(state.path(PATH), ("GET", "POST"), userinfo, API_CORS)
     # RFC 9728 §3.1, §3.3: a document for each resource identifier, at the well-known URL
     # derived from it, naming it exactly: the issuer (the audience of /userinfo tokens) and
     # the userinfo endpoint's own URL, which clients derive from the URL they were refused at.
     # Both are accepted as `resource` with openid (RFC 9728 §3.3): the same rule, rfc8707_resources.
-    names = ("protected_resource", "protected_resource_userinfo")
-    for name, resource in zip(names, userinfo_resources(issuer), strict=True):
-        add_protected_resource(app, state, name, resource)
+    for resource in userinfo_resources(issuer):
+        add_protected_resource(app, state, resource)
     return Contribution(members={"userinfo_endpoint": state.url(PATH)})
 
 
-def add_protected_resource(app: Quart, state: AppState, name: str, resource: str) -> None:
+def add_protected_resource(app: RouteTable, state: AppState, resource: str) -> None:
     issuer = state.settings.issuer
     prm = json_bytes(
         {
@@ -126,8 +124,8 @@ def add_protected_resource(app: Quart, state: AppState, name: str, resource: str
         }
     )
 
-    async def protected_resource() -> Response:
-        return json_response(prm, 200, {**CORS, "Cache-Control": "public, max-age=300"})
+    async def protected_resource(_request: ApiRequest) -> ApiResponse:
+        return ApiResponse(200, prm, {"Cache-Control": "public, max-age=300"})
 
     path = PRM_PATH + urlsplit(resource).path  # RFC 9728 §3.1: inserted before the path
-    app.add_url_rule(path, name, protected_resource, methods=["GET"])
+    app.fast.add(path, ("GET",), protected_resource, CORS)

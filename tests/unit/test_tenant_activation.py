@@ -1,0 +1,80 @@
+"""What a tenant's activation and drop cost (docs/architecture.md "Tenants"): its settings are
+parsed once per version of its registry row, not on every activation, and its shards close
+without stalling the requests of other tenants."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable
+
+import pytest
+import trio
+import trio.testing
+
+from oauthd.actors import keys_address
+from oauthd.actors.registry import AddTenant, UpdateTenant, registry_address
+from oauthd.settings import Settings
+from oauthd.storage import Store
+from tests.conftest import open_test_runtime
+
+
+def no_app(_env: object) -> object:
+    return object()
+
+
+async def test_settings_are_parsed_once_per_version_of_the_row(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Activated again unchanged, a tenant reuses its Settings; changed, they are parsed afresh."""
+    async with open_test_runtime(make_settings()) as runtime:
+        tenancy = runtime.tenancy
+        await runtime.system.ask(registry_address(), AddTenant("acme"))
+        await tenancy.activate("acme", no_app)
+        first = runtime.env.settings_of("acme")
+        tenancy.drop("acme")  # e.g. the router's LRU let it go
+        await tenancy.activate("acme", no_app)
+        assert runtime.env.settings_of("acme") is first
+        change = UpdateTenant("acme", settings="[tokens]\ncode_ttl_s = 30\n")
+        await runtime.system.ask(registry_address(), change)
+        await tenancy.activate("acme", no_app)
+        changed = runtime.env.settings_of("acme")
+        assert changed.tokens.code_ttl_s == 30
+        assert dataclasses.replace(changed, tokens=first.tokens) == first
+
+
+async def test_a_dropped_tenants_shards_close_off_the_event_loop(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closing a WAL shard checkpoints and fsyncs it: never on the loop that serves requests."""
+    closed_in: list[threading.Thread] = []
+    close = Store.close
+
+    def recording_close(store: Store) -> None:
+        closed_in.append(threading.current_thread())
+        close(store)
+
+    monkeypatch.setattr(Store, "close", recording_close)
+    async with open_test_runtime(make_settings()) as runtime:
+        await runtime.system.ask(registry_address(), AddTenant("acme"))
+        await runtime.tenancy.activate("acme", no_app)
+        closed_in.clear()
+        await runtime.system.retire_tenant("acme")
+        assert closed_in  # its KeyManager's shard
+        assert threading.main_thread() not in closed_in
+
+
+async def test_the_first_registry_read_stops_nothing_a_first_activation_made(
+    make_settings: Callable[..., Settings], autojump_clock: trio.testing.MockClock
+) -> None:
+    """Every row is new to a process's first look at the registry: only tenants it holds are
+    dropped, so a tenant's first activation keeps the KeyManager it started, and the other
+    tenants cost nothing."""
+    async with open_test_runtime(make_settings()) as runtime:
+        for i in range(20):
+            await runtime.system.ask(registry_address(), AddTenant(f"t{i}"))
+        await runtime.tenancy.activate("t3", no_app)
+        opened = runtime.system.stats().activations
+        await trio.sleep(1)
+        assert runtime.system.is_live(keys_address("t3"))
+        assert runtime.system.stats().activations == opened
