@@ -47,6 +47,10 @@ def check_listen(s: Settings) -> None:
         raise ConfigError(s.source, "listen", str(exc)) from None
 
 
+# Limits where 0 means "none" (a quota an operator has not set): zero passes the checks.
+ZERO_IS_OFF = ("limits.max_users", "limits.tenant_requests")
+
+
 def check_positive(s: Settings) -> None:
     sections: dict[str, Any] = {
         "tokens": s.tokens,
@@ -64,6 +68,8 @@ def check_positive(s: Settings) -> None:
         for f in dataclasses.fields(section):
             value = getattr(section, f.name)
             is_number = isinstance(value, int | float) and not isinstance(value, bool)
+            if is_number and value == 0 and f"{name}.{f.name}" in ZERO_IS_OFF:
+                continue
             if is_number and not (math.isfinite(value) and value > 0):  # TOML allows nan, inf
                 raise ConfigError(s.source, f"{name}.{f.name}", f"must be positive, got {value}")
     if not (math.isfinite(s.graceful_timeout_s) and s.graceful_timeout_s >= 0):
@@ -183,6 +189,8 @@ def check_limits(s: Settings) -> None:
         rate = getattr(s.limits, f.name)
         if not isinstance(rate, Rate):
             continue
+        if rate.requests == 0 and f"limits.{f.name}" in ZERO_IS_OFF:
+            continue
         if not 1 <= rate.requests <= MAX_RATE_REQUESTS:
             raise ConfigError(
                 s.source,
@@ -203,6 +211,18 @@ def check_limits(s: Settings) -> None:
         except ValueError:
             key = f"limits.trusted_proxies[{i}]"
             raise ConfigError(s.source, key, f"not an IP network: {network!r}") from None
+
+
+MAX_TENANT_LABELS = 10_000  # each value multiplies the per-request series
+
+
+def check_metrics(s: Settings) -> None:
+    if not 1 <= s.metrics.max_tenant_labels <= MAX_TENANT_LABELS:
+        raise ConfigError(
+            s.source,
+            "metrics.max_tenant_labels",
+            f"must be 1 to {MAX_TENANT_LABELS}, got {s.metrics.max_tenant_labels}",
+        )
 
 
 def check_registration(s: Settings) -> None:
@@ -362,6 +382,7 @@ CHECKS: tuple[Callable[[Settings], None], ...] = (
     check_clients,
     check_client_metadata,
     check_limits,
+    check_metrics,
     check_registration,
     check_dev,
     check_federation,
