@@ -1,0 +1,78 @@
+"""A tenant's request quota (`limits.tenant_requests`): every request to the tenant, whoever
+sends it, counted in one GCRA budget (runtime.ratelimit) in this process.
+
+It is the outermost layer of the tenant's app, so the TenantRouter reaches it first and a
+refusal costs one limiter look-up: no routing, no Quart, no actor. The answer is the one every
+rate limit gives (RFC 6585 §4): 429, `Retry-After`, and the JSON error body
+`{"error": "temporarily_unavailable", ...}` with `Cache-Control: no-store`, counted in
+`oauthd_rate_limited_total` and `oauthd_http_requests_total` under the endpoint `*` (no route
+was looked at) and the tenant's label. The access log does not see a refusal: a flood that
+the quota holds off writes no lines.
+
+The budget lives with the app: a tenant whose settings change, or whose app is dropped after
+`idle_s`, starts with a full one. With N worker processes a tenant is admitted N times the
+rate, like every other limit."""
+
+from __future__ import annotations
+
+import time
+
+from oauthd.errors import TooManyRequests
+from oauthd.metrics import Metrics
+from oauthd.runtime import Limiter
+from oauthd.settings import Rate
+from oauthd.web.access_log import ASGIApp, Receive, Scope, Send
+from oauthd.web.responses import error_body, error_headers
+from oauthd.web.security_headers import EVERY_RESPONSE
+from oauthd.web.state import AppState
+
+__all__ = ["QUOTA_ENDPOINT", "RequestQuota", "with_request_quota"]
+
+QUOTA_ENDPOINT = "*"  # the metrics endpoint label of a refusal: no route was matched
+REFUSAL = TooManyRequests("this service is receiving too many requests; try again later")
+BODY = error_body(REFUSAL)
+HEADERS = [
+    (name.lower().encode(), value.encode())
+    for name, value in error_headers(REFUSAL).items()
+    if name.lower() != "retry-after"
+]
+
+
+class RequestQuota:
+    def __init__(self, app: ASGIApp, limit: Limiter, metrics: Metrics, tenant: str) -> None:
+        self.app = app
+        self.limit = limit
+        self.metrics = metrics
+        self.tenant = tenant
+        self._length = str(len(BODY)).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        wait = self.limit.hit("")
+        if wait is None:
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        headers = [
+            *HEADERS,
+            (b"retry-after", str(wait).encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", self._length),
+            *EVERY_RESPONSE,
+        ]
+        await send({"type": "http.response.start", "status": 429, "headers": headers})
+        await send({"type": "http.response.body", "body": BODY})
+        seconds = time.perf_counter() - start
+        self.metrics.request(QUOTA_ENDPOINT, 429, seconds, self.tenant)
+        self.metrics.rate_limited(QUOTA_ENDPOINT, self.tenant)
+
+
+def with_request_quota(app: ASGIApp, state: AppState) -> ASGIApp:
+    """`app` behind its tenant's request quota, or `app` itself when the quota is off."""
+    rate: Rate = state.settings.limits.tenant_requests
+    if rate.requests == 0:
+        return app
+    limit = Limiter(rate.requests, rate.window_s, state.clock, max_keys=1)
+    return RequestQuota(app, limit, state.metrics, state.tenant)
