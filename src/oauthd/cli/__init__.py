@@ -17,7 +17,7 @@ import trio
 from oauthd.actors import KeyInfo, ListKeys, RotateKeys, keys_address
 from oauthd.actors.janitor import collect_once
 from oauthd.cli import admin, tenants
-from oauthd.cli.command import Command, config_option, on_runtime
+from oauthd.cli.command import Command, config_option, on_runtime, tenant_option
 from oauthd.errors import ConfigError, NotFound
 from oauthd.logs import flush_logs, setup_logging
 from oauthd.server import (
@@ -56,8 +56,7 @@ def parser() -> argparse.ArgumentParser:
     c.set_defaults(run=check_config)
     k = sub.add_parser("keys", help="signing keys")
     ksub = k.add_subparsers(dest="keys_command", required=True)
-    tenant = argparse.ArgumentParser(add_help=False)
-    tenant.add_argument("--tenant", default=TENANT, help="whose keys (default: the file's)")
+    tenant = tenant_option()
     kl = ksub.add_parser("list", parents=[config, tenant], help="list keys and their states")
     kl.set_defaults(run=on_runtime(list_keys))
     kr = ksub.add_parser("rotate", parents=[config, tenant], help="start a new signing key")
