@@ -4,12 +4,14 @@ Registry's write lock orders them, the message of a refused setting names its ke
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.interop.test_cli import Config, run, serving, write_config
+from tests.interop.test_cli_admin import run_with_stdin
 
 
 @pytest.fixture
@@ -84,3 +86,42 @@ def test_tenants_refusals_exit_1_or_2_and_name_the_key(config: Config, tmp_path:
         assert "tenant id" in err
     code, listed, _ = tenants(config, "list")
     assert (code, listed) == (0, [])
+
+
+def test_rate9_users_and_clients_add_take_tenant_and_name_the_user_quota(
+    config: Config, tmp_path: Path
+) -> None:
+    """RATE-9: `users add --tenant a` past a's `limits.max_users` exits 2 naming the quota,
+    while b takes the same user; `clients add|list --tenant` work on that tenant's clients
+    only; an unknown tenant exits 1."""
+    settings = tmp_path / "a.toml"
+    settings.write_text("[limits]\nmax_users = 1\n")
+    assert tenants(config, "add", "a", "--settings", str(settings))[0] == 0
+    assert tenants(config, "add", "b")[0] == 0
+
+    def add_user(tenant: str, email: str) -> subprocess.CompletedProcess[str]:
+        args = ("users", "add", "--config", str(config.path), "--tenant", tenant)
+        return run_with_stdin("a long password\n", *args, "--email", email)
+
+    assert add_user("a", "alice@example.com").returncode == 0
+    refused = add_user("a", "bob@example.com")
+    assert refused.returncode == 2
+    assert "limits.max_users (1) reached" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert add_user("b", "bob@example.com").returncode == 0
+    listed = run("users", "list", "--config", str(config.path), "--tenant", "a").stdout
+    assert "alice@example.com" in listed
+    assert "bob@example.com" not in listed
+    assert "@" not in run("users", "list", "--config", str(config.path)).stdout
+
+    added = run(
+        *("clients", "add", "--config", str(config.path), "--tenant", "a"),
+        *("--redirect-uri", "https://app.example/cb"),
+    )
+    assert added.returncode == 0, added.stderr
+    client_id = added.stdout.split()[1]
+    assert client_id in run("clients", "list", "--config", str(config.path), "--tenant", "a").stdout
+    assert client_id not in run("clients", "list", "--config", str(config.path)).stdout
+    unknown = run("users", "list", "--config", str(config.path), "--tenant", "nope")
+    assert unknown.returncode == 1
+    assert "no tenant 'nope'" in unknown.stderr

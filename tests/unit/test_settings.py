@@ -631,6 +631,13 @@ def test_rate_limit_env_override_reaches_a_nested_key(tmp_path: Path) -> None:
         ("[limits]\nmax_tracked_keys = 100000000000\n", "limits.max_tracked_keys"),
         ("[limits]\ntrusted_proxies = ['10.0.0.0/33']\n", "limits.trusted_proxies[0]"),
         ("[limits]\ntrusted_proxies = ['*']\n", "limits.trusted_proxies[0]"),
+        ("[limits]\nmax_users = -1\n", "limits.max_users"),
+        (
+            "[limits]\ntenant_requests = { requests = 2000000, window_s = 1 }\n",
+            "limits.tenant_requests.requests",
+        ),
+        ("[metrics]\nmax_tenant_labels = 0\n", "metrics.max_tenant_labels"),
+        ("[metrics]\nmax_tenant_labels = 100000\n", "metrics.max_tenant_labels"),
         ("[registration]\nmax_clients = 0\n", "registration.max_clients"),
         ("[registration]\nmax_clients = 100000000\n", "registration.max_clients"),
         ("[registration]\nunused_ttl_s = 5\n", "registration.unused_ttl_s"),

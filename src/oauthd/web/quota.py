@@ -9,6 +9,10 @@ rate limit gives (RFC 6585 §4): 429, `Retry-After`, and the JSON error body
 was looked at) and the tenant's label. The access log does not see a refusal: a flood that
 the quota holds off writes no lines.
 
+The default tenant's quota (from the file) spares `/healthz` and `/metrics`: they are the
+whole server's, and a load balancer or scraper refused under a flood would see every tenant
+down.
+
 The budget lives with the app: a tenant whose settings change, or whose app is dropped after
 `idle_s`, starts with a full one. With N worker processes a tenant is admitted N times the
 rate, like every other limit."""
@@ -18,11 +22,12 @@ from __future__ import annotations
 import time
 
 from oauthd.errors import TooManyRequests
-from oauthd.metrics import Metrics
+from oauthd.metrics import DEFAULT_TENANT, Metrics
 from oauthd.runtime import Limiter
 from oauthd.settings import Rate
 from oauthd.web.access_log import ASGIApp, Receive, Scope, Send
 from oauthd.web.responses import error_body, error_headers
+from oauthd.web.routes import health, metrics
 from oauthd.web.security_headers import EVERY_RESPONSE
 from oauthd.web.state import AppState
 
@@ -39,15 +44,23 @@ HEADERS = [
 
 
 class RequestQuota:
-    def __init__(self, app: ASGIApp, limit: Limiter, metrics: Metrics, tenant: str) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: Limiter,
+        metrics: Metrics,
+        tenant: str,
+        spared: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
         self.limit = limit
         self.metrics = metrics
         self.tenant = tenant
+        self.spared = spared  # paths the quota never refuses
         self._length = str(len(BODY)).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in self.spared:
             await self.app(scope, receive, send)
             return
         wait = self.limit.hit("")
@@ -75,4 +88,7 @@ def with_request_quota(app: ASGIApp, state: AppState) -> ASGIApp:
     if rate.requests == 0:
         return app
     limit = Limiter(rate.requests, rate.window_s, state.clock, max_keys=1)
-    return RequestQuota(app, limit, state.metrics, state.tenant)
+    spared: frozenset[str] = frozenset()
+    if state.tenant == DEFAULT_TENANT:
+        spared = frozenset((health.PATH, state.path(metrics.PATH)))
+    return RequestQuota(app, limit, state.metrics, state.tenant, spared)
