@@ -14,6 +14,7 @@ from oauthd.actors.registry import AddTenant
 from oauthd.settings import LimitSettings, MetricsSettings, Rate, Settings
 from tests.conftest import ManualClock, Server, running_server
 from tests.flow import Authorization, form_field
+from tests.spec.test_cimd_client_metadata import auth_for, stack
 from tests.spec.test_observability import scrape, value
 from tests.spec.test_tenants import SETTINGS, registry
 
@@ -85,6 +86,30 @@ async def test_rate9_max_clients_counts_each_tenants_own_registrations(
             assert (await register_at(http, "b")).status_code == 201
         root = await http.post("/register", json={"redirect_uris": ["http://127.0.0.1/cb"]})
         assert root.status_code == 201
+
+
+async def test_rate9_document_clients_are_capped_per_tenant(
+    make_settings: Callable[..., Settings], clock: ManualClock
+) -> None:
+    """RATE-9: tenant A's `client_metadata.max_clients` counts A's document clients only: a
+    second new document client at A is a 503 page, the same document is welcome at B."""
+    own = '[client_metadata]\nallow_networks = ["127.0.0.1/32"]\n'
+    async with stack(make_settings, clock) as s, registry(s.oauthd.settings) as ask:
+        await ask(AddTenant("a", "", SETTINGS + own + "max_clients = 1\n"))
+        await ask(AddTenant("b", "", SETTINGS + own))
+        first, second = s.publish("/one.json"), s.publish("/two.json")
+
+        async def authorize_at(tenant: str, client_id: str) -> httpx.Response:
+            params = auth_for(client_id).params
+            return await s.http.get(f"/t/{tenant}/authorize", params=params)
+
+        started = await authorize_at("a", first)
+        assert urlsplit(started.headers["location"]).path == "/t/a/login"
+        refused = await authorize_at("a", second)
+        assert refused.status_code == 503
+        assert "temporarily_unavailable" in refused.text
+        welcome = await authorize_at("b", second)
+        assert urlsplit(welcome.headers["location"]).path == "/t/b/login"
 
 
 # --- users (limits.max_users) --------------------------------------------------------------------
