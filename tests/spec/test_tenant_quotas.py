@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 import httpx
+import trio
 
 from oauthd.actors.registry import AddTenant
 from oauthd.settings import LimitSettings, MetricsSettings, Rate, Settings
@@ -169,6 +170,28 @@ async def test_rate8_request_quota_answers_429_at_one_tenant_only(
         assert value(scraped, "oauthd_rate_limited_total", **refusals) == 2
         assert value(scraped, "oauthd_http_requests_total", status="429", **refusals) == 2
         assert value(scraped, "oauthd_rate_limited_total", endpoint="*", tenant="b") == 0
+
+
+async def test_rate8_a_request_past_the_burst_waits_for_its_turn_within_tenant_queue_s(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """RATE-8: past the burst a request whose turn comes within `limits.tenant_queue_s` is
+    served late rather than refused: 60 requests at once against a burst of 50 (then one per
+    20 ms) are all answered 200; with `tenant_queue_s = 0` a request past the burst is not."""
+    queued = "[limits]\ntenant_requests = { requests = 50, window_s = 1 }\ntenant_queue_s = 5\n"
+    at_once = "[limits]\ntenant_requests = { requests = 50, window_s = 3600 }\ntenant_queue_s = 0\n"
+    async with tenants(make_settings(), a=queued, b=at_once) as server:
+        statuses: dict[str, list[int]] = {"a": [], "b": []}
+
+        async def get(tenant: str) -> None:
+            statuses[tenant].append((await server.http.get(f"/t/{tenant}{JWKS}")).status_code)
+
+        for tenant in ("a", "b"):
+            async with trio.open_nursery() as nursery:
+                for _ in range(60):
+                    nursery.start_soon(get, tenant)
+        assert statuses["a"] == [200] * 60
+        assert sorted(statuses["b"]) == [200] * 50 + [429] * 10
 
 
 async def test_rate8_the_files_request_quota_spares_healthz_and_metrics(

@@ -636,6 +636,8 @@ def test_rate_limit_env_override_reaches_a_nested_key(tmp_path: Path) -> None:
             "[limits]\ntenant_requests = { requests = 2000000, window_s = 1 }\n",
             "limits.tenant_requests.requests",
         ),
+        ("[limits]\ntenant_queue_s = -1\n", "limits.tenant_queue_s"),
+        ("[limits]\ntenant_queue_s = 600\n", "limits.tenant_queue_s"),
         ("[metrics]\nmax_tenant_labels = 0\n", "metrics.max_tenant_labels"),
         ("[metrics]\nmax_tenant_labels = 100000\n", "metrics.max_tenant_labels"),
         ("[registration]\nmax_clients = 0\n", "registration.max_clients"),

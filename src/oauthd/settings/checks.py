@@ -48,7 +48,8 @@ def check_listen(s: Settings) -> None:
 
 
 # Limits where 0 means "none" (a quota an operator has not set): zero passes the checks.
-ZERO_IS_OFF = ("limits.max_users", "limits.tenant_requests")
+ZERO_IS_OFF = ("limits.max_users", "limits.tenant_requests", "limits.tenant_queue_s")
+MAX_QUEUE_S = 60.0  # a request held longer than this has long been given up by its client
 
 
 def check_positive(s: Settings) -> None:
@@ -203,6 +204,8 @@ def check_limits(s: Settings) -> None:
                 f"limits.{f.name}.window_s",
                 f"must be 1 to {MAX_RATE_WINDOW_S} seconds, got {rate.window_s}",
             )
+    if s.limits.tenant_queue_s > MAX_QUEUE_S:
+        raise ConfigError(s.source, "limits.tenant_queue_s", f"must be 0 to {MAX_QUEUE_S:.0f}")
     if not 1_000 <= s.limits.max_tracked_keys <= 10_000_000:
         raise ConfigError(s.source, "limits.max_tracked_keys", "must be 1000 to 10000000")
     for i, network in enumerate(s.limits.trusted_proxies):

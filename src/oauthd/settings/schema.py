@@ -215,8 +215,11 @@ class LimitSettings:
     login_failures_per_ip: Rate = Rate(50, 900.0)  # the same, per client IP
     device_code_failures: Rate = Rate(10, 600.0)  # wrong user codes per IP and per browser
     # Quotas of the tenant whose settings these are (README "Quotas"). 0 (the default): none.
-    # All requests to the tenant, refused with 429 before any route runs; `requests = 0`: off.
+    # All requests to the tenant, in one budget; `requests = 0`: off. A request past it waits
+    # for its turn up to `tenant_queue_s` (nginx's limit_req delay), else is refused with 429
+    # before any route runs; 0: refused at once.
     tenant_requests: Rate = Rate(0, 1.0)
+    tenant_queue_s: float = 1.0
     max_users: int = 0  # users of the tenant; past it no new one is created (logins answer 503)
     max_tracked_keys: int = 100_000  # per limit; past it, the least recently seen key is dropped
     # Reverse proxies (CIDRs) whose X-Forwarded-For is believed: the client IP is the rightmost
