@@ -52,6 +52,31 @@ ZERO_IS_OFF = ("limits.max_users", "limits.tenant_requests", "limits.tenant_queu
 MAX_QUEUE_S = 60.0  # a request held longer than this has long been given up by its client
 
 
+WILDCARD = {"0.0.0.0", "::"}  # noqa: S104  # addresses that listen on every interface
+
+
+def check_admin(s: Settings) -> None:
+    """The admin API's own listener: a host:port that is not the public one (whose app has no
+    admin routes), and a variable for its tokens. Their length is checked where the variable
+    is read (`server.load_admin_tokens`)."""
+    a = s.admin
+    check_rate(s, "admin.auth_failures", a.auth_failures)
+    if not a.listen:
+        return
+    try:
+        host, port = split_listen(a.listen)
+    except ValueError as exc:
+        raise ConfigError(s.source, "admin.listen", str(exc)) from None
+    public_host, public_port = split_listen(s.listen)
+    hosts_meet = host == public_host or WILDCARD & {host, public_host}
+    if port == public_port and port != 0 and hosts_meet:
+        raise ConfigError(
+            s.source, "admin.listen", f"must not be the public listen address ({s.listen})"
+        )
+    if not a.token_env:
+        raise ConfigError(s.source, "admin.token_env", "required when admin.listen is set")
+
+
 def check_positive(s: Settings) -> None:
     sections: dict[str, Any] = {
         "tokens": s.tokens,
@@ -184,6 +209,19 @@ MAX_RATE_WINDOW_S = DAY_S
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
+def check_rate(s: Settings, key: str, rate: Rate) -> None:
+    if not 1 <= rate.requests <= MAX_RATE_REQUESTS:
+        raise ConfigError(
+            s.source, f"{key}.requests", f"must be 1 to {MAX_RATE_REQUESTS}, got {rate.requests}"
+        )
+    if not (math.isfinite(rate.window_s) and 1 <= rate.window_s <= MAX_RATE_WINDOW_S):
+        raise ConfigError(
+            s.source,
+            f"{key}.window_s",
+            f"must be 1 to {MAX_RATE_WINDOW_S} seconds, got {rate.window_s}",
+        )
+
+
 def check_limits(s: Settings) -> None:
     """Rates an operator can mean: 1 to a million requests in 1 s to a day; bounded memory."""
     for f in dataclasses.fields(s.limits):
@@ -192,18 +230,7 @@ def check_limits(s: Settings) -> None:
             continue
         if rate.requests == 0 and f"limits.{f.name}" in ZERO_IS_OFF:
             continue
-        if not 1 <= rate.requests <= MAX_RATE_REQUESTS:
-            raise ConfigError(
-                s.source,
-                f"limits.{f.name}.requests",
-                f"must be 1 to {MAX_RATE_REQUESTS}, got {rate.requests}",
-            )
-        if not (math.isfinite(rate.window_s) and 1 <= rate.window_s <= MAX_RATE_WINDOW_S):
-            raise ConfigError(
-                s.source,
-                f"limits.{f.name}.window_s",
-                f"must be 1 to {MAX_RATE_WINDOW_S} seconds, got {rate.window_s}",
-            )
+        check_rate(s, f"limits.{f.name}", rate)
     if s.limits.tenant_queue_s > MAX_QUEUE_S:
         raise ConfigError(s.source, "limits.tenant_queue_s", f"must be 0 to {MAX_QUEUE_S:.0f}")
     if not 1_000 <= s.limits.max_tracked_keys <= 10_000_000:
@@ -378,6 +405,7 @@ def _is_own_logo(url: str, issuer: str) -> bool:
 CHECKS: tuple[Callable[[Settings], None], ...] = (
     check_issuer,
     check_listen,
+    check_admin,
     check_positive,
     check_workers,
     check_key_schedule,
