@@ -25,6 +25,7 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 from loadgen import HttpResult, LoadSettings, Server, Target, free_port, measure
+from noisy_neighbour import NoisyConfig, noisy_rows
 from scenarios import scenario_rows
 from table import Row, at_most, fmt_us, http_row, render
 
@@ -58,7 +59,7 @@ class BenchConfig:
     shards: int  # clients activated by the cold-activation and memory rows
     actors: int  # trivial actors in the memory row
     asgi_rounds: int  # interleaved batches in the in-process ASGI rows
-    only: str  # "", "http", "scenarios" or "actors"
+    only: str  # "", "http", "scenarios", "actors" or "noisy"
 
     @classmethod
     def from_env(cls) -> BenchConfig:
@@ -356,6 +357,13 @@ def machine() -> str:
     return f"{os.cpu_count()} x {model}, Python {platform.python_version()}"
 
 
+def noisy_part(_cfg: BenchConfig, tmp: Path, report: Report) -> None:
+    """The noisy-neighbour rows (noisy_neighbour.py): a flooded tenant and its neighbour's p99."""
+    rows, notes = noisy_rows(tmp, NoisyConfig.from_env())
+    report.rows.extend(rows)
+    report.notes.extend(notes)
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -369,6 +377,7 @@ def main() -> None:
         ("http", asgi_rows),
         ("scenarios", scenarios),
         ("actors", actor_rows),
+        ("noisy", noisy_part),
     ]
     with TemporaryDirectory(prefix="oauthd-bench-") as tmp:
         for name, part in parts:

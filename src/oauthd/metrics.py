@@ -9,11 +9,18 @@ Label sets are bounded: `endpoint` is a route template (`/register/<client_id>`)
 for unmatched paths, never a raw path; `status` is a status code the server sent; `grant_type`
 is one of the grant types the token endpoint knows; `state` a key state.
 
-    oauthd_http_requests_total{endpoint,status}
-    oauthd_http_request_duration_seconds{endpoint}      histogram
-    oauthd_tokens_issued_total{grant_type}
+`tenant` is `default` for the file's tenant (the root issuer) and the tenant's id for the
+others, for at most `metrics.max_tenant_labels` of them: the first that many tenants this
+process counts something for keep their own value until it restarts, and every later one is
+counted under `_other` (not a valid tenant id, so it never names one). A server hosting ten
+thousand tenants thus exposes a bounded number of series; the `_other` rows show how much
+traffic the named ones leave out.
+
+    oauthd_http_requests_total{endpoint,status,tenant}
+    oauthd_http_request_duration_seconds{endpoint,tenant}  histogram
+    oauthd_tokens_issued_total{grant_type,tenant}
     oauthd_refresh_token_reuse_total                     a replayed refresh token ended its grant
-    oauthd_rate_limited_total{endpoint}                  requests refused by a rate limit
+    oauthd_rate_limited_total{endpoint,tenant}           requests refused by a rate limit or quota
     oauthd_actors_live, oauthd_actor_mailbox_depth       gauges, at scrape time
     oauthd_actor_activations_total, oauthd_actor_evictions_total, oauthd_actor_restarts_total
     oauthd_signing_keys{state}                           published | active | retired
@@ -21,17 +28,27 @@ is one of the grant types the token endpoint knows; `state` a key state.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE", "KEY_STATES", "UNMATCHED", "ActorStats", "Metrics"]
+__all__ = [
+    "CONTENT_TYPE",
+    "DEFAULT_TENANT",
+    "KEY_STATES",
+    "OTHER_TENANTS",
+    "UNMATCHED",
+    "ActorStats",
+    "Metrics",
+]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 UNMATCHED = "other"  # the endpoint label of a request no route matched
+DEFAULT_TENANT = "default"  # the tenant label of the file's tenant, always its own
+OTHER_TENANTS = "_other"  # the tenant label of the tenants past metrics.max_tenant_labels
 KEY_STATES = ("published", "active", "retired")  # gone keys are not listed
 # Token requests take ~1-5 ms, logins ~150 ms (argon2), federation up to the upstream timeout.
 BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -79,21 +96,23 @@ class _ScrapeTime:
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, max_tenant_labels: int = 100) -> None:
+        self.max_tenant_labels = max_tenant_labels
+        self._tenants: set[str] = set()  # the tenants with a label value of their own
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
         self.requests = Counter(
-            "oauthd_http_requests", "HTTP requests", ["endpoint", "status"], registry=r
+            "oauthd_http_requests", "HTTP requests", ["endpoint", "status", "tenant"], registry=r
         )
         self.latency = Histogram(
             "oauthd_http_request_duration_seconds",
             "HTTP request latency",
-            ["endpoint"],
+            ["endpoint", "tenant"],
             buckets=BUCKETS_S,
             registry=r,
         )
         self.tokens = Counter(
-            "oauthd_tokens_issued", "Access tokens issued", ["grant_type"], registry=r
+            "oauthd_tokens_issued", "Access tokens issued", ["grant_type", "tenant"], registry=r
         )
         self.refresh_reuse = Counter(
             "oauthd_refresh_token_reuse",
@@ -101,23 +120,50 @@ class Metrics:
             registry=r,
         )
         self.throttled = Counter(
-            "oauthd_rate_limited", "Requests refused by a rate limit", ["endpoint"], registry=r
+            "oauthd_rate_limited",
+            "Requests refused by a rate limit or a tenant's request quota",
+            ["endpoint", "tenant"],
+            registry=r,
         )
         self._scrape = _ScrapeTime()
         r.register(self._scrape)
 
-    def request(self, endpoint: str, status: int, seconds: float) -> None:
-        self.requests.labels(endpoint, str(status)).inc()
-        self.latency.labels(endpoint).observe(seconds)
+    def tenant_label(self, tenant: str) -> str:
+        """The `tenant` label value of `tenant`: its id while fewer than `max_tenant_labels`
+        others have one, else `_other` (the module's docstring)."""
+        if tenant == DEFAULT_TENANT or tenant in self._tenants:
+            return tenant
+        if len(self._tenants) < self.max_tenant_labels:
+            self._tenants.add(tenant)
+            return tenant
+        return OTHER_TENANTS
 
-    def rate_limited(self, endpoint: str) -> None:
+    def request(
+        self, endpoint: str, status: int, seconds: float, tenant: str = DEFAULT_TENANT
+    ) -> None:
+        label = self.tenant_label(tenant)
+        self.requests.labels(endpoint, str(status), label).inc()
+        self.latency.labels(endpoint, label).observe(seconds)
+
+    def rate_limited(self, endpoint: str, tenant: str = DEFAULT_TENANT) -> None:
         """Count one request a rate limiter refused; `endpoint` is the route's path template."""
-        self.throttled.labels(endpoint).inc()
+        self.throttled.labels(endpoint, self.tenant_label(tenant)).inc()
 
-    def observe(self, event: str, fields: Mapping[str, object]) -> None:
+    def observer(self, tenant: str) -> Callable[[str, Mapping[str, object]], None]:
+        """`observe` for the actors of `tenant`."""
+
+        def observe(event: str, fields: Mapping[str, object]) -> None:
+            self.observe(event, fields, tenant)
+
+        return observe
+
+    def observe(
+        self, event: str, fields: Mapping[str, object], tenant: str = DEFAULT_TENANT
+    ) -> None:
         """Count a committed audit event (see oauthd.audit) that a metric follows."""
         if event == "token_issued":
-            self.tokens.labels(str(fields.get("grant_type", ""))).inc()
+            grant_type = str(fields.get("grant_type", ""))
+            self.tokens.labels(grant_type, self.tenant_label(tenant)).inc()
         elif event == "refresh_reuse_detected":
             self.refresh_reuse.inc()
 

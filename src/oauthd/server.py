@@ -54,6 +54,7 @@ from oauthd.actors.tenant_admin import TenantAdmin
 from oauthd.errors import ConfigError, OAuthError, ServerError
 from oauthd.keys import KeyringHolder, parse_client_jwks, parse_kek
 from oauthd.logs import flush_logs, flush_logs_every
+from oauthd.metrics import Metrics
 from oauthd.oauth.rfc7591_registration import default_response_types, hash_initial_access_token
 from oauthd.runtime import ActorSystem, Clock, Limiter, SystemClock
 from oauthd.settings import Settings
@@ -278,6 +279,7 @@ async def open_runtime(
         fetch_transport,
         load_upstream_secret(settings, environ),
         load_initial_access_tokens(settings, environ),
+        metrics=Metrics(settings.metrics.max_tenant_labels),
     )
     system = ActorSystem(settings.actors, kinds(env))
     tenancy = Tenancy(settings, env, environ, system)

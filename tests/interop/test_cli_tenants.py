@@ -4,6 +4,7 @@ Registry's write lock orders them, the message of a refused setting names its ke
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from oauthd.actors.registry import REGISTRY_POLL_S
 from tests.interop.test_cli import Config, run, serving, wait_until, write_config
+from tests.interop.test_cli_admin import run_with_stdin
 
 
 @pytest.fixture
@@ -113,3 +115,42 @@ def test_tenants_add_and_update_take_an_issuer_of_its_own_served_at_its_host(
         code, moved, err = tenants(config, "update", "acme", "--issuer", "")
         assert code == 0, err
         assert moved["issuer"] == config.issuer + "/t/acme"
+
+
+def test_rate9_users_and_clients_add_take_tenant_and_name_the_user_quota(
+    config: Config, tmp_path: Path
+) -> None:
+    """RATE-9: `users add --tenant a` past a's `limits.max_users` exits 2 naming the quota,
+    while b takes the same user; `clients add|list --tenant` work on that tenant's clients
+    only; an unknown tenant exits 1."""
+    settings = tmp_path / "a.toml"
+    settings.write_text("[limits]\nmax_users = 1\n")
+    assert tenants(config, "add", "a", "--settings", str(settings))[0] == 0
+    assert tenants(config, "add", "b")[0] == 0
+
+    def add_user(tenant: str, email: str) -> subprocess.CompletedProcess[str]:
+        args = ("users", "add", "--config", str(config.path), "--tenant", tenant)
+        return run_with_stdin("a long password\n", *args, "--email", email)
+
+    assert add_user("a", "alice@example.com").returncode == 0
+    refused = add_user("a", "bob@example.com")
+    assert refused.returncode == 2
+    assert "limits.max_users (1) reached" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert add_user("b", "bob@example.com").returncode == 0
+    listed = run("users", "list", "--config", str(config.path), "--tenant", "a").stdout
+    assert "alice@example.com" in listed
+    assert "bob@example.com" not in listed
+    assert "@" not in run("users", "list", "--config", str(config.path)).stdout
+
+    added = run(
+        *("clients", "add", "--config", str(config.path), "--tenant", "a"),
+        *("--redirect-uri", "https://app.example/cb"),
+    )
+    assert added.returncode == 0, added.stderr
+    client_id = added.stdout.split()[1]
+    assert client_id in run("clients", "list", "--config", str(config.path), "--tenant", "a").stdout
+    assert client_id not in run("clients", "list", "--config", str(config.path)).stdout
+    unknown = run("users", "list", "--config", str(config.path), "--tenant", "nope")
+    assert unknown.returncode == 1
+    assert "no tenant 'nope'" in unknown.stderr

@@ -16,7 +16,14 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 import pytest
 
-from oauthd.settings import ClientSettings, FederationSettings, Settings
+from oauthd.settings import (
+    ClientSettings,
+    DevSettings,
+    DevUser,
+    FederationSettings,
+    LimitSettings,
+    Settings,
+)
 from tests.conftest import Server, running_server
 from tests.flow import (
     ALICE,
@@ -29,6 +36,7 @@ from tests.flow import (
 
 SECRET_ENV = "FRONT_UPSTREAM_SECRET"
 CLIENT_REDIRECT = "http://127.0.0.1:5555/cb"
+BOB = ("bob@example.com", "password-of-bob")
 
 
 def free_port() -> int:
@@ -44,6 +52,7 @@ class Browser:
 
     http: httpx.AsyncClient
     visited: list[str]
+    who: tuple[str, str] = ALICE  # the person's email and password at the upstream
 
     async def walk(self, url: str, *, consent: str = "allow") -> str:
         """Follow redirects and fill the pages met on the way (login: Alice; consent:
@@ -74,17 +83,17 @@ class Browser:
         assert action, f"no form on {page.url}"
         data = {"request": form_field(html, "request"), "csrf": form_field(html, "csrf")}
         if 'name="password"' in html:
-            data |= {"email": ALICE[0], "password": ALICE[1]}
+            data |= {"email": self.who[0], "password": self.who[1]}
         else:
             data["decision"] = consent
         return await self.http.post(urljoin(str(page.url), action.group(1)), data=data)
 
 
 @asynccontextmanager
-async def browser() -> AsyncIterator[Browser]:
+async def browser(who: tuple[str, str] = ALICE) -> AsyncIterator[Browser]:
     async with httpx.AsyncClient() as http:
         secure_cookies_on_loopback(http)
-        yield Browser(http, [])
+        yield Browser(http, [], who)
 
 
 @dataclass
@@ -99,6 +108,18 @@ async def pair(
 ) -> AsyncIterator[Pair]:
     """The upstream (dev mode, knows oauthd-front as a confidential third-party client) and
     the front (production mode, federating to the upstream)."""
+    async with federating_pair(make_settings, tmp_path, monkeypatch) as made:
+        yield made
+
+
+@asynccontextmanager
+async def federating_pair(
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    front_limits: LimitSettings | None = None,
+) -> AsyncIterator[Pair]:
+    """The `pair`, with Bob as a second upstream user and the front's `[limits]` given."""
     monkeypatch.setenv(SECRET_ENV, "front-secret-at-upstream")
     up_port, front_port = free_port(), free_port()
     up_issuer, front_issuer = f"http://127.0.0.1:{up_port}", f"http://127.0.0.1:{front_port}"
@@ -113,6 +134,7 @@ async def pair(
         listen=f"127.0.0.1:{up_port}",
         data_dir=tmp_path / "upstream",
         clients=(front_at_upstream,),
+        dev=DevSettings((DevUser(*ALICE, "Alice"), DevUser(*BOB, "Bob"))),
     )
     front_settings = make_settings(
         issuer=front_issuer,
@@ -126,6 +148,7 @@ async def pair(
             client_secret_env=SECRET_ENV,
             display_name="Upstream IdP",
         ),
+        limits=front_limits or LimitSettings(),
     )
     async with (
         running_server(upstream_settings) as upstream,
@@ -207,6 +230,30 @@ async def test_a_returning_user_keeps_the_same_front_subject(pair: Pair) -> None
     async with browser() as second:
         await second.walk(url)
     assert len(linked_identity(front)) == 1
+
+
+async def test_rate9_past_max_users_a_new_upstream_subject_is_refused_with_a_page(
+    make_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RATE-9: with `limits.max_users = 1` the first login of a second upstream subject ends
+    at the callback on a 503 error page (nothing linked, no code); the linked user still
+    signs in."""
+    limits = LimitSettings(max_users=1)
+    async with federating_pair(make_settings, tmp_path, monkeypatch, limits) as made:
+        front = made.front
+        client = await register(front.http, redirect_uris=[CLIENT_REDIRECT])
+        auth = Authorization(client["client_id"], redirect_uri=CLIENT_REDIRECT)
+        url = f"{front.base_url}/authorize?" + _query(auth.params)
+        async with browser() as alice:
+            assert "code" in query_of(await alice.walk(url))
+        async with browser(BOB) as bob:
+            callback = await bob.walk_until(url, lambda t: urlsplit(t).path == "/callback")
+            refused = await bob.http.get(callback)
+        assert refused.status_code == 503
+        assert "not accepting new accounts" in refused.text
+        assert len(linked_identity(front)) == 1
+        async with browser() as alice_again:
+            assert "code" in query_of(await alice_again.walk(url))
 
 
 async def test_deny_at_the_upstream_reaches_the_client_as_access_denied(pair: Pair) -> None:

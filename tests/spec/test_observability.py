@@ -72,15 +72,20 @@ async def test_metrics_count_a_token_request_between_two_scrapes(server: Server)
     before = await scrape(server.http)
     assert (await client_token(server.http, client)).status_code == 200
     after = await scrape(server.http)
-    grant = {"grant_type": "client_credentials"}
+    grant = {"grant_type": "client_credentials", "tenant": "default"}
     assert value(after, "oauthd_tokens_issued_total", **grant) == (
         value(before, "oauthd_tokens_issued_total", **grant) + 1
     )
-    ok = {"endpoint": "/token", "status": "200"}
+    ok = {"endpoint": "/token", "status": "200", "tenant": "default"}
     assert value(after, "oauthd_http_requests_total", **ok) == (
         value(before, "oauthd_http_requests_total", **ok) + 1
     )
-    assert value(after, "oauthd_http_request_duration_seconds_count", endpoint="/token") >= 1
+    assert (
+        value(
+            after, "oauthd_http_request_duration_seconds_count", endpoint="/token", tenant="default"
+        )
+        >= 1
+    )
     assert value(after, "oauthd_actors_live") >= 2  # the client's shard, keys, directory
     assert value(after, "oauthd_actor_activations_total") >= value(after, "oauthd_actors_live")
     assert value(after, "oauthd_signing_keys", state="active") == 2  # ES256 and RS256 (ID)
@@ -97,7 +102,12 @@ async def test_metrics_label_routes_by_template_and_garbage_as_other(server: Ser
     samples = await scrape(server.http)
     endpoints = {dict(labels).get("endpoint") for (_name, labels) in samples}
     assert "/register/<client_id>" in endpoints
-    assert value(samples, "oauthd_http_requests_total", endpoint="other", status="404") == 5
+    assert (
+        value(
+            samples, "oauthd_http_requests_total", endpoint="other", status="404", tenant="default"
+        )
+        == 5
+    )
     assert not any(e and "garbage" in e for e in endpoints)
     assert not any(e and client["client_id"] in e for e in endpoints)
 
@@ -121,7 +131,10 @@ async def test_metrics_count_refresh_reuse(
         assert replay.json()["error"] == "invalid_grant"
         samples = await scrape(server.http)
     assert value(samples, "oauthd_refresh_token_reuse_total") == 1
-    assert value(samples, "oauthd_tokens_issued_total", grant_type="refresh_token") == 1
+    assert (
+        value(samples, "oauthd_tokens_issued_total", grant_type="refresh_token", tenant="default")
+        == 1
+    )
 
 
 async def test_metrics_count_device_code_throttling(server: Server) -> None:
@@ -132,7 +145,7 @@ async def test_metrics_count_device_code_throttling(server: Server) -> None:
         ).status_code == 400
     assert (await server.http.get("/device", params={"user_code": "BBBB-BBBB"})).status_code == 429
     samples = await scrape(server.http)
-    assert value(samples, "oauthd_rate_limited_total", endpoint="/device") == 1
+    assert value(samples, "oauthd_rate_limited_total", endpoint="/device", tenant="default") == 1
 
 
 async def test_metrics_with_a_token_refuse_a_scraper_without_it(
@@ -342,5 +355,10 @@ async def test_metrics_count_every_rate_limit_refusal_by_route(
         ]
         assert statuses[-1] == 429
         samples = await scrape(server.http)
-    assert value(samples, "oauthd_rate_limited_total", endpoint="/token") == 1
-    assert value(samples, "oauthd_http_requests_total", endpoint="/token", status="429") == 1
+    assert value(samples, "oauthd_rate_limited_total", endpoint="/token", tenant="default") == 1
+    assert (
+        value(
+            samples, "oauthd_http_requests_total", endpoint="/token", status="429", tenant="default"
+        )
+        == 1
+    )

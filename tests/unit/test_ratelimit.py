@@ -31,6 +31,19 @@ def test_burst_of_n_is_admitted_then_one_per_interval() -> None:
     assert limit.hit("k") == 12
 
 
+def test_schedule_queues_past_the_burst_up_to_its_bound_in_arrival_order() -> None:
+    """RATE-8: past the burst a request is counted at its turn, one interval after the last
+    queued, while that turn is within the bound; past it nothing is counted."""
+    clock = FixedClock()
+    limit = Limiter(4, 2, clock)  # a burst of 4, then one every 0.5 s
+    assert [limit.schedule("k", 1.0) for _ in range(4)] == [0.0] * 4
+    assert [limit.schedule("k", 1.0) for _ in range(3)] == [0.5, 1.0, None]
+    assert limit.blocked("k") == 2  # the queue's two turns are counted: 1.5 s to the next
+    clock.t += 1.0
+    assert limit.schedule("k", 1.0) == 0.5
+    assert limit.schedule("other", 0.0) == 0.0  # keys are independent
+
+
 def test_a_key_left_alone_for_the_window_gets_its_whole_burst_back() -> None:
     clock = FixedClock()
     limit = Limiter(3, 7, clock)  # 7/3 is not exact in binary: the last of a burst still fits

@@ -99,15 +99,36 @@ token_per_ip = { requests = 5, window_s = 60 }
         ("[branding]\naccent_color = '#ffffff'\n", "branding.accent_color"),
         ("[[clients]]\nclient_id = 'x'\n", "clients[0].client_secret_env"),
         ("nonsense = 1\n", "nonsense"),
+        ("[limits]\nmax_users = -1\n", "limits.max_users"),
+        ("[limits]\nmax_users = 'many'\n", "limits.max_users"),
+        ("[limits]\ntenant_requests = { requests = -5 }\n", "limits.tenant_requests.requests"),
+        (
+            "[limits]\ntenant_requests = { requests = 10, window_s = 0.1 }\n",
+            "limits.tenant_requests.window_s",
+        ),
+        ("[limits]\ntenant_requests = { rps = 10 }\n", "limits.tenant_requests.rps"),
+        ("[metrics]\nmax_tenant_labels = 5\n", "metrics"),
     ],
 )
 def test_tenant_settings_errors_name_the_key(
     text: str, key: str, make_settings: Callable[..., Settings]
 ) -> None:
-    """An unknown key, a server-wide key or an impossible value is a ConfigError naming it."""
+    """An unknown key, a server-wide key or an impossible value is a ConfigError naming it
+    (the quotas of RATE-8, 9 among them; the metrics' label bound is server-wide)."""
     with pytest.raises(ConfigError) as raised:
         load_tenant_settings(make_settings(), f"{ROOT}/t/acme", text, "tenant acme")
     assert raised.value.key == key
+
+
+def test_tenant_quotas_are_the_tenants_own(make_settings: Callable[..., Settings]) -> None:
+    """RATE-8, 9: a tenant's quotas come from its own settings; left out, there are none."""
+    text = "[limits]\nmax_users = 5\ntenant_requests = { requests = 100, window_s = 1 }\n"
+    own = load_tenant_settings(make_settings(), f"{ROOT}/t/acme", text, "tenant acme")
+    assert own.limits.max_users == 5
+    assert (own.limits.tenant_requests.requests, own.limits.tenant_requests.window_s) == (100, 1)
+    bare = load_tenant_settings(make_settings(), f"{ROOT}/t/acme", "", "tenant acme")
+    assert bare.limits.max_users == 0
+    assert bare.limits.tenant_requests.requests == 0
 
 
 # --- actors read their own tenant's settings ---------------------------------------------------

@@ -76,7 +76,9 @@ class ClientActor(ShardActor, ClientShard):
 
     def __init__(self, env: Env, tenant: str, shard_key: str) -> None:
         path = client_shard_path(env.tenant_dir(tenant), shard_key)
-        super().__init__(path, env.settings.storage, create=False, observe=env.metrics.observe)
+        super().__init__(
+            path, env.settings.storage, create=False, observe=env.metrics.observer(tenant)
+        )
         self.env = env
         self.shard_key = shard_key
         self._client: ClientRecord | None = None

@@ -111,7 +111,7 @@ class Directory(ShardActor, Shard):
             tenant_dir / "directory.sqlite",
             env.settings.storage,
             create=True,
-            observe=env.metrics.observe,
+            observe=env.metrics.observer(tenant),
         )
         self.env = env
         self._tenant_dir = tenant_dir

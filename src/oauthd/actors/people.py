@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from oauthd.actors.context import Shard
 from oauthd.actors.shard import command, query
-from oauthd.errors import Forbidden
+from oauthd.errors import Forbidden, TemporarilyUnavailable
 from oauthd.oauth.handles import issue_secret
 from oauthd.oauth.oidc_prompt import Remembered, remembered_gap
 from oauthd.oauth.rfc8252_redirects import consent_target
@@ -21,6 +21,7 @@ from oauthd.storage import hash_secret
 from oauthd.storage.people import (
     ConsentRow,
     UserRow,
+    count_users,
     delete_session,
     insert_identity,
     insert_session,
@@ -47,7 +48,10 @@ __all__ = [
     "PrepareLogout",
     "SessionView",
     "StartSession",
+    "create_user",
 ]
+
+QUOTA_RETRY_S = 3600  # users never expire: room comes back only when an operator acts
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +153,20 @@ class GrantConsent(Command[None]):
     redirect_uri: str
 
 
+def create_user(shard: Shard, user: UserRow, now: int) -> None:
+    """Every new user of the tenant, whichever way they arrive (dev login, federation's first
+    login, `oauthd users add`), within `limits.max_users` (0: no cap). Past it the person is
+    told the service takes no new accounts (503); existing users sign in as before."""
+    cap = shard.env.settings.limits.max_users
+    if cap and count_users(shard.store) >= cap:
+        raise TemporarilyUnavailable(
+            "this service is not accepting new accounts right now",
+            detail=f"limits.max_users ({cap}) reached",
+            retry_after_s=QUOTA_RETRY_S,
+        )
+    insert_user(shard.store, user, now)
+
+
 @query(FindUser)
 def find_user(shard: Shard, message: FindUser) -> UserRow | None:
     return load_user_by_email(shard.store, message.email)
@@ -171,7 +189,7 @@ def ensure_user(shard: Shard, message: EnsureUser) -> UserRow:
         email_verified=message.email_verified,
         password_hash="",
     )
-    insert_user(shard.store, user, shard.now())
+    create_user(shard, user, shard.now())
     return user
 
 
@@ -186,7 +204,7 @@ def link_identity(shard: Shard, message: LinkIdentity) -> UserRow:
         email = ""  # the address belongs to another user here: do not copy it
     if user_id is None:
         user = UserRow(secrets.token_urlsafe(16), email, message.name, bool(email), "")
-        insert_user(shard.store, user, shard.now())
+        create_user(shard, user, shard.now())
         insert_identity(shard.store, message.provider, message.subject, user.user_id, shard.now())
         return user
     update_profile(shard.store, user_id, email, message.name, bool(email))

@@ -7,11 +7,12 @@ import secrets
 from dataclasses import dataclass
 
 from oauthd.actors.context import Shard
+from oauthd.actors.people import create_user
 from oauthd.actors.shard import command, query
 from oauthd.runtime import Command, Query
 from oauthd.storage import admin
 from oauthd.storage.admin import UserListing, delete_consents, delete_user
-from oauthd.storage.people import UserRow, insert_user, load_user, load_user_by_email
+from oauthd.storage.people import UserRow, load_user, load_user_by_email
 
 __all__ = ["AddUser", "ListUsers", "RemoveUser", "RevokeConsents"]
 
@@ -55,7 +56,7 @@ def add_user(shard: Shard, message: AddUser) -> UserRow | None:
     user = UserRow(
         secrets.token_urlsafe(16), message.email, message.name, False, message.password_hash
     )
-    insert_user(shard.store, user, message.now)
+    create_user(shard, user, message.now)
     shard.audit("user_added", sub=user.user_id, email=user.email)
     return user
 

@@ -19,7 +19,7 @@ from oauthd.actors import KeyInfo
 from oauthd.actors.janitor import collect_once
 from oauthd.actors.tenant_admin import key_json
 from oauthd.cli import admin, tenants
-from oauthd.cli.command import Command, config_option, on_runtime
+from oauthd.cli.command import Command, config_option, on_runtime, tenant_option
 from oauthd.errors import ConfigError, NotFound
 from oauthd.logs import flush_logs, setup_logging
 from oauthd.server import (
@@ -59,8 +59,7 @@ def parser() -> argparse.ArgumentParser:
     c.set_defaults(run=check_config)
     k = sub.add_parser("keys", help="signing keys")
     ksub = k.add_subparsers(dest="keys_command", required=True)
-    tenant = argparse.ArgumentParser(add_help=False)
-    tenant.add_argument("--tenant", default=TENANT, help="whose keys (default: the file's)")
+    tenant = tenant_option()
     tenant.add_argument("--json", action="store_true", help="print JSON (the admin API's shape)")
     kl = ksub.add_parser("list", parents=[config, tenant], help="list keys and their states")
     kl.set_defaults(run=on_runtime(list_keys))

@@ -1,4 +1,5 @@
-"""`oauthd clients|users|grants`: administration beside a running server or without one.
+"""`oauthd clients|users|grants`: administration beside a running server or without one, of
+the file's tenant or, with `--tenant <id>`, of a tenant of the registry.
 
 Every command opens the actor runtime on the data dir and goes through the same actors, the
 same transactions and the same SQLite write locks as the server, so it is ordered with live
@@ -23,12 +24,18 @@ from oauthd.actors.directory import UnindexClient
 from oauthd.actors.enrol import enrol
 from oauthd.actors.people import FindUser, GetUser
 from oauthd.actors.people_admin import AddUser, ListUsers, RemoveUser, RevokeConsents
-from oauthd.cli.command import on_runtime
-from oauthd.errors import ConfigError, InvalidClient, NotFound, OAuthError
+from oauthd.cli.command import Command, RuntimeCommand, on_runtime, tenant_option
+from oauthd.errors import (
+    ConfigError,
+    InvalidClient,
+    NotFound,
+    OAuthError,
+    TemporarilyUnavailable,
+)
 from oauthd.oauth.rfc7591_registration import parse_metadata
 from oauthd.oauth.scopes import known_scopes
 from oauthd.runtime import Address
-from oauthd.server import TENANT, Runtime
+from oauthd.server import Runtime
 from oauthd.settings import Settings
 from oauthd.storage import ClientRecord, hash_password, list_client_shards, shard_key_for
 from oauthd.storage.admin import GrantRow
@@ -41,7 +48,8 @@ OK, NOT_FOUND = 0, 1
 def add_parsers(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], config: argparse.ArgumentParser
 ) -> None:
-    """The admin subcommands, each with `config` (`--config`) as its parent parser."""
+    """The admin subcommands, each with `config` (`--config`) and `--tenant` as parents."""
+    config = argparse.ArgumentParser(add_help=False, parents=[config, tenant_option()])
     clients = sub.add_parser("clients", help="registered clients")
     csub = clients.add_subparsers(dest="clients_command", required=True)
     ca = csub.add_parser(
@@ -58,16 +66,16 @@ def add_parsers(
     ca.add_argument("--grant-type", action="append", dest="grant_types")
     ca.add_argument("--scope", default="")
     ca.add_argument("--first-party", action="store_true", help="skip the consent page")
-    ca.set_defaults(run=on_runtime(add_client))
+    ca.set_defaults(run=on_tenant(add_client))
     cl = csub.add_parser("list", parents=[config], help="list registered clients")
-    cl.set_defaults(run=on_runtime(list_clients))
+    cl.set_defaults(run=on_tenant(list_clients))
     for name, text, command in (
         ("show", "show one client", show_client),
         ("remove", "delete a client and its grants", remove_client),
     ):
         p = csub.add_parser(name, parents=[config], help=text)
         p.add_argument("client_id")
-        p.set_defaults(run=on_runtime(command))
+        p.set_defaults(run=on_tenant(command))
 
     users = sub.add_parser("users", help="local users (email and password)")
     usub = users.add_subparsers(dest="users_command", required=True)
@@ -76,14 +84,14 @@ def add_parsers(
     )
     ua.add_argument("--email", required=True)
     ua.add_argument("--name", default="")
-    ua.set_defaults(run=on_runtime(add_user))
+    ua.set_defaults(run=on_tenant(add_user))
     ul = usub.add_parser("list", parents=[config], help="list users")
-    ul.set_defaults(run=on_runtime(list_users))
+    ul.set_defaults(run=on_tenant(list_users))
     ur = usub.add_parser(
         "remove", parents=[config], help="delete a user, their sessions, consents and grants"
     )
     ur.add_argument("user", help="email or user id")
-    ur.set_defaults(run=on_runtime(remove_user))
+    ur.set_defaults(run=on_tenant(remove_user))
 
     grants = sub.add_parser("grants", help="grants (token families) and consents")
     gsub = grants.add_subparsers(dest="grants_command", required=True)
@@ -91,7 +99,19 @@ def add_parsers(
         p = gsub.add_parser(name, parents=[config], help=text)
         p.add_argument("--user", help="email or user id")
         p.add_argument("--client", help="client_id")
-        p.set_defaults(run=on_runtime(grants_command))
+        p.set_defaults(run=on_tenant(grants_command))
+
+
+def on_tenant(command: RuntimeCommand) -> Command:
+    """`command` on the runtime (`on_runtime`), for the tenant of `--tenant`: not found (1)
+    when the registry has no such active tenant."""
+
+    async def checked(runtime: Runtime, args: argparse.Namespace) -> int:
+        if not runtime.env.knows(args.tenant):
+            return not_found(f"no tenant {args.tenant!r}")
+        return await command(runtime, args)
+
+    return on_runtime(checked)
 
 
 def when(t: int) -> str:
@@ -114,13 +134,13 @@ def not_found(what: str) -> int:
 
 
 async def list_clients(runtime: Runtime, args: argparse.Namespace) -> int:
-    rows = await runtime.system.ask(directory_address(TENANT), ListClients())
+    rows = await runtime.system.ask(directory_address(args.tenant), ListClients())
     print_table(("client_id", "source", "created"), [(c, s, when(t)) for c, s, t in rows])
     return OK
 
 
 async def show_client(runtime: Runtime, args: argparse.Namespace) -> int:
-    client = await load_client(runtime, args.client_id)
+    client = await load_client(runtime, args.tenant, args.client_id)
     if client is None:
         return not_found(f"no client {args.client_id!r}")
     print_client(client)
@@ -128,11 +148,11 @@ async def show_client(runtime: Runtime, args: argparse.Namespace) -> int:
 
 
 async def remove_client(runtime: Runtime, args: argparse.Namespace) -> int:
-    system, directory = runtime.system, directory_address(TENANT)
-    client = await load_client(runtime, args.client_id)
+    system, directory = runtime.system, directory_address(args.tenant)
+    client = await load_client(runtime, args.tenant, args.client_id)
     if client is None:
         return not_found(f"no client {args.client_id!r}")
-    address = Address(TENANT, "client", shard_key_for(client.client_id))
+    address = Address(args.tenant, "client", shard_key_for(client.client_id))
     await system.ask(address, RemoveClient())
     await system.ask(directory, UnindexClient(client.client_id))
     await system.ask(directory, RevokeConsents(None, client.client_id))
@@ -140,8 +160,8 @@ async def remove_client(runtime: Runtime, args: argparse.Namespace) -> int:
     return OK
 
 
-async def load_client(runtime: Runtime, client_id: str) -> ClientRecord | None:
-    address = Address(TENANT, "client", shard_key_for(client_id))
+async def load_client(runtime: Runtime, tenant: str, client_id: str) -> ClientRecord | None:
+    address = Address(tenant, "client", shard_key_for(client_id))
     try:
         client = await runtime.system.ask(address, GetClient())
     except (NotFound, InvalidClient):  # no shard (never spawns), or deleted
@@ -166,7 +186,7 @@ def print_client(c: ClientRecord) -> None:
 
 
 async def add_client(runtime: Runtime, args: argparse.Namespace) -> int:
-    settings: Settings = runtime.settings
+    settings: Settings = runtime.env.settings_of(args.tenant)
     body = {
         "client_name": args.name,
         "redirect_uris": args.redirect_uris,
@@ -180,7 +200,7 @@ async def add_client(runtime: Runtime, args: argparse.Namespace) -> int:
     except OAuthError as exc:
         raise ConfigError("command line", "clients add", exc.description) from None
     new = enrol(meta, int(time.time()), source="cli", first_party=args.first_party)
-    await runtime.system.ask(directory_address(TENANT), RegisterClient(new.record))
+    await runtime.system.ask(directory_address(args.tenant), RegisterClient(new.record))
     print(f"client_id:     {new.record.client_id}")
     if new.client_secret is not None:
         print(f"client_secret: {new.client_secret}   (shown once; only its hash is stored)")
@@ -209,7 +229,10 @@ async def add_user(runtime: Runtime, args: argparse.Namespace) -> int:
     name = args.name or args.email.partition("@")[0]
     now = int(runtime.env.clock.now())
     message = AddUser(args.email, name, hashed, now)
-    user = await runtime.system.ask(directory_address(TENANT), message)
+    try:
+        user = await runtime.system.ask(directory_address(args.tenant), message)
+    except TemporarilyUnavailable as exc:  # the tenant's user quota
+        raise ConfigError("command line", "users add", exc.detail or exc.description) from None
     if user is None:
         raise ConfigError("command line", "users add", f"{args.email} already exists")
     print(f"user_id: {user.user_id}")
@@ -217,7 +240,7 @@ async def add_user(runtime: Runtime, args: argparse.Namespace) -> int:
 
 
 async def list_users(runtime: Runtime, args: argparse.Namespace) -> int:
-    users = await runtime.system.ask(directory_address(TENANT), ListUsers())
+    users = await runtime.system.ask(directory_address(args.tenant), ListUsers())
     print_table(
         ("email", "name", "user_id", "identities", "created"),
         [(u.email or "-", u.name, u.user_id, u.identities, when(u.created_at)) for u in users],
@@ -227,10 +250,10 @@ async def list_users(runtime: Runtime, args: argparse.Namespace) -> int:
 
 async def remove_user(runtime: Runtime, args: argparse.Namespace) -> int:
     message = RemoveUser(args.user)
-    removed = await runtime.system.ask(directory_address(TENANT), message)
+    removed = await runtime.system.ask(directory_address(args.tenant), message)
     if removed is None:
         return not_found(f"no user {args.user!r}")
-    ended = await each_shard(runtime, RevokeGrants(removed.user_id))
+    ended = await each_shard(runtime, args.tenant, RevokeGrants(removed.user_id))
     print(f"removed {removed.email or removed.user_id}; {len(ended)} grants revoked")
     return OK
 
@@ -241,7 +264,7 @@ async def remove_user(runtime: Runtime, args: argparse.Namespace) -> int:
 async def grants_command(runtime: Runtime, args: argparse.Namespace) -> int:
     if args.user is None and args.client is None:
         raise ConfigError("command line", f"grants {args.grants_command}", "--user or --client")
-    system, directory = runtime.system, directory_address(TENANT)
+    system, directory = runtime.system, directory_address(args.tenant)
     user_id = None
     if args.user is not None:
         user = await system.ask(directory, FindUser(args.user))
@@ -249,15 +272,15 @@ async def grants_command(runtime: Runtime, args: argparse.Namespace) -> int:
         if user is None:
             return not_found(f"no user {args.user!r}")
         user_id = user.user_id
-    if args.client is not None and await load_client(runtime, args.client) is None:
+    if args.client is not None and await load_client(runtime, args.tenant, args.client) is None:
         return not_found(f"no client {args.client!r}")
     message = ListGrants(user_id) if args.grants_command == "list" else RevokeGrants(user_id)
     if args.client is not None:
-        address = Address(TENANT, "client", shard_key_for(args.client))
+        address = Address(args.tenant, "client", shard_key_for(args.client))
         rows = await system.ask(address, message)
         grants = [(args.client, g) for g in rows]
     else:
-        grants = await each_shard(runtime, message)
+        grants = await each_shard(runtime, args.tenant, message)
     emails: dict[str, str] = {}
     for _client_id, g in grants:
         if g.user_id not in emails:
@@ -275,12 +298,12 @@ async def grants_command(runtime: Runtime, args: argparse.Namespace) -> int:
 
 
 async def each_shard(
-    runtime: Runtime, message: ListGrants | RevokeGrants
+    runtime: Runtime, tenant: str, message: ListGrants | RevokeGrants
 ) -> list[tuple[str, GrantRow]]:
     """Ask every live client's shard in turn; (client_id, grant) for what they answer."""
     found: list[tuple[str, GrantRow]] = []
-    for shard_key in list_client_shards(runtime.env.tenant_dir(TENANT)):
-        address = Address(TENANT, "client", shard_key)
+    for shard_key in list_client_shards(runtime.env.tenant_dir(tenant)):
+        address = Address(tenant, "client", shard_key)
         try:
             client = await runtime.system.ask(address, GetClient())
             rows = await runtime.system.ask(address, message)

@@ -10,11 +10,12 @@ from functools import partial
 
 import trio
 
+from oauthd.actors import DEFAULT_TENANT
 from oauthd.logs import setup_logging
 from oauthd.server import Runtime, open_runtime
 from oauthd.settings import Settings
 
-__all__ = ["Command", "RuntimeCommand", "config_option", "on_runtime"]
+__all__ = ["Command", "RuntimeCommand", "config_option", "on_runtime", "tenant_option"]
 
 Command = Callable[[Settings, argparse.Namespace], int]
 """A subcommand: the loaded settings and the parsed arguments in, an exit code out."""
@@ -27,6 +28,13 @@ def config_option() -> argparse.ArgumentParser:
     """The parent parser of every subcommand: each one reads the same TOML file."""
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument("--config", required=True, help="TOML configuration file")
+    return options
+
+
+def tenant_option() -> argparse.ArgumentParser:
+    """The parent parser of the subcommands that work on one tenant's data: `--tenant`."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--tenant", default=DEFAULT_TENANT, help="whose (default: the file's)")
     return options
 
 

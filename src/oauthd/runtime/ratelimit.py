@@ -106,6 +106,18 @@ class Limiter:
             self.record(*keys)
         return wait
 
+    def schedule(self, key: str, within_s: float) -> float | None:
+        """Count one request for `key` at the earliest moment it fits, if that is at most
+        `within_s` from now, and return the seconds until then (0.0: now); else count nothing
+        and return None. Requests scheduled so are served in the order they came, each
+        `window_s / requests` after the last: a queue, as nginx's limit_req with a delay."""
+        key = _short(key)
+        wait = max(0.0, self._wait(key, self.clock.now(), in_flight=False))
+        if wait > within_s + EPSILON:
+            return None
+        self.record(key)
+        return wait if wait > EPSILON else 0.0
+
     async def reserve(self, *keys: str) -> Attempt | int:
         """`reserve` one attempt under each of `keys` of this limiter."""
         return await reserve(*((self, key) for key in keys))

@@ -47,6 +47,11 @@ def check_listen(s: Settings) -> None:
         raise ConfigError(s.source, "listen", str(exc)) from None
 
 
+# Limits where 0 means "none" (a quota an operator has not set): zero passes the checks.
+ZERO_IS_OFF = ("limits.max_users", "limits.tenant_requests", "limits.tenant_queue_s")
+MAX_QUEUE_S = 60.0  # a request held longer than this has long been given up by its client
+
+
 WILDCARD = {"0.0.0.0", "::"}  # noqa: S104  # addresses that listen on every interface
 
 
@@ -89,6 +94,8 @@ def check_positive(s: Settings) -> None:
         for f in dataclasses.fields(section):
             value = getattr(section, f.name)
             is_number = isinstance(value, int | float) and not isinstance(value, bool)
+            if is_number and value == 0 and f"{name}.{f.name}" in ZERO_IS_OFF:
+                continue
             if is_number and not (math.isfinite(value) and value > 0):  # TOML allows nan, inf
                 raise ConfigError(s.source, f"{name}.{f.name}", f"must be positive, got {value}")
     if not (math.isfinite(s.graceful_timeout_s) and s.graceful_timeout_s >= 0):
@@ -219,8 +226,13 @@ def check_limits(s: Settings) -> None:
     """Rates an operator can mean: 1 to a million requests in 1 s to a day; bounded memory."""
     for f in dataclasses.fields(s.limits):
         rate = getattr(s.limits, f.name)
-        if isinstance(rate, Rate):
-            check_rate(s, f"limits.{f.name}", rate)
+        if not isinstance(rate, Rate):
+            continue
+        if rate.requests == 0 and f"limits.{f.name}" in ZERO_IS_OFF:
+            continue
+        check_rate(s, f"limits.{f.name}", rate)
+    if s.limits.tenant_queue_s > MAX_QUEUE_S:
+        raise ConfigError(s.source, "limits.tenant_queue_s", f"must be 0 to {MAX_QUEUE_S:.0f}")
     if not 1_000 <= s.limits.max_tracked_keys <= 10_000_000:
         raise ConfigError(s.source, "limits.max_tracked_keys", "must be 1000 to 10000000")
     for i, network in enumerate(s.limits.trusted_proxies):
@@ -229,6 +241,18 @@ def check_limits(s: Settings) -> None:
         except ValueError:
             key = f"limits.trusted_proxies[{i}]"
             raise ConfigError(s.source, key, f"not an IP network: {network!r}") from None
+
+
+MAX_TENANT_LABELS = 10_000  # each value multiplies the per-request series
+
+
+def check_metrics(s: Settings) -> None:
+    if not 1 <= s.metrics.max_tenant_labels <= MAX_TENANT_LABELS:
+        raise ConfigError(
+            s.source,
+            "metrics.max_tenant_labels",
+            f"must be 1 to {MAX_TENANT_LABELS}, got {s.metrics.max_tenant_labels}",
+        )
 
 
 def check_registration(s: Settings) -> None:
@@ -389,6 +413,7 @@ CHECKS: tuple[Callable[[Settings], None], ...] = (
     check_clients,
     check_client_metadata,
     check_limits,
+    check_metrics,
     check_registration,
     check_dev,
     check_federation,

@@ -215,6 +215,13 @@ class LimitSettings:
     login_failures_per_account: Rate = Rate(10, 900.0)  # wrong passwords, dev login (RATE-2)
     login_failures_per_ip: Rate = Rate(50, 900.0)  # the same, per client IP
     device_code_failures: Rate = Rate(10, 600.0)  # wrong user codes per IP and per browser
+    # Quotas of the tenant whose settings these are (README "Quotas"). 0 (the default): none.
+    # All requests to the tenant, in one budget; `requests = 0`: off. A request past it waits
+    # for its turn up to `tenant_queue_s` (nginx's limit_req delay), else is refused with 429
+    # before any route runs; 0: refused at once.
+    tenant_requests: Rate = Rate(0, 1.0)
+    tenant_queue_s: float = 1.0
+    max_users: int = 0  # users of the tenant; past it no new one is created (logins answer 503)
     max_tracked_keys: int = 100_000  # per limit; past it, the least recently seen key is dropped
     # Reverse proxies (CIDRs) whose X-Forwarded-For is believed: the client IP is the rightmost
     # address in it that is not one of these. Empty: the peer address, the header ignored. Their
@@ -300,6 +307,9 @@ class MetricsSettings:
 
     enabled: bool = True  # false: /metrics answers 404
     bearer_token_env: str = ""  # env var holding the scrape token; "" = loopback peers only
+    # Distinct values of the `tenant` label per process: `default`, then the first this many
+    # other tenants served; every later one is counted under `_other` (oauthd.metrics).
+    max_tenant_labels: int = 100
 
 
 @dataclass(frozen=True, slots=True)

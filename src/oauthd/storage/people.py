@@ -16,6 +16,7 @@ __all__ = [
     "ConsentRow",
     "SessionRow",
     "UserRow",
+    "count_users",
     "delete_session",
     "insert_identity",
     "insert_session",
@@ -102,6 +103,10 @@ def insert_user(store: Store, user: UserRow, now: int) -> None:
             now,
         ),
     )
+
+
+def count_users(store: Store) -> int:
+    return int(store.query("SELECT count(*) FROM users")[0][0])
 
 
 def update_profile(store: Store, user_id: str, email: str, name: str, verified: bool) -> None:

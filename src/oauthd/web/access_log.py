@@ -52,6 +52,7 @@ class AccessLog:
         metrics: Metrics,
         enabled: bool = True,
         label: tuple[str, str] = ("", ""),
+        tenant: str = "default",
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -59,6 +60,7 @@ class AccessLog:
         # (prefix, template): a path tenant's routes are labelled /t/{tenant}/..., so the
         # number of metric series does not grow with the number of tenants.
         self.label = label
+        self.tenant = tenant  # the `tenant` label (bounded by the metrics themselves)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -84,9 +86,9 @@ class AccessLog:
                 endpoint = template + endpoint[len(prefix) :]
             elif prefix and prefix in endpoint:  # a well-known document with the path inserted
                 endpoint = endpoint.replace(prefix, template, 1)
-            self.metrics.request(endpoint, status, seconds)
+            self.metrics.request(endpoint, status, seconds, self.tenant)
             if status == TOO_MANY_REQUESTS:  # only rate limits answer 429: one count for all
-                self.metrics.rate_limited(endpoint)
+                self.metrics.rate_limited(endpoint, self.tenant)
             if self.enabled:
                 path = scope["path"].encode("unicode_escape").decode("ascii")
                 actor = scope.get("oauthd.actor", "-")

@@ -15,6 +15,7 @@ from oauthd.web.access_log import ROUTE, AccessLog, ASGIApp
 from oauthd.web.errors import install_error_handlers
 from oauthd.web.fast import FastPath
 from oauthd.web.pages import install_pages
+from oauthd.web.quota import with_request_quota
 from oauthd.web.request_size import RequestSizeLimits
 from oauthd.web.responses import API_CORS, API_PATHS, CORS
 from oauthd.web.routes import (
@@ -60,7 +61,7 @@ ENDPOINTS = (
 )
 
 
-def create_app(state: AppState) -> SecurityHeaders:
+def create_app(state: AppState) -> ASGIApp:
     """The routes of `state`'s tenant: the fast endpoints answered at once, the Quart app
     built on the first request that needs it (web/routing.py)."""
     table = RouteTable()
@@ -72,8 +73,14 @@ def create_app(state: AppState) -> SecurityHeaders:
     label = ("", "")
     if state.tenant != "default":  # a path tenant: /t/<id> becomes /t/{tenant} in metrics
         label = (state.path(""), state.path("").rpartition("/")[0] + "/{tenant}")
-    logged = AccessLog(limited, state.metrics, enabled=state.settings.log.access_log, label=label)
-    return SecurityHeaders(logged)
+    logged = AccessLog(
+        limited,
+        state.metrics,
+        enabled=state.settings.log.access_log,
+        label=label,
+        tenant=state.tenant,
+    )
+    return with_request_quota(SecurityHeaders(logged), state)
 
 
 def build_quart_app(state: AppState, table: RouteTable) -> ASGIApp:

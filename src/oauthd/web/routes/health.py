@@ -19,7 +19,9 @@ from oauthd.web.responses import NO_STORE, json_bytes, json_response
 from oauthd.web.routing import RouteTable
 from oauthd.web.state import AppState
 
-__all__ = ["ROUND_TRIP_S", "register"]
+__all__ = ["PATH", "ROUND_TRIP_S", "register"]
+
+PATH = "/healthz"
 
 ROUND_TRIP_S = 2.0  # an actor slower than this to answer is not ready
 
@@ -60,5 +62,5 @@ def register(app: RouteTable, state: AppState) -> Contribution:
         }
         return json_response(json_bytes(body), 503 if problems else 200, NO_STORE)
 
-    app.add_url_rule("/healthz", "healthz", healthz, methods=["GET"])
+    app.add_url_rule(PATH, "healthz", healthz, methods=["GET"])
     return Contribution()

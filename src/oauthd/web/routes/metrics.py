@@ -1,5 +1,9 @@
 """GET /metrics: Prometheus text exposition of this server's metrics (oauthd.metrics).
 
+Server-wide, so served by the root (`default`) app only: the numbers of every tenant, labelled
+by tenant, are the operator's. A path tenant has no /metrics (404): its callers never see
+another tenant's traffic.
+
 Not public (settings.MetricsSettings): loopback peers only, or any peer with the configured
 bearer token. The actor system's numbers and the signing keys' states are read now, at the
 scrape: the KeyManager is asked for its key list, so a scrape also proves it answers."""
@@ -12,7 +16,7 @@ from collections import Counter
 from quart import Response, request
 
 from oauthd.actors import ListKeys, keys_address
-from oauthd.metrics import CONTENT_TYPE
+from oauthd.metrics import CONTENT_TYPE, DEFAULT_TENANT
 from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.settings import is_loopback_host
 from oauthd.web.asks import ask
@@ -26,7 +30,7 @@ PATH = "/metrics"
 
 
 def register(app: RouteTable, state: AppState) -> Contribution:
-    if not state.settings.metrics.enabled:
+    if not state.settings.metrics.enabled or state.tenant != DEFAULT_TENANT:
         return Contribution()  # 404
     token = state.metrics_token.encode()
 
