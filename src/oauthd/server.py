@@ -4,13 +4,14 @@
     ├── ActorSystem.run()           client actors, Directory, KeyManager (spawned on demand)
     ├── run_key_schedule()          wakes the KeyManager at each scheduled key change
     ├── run_janitor()               every janitor.interval_s: expired rows, deleted shards
-    └── serve_http()                Hypercorn -> AccessLog -> Quart-Trio routes -> ask(actor)
+    └── serve_http()                the HTTP engine ([server] engine: native or Hypercorn)
+                                    -> TenantRouter -> AccessLog -> Quart-Trio -> ask(actor)
 
 With `--workers N` (workers.py) each worker process runs this same tree on a listening socket
 it inherits; only worker 0 runs the janitor (`WorkerRole`).
 
 Nothing serves before its state is open: the KeyManager has an active key and the configured
-clients are registered before Hypercorn binds. Shutdown runs the other way: Hypercorn stops
+clients are registered before the HTTP engine binds. Shutdown runs the other way: it stops
 accepting and lets in-flight requests finish, then the actors close their shards.
 """
 
@@ -56,7 +57,7 @@ from oauthd.oauth.rfc7591_registration import default_response_types, hash_initi
 from oauthd.runtime import ActorSystem, Clock, SystemClock
 from oauthd.settings import Settings
 from oauthd.storage import ClientRecord, hash_secret, tenant_dir
-from oauthd.web import AppState, TenantRouter, create_app, hypercorn_config, serve_http
+from oauthd.web import AppState, TenantRouter, create_app, serve_http
 
 __all__ = [
     "Runtime",
@@ -524,10 +525,11 @@ async def _serve(
         tenancy.listeners.append(router.forget)
         app = router
         listen_fd = None if worker is None else worker.listen_fd
-        config = hypercorn_config(settings, listen, listen_fd=listen_fd)
 
         async def http(*, task_status: trio.TaskStatus[list[str]]) -> None:
-            await serve_http(app, config, shutdown, task_status=task_status)
+            await serve_http(
+                app, settings, shutdown, listen=listen, listen_fd=listen_fd, task_status=task_status
+            )
             nursery.cancel_scope.cancel()  # in-flight requests are done: now close the actors
 
         binds: list[str] = await nursery.start(http)

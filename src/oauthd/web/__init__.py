@@ -1,10 +1,10 @@
-"""The only importer of quart, hypercorn and jinja2: the HTTP front door.
+"""The only importer of quart, hypercorn, httptools and jinja2: the HTTP front door.
 
 A route parses the request, asks one actor (or reads a prepared snapshot), renders the reply.
 """
 
 from oauthd.web.app import AppState, create_app
-from oauthd.web.serving import hypercorn_config, serve_http
+from oauthd.web.serving import serve_http
 from oauthd.web.tenants import TenantRouter
 
-__all__ = ["AppState", "TenantRouter", "create_app", "hypercorn_config", "serve_http"]
+__all__ = ["AppState", "TenantRouter", "create_app", "serve_http"]
