@@ -111,7 +111,9 @@ async def test_rfc9110_s10_1_1_expect_100_continue(native: Server) -> None:
     """RFC 9110 §10.1.1: `Expect: 100-continue` gets an interim 100 before the body is sent."""
     body = b"grant_type=urn:example:nope"
     client = await RawClient.connect(native.base_url)
-    await client.send(token_request(b"", b"Content-Length: %d" % len(body), b"Expect: 100-continue"))
+    await client.send(
+        token_request(b"", b"Content-Length: %d" % len(body), b"Expect: 100-continue")
+    )
     assert (await client.response()).status == 100
     await client.send(body)
     response = await client.response()
@@ -134,7 +136,9 @@ async def test_rfc9110_s9_3_2_head_sends_headers_and_no_body(native: Server) -> 
 
 async def test_rfc9110_s6_6_1_date_and_no_server_header(native: Server) -> None:
     """RFC 9110 §6.6.1: a response carries `Date`; no `Server` header names the software."""
-    response, _ = await one_shot(native.base_url, GET.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+    response, _ = await one_shot(
+        native.base_url, GET.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+    )
     assert parsedate_to_datetime(response.headers["date"]).tzinfo is not None
     assert "server" not in response.headers
 
@@ -153,7 +157,9 @@ async def test_s3_long_request_target_is_414(native: Server) -> None:
 async def test_s5_headers_too_large_are_431(native: Server) -> None:
     """ERR-3, RFC 6585 §5: headers over the limit are refused with 431, then closed."""
     headers = b"".join(b"X-%d: %s\r\n" % (i, b"v" * 1000) for i in range(20))
-    response, closed = await one_shot(native.base_url, b"GET / HTTP/1.1\r\nHost: a\r\n" + headers + b"\r\n")
+    response, closed = await one_shot(
+        native.base_url, b"GET / HTTP/1.1\r\nHost: a\r\n" + headers + b"\r\n"
+    )
     assert response.status == 431
     assert closed
 
@@ -183,7 +189,9 @@ async def test_s6_3_declared_body_over_the_limit_is_413_unread(native: Server) -
 async def test_s7_1_chunked_body_over_the_limit_is_413(native: Server) -> None:
     """ERR-3: a chunked body that grows past limits.max_body_bytes gets 413 and a close."""
     body = chunked(*[b"a=" + b"b" * 8000] * 10)
-    response, closed = await one_shot(native.base_url, token_request(body, b"Transfer-Encoding: chunked"))
+    response, closed = await one_shot(
+        native.base_url, token_request(body, b"Transfer-Encoding: chunked")
+    )
     assert response.status == 413
     assert closed
 
@@ -240,8 +248,14 @@ SMUGGLING = {
         b"POST /token HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
         400,
     ),
-    "content-length-list": (b"POST /token HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc", 400),
-    "content-length-signed": (b"POST /token HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\nabc", 400),
+    "content-length-list": (
+        b"POST /token HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc",
+        400,
+    ),
+    "content-length-signed": (
+        b"POST /token HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\nabc",
+        400,
+    ),
     # §6.3: a request whose last transfer coding is not chunked cannot be framed
     "transfer-encoding-not-final-chunked": (
         b"POST /token HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n",
@@ -268,11 +282,13 @@ SMUGGLING = {
     "control-in-header": (b"GET /healthz HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n", 400),
     "space-before-colon": (b"GET /healthz HTTP/1.1\r\nHost : a\r\n\r\n", 400),  # §5.1
     "bad-chunk-size": (
-        b"POST /token HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+        b"POST /token HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"zz\r\nabc\r\n0\r\n\r\n",
         400,
     ),
     "negative-chunk-size": (
-        b"POST /token HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n-3\r\nabc\r\n0\r\n\r\n",
+        b"POST /token HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"-3\r\nabc\r\n0\r\n\r\n",
         400,
     ),
     "chunk-size-overflow": (
@@ -311,7 +327,9 @@ async def test_s6_3_body_on_get_is_not_read_as_a_request(native: Server) -> None
     hidden = b"GET /nope HTTP/1.1\r\nHost: a\r\n\r\n"
     request = b"GET /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(hidden)
     client = await RawClient.connect(native.base_url)
-    await client.send(request + hidden + GET + b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    await client.send(
+        request + hidden + GET + b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    )
     statuses = [(await client.response()).status for _ in range(3)]
     assert statuses == [200, 200, 200]  # never the 404 of the hidden request
     assert await client.closed()

@@ -322,7 +322,9 @@ class Exchange:
         if not self.response_done:
             failure = self.failure
             if failure is None:
-                log.error("the app sent no complete response to %s %s", self.head.method, scope["path"])
+                log.error(
+                    "the app sent no complete response to %s %s", self.head.method, scope["path"]
+                )
                 failure = Refusal(500, "internal error")
             await self.fail(failure.status, failure.description)
 

@@ -50,39 +50,38 @@ def bind_url(listener: trio.SocketListener) -> str:
 
 
 class Lifespan:
-    """ASGI lifespan (startup and shutdown events), for apps that speak it: an app that
-    raises on the lifespan scope at once does not, and is served without."""
+    """ASGI lifespan (startup and shutdown events), for apps that speak it. An app that raises
+    on the lifespan scope, or answers it with anything but the lifespan events, does not
+    speak it and is served without; its lifespan task never outlives the server."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.to_app, self._app_inbox = trio.open_memory_channel[Message](2)
         self._app_outbox, self.from_app = trio.open_memory_channel[Message](2)
         self.supported = True
+        self.scope = trio.CancelScope()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The app's lifespan task; reports started once the app has started up."""
+        with self.scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._app)
+                await self.to_app.send({"type": "lifespan.startup"})
+                reply = await self._reply()
+                if reply["type"] == "lifespan.startup.failed":
+                    raise RuntimeError(f"the app failed to start: {reply.get('message', '')}")
+                if reply["type"] != "lifespan.startup.complete":
+                    self.supported = False
+                    nursery.cancel_scope.cancel()
+                task_status.started()
 
-        async def receive() -> Message:
-            return await self._app_inbox.receive()
-
-        async def send(message: Message) -> None:
-            await self._app_outbox.send(message)
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._app, receive, send)
-            await self.to_app.send({"type": "lifespan.startup"})
-            reply = await self._reply()
-            if reply["type"] == "lifespan.startup.failed":
-                raise RuntimeError(f"the app failed to start: {reply.get('message', '')}")
-            task_status.started()
-
-    async def _app(self, receive: Any, send: Any) -> None:
+    async def _app(self) -> None:
         async with self._app_outbox:
             try:
-                await self.app({"type": "lifespan", "asgi": ASGI, "state": {}}, receive, send)
+                scope = {"type": "lifespan", "asgi": ASGI, "state": {}}
+                await self.app(scope, self._app_inbox.receive, self._app_outbox.send)
             except Exception:
                 log.debug("the app does not support the ASGI lifespan", exc_info=True)
-                self.supported = False
 
     async def _reply(self) -> Message:
         try:
@@ -91,15 +90,12 @@ class Lifespan:
             return {"type": "lifespan.unsupported"}
 
     async def shutdown(self) -> None:
-        if not self.supported:
-            return
-        try:
+        if self.supported:
             await self.to_app.send({"type": "lifespan.shutdown"})
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return
-        reply = await self._reply()
-        if reply["type"] == "lifespan.shutdown.failed":
-            log.error("the app failed to shut down: %s", reply.get("message", ""))
+            reply = await self._reply()
+            if reply["type"] == "lifespan.shutdown.failed":
+                log.error("the app failed to shut down: %s", reply.get("message", ""))
+        self.scope.cancel()
 
 
 class NativeServer:
@@ -118,7 +114,7 @@ class NativeServer:
                 self.slots.release()
                 if exc.errno not in CAPACITY_ERRNOS:
                     raise
-                log.error("accept failed (%s); pausing", errno.errorcode.get(exc.errno or 0))
+                log.warning("accept failed (%s); pausing", errno.errorcode.get(exc.errno or 0))
                 await trio.sleep(CAPACITY_PAUSE_S)
                 continue
             except BaseException:
