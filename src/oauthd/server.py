@@ -63,6 +63,7 @@ __all__ = [
     "Runtime",
     "WorkerRole",
     "app_state",
+    "front_door",
     "load_metrics_token",
     "open_runtime",
     "serve",
@@ -487,6 +488,26 @@ async def serve(
         flush_logs()
 
 
+def front_door(runtime: Runtime) -> TenantRouter:
+    """The ASGI app every engine serves (and `oauthd.asgi:app` hands its server): the root
+    tenant's routes, and each path tenant's, built on its first request."""
+    metrics_token = load_metrics_token(runtime.settings, os.environ)
+    tenancy = runtime.tenancy
+
+    def make_app(env: Env) -> Any:
+        return create_app(app_state(runtime, env, metrics_token))
+
+    router = TenantRouter(
+        make_app(runtime.env),
+        runtime.settings.issuer_path,
+        partial(tenancy.activate, make_app=make_app),
+        tenancy.drop,
+        before=tenancy.sync_due,
+    )
+    tenancy.listeners.append(router.forget)
+    return router
+
+
 async def _serve(
     settings: Settings,
     shutdown: Callable[[], Awaitable[Any]],
@@ -509,21 +530,7 @@ async def _serve(
                 janitor=janitor,
             )
         )
-        metrics_token = load_metrics_token(settings, os.environ)
-        tenancy = runtime.tenancy
-
-        def make_app(env: Env) -> Any:
-            return create_app(app_state(runtime, env, metrics_token))
-
-        router = TenantRouter(
-            make_app(runtime.env),
-            settings.issuer_path,
-            partial(tenancy.activate, make_app=make_app),
-            tenancy.drop,
-            before=tenancy.sync_due,
-        )
-        tenancy.listeners.append(router.forget)
-        app = router
+        app = front_door(runtime)
         listen_fd = None if worker is None else worker.listen_fd
 
         async def http(*, task_status: trio.TaskStatus[list[str]]) -> None:

@@ -99,6 +99,7 @@ token_per_ip = { requests = 5, window_s = 60 }
         ("[branding]\naccent_color = '#ffffff'\n", "branding.accent_color"),
         ("[[clients]]\nclient_id = 'x'\n", "clients[0].client_secret_env"),
         ("nonsense = 1\n", "nonsense"),
+        ("[server]\nengine = 'hypercorn'\n", "server"),  # the HTTP front is the process's
     ],
 )
 def test_tenant_settings_errors_name_the_key(
