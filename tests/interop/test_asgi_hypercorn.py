@@ -4,11 +4,12 @@ ASGI lifespan."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -26,8 +27,12 @@ def hypercorn(
     """Hypercorn serving oauthd.asgi:app on the config's port until the block ends."""
     bind = config.url.removeprefix("http://")
     with stderr.open("wb") as err:
-        process = subprocess.Popen(
-            [*HYPERCORN, "--bind", bind, "oauthd.asgi:app"], stdout=err, stderr=err, env=env
+        process = subprocess.Popen(  # its own group: Hypercorn's worker is a child process
+            [*HYPERCORN, "--bind", bind, "oauthd.asgi:app"],
+            stdout=err,
+            stderr=err,
+            env=env,
+            start_new_session=True,
         )
         try:
 
@@ -42,8 +47,8 @@ def hypercorn(
             wait_until(ready, STARTUP_S, "hypercorn to serve oauthd")
             yield process
         finally:
-            if process.poll() is None:
-                process.kill()
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # the worker too, whatever happened
             process.wait(timeout=EXIT_S)
 
 

@@ -304,6 +304,8 @@ SMUGGLING = {
     "http-2-preface": (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400),
     "http-version-2": (b"GET /healthz HTTP/2.0\r\nHost: a\r\n\r\n", 505),  # §2.6
     "asterisk-form-get": (b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400),  # §3.2.4: OPTIONS only
+    "no-host": (b"GET /healthz HTTP/1.1\r\n\r\n", 400),  # §3.2: exactly one Host
+    "two-hosts": (b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
 }
 
 

@@ -5,7 +5,8 @@ refused where they are parsed: `Content-Length` with `Transfer-Encoding` (§6.1)
 `Content-Length`s, even equal ones (§6.3: we reject rather than merge), a `Transfer-Encoding`
 whose last coding is not `chunked` (§6.3), obs-fold (§5.2), a bare LF (§2.2), NUL and control
 characters in a field value (§5.5), and a malformed chunk size (§7.1). What is left to us: the
-versions we speak (§2.6), codings other than `chunked` (§6.1, 501), and the size limits.
+versions we speak (§2.6), codings other than `chunked` (§6.1, 501), one `Host` (§3.2), and the
+size limits.
 
 The parser turns bytes into a queue of events, one message after another: a `Head` when the
 headers are complete, `bytes` of body, `END` when the message is complete, a `Refusal` when the
@@ -131,12 +132,17 @@ class RequestParser:
             self._refusal = Refusal(505, "HTTP version not supported")  # RFC 9112 §2.6
             raise ValueError(self._refusal.description)
         expect_continue = False
+        hosts = 0
         for name, value in self._headers:
             if name == b"transfer-encoding" and value.lower() != b"chunked":
                 self._refusal = Refusal(501, "only the chunked transfer coding is supported")
                 raise ValueError(self._refusal.description)  # RFC 9112 §6.1
             if name == b"expect":
                 expect_continue = value.lower() == b"100-continue"
+            hosts += name == b"host"
+        if hosts > 1 or (hosts == 0 and version == "1.1"):
+            self._refusal = Refusal(400, "exactly one Host header is required")  # RFC 9112 §3.2
+            raise ValueError(self._refusal.description)
         self.in_body = True
         self._emit(
             Head(
