@@ -192,9 +192,10 @@ FDS_SPARE = 256  # sockets, logs and the tenant's own shards
 
 
 def raise_fd_limit(settings: Settings) -> None:
-    """Every live actor holds an open shard: make sure the process may open them all, or
-    say at startup that actors.max_live is beyond what this machine allows."""
-    wanted = settings.actors.max_live * FDS_PER_SHARD + FDS_SPARE
+    """Every live actor holds an open shard and every connection a socket: make sure the
+    process may open them all, or say at startup that actors.max_live is beyond what this
+    machine allows."""
+    wanted = settings.actors.max_live * FDS_PER_SHARD + settings.server.max_connections + FDS_SPARE
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < wanted:
         target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
