@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.flow import Authorization, register, secure_cookies_on_loopback, tokens_for
+from tests.flow import Authorization, refresh, register, secure_cookies_on_loopback, tokens_for
 from tests.interop.test_cli import ENV, EXIT_S, STARTUP_S, Config, wait_until, write_config
 
 HYPERCORN = [sys.executable, "-m", "hypercorn", "-k", "trio"]
@@ -64,14 +64,7 @@ async def test_hypercorn_serves_oauthd_asgi_app_and_stops_it(tmp_path: Path) -> 
             assert (await http.get("/.well-known/jwks.json")).json()["keys"]
             client = await register(http)
             tokens = await tokens_for(http, Authorization(client["client_id"]))
-            refreshed = await http.post(
-                "/token",
-                data={
-                    "grant_type": "refresh_token",
-                    "refresh_token": tokens["refresh_token"],
-                    "client_id": client["client_id"],
-                },
-            )
+            refreshed = await refresh(http, client["client_id"], tokens["refresh_token"])
             assert refreshed.status_code == 200, refreshed.text
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=EXIT_S + 10) == 0

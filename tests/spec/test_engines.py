@@ -10,7 +10,7 @@ import pytest
 
 from oauthd.settings import ServerSettings, Settings
 from tests.conftest import ISSUER, Server, running_server
-from tests.flow import Authorization, register, secure_cookies_on_loopback, tokens_for
+from tests.flow import Authorization, refresh, register, secure_cookies_on_loopback, tokens_for
 from tests.spec.test_rfc8628_device import decide, device_client, poll, started
 
 ENGINES = ["native", "hypercorn"]
@@ -32,14 +32,7 @@ async def test_code_flow_and_refresh(engine_server: Server) -> None:
     client = await register(http)
     tokens = await tokens_for(http, Authorization(client["client_id"]))
     assert tokens["token_type"] == "Bearer"
-    refreshed = await http.post(
-        "/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": tokens["refresh_token"],
-            "client_id": client["client_id"],
-        },
-    )
+    refreshed = await refresh(http, client["client_id"], tokens["refresh_token"])
     assert refreshed.status_code == 200, refreshed.text
     assert refreshed.json()["refresh_token"] != tokens["refresh_token"]
 

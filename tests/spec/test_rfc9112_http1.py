@@ -5,7 +5,9 @@ timeouts, and every request-smuggling vector refused with a 400 and the connecti
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import pytest
 import trio
@@ -24,6 +26,19 @@ KEEP_OPEN = ServerSettings(keep_alive_s=60.0)
 async def native(make_settings: Callable[..., Settings]) -> AsyncIterator[Server]:
     async with running_server(make_settings(server=KEEP_OPEN)) as s:
         yield s
+
+
+@asynccontextmanager
+async def connected(
+    make_settings: Callable[..., Settings], **server: Any
+) -> AsyncIterator[RawClient]:
+    """A connection to a server whose `[server]` table is `server` (timeout tests)."""
+    async with running_server(make_settings(server=ServerSettings(**server))) as running:
+        client = await RawClient.connect(running.base_url)
+        try:
+            yield client
+        finally:
+            await client.aclose()
 
 
 def token_request(body: bytes, *headers: bytes) -> bytes:
@@ -70,15 +85,12 @@ async def test_s9_3_idle_keep_alive_connection_is_closed(
     make_settings: Callable[..., Settings], autojump_clock: trio.testing.MockClock
 ) -> None:
     """§9.5: a keep-alive connection idle for `keep_alive_s` is closed by the server."""
-    settings = make_settings(server=ServerSettings(keep_alive_s=3.0))
-    async with running_server(settings) as server:
-        client = await RawClient.connect(server.base_url)
+    async with connected(make_settings, keep_alive_s=3.0) as client:
         await client.send(GET)
         assert (await client.response()).status == 200
         start = trio.current_time()
         assert await client.closed()
         assert 3.0 <= trio.current_time() - start < 4.0
-        await client.aclose()
 
 
 async def test_s9_3_2_pipelined_requests_are_answered_in_order(native: Server) -> None:
@@ -203,30 +215,24 @@ async def test_slow_headers_get_408_and_a_close(
     make_settings: Callable[..., Settings], autojump_clock: trio.testing.MockClock
 ) -> None:
     """RFC 9110 §15.5.9: headers not complete within header_timeout_s get 408, then closed."""
-    settings = make_settings(server=ServerSettings(header_timeout_s=2.0))
-    async with running_server(settings) as server:
-        client = await RawClient.connect(server.base_url)
+    async with connected(make_settings, header_timeout_s=2.0) as client:
         await client.send(b"GET /healthz HTTP/1.1\r\nHost: a\r\n")
         start = trio.current_time()
         response = await client.response()
         assert response.status == 408
         assert 2.0 <= trio.current_time() - start < 3.0
         assert await client.closed()
-        await client.aclose()
 
 
 async def test_slow_body_gets_408_and_a_close(
     make_settings: Callable[..., Settings], autojump_clock: trio.testing.MockClock
 ) -> None:
     """RFC 9110 §15.5.9: a body not complete within body_timeout_s gets 408, then closed."""
-    settings = make_settings(server=ServerSettings(body_timeout_s=2.0))
-    async with running_server(settings) as server:
-        client = await RawClient.connect(server.base_url)
+    async with connected(make_settings, body_timeout_s=2.0) as client:
         await client.send(token_request(b"grant_", b"Content-Length: 100"))
         response = await client.response()
         assert response.status == 408, response.body
         assert await client.closed()
-        await client.aclose()
 
 
 # Malformed requests and request smuggling: 400 (or the status named) and the connection closed
