@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
@@ -39,7 +40,7 @@ from urllib.parse import unquote
 import trio
 
 from oauthd.web.access_log import ASGIApp, Message
-from oauthd.web.native.parser import END, Head, Refusal, RequestParser
+from oauthd.web.native.parser import END, Event, Head, Refusal, RequestParser
 from oauthd.web.security_headers import EVERY_RESPONSE
 
 __all__ = ["Connection", "Limits", "refusal_response"]
@@ -53,40 +54,19 @@ NO_BODY_STATUS = frozenset({204, 304})
 ASGI = {"version": "3.0", "spec_version": "2.3"}
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Limits:
-    """The engine's limits and timeouts (settings `[server]`, `limits.max_body_bytes`)."""
+    """The engine's limits and timeouts (settings `[server]`, `limits.max_body_bytes`, the
+    app's own head limits, `graceful_timeout_s`: web/serving.py `native_limits`)."""
 
-    __slots__ = (
-        "body_timeout_s",
-        "graceful_timeout_s",
-        "header_timeout_s",
-        "keep_alive_s",
-        "max_body_bytes",
-        "max_connections",
-        "max_headers",
-        "max_target",
-    )
-
-    def __init__(
-        self,
-        *,
-        keep_alive_s: float,
-        header_timeout_s: float,
-        body_timeout_s: float,
-        max_connections: int,
-        max_body_bytes: int,
-        max_target: int,
-        max_headers: int,
-        graceful_timeout_s: float,
-    ) -> None:
-        self.keep_alive_s = keep_alive_s
-        self.header_timeout_s = header_timeout_s
-        self.body_timeout_s = body_timeout_s
-        self.max_connections = max_connections
-        self.max_body_bytes = max_body_bytes
-        self.max_target = max_target
-        self.max_headers = max_headers
-        self.graceful_timeout_s = graceful_timeout_s
+    keep_alive_s: float
+    header_timeout_s: float
+    body_timeout_s: float
+    max_connections: int
+    max_body_bytes: int
+    max_target: int
+    max_headers: int
+    graceful_timeout_s: float
 
 
 class _DateHeader:
@@ -206,7 +186,7 @@ class Connection:
                 return None
             self.parser.feed(data)
 
-    async def read_event(self, deadline: float) -> bytes | object | Refusal | None:
+    async def read_event(self, deadline: float) -> Event | None:
         """The next body event of the request being served; None on EOF or past `deadline`."""
         while not self.parser.events:
             if self.eof or self.parser.upgraded:
@@ -277,7 +257,9 @@ class Exchange:
         self.failure: Refusal | None = None  # the request ended badly: what to answer
         self.response_started = False
         self.response_done = False
-        self.pending_head: list[bytes] | None = None
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_pending = False  # the response head, held to be written with its first body
         self.length_left = -1  # bytes of a declared Content-Length still to send; -1: none
         self.chunked = False
         self.listening: trio.CancelScope | None = None  # an app task waiting for disconnect
@@ -331,7 +313,7 @@ class Exchange:
     async def fail(self, status: int, description: str) -> None:
         """Answer the engine's own error if nothing was sent; else cut the response off."""
         self.keep_alive = False
-        if self.response_started and self.pending_head is None:
+        if self.response_started and not self.head_pending:
             raise Closing
         self.response_started = self.response_done = True
         await self.connection.write(refusal_response(status, description))
@@ -401,7 +383,7 @@ class Exchange:
             self.response_started = True
             self.status = int(message["status"])
             self.headers = message.get("headers") or []
-            self.pending_head = []  # written with the first body piece
+            self.head_pending = True
         elif kind == "http.response.body":
             if not self.response_started or self.response_done:
                 raise RuntimeError("http.response.body outside a response")
@@ -411,9 +393,9 @@ class Exchange:
 
     async def _write_body(self, body: bytes, more: bool) -> None:
         out = b""
-        if self.pending_head is not None:
+        if self.head_pending:
             out = self._render_head(len(body) if not more else -1)
-            self.pending_head = None
+            self.head_pending = False
         if self.head.method == "HEAD" or self.status in NO_BODY_STATUS or self.status < 200:
             body = b""
         elif self.length_left >= 0:
