@@ -147,12 +147,17 @@ async def test_rfc9110_s9_3_2_head_sends_headers_and_no_body(native: Server) -> 
 
 
 async def test_rfc9110_s6_6_1_date_and_no_server_header(native: Server) -> None:
-    """RFC 9110 §6.6.1: a response carries `Date`; no `Server` header names the software."""
-    response, _ = await one_shot(
-        native.base_url, GET.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
-    )
-    assert parsedate_to_datetime(response.headers["date"]).tzinfo is not None
-    assert "server" not in response.headers
+    """RFC 9110 §6.6.1: a response carries `Date`; no `Server` header names the software;
+    RFC 9112 §6.3: one `Content-Length`, never two (a strict client refuses two)."""
+    client = await RawClient.connect(native.base_url)
+    await client.send(GET + b"GET /nope HTTP/1.1\r\nHost: a\r\n\r\n")
+    for _ in range(2):
+        response = await client.response()
+        assert parsedate_to_datetime(response.headers["date"]).tzinfo is not None
+        assert "server" not in response.headers
+        names = [line.split(b":")[0].lower() for line in response.raw_head.split(b"\r\n")[1:]]
+        assert len(names) == len(set(names)), response.raw_head
+    await client.aclose()
 
 
 # Limits (ERR-3)

@@ -431,11 +431,12 @@ class Exchange:
                 raise ValueError("a response header holds CR or LF")  # RFC 9110 §5.5
             if lowered == b"content-length":
                 length = int(value)
-            elif lowered == b"connection":
+                continue  # written once, below
+            if lowered == b"connection":
                 if value.lower() == b"close":
                     self.keep_alive = False
                 continue
-            elif lowered in (b"transfer-encoding", b"date", b"server"):
+            if lowered in (b"transfer-encoding", b"date", b"server"):
                 continue
             lines.append(b"%s: %s\r\n" % (lowered, value))
         bodiless = self.status in NO_BODY_STATUS or self.status < 200
