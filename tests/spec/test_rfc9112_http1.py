@@ -349,6 +349,16 @@ async def test_s6_3_body_on_get_is_not_read_as_a_request(native: Server) -> None
     await client.aclose()
 
 
+async def test_rfc9110_s7_8_upgrade_is_ignored_and_the_connection_closed(native: Server) -> None:
+    """RFC 9110 §7.8: a server may ignore Upgrade: the request is answered in HTTP/1.1, and
+    nothing sent after it (in the protocol asked for) is read as a request."""
+    upgrade = b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+    response, closed = await one_shot(native.base_url, upgrade + GET)
+    assert response.status == 200
+    assert response.headers["connection"] == "close"
+    assert closed
+
+
 async def test_s9_3_pipelined_request_after_a_malformed_one_is_not_served(native: Server) -> None:
     """§9.3: requests before a malformed one are answered; nothing after it is parsed."""
     client = await RawClient.connect(native.base_url)

@@ -454,7 +454,9 @@ class Exchange:
             lines.append(b"transfer-encoding: chunked\r\n")
         else:
             self.keep_alive = False  # HTTP/1.0: the body ends with the connection
-        if self.connection.draining or not (self.request_done or self.body_buffered()):
+        connection = self.connection
+        ending = connection.draining or connection.parser.upgraded  # (Upgrade is not followed)
+        if ending or not (self.request_done or self.body_buffered()):
             self.keep_alive = False
         if not self.keep_alive:
             lines.append(b"connection: close\r\n")
