@@ -3,7 +3,8 @@ called inline on each connection's task. The only importer of httptools.
 
     serve_native(app, limits, listeners, shutdown)    server.py: accept, lifespan, shutdown
       └── Connection.run()                            connection.py: one task per connection
-            └── Exchange.run()                        one request: scope, receive, send
+            └── Exchange.run()                        exchange.py: one request: scope,
+                                                      receive, send, response framing
                   └── RequestParser                   parser.py: bytes -> heads, bodies, refusals
 """
 

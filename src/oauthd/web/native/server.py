@@ -24,7 +24,8 @@ from typing import Any
 import trio
 
 from oauthd.web.access_log import ASGIApp, Message
-from oauthd.web.native.connection import ASGI, Connection, Limits
+from oauthd.web.native.connection import Connection, Limits
+from oauthd.web.native.exchange import ASGI
 
 __all__ = ["open_listeners", "serve_native"]
 
