@@ -326,3 +326,53 @@ async def test_accepted_connections_have_tcp_nodelay() -> None:
         assert connection.stream.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         await client.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def test_response_is_complete_once_its_declared_length_is_sent() -> None:
+    """RFC 9112 §6.3: a response with Content-Length ends with its last byte, even if the app
+    (Quart sends a closing empty piece) stops before saying so: the connection is reused."""
+
+    async def stops_early(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = [(b"content-length", b"2")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok", "more_body": True})
+
+    async with serving(stops_early) as (url, _):
+        client = await RawClient.connect(url)
+        await client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n" * 2)
+        for _ in range(2):
+            response = await client.response()
+            assert (response.status, response.body) == (200, b"ok")
+            assert "connection" not in response.headers
+        await client.aclose()
+
+
+async def test_body_over_the_limit_leaves_the_app_time_to_answer() -> None:
+    """ERR-3: past max_body_bytes the app's reader gets no more body, and the app's own 413
+    (here from another task, as in Quart) is what the client gets, not the engine's."""
+    over = trio.Event()
+
+    async def counts(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        async def read() -> None:
+            size = 0
+            while (message := await receive())["type"] == "http.request":
+                size += len(message["body"])
+                if size > 1000:
+                    over.set()
+            nursery.cancel_scope.cancel()  # the client is gone: Quart stops its handler
+
+        async def answer() -> None:
+            await over.wait()
+            await respond(send, b"the app's own 413", 413)
+            nursery.cancel_scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            nursery.start_soon(answer)
+
+    async with serving(counts, max_body_bytes=1000) as (url, _):
+        body = b"".join(b"100\r\n" + b"x" * 256 + b"\r\n" for _ in range(8)) + b"0\r\n\r\n"
+        request = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+        response, closed = await one_shot(url, request)
+    assert (response.status, response.body) == (413, b"the app's own 413")
+    assert closed

@@ -4,10 +4,13 @@
 - Bodies (§6): httptools decodes `Content-Length` and chunked bodies; the app is handed each
   piece as it asks for it (flow control: nothing is read ahead for an app that does not ask).
   `Expect: 100-continue` (RFC 9110 §10.1.1) is answered when the app first asks for the body.
-  A body that does not arrive within `body_timeout_s` of the head, or passes `max_body_bytes`,
-  ends the request: the app's next `receive` is `http.disconnect` and, if it sent nothing, the
-  client gets 408 or 413. A declared `Content-Length` over the limit is the app's to refuse
-  (it answers 413 unread, as on any engine).
+  A body that does not arrive within `body_timeout_s` of the head ends the request: the app's
+  next `receive` is `http.disconnect`, and the client gets a 408 if the app sent nothing. Past
+  `max_body_bytes` (the app's own limit) the app is given no more body: its own limit answers
+  413 (a declared `Content-Length` over it unread, as on any engine); an app that asks on
+  anyway waits for its answer, then gets `http.disconnect`, and the client a 413.
+- Completion: a response with `Content-Length` is complete with its last byte (§6.3), even if
+  the app stops before its closing empty `more_body=False` piece (Quart's can be cancelled).
 - Responses (§6.1, §6.3): the app's `Content-Length` frames the body; without one, a body sent
   in one piece gets one, a streamed one (`more_body`) is chunked (HTTP/1.0: ends with the
   connection). HEAD and 1xx/204/304 responses carry no body. A `Date` header is added (RFC
@@ -195,6 +198,8 @@ class Exchange:
             self.request_done = True
             return {"type": "http.request", "body": b"", "more_body": False}
         if isinstance(event, bytes):
+            if self.body_received > connection.limits.max_body_bytes:
+                return await self._over_limit()
             return self._body(event)
         if isinstance(event, Refusal):
             self.failure = event
@@ -205,11 +210,17 @@ class Exchange:
         self.keep_alive = False
         return {"type": "http.disconnect"}
 
+    async def _over_limit(self) -> Message:
+        """The body passed `max_body_bytes` and the app asks for more: it gets none. It has
+        until the body deadline to answer (its own limit does: Quart's, the fast path's), then
+        `http.disconnect`, and the client a 413 if it sent nothing."""
+        self.failure = Refusal(413, "request body too large")
+        self.keep_alive = False
+        with trio.move_on_at(self.body_deadline):
+            await self.connection.wait_for_disconnect(self)
+        return {"type": "http.disconnect"}
+
     def _body(self, chunk: bytes) -> Message:
-        if self.body_received > self.connection.limits.max_body_bytes:
-            self.failure = Refusal(413, "request body too large")
-            self.keep_alive = False
-            return {"type": "http.disconnect"}
         # The piece that passes the limit is handed over: the app's own limit answers it.
         self.body_received += len(chunk)
         events = self.connection.parser.events
@@ -229,8 +240,12 @@ class Exchange:
             self.headers = message.get("headers") or []
             self.head_pending = True
         elif kind == "http.response.body":
-            if not self.response_started or self.response_done:
-                raise RuntimeError("http.response.body outside a response")
+            if not self.response_started:
+                raise RuntimeError("http.response.body before http.response.start")
+            if self.response_done:  # e.g. Quart's closing empty piece after a whole length
+                if message.get("body"):
+                    raise RuntimeError("http.response.body after the response ended")
+                return
             await self._write_body(message.get("body", b""), message.get("more_body", False))
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
@@ -251,6 +266,8 @@ class Exchange:
             self.length_left -= len(body)
         elif self.chunked and body:
             body = b"%x\r\n%s\r\n" % (len(body), body)
+        if self.length_left == 0:
+            more = False  # the declared length is sent: the response is complete (§6.3)
         if not more:
             self.response_done = True
             if self.chunked:
