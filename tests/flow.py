@@ -179,3 +179,27 @@ async def tokens_for(http: httpx.AsyncClient, auth: Authorization) -> dict[str, 
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+async def register_machine(
+    http: httpx.AsyncClient, prefix: str = "", scope: str = "mcp:tools"
+) -> dict[str, Any]:
+    """A confidential client for client_credentials alone, registered at `prefix` (a path
+    tenant's `/t/<id>`, or "" for the root)."""
+    response = await http.post(
+        f"{prefix}/register",
+        json={
+            "token_endpoint_auth_method": "client_secret_basic",
+            "grant_types": ["client_credentials"],
+            "scope": scope,
+        },
+    )
+    assert response.status_code == 201, response.text
+    client: dict[str, Any] = response.json()
+    return client
+
+
+def basic(client: dict[str, Any]) -> dict[str, str]:
+    """HTTP Basic client authentication (RFC 6749 §2.3.1) with the client's own secret."""
+    raw = f"{client['client_id']}:{client['client_secret']}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode()}

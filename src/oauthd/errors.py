@@ -29,7 +29,9 @@ Hierarchy::
         ├── TemporarilyUnavailable   RFC 6749 §4.1.2.1 (503, Retry-After)
         │   └── TooManyRequests      RFC 6585 §4 (429, Retry-After)
         ├── NotFound                 no such resource (404, HTTP only)
-        └── MethodNotAllowed         wrong method (405, HTTP only)
+        ├── MethodNotAllowed         wrong method (405, HTTP only)
+        ├── Conflict                 invalid_request: it exists already (409, the admin API)
+        └── UnsupportedMediaType     invalid_request: not JSON (415, the admin API)
 
 `description` is public and goes to the client; `detail` is private and only the log sees it
 (node-oidc-provider's split). Descriptions are restricted to the characters RFC 6749 §5.2 allows.
@@ -44,6 +46,7 @@ __all__ = [
     "AuthorizationPending",
     "BearerError",
     "ConfigError",
+    "Conflict",
     "ConsentRequired",
     "ExpiredToken",
     "Forbidden",
@@ -71,6 +74,7 @@ __all__ = [
     "TooManyRequests",
     "UnauthorizedClient",
     "UnsupportedGrantType",
+    "UnsupportedMediaType",
     "UnsupportedResponseType",
     "safe_description",
 ]
@@ -236,6 +240,20 @@ class RequestTooLarge(InvalidRequest):
     status = 413
     redirectable = False
     section = "RFC 9110 §15.5.14"
+
+
+class Conflict(InvalidRequest):
+    """What the request would create exists already (a tenant id, an issuer)."""
+
+    status = 409
+    redirectable = False
+    section = "RFC 9110 §15.5.10"
+
+
+class UnsupportedMediaType(InvalidRequest):
+    status = 415
+    redirectable = False
+    section = "RFC 9110 §15.5.16"
 
 
 class Forbidden(OAuthError):

@@ -50,20 +50,30 @@ from oauthd.actors.registry import (
     TenantRow,
     tenant_settings,
 )
+from oauthd.actors.tenant_admin import TenantAdmin
 from oauthd.errors import ConfigError, OAuthError, ServerError
 from oauthd.keys import KeyringHolder, parse_client_jwks, parse_kek
 from oauthd.logs import flush_logs, flush_logs_every
 from oauthd.oauth.rfc7591_registration import default_response_types, hash_initial_access_token
-from oauthd.runtime import ActorSystem, Clock, SystemClock
+from oauthd.runtime import ActorSystem, Clock, Limiter, SystemClock
 from oauthd.settings import Settings
 from oauthd.storage import ClientRecord, hash_secret, tenant_dir
-from oauthd.web import AppState, TenantRouter, create_app, serve_http
+from oauthd.web import (
+    AdminState,
+    AppState,
+    TenantRouter,
+    create_admin_app,
+    create_app,
+    serve_http,
+    token_digest,
+)
 
 __all__ = [
     "Runtime",
     "WorkerRole",
     "app_state",
     "front_door",
+    "load_admin_tokens",
     "load_metrics_token",
     "open_runtime",
     "serve",
@@ -131,6 +141,26 @@ def load_initial_access_tokens(settings: Settings, environ: Mapping[str, str]) -
             raise ConfigError(settings.source, key, f"${r.initial_access_token_env} is not set")
         hashes.update(hash_initial_access_token(t) for t in tokens if t)
     return frozenset(hashes)
+
+
+MIN_ADMIN_TOKEN = 32  # characters: a token is a credential to every tenant, not a password
+
+
+def load_admin_tokens(settings: Settings, environ: Mapping[str, str]) -> tuple[bytes, ...]:
+    """The SHA-256 digests of the admin API's bearer tokens: the comma-separated tokens of the
+    variable `[admin] token_env` names (several while one is being rotated out). The tokens
+    themselves are not kept. Empty when the admin API is off."""
+    a = settings.admin
+    if not a.enabled:
+        return ()
+    key = "admin.token_env"
+    tokens = [t.strip() for t in secret_from_env(settings, key, a.token_env, environ).split(",")]
+    if not any(tokens):
+        raise ConfigError(settings.source, key, f"${a.token_env} holds no token")
+    if any(len(t) < MIN_ADMIN_TOKEN for t in tokens if t):
+        short = f"each token in ${a.token_env} must be at least {MIN_ADMIN_TOKEN} characters"
+        raise ConfigError(settings.source, key, short)
+    return tuple(token_digest(t) for t in tokens if t)
 
 
 def load_metrics_token(settings: Settings, environ: Mapping[str, str]) -> str:
@@ -308,8 +338,9 @@ class Tenancy:
         env.tenants.set_loader(self.load)
 
     def sync_due(self) -> None:
-        """Before a tenant's request: re-read the registry if the last look is older than
-        REGISTRY_POLL_S (one PRAGMA), so no request acts on a change older than that."""
+        """Before a request: re-read the registry if the last look is older than
+        REGISTRY_POLL_S (one PRAGMA, or a stat while there is no registry), so no request acts
+        on a change older than that, a host tenant's new origin included."""
         if trio.current_time() - self._synced >= REGISTRY_POLL_S:
             self.sync()
 
@@ -432,6 +463,7 @@ class WorkerRole:
     listen_fd: int  # the supervisor's listening socket, inherited
     ready_fd: int  # one byte once serving, then closed: the supervisor's readiness signal
     lifeline_fd: int  # read end of a pipe only the supervisor writes: EOF means it is gone
+    admin_fd: int = -1  # the admin API's listening socket: worker 0's only, -1 elsewhere
 
     @property
     def runs_janitor(self) -> bool:
@@ -504,6 +536,9 @@ def front_door(runtime: Runtime) -> TenantRouter:
         partial(tenancy.activate, make_app=make_app),
         tenancy.drop,
         before=tenancy.sync_due,
+        hosts=tenancy.reader.hosts,
+        hosted=tenancy.reader.hosted,
+        trusted_proxies=runtime.settings.limits.trusted_proxies,
     )
     tenancy.listeners.append(router.forget)
     return router
@@ -533,13 +568,25 @@ async def _serve(
         )
         app = front_door(runtime)
         listen_fd = None if worker is None else worker.listen_fd
+        stopping, admin_done = trio.Event(), trio.Event()
+
+        async def stop_trigger() -> None:
+            await shutdown()
+            stopping.set()  # the admin listener stops with the public one
 
         async def http(*, task_status: trio.TaskStatus[list[str]]) -> None:
             await serve_http(
-                app, settings, shutdown, listen=listen, listen_fd=listen_fd, task_status=task_status
+                app,
+                settings,
+                stop_trigger,
+                listen=listen,
+                listen_fd=listen_fd,
+                task_status=task_status,
             )
+            await admin_done.wait()
             nursery.cancel_scope.cancel()  # in-flight requests are done: now close the actors
 
+        admin_binds = await serve_admin(nursery, runtime, worker, stopping.wait, admin_done)
         binds: list[str] = await nursery.start(http)
         log.info(
             "oauthd %sserving %s at %s (dev_mode=%s) in %.0f ms",
@@ -549,6 +596,57 @@ async def _serve(
             settings.dev_mode,
             (time.perf_counter() - started) * 1000,
         )
+        if admin_binds:
+            log.info("oauthd admin API at %s", ", ".join(admin_binds))
         if worker is not None:
             report_ready(worker.ready_fd)
         task_status.started(binds)
+
+
+def admin_state(runtime: Runtime, environ: Mapping[str, str]) -> AdminState:
+    settings, env = runtime.settings, runtime.env
+    rate = settings.admin.auth_failures
+    return AdminState(
+        TenantAdmin(runtime.system, env),
+        load_admin_tokens(settings, environ),
+        Limiter(rate.requests, rate.window_s, env.clock, settings.limits.max_tracked_keys),
+        settings.limits.trusted_proxies,
+        settings.limits.max_body_bytes,
+        env.metrics,
+        settings.log.access_log,
+    )
+
+
+async def serve_admin(
+    nursery: trio.Nursery,
+    runtime: Runtime,
+    worker: WorkerRole | None,
+    shutdown: Callable[[], Awaitable[Any]],
+    done: trio.Event,
+) -> list[str]:
+    """The admin API on its own listener, when `[admin] listen` is set: bound here by a lone
+    server, or inherited from the `--workers` supervisor by worker 0 alone (so a deployment
+    has it once, and a restarted worker 0 takes it over). Sets `done` once it has stopped
+    (at once when this process serves none). Returns its binds."""
+    settings = runtime.settings
+    if not settings.admin.enabled or (worker is not None and worker.admin_fd < 0):
+        done.set()
+        return []
+    app = create_admin_app(admin_state(runtime, os.environ))
+    listen_fd = None if worker is None else worker.admin_fd
+
+    async def http(*, task_status: trio.TaskStatus[list[str]]) -> None:
+        try:
+            await serve_http(
+                app,
+                settings,
+                shutdown,
+                listen=settings.admin.listen,
+                listen_fd=listen_fd,
+                task_status=task_status,
+            )
+        finally:
+            done.set()
+
+    binds: list[str] = await nursery.start(http)
+    return binds

@@ -5,6 +5,10 @@
     ├── worker 1   oauthd serve      plus the janitor in worker 0 only (`WorkerRole`)
     └── ...
 
+The admin API (`[admin] listen`, web/admin.py) must exist once per deployment: the supervisor
+binds its socket too and hands it to worker 0 only, so a restarted worker 0 takes it over and
+connections made meanwhile wait in the socket's queue.
+
 Why an inherited socket rather than SO_REUSEPORT: every worker accepts from the one queue the
 supervisor bound, so a worker that dies or restarts loses no queued connection (with
 SO_REUSEPORT the kernel drops the connections waiting in a closing socket's own queue), and the
@@ -85,25 +89,28 @@ class Supervisor:
     count: int
     listener: socket.socket
     graceful_timeout_s: float
+    admin: socket.socket | None = None  # the admin API's listener, worker 0's alone
     lifeline_r: int = -1
     lifeline_w: int = -1
     live: dict[int, trio.Process] = field(default_factory=dict)
     stopping: bool = False
 
+    def admin_fd(self, index: int) -> int:
+        return self.admin.fileno() if self.admin is not None and index == 0 else -1
+
     def command(self, index: int, ready_w: int) -> list[str]:
-        return [
-            *self.argv,
-            "--worker",
-            f"{index},{self.listener.fileno()},{ready_w},{self.lifeline_r}",
-        ]
+        fds = (index, self.listener.fileno(), ready_w, self.lifeline_r, self.admin_fd(index))
+        return [*self.argv, "--worker", ",".join(map(str, fds))]
 
     async def spawn(self, index: int) -> tuple[trio.Process, bool]:
         """Start worker `index`; return it once it serves (True) or has exited (False)."""
         ready_r, ready_w = os.pipe()
+        admin = self.admin_fd(index)
         try:
             process = await trio.lowlevel.open_process(
                 self.command(index, ready_w),
-                pass_fds=(self.listener.fileno(), ready_w, self.lifeline_r),
+                pass_fds=(self.listener.fileno(), ready_w, self.lifeline_r)
+                + ((admin,) if admin >= 0 else ()),
                 start_new_session=True,  # signals come from us, once
             )
         except BaseException:
@@ -188,8 +195,13 @@ async def supervise(settings: Settings, argv: Sequence[str], count: int, listen:
     """Serve with `count` workers until SIGTERM/SIGINT; returns the exit status."""
     started = time.perf_counter()
     listener = bind_listener(listen)
+    try:
+        admin = bind_listener(settings.admin.listen) if settings.admin.enabled else None
+    except BaseException:
+        listener.close()
+        raise
     lifeline_r, lifeline_w = os.pipe()
-    supervisor = Supervisor(argv, count, listener, settings.graceful_timeout_s)
+    supervisor = Supervisor(argv, count, listener, settings.graceful_timeout_s, admin)
     supervisor.lifeline_r, supervisor.lifeline_w = lifeline_r, lifeline_w
     stop_now, hurry = trio.Event(), trio.Event()
     status = 0
@@ -230,6 +242,8 @@ async def supervise(settings: Settings, argv: Sequence[str], count: int, listen:
         os.close(lifeline_w)  # any worker still alive sees EOF and stops
         os.close(lifeline_r)
         listener.close()
+        if admin is not None:
+            admin.close()
         flush_logs()
     return status
 

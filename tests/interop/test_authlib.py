@@ -3,15 +3,16 @@ PKCE S256 and a resource indicator, a person driving the login and consent pages
 verifying the access token against the published JWKS; then introspection and revocation by
 a confidential client, client_credentials, and the device flow, each as Authlib does them;
 Authlib's metadata validation of both discovery documents, and a PyJWT relying party that
-reads only the RFC 8414 document."""
+reads only the RFC 8414 document. Each runs at the root issuer and at a path tenant's
+(`<root>/t/acme`, added with `oauthd tenants add`), found through RFC 8414 §3.1's
+path-inserted metadata URL."""
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 import jwt
@@ -22,7 +23,7 @@ from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 from authlib.oidc.discovery import OpenIDProviderMetadata
 
 from tests.flow import ALICE, RESOURCE, form_field, pkce, query_of
-from tests.interop.test_cli import Config, free_port, serving
+from tests.interop.test_cli import Config, run, serving, write_config
 
 with warnings.catch_warnings():
     # Authlib prefers the `httpx2` distribution and warns when it falls back to httpx.
@@ -32,26 +33,42 @@ with warnings.catch_warnings():
 REDIRECT_URI = "http://127.0.0.1:61023/callback"
 
 
-@pytest.fixture
-def oauthd(tmp_path: Path) -> Iterator[Config]:
-    """`oauthd serve` in dev mode with one MCP resource, on a free loopback port."""
-    port = free_port()
-    issuer = f"http://127.0.0.1:{port}"
-    path = tmp_path / "oauthd.toml"
-    path.write_text(
-        f'issuer = "{issuer}"\n'
-        f'data_dir = "{tmp_path / "data"}"\n'
-        "dev_mode = true\n"
-        f'listen = "127.0.0.1:{port}"\n'
-        f'[[resources]]\nuri = "{RESOURCE}"\nscopes = ["mcp:tools"]\n'
-        '[log]\nlevel = "warning"\n'
-        # the operator lets self-registered clients use client_credentials (off by default)
-        "[registration]\nallow_client_credentials = true\n",
-        encoding="utf-8",
-    )
-    config = Config(path, issuer, issuer)
+# What a tenant needs for these flows, as the root's file has it: the resource, and
+# self-registered clients allowed client_credentials (off by default).
+TABLES = (
+    f'[[resources]]\nuri = "{RESOURCE}"\nscopes = ["mcp:tools"]\n'
+    "[registration]\nallow_client_credentials = true\n"
+)
+
+
+@pytest.fixture(scope="module", params=["root", "path tenant"])
+def oauthd(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Config]:
+    """`oauthd serve` in dev mode on a free loopback port; the flows run at its root issuer,
+    or at a path tenant `<root>/t/acme` added by `oauthd tenants add` before it starts. One
+    server for the module's tests: each registers clients of its own."""
+    tmp_path = tmp_path_factory.mktemp("authlib")
+    config = write_config(tmp_path, TABLES + '[log]\nlevel = "warning"\n')
+    if request.param == "path tenant":
+        settings = tmp_path / "acme.toml"
+        settings.write_text(TABLES, encoding="utf-8")
+        added = run(
+            "tenants", "add", "acme", "--config", str(config.path), "--settings", str(settings)
+        )
+        assert added.returncode == 0, added.stderr
     with serving(config, tmp_path / "stderr.log"):
-        yield config
+        if request.param == "root":
+            yield config
+        else:
+            issuer = f"{config.issuer}/t/acme"
+            yield Config(config.path, issuer, issuer)
+
+
+def well_known(issuer: str, name: str) -> str:
+    """RFC 8414 §3.1: the well-known segment goes between the issuer's host and its path."""
+    parts = urlsplit(issuer)
+    return f"{parts.scheme}://{parts.netloc}/.well-known/{name}{parts.path}"
 
 
 def sign_in_and_consent(browser: httpx.Client, authorization_url: str) -> str:
@@ -78,7 +95,7 @@ DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 
 def discover(oauthd: Config) -> dict[str, Any]:
-    response = httpx.get(oauthd.url + "/.well-known/oauth-authorization-server", timeout=5)
+    response = httpx.get(well_known(oauthd.issuer, "oauth-authorization-server"), timeout=5)
     metadata: dict[str, Any] = response.json()
     return metadata
 
@@ -245,7 +262,7 @@ def approve_device(browser: httpx.Client, user_code: str) -> None:
             assert "signed in on your device" in response.text
             return
         assert response.status_code in (302, 303), response.text
-        location = response.headers["location"]
+        location = urljoin(str(response.url), response.headers["location"])
         page = browser.get(location)
         form = {"request": form_field(page.text, "request"), "csrf": form_field(page.text, "csrf")}
         if "/login" in location:
@@ -293,10 +310,10 @@ def test_authlib_device_flow(oauthd: Config) -> None:
 def test_authlib_validates_both_metadata_documents(oauthd: Config) -> None:
     """RFC 8414 §2, OIDC Discovery §3: Authlib validates the documents before it does anything
     else; both pass, the OpenID one with every OIDC rule (RS256 for ID tokens)."""
-    base = oauthd.url + "/.well-known/"
-    rfc8414 = httpx.get(base + "oauth-authorization-server", timeout=5).json()
+    rfc8414 = discover(oauthd)
     AuthorizationServerMetadata(rfc8414).validate()
-    openid = httpx.get(base + "openid-configuration", timeout=5).json()
+    # OIDC Discovery §4: the document is at the issuer with the well-known path appended
+    openid = httpx.get(oauthd.issuer + "/.well-known/openid-configuration", timeout=5).json()
     OpenIDProviderMetadata(openid).validate()
     assert rfc8414["issuer"] == openid["issuer"] == oauthd.issuer
 
@@ -305,7 +322,7 @@ def test_pyjwt_verifies_an_id_token_from_the_rfc8414_document_alone(oauthd: Conf
     """A relying party that reads only /.well-known/oauth-authorization-server (jwks_uri and
     id_token_signing_alg_values_supported) verifies the ID token of a real code flow with
     PyJWKClient, in RS256, the algorithm OIDC gives clients that registered none."""
-    metadata = httpx.get(oauthd.url + "/.well-known/oauth-authorization-server", timeout=5).json()
+    metadata = discover(oauthd)
     algorithms = metadata["id_token_signing_alg_values_supported"]
     assert "RS256" in algorithms
     registered = httpx.post(

@@ -7,9 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.interop.test_cli import Config, run, serving, write_config
+from oauthd.actors.registry import REGISTRY_POLL_S
+from tests.interop.test_cli import Config, run, serving, wait_until, write_config
 
 
 @pytest.fixture
@@ -84,3 +86,30 @@ def test_tenants_refusals_exit_1_or_2_and_name_the_key(config: Config, tmp_path:
         assert "tenant id" in err
     code, listed, _ = tenants(config, "list")
     assert (code, listed) == (0, [])
+
+
+def test_tenants_add_and_update_take_an_issuer_of_its_own_served_at_its_host(
+    config: Config, tmp_path: Path
+) -> None:
+    """`--issuer` gives a tenant its own origin, which a running server serves at that host
+    (its documents name it); a malformed or taken origin exits 2 naming `issuer`; `--issuer
+    ""` moves the tenant back to <root>/t/<id>."""
+    with serving(config, tmp_path / "serve.err"):
+        code, added, err = tenants(config, "add", "acme", "--issuer", "https://login.acme.example")
+        assert code == 0, err
+        assert added["issuer"] == "https://login.acme.example"
+        at_host = {"Host": "login.acme.example"}
+        url = f"{config.url}/.well-known/openid-configuration"
+
+        def served() -> bool:
+            issuer = httpx.get(url, headers=at_host, timeout=5).json()["issuer"]
+            return bool(issuer == "https://login.acme.example")
+
+        wait_until(served, 2 * REGISTRY_POLL_S + 1, "the new host to be served")  # README bound
+        for issuer in ("https://login.acme.example", "https://login.beta.example/auth"):
+            code, _, err = tenants(config, "add", "beta", "--issuer", issuer)
+            assert code == 2
+            assert "issuer" in err
+        code, moved, err = tenants(config, "update", "acme", "--issuer", "")
+        assert code == 0, err
+        assert moved["issuer"] == config.issuer + "/t/acme"

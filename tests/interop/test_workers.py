@@ -53,14 +53,17 @@ class Process:
 
 
 @contextmanager
-def start(config: Path, stderr: Path, url: str, *args: str) -> Iterator[Process]:
-    """`oauthd serve` until the block ends, answering /healthz; killed in `finally`."""
+def start(
+    config: Path, stderr: Path, url: str, *args: str, env: dict[str, str] | None = None
+) -> Iterator[Process]:
+    """`oauthd serve` until the block ends, answering /healthz; killed in `finally`. `env`:
+    variables beyond the tests' environment (secrets the config names)."""
     with stderr.open("wb") as err:
         popen = subprocess.Popen(
             [*OAUTHD, "serve", "--config", str(config), *args],
             stdout=subprocess.DEVNULL,
             stderr=err,
-            env=ENV,
+            env={**ENV, **(env or {})},
         )
         process = Process(popen, stderr, url)
         try:

@@ -65,6 +65,12 @@ def b64decode(part: str) -> bytes:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
+def prefix_of(tenant: str) -> str:
+    """Where a tenant's endpoints are on the client's host: `/t/<id>`, or "" for the tenant
+    whose host it is (the root, or a host tenant)."""
+    return f"/t/{tenant}" if tenant else ""
+
+
 async def register(http: httpx.AsyncClient, tenant: str, **metadata: Any) -> dict[str, Any]:
     body = {
         "redirect_uris": ["http://127.0.0.1:5555/cb"],
@@ -72,7 +78,7 @@ async def register(http: httpx.AsyncClient, tenant: str, **metadata: Any) -> dic
         "grant_types": ["authorization_code", "refresh_token"],
         **metadata,
     }
-    response = await http.post(f"/t/{tenant}/register", json=body)
+    response = await http.post(f"{prefix_of(tenant)}/register", json=body)
     assert response.status_code == 201, response.text
     registered: dict[str, Any] = response.json()
     return registered
@@ -80,7 +86,7 @@ async def register(http: httpx.AsyncClient, tenant: str, **metadata: Any) -> dic
 
 async def code_at(http: httpx.AsyncClient, tenant: str, auth: Authorization) -> dict[str, str]:
     """/authorize at a tenant through its own login and consent pages."""
-    prefix = f"/t/{tenant}"
+    prefix = prefix_of(tenant)
     response = await http.get(f"{prefix}/authorize", params=auth.params)
     for _ in range(4):
         assert response.status_code in (302, 303), response.text

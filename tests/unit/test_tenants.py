@@ -182,7 +182,7 @@ async def test_registry_adds_updates_disables_and_deletes_tenants(
         with pytest.raises(InvalidRequest, match=r"tokens\.code_ttl_s"):
             await system.ask(registry, AddTenant("beta", "", "[tokens]\ncode_ttl_s = 0\n"))
         with pytest.raises(InvalidRequest, match="issuer"):
-            await system.ask(registry, AddTenant("beta", "https://login.beta.example"))
+            await system.ask(registry, AddTenant("beta", "https://login.beta.example/x"))
         updated = await system.ask(registry, UpdateTenant("acme", settings="[dev]\n"))
         assert updated.settings == "[dev]\n"
         with pytest.raises(InvalidRequest, match="listen"):
@@ -199,6 +199,62 @@ async def test_registry_adds_updates_disables_and_deletes_tenants(
         await system.ask(registry, DeleteTenant("beta"))
         with pytest.raises(NotFound):
             await system.ask(registry, SetTenantState("beta", "active"))
+    reader.close()
+
+
+async def test_an_own_origin_issuer_is_an_origin_alone_on_a_host_no_one_else_has(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A host tenant's issuer is checked like the file's (RFC 8414 §2), written as its origin
+    alone, and its Host is neither the root issuer's nor another tenant's; the reader maps
+    each Host value of it (default port or not) to the tenant."""
+    root = make_settings()
+    env = Env(root, SystemClock(), KeyringHolder(), None)
+    registry = registry_address()
+    reader = RegistryReader(root.data_dir)
+    async with running(env) as system:
+        acme = await system.ask(registry, AddTenant("acme", "https://login.acme.test"))
+        assert acme.issuer == "https://login.acme.test"
+        await system.ask(registry, AddTenant("beta"))  # a path tenant: no host of its own
+        reader.refresh()
+        assert reader.hosts == {"login.acme.test": "acme", "login.acme.test:443": "acme"}
+        assert reader.hosted == {"acme"}
+        for bad in (
+            "https://login.gamma.test/",
+            "https://login.gamma.test/auth",
+            "https://Login.gamma.test",
+            "https://login.gamma.test:443",
+            "https://user@login.gamma.test",
+            "https://login.gamma.test?x=1",
+            "https://login.gamma.test#x",
+            "https://login.gamma.test:99999",
+            "ftp://login.gamma.test",
+            "https://",
+        ):
+            with pytest.raises(InvalidRequest, match="issuer"):
+                await system.ask(registry, AddTenant("gamma", bad))
+        for taken in (
+            "https://login.acme.test",
+            "http://login.acme.test",
+            "http://login.acme.test:443",
+            f"https://{ROOT.removeprefix('http://')}",
+            ROOT,
+        ):
+            with pytest.raises(InvalidRequest, match="issuer"):
+                await system.ask(registry, AddTenant("gamma", taken))
+        await system.ask(registry, AddTenant("gamma", "https://login.acme.test:8443"))
+        moved = await system.ask(registry, UpdateTenant("acme", "https://id.acme.test"))
+        assert moved.issuer == "https://id.acme.test"
+        await system.ask(registry, UpdateTenant("beta", "https://login.acme.test"))
+        back = await system.ask(registry, UpdateTenant("acme", ""))
+        assert back.issuer == f"{ROOT}/t/acme"
+        reader.refresh()
+        assert reader.hosts == {
+            "login.acme.test": "beta",
+            "login.acme.test:443": "beta",
+            "login.acme.test:8443": "gamma",
+        }
+        assert reader.hosted == {"beta", "gamma"}
     reader.close()
 
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from oauthd.actors.shard import ShardActor, command, query
 from oauthd.actors.wiring import DEFAULT_TENANT, Env
-from oauthd.errors import ConfigError, InvalidRequest, NotFound
+from oauthd.errors import ConfigError, Conflict, InvalidRequest, NotFound
 from oauthd.runtime import Address, Command, Query
 from oauthd.settings import Settings, load_tenant_settings
 from oauthd.storage import Store
@@ -48,6 +48,9 @@ __all__ = [
     "TenantRow",
     "UpdateTenant",
     "check_tenant_id",
+    "is_host_tenant",
+    "issuer_hosts",
+    "own_origin",
     "path_issuer",
     "registry_address",
     "tenant_settings",
@@ -55,6 +58,7 @@ __all__ = [
 
 TENANT_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 REGISTRY_POLL_S = 1.0  # every process sees a registry change within this long
+DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
 def registry_address() -> Address:
@@ -80,23 +84,70 @@ def tenant_settings(root: Settings, row: TenantRow) -> Settings:
     return load_tenant_settings(root, row.issuer, row.settings, f"tenant {row.tenant}")
 
 
+def is_host_tenant(row: TenantRow) -> bool:
+    """Whether the tenant's issuer is an origin of its own, chosen by `Host` (a path
+    tenant's issuer has the path `/t/<id>`)."""
+    return row.issuer == own_origin(row.issuer)
+
+
+def issuer_hosts(issuer: str) -> tuple[str, ...]:
+    """The values of `Host` that name an issuer's origin (RFC 9110 §7.2: host, and port
+    unless it is the scheme's default, which a client may still write), in lower case."""
+    parts = urlsplit(issuer)
+    host = parts.netloc.lower()
+    default = DEFAULT_PORTS.get(parts.scheme)
+    if parts.port is None and default is not None:
+        return (host, f"{host}:{default}")
+    return (host,)
+
+
+def own_origin(issuer: str) -> str:
+    """The one way to write an own-origin issuer: `scheme://host[:port]`, host in lower case,
+    no default port, no user, path, query or fragment. Clients compare issuers byte for byte
+    (RFC 8414 §3.3) and tenants are told apart by origin, so any other spelling is refused."""
+    parts = urlsplit(issuer)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1  # not a port: the spelling below cannot match
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    shown = "" if port is None or port == DEFAULT_PORTS.get(parts.scheme) else f":{port}"
+    return f"{parts.scheme}://{host}{shown}"
+
+
 def _checked(root: Settings, row: TenantRow) -> None:
-    """The same checks as the file: a fault is an invalid_request whose text names the key."""
-    if row.issuer != path_issuer(root, row.tenant):
-        own = urlsplit(row.issuer)
+    """The same checks as the file: a fault is an invalid_request whose text names the key.
+    An own-origin issuer is an origin alone (its endpoints at its root, its cookies
+    `__Host-` ones) whose host is not the root issuer's."""
+    hosted = is_host_tenant(row)
+    if not hosted and row.issuer != path_issuer(root, row.tenant):
         raise InvalidRequest(
-            f"issuer: only path tenants ({path_issuer(root, row.tenant)}) are served; "
-            f"an issuer on its own origin ({own.scheme}://{own.netloc}) is not supported yet"
+            f"issuer: a tenant's issuer is {path_issuer(root, row.tenant)} or an origin of "
+            f"its own written as scheme://host[:port] (lower case, no path, no default port), "
+            f"e.g. {own_origin(row.issuer)}; got {row.issuer!r}"
         )
     try:
         tenant_settings(root, row)
     except ConfigError as exc:
         raise InvalidRequest(str(exc)) from None
+    if hosted and any(host in issuer_hosts(root.issuer) for host in issuer_hosts(row.issuer)):
+        raise InvalidRequest(f"issuer: {row.issuer} is on the root issuer's host")
+
+
+def _rivals(issuer: str) -> tuple[str, ...]:
+    """The issuers another tenant may not have: this one, and any other on the same Host."""
+    hosts = issuer_hosts(issuer)
+    return (
+        issuer,
+        *(own_origin(f"{scheme}://{host}") for host in hosts for scheme in DEFAULT_PORTS),
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class AddTenant(Command[TenantRow]):
-    """Command: create a tenant, active. `issuer` "" is the path issuer."""
+    """Command: create a tenant, active. `issuer` "" is the path issuer, else an origin."""
 
     tenant: str
     issuer: str = ""
@@ -105,7 +156,8 @@ class AddTenant(Command[TenantRow]):
 
 @dataclass(frozen=True, slots=True)
 class UpdateTenant(Command[TenantRow]):
-    """Command: replace a tenant's issuer and/or settings (None keeps them)."""
+    """Command: replace a tenant's issuer and/or settings (None keeps them; issuer "" is
+    the path issuer)."""
 
     tenant: str
     issuer: str | None = None
@@ -153,18 +205,24 @@ class Registry(ShardActor):
             raise NotFound(f"no tenant {tenant!r}")
         return row
 
+    def _issuer(self, tenant: str, given: str) -> str:
+        """The issuer asked for: "" is the path issuer."""
+        return given or path_issuer(self.env.settings, tenant)
+
     def _check_issuer(self, row: TenantRow) -> None:
         _checked(self.env.settings, row)
-        if issuer_taken(self.store, row.issuer, row.tenant):
-            raise InvalidRequest(f"issuer {row.issuer} belongs to another tenant")
+        rivals = _rivals(row.issuer) if is_host_tenant(row) else (row.issuer,)
+        taken = issuer_taken(self.store, rivals, row.tenant)
+        if taken is not None:
+            raise Conflict(f"issuer: another tenant's issuer {taken} has the same host")
 
     @command(AddTenant)
     def add(self, message: AddTenant) -> TenantRow:
         check_tenant_id(message.tenant)
         if load_tenant(self.store, message.tenant) is not None:
-            raise InvalidRequest(f"tenant {message.tenant!r} already exists")
+            raise Conflict(f"tenant {message.tenant!r} already exists")
         now = self.now()
-        issuer = message.issuer or path_issuer(self.env.settings, message.tenant)
+        issuer = self._issuer(message.tenant, message.issuer)
         row = TenantRow(message.tenant, issuer, "active", message.settings, now, now)
         self._check_issuer(row)
         insert_tenant(self.store, row)
@@ -176,7 +234,7 @@ class Registry(ShardActor):
         old = self._existing(message.tenant)
         row = TenantRow(
             old.tenant,
-            old.issuer if message.issuer is None else message.issuer,
+            old.issuer if message.issuer is None else self._issuer(message.tenant, message.issuer),
             old.state,
             old.settings if message.settings is None else message.settings,
             old.created_at,
@@ -214,13 +272,17 @@ class Registry(ShardActor):
 
 class RegistryReader:
     """This process's snapshot of the registry, re-read when another connection committed
-    (`PRAGMA data_version` changed). `refresh()` answers the tenants whose row changed."""
+    (`PRAGMA data_version` changed). `refresh()` answers the tenants whose row changed and
+    keeps `hosts` (each `Host` value of an own-origin issuer -> its tenant) in step, so the
+    front door finds a host tenant with one dict lookup."""
 
     def __init__(self, data_dir: Path) -> None:
         self._data_dir = data_dir
         self._store: Store | None = None
         self._version = -1
         self.rows: dict[str, TenantRow] = {}
+        self.hosts: dict[str, str] = {}  # changed in place: the router holds this dict
+        self.hosted: set[str] = set()  # the tenants in `hosts`, never reached by a path
 
     def _open(self) -> Store:
         if self._store is None:
@@ -237,8 +299,22 @@ class RegistryReader:
         self._version = version
         rows = {row.tenant: row for row in load_tenants(store)}
         changed = {t for t in rows.keys() | self.rows.keys() if rows.get(t) != self.rows.get(t)}
+        for tenant in changed:
+            self._place(self.rows.get(tenant), rows.get(tenant))
         self.rows = rows
         return changed
+
+    def _place(self, old: TenantRow | None, new: TenantRow | None) -> None:
+        """Move a changed tenant's hosts in `hosts`; a removing tenant's stay until its row
+        goes, so its host answers 404 rather than reaching the root app meanwhile."""
+        if old is not None and is_host_tenant(old):
+            self.hosted.discard(old.tenant)
+            for host in issuer_hosts(old.issuer):
+                if self.hosts.get(host) == old.tenant:
+                    del self.hosts[host]
+        if new is not None and is_host_tenant(new):
+            self.hosted.add(new.tenant)
+            self.hosts.update(dict.fromkeys(issuer_hosts(new.issuer), new.tenant))
 
     def get(self, tenant: str) -> TenantRow | None:
         return self.rows.get(tenant)

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from functools import partial
 
 import trio
 
-from oauthd.actors import KeyInfo, ListKeys, RotateKeys, keys_address
+from oauthd.actors import KeyInfo
 from oauthd.actors.janitor import collect_once
+from oauthd.actors.tenant_admin import key_json
 from oauthd.cli import admin, tenants
 from oauthd.cli.command import Command, config_option, on_runtime
 from oauthd.errors import ConfigError, NotFound
@@ -25,6 +27,7 @@ from oauthd.server import (
     Runtime,
     WorkerRole,
     configured_clients,
+    load_admin_tokens,
     load_initial_access_tokens,
     load_kek,
     load_metrics_token,
@@ -58,6 +61,7 @@ def parser() -> argparse.ArgumentParser:
     ksub = k.add_subparsers(dest="keys_command", required=True)
     tenant = argparse.ArgumentParser(add_help=False)
     tenant.add_argument("--tenant", default=TENANT, help="whose keys (default: the file's)")
+    tenant.add_argument("--json", action="store_true", help="print JSON (the admin API's shape)")
     kl = ksub.add_parser("list", parents=[config, tenant], help="list keys and their states")
     kl.set_defaults(run=on_runtime(list_keys))
     kr = ksub.add_parser("rotate", parents=[config, tenant], help="start a new signing key")
@@ -116,8 +120,8 @@ def worker_count(text: str) -> int:
 
 
 def parse_worker_role(text: str) -> WorkerRole:
-    index, listen_fd, ready_fd, lifeline_fd = (int(part) for part in text.split(","))
-    return WorkerRole(index, listen_fd, ready_fd, lifeline_fd)
+    index, listen_fd, ready_fd, lifeline_fd, admin_fd = (int(part) for part in text.split(","))
+    return WorkerRole(index, listen_fd, ready_fd, lifeline_fd, admin_fd)
 
 
 def startup_problem(exc: BaseException) -> str | None:
@@ -159,6 +163,7 @@ def check_config(settings: Settings, args: argparse.Namespace) -> int:
     load_kek(settings, os.environ)
     load_upstream_secret(settings, os.environ)
     load_metrics_token(settings, os.environ)
+    load_admin_tokens(settings, os.environ)
     load_initial_access_tokens(settings, os.environ)
     login = "dev" if settings.dev_mode else "password" if settings.password_login else "none"
     if not settings.dev_mode and settings.federation.enabled:
@@ -169,21 +174,23 @@ def check_config(settings: Settings, args: argparse.Namespace) -> int:
 
 async def list_keys(runtime: Runtime, args: argparse.Namespace) -> int:
     """Works beside a running server: the shard's write lock orders both."""
-    try:
-        infos = await runtime.system.ask(keys_address(args.tenant), ListKeys())
-    except NotFound:
-        return admin.not_found(f"no tenant {args.tenant!r}")
-    print_keys(infos)
-    return 0
+    return await show_keys(args, tenants.admin_of(runtime).keys(args.tenant))
 
 
 async def rotate_keys(runtime: Runtime, args: argparse.Namespace) -> int:
-    message = RotateKeys(args.immediate)
+    operation = tenants.admin_of(runtime).rotate_keys(args.tenant, immediate=args.immediate)
+    return await show_keys(args, operation)
+
+
+async def show_keys(args: argparse.Namespace, operation: Awaitable[list[KeyInfo]]) -> int:
     try:
-        infos = await runtime.system.ask(keys_address(args.tenant), message)
+        infos = await operation
     except NotFound:
         return admin.not_found(f"no tenant {args.tenant!r}")
-    print_keys(infos)
+    if args.json:
+        print(json.dumps([key_json(info) for info in infos], indent=2))
+    else:
+        print_keys(infos)
     return 0
 
 

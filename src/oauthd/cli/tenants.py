@@ -1,55 +1,46 @@
 """`oauthd tenants add|list|show|update|disable|enable|remove`: the tenants beyond `default`,
 beside a running server or without one (docs/architecture.md "Tenants").
 
-Each command goes through the Registry actor, whose BEGIN IMMEDIATE transactions on
+Each command is an operation of `actors.tenant_admin.TenantAdmin`, the one the admin API calls
+too: through the Registry actor, whose BEGIN IMMEDIATE transactions on
 `<data_dir>/registry.sqlite` order it with every other writer; running servers see the change
 within REGISTRY_POLL_S. `remove` first marks the tenant `removing` (every process answers
 404 for it and stops its actors), waits REMOVE_GRACE_S for the servers to notice, then
-deletes `<data_dir>/<tenant>/` and the row. Every command takes `--json`. Exit codes: 0 ok,
-1 not found, 2 usage or configuration error (the message names the faulty key)."""
+deletes `<data_dir>/<tenant>/` and the row. Every command takes `--json` (the admin API's
+shapes). Exit codes: 0 ok, 1 not found, 2 usage or configuration error (the message names the
+faulty key)."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
+from collections.abc import Awaitable
 from pathlib import Path
 
-import trio
-
-from oauthd.actors.registry import (
-    REGISTRY_POLL_S,
-    AddTenant,
-    DeleteTenant,
-    GetTenant,
-    ListTenants,
-    SetTenantState,
-    TenantRow,
-    UpdateTenant,
-    registry_address,
-)
+from oauthd.actors.registry import TenantRow
+from oauthd.actors.tenant_admin import TenantAdmin, removal_json, tenant_json
 from oauthd.cli.admin import NOT_FOUND, OK, not_found, print_table, when
 from oauthd.cli.command import on_runtime
 from oauthd.errors import ConfigError, NotFound, OAuthError
-from oauthd.runtime import Command
 from oauthd.server import Runtime
-from oauthd.storage.registry import remove_tenant_dir
 
-__all__ = ["REMOVE_GRACE_S", "add_parsers"]
-
-REMOVE_GRACE_S = 3 * REGISTRY_POLL_S  # every server has stopped the tenant's actors by then
+__all__ = ["add_parsers", "admin_of"]
 
 
 def add_parsers(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], config: argparse.ArgumentParser
 ) -> None:
-    tenants = sub.add_parser("tenants", help="tenants beyond 'default' (path issuers /t/<id>)")
+    tenants = sub.add_parser(
+        "tenants", help="tenants beyond 'default' (issuers <root>/t/<id> or their own origin)"
+    )
     tsub = tenants.add_subparsers(dest="tenants_command", required=True)
     output = argparse.ArgumentParser(add_help=False)
     output.add_argument("--json", action="store_true", help="print JSON")
     add = tsub.add_parser("add", parents=[config, output], help="create a tenant, active")
     add.add_argument("tenant", help="id: [a-z0-9][a-z0-9-]{0,62}, not 'default'")
-    add.add_argument("--issuer", default="", help="default: <root issuer>/t/<id>")
+    add.add_argument(
+        "--issuer", default="", help="<root issuer>/t/<id> (default), or an origin of its own"
+    )
     add.add_argument("--settings", type=Path, help="TOML file of per-tenant tables")
     add.set_defaults(run=on_runtime(add_tenant))
     listing = tsub.add_parser("list", parents=[config, output], help="list tenants")
@@ -61,7 +52,7 @@ def add_parsers(
         "update", parents=[config, output], help="replace a tenant's settings or issuer"
     )
     update.add_argument("tenant")
-    update.add_argument("--issuer")
+    update.add_argument("--issuer", help='an origin of its own, or "" for <root issuer>/t/<id>')
     update.add_argument("--settings", type=Path, help="TOML file replacing the settings")
     update.set_defaults(run=on_runtime(update_tenant))
     for name, text, command in (
@@ -83,13 +74,13 @@ def read_settings(path: Path | None) -> str | None:
         raise ConfigError(str(path), "(file)", str(exc)) from None
 
 
-def as_json(row: TenantRow) -> dict[str, object]:
-    return dataclasses.asdict(row)
+def admin_of(runtime: Runtime) -> TenantAdmin:
+    return TenantAdmin(runtime.system, runtime.env)
 
 
 def report(row: TenantRow, args: argparse.Namespace) -> int:
     if args.json:
-        print(json.dumps(as_json(row), indent=2))
+        print(json.dumps(tenant_json(row), indent=2))
         return OK
     for name, value in (
         ("tenant", row.tenant),
@@ -105,10 +96,10 @@ def report(row: TenantRow, args: argparse.Namespace) -> int:
     return OK
 
 
-async def ask(runtime: Runtime, args: argparse.Namespace, message: Command[TenantRow]) -> int:
-    """One change through the Registry; a refusal is a usage error naming the faulty key."""
+async def ask(args: argparse.Namespace, operation: Awaitable[TenantRow]) -> int:
+    """One operation on a tenant; a refusal is a usage error naming the faulty key."""
     try:
-        row = await runtime.system.ask(registry_address(), message)
+        row = await operation
     except NotFound:
         return missing(args)
     except OAuthError as exc:
@@ -127,26 +118,30 @@ def missing(args: argparse.Namespace) -> int:
 
 async def add_tenant(runtime: Runtime, args: argparse.Namespace) -> int:
     text = read_settings(args.settings) or ""
-    return await ask(runtime, args, AddTenant(args.tenant, args.issuer, text))
+    return await ask(args, admin_of(runtime).add(args.tenant, args.issuer, text))
 
 
 async def update_tenant(runtime: Runtime, args: argparse.Namespace) -> int:
-    message = UpdateTenant(args.tenant, args.issuer, read_settings(args.settings))
-    return await ask(runtime, args, message)
+    operation = admin_of(runtime).update(args.tenant, args.issuer, read_settings(args.settings))
+    return await ask(args, operation)
 
 
 async def disable_tenant(runtime: Runtime, args: argparse.Namespace) -> int:
-    return await ask(runtime, args, SetTenantState(args.tenant, "disabled"))
+    return await ask(args, admin_of(runtime).disable(args.tenant))
 
 
 async def enable_tenant(runtime: Runtime, args: argparse.Namespace) -> int:
-    return await ask(runtime, args, SetTenantState(args.tenant, "active"))
+    return await ask(args, admin_of(runtime).enable(args.tenant))
+
+
+async def show_tenant(runtime: Runtime, args: argparse.Namespace) -> int:
+    return await ask(args, admin_of(runtime).show(args.tenant))
 
 
 async def list_tenants(runtime: Runtime, args: argparse.Namespace) -> int:
-    rows = await runtime.system.ask(registry_address(), ListTenants())
+    rows = await admin_of(runtime).tenants()
     if args.json:
-        print(json.dumps([as_json(row) for row in rows], indent=2))
+        print(json.dumps([tenant_json(row) for row in rows], indent=2))
         return OK
     print_table(
         ("tenant", "state", "issuer", "created"),
@@ -155,23 +150,13 @@ async def list_tenants(runtime: Runtime, args: argparse.Namespace) -> int:
     return OK
 
 
-async def show_tenant(runtime: Runtime, args: argparse.Namespace) -> int:
-    row = await runtime.system.ask(registry_address(), GetTenant(args.tenant))
-    return missing(args) if row is None else report(row, args)
-
-
 async def remove_tenant(runtime: Runtime, args: argparse.Namespace) -> int:
-    registry = registry_address()
     try:
-        await runtime.system.ask(registry, SetTenantState(args.tenant, "removing"))
+        directory = await admin_of(runtime).remove(args.tenant)
     except NotFound:
         return missing(args)
-    await trio.sleep(REMOVE_GRACE_S)  # running servers stop its actors meanwhile
-    directory = runtime.env.tenant_dir(args.tenant)
-    await trio.to_thread.run_sync(remove_tenant_dir, directory)
-    await runtime.system.ask(registry, DeleteTenant(args.tenant))
     if args.json:
-        print(json.dumps({"tenant": args.tenant, "removed": True, "directory": str(directory)}))
+        print(json.dumps(removal_json(args.tenant, directory)))
     else:
         print(f"removed tenant {args.tenant} and {directory}")
     return OK

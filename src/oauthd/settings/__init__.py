@@ -19,6 +19,7 @@ from oauthd.settings.loader import (
 from oauthd.settings.schema import (
     ID_TOKEN_ALG,
     ActorSettings,
+    AdminSettings,
     BrandingSettings,
     ClientMetadataSettings,
     ClientQuota,
@@ -48,6 +49,7 @@ __all__ = [
     "MAX_WORKERS",
     "TENANT_TABLES",
     "ActorSettings",
+    "AdminSettings",
     "BrandingSettings",
     "ClientMetadataSettings",
     "ClientQuota",

@@ -47,6 +47,31 @@ def check_listen(s: Settings) -> None:
         raise ConfigError(s.source, "listen", str(exc)) from None
 
 
+WILDCARD = {"0.0.0.0", "::"}  # noqa: S104  # addresses that listen on every interface
+
+
+def check_admin(s: Settings) -> None:
+    """The admin API's own listener: a host:port that is not the public one (whose app has no
+    admin routes), and a variable for its tokens. Their length is checked where the variable
+    is read (`server.load_admin_tokens`)."""
+    a = s.admin
+    check_rate(s, "admin.auth_failures", a.auth_failures)
+    if not a.listen:
+        return
+    try:
+        host, port = split_listen(a.listen)
+    except ValueError as exc:
+        raise ConfigError(s.source, "admin.listen", str(exc)) from None
+    public_host, public_port = split_listen(s.listen)
+    hosts_meet = host == public_host or WILDCARD & {host, public_host}
+    if port == public_port and port != 0 and hosts_meet:
+        raise ConfigError(
+            s.source, "admin.listen", f"must not be the public listen address ({s.listen})"
+        )
+    if not a.token_env:
+        raise ConfigError(s.source, "admin.token_env", "required when admin.listen is set")
+
+
 def check_positive(s: Settings) -> None:
     sections: dict[str, Any] = {
         "tokens": s.tokens,
@@ -178,24 +203,25 @@ MAX_RATE_WINDOW_S = DAY_S
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
+def check_rate(s: Settings, key: str, rate: Rate) -> None:
+    if not 1 <= rate.requests <= MAX_RATE_REQUESTS:
+        raise ConfigError(
+            s.source, f"{key}.requests", f"must be 1 to {MAX_RATE_REQUESTS}, got {rate.requests}"
+        )
+    if not (math.isfinite(rate.window_s) and 1 <= rate.window_s <= MAX_RATE_WINDOW_S):
+        raise ConfigError(
+            s.source,
+            f"{key}.window_s",
+            f"must be 1 to {MAX_RATE_WINDOW_S} seconds, got {rate.window_s}",
+        )
+
+
 def check_limits(s: Settings) -> None:
     """Rates an operator can mean: 1 to a million requests in 1 s to a day; bounded memory."""
     for f in dataclasses.fields(s.limits):
         rate = getattr(s.limits, f.name)
-        if not isinstance(rate, Rate):
-            continue
-        if not 1 <= rate.requests <= MAX_RATE_REQUESTS:
-            raise ConfigError(
-                s.source,
-                f"limits.{f.name}.requests",
-                f"must be 1 to {MAX_RATE_REQUESTS}, got {rate.requests}",
-            )
-        if not (math.isfinite(rate.window_s) and 1 <= rate.window_s <= MAX_RATE_WINDOW_S):
-            raise ConfigError(
-                s.source,
-                f"limits.{f.name}.window_s",
-                f"must be 1 to {MAX_RATE_WINDOW_S} seconds, got {rate.window_s}",
-            )
+        if isinstance(rate, Rate):
+            check_rate(s, f"limits.{f.name}", rate)
     if not 1_000 <= s.limits.max_tracked_keys <= 10_000_000:
         raise ConfigError(s.source, "limits.max_tracked_keys", "must be 1000 to 10000000")
     for i, network in enumerate(s.limits.trusted_proxies):
@@ -356,6 +382,7 @@ def _is_own_logo(url: str, issuer: str) -> bool:
 CHECKS: tuple[Callable[[Settings], None], ...] = (
     check_issuer,
     check_listen,
+    check_admin,
     check_positive,
     check_workers,
     check_key_schedule,

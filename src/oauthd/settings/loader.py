@@ -87,6 +87,7 @@ def check_unknown_env(
         settings.keys.encryption_key_env,
         settings.federation.client_secret_env,
         settings.metrics.bearer_token_env,
+        settings.admin.token_env,
     }
     for name in sorted(environ):
         if name.startswith(ENV_PREFIX) and name not in used and name not in named:

@@ -15,6 +15,7 @@ __all__ = [
     "DAY_S",
     "ID_TOKEN_ALG",
     "ActorSettings",
+    "AdminSettings",
     "BrandingSettings",
     "ClientMetadataSettings",
     "ClientQuota",
@@ -231,7 +232,8 @@ class LimitSettings:
     device_code_failures: Rate = Rate(10, 600.0)  # wrong user codes per IP and per browser
     max_tracked_keys: int = 100_000  # per limit; past it, the least recently seen key is dropped
     # Reverse proxies (CIDRs) whose X-Forwarded-For is believed: the client IP is the rightmost
-    # address in it that is not one of these. Empty: the peer address, the header ignored.
+    # address in it that is not one of these. Empty: the peer address, the header ignored. Their
+    # last X-Forwarded-Host value names the host that chooses a host tenant (web/tenants.py).
     trusted_proxies: tuple[str, ...] = ()
 
 
@@ -316,6 +318,26 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AdminSettings:
+    """The tenant admin API (README "The admin API"): the operations of `oauthd tenants` and
+    `oauthd keys` over HTTP, on a listener of its own, never on the public one. Server-wide:
+    a tenant's settings cannot have it. Anyone who reaches it with a token owns every tenant,
+    so keep it on loopback or a private network, or firewall it."""
+
+    listen: str = ""  # host:port of the admin listener; "" = no admin API
+    # The variable holding the admin bearer tokens, separated by commas (two while rotating:
+    # add the new one, restart, move callers, drop the old one, restart). Each token at least
+    # MIN_ADMIN_TOKEN characters. Required when `listen` is set.
+    token_env: str = ""
+    # Failed authentications per client IP; past it the API answers 429 with Retry-After.
+    auth_failures: Rate = Rate(10, 60.0)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.listen)
+
+
+@dataclass(frozen=True, slots=True)
 class BrandingSettings:
     """What the pages a person sees say and look like (login, consent, device, logout, error).
 
@@ -360,6 +382,7 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     branding: BrandingSettings = field(default_factory=BrandingSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
     source: str = "<defaults>"  # the file these settings came from, for messages
 
     @property

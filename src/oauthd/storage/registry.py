@@ -87,9 +87,14 @@ def load_tenants(store: Store) -> list[TenantRow]:
     return [_row(r) for r in store.query(f"SELECT {COLUMNS} FROM tenants ORDER BY tenant")]  # noqa: S608
 
 
-def issuer_taken(store: Store, issuer: str, tenant: str) -> bool:
-    rows = store.query("SELECT 1 FROM tenants WHERE issuer = ? AND tenant != ?", (issuer, tenant))
-    return bool(rows)
+def issuer_taken(store: Store, issuers: tuple[str, ...], tenant: str) -> str | None:
+    """The first of `issuers` that a tenant other than `tenant` has (an indexed lookup)."""
+    marks = ",".join("?" * len(issuers))
+    rows = store.query(
+        f"SELECT issuer FROM tenants WHERE issuer IN ({marks}) AND tenant != ? LIMIT 1",  # noqa: S608
+        (*issuers, tenant),
+    )
+    return str(rows[0][0]) if rows else None
 
 
 def insert_tenant(store: Store, row: TenantRow) -> None:

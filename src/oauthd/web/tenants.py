@@ -1,10 +1,14 @@
-"""Path tenants at the ASGI level (docs/architecture.md "Tenants").
+"""Tenants at the ASGI level (docs/architecture.md "Tenants").
 
-A request under `<root path>/t/<id>/...`, or for a well-known document of the issuer
-`<root issuer>/t/<id>` (RFC 8414 §3.1 inserts the well-known segment before the issuer's
-path, RFC 9728 §3.1 likewise), goes to that tenant's own app: the same routes, built over the
-tenant's settings and keyring, whose endpoints already live under its issuer's path. Every
-other request goes to the root (`default`) app.
+A request whose host is a host tenant's origin (its issuer is `https://login.acme.example`)
+goes, whatever its path, to that tenant's app. The host is the `Host` header; behind one of
+`limits.trusted_proxies` (the peer, as `throttle.trusted_peer` judges it for X-Forwarded-For)
+the last X-Forwarded-Host instead, the one that proxy wrote. Otherwise a request under
+`<root path>/t/<id>/...`, or for a well-known document of the issuer `<root issuer>/t/<id>`
+(RFC 8414 §3.1 inserts the well-known segment before the issuer's path, RFC 9728 §3.1
+likewise), goes to that path tenant's app; a host tenant is never reached by a path. Each
+tenant's app has the same routes, built over its settings and keyring, its endpoints under its
+issuer's path. Every other request goes to the root (`default`) app.
 
 Apps are built on a tenant's first request by `activate` (which also makes its first key)
 and kept in an LRU of at most `max_apps`, dropped after `idle_s` without a request; a dropped
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from functools import lru_cache
 from typing import Literal
 
@@ -23,8 +27,9 @@ import trio
 
 from oauthd.web.access_log import ASGIApp, Receive, Scope, Send
 from oauthd.web.security_headers import SecurityHeaders
+from oauthd.web.throttle import trusted_peer
 
-__all__ = ["TenantRouter", "tenant_of_path"]
+__all__ = ["TenantRouter", "request_host", "tenant_of_path"]
 
 WELL_KNOWN = (
     "/.well-known/oauth-authorization-server",  # RFC 8414 §3.1
@@ -46,6 +51,22 @@ def tenant_of_path(path: str, root_path: str) -> str | None:
         if path.startswith(prefix):
             return path[len(prefix) :].partition("/")[0]
     return None
+
+
+def request_host(scope: Scope, trusted: tuple[str, ...]) -> str:
+    """The host (and port) the client asked for, in lower case: `Host`, or behind a trusted
+    proxy the last X-Forwarded-Host value (any before it was written by the client)."""
+    host = forwarded = b""
+    for name, value in scope["headers"]:
+        if name == b"host" and not host:
+            host = value
+        elif name == b"x-forwarded-host":
+            forwarded = value
+    if forwarded and trusted:
+        peer = scope.get("client")
+        if peer and trusted_peer(peer[0], trusted):
+            host = forwarded.rpartition(b",")[2]
+    return host.decode("latin-1").strip().lower()
 
 
 def _body(error: str, description: str) -> bytes:
@@ -84,9 +105,15 @@ class TenantRouter:
         max_apps: int = 100,
         idle_s: float = 600.0,
         before: Callable[[], None] = lambda: None,
+        hosts: Mapping[str, str] | None = None,
+        hosted: Collection[str] = (),
+        trusted_proxies: tuple[str, ...] = (),
     ) -> None:
         self.root = root
-        self.before = before  # each tenant request: bring the view of the registry up to date
+        self.before = before  # each request: bring the view of the registry up to date
+        self.hosts = {} if hosts is None else hosts  # host -> tenant, kept by the registry reader
+        self.hosted = hosted  # the host tenants, which no path reaches
+        self.trusted_proxies = trusted_proxies
         self.root_path = root_path
         self.activate = activate
         self.drop = drop
@@ -134,13 +161,19 @@ class TenantRouter:
             done.set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        tenant = None
-        if scope["type"] == "http":
-            tenant = tenant_of_path(scope["path"], self.root_path)
-        if tenant is None:
+        if scope["type"] != "http":
             await self.root(scope, receive, send)
             return
         self.before()
+        tenant = self.hosts.get(request_host(scope, self.trusted_proxies)) if self.hosts else None
+        if tenant is None:
+            tenant = tenant_of_path(scope["path"], self.root_path)
+            if tenant is None:
+                await self.root(scope, receive, send)
+                return
+            if tenant in self.hosted:  # reached at its own host only: no such path tenant
+                await SecurityHeaders(_not_found)(scope, receive, send)
+                return
         app = await self.app_of(tenant)
         if app is None:
             await SecurityHeaders(_not_found)(scope, receive, send)

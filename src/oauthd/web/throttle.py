@@ -36,6 +36,7 @@ __all__ = [
     "limiter",
     "request_ip",
     "throttle",
+    "trusted_peer",
 ]
 
 T = TypeVar("T")
@@ -127,15 +128,25 @@ def _address(text: str) -> Address | None:
     return address
 
 
+def _within(address: Address, trusted: tuple[str, ...]) -> bool:
+    return any(address in n for n in _networks(trusted))
+
+
+def trusted_peer(peer: str | None, trusted: tuple[str, ...]) -> bool:
+    """Whether the TCP peer is one of `limits.trusted_proxies`, whose forwarding headers
+    (X-Forwarded-For here, X-Forwarded-Host at the tenant router) are believed."""
+    address = _address(peer or "")
+    return address is not None and _within(address, trusted)
+
+
 def client_ip(peer: str | None, forwarded_for: str, trusted: tuple[str, ...]) -> str:
     """The client's IP: the peer, or behind trusted proxies the rightmost untrusted hop of
     X-Forwarded-For (RFC 7239 §5.2 describes the same walk for `Forwarded`)."""
-    networks = _networks(trusted)
     current = _address(peer or "")
     if current is None:
         return peer or "unknown"
     for hop in reversed(forwarded_for.split(",") if forwarded_for else []):
-        if not any(current in n for n in networks):
+        if not _within(current, trusted):
             break  # `current` was not written by a proxy we trust: it is the client
         previous = _address(hop)
         if previous is None:
