@@ -599,6 +599,7 @@ async def _serve(
         if admin_binds:
             log.info("oauthd admin API at %s", ", ".join(admin_binds))
         if worker is not None:
+            flush_logs()  # this worker's lines come before the supervisor's that it serves
             report_ready(worker.ready_fd)
         task_status.started(binds)
 
