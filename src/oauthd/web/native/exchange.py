@@ -269,7 +269,6 @@ class Exchange:
         if self.length_left == 0:
             more = False  # the declared length is sent: the response is complete (§6.3)
         if not more:
-            self.response_done = True
             if self.chunked:
                 body += b"0\r\n\r\n"
             elif self.length_left > 0:  # the app declared more than it sent
@@ -278,8 +277,12 @@ class Exchange:
                 raise Closing
         if out or body:
             await self.connection.write(out + body if out else body)
-        if self.response_done and self.listening is not None:
-            self.listening.cancel()
+        if not more:
+            # Done only once written: an app's receiver told of it (http.disconnect) may cancel
+            # the app, and with it a write still in progress (Quart's does).
+            self.response_done = True
+            if self.listening is not None:
+                self.listening.cancel()
 
     def _render_head(self, whole_length: int) -> bytes:
         """The status line and headers; `whole_length`: the body's length when it is sent in
