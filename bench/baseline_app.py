@@ -2,8 +2,10 @@
 
 `python bench/baseline_app.py --listen 127.0.0.1:PORT` serves it until SIGTERM/SIGINT.
 `--raw` serves the same JSON from a plain ASGI callable instead (no framework), to split the
-cost of a request between Hypercorn and Quart. Access logging is off; the `Server` header is
-off as in oauthd (web/serving.py), so the comparison isolates what oauthd adds per request.
+cost of a request between the HTTP server and Quart. `--engine native` serves it on oauthd's
+native HTTP/1.1 engine (web/native) instead of Hypercorn, with the limits `oauthd serve` uses
+by default. Access logging is off; the `Server` header is off as in oauthd (web/serving.py),
+so the comparison isolates what oauthd adds per request.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 from quart_trio import QuartTrio
+
+from oauthd.settings import settings_for_tests, split_listen
+from oauthd.web.native import open_listeners, serve_native
+from oauthd.web.serving import native_limits
 
 Message = MutableMapping[str, Any]
 
@@ -62,12 +68,22 @@ def config_for(listen: str) -> Config:
     return config
 
 
+async def serve_on_native(asgi: Any, listen: str) -> None:
+    host, port = split_listen(listen)
+    limits = native_limits(settings_for_tests())
+    await serve_native(asgi, limits, await open_listeners(host, port, None), until_signal)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--listen", default="127.0.0.1:8000")
     parser.add_argument("--raw", action="store_true", help="bare ASGI instead of Quart-Trio")
+    parser.add_argument("--engine", choices=("hypercorn", "native"), default="hypercorn")
     args = parser.parse_args()
     asgi: Any = raw_app if args.raw else app
+    if args.engine == "native":
+        trio.run(serve_on_native, asgi, args.listen)
+        return
     trio.run(partial(serve, asgi, config_for(args.listen), shutdown_trigger=until_signal))
 
 

@@ -1,8 +1,9 @@
 """`make bench`: start servers, measure, print one table (and write bench/results/latest.md).
 
 HTTP rows: wrk against a bare Quart-Trio app (the baseline, bench/baseline_app.py), a bare ASGI
-app (reference), and `oauthd serve` with the access log on and off, each server pinned to CPU 0
-and wrk to CPU 1. Scenario rows (issue 9, scenarios.py): token, refresh, code flow,
+app (reference) on Hypercorn and on the native engine, and `oauthd serve` with the access log on
+and off (native engine) and on Hypercorn (`[server] engine`), each server pinned to CPU 0 and
+wrk to CPU 1. Scenario rows (issue 9, scenarios.py): token, refresh, code flow,
 introspection, userinfo and JWKS at oauthd beside node-oidc-provider (bench/node/). Actor rows:
 bench/inproc.py scenarios, each in a fresh process on CPU 0.
 Targets are reported as ratios; a miss never fails the run. Environment knobs: see README.md.
@@ -117,20 +118,20 @@ def stopped_cleanly(report: Report, name: str, server: Server) -> Iterator[Serve
         report.notes.append(f"{name} exited 0 on SIGTERM")
 
 
-def baseline_server(tmp: Path, raw: bool) -> Server:
+def baseline_server(tmp: Path, raw: bool, engine: str = "hypercorn") -> Server:
     port = free_port()
     argv = [PYTHON, str(HERE / "baseline_app.py"), "--listen", f"127.0.0.1:{port}"]
     name = "raw" if raw else "quart"
     return Server(
-        [*argv, *(["--raw"] if raw else [])],
+        [*argv, *(["--raw"] if raw else []), "--engine", engine],
         f"http://127.0.0.1:{port}/",
-        tmp / f"baseline-{name}.log",
+        tmp / f"baseline-{name}-{engine}.log",
         SERVER_CPU,
     )
 
 
-def oauthd_config(tmp: Path, port: int, access_log: bool) -> Path:
-    name = f"oauthd-log-{'on' if access_log else 'off'}"
+def oauthd_config(tmp: Path, port: int, access_log: bool, engine: str = "native") -> Path:
+    name = f"oauthd-log-{'on' if access_log else 'off'}-{engine}"
     path = tmp / f"{name}.toml"
     path.write_text(
         f'issuer = "http://127.0.0.1:{port}"\n'
@@ -140,15 +141,16 @@ def oauthd_config(tmp: Path, port: int, access_log: bool) -> Path:
         "\n[log]\n"
         'level = "info"\n'
         'format = "json"\n'
-        f"access_log = {'true' if access_log else 'false'}\n",
+        f"access_log = {'true' if access_log else 'false'}\n"
+        f'\n[server]\nengine = "{engine}"\n',
         encoding="utf-8",
     )
     return path
 
 
-def oauthd_server(tmp: Path, access_log: bool) -> Server:
+def oauthd_server(tmp: Path, access_log: bool, engine: str = "native") -> Server:
     port = free_port()
-    config = oauthd_config(tmp, port, access_log)
+    config = oauthd_config(tmp, port, access_log, engine)
     return Server(
         [OAUTHD, "serve", "--config", str(config)],
         f"http://127.0.0.1:{port}/healthz",
@@ -165,13 +167,15 @@ def http_targets(stack: ExitStack, tmp: Path, report: Report) -> list[Target]:
 
     quart = start("baseline", baseline_server(tmp, raw=False))
     raw = start("raw ASGI reference", baseline_server(tmp, raw=True))
+    native = start("raw ASGI on the native engine", baseline_server(tmp, True, "native"))
     targets = [
         Target(BASELINE, quart, quart.ready_url),
         Target("reference: bare ASGI on Hypercorn `/`", raw, raw.ready_url),
+        Target("reference: bare ASGI on the native engine `/`", native, native.ready_url),
     ]
-    for access_log in (True, False):
-        label = f"access_log={'on' if access_log else 'off'}"
-        server = start(f"oauthd {label}", oauthd_server(tmp, access_log))
+    for access_log, engine in ((True, "native"), (False, "native"), (True, "hypercorn")):
+        label = f"access_log={'on' if access_log else 'off'}, {engine}"
+        server = start(f"oauthd {label}", oauthd_server(tmp, access_log, engine))
         base_url = server.ready_url.removesuffix("/healthz")
         targets += [
             Target(f"oauthd {name}, {label}", server, base_url + path) for name, path in ENDPOINTS

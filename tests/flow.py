@@ -166,6 +166,12 @@ async def redeem(
     return await http.post(path, data=data)
 
 
+async def refresh(http: httpx.AsyncClient, client_id: str, token: str) -> httpx.Response:
+    """A public client's refresh_token grant (OAuth 2.1 §4.3)."""
+    data = {"grant_type": "refresh_token", "refresh_token": token, "client_id": client_id}
+    return await http.post("/token", data=data)
+
+
 async def tokens_for(http: httpx.AsyncClient, auth: Authorization) -> dict[str, Any]:
     """The whole flow: a token response for `auth`."""
     result = await authorize_code(http, auth)

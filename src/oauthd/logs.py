@@ -152,12 +152,16 @@ def log_access(message: str) -> None:
     _access(message)
 
 
-def setup_logging(settings: LogSettings) -> None:
+def setup_logging(settings: LogSettings, *, own_process: bool = True) -> None:
+    """`own_process=False`: oauthd runs inside another server's process (`oauthd.asgi`),
+    whose log formats may name the process or thread; the logging module's switches that
+    drop those fields from every record are left alone."""
     global _access, _audit
-    logging._srcfile = None  # documented switch: no findCaller() for the records left
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
+    if own_process:
+        logging._srcfile = None  # documented switch: no findCaller() for the records left
+        logging.logThreads = False
+        logging.logProcesses = False
+        logging.logMultiprocessing = False
     stream = open(  # noqa: SIM115 (lives as long as the process)
         sys.stderr.fileno(), "w", buffering=LOG_BUFFER_BYTES, encoding="utf-8", closefd=False
     )

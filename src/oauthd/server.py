@@ -4,13 +4,14 @@
     ├── ActorSystem.run()           client actors, Directory, KeyManager (spawned on demand)
     ├── run_key_schedule()          wakes the KeyManager at each scheduled key change
     ├── run_janitor()               every janitor.interval_s: expired rows, deleted shards
-    └── serve_http()                Hypercorn -> AccessLog -> Quart-Trio routes -> ask(actor)
+    └── serve_http()                the HTTP engine ([server] engine: native or Hypercorn)
+                                    -> TenantRouter -> AccessLog -> Quart-Trio -> ask(actor)
 
 With `--workers N` (workers.py) each worker process runs this same tree on a listening socket
 it inherits; only worker 0 runs the janitor (`WorkerRole`).
 
 Nothing serves before its state is open: the KeyManager has an active key and the configured
-clients are registered before Hypercorn binds. Shutdown runs the other way: Hypercorn stops
+clients are registered before the HTTP engine binds. Shutdown runs the other way: it stops
 accepting and lets in-flight requests finish, then the actors close their shards.
 """
 
@@ -65,7 +66,6 @@ from oauthd.web import (
     TenantRouter,
     create_admin_app,
     create_app,
-    hypercorn_config,
     serve_http,
     token_digest,
 )
@@ -74,6 +74,7 @@ __all__ = [
     "Runtime",
     "WorkerRole",
     "app_state",
+    "front_door",
     "load_admin_tokens",
     "load_metrics_token",
     "open_runtime",
@@ -225,9 +226,10 @@ FDS_SPARE = 256  # sockets, logs and the tenant's own shards
 
 
 def raise_fd_limit(settings: Settings) -> None:
-    """Every live actor holds an open shard: make sure the process may open them all, or
-    say at startup that actors.max_live is beyond what this machine allows."""
-    wanted = settings.actors.max_live * FDS_PER_SHARD + FDS_SPARE
+    """Every live actor holds an open shard and every connection a socket: make sure the
+    process may open them all, or say at startup that actors.max_live is beyond what this
+    machine allows."""
+    wanted = settings.actors.max_live * FDS_PER_SHARD + settings.server.max_connections + FDS_SPARE
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < wanted:
         target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
@@ -550,6 +552,29 @@ async def serve(
         flush_logs()
 
 
+def front_door(runtime: Runtime) -> TenantRouter:
+    """The ASGI app every engine serves (and `oauthd.asgi:app` hands its server): the root
+    tenant's routes, and each path tenant's, built on its first request."""
+    metrics_token = load_metrics_token(runtime.settings, os.environ)
+    tenancy = runtime.tenancy
+
+    def make_app(env: Env) -> Any:
+        return create_app(app_state(runtime, env, metrics_token))
+
+    router = TenantRouter(
+        make_app(runtime.env),
+        runtime.settings.issuer_path,
+        partial(tenancy.activate, make_app=make_app),
+        tenancy.drop,
+        before=tenancy.sync_due,
+        hosts=tenancy.reader.hosts,
+        hosted=tenancy.reader.hosted,
+        trusted_proxies=runtime.settings.limits.trusted_proxies,
+    )
+    tenancy.listeners.append(router.forget)
+    return router
+
+
 async def serve_process(settings: Settings, **options: Any) -> None:
     """`oauthd serve` as the whole of this process: `serve` (with its `options`), and once it
     is serving, the objects startup left (modules, classes, settings, routes: ~80,000) are
@@ -585,26 +610,8 @@ async def _serve(
                 janitor=janitor,
             )
         )
-        metrics_token = load_metrics_token(settings, os.environ)
-        tenancy = runtime.tenancy
-
-        def make_app(env: Env) -> Any:
-            return create_app(app_state(runtime, env, metrics_token))
-
-        router = TenantRouter(
-            make_app(runtime.env),
-            settings.issuer_path,
-            partial(tenancy.activate, make_app=make_app),
-            tenancy.drop,
-            before=tenancy.sync_due,
-            hosts=tenancy.reader.hosts,
-            hosted=tenancy.reader.hosted,
-            trusted_proxies=settings.limits.trusted_proxies,
-        )
-        tenancy.listeners.append(router.forget)
-        app = router
+        app = front_door(runtime)
         listen_fd = None if worker is None else worker.listen_fd
-        config = hypercorn_config(settings, listen, listen_fd=listen_fd)
         stopping, admin_done = trio.Event(), trio.Event()
 
         async def stop_trigger() -> None:
@@ -612,7 +619,14 @@ async def _serve(
             stopping.set()  # the admin listener stops with the public one
 
         async def http(*, task_status: trio.TaskStatus[list[str]]) -> None:
-            await serve_http(app, config, stop_trigger, task_status=task_status)
+            await serve_http(
+                app,
+                settings,
+                stop_trigger,
+                listen=listen,
+                listen_fd=listen_fd,
+                task_status=task_status,
+            )
             await admin_done.wait()
             nursery.cancel_scope.cancel()  # in-flight requests are done: now close the actors
 
@@ -629,6 +643,7 @@ async def _serve(
         if admin_binds:
             log.info("oauthd admin API at %s", ", ".join(admin_binds))
         if worker is not None:
+            flush_logs()  # this worker's lines come before the supervisor's that it serves
             report_ready(worker.ready_fd)
         task_status.started(binds)
 
@@ -664,11 +679,17 @@ async def serve_admin(
         return []
     app = create_admin_app(admin_state(runtime, os.environ))
     listen_fd = None if worker is None else worker.admin_fd
-    config = hypercorn_config(settings, settings.admin.listen, listen_fd=listen_fd)
 
     async def http(*, task_status: trio.TaskStatus[list[str]]) -> None:
         try:
-            await serve_http(app, config, shutdown, task_status=task_status)
+            await serve_http(
+                app,
+                settings,
+                shutdown,
+                listen=settings.admin.listen,
+                listen_fd=listen_fd,
+                task_status=task_status,
+            )
         finally:
             done.set()
 

@@ -38,9 +38,9 @@ FRESH = httpx.Limits(max_keepalive_connections=0)  # each request on a new conne
 BASE_SETTINGS = (
     "[registration]\nallow_client_credentials = true\n"
     f'[[resources]]\nuri = "{RESOURCE}"\nscopes = ["mcp:tools"]\n'
-    # The loop sends hundreds of token requests a minute from one IP: past token_per_ip
-    # (300 a minute per worker) they would be 429s, depending only on the machine's speed.
-    "[limits]\ntoken_per_ip = { requests = 1000000, window_s = 1 }\n"
+    # The traffic loop asks for tokens back to back: its rate depends on the engine's speed,
+    # and a 429 from the per-IP limit is not what this test looks for.
+    "[limits]\ntoken_per_ip = { requests = 100000, window_s = 60 }\n"
 )
 
 

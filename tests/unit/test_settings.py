@@ -51,6 +51,7 @@ def test_minimal_file_gets_every_default(tmp_path: Path) -> None:
     assert settings.issuer == "http://127.0.0.1:8787"
     assert settings.tokens.code_ttl_s == 60
     assert settings.dev_mode is False
+    assert settings.server.engine == "native"
     assert settings.source == str(tmp_path / "oauthd.toml")
 
 
@@ -170,6 +171,12 @@ def test_wrong_type_names_file_and_key(tmp_path: Path, text: str, key: str) -> N
         (BASE + "[tokens]\nid_token_ttl_s = 700000\n", "keys.retain_s"),
         (BASE + "[keys]\nalgorithm = 'RS256'\nrsa_bits = 1024\n", "keys.rsa_bits"),
         (BASE + "[limits]\nmax_body_bytes = 0\n", "limits.max_body_bytes"),
+        (BASE + "[server]\nengine = 'uvicorn'\n", "server.engine"),
+        (BASE + "[server]\nkeep_alive_s = 0\n", "server.keep_alive_s"),
+        (BASE + "[server]\nheader_timeout_s = inf\n", "server.header_timeout_s"),
+        (BASE + "[server]\nbody_timeout_s = -1\n", "server.body_timeout_s"),
+        (BASE + "[server]\nmax_connections = 0\n", "server.max_connections"),
+        (BASE + "[server]\nworkers = 2\n", "server.workers"),
     ],
     ids=[
         "negative-ttl",
@@ -183,6 +190,12 @@ def test_wrong_type_names_file_and_key(tmp_path: Path, text: str, key: str) -> N
         "retain-below-id-ttl",
         "weak-rsa",
         "zero-body-limit",
+        "unknown-engine",
+        "zero-keep-alive",
+        "endless-header-timeout",
+        "negative-body-timeout",
+        "no-connections",
+        "unknown-server-key",
     ],
 )
 def test_impossible_value_names_file_and_key(tmp_path: Path, text: str, key: str) -> None:

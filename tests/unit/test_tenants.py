@@ -108,6 +108,7 @@ token_per_ip = { requests = 5, window_s = 60 }
         ),
         ("[limits]\ntenant_requests = { rps = 10 }\n", "limits.tenant_requests.rps"),
         ("[metrics]\nmax_tenant_labels = 5\n", "metrics"),
+        ("[server]\nengine = 'hypercorn'\n", "server"),  # the HTTP front is the process's
     ],
 )
 def test_tenant_settings_errors_name_the_key(

@@ -89,6 +89,7 @@ def check_positive(s: Settings) -> None:
         "janitor": s.janitor,
         "federation": s.federation,
         "client_metadata": s.client_metadata,
+        "server": s.server,
     }
     for name, section in sections.items():
         for f in dataclasses.fields(section):

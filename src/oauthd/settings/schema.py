@@ -31,6 +31,7 @@ __all__ = [
     "Rate",
     "RegistrationSettings",
     "ResourceSettings",
+    "ServerSettings",
     "SessionSettings",
     "Settings",
     "StorageSettings",
@@ -175,6 +176,20 @@ class ActorSettings:
     idle_timeout_s: float = 300.0  # an actor idle this long is evicted (its shard closed)
     max_live: int = 1000  # LRU cap on live actors; bounds memory, not clients
     retry_after_s: int = 1  # Retry-After on a full mailbox
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """The HTTP front (server-wide: set in the file, never per tenant). `native`: oauthd's own
+    HTTP/1.1 server on trio + httptools, the fast default; `hypercorn`: Hypercorn's trio worker,
+    for what it offers beyond (HTTP/2, TLS). The limits below are the native engine's; Hypercorn
+    takes `keep_alive_s` and its own defaults for the rest."""
+
+    engine: Literal["native", "hypercorn"] = "native"
+    keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this
+    header_timeout_s: float = 10.0  # request line + headers must arrive within this (else 408)
+    body_timeout_s: float = 30.0  # a request body must arrive within this of its headers (408)
+    max_connections: int = 1000  # open connections per process; past it accepting pauses
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,6 +375,7 @@ class Settings:
     listen: str = "127.0.0.1:8787"
     graceful_timeout_s: float = 10.0  # in-flight requests get this long at shutdown
     workers: int = 1  # processes serving one socket and one data dir (`oauthd serve --workers`)
+    server: ServerSettings = field(default_factory=ServerSettings)
     tokens: TokenSettings = field(default_factory=TokenSettings)
     resources: tuple[ResourceSettings, ...] = ()
     clients: tuple[ClientSettings, ...] = ()

@@ -99,7 +99,10 @@ class FastPath:
             await self.app(scope, receive, send)
             return
         scope[ROUTE] = scope["path"]  # the metrics label: a fast path is its own template
-        response = await self._respond(entry, scope, receive)
+        try:
+            response = await self._respond(entry, scope, receive)
+        except ClientGone:
+            return  # nothing to answer, and a partial body is never acted on
         headers = [
             (b"content-type", response.content_type.encode()),
             (b"content-length", str(len(response.body)).encode()),
@@ -122,6 +125,8 @@ class FastPath:
             return _error(MethodNotAllowed(allowed))
         try:
             return await handler(await self._request(scope, receive))
+        except ClientGone:
+            raise
         except Exception as exc:  # the funnel the Quart routes share (web/errors.py)
             return _error(public_error(exc, method, scope["path"]))
 
@@ -155,7 +160,7 @@ class FastPath:
         while True:
             message: Any = await receive()
             if message["type"] != "http.request":
-                break  # the client went away; what arrived is all there is
+                raise ClientGone  # the client went away, or the engine ended its body
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
@@ -164,6 +169,10 @@ class FastPath:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
+
+
+class ClientGone(Exception):
+    """`http.disconnect` before the body ended: the request is abandoned, unanswered."""
 
 
 def _error(exc: OAuthError) -> ApiResponse:
