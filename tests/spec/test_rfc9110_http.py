@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+import trio
 
 from oauthd.settings import LimitSettings, Settings
 from tests.conftest import Server, running_server
@@ -141,12 +142,14 @@ async def test_rfc6585_s5_oversized_headers_answer_431(server: Server) -> None:
 async def test_s9_6_a_refusal_before_the_body_is_read_closes_the_connection(
     server: Server,
 ) -> None:
-    """ERR-4: a POST refused before its body is read (405) says Connection: close, so the
-    unread body never stalls the next request on a kept-alive connection."""
-    response = await server.http.post("/healthz", content=b"a=1" * 100)
-    assert response.status_code == 405
-    assert response.headers["connection"] == "close"
-    assert (await server.http.get("/healthz")).status_code == 200
+    """ERR-4: a POST refused before its body is read (405) never leaves that body to stall the
+    next request on a kept-alive connection: the connection closes (Connection: close), or the
+    body was consumed (the native engine skips a body it has already read) and it is reused."""
+    for _ in range(3):
+        response = await server.http.post("/healthz", content=b"a=1" * 100)
+        assert response.status_code == 405
+        with trio.fail_after(5):  # an unread body left on the connection would hang this
+            assert (await server.http.get("/healthz")).status_code == 200
 
 
 async def test_err1_the_json_api_answers_json_errors_even_to_browsers(server: Server) -> None:
