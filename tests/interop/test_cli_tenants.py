@@ -117,10 +117,10 @@ def test_tenants_add_and_update_take_an_issuer_of_its_own_served_at_its_host(
         assert moved["issuer"] == config.issuer + "/t/acme"
 
 
-def test_rate9_users_and_clients_add_take_tenant_and_name_the_user_quota(
+def test_tenant2_users_and_clients_add_take_tenant_and_name_the_user_quota(
     config: Config, tmp_path: Path
 ) -> None:
-    """RATE-9: `users add --tenant a` past a's `limits.max_users` exits 2 naming the quota,
+    """TENANT-2: `users add --tenant a` past a's `limits.max_users` exits 2 naming the quota,
     while b takes the same user; `clients add|list --tenant` work on that tenant's clients
     only; an unknown tenant exits 1."""
     settings = tmp_path / "a.toml"

@@ -232,10 +232,10 @@ async def test_a_returning_user_keeps_the_same_front_subject(pair: Pair) -> None
     assert len(linked_identity(front)) == 1
 
 
-async def test_rate9_past_max_users_a_new_upstream_subject_is_refused_with_a_page(
+async def test_tenant2_past_max_users_a_new_upstream_subject_is_refused_with_a_page(
     make_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """RATE-9: with `limits.max_users = 1` the first login of a second upstream subject ends
+    """TENANT-2: with `limits.max_users = 1` the first login of a second upstream subject ends
     at the callback on a 503 error page (nothing linked, no code); the linked user still
     signs in."""
     limits = LimitSettings(max_users=1)

@@ -1,6 +1,6 @@
 """Per-tenant quotas over HTTP against a real running oauthd (README "Quotas"): dynamic clients,
 users and requests, each enforced at the tenant whose settings set it and nowhere else; and the
-bounded `tenant` label of /metrics (RATE-8..10)."""
+bounded `tenant` label of /metrics (TENANT-1..3)."""
 
 from __future__ import annotations
 
@@ -69,10 +69,10 @@ async def sign_in(server: Server, tenant: str, who: tuple[str, str]) -> httpx.Re
 # --- dynamic clients (registration.max_clients) --------------------------------------------------
 
 
-async def test_rate9_max_clients_counts_each_tenants_own_registrations(
+async def test_tenant2_max_clients_counts_each_tenants_own_registrations(
     make_settings: Callable[..., Settings],
 ) -> None:
-    """RATE-9: tenant A's `registration.max_clients` counts A's clients only: A full answers
+    """TENANT-2: tenant A's `registration.max_clients` counts A's clients only: A full answers
     503 temporarily_unavailable while B (and the root) still register."""
     full = "[registration]\nmax_clients = 2\nallow_client_credentials = true\n"
     async with tenants(make_settings(), a=full, b="") as server:
@@ -89,10 +89,10 @@ async def test_rate9_max_clients_counts_each_tenants_own_registrations(
         assert root.status_code == 201
 
 
-async def test_rate9_document_clients_are_capped_per_tenant(
+async def test_tenant2_document_clients_are_capped_per_tenant(
     make_settings: Callable[..., Settings], clock: ManualClock
 ) -> None:
-    """RATE-9: tenant A's `client_metadata.max_clients` counts A's document clients only: a
+    """TENANT-2: tenant A's `client_metadata.max_clients` counts A's document clients only: a
     second new document client at A is a 503 page, the same document is welcome at B."""
     own = '[client_metadata]\nallow_networks = ["127.0.0.1/32"]\n'
     async with stack(make_settings, clock) as s, registry(s.oauthd.settings) as ask:
@@ -116,10 +116,10 @@ async def test_rate9_document_clients_are_capped_per_tenant(
 # --- users (limits.max_users) --------------------------------------------------------------------
 
 
-async def test_rate9_max_users_refuses_a_new_user_at_one_tenant_only(
+async def test_tenant2_max_users_refuses_a_new_user_at_one_tenant_only(
     make_settings: Callable[..., Settings],
 ) -> None:
-    """RATE-9: past tenant A's `limits.max_users` a new person's first login is an error page
+    """TENANT-2: past tenant A's `limits.max_users` a new person's first login is an error page
     (503 temporarily_unavailable), never a 500; A's existing user still signs in, and the same
     new person signs in at B."""
     capped = f"[limits]\nmax_users = 1\n{DEV_USERS}"
@@ -139,10 +139,10 @@ async def test_rate9_max_users_refuses_a_new_user_at_one_tenant_only(
 # --- requests (limits.tenant_requests) -----------------------------------------------------------
 
 
-async def test_rate8_request_quota_answers_429_at_one_tenant_only(
+async def test_tenant1_request_quota_answers_429_at_one_tenant_only(
     make_settings: Callable[..., Settings], clock: ManualClock
 ) -> None:
-    """RATE-8: past tenant A's `limits.tenant_requests` every request to A is 429 with
+    """TENANT-1: past tenant A's `limits.tenant_requests` every request to A is 429 with
     Retry-After, no-store and the JSON error body the other rate limits use; B is not
     affected, and A's budget comes back with time."""
     quota = "[limits]\ntenant_requests = { requests = 3, window_s = 60 }\n"
@@ -172,10 +172,10 @@ async def test_rate8_request_quota_answers_429_at_one_tenant_only(
         assert value(scraped, "oauthd_rate_limited_total", endpoint="*", tenant="b") == 0
 
 
-async def test_rate8_a_request_past_the_burst_waits_for_its_turn_within_tenant_queue_s(
+async def test_tenant1_a_request_past_the_burst_waits_for_its_turn_within_tenant_queue_s(
     make_settings: Callable[..., Settings],
 ) -> None:
-    """RATE-8: past the burst a request whose turn comes within `limits.tenant_queue_s` is
+    """TENANT-1: past the burst a request whose turn comes within `limits.tenant_queue_s` is
     served late rather than refused: 60 requests at once against a burst of 50 (then one per
     20 ms) are all answered 200; with `tenant_queue_s = 0` a request past the burst is not."""
     queued = "[limits]\ntenant_requests = { requests = 50, window_s = 1 }\ntenant_queue_s = 5\n"
@@ -194,10 +194,10 @@ async def test_rate8_a_request_past_the_burst_waits_for_its_turn_within_tenant_q
         assert sorted(statuses["b"]) == [200] * 50 + [429] * 10
 
 
-async def test_rate8_the_files_request_quota_spares_healthz_and_metrics(
+async def test_tenant1_the_files_request_quota_spares_healthz_and_metrics(
     make_settings: Callable[..., Settings],
 ) -> None:
-    """RATE-8: the default tenant's quota (from the file) refuses its own endpoints but never
+    """TENANT-1: the default tenant's quota (from the file) refuses its own endpoints but never
     /healthz or /metrics, the whole server's; a path tenant is not counted in it."""
     limits = LimitSettings(tenant_requests=Rate(2, 60.0))
     async with tenants(make_settings(limits=limits), b="") as server:
@@ -214,10 +214,10 @@ async def test_rate8_the_files_request_quota_spares_healthz_and_metrics(
 # --- /metrics ------------------------------------------------------------------------------------
 
 
-async def test_rate10_tenant_label_is_bounded_by_max_tenant_labels(
+async def test_tenant3_tenant_label_is_bounded_by_max_tenant_labels(
     make_settings: Callable[..., Settings],
 ) -> None:
-    """RATE-10: with `metrics.max_tenant_labels = 1` the first tenant served keeps its own
+    """TENANT-3: with `metrics.max_tenant_labels = 1` the first tenant served keeps its own
     label, every later one is counted under `_other`, the root under `default`."""
     settings = make_settings(metrics=MetricsSettings(max_tenant_labels=1))
     async with tenants(settings, a="", b="", c="") as server:
@@ -235,10 +235,10 @@ async def test_rate10_tenant_label_is_bounded_by_max_tenant_labels(
         assert value(scraped, "oauthd_http_requests_total", **root) == 1
 
 
-async def test_rate10_tokens_issued_carry_the_tenant_label(
+async def test_tenant3_tokens_issued_carry_the_tenant_label(
     make_settings: Callable[..., Settings],
 ) -> None:
-    """RATE-10: oauthd_tokens_issued_total counts a tenant's token under its own label."""
+    """TENANT-3: oauthd_tokens_issued_total counts a tenant's token under its own label."""
     machine = "[registration]\nallow_client_credentials = true\n"
     async with tenants(make_settings(), a=machine) as server:
         http = server.http
@@ -260,10 +260,10 @@ async def test_rate10_tokens_issued_carry_the_tenant_label(
         assert value(scraped, "oauthd_tokens_issued_total", tenant="default", **grant) == 0
 
 
-async def test_rate10_a_path_tenant_has_no_metrics_endpoint(
+async def test_tenant3_a_path_tenant_has_no_metrics_endpoint(
     make_settings: Callable[..., Settings],
 ) -> None:
-    """RATE-10: /metrics is the server's (every tenant's numbers): a tenant's /metrics is 404,
+    """TENANT-3: /metrics is the server's (every tenant's numbers): a tenant's /metrics is 404,
     so its callers never read another tenant's traffic."""
     async with tenants(make_settings(), a="") as server:
         assert (await server.http.get(f"/t/a{JWKS}")).status_code == 200

@@ -39,6 +39,7 @@ PREFIXES = (
     "REG",
     "RES",
     "REVOKE",
+    "TENANT",
     "TOKEN",
     "USERINFO",
 )

@@ -32,7 +32,7 @@ def test_burst_of_n_is_admitted_then_one_per_interval() -> None:
 
 
 def test_schedule_queues_past_the_burst_up_to_its_bound_in_arrival_order() -> None:
-    """RATE-8: past the burst a request is counted at its turn, one interval after the last
+    """TENANT-1: past the burst a request is counted at its turn, one interval after the last
     queued, while that turn is within the bound; past it nothing is counted."""
     clock = FixedClock()
     limit = Limiter(4, 2, clock)  # a burst of 4, then one every 0.5 s

@@ -115,14 +115,14 @@ def test_tenant_settings_errors_name_the_key(
     text: str, key: str, make_settings: Callable[..., Settings]
 ) -> None:
     """An unknown key, a server-wide key or an impossible value is a ConfigError naming it
-    (the quotas of RATE-8, 9 among them; the metrics' label bound is server-wide)."""
+    (the quotas of TENANT-1, 2 among them; the metrics' label bound is server-wide)."""
     with pytest.raises(ConfigError) as raised:
         load_tenant_settings(make_settings(), f"{ROOT}/t/acme", text, "tenant acme")
     assert raised.value.key == key
 
 
 def test_tenant_quotas_are_the_tenants_own(make_settings: Callable[..., Settings]) -> None:
-    """RATE-8, 9: a tenant's quotas come from its own settings; left out, there are none."""
+    """TENANT-1, 2: a tenant's quotas come from its own settings; left out, there are none."""
     text = "[limits]\nmax_users = 5\ntenant_requests = { requests = 100, window_s = 1 }\n"
     own = load_tenant_settings(make_settings(), f"{ROOT}/t/acme", text, "tenant acme")
     assert own.limits.max_users == 5
