@@ -25,9 +25,9 @@ and the share refused with 429), and p99 over the p99 alone (target <= 2x with t
 Run alone: `.venv/bin/python bench/noisy_neighbour.py`, or with the other benches:
 `BENCH_ONLY=noisy .venv/bin/python bench/run.py`. Knobs: BENCH_NOISY_SECONDS (per row and
 round, 10), BENCH_NOISY_ROUNDS (3), BENCH_NOISY_RATE (B's requests/s, 20), BENCH_NOISY_QUOTA
-(A's requests/s with the quota on, 50), BENCH_CONNECTIONS (the flood's connections, 32).
-BENCH_NOISY_PROFILE=1 runs the server under cProfile and prints its top functions (slower:
-compare rows, not runs).
+(A's requests/s with the quota on, 50), BENCH_CONNECTIONS (the flood's connections, 32),
+BENCH_NOISY_ENGINE (`native`, the default, or `hypercorn`). BENCH_NOISY_PROFILE=1 runs the
+server under cProfile and prints its top functions (slower: compare rows, not runs).
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ class NoisyConfig:
     quota: int  # A's requests per second with the quota on
     connections: int  # the flood's connections
     profile: bool
+    engine: str  # [server] engine: native (the default) or hypercorn
 
     @classmethod
     def from_env(cls) -> NoisyConfig:
@@ -93,6 +94,7 @@ class NoisyConfig:
             quota=env_int("BENCH_NOISY_QUOTA", 50),
             connections=env_int("BENCH_CONNECTIONS", 32),
             profile=os.environ.get("BENCH_NOISY_PROFILE", "") == "1",
+            engine=os.environ.get("BENCH_NOISY_ENGINE", "native"),
         )
 
 
@@ -112,11 +114,12 @@ BODY = b"grant_type=client_credentials"
 # --- the server and its tenants ------------------------------------------------------------------
 
 
-def write_config(tmp: Path, port: int) -> Path:
+def write_config(tmp: Path, port: int, engine: str) -> Path:
     path = tmp / "noisy.toml"
     path.write_text(
         f'issuer = "http://127.0.0.1:{port}"\ndata_dir = "{tmp / "data"}"\ndev_mode = true\n'
-        f'listen = "127.0.0.1:{port}"\n[log]\nlevel = "info"\nformat = "json"\n'
+        f'listen = "127.0.0.1:{port}"\n[server]\nengine = "{engine}"\n'
+        '[log]\nlevel = "info"\nformat = "json"\n'
         "access_log = true\n" + lifted_limits(),
         encoding="utf-8",
     )
@@ -325,7 +328,7 @@ def set_quota(config: Path, tmp: Path, port: int, a: Client, quota: int) -> None
 
 def noisy_rows(tmp: Path, cfg: NoisyConfig) -> tuple[list[Row], list[str]]:
     port = free_port()
-    config = write_config(tmp, port)
+    config = write_config(tmp, port, cfg.engine)
     oauthd(config, ["tenants", "add", "a", "--settings", str(tenant_settings(tmp, "a"))])
     oauthd(config, ["tenants", "add", "b", "--settings", str(tenant_settings(tmp, "b"))])
     profile = tmp / "noisy.prof" if cfg.profile else None
@@ -369,9 +372,9 @@ def noisy_rows(tmp: Path, cfg: NoisyConfig) -> tuple[list[Row], list[str]]:
     flood_kind = "wrk" if shutil.which("wrk") else "the Python flooder (wrk is not installed)"
     notes.append(
         f"A flooded by {flood_kind}, {cfg.connections} connections, CPU {CLIENT_CPU}; "
-        f"B from this process on CPU {CLIENT_CPU}; oauthd on CPU {SERVER_CPU}, Hypercorn "
-        "(issue 17 replaces it with a native HTTP/1.1 engine: a refusal's cost is mostly "
-        "Hypercorn's per-request work, so these rows change with it)."
+        f"B from this process on CPU {CLIENT_CPU}; oauthd on CPU {SERVER_CPU}, engine "
+        f"{cfg.engine} (BENCH_NOISY_ENGINE: a refusal's cost is mostly the HTTP engine's "
+        "per-request work, so the rows depend on it)."
     )
     return table, notes
 
