@@ -172,6 +172,30 @@ async def test_tenant1_request_quota_answers_429_at_one_tenant_only(
         assert value(scraped, "oauthd_rate_limited_total", endpoint="*", tenant="b") == 0
 
 
+async def test_tenant1_a_refusal_carries_the_paths_cors_headers(
+    make_settings: Callable[..., Settings], clock: ManualClock
+) -> None:
+    """TENANT-1, CORS-1: a browser client refused by the quota can read the 429 and its
+    Retry-After (the API's CORS headers, the documents' on metadata); a page gets none."""
+    quota = "[limits]\ntenant_requests = { requests = 1, window_s = 60 }\n"
+    async with tenants(make_settings(), clock, a=quota) as server:
+        http = server.http
+        origin = {"Origin": "https://app.example"}
+        assert (await http.get(f"/t/a{JWKS}")).status_code == 200
+        api = await http.post(
+            "/t/a/token", data={"grant_type": "client_credentials"}, headers=origin
+        )
+        assert api.status_code == 429
+        assert api.headers["access-control-allow-origin"] == "*"
+        assert "POST" in api.headers["access-control-allow-methods"]
+        document = await http.get("/.well-known/oauth-authorization-server/t/a", headers=origin)
+        assert document.status_code == 429
+        assert document.headers["access-control-allow-origin"] == "*"
+        page = await http.get("/t/a/login", headers=origin)
+        assert page.status_code == 429
+        assert "access-control-allow-origin" not in page.headers
+
+
 async def test_tenant1_a_request_past_the_burst_waits_for_its_turn_within_tenant_queue_s(
     make_settings: Callable[..., Settings],
 ) -> None:
