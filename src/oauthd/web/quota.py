@@ -4,11 +4,14 @@ sends it, counted in one GCRA budget (runtime.ratelimit) in this process.
 It is the outermost layer of the tenant's app, so the TenantRouter reaches it first: no
 routing, no Quart, no actor before it. A request past the budget waits for its turn, in the
 order requests came, if that turn is at most `limits.tenant_queue_s` away (nginx's limit_req
-with a delay); else it is refused at once. Waiting is what protects the other tenants: a
-flooding client that waits for each answer before sending the next (most do) is slowed to the
-quota, where answering it at once would let it send again at once, and every request it sends
-costs the server its HTTP parsing, however quickly it is refused. A waiting request holds only
-a sleeping task, and at most `requests * tenant_queue_s / window_s` of them wait at a time.
+with a delay); else it is refused once `tenant_queue_s` has passed (a tarpit), or at once when
+it is 0. Waiting is what protects the other tenants: a flooding client that waits for each
+answer before sending the next (most do) is slowed to the quota, or to one refusal per
+`tenant_queue_s` per connection, where answering it at once would let it send again at once,
+and every request it sends costs the server its HTTP parsing, however quickly it is refused.
+A waiting request holds only a sleeping task: at most `requests * tenant_queue_s / window_s`
+of them wait for their turn, and at most one per open connection (`[server]
+max_connections`) for its refusal.
 
 The refusal is the one every rate limit gives (RFC 6585 §4): 429, `Retry-After`, and the JSON
 error body `{"error": "temporarily_unavailable", ...}` with `Cache-Control: no-store`, and the
@@ -88,6 +91,7 @@ class RequestQuota:
                 await trio.sleep(turn)
             await self.app(scope, receive, send)
             return
+        await trio.sleep(self.queue_s)
         await self.refuse(scope["path"], send)
 
     def cors(self, path: str) -> list[tuple[bytes, bytes]]:
