@@ -143,14 +143,27 @@ def refuse_newer_data(data_dir: Path, tenant: str) -> None:
     writing, so a newer data dir is refused whole instead of served in part."""
     paths = [data_dir / "registry.sqlite", *(data_dir / tenant / n for n in TENANT_FILES)]
     for path in paths:
-        if path.is_file():
-            with closing(open_read_only(path)) as conn:
-                version = schema_version(conn)
-            _check_version(path, SCHEMAS[_kind_of(path.name)], version)
+        try:
+            version = stored_version(path)
+        except (FileNotFoundError, sqlite3.DatabaseError):
+            continue  # none yet, or damaged: opening it reports that
+        _check_version(path, SCHEMAS[_kind_of(path.name)], version)
     for template in (data_dir / tenant / "clients").glob(".template-v*.sqlite"):
         match = TEMPLATE_NAME.fullmatch(template.name)
         if match:
             _check_version(template, CLIENT, int(match.group(1)))
+
+
+def stored_version(path: Path) -> int:
+    """The file's `user_version`, without a connection when there is no -wal (the file is then
+    the whole database, and opening it even read-only would leave a -wal and -shm behind)."""
+    if not path.with_name(path.name + "-wal").exists():
+        with path.open("rb") as f:
+            header = f.read(64)
+        if len(header) == 64 and header.startswith(b"SQLite format 3\0"):
+            return int.from_bytes(header[60:64], "big")
+    with closing(open_read_only(path)) as conn:
+        return schema_version(conn)
 
 
 def _kind_of(name: str) -> str:
