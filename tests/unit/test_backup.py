@@ -106,6 +106,18 @@ async def test_an_incremental_backup_copies_only_the_shards_that_changed(
     assert {p.stem for p in (backup / "objects").glob("*/*.sqlite")} == named  # no stale copies
 
 
+async def test_a_stopped_data_dir_backed_up_twice_copies_nothing_the_second_time(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """The empty -wal a read-only copy leaves beside a closed shard is not a change."""
+    settings = make_settings()
+    async with running_server(settings) as server:
+        await secret_tokens(server)
+    first = backup_data_dir(settings.data_dir, tmp_path / "backup")
+    second = backup_data_dir(settings.data_dir, tmp_path / "backup")
+    assert (first.copied, second.copied, second.unchanged) == (first.shards, 0, first.shards)
+
+
 async def test_signing_keys_stay_sealed_in_the_copy(
     make_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -34,7 +34,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from contextlib import closing
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +139,7 @@ def _backup_shard(
             report.unchanged += 1
             return last
         entry = _copy(source, to, shard, signature)
+        entry = replace(entry, signature=_after_copy(signature, change_signature(source)))
     except (sqlite3.Error, OSError) as exc:
         report.failed[shard.path] = str(exc)
         return last
@@ -148,19 +149,30 @@ def _backup_shard(
 
 
 def change_signature(path: Path) -> str:
-    """What changes whenever a commit reaches `path` or its -wal (see the module docstring)."""
+    """What changes whenever a commit reaches `path` or its -wal (see the module docstring):
+    `<database part>|<wal part>`."""
     db = path.stat()
     with path.open("rb") as f:
         counter = f.read(28)[24:28].hex()  # the file change counter (rollback-journal mode)
-    parts = [str(db.st_ino), str(db.st_size), str(db.st_mtime_ns), counter]
     wal = path.with_name(path.name + "-wal")
     try:
         with wal.open("rb") as f:
             stat = os.fstat(f.fileno())
-            parts += [str(stat.st_size), str(stat.st_mtime_ns), f.read(32).hex()]
+            wal_part = f"{stat.st_size}:{stat.st_mtime_ns}:{f.read(32).hex()}"
     except FileNotFoundError:
-        parts.append("no-wal")
-    return ":".join(parts)
+        wal_part = "none"
+    return f"{db.st_ino}:{db.st_size}:{db.st_mtime_ns}:{counter}|{wal_part}"
+
+
+def _after_copy(before: str, after: str) -> str:
+    """The signature to record for a copy: `before`, unless the only difference is the empty
+    -wal that the copy's own read-only connection made for a shard that had none (no commit
+    happened: a commit writes frames, or, closing, changes the database file)."""
+    db_before, wal_before = before.split("|")
+    db_after, wal_after = after.split("|")
+    if db_before == db_after and wal_before == "none" and wal_after.startswith("0:"):
+        return after
+    return before
 
 
 def _copy(source: Path, to: Path, shard: ShardFile, signature: str) -> ManifestEntry:
