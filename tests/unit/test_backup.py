@@ -26,8 +26,10 @@ from oauthd.storage.backup import (
     restore_data_dir,
 )
 from tests.conftest import running_server
+from tests.flow import RESOURCE, Authorization, redeem
 from tests.interop.test_cli import write_config
 from tests.spec.test_rfc7009_revocation import introspect, refresh, secret_tokens
+from tests.spec.test_tenants import code_at, register, two_tenants
 
 KEK = "a" * 43  # base64url of 32 bytes: a key-encryption key for the keys shard
 
@@ -175,6 +177,30 @@ async def test_a_restored_server_refreshes_what_the_backup_holds(
     async with running_server(settings) as server:
         assert (await introspect(server.http, caller, tokens["access_token"]))["active"] is True
         assert (await refresh(server.http, caller, tokens["refresh_token"])).status_code == 200
+
+
+async def test_tenants_are_backed_up_and_restored_with_the_registry(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """The registry and a path tenant's shards are in the backup, named by tenant; restored,
+    the tenant's client still gets tokens from the tenant's own keys."""
+    async with two_tenants(make_settings) as (server, _ask):
+        client = await register(server.http, "a")
+        auth = Authorization(client["client_id"], redirect_uri="http://127.0.0.1:5555/cb")
+        code = (await code_at(server.http, "a", auth))["code"]
+        tokens = (await redeem(server.http, auth, code, "/t/a/token", resource=RESOURCE)).json()
+        settings = server.settings
+        backup_data_dir(settings.data_dir, tmp_path / "backup")
+    tenants = {(e["tenant"], e["kind"]) for e in manifest(tmp_path / "backup").values()}
+    assert {("", "registry"), ("a", "keys"), ("a", "directory"), ("a", "client")} <= tenants
+    settings.data_dir.rename(tmp_path / "old-data")
+    restore_data_dir(tmp_path / "backup", settings.data_dir)
+    async with running_server(settings) as server:
+        form = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+        response = await server.http.post(
+            "/t/a/token", data={**form, "client_id": client["client_id"]}
+        )
+        assert response.status_code == 200, response.text
 
 
 async def test_restore_verifies_every_copy_before_writing(
