@@ -18,8 +18,9 @@ commit after the signature was read always changes it, even within one tick of a
 mtime; a commit between the signature and the copy is in the copy and only costs a copy next
 time. `full=True` copies every shard.
 
-The manifest is written last, atomically: an interrupted backup leaves the previous one whole,
-and objects no manifest names are removed afterwards. A shard's entry records its tenant, kind,
+The manifest is written last, atomically, after one `sync` has put every copy on disk (one
+flush instead of an fsync per shard): an interrupted backup leaves the previous one whole, and
+objects no manifest names are removed afterwards. A shard's entry records its tenant, kind,
 key, schema version, row counts, SHA-256 and size, so `restore` verifies every object first.
 """
 
@@ -123,6 +124,7 @@ def backup_data_dir(
         if entry is not None:
             entries.append(entry)
         between()
+    os.sync()  # every copy on disk before a manifest names it: one flush, not one per shard
     _write_manifest(to, entries, report.failed)
     _remove_unnamed_objects(to, entries)
     report.seconds = time.perf_counter() - started
@@ -180,6 +182,10 @@ def _copy(source: Path, to: Path, shard: ShardFile, signature: str) -> ManifestE
     scratch.parent.mkdir(parents=True, exist_ok=True)
     try:
         with closing(open_read_only(source)) as src, closing(sqlite3.connect(scratch)) as dst:
+            # The copy is a scratch file until the one sync before the manifest: no journal and
+            # no fsync of its own (they were most of a copy's cost).
+            dst.execute("PRAGMA journal_mode = OFF")
+            dst.execute("PRAGMA synchronous = OFF")
             src.backup(dst)  # one step: a consistent snapshot under one read transaction
             check_copy(dst)
             rows = count_rows(dst)
@@ -190,8 +196,7 @@ def _copy(source: Path, to: Path, shard: ShardFile, signature: str) -> ManifestE
         )
         target = to / entry.object
         target.parent.mkdir(exist_ok=True)
-        _durable(scratch)
-        os.replace(scratch, target)
+        os.replace(scratch, target)  # made durable all at once, before the manifest names it
         return entry
     finally:
         scratch.unlink(missing_ok=True)
@@ -284,6 +289,7 @@ def restore_data_dir(backup: Path, data_dir: Path) -> RestoreReport:
     try:
         report = _assemble(backup, entries, scratch)
         report.failed = failed
+        os.sync()  # every shard on disk before the data dir appears
         _move_into_place(scratch, data_dir)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -321,7 +327,6 @@ def _assemble(backup: Path, entries: list[ManifestEntry], scratch: Path) -> Rest
         digest, size = file_digest(target)
         if digest != entry.sha256:
             raise BackupError(f"{entry.path}: the restored copy does not match the manifest")
-        _durable(target)
         report.shards += 1
         report.bytes += size
     return report
