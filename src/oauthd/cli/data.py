@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from oauthd.actors.janitor import STRAY_AFTER_S
-from oauthd.errors import ConfigError
 from oauthd.settings import Settings
 from oauthd.storage.backup import BackupError, backup_data_dir, restore_data_dir
 from oauthd.storage.check import CheckOptions, check_data_dir
 
 __all__ = ["add_parsers"]
 
-OK, PROBLEMS = 0, 1
+OK, PROBLEMS, USAGE = 0, 1, 2
 
 
 def add_parsers(
@@ -52,7 +52,7 @@ def backup_command(settings: Settings, args: argparse.Namespace) -> int:
     try:
         report = backup_data_dir(settings.data_dir, args.to, full=args.full, between=os.sched_yield)
     except BackupError as exc:
-        raise ConfigError("command line", "--to", str(exc)) from None
+        return refused("backup", exc)
     for path, why in sorted(report.failed.items()):
         print(f"failed {path}: {why}")
     if not settings.keys.encryption_key_env:
@@ -65,11 +65,16 @@ def restore_command(settings: Settings, args: argparse.Namespace) -> int:
     try:
         report = restore_data_dir(args.source, settings.data_dir)
     except BackupError as exc:
-        raise ConfigError("command line", "--from", str(exc)) from None
+        return refused("restore", exc)
     for path, why in sorted(report.failed.items()):
         print(f"not in the backup (it could not be copied): {path}: {why}")
     print(f"restored {report.shards} shards ({report.bytes / 1e6:.1f} MB) into {settings.data_dir}")
     return OK
+
+
+def refused(command: str, exc: BackupError) -> int:
+    print(f"oauthd: {command} refused: {exc}", file=sys.stderr)
+    return USAGE
 
 
 def check_command(settings: Settings, args: argparse.Namespace) -> int:
