@@ -25,6 +25,7 @@ from oauthd.storage.backup import (
     load_manifest,
     restore_data_dir,
 )
+from oauthd.storage.check import check_data_dir
 from tests.conftest import running_server
 from tests.flow import RESOURCE, Authorization, redeem
 from tests.interop.test_cli import write_config
@@ -141,7 +142,7 @@ async def test_signing_keys_stay_sealed_in_the_copy(
 
 
 async def test_a_damaged_shard_is_reported_and_the_backup_goes_on(
-    make_settings: Callable[..., Settings], tmp_path: Path
+    make_settings: Callable[..., Settings], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A client shard with garbage in its pages fails alone: every other shard is copied,
     the summary names it, the command exits 1."""
@@ -161,6 +162,11 @@ async def test_a_damaged_shard_is_reported_and_the_backup_goes_on(
     assert relative not in entries
     assert str(shard_of(settings, sound.client_id).relative_to(settings.data_dir)) in entries
     assert "1 failed" in report.summary()
+    config = write_config(tmp_path, "")  # the same data dir, through the command
+    assert cli(config.path, "backup", "--to", str(tmp_path / "again")) == 1
+    out = capsys.readouterr().out
+    assert f"failed {relative}: " in out
+    assert "1 failed" in out
 
 
 async def test_a_restored_server_refreshes_what_the_backup_holds(
@@ -195,6 +201,7 @@ async def test_tenants_are_backed_up_and_restored_with_the_registry(
     assert {("", "registry"), ("a", "keys"), ("a", "directory"), ("a", "client")} <= tenants
     settings.data_dir.rename(tmp_path / "old-data")
     restore_data_dir(tmp_path / "backup", settings.data_dir)
+    assert check_data_dir(settings.data_dir).findings == []  # the tenant's shards and its row
     async with running_server(settings) as server:
         form = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
         response = await server.http.post(
