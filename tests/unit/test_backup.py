@@ -237,7 +237,7 @@ async def test_restore_refuses_a_data_dir_that_is_not_empty(
     data = tmp_path / "data"
     (data / "default").mkdir(parents=True)
     (data / "default" / "keys.sqlite").write_bytes(b"in use")
-    (tmp_path / "backup").mkdir()
+    (tmp_path / "empty").mkdir()
     backup_data_dir(tmp_path / "empty", tmp_path / "backup")
     assert cli(config.path, "restore", "--from", str(tmp_path / "backup")) == 2
     assert "is not empty" in capsys.readouterr().err

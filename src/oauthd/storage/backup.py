@@ -112,6 +112,8 @@ def backup_data_dir(
     """Back `data_dir` up into `to` (see the module docstring). `between` runs after each
     shard: the caller's chance to yield the CPU to the servers."""
     started = time.perf_counter()
+    if not data_dir.is_dir():
+        raise BackupError(f"there is no data dir at {data_dir}")
     if to.resolve().is_relative_to(data_dir.resolve()):
         raise BackupError(f"{to} is inside the data dir {data_dir}: back up somewhere else")
     to.mkdir(parents=True, exist_ok=True)
