@@ -59,7 +59,7 @@ from oauthd.metrics import Metrics
 from oauthd.oauth.rfc7591_registration import default_response_types, hash_initial_access_token
 from oauthd.runtime import ActorSystem, Clock, Limiter, SystemClock
 from oauthd.settings import Settings
-from oauthd.storage import ClientRecord, hash_secret, tenant_dir
+from oauthd.storage import ClientRecord, SchemaError, hash_secret, refuse_newer_data, tenant_dir
 from oauthd.web import (
     AdminState,
     AppState,
@@ -255,6 +255,10 @@ def check_data_dir(settings: Settings) -> None:
         ) from None
     if not os.access(directory, os.W_OK):
         raise ConfigError(settings.source, "data_dir", f"{directory} is not writable")
+    try:
+        refuse_newer_data(settings.data_dir, TENANT)
+    except SchemaError as exc:
+        raise ConfigError(settings.source, "data_dir", str(exc)) from None
 
 
 async def open_runtime(
