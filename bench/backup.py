@@ -12,7 +12,7 @@ measures, with this process (the load) pinned to CPU 1:
 - *incremental, unchanged*: the same command without `--full` at once, nothing changed;
 - *token p99*: `POST /token` (client_credentials) at a steady rate per second on one
   connection, latency from when each was due: alone, then while full backups run back to back
-  on CPU 0 at `nice -n 10` (as README "Operations" schedules them), then at nice 0; in rounds,
+  on CPU 0 at `--nice 10` (the command's default), then at `--nice 0`; in rounds,
   round-robin, the median of each.
 
 Knobs: BENCH_BACKUP_RATE (100 requests/s), BENCH_BACKUP_SECONDS (15 per p99),
@@ -63,7 +63,7 @@ def backup(config: Path, to: Path, *options: str, nice: int = 0) -> tuple[float,
     """One `oauthd backup` on the server's CPU: (wall s, CPU s, its summary line)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    argv = ["taskset", "-c", SERVER_CPU, "nice", "-n", str(nice), OAUTHD, "backup"]
+    argv = ["taskset", "-c", SERVER_CPU, OAUTHD, "backup", "--nice", str(nice)]
     done = subprocess.run(
         [*argv, "--config", str(config), "--to", str(to), *options],
         capture_output=True,

@@ -5,7 +5,10 @@ shard reported without stopping, and a restore that verifies first and never ove
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import replace
@@ -163,7 +166,7 @@ async def test_a_damaged_shard_is_reported_and_the_backup_goes_on(
     assert str(shard_of(settings, sound.client_id).relative_to(settings.data_dir)) in entries
     assert "1 failed" in report.summary()
     config = write_config(tmp_path, "")  # the same data dir, through the command
-    assert cli(config.path, "backup", "--to", str(tmp_path / "again")) == 1
+    assert cli(config.path, "backup", "--to", str(tmp_path / "again"), "--nice", "0") == 1
     out = capsys.readouterr().out
     assert f"failed {relative}: " in out
     assert "1 failed" in out
@@ -255,3 +258,22 @@ def test_backup_refuses_a_target_inside_the_data_dir(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     with pytest.raises(BackupError, match="inside the data dir"):
         backup_data_dir(tmp_path / "data", tmp_path / "data" / "backup")
+
+
+def test_backup_lowers_its_own_cpu_priority(tmp_path: Path) -> None:
+    """The command runs at nice 10 unless told otherwise: requests keep their share of a core."""
+    config = write_config(tmp_path, "")
+    (tmp_path / "data").mkdir()
+    program = (
+        "import os, sys\n"
+        "from oauthd.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "print(os.nice(0), code)\n"
+    )
+    for given, expected in (((), 10), (("--nice", "3"), 3), (("--nice", "0"), 0)):
+        argv = ["backup", "--config", str(config.path), "--to", str(tmp_path / "b"), *given]
+        done = subprocess.run(
+            [sys.executable, "-c", program, *argv], capture_output=True, text=True, check=True
+        )
+        started = os.nice(0)
+        assert done.stdout.split()[-2:] == [str(started + expected), "0"], done.stderr
