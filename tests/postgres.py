@@ -5,7 +5,8 @@ Debian's `postgresql` package (installed by `.ci/run`) puts the server binaries 
 as root (CI) the cluster belongs to an unprivileged user (`postgres` when the package made
 it, else `nobody`) and every server command runs through `runuser`. The server listens on a
 free port on 127.0.0.1 and keeps its unix socket in the temporary directory; `trust`
-authentication, since nothing but the tests can reach it; fsync off, since it is thrown away.
+authentication, since nothing but the tests can reach it; fsync off, since it is thrown away
+(`durable=True` keeps PostgreSQL's defaults, for bench/ numbers).
 
 No PostgreSQL: the tests that need it skip with a message, except under CI=true, where they
 fail (`missing`)."""
@@ -79,6 +80,7 @@ class Cluster:
     root: Path
     port: int
     owner: str | None
+    durable: bool = False
 
     @property
     def data(self) -> Path:
@@ -104,9 +106,10 @@ class Cluster:
     def start(self) -> None:
         options = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port} "
-            f"-c unix_socket_directories={self.root} -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            f"-c unix_socket_directories={self.root} -c max_connections=200"
         )
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self.run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
 
     def stop(self, mode: str = "fast") -> None:
@@ -121,7 +124,7 @@ class Cluster:
 
 
 @contextmanager
-def throwaway_cluster(binaries: Path) -> Iterator[Cluster]:
+def throwaway_cluster(binaries: Path, *, durable: bool = False) -> Iterator[Cluster]:
     """initdb a cluster in a new temporary directory with the programs in `binaries`, start
     it, and on exit stop and delete it."""
     owner = _owner()
@@ -129,7 +132,7 @@ def throwaway_cluster(binaries: Path) -> Iterator[Cluster]:
     try:
         if owner is not None:
             shutil.chown(root, owner, owner)
-        cluster = Cluster(binaries, root, free_port(), owner)
+        cluster = Cluster(binaries, root, free_port(), owner, durable)
         cluster.run(
             "initdb", "-D", str(cluster.data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8"
         )
