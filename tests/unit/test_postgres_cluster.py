@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import psycopg
+import pytest
 
-from tests.postgres import Cluster
+from tests.postgres import Cluster, missing
 
 
 def test_cluster_is_a_real_server_on_loopback(postgres_cluster: Cluster) -> None:
@@ -26,3 +27,13 @@ def test_each_test_gets_an_empty_database(postgres_dsn: str) -> None:
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
         ).fetchone()
     assert tables == (0,)
+
+
+def test_missing_postgres_skips_but_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without PostgreSQL the tests skip with the reason; under CI=true they fail instead."""
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception, match="PostgreSQL tests skipped: no initdb"):
+        missing("no initdb")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="cannot run under CI: no initdb"):
+        missing("no initdb")
