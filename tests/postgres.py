@@ -59,16 +59,15 @@ def free_port() -> int:
         return port
 
 
-def _owner() -> str | None:
+def _owner() -> pwd.struct_passwd | None:
     """The unprivileged user that runs the server when we are root; None when we are not."""
     if os.geteuid() != 0:
         return None
     for name in ("postgres", "nobody"):
         try:
-            pwd.getpwnam(name)
+            return pwd.getpwnam(name)
         except KeyError:
             continue
-        return name
     raise RuntimeError("running as root and no unprivileged user to run PostgreSQL as")
 
 
@@ -131,8 +130,8 @@ def throwaway_cluster(binaries: Path, *, durable: bool = False) -> Iterator[Clus
     root = Path(tempfile.mkdtemp(prefix="oauthd-pg-"))
     try:
         if owner is not None:
-            shutil.chown(root, owner, owner)
-        cluster = Cluster(binaries, root, free_port(), owner, durable)
+            os.chown(root, owner.pw_uid, owner.pw_gid)
+        cluster = Cluster(binaries, root, free_port(), owner and owner.pw_name, durable)
         cluster.run(
             "initdb", "-D", str(cluster.data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8"
         )
@@ -140,6 +139,7 @@ def throwaway_cluster(binaries: Path, *, durable: bool = False) -> Iterator[Clus
         try:
             yield cluster
         finally:
-            cluster.stop("immediate")
+            if (cluster.data / "postmaster.pid").exists():  # a test may have left it stopped
+                cluster.stop("immediate")
     finally:
         shutil.rmtree(root, ignore_errors=True)

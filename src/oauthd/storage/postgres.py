@@ -4,7 +4,8 @@ The only importer of psycopg. What `BEGIN IMMEDIATE` gives one SQLite shard acro
 processes of one host, `Database.ordered` gives one actor across hosts: a transaction whose
 first statement takes a transaction-scoped advisory lock on the actor's address, so every read
 after it that decides a write sees what the last message of that actor, on any host, committed.
-The lock goes with COMMIT or ROLLBACK, so a host that dies mid-message holds nothing.
+The lock goes with COMMIT or ROLLBACK, so a host that dies mid-message holds nothing. Locks
+are keyed by a 64-bit hash of the address: two addresses that collide only wait for each other.
 
 The driver is synchronous (psycopg 3 with psycopg_pool): a caller on the event loop runs
 `ordered` in a worker thread, no more threads than the pool has connections. `work` may run
