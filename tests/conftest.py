@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -24,6 +24,7 @@ from oauthd.settings import (
     Settings,
     settings_for_tests,
 )
+from tests.postgres import INSTALL, Cluster, missing, server_binaries, throwaway_cluster
 
 ISSUER = "http://127.0.0.1:8787"
 
@@ -114,3 +115,20 @@ async def open_test_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         runtime: Runtime = await nursery.start(partial(open_runtime, settings, janitor=False))
         yield runtime
         nursery.cancel_scope.cancel()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Cluster]:
+    """One throwaway PostgreSQL for the session (tests/postgres.py): skipped without
+    PostgreSQL, a failure under CI=true."""
+    binaries = server_binaries()
+    if binaries is None:
+        missing(f"no initdb/pg_ctl found; {INSTALL}")
+    with throwaway_cluster(binaries) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def postgres_dsn(postgres_cluster: Cluster) -> str:
+    """The DSN of a new, empty database of the session's cluster."""
+    return postgres_cluster.create_database()

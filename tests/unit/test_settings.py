@@ -177,6 +177,8 @@ def test_wrong_type_names_file_and_key(tmp_path: Path, text: str, key: str) -> N
         (BASE + "[server]\nbody_timeout_s = -1\n", "server.body_timeout_s"),
         (BASE + "[server]\nmax_connections = 0\n", "server.max_connections"),
         (BASE + "[server]\nworkers = 2\n", "server.workers"),
+        (BASE + "[storage]\nbackend = 'mysql'\n", "storage.backend"),
+        (BASE + "[storage]\nbackend = 'postgres'\n", "storage.dsn_env"),
     ],
     ids=[
         "negative-ttl",
@@ -196,11 +198,22 @@ def test_wrong_type_names_file_and_key(tmp_path: Path, text: str, key: str) -> N
         "negative-body-timeout",
         "no-connections",
         "unknown-server-key",
+        "unknown-storage-backend",
+        "postgres-without-dsn-variable",
     ],
 )
 def test_impossible_value_names_file_and_key(tmp_path: Path, text: str, key: str) -> None:
     """An impossible value stops loading with ConfigError naming the file and the key."""
     assert_names(config_error(tmp_path, text), str(tmp_path / "oauthd.toml"), key)
+
+
+def test_postgres_backend_is_refused_until_every_actor_stores_in_it(tmp_path: Path) -> None:
+    """`[storage] backend = "postgres"` is not selectable half-done: the ConfigError names the
+    key and what still stores in SQLite only."""
+    text = BASE + "[storage]\nbackend = 'postgres'\ndsn_env = 'OAUTHD_TEST_DSN'\n"
+    error = config_error(tmp_path, text)
+    assert_names(error, str(tmp_path / "oauthd.toml"), "storage.backend")
+    assert "client shards, directory, keys, federation and registry" in str(error)
 
 
 @pytest.mark.parametrize("listen", ["127.0.0.1", "127.0.0.1:http", ":8787", "127.0.0.1:65536", ""])

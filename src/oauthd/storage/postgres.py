@@ -1,0 +1,138 @@
+"""PostgreSQL: a pool of connections, versioned schemas, and the actor's ordered transaction.
+
+The only importer of psycopg. What `BEGIN IMMEDIATE` gives one SQLite shard across the
+processes of one host, `Database.ordered` gives one actor across hosts: a transaction whose
+first statement takes a transaction-scoped advisory lock on the actor's address, so every read
+after it that decides a write sees what the last message of that actor, on any host, committed.
+The lock goes with COMMIT or ROLLBACK, so a host that dies mid-message holds nothing. Locks
+are keyed by a 64-bit hash of the address: two addresses that collide only wait for each other.
+
+The driver is synchronous (psycopg 3 with psycopg_pool): a caller on the event loop runs
+`ordered` in a worker thread, no more threads than the pool has connections. `work` may run
+more than once: a serialization failure or a deadlock (SQLSTATE 40001, 40P01) rolls the
+transaction back and runs it again, up to `ATTEMPTS` times; it must do nothing outside the
+transaction. A database that cannot be reached, or no connection free within the pool's
+timeout, is `TemporarilyUnavailable` (503 with Retry-After), never a server error; the pool
+reconnects on its own when the database is back.
+
+A `PgSchema` is versioned like a SQLite `Schema`: its version is the number of its migrations,
+kept per schema name in `oauthd_schema`; opening runs the missing ones in one transaction under
+the schema's own advisory lock, and refuses a database written by a newer oauthd.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from oauthd.errors import TemporarilyUnavailable
+from oauthd.storage.sqlite import SchemaError
+
+__all__ = ["ATTEMPTS", "Database", "PgSchema"]
+
+T = TypeVar("T")
+ATTEMPTS = 5  # runs of one message's transaction before a conflict is answered with 503
+RETRY_AFTER_S = 1  # what a 503 for an unreachable database tells the client to wait
+CONFLICTS = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)  # 40001, 40P01
+LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
+VERSIONS = "CREATE TABLE IF NOT EXISTS oauthd_schema (name text PRIMARY KEY, version int NOT NULL)"
+
+
+@dataclass(frozen=True, slots=True)
+class PgSchema:
+    """A set of tables: its name and its ordered migrations (SQL); the version is their count.
+    To change it, append a migration; never edit one that has shipped."""
+
+    name: str
+    migrations: tuple[str, ...]
+
+    @property
+    def version(self) -> int:
+        return len(self.migrations)
+
+
+class Database:
+    """A pool of `pool_size` connections to the database at `dsn`, opened by `open()`.
+    `timeout_s`: how long a caller waits for a connection before it gets a 503."""
+
+    def __init__(self, dsn: str, *, pool_size: int, timeout_s: float) -> None:
+        self._pool = ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=pool_size,
+            open=False,
+            timeout=timeout_s,
+            check=ConnectionPool.check_connection,  # a connection the server dropped is replaced
+            kwargs={"autocommit": True},
+            name="oauthd",
+        )
+
+    def open(self) -> None:
+        """Start the pool; its connections are made in the background, so this does not wait
+        for the database (a request that finds it down gets a 503)."""
+        self._pool.open(wait=False)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def ordered(self, address: str, work: Callable[[psycopg.Connection], T]) -> T:
+        """Run `work(conn)` in one transaction holding the lock of `address`, taken before
+        anything else; committed when it returns, rolled back when it raises. Retried on a
+        serialization failure or deadlock, at most ATTEMPTS runs in all."""
+        for _ in range(ATTEMPTS - 1):
+            try:
+                return self._locked(address, work)
+            except CONFLICTS:
+                continue
+        try:
+            return self._locked(address, work)
+        except CONFLICTS as exc:
+            raise TemporarilyUnavailable(
+                "the server is busy; try again", detail=f"{address}: {exc.sqlstate} after retries"
+            ) from None
+
+    def _locked(self, address: str, work: Callable[[psycopg.Connection], T]) -> T:
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                conn.execute(LOCK, (address,))
+                return work(conn)
+        except CONFLICTS:
+            raise
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise TemporarilyUnavailable(
+                "the server cannot reach its storage; try again",
+                detail=f"PostgreSQL: {type(exc).__name__}: {exc}",
+                retry_after_s=RETRY_AFTER_S,
+            ) from None
+
+    def migrate(self, schema: PgSchema) -> int:
+        """Bring `schema` up to date: its missing migrations in one transaction, under its own
+        lock, so two hosts starting at once run each migration once. Returns the version;
+        SchemaError if the database holds a newer one."""
+
+        def run(conn: psycopg.Connection) -> int:
+            conn.execute(VERSIONS)
+            row = conn.execute(
+                "SELECT version FROM oauthd_schema WHERE name = %s", (schema.name,)
+            ).fetchone()
+            version = 0 if row is None else int(row[0])
+            if version > schema.version:
+                raise SchemaError(
+                    f"PostgreSQL: {schema.name} schema version {version} is newer than "
+                    f"this oauthd understands ({schema.version})"
+                )
+            for migration in schema.migrations[version:]:
+                conn.execute(migration.encode())
+            conn.execute(
+                "INSERT INTO oauthd_schema (name, version) VALUES (%s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET version = excluded.version",
+                (schema.name, schema.version),
+            )
+            return schema.version
+
+        return self.ordered(f"schema:{schema.name}", run)
