@@ -28,24 +28,25 @@ from oauthd.settings import (
 ISSUER = "http://127.0.0.1:8787"
 
 
+def settings_in(directory: Path, **overrides: Any) -> Settings:
+    """The tests' settings with their data in `directory`; keyword arguments replace fields."""
+    base: dict[str, Any] = {
+        "issuer": ISSUER,
+        "data_dir": directory,
+        "listen": "127.0.0.1:0",
+        "log": LogSettings(access_log=False),
+        "resources": (ResourceSettings("https://mcp.example.com/mcp", ("mcp:tools",)),),
+        # Tests register their machine clients themselves; the default (off) is tested in
+        # test_oauth21_client_credentials with RegistrationSettings().
+        "registration": RegistrationSettings(allow_client_credentials=True),
+    }
+    return settings_for_tests(**{**base, **overrides})
+
+
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     """Settings with a fresh data dir; keyword arguments replace top-level fields."""
-
-    def make(**overrides: Any) -> Settings:
-        base: dict[str, Any] = {
-            "issuer": ISSUER,
-            "data_dir": tmp_path / "data",
-            "listen": "127.0.0.1:0",
-            "log": LogSettings(access_log=False),
-            "resources": (ResourceSettings("https://mcp.example.com/mcp", ("mcp:tools",)),),
-            # Tests register their machine clients themselves; the default (off) is tested in
-            # test_oauth21_client_credentials with RegistrationSettings().
-            "registration": RegistrationSettings(allow_client_credentials=True),
-        }
-        return settings_for_tests(**{**base, **overrides})
-
-    return make
+    return partial(settings_in, tmp_path / "data")
 
 
 @dataclass

@@ -140,7 +140,9 @@ async def test_tenant2_max_users_refuses_a_new_user_at_one_tenant_only(
 
 
 async def test_tenant1_request_quota_answers_429_at_one_tenant_only(
-    make_settings: Callable[..., Settings], clock: ManualClock
+    make_settings: Callable[..., Settings],
+    clock: ManualClock,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     """TENANT-1: past tenant A's `limits.tenant_requests` every request to A is 429 with
     Retry-After, no-store and the JSON error body the other rate limits use; B is not
@@ -172,6 +174,32 @@ async def test_tenant1_request_quota_answers_429_at_one_tenant_only(
         assert value(scraped, "oauthd_rate_limited_total", endpoint="*", tenant="b") == 0
 
 
+async def test_tenant1_a_refusal_carries_the_paths_cors_headers(
+    make_settings: Callable[..., Settings],
+    clock: ManualClock,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """TENANT-1, CORS-1: a browser client refused by the quota can read the 429 and its
+    Retry-After (the API's CORS headers, the documents' on metadata); a page gets none."""
+    quota = "[limits]\ntenant_requests = { requests = 1, window_s = 60 }\n"
+    async with tenants(make_settings(), clock, a=quota) as server:
+        http = server.http
+        origin = {"Origin": "https://app.example"}
+        assert (await http.get(f"/t/a{JWKS}")).status_code == 200
+        api = await http.post(
+            "/t/a/token", data={"grant_type": "client_credentials"}, headers=origin
+        )
+        assert api.status_code == 429
+        assert api.headers["access-control-allow-origin"] == "*"
+        assert "POST" in api.headers["access-control-allow-methods"]
+        document = await http.get("/.well-known/oauth-authorization-server/t/a", headers=origin)
+        assert document.status_code == 429
+        assert document.headers["access-control-allow-origin"] == "*"
+        page = await http.get("/t/a/login", headers=origin)
+        assert page.status_code == 429
+        assert "access-control-allow-origin" not in page.headers
+
+
 async def test_tenant1_a_request_past_the_burst_waits_for_its_turn_within_tenant_queue_s(
     make_settings: Callable[..., Settings],
 ) -> None:
@@ -194,8 +222,22 @@ async def test_tenant1_a_request_past_the_burst_waits_for_its_turn_within_tenant
         assert sorted(statuses["b"]) == [200] * 50 + [429] * 10
 
 
+async def test_tenant1_a_refusal_is_answered_once_tenant_queue_s_has_passed(
+    make_settings: Callable[..., Settings], autojump_clock: trio.testing.MockClock
+) -> None:
+    """TENANT-1: a request whose turn is beyond `tenant_queue_s` is refused when that time has
+    passed, not at once: a flooding client that waits for each answer is slowed to one request
+    per `tenant_queue_s` per connection instead of costing the server its parsing nonstop."""
+    quota = "[limits]\ntenant_requests = { requests = 1, window_s = 3600 }\ntenant_queue_s = 2\n"
+    async with tenants(make_settings(), a=quota) as server:
+        assert (await server.http.get(f"/t/a{JWKS}")).status_code == 200
+        started = trio.current_time()
+        assert (await server.http.get(f"/t/a{JWKS}")).status_code == 429
+        assert trio.current_time() - started >= 2
+
+
 async def test_tenant1_the_files_request_quota_spares_healthz_and_metrics(
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., Settings], autojump_clock: trio.testing.MockClock
 ) -> None:
     """TENANT-1: the default tenant's quota (from the file) refuses its own endpoints but never
     /healthz or /metrics, the whole server's; a path tenant is not counted in it."""

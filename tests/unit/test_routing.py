@@ -12,7 +12,8 @@ import httpx
 from oauthd.server import app_state
 from oauthd.settings import Settings
 from oauthd.web import create_app
-from oauthd.web.routing import DeferredApp
+from oauthd.web.routes import register
+from oauthd.web.routing import DeferredApp, RouteTable
 from tests.conftest import ISSUER, open_test_runtime
 
 
@@ -45,3 +46,21 @@ async def test_the_quart_app_is_built_on_the_first_request_past_the_fast_path(
             page = await http.get("/device")
             assert page.status_code == 200
             assert quart.built
+
+
+async def test_views_are_made_only_with_the_quart_app(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """An endpoint's Quart views (closures, limiters) are made when the Quart app is built."""
+    async with open_test_runtime(make_settings()) as runtime:
+        state = app_state(runtime, runtime.env, "")
+        table = RouteTable()
+        contribution = register.register(table, state)
+        assert contribution.members["registration_endpoint"] == f"{ISSUER}/register"
+        assert table.rules == []
+        assert {rule.endpoint for rule in table.quart_rules()} == {
+            "register",
+            "client_configuration",
+        }
+        assert table.views == []
+        assert len(table.quart_rules()) == 2  # made once

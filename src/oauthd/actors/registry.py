@@ -25,6 +25,7 @@ from oauthd.storage.registry import (
     REGISTRY,
     TenantRow,
     TenantState,
+    changes_since,
     delete_tenant,
     insert_tenant,
     issuer_taken,
@@ -271,8 +272,9 @@ class Registry(ShardActor):
 
 
 class RegistryReader:
-    """This process's snapshot of the registry, re-read when another connection committed
-    (`PRAGMA data_version` changed). `refresh()` answers the tenants whose row changed and
+    """This process's snapshot of the registry, brought up to date when another connection
+    committed (`PRAGMA data_version` changed) by reading the changes numbered after the last
+    one it read (storage/registry.py). `refresh()` answers the tenants whose row changed and
     keeps `hosts` (each `Host` value of an own-origin issuer -> its tenant) in step, so the
     front door finds a host tenant with one dict lookup."""
 
@@ -280,6 +282,7 @@ class RegistryReader:
         self._data_dir = data_dir
         self._store: Store | None = None
         self._version = -1
+        self._seq = -1  # the last change read; -1: none yet, the first read takes every row
         self.rows: dict[str, TenantRow] = {}
         self.hosts: dict[str, str] = {}  # changed in place: the router holds this dict
         self.hosted: set[str] = set()  # the tenants in `hosts`, never reached by a path
@@ -297,11 +300,18 @@ class RegistryReader:
         if version == self._version:
             return set()
         self._version = version
-        rows = {row.tenant: row for row in load_tenants(store)}
-        changed = {t for t in rows.keys() | self.rows.keys() if rows.get(t) != self.rows.get(t)}
+        changes = changes_since(store, self._seq)
+        self._seq = changes.seq
+        new: dict[str, TenantRow | None] = dict.fromkeys(changes.removed)
+        new.update((row.tenant, row) for row in changes.rows)
+        changed = {t for t, row in new.items() if row != self.rows.get(t)}
         for tenant in changed:
-            self._place(self.rows.get(tenant), rows.get(tenant))
-        self.rows = rows
+            row = new[tenant]
+            self._place(self.rows.get(tenant), row)
+            if row is None:
+                del self.rows[tenant]
+            else:
+                self.rows[tenant] = row
         return changed
 
     def _place(self, old: TenantRow | None, new: TenantRow | None) -> None:

@@ -151,6 +151,7 @@ class ActorSystem:
         self._settings = settings
         self._kinds = {kind.name: kind for kind in kinds}
         self._live: OrderedDict[Address, _Cell] = OrderedDict()
+        self._by_tenant: dict[str, set[Address]] = {}  # the live addresses of each tenant
         self._nursery: trio.Nursery | None = None
         self._activations = 0
         self._evictions = 0
@@ -216,7 +217,7 @@ class ActorSystem:
         in hand or in its mailbox, and wait until they have closed their resources (a tenant
         changed, disabled or removed: its shards are closed before its directory goes).
         Actors spawned meanwhile, by a request for the tenant as it is now, are left alone."""
-        waiting = [cell for address, cell in self._live.items() if address.tenant == tenant]
+        waiting = [self._live[address] for address in self._by_tenant.get(tenant, ())]
         while waiting:
             busy = []
             for cell in waiting:
@@ -255,6 +256,7 @@ class ActorSystem:
         self._evict_over_cap()
         cell = _Cell(address, kind, trio.current_time())
         self._live[address] = cell
+        self._by_tenant.setdefault(address.tenant, set()).add(address)
         self._activations += 1
         self._nursery.start_soon(self._run_actor, cell, name=f"actor {address}")
         return cell
@@ -262,8 +264,15 @@ class ActorSystem:
     def _evictable(self, cell: _Cell) -> bool:
         return not (cell.busy or cell.mailbox or cell.kind.pinned or cell.closing)
 
-    def _evict(self, cell: _Cell) -> None:
+    def _unlist(self, cell: _Cell) -> None:
         del self._live[cell.address]
+        addresses = self._by_tenant[cell.address.tenant]
+        addresses.discard(cell.address)
+        if not addresses:
+            del self._by_tenant[cell.address.tenant]
+
+    def _evict(self, cell: _Cell) -> None:
+        self._unlist(cell)
         cell.closing = True
         self._evictions += 1
         cell.wake()
@@ -398,7 +407,7 @@ class ActorSystem:
 
     async def _shut(self, cell: _Cell, actor: Actor | None) -> None:
         if self._live.get(cell.address) is cell:
-            del self._live[cell.address]
+            self._unlist(cell)
         self._fail_queued(cell, TemporarilyUnavailable("the server is shutting down"))
         if actor is not None:
             await self._close_quietly(cell, actor)

@@ -236,7 +236,7 @@ class LimitSettings:
     # Quotas of the tenant whose settings these are (README "Quotas"). 0 (the default): none.
     # All requests to the tenant, in one budget; `requests = 0`: off. A request past it waits
     # for its turn up to `tenant_queue_s` (nginx's limit_req delay), else is refused with 429
-    # before any route runs; 0: refused at once.
+    # before any route runs, when `tenant_queue_s` has passed; 0: refused at once.
     tenant_requests: Rate = Rate(0, 1.0)
     tenant_queue_s: float = 1.0
     max_users: int = 0  # users of the tenant; past it no new one is created (logins answer 503)

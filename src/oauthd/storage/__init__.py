@@ -28,6 +28,7 @@ from oauthd.storage.directory import (
     unindex_client,
 )
 from oauthd.storage.expiry import collect_client_shard, collect_directory
+from oauthd.storage.inventory import refuse_newer_data
 from oauthd.storage.keys import KEYS, KeyRow, delete_keys, insert_key, load_keys, update_key_times
 from oauthd.storage.secrets import check_password, check_secret, hash_password, hash_secret
 from oauthd.storage.sqlite import LockBusy, Schema, SchemaError, Store, tenant_dir
@@ -62,6 +63,7 @@ __all__ = [
     "load_client",
     "load_keys",
     "load_user_code",
+    "refuse_newer_data",
     "remove_client_shard",
     "save_client",
     "shard_key_for",

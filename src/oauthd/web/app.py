@@ -90,7 +90,7 @@ def build_quart_app(state: AppState, table: RouteTable) -> ASGIApp:
     api = tuple(state.path(p) for p in API_PATHS)
     install_pages(app, state.settings.branding)
     install_error_handlers(app, api)
-    for rule in table.rules:
+    for rule in table.quart_rules():
         app.add_url_rule(rule.path, rule.endpoint, rule.view, methods=list(rule.methods))
 
     @app.before_request

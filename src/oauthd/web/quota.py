@@ -4,14 +4,19 @@ sends it, counted in one GCRA budget (runtime.ratelimit) in this process.
 It is the outermost layer of the tenant's app, so the TenantRouter reaches it first: no
 routing, no Quart, no actor before it. A request past the budget waits for its turn, in the
 order requests came, if that turn is at most `limits.tenant_queue_s` away (nginx's limit_req
-with a delay); else it is refused at once. Waiting is what protects the other tenants: a
-flooding client that waits for each answer before sending the next (most do) is slowed to the
-quota, where answering it at once would let it send again at once, and every request it sends
-costs the server its HTTP parsing, however quickly it is refused. A waiting request holds only
-a sleeping task, and at most `requests * tenant_queue_s / window_s` of them wait at a time.
+with a delay); else it is refused once `tenant_queue_s` has passed (a tarpit), or at once when
+it is 0. Waiting is what protects the other tenants: a flooding client that waits for each
+answer before sending the next (most do) is slowed to the quota, or to one refusal per
+`tenant_queue_s` per connection, where answering it at once would let it send again at once,
+and every request it sends costs the server its HTTP parsing, however quickly it is refused.
+A waiting request holds only a sleeping task: at most `requests * tenant_queue_s / window_s`
+of them wait for their turn, and at most one per open connection (`[server]
+max_connections`) for its refusal.
 
 The refusal is the one every rate limit gives (RFC 6585 §4): 429, `Retry-After`, and the JSON
-error body `{"error": "temporarily_unavailable", ...}` with `Cache-Control: no-store`, counted in
+error body `{"error": "temporarily_unavailable", ...}` with `Cache-Control: no-store`, and the
+CORS headers the path's answers carry (the JSON API's, or the public documents'), so that a
+browser-based client can read the refusal and its Retry-After; counted in
 `oauthd_rate_limited_total` and `oauthd_http_requests_total` under the endpoint `*` (no route
 was looked at) and the tenant's label. The access log does not see a refusal: a flood that the
 quota holds off writes no lines.
@@ -35,7 +40,7 @@ from oauthd.metrics import DEFAULT_TENANT, Metrics
 from oauthd.runtime import Limiter
 from oauthd.settings import Rate
 from oauthd.web.access_log import ASGIApp, Receive, Scope, Send
-from oauthd.web.responses import error_body, error_headers
+from oauthd.web.responses import API_CORS, API_PATHS, CORS, error_body, error_headers
 from oauthd.web.routes import health, metrics
 from oauthd.web.security_headers import EVERY_RESPONSE
 from oauthd.web.state import AppState
@@ -45,11 +50,15 @@ __all__ = ["QUOTA_ENDPOINT", "RequestQuota", "with_request_quota"]
 QUOTA_ENDPOINT = "*"  # the metrics endpoint label of a refusal: no route was matched
 REFUSAL = TooManyRequests("this service is receiving too many requests; try again later")
 BODY = error_body(REFUSAL)
-HEADERS = [
-    (name.lower().encode(), value.encode())
-    for name, value in error_headers(REFUSAL).items()
-    if name.lower() != "retry-after"
-]
+
+
+def _encoded(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+
+
+HEADERS = [h for h in _encoded(error_headers(REFUSAL)) if h[0] != b"retry-after"]
+API = _encoded(API_CORS)
+DOCUMENTS = _encoded(CORS)
 
 
 class RequestQuota:
@@ -61,8 +70,10 @@ class RequestQuota:
         tenant: str,
         queue_s: float = 0.0,
         spared: frozenset[str] = frozenset(),
+        api: tuple[str, ...] = (),
     ) -> None:
         self.app = app
+        self.api = api  # the JSON API's paths (prefixes), whose answers carry API_CORS
         self.limit = limit
         self.queue_s = queue_s
         self.metrics = metrics
@@ -80,9 +91,15 @@ class RequestQuota:
                 await trio.sleep(turn)
             await self.app(scope, receive, send)
             return
-        await self.refuse(send)
+        await trio.sleep(self.queue_s)
+        await self.refuse(scope["path"], send)
 
-    async def refuse(self, send: Send) -> None:
+    def cors(self, path: str) -> list[tuple[bytes, bytes]]:
+        if path.startswith(self.api):
+            return API
+        return DOCUMENTS if "/.well-known/" in path else []
+
+    async def refuse(self, path: str, send: Send) -> None:
         start = time.perf_counter()
         wait = self.limit.blocked("") or 1
         headers = [
@@ -91,6 +108,7 @@ class RequestQuota:
             (b"content-type", b"application/json"),
             (b"content-length", self._length),
             *EVERY_RESPONSE,
+            *self.cors(path),
         ]
         await send({"type": "http.response.start", "status": 429, "headers": headers})
         await send({"type": "http.response.body", "body": BODY})
@@ -109,4 +127,5 @@ def with_request_quota(app: ASGIApp, state: AppState) -> ASGIApp:
     if state.tenant == DEFAULT_TENANT:
         spared = frozenset((health.PATH, state.path(metrics.PATH)))
     queue_s = state.settings.limits.tenant_queue_s
-    return RequestQuota(app, limit, state.metrics, state.tenant, queue_s, spared)
+    api = tuple(state.path(p) for p in API_PATHS)
+    return RequestQuota(app, limit, state.metrics, state.tenant, queue_s, spared, api)

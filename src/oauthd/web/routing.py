@@ -1,9 +1,12 @@
 """What the endpoint modules register into, and the Quart app made from it only when needed.
 
-Each endpoint's `register(app, state)` adds to a `RouteTable`: Quart rules (pages, forms,
-/register, /revoke ...), fast endpoints (`web/fast.py`: /token, /introspect, /userinfo, the
-JWKS and the metadata documents) and the objects its routes share (`extensions`). Filling a
-table is cheap: closures, limiters, the metadata bytes. Making a Quart app of it is not:
+Each endpoint's `register(app, state)` adds to a `RouteTable`: fast endpoints (`web/fast.py`:
+/token, /introspect, /userinfo, the JWKS and the metadata documents), the objects its routes
+share (`extensions`), and a function that makes its Quart views (pages, forms, /register,
+/revoke ...: `add_views`), run only when the Quart app is built. So a tenant that is only asked
+for tokens holds its fast routes alone: the views' closures, limiters and cookie settings are
+some 250 objects a tenant, which every pass of the garbage collector would walk (bench/README.md
+"Tenants"). Filling a table is cheap. Making a Quart app of it is not:
 werkzeug compiles every rule and the pages compile their templates, some 15-20 ms per app on
 this project's VM, which every path tenant paid on its first request (docs/architecture.md
 "Tenants"). The machine-facing endpoints never need it, so `DeferredApp` makes the Quart app on
@@ -37,6 +40,17 @@ class RouteTable:
     rules: list[Rule] = field(default_factory=list)
     fast: FastRoutes = field(default_factory=FastRoutes)
     extensions: dict[str, Any] = field(default_factory=dict)  # shared by the app's routes
+    views: list[Callable[[], None]] = field(default_factory=list)  # not made yet
+
+    def add_views(self, make: Callable[[], None]) -> None:
+        """`make` adds Quart rules when the Quart app is built (`quart_rules`)."""
+        self.views.append(make)
+
+    def quart_rules(self) -> list[Rule]:
+        """Every Quart rule, the views made first (once)."""
+        while self.views:
+            self.views.pop(0)()
+        return self.rules
 
     def add_url_rule(
         self, path: str, endpoint: str, view: Callable[..., Any], *, methods: list[str]

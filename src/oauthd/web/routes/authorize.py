@@ -5,6 +5,8 @@ through `redirect_error` (AUTHZ-17)."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from quart import Response, request
 
 from oauthd.actors import GetClient, client_address
@@ -49,6 +51,26 @@ def client_view(client: ClientRecord) -> ClientView:
 
 
 def register(app: RouteTable, state: AppState) -> Contribution:
+    app.add_views(partial(views, app, state))  # made with the Quart app (web/routing.py)
+    scopes = known_scopes(state.settings)
+    # CIMD-00 §5: clients may use an https URL naming their metadata document as client_id.
+    documents = state.settings.client_metadata.enabled
+    return Contribution(
+        members={
+            **({"client_id_metadata_document_supported": True} if documents else {}),
+            "authorization_endpoint": state.url(PATH),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "code_challenge_methods_supported": list(METHODS),
+            "authorization_response_iss_parameter_supported": True,
+            "scopes_supported": sorted(scopes),
+            "prompt_values_supported": ["consent", "login", "none"],
+        },
+        oidc={"subject_types_supported": ["public"], "claims_supported": CLAIMS},
+    )
+
+
+def views(app: RouteTable, state: AppState) -> None:
     scopes = known_scopes(state.settings)
     resources = tuple(r.uri for r in state.settings.resources)
     server = ServerView(scopes, resources, state.settings.issuer)  # what check_request needs
@@ -91,21 +113,6 @@ def register(app: RouteTable, state: AppState) -> Contribution:
         return await begin_interaction(state, cookies, address, req, login is not None)
 
     app.add_url_rule(state.path(PATH), "authorize", authorize, methods=["GET", "POST"])
-    # CIMD-00 §5: clients may use an https URL naming their metadata document as client_id.
-    documents = state.settings.client_metadata.enabled
-    return Contribution(
-        members={
-            **({"client_id_metadata_document_supported": True} if documents else {}),
-            "authorization_endpoint": state.url(PATH),
-            "response_types_supported": ["code"],
-            "response_modes_supported": ["query"],
-            "code_challenge_methods_supported": list(METHODS),
-            "authorization_response_iss_parameter_supported": True,
-            "scopes_supported": sorted(scopes),
-            "prompt_values_supported": ["consent", "login", "none"],
-        },
-        oidc={"subject_types_supported": ["public"], "claims_supported": CLAIMS},
-    )
 
 
 CLAIMS = [

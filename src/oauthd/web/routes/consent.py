@@ -4,6 +4,7 @@ user, client, scopes and resources."""
 
 from __future__ import annotations
 
+from functools import partial
 from urllib.parse import urlsplit
 
 from quart import Response, request
@@ -39,6 +40,11 @@ PATH = "/consent"
 
 
 def register(app: RouteTable, state: AppState) -> Contribution:
+    app.add_views(partial(views, app, state))  # made with the Quart app (web/routing.py)
+    return Contribution()
+
+
+def views(app: RouteTable, state: AppState) -> None:
     cookies = Cookies.of(state)
     # Federation: consent comes before the upstream login, so the page also serves a person
     # who is not signed in yet (routes/federation.py).
@@ -134,4 +140,3 @@ def register(app: RouteTable, state: AppState) -> Contribution:
 
     app.add_url_rule(state.path(PATH), "consent_form", consent_form, methods=["GET"])
     app.add_url_rule(state.path(PATH), "consent_submit", consent_submit, methods=["POST"])
-    return Contribution()

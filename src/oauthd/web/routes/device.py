@@ -10,6 +10,8 @@ after which the page answers 429 with Retry-After (RFC 8628 §5.1)."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from quart import Response, request
 
 from oauthd.actors.client_device import GetDeviceRequest
@@ -35,6 +37,11 @@ NOT_VALID = "That code is not valid. Check the code on your device and try again
 
 
 def register(app: RouteTable, state: AppState) -> Contribution:
+    app.add_views(partial(views, app, state))  # made with the Quart app (web/routing.py)
+    return Contribution()
+
+
+def views(app: RouteTable, state: AppState) -> None:
     cookies = Cookies.of(state)
     failures = limiter(state, state.settings.limits.device_code_failures)
 
@@ -85,4 +92,3 @@ def register(app: RouteTable, state: AppState) -> Contribution:
         return await begin_interaction(state, cookies, address, req, session is None)
 
     app.add_url_rule(state.path(PATH), "device", device, methods=["GET"])
-    return Contribution()

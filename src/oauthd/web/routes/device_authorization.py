@@ -4,6 +4,7 @@ answer tells the device what to show the person."""
 
 from __future__ import annotations
 
+from functools import partial
 from urllib.parse import urlencode
 
 from quart import Response, request
@@ -36,6 +37,11 @@ SINGLE_VALUED = (
 
 
 def register(app: RouteTable, state: AppState) -> Contribution:
+    app.add_views(partial(views, app, state))  # made with the Quart app (web/routing.py)
+    return Contribution(members={"device_authorization_endpoint": state.url(PATH)})
+
+
+def views(app: RouteTable, state: AppState) -> None:
     verification_uri = state.url(VERIFICATION_PATH)
     auth_failures = ClientAuthFailures.shared(app, state)
 
@@ -73,4 +79,3 @@ def register(app: RouteTable, state: AppState) -> Contribution:
     app.add_url_rule(
         state.path(PATH), "device_authorization", device_authorization, methods=["POST"]
     )
-    return Contribution(members={"device_authorization_endpoint": state.url(PATH)})

@@ -12,6 +12,7 @@ client as `access_denied` or `server_error` only after the state checked out.
 from __future__ import annotations
 
 import secrets
+from functools import partial
 
 from quart import Response, request
 
@@ -56,9 +57,14 @@ EXPIRED = "this sign-in has expired or was already used; start again from the ap
 
 
 def register(app: RouteTable, state: AppState) -> Contribution:
+    app.add_views(partial(views, app, state))  # made with the Quart app (web/routing.py)
+    return Contribution()
+
+
+def views(app: RouteTable, state: AppState) -> None:
     settings = state.settings
     if settings.dev_mode or not settings.federation.enabled:
-        return Contribution()  # dev mode logs in with the form at /login (routes/login.py)
+        return  # dev mode logs in with the form at /login (routes/login.py)
     cookies = Cookies.of(state)
     upstream = federation_address(state.tenant)
     provider = settings.federation.upstream_issuer
@@ -151,4 +157,3 @@ def register(app: RouteTable, state: AppState) -> Contribution:
 
     app.add_url_rule(state.path(LOGIN), "federated_login", start, methods=["GET"])
     app.add_url_rule(state.path(CALLBACK), "federated_callback", callback, methods=["GET"])
-    return Contribution()

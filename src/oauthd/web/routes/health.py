@@ -7,6 +7,7 @@ loopback and elsewhere alike and reveals no more than the live actor count."""
 from __future__ import annotations
 
 import os
+from functools import partial
 
 import trio
 from quart import Response
@@ -27,6 +28,11 @@ ROUND_TRIP_S = 2.0  # an actor slower than this to answer is not ready
 
 
 def register(app: RouteTable, state: AppState) -> Contribution:
+    app.add_views(partial(views, app, state))  # made with the Quart app (web/routing.py)
+    return Contribution()
+
+
+def views(app: RouteTable, state: AppState) -> None:
     data_dir = state.settings.data_dir
     actors = {
         "directory": (directory_address(state.tenant), CountClients()),
@@ -63,4 +69,3 @@ def register(app: RouteTable, state: AppState) -> Contribution:
         return json_response(json_bytes(body), 503 if problems else 200, NO_STORE)
 
     app.add_url_rule(PATH, "healthz", healthz, methods=["GET"])
-    return Contribution()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from functools import partial
 
 import trio
 from quart import Response, request
@@ -48,9 +49,14 @@ DUMMY = hash_password(secrets.token_urlsafe(32))
 
 
 def register(app: RouteTable, state: AppState) -> Contribution:
+    app.add_views(partial(views, app, state))  # made with the Quart app (web/routing.py)
+    return Contribution()
+
+
+def views(app: RouteTable, state: AppState) -> None:
     settings = state.settings
     if not (settings.dev_mode or settings.password_login):
-        return Contribution()  # HTML-11: no password form unless asked for (404)
+        return  # HTML-11: no password form unless asked for (404)
     cookies = Cookies.of(state)
     dev_users = {u.email.lower(): u for u in settings.dev.users} if settings.dev_mode else {}
     method = "dev" if settings.dev_mode else "password"  # for the audit log
@@ -146,4 +152,3 @@ def register(app: RouteTable, state: AppState) -> Contribution:
 
     app.add_url_rule(state.path(PATH), "login_form", login_form, methods=["GET"])
     app.add_url_rule(state.path(PATH), "login_submit", login_submit, methods=["POST"])
-    return Contribution()

@@ -3,6 +3,8 @@ session's CSRF token ends the session (HTML-2)."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from quart import Response
 
 from oauthd.actors.people import EndSession, PrepareLogout
@@ -20,6 +22,11 @@ PATH = "/logout"
 
 
 def register(app: RouteTable, state: AppState) -> Contribution:
+    app.add_views(partial(views, app, state))  # made with the Quart app (web/routing.py)
+    return Contribution()
+
+
+def views(app: RouteTable, state: AppState) -> None:
     cookies = Cookies.of(state)
 
     @shows_error_page()
@@ -48,4 +55,3 @@ def register(app: RouteTable, state: AppState) -> Contribution:
 
     app.add_url_rule(state.path(PATH), "logout_form", logout_form, methods=["GET"])
     app.add_url_rule(state.path(PATH), "logout_submit", logout_submit, methods=["POST"])
-    return Contribution()

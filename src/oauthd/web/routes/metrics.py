@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 from collections import Counter
+from functools import partial
 
 from quart import Response, request
 
@@ -30,8 +31,13 @@ PATH = "/metrics"
 
 
 def register(app: RouteTable, state: AppState) -> Contribution:
+    app.add_views(partial(views, app, state))  # made with the Quart app (web/routing.py)
+    return Contribution()
+
+
+def views(app: RouteTable, state: AppState) -> None:
     if not state.settings.metrics.enabled or state.tenant != DEFAULT_TENANT:
-        return Contribution()  # 404
+        return  # 404
     token = state.metrics_token.encode()
 
     def refusal() -> Response | None:
@@ -61,4 +67,3 @@ def register(app: RouteTable, state: AppState) -> Contribution:
         return Response(body, 200, {"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})
 
     app.add_url_rule(state.path(PATH), "metrics", metrics, methods=["GET"])
-    return Contribution()

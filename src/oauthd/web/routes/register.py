@@ -8,6 +8,7 @@ RATE-1), and the Directory refuses clients past `registration.max_clients`."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 from quart import Response, request
@@ -46,6 +47,11 @@ JSON = "application/json"
 
 
 def register(app: RouteTable, state: AppState) -> Contribution:
+    app.add_views(partial(views, app, state))  # made with the Quart app (web/routing.py)
+    return Contribution(members={"registration_endpoint": state.url(PATH)})
+
+
+def views(app: RouteTable, state: AppState) -> None:
     scopes = known_scopes(state.settings)
     per_ip = limiter(state, state.settings.limits.register_per_ip)
 
@@ -154,4 +160,3 @@ def register(app: RouteTable, state: AppState) -> Contribution:
         configuration,
         methods=["GET", "PUT", "DELETE"],
     )
-    return Contribution(members={"registration_endpoint": state.url(PATH)})

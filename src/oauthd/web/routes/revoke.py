@@ -4,6 +4,8 @@ tokens, so no other shard is ever asked. What revoking does is in oauth/rfc7009_
 
 from __future__ import annotations
 
+from functools import partial
+
 from quart import Response, request
 
 from oauthd.actors.client_lifecycle import RevokeToken, read_access_token
@@ -24,6 +26,17 @@ PATH = "/revoke"
 
 
 def register(app: RouteTable, state: AppState) -> Contribution:
+    app.add_views(partial(views, app, state))  # made with the Quart app (web/routing.py)
+    return Contribution(
+        members={
+            "revocation_endpoint": state.url(PATH),
+            # RFC 8414 §2: the same client authentication as the token endpoint (RFC 7009 §2.1).
+            "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        }
+    )
+
+
+def views(app: RouteTable, state: AppState) -> None:
     issuer = state.settings.issuer
     auth_failures = ClientAuthFailures.shared(app, state)
 
@@ -44,10 +57,3 @@ def register(app: RouteTable, state: AppState) -> Contribution:
         return Response(b"", status=200, headers=NO_STORE)
 
     app.add_url_rule(state.path(PATH), "revoke", revoke, methods=["POST"])
-    return Contribution(
-        members={
-            "revocation_endpoint": state.url(PATH),
-            # RFC 8414 §2: the same client authentication as the token endpoint (RFC 7009 §2.1).
-            "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
-        }
-    )
