@@ -24,7 +24,16 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit
 
-__all__ = ["HttpResult", "LoadSettings", "Server", "Target", "free_port", "measure"]
+__all__ = [
+    "HttpResult",
+    "LoadSettings",
+    "Server",
+    "Tally",
+    "Target",
+    "free_port",
+    "measure",
+    "measure_once",
+]
 
 HERE = Path(__file__).resolve().parent
 REPORT_LUA = HERE / "report.lua"
@@ -155,14 +164,18 @@ def run_wrk(
     load: LoadSettings,
     script: Path = REPORT_LUA,
     args: Sequence[str] = (),
+    pace_ms: float = 0.0,
 ) -> dict[str, float]:
+    """One wrk run; `pace_ms` > 0: each connection waits that long on average before each
+    request (report.lua's `delay`), for a fixed rate of about connections / pace."""
+    env = {**os.environ, "BENCH_PACE_MS": f"{pace_ms:.3f}"} if pace_ms > 0 else None
     argv = [
         *("taskset", "-c", load.client_cpu, "wrk", "-t1"),
         *(f"-c{load.connections}", f"-d{max(1, round(duration_s))}s", "--timeout", "10s"),
         *("-s", str(script), url),
         *(("--", *args) if args else ()),
     ]
-    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, env=env).stdout
     line = next(x for x in out.splitlines() if x.startswith("BENCH "))
     return {k: float(v) for k, v in (pair.split("=") for pair in line.split()[1:])}
 
@@ -189,9 +202,9 @@ class Target:
     args: Callable[[], Sequence[str]] | None = None
     per_count: bool = False
 
-    def run(self, duration_s: float, load: LoadSettings) -> dict[str, float]:
+    def run(self, duration_s: float, load: LoadSettings, pace_ms: float = 0.0) -> dict[str, float]:
         args = self.args() if self.args is not None else ()
-        return run_wrk(self.url, duration_s, load, self.script, args)
+        return run_wrk(self.url, duration_s, load, self.script, args, pace_ms)
 
 
 @dataclass
@@ -222,11 +235,13 @@ class Tally:
         )
 
 
-def measure_once(target: Target, duration_s: float, load: LoadSettings, tally: Tally) -> None:
+def measure_once(
+    target: Target, duration_s: float, load: LoadSettings, tally: Tally, pace_ms: float = 0.0
+) -> None:
     args = target.args() if target.args is not None else ()  # before the CPU is read
     cpu_before = target.server.cpu_seconds()
     busy_before = cpu_busy_seconds(load.server_cpu)
-    report = run_wrk(target.url, duration_s, load, target.script, args)
+    report = run_wrk(target.url, duration_s, load, target.script, args, pace_ms)
     cpu_s = target.server.cpu_seconds() - cpu_before
     wall_s = report["duration_us"] / 1e6
     units = report["counted"] if target.per_count else report["requests"]

@@ -78,6 +78,7 @@ class Prepared:
     introspect_path: str
     userinfo_path: str
     jwks_path: str
+    discovery_path: str  # the OpenID Provider configuration (OIDC Discovery §4)
     cc_body: str  # client_credentials form, sent by SERVICE
     introspect_body: str  # token=<an access token>, sent by `introspector`
     introspector: str  # RESOURCE_SERVER for a JWT for RESOURCE; SERVICE for its own token
@@ -117,12 +118,14 @@ def lifted_limits() -> str:
     )
 
 
-def oauthd_scenario_config(tmp: Path, port: int) -> Path:
-    """A dev-mode oauthd with the three clients, access log on (as deployed)."""
-    path = tmp / "oauthd-scenarios.toml"
+def oauthd_scenario_config(tmp: Path, port: int, engine: str = "native") -> Path:
+    """A dev-mode oauthd with the three clients, access log on (as deployed), served by
+    `engine` ([server] engine: native or hypercorn)."""
+    name = "oauthd-scenarios" + ("" if engine == "native" else f"-{engine}")
+    path = tmp / f"{name}.toml"
     path.write_text(
         f'issuer = "http://127.0.0.1:{port}"\n'
-        f'data_dir = "{tmp / "oauthd-scenarios"}"\n'
+        f'data_dir = "{tmp / name}"\n'
         "dev_mode = true\n"
         f'listen = "127.0.0.1:{port}"\n'
         "\n[[resources]]\n"
@@ -144,6 +147,10 @@ def oauthd_scenario_config(tmp: Path, port: int) -> Path:
         f'redirect_uris = ["{REDIRECT_URI}"]\n'
         'grant_types = ["authorization_code", "refresh_token"]\n'
         f'scope = "openid email {SCOPE}"\n'
+        # ES256 ID tokens, as node-oidc-provider's clientDefaults (bench/node/server.js): the
+        # same signature work on both sides (RS256, OpenID's default, costs ~5x more here)
+        'id_token_signed_response_alg = "ES256"\n'
+        f'\n[server]\nengine = "{engine}"\n'
         "\n[log]\n"
         'level = "info"\n'
         'format = "json"\n'
@@ -234,6 +241,7 @@ def prepare_oauthd(base_url: str) -> Prepared:
         introspect_path="/introspect",
         userinfo_path="/userinfo",
         jwks_path="/.well-known/jwks.json",
+        discovery_path="/.well-known/openid-configuration",
         cc_body=urlencode(cc),
         introspect_body=urlencode({"token": jwt}),
         introspector=RESOURCE_SERVER,
@@ -351,6 +359,7 @@ def prepare_node(base_url: str) -> Prepared:
         introspect_path="/token/introspection",
         userinfo_path="/me",
         jwks_path="/jwks",
+        discovery_path="/.well-known/openid-configuration",
         cc_body=urlencode(cc),
         introspect_body=urlencode({"token": opaque}),
         introspector=SERVICE,

@@ -2,7 +2,14 @@
 -- Latencies are in microseconds; errors counts socket errors, timeouts, 4xx/5xx replies and
 -- 2xx/3xx replies a scenario script judged wrong (its thread global `bench_bad`). `counted` sums the
 -- scenario's thread global `bench_counted` (e.g. completed flows), -1 when the script has none.
+-- With BENCH_PACE_MS set, every request waits a random 0-2x that many milliseconds first
+-- (wrk's `delay` hook): each connection sends at about 1000 / (pace + latency) requests a
+-- second, without the lockstep of a fixed delay. Latency is timed from the send.
 local threads = {}
+local pace = tonumber(os.getenv("BENCH_PACE_MS") or "")
+if pace and pace > 0 then
+  delay = function() return math.floor(pace * 2 * math.random() + 0.5) end
+end
 
 setup = function(thread)
   threads[#threads + 1] = thread

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loadgen import CLOCK_TICKS, answers_ok, free_port
+from providers import lifted_limits
 
 HERE = Path(__file__).resolve().parent
 OAUTHD = str(Path(sys.executable).with_name("oauthd"))
@@ -48,7 +49,8 @@ def config(tmp: Path, port: int) -> Path:
         f'listen = "127.0.0.1:{port}"\n'
         'resources = [{ uri = "https://mcp.example.com/mcp", scopes = ["mcp:tools"] }]\n'
         f"{clients}"
-        '[log]\nlevel = "warning"\nformat = "json"\naccess_log = false\n',
+        '[log]\nlevel = "warning"\nformat = "json"\naccess_log = false\n'
+        + lifted_limits(),  # wrk is one IP: the per-IP limits would refuse most requests
         encoding="utf-8",
     )
     return path

@@ -99,6 +99,9 @@ class Metrics:
     def __init__(self, max_tenant_labels: int = 100) -> None:
         self.max_tenant_labels = max_tenant_labels
         self._tenants: set[str] = set()  # the tenants with a label value of their own
+        # The series a request updates, by (endpoint, status, tenant label): `labels()` takes
+        # a lock and builds a key on every call. Bounded as the series themselves are.
+        self._request_series: dict[tuple[str, int, str], tuple[Counter, Histogram]] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
         self.requests = Counter(
@@ -142,8 +145,17 @@ class Metrics:
         self, endpoint: str, status: int, seconds: float, tenant: str = DEFAULT_TENANT
     ) -> None:
         label = self.tenant_label(tenant)
-        self.requests.labels(endpoint, str(status), label).inc()
-        self.latency.labels(endpoint, label).observe(seconds)
+        key = (endpoint, status, label)
+        series = self._request_series.get(key)
+        if series is None:
+            series = (
+                self.requests.labels(endpoint, str(status), label),
+                self.latency.labels(endpoint, label),
+            )
+            self._request_series[key] = series
+        count, latency = series
+        count.inc()
+        latency.observe(seconds)
 
     def rate_limited(self, endpoint: str, tenant: str = DEFAULT_TENANT) -> None:
         """Count one request a rate limiter refused; `endpoint` is the route's path template."""

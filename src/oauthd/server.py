@@ -214,11 +214,17 @@ def configured_clients(
                         "token_endpoint_auth_method": c.token_endpoint_auth_method,
                         "scope": c.scope,
                         **({"jwks": json.loads(c.jwks)} if c.jwks else {}),
+                        **_id_token_alg(c.id_token_signed_response_alg),
                     }
                 ),
             )
         )
     return records
+
+
+def _id_token_alg(alg: str) -> dict[str, str]:
+    """OIDC Registration §2: the member only when the file names an algorithm (else RS256)."""
+    return {"id_token_signed_response_alg": alg} if alg else {}
 
 
 FDS_PER_SHARD = 3  # the database, its -wal and its -shm

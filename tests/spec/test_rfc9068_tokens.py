@@ -15,7 +15,7 @@ import pytest
 import trio
 from jwt import PyJWKClient
 
-from oauthd.settings import KeySettings, Settings
+from oauthd.settings import ClientSettings, KeySettings, Settings
 from tests.conftest import ISSUER, Server, running_server
 from tests.flow import RESOURCE, Authorization, register, tokens_for
 
@@ -239,6 +239,34 @@ async def test_oidc_registration_s2_id_token_in_the_registered_algorithm(server:
     assert claims["at_hash"] == expected_at_hash(tokens["access_token"], algorithm)
     access_header, _ = await verifier.decode(tokens["access_token"], ISSUER)
     assert access_header["alg"] == algorithm
+
+
+async def test_oidc_registration_s2_configured_client_id_token_alg(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """OIDC Registration §2: a [[clients]] entry's id_token_signed_response_alg signs its ID
+    tokens, at the code redemption and at refresh; without it they are RS256."""
+    configured = ClientSettings(
+        "es-ids",
+        redirect_uris=("http://127.0.0.1:5555/cb",),
+        token_endpoint_auth_method="none",
+        scope="openid email mcp:tools",
+        id_token_signed_response_alg="ES256",
+    )
+    settings = make_settings(keys=KeySettings(algorithm="ES256"), clients=(configured,))
+    async with running_server(settings) as server:
+        auth = Authorization("es-ids", scope="openid email")
+        tokens = await tokens_for(server.http, auth)
+        verifier = Verifier(server)
+        header, claims = await verifier.decode(tokens["id_token"], "es-ids", "ES256")
+        assert header["alg"] == "ES256"
+        assert claims["at_hash"] == expected_at_hash(tokens["access_token"], "ES256")
+        body = await refresh(server.http, "es-ids", tokens["refresh_token"])
+        header, _ = await verifier.decode(body["id_token"], "es-ids", "ES256")
+        assert header["alg"] == "ES256"
+        registered, other = await flow(server)
+        header, _ = await verifier.decode(other["id_token"], registered.client_id, ID_ALG)
+        assert header["alg"] == ID_ALG
 
 
 @pytest.mark.parametrize("alg", ["none", "HS256", "PS256", "", 7])

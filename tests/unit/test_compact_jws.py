@@ -55,12 +55,42 @@ def _segments(token: str) -> list[str]:
 def test_a_changed_payload_or_signature_is_refused(alg: str) -> None:
     """RFC 7515 §5.2: any change to the signing input or the signature fails."""
     ring, _ = keyring(alg)
-    header, payload, signature = _segments(ring.sign(CLAIMS))
-    other = base64.urlsafe_b64encode(json.dumps({**CLAIMS, "sub": "u2"}).encode()).rstrip(b"=")
-    bad_sig = ("A" if signature[0] != "A" else "B") + signature[1:]
-    for token in (f"{header}.{other.decode()}.{signature}", f"{header}.{payload}.{bad_sig}"):
+    for token in _changed(ring.sign(CLAIMS)):
         with pytest.raises(TokenInvalid):
             ring.verify(token)
+
+
+def _changed(token: str) -> tuple[str, str]:
+    """`token` with another payload, and with one character of its signature changed."""
+    header, payload, signature = _segments(token)
+    other = base64.urlsafe_b64encode(json.dumps({**CLAIMS, "sub": "u2"}).encode()).rstrip(b"=")
+    bad_sig = ("A" if signature[0] != "A" else "B") + signature[1:]
+    return f"{header}.{other.decode()}.{signature}", f"{header}.{payload}.{bad_sig}"
+
+
+def test_s5_2_a_token_verified_before_does_not_vouch_for_a_changed_one() -> None:
+    """RFC 7515 §5.2: a snapshot remembers the tokens it verified, by their exact bytes: a
+    change to the payload or signature of a remembered token is verified, and refused."""
+    ring, _ = keyring("ES256")
+    token = ring.sign(CLAIMS)
+    header, claims = ring.verify(token)
+    claims["sub"] = "changed by the caller"  # a copy: the remembered claims are not touched
+    assert ring.verify(token) == (header, CLAIMS)
+    for changed in _changed(token):
+        with pytest.raises(TokenInvalid):
+            ring.verify(changed)
+
+
+def test_a_token_of_a_key_gone_is_refused_by_the_next_snapshot() -> None:
+    """What a snapshot remembers is its own: the next one (the key gone from the key set, a
+    rotation's last state) verifies from its keys alone and refuses the token."""
+    old, _ = generated("ES256")
+    token = old.sign(CLAIMS)
+    old.verify(token)
+    new, _ = generated("ES256")
+    with pytest.raises(TokenInvalid):
+        new.verify(token)
+    assert new.names_unknown_key(token)
 
 
 def test_s3_4_es256_signature_must_be_64_bytes() -> None:

@@ -16,7 +16,8 @@ THIS = Path(__file__).resolve()
 # Where citations may appear; generated and cached folders inside them are skipped.
 SCANNED = ("src", "tests", "bench", "examples", "config", "docs", "README.md")
 TEXT_SUFFIXES = frozenset({".py", ".md", ".toml", ".html", ".css", ".txt", ".cfg", ".ini", ".sh"})
-SKIPPED_DIRS = frozenset({"__pycache__", "artifacts", "results"})
+# node_modules: the bench's node-oidc-provider (`npm ci --prefix bench/node`), not ours.
+SKIPPED_DIRS = frozenset({"__pycache__", "artifacts", "results", "node_modules"})
 
 # The groups of docs/requirements.md. Only these prefixes make an id, so SHA-256, UTF-8,
 # ES-256, P-256 and RFC numbers are never taken for one.

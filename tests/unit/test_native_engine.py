@@ -140,6 +140,28 @@ async def test_app_raising_before_its_response_gets_a_500_without_traceback(
     assert "secret internals" in caplog.text
 
 
+@pytest.mark.parametrize(
+    "header",
+    [(b"x-note", b"a\r\nset-cookie: forged=1"), (b"x-note", b"a\nb"), (b"x\rnote", b"a")],
+)
+async def test_rfc9110_s5_5_response_header_with_cr_or_lf_is_never_written(
+    header: tuple[bytes, bytes],
+) -> None:
+    """RFC 9110 §5.5: a field value holding CR or LF would split the response (a forged
+    header); such a head is never written: the client gets the engine's JSON 500."""
+
+    async def splitting(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"text/plain"), header]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async with serving(splitting) as (url, _):
+        response, closed = await one_shot(url, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert response.status == 500
+    assert b"forged" not in response.body
+    assert closed
+
+
 @pytest.mark.parametrize("declared", [True, False])
 async def test_app_failing_mid_response_closes_the_connection(declared: bool) -> None:
     """An app that fails after its response started: the connection is closed, so the client

@@ -141,6 +141,55 @@ async def test_a_request_held_up_by_attempts_in_flight_waits_for_their_verdict()
     assert results[1] == 10
 
 
+async def test_each_verdict_lets_one_waiting_request_in_and_every_one_is_served() -> None:
+    """RATE-3: with more requests than the budget in flight, each verdict wakes one waiter
+    (not all of them, to look again and wait again); successes admit them in turn, and a
+    failure that exhausts the budget refuses every one still waiting, none left behind."""
+    limit = Limiter(1, 10, FixedClock())
+    results: list[Attempt | int] = []
+
+    async def request() -> None:
+        results.append(await limit.reserve("k"))
+
+    held = await limit.reserve("k")
+    assert isinstance(held, Attempt)
+    async with trio.open_nursery() as nursery:
+        for _ in range(5):
+            nursery.start_soon(request)
+        await trio.testing.wait_all_tasks_blocked()
+        assert results == []
+        for admitted in range(1, 4):
+            held.succeeded()
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(results) == admitted  # one verdict, one more admitted
+            last = results[-1]
+            assert isinstance(last, Attempt)
+            held = last
+        assert isinstance(await limit.reserve("other"), Attempt)  # other keys go on
+        held.failed()
+    assert results[3:] == [10, 10]
+
+
+async def test_a_waiter_refused_passes_the_verdict_on() -> None:
+    """RATE-3: failures that exhaust the budget refuse every waiter, each woken in turn."""
+    limit = Limiter(2, 10, FixedClock())
+    results: list[Attempt | int] = []
+
+    async def request() -> None:
+        results.append(await limit.reserve("k"))
+
+    first, second = await limit.reserve("k"), await limit.reserve("k")
+    assert isinstance(first, Attempt)
+    assert isinstance(second, Attempt)
+    async with trio.open_nursery() as nursery:
+        for _ in range(4):
+            nursery.start_soon(request)
+        await trio.testing.wait_all_tasks_blocked()
+        first.failed()
+        second.failed()
+    assert results == [5, 5, 5, 5]  # two failures in a 2-per-10 s budget: 5 s to wait
+
+
 async def test_a_reservation_under_several_limits_is_all_or_nothing() -> None:
     """RATE-2: per account and per IP together; refused by one, nothing is held on the other."""
     clock = FixedClock()

@@ -741,6 +741,26 @@ async def test_write_waits_for_another_process_lock_off_the_event_loop(tmp_path:
         await actor.close()
 
 
+def test_transactions_on_the_loop_run_no_busy_timeout_statements(tmp_path: Path) -> None:
+    """The busy timeout is a PRAGMA statement: set when wait= changes, not per transaction."""
+    store = Store(tmp_path / "s.sqlite", COUNTER, create=True)
+    statements: list[str] = []
+    try:
+        with store.transaction(wait=False) as conn:
+            _add(conn, "a")
+        store.conn.set_trace_callback(statements.append)
+        for _ in range(3):
+            with store.transaction(wait=False) as conn:
+                _add(conn, "a")
+        assert not [s for s in statements if "busy_timeout" in s]
+        assert store.query("PRAGMA busy_timeout") == [(0,)]
+        with store.transaction() as conn:  # waiting again: the configured timeout
+            _add(conn, "a")
+        assert store.query("PRAGMA busy_timeout") == [(StorageSettings().busy_timeout_ms,)]
+    finally:
+        store.close()
+
+
 def test_transaction_without_wait_raises_lock_busy(tmp_path: Path) -> None:
     """Store.transaction(wait=False) raises LockBusy at once, with nothing run, while another
     connection holds the write lock."""

@@ -305,6 +305,15 @@ def test_secret_client_needs_client_secret_env(tmp_path: Path, method: str) -> N
     assert_names(error, str(tmp_path / "oauthd.toml"), "clients[0].client_secret_env")
 
 
+@pytest.mark.parametrize("alg", ["HS256", "none", "PS256"])
+def test_client_id_token_alg_must_be_one_ours_signs_with(tmp_path: Path, alg: str) -> None:
+    """OIDC Registration §2: a [[clients]] id_token_signed_response_alg is one of the
+    algorithms ID tokens are signed with (keys.algorithm or RS256), never none or HMAC."""
+    text = BASE + CLIENT.format(id="web") + f"id_token_signed_response_alg = '{alg}'\n"
+    error = config_error(tmp_path, text)
+    assert_names(error, str(tmp_path / "oauthd.toml"), "clients[0].id_token_signed_response_alg")
+
+
 @pytest.mark.parametrize(
     ("users", "key"),
     [

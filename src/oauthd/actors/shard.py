@@ -87,7 +87,7 @@ def _marked(fn: H, message_type: type[Message[Any]], *, writes: bool) -> H:
 async def committed(storage: StorageSettings, run: Callable[[bool], T]) -> T:
     """Run `run(wait)`, one synchronous transaction, where it stalls nothing: on the event loop
     with wait=False when no lock is held elsewhere, in a thread when it must wait (another
-    process holds the shard's lock: LockBusy, raised before anything ran) and in fsync mode
+    process holds a lock of the shard: LockBusy, nothing committed) and in fsync mode
     (the commit waits for the disk). The thread is never abandoned, so a cancelled caller
     cannot cut a transaction short."""
     if storage.fsync:
@@ -178,7 +178,8 @@ class ShardActor:
         handler, writes = entry
         self._events = []  # a message that raised left its events unwritten
         if not writes:
-            result = handler(self, message)
+            with self.store.reading(wait=wait):
+                result = handler(self, message)
             self._committed()
             return result
         failure: OAuthError | None = None

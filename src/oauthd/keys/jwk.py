@@ -6,7 +6,9 @@ import base64
 import binascii
 import json
 import warnings
+from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,11 +132,30 @@ class _LazyKey:
         return self._key
 
 
+# Tokens a snapshot remembers having verified (Keyring.verify), least recently used first out.
+VERIFIED_KEPT = 256
+Verified = tuple[dict[str, Any], dict[str, Any]]
+
+
 class Keyring:
     """An immutable snapshot: the signers (one per algorithm; one of them signs access tokens),
-    every verifying key, and the JWKS bytes."""
+    every verifying key, and the JWKS bytes.
 
-    __slots__ = ("_access", "_headers", "_signers", "_verifiers", "jwks_bytes", "kids")
+    It remembers the last VERIFIED_KEPT tokens whose signature it verified: a client presents
+    one access token again and again (userinfo, introspection, a resource server), and the
+    signature of the same bytes under the same keys cannot change. A key change makes a new
+    snapshot, with nothing remembered; claims (exp, aud, revocation) are the caller's to check
+    on every use, as before."""
+
+    __slots__ = (
+        "_access",
+        "_headers",
+        "_signers",
+        "_verified",
+        "_verifiers",
+        "jwks_bytes",
+        "kids",
+    )
 
     def __init__(
         self,
@@ -147,6 +168,7 @@ class Keyring:
         self._access = next((s for s in signers if s.kid == access_kid), None)
         self._verifiers = dict(verifiers)
         self._headers: dict[tuple[str, str], bytes] = {}
+        self._verified: OrderedDict[str, Verified] = OrderedDict()
         self.jwks_bytes = jwks_bytes
         self.kids = tuple(self._verifiers)
 
@@ -177,15 +199,28 @@ class Keyring:
     def names_unknown_key(self, token: str) -> bool:
         """Whether `token` is shaped like a JWS whose `kid` this snapshot lacks: perhaps a key
         another process made since this one last read the keys shard."""
+        if token in self._verified:
+            return False
         try:
             kid = _peek_header(token).get("kid")
         except TokenInvalid:
             return False
         return isinstance(kid, str) and kid not in self._verifiers
 
-    def verify(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    def verify(self, token: str) -> Verified:
         """Check the signature with the key named by `kid` and its own algorithm only
-        (RFC 8725 §3.1); returns (header, claims). Claims are not validated here."""
+        (RFC 8725 §3.1); returns (header, claims), copies the caller may keep. Claims are not
+        validated here. A token verified before by this snapshot is not verified again."""
+        known = self._verified.pop(token, None)  # pop and put back: most recently used last
+        if known is None:
+            known = self._verify(token)
+            if len(self._verified) >= VERIFIED_KEPT:
+                with suppress(KeyError):  # emptied meanwhile by another thread (resource/)
+                    self._verified.popitem(last=False)
+        self._verified[token] = known
+        return dict(known[0]), dict(known[1])
+
+    def _verify(self, token: str) -> Verified:
         header = _peek_header(token)
         verifier = self._verifiers.get(str(header.get("kid")))
         if verifier is None or header.get("alg") != verifier.alg:

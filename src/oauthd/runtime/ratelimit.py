@@ -56,7 +56,10 @@ class Limiter:
         self._tolerance = window_s - self._interval
         self._arrival: OrderedDict[str, float] = OrderedDict()  # key -> theoretical arrival
         self._in_flight: dict[str, int] = {}  # key -> reserved attempts not yet judged
-        self._judged = trio.Event()  # set (and replaced) whenever an attempt is judged
+        # Reservations waiting for an attempt of their key to be judged, one lot per key:
+        # each judgment wakes one (not every waiter of the limiter, which woke ~12 tasks a
+        # request for a key with 32 requests in flight).
+        self._waiting: dict[str, trio.lowlevel.ParkingLot] = {}
 
     def _wait(self, key: str, now: float, in_flight: bool = True) -> float:
         """Seconds before `key` may be counted once more (0 or less: now), counting the
@@ -79,8 +82,26 @@ class Limiter:
         left = self._in_flight.pop(key) - 1
         if left:
             self._in_flight[key] = left
-        self._judged.set()
-        self._judged = trio.Event()
+        self._wake_one(key)
+
+    def _wake_one(self, key: str) -> None:
+        key = _short(key)
+        lot = self._waiting.get(key)
+        if lot is not None:
+            lot.unpark()
+            if not lot:
+                del self._waiting[key]
+
+    async def _wait_for_judgment(self, key: str) -> None:
+        """Park until an attempt under `key` is judged. A waiter woken that does not take
+        the place it was woken for passes the wake on (`reserve`), as does one cancelled."""
+        key = _short(key)
+        lot = self._waiting.setdefault(key, trio.lowlevel.ParkingLot())
+        try:
+            await lot.park()
+        except BaseException:
+            self._wake_one(key)  # perhaps woken just before: the next waiter may go instead
+            raise
 
     def blocked(self, *keys: str, in_flight: bool = True) -> int | None:
         """Whole seconds until every one of `keys` may be counted again, or None if all may
@@ -163,14 +184,20 @@ async def reserve(*holds: tuple[Limiter, str]) -> Attempt | int:
     attempts in flight, and return it; while only attempts in flight stand in the way, wait
     for them to be judged. If failures alone are over a limit, reserve nothing and return the
     seconds to wait."""
+    woken: tuple[Limiter, str] | None = None  # the (limiter, key) whose judgment woke us
     while True:
         wait = max((limit.blocked(key, in_flight=False) or 0 for limit, key in holds), default=0)
         if wait:
+            if woken is not None:  # refused: the others waiting there are judged in turn
+                woken[0]._wake_one(woken[1])
             return wait
-        crowded = next((limit for limit, key in holds if limit.blocked(key)), None)
+        crowded = next(((limit, key) for limit, key in holds if limit.blocked(key)), None)
         if crowded is None:
             break
-        await crowded._judged.wait()
+        if woken is not None and woken != crowded:  # waiting elsewhere: pass the place on
+            woken[0]._wake_one(woken[1])
+        await crowded[0]._wait_for_judgment(crowded[1])
+        woken = crowded
     for limit, key in holds:
         limit._hold(key)
     return Attempt(holds)

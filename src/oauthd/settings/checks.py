@@ -175,6 +175,13 @@ def check_clients(s: Settings) -> None:
                 f"clients[{i}].client_secret_env",
                 "a client_secret_* client needs the name of the variable holding its secret",
             )
+        algorithms = s.keys.signing_algorithms
+        if c.id_token_signed_response_alg and c.id_token_signed_response_alg not in algorithms:
+            raise ConfigError(
+                s.source,
+                f"clients[{i}].id_token_signed_response_alg",
+                f"must be one of {sorted(algorithms)} (the algorithms ID tokens are signed with)",
+            )
         key_based = c.token_endpoint_auth_method == "private_key_jwt"  # noqa: S105 (a method)
         if key_based and not _is_jwks(c.jwks):
             raise ConfigError(

@@ -86,6 +86,9 @@ class ClientSettings:
     first_party: bool = False  # first-party clients skip the consent page
     client_secret_env: str = ""  # name of the environment variable holding the secret
     jwks: str = ""  # private_key_jwt: the client's public JWK set, as a JSON string
+    # OIDC Registration §2: the algorithm of its ID tokens, one of keys.signing_algorithms;
+    # empty: RS256, the default OpenID Connect gives
+    id_token_signed_response_alg: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,8 +30,9 @@ class SchemaError(Exception):
 
 
 class LockBusy(Exception):
-    """`transaction(wait=False)`: another connection (another process) holds the write lock.
-    Nothing ran; the caller may retry where waiting is harmless."""
+    """`transaction(wait=False)` or `reading(wait=False)`: another connection (another
+    process) holds a lock this needs. Nothing was committed (a write transaction is rolled
+    back); the caller may retry where waiting is harmless."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,7 @@ class Store:
     ) -> None:
         self.path = path
         self._busy_timeout_ms = busy_timeout_ms
+        self._waiting = True  # the connection's busy timeout: busy_timeout_ms (True) or 0
         self._synchronous = "FULL" if fsync else "NORMAL"
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,21 +176,39 @@ class Store:
     @contextmanager
     def transaction(self, *, wait: bool = True) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE ... COMMIT; ROLLBACK on any exception. `wait=False`: raise LockBusy
-        at once instead of waiting up to the busy timeout for another process's write lock
+        (rolled back) instead of waiting up to the busy timeout for another process's lock
         (SQLite's busy handler sleeps, which on an event loop stalls every other request)."""
-        if wait:
+        with self._busy_raises(wait):
             self.conn.execute("BEGIN IMMEDIATE")
-        else:
-            self._begin_or_raise()
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+            try:
+                yield self.conn
+                self.conn.execute("COMMIT")  # a busy COMMIT leaves the transaction open
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
 
-    def _begin_or_raise(self) -> None:
-        self._without_waiting("BEGIN IMMEDIATE")
+    @contextmanager
+    def reading(self, *, wait: bool = True) -> Iterator[sqlite3.Connection]:
+        """Reads without the write lock (WAL: they wait for nobody, but for another connection
+        recovering or checkpointing the file). `wait=False`: LockBusy instead of waiting."""
+        with self._busy_raises(wait):
+            yield self.conn
+
+    @contextmanager
+    def _busy_raises(self, wait: bool) -> Iterator[None]:
+        """The connection's busy timeout set for `wait`, and SQLITE_BUSY as LockBusy when not
+        waiting. The timeout is a PRAGMA statement (~15 us): it changes only when `wait` does,
+        so the loop's transactions, all wait=False, run none."""
+        if wait != self._waiting:
+            self.conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms if wait else 0}")
+            self._waiting = wait
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if not wait and exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
+                raise LockBusy(str(self.path)) from None
+            raise
 
     def _without_waiting(self, sql: str) -> list[tuple[Any, ...]]:
         """Run `sql` without waiting for another connection's lock: LockBusy at once (nothing

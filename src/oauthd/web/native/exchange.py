@@ -44,6 +44,8 @@ __all__ = ["ASGI", "Closing", "Exchange", "refusal_response"]
 log = logging.getLogger("oauthd.http")
 
 NO_BODY_STATUS = frozenset({204, 304})
+# Response headers the engine writes itself, whatever the app sent (framing, persistence).
+_FRAMING = frozenset({b"content-length", b"connection", b"transfer-encoding", b"date", b"server"})
 ASGI = {"version": "3.0", "spec_version": "2.3"}
 
 
@@ -287,22 +289,21 @@ class Exchange:
     def _render_head(self, whole_length: int) -> bytes:
         """The status line and headers; `whole_length`: the body's length when it is sent in
         one piece (-1: streamed)."""
-        lines = [status_line(self.status)]
         length = -1
+        kept = []
         for name, value in self.headers:
             lowered = name.lower()
-            if b"\r" in value or b"\n" in value or b"\r" in name or b"\n" in name:
-                raise ValueError("a response header holds CR or LF")  # RFC 9110 §5.5
-            if lowered == b"content-length":
-                length = int(value)
-                continue  # written once, below
-            if lowered == b"connection":
-                if value.lower() == b"close":
+            if lowered in _FRAMING:  # the engine writes these itself
+                if lowered == b"content-length":
+                    length = int(value)
+                elif lowered == b"connection" and value.lower() == b"close":
                     self.keep_alive = False
                 continue
-            if lowered in (b"transfer-encoding", b"date", b"server"):
-                continue
-            lines.append(b"%s: %s\r\n" % (lowered, value))
+            kept.append(b"%s: %s\r\n" % (lowered, value))
+        fields = b"".join(kept)
+        if fields.count(b"\n") != len(kept) or fields.count(b"\r") != len(kept):
+            raise ValueError("a response header holds CR or LF")  # RFC 9110 §5.5
+        lines = [status_line(self.status), fields]
         bodiless = self.status in NO_BODY_STATUS or self.status < 200
         if length >= 0:
             self.length_left = 0 if self.head.method == "HEAD" or bodiless else length
