@@ -306,6 +306,8 @@ def test_keyboard_only_login_and_consent(
     page = open_browser().page
     auth, url = new_authorization(http, callback)
     page.goto(url)
+    # autofocus is applied at a rendering update, which may come after the load event
+    expect(page.locator("input#email")).to_be_focused()
     assert focused(page) == "input#email"
     page.keyboard.type(ALICE[0])
     page.keyboard.press("Tab")
