@@ -44,3 +44,22 @@ async def test_s2_6_preflight_allows_mcp_protocol_version(server: Server, path: 
     assert "mcp-protocol-version" in allowed
     assert "GET" in response.headers["access-control-allow-methods"]
     assert "access-control-allow-credentials" not in response.headers
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/.well-known/oauth-protected-resource/mcp",  # RFC 9728 §3.1 path-inserted variants
+        "/.well-known/oauth-authorization-server/mcp",
+        "/.well-known/openid-configuration/mcp",
+    ],
+)
+async def test_s2_6_a_document_not_served_is_a_readable_404(server: Server, path: str) -> None:
+    """CORS-1: MCP clients probe well-known URLs in turn; a 404 without CORS would read as a
+    network failure in a browser and stop the probing instead of moving to the next URL."""
+    response = await server.http.get(
+        path, headers={"Origin": ORIGIN, "MCP-Protocol-Version": "2025-06-18"}
+    )
+    assert response.status_code == 404
+    assert response.headers["access-control-allow-origin"] in ("*", ORIGIN)
+    assert "access-control-allow-credentials" not in response.headers

@@ -239,6 +239,27 @@ async def test_an_unknown_tenant_is_a_404_that_spawns_nothing(
         assert sorted(p.name for p in settings.data_dir.iterdir()) == ["default"]
 
 
+async def test_an_unknown_tenants_404_is_readable_where_a_browser_client_asks(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """CORS-1, CORS-2, CORS-4: the router's 404 for a tenant that does not exist carries the
+    CORS headers of the path: the documents' at its well-known URLs, the API's at its token
+    endpoint, none at its pages."""
+    async with running_server(make_settings()) as server:
+        origin = {"Origin": "https://inspector.example"}
+        expected = {
+            "/.well-known/oauth-authorization-server/t/nope": "GET, OPTIONS",
+            "/t/nope/.well-known/openid-configuration": "GET, OPTIONS",
+            "/t/nope/token": "GET, POST, PUT, DELETE, OPTIONS",
+            "/t/nope/authorize": None,
+        }
+        for path, methods in expected.items():
+            response = await server.http.get(path, headers=origin)
+            assert response.status_code == 404, path
+            assert response.headers.get("access-control-allow-methods") == methods, path
+            assert "access-control-allow-credentials" not in response.headers
+
+
 async def test_disable_answers_403_and_enable_serves_the_kept_data(
     make_settings: Callable[..., Settings],
 ) -> None:

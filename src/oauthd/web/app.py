@@ -17,7 +17,7 @@ from oauthd.web.fast import FastPath
 from oauthd.web.pages import install_pages
 from oauthd.web.quota import with_request_quota
 from oauthd.web.request_size import RequestSizeLimits
-from oauthd.web.responses import API_CORS, API_PATHS, CORS
+from oauthd.web.responses import API_PATHS, cors_of
 from oauthd.web.routes import (
     authorize,
     consent,
@@ -87,7 +87,8 @@ def build_quart_app(state: AppState, table: RouteTable) -> ASGIApp:
     app = QuartTrio("oauthd")
     app.config["MAX_CONTENT_LENGTH"] = state.settings.limits.max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
-    api = tuple(state.path(p) for p in API_PATHS)
+    base = state.path("")
+    api = tuple(base + p for p in API_PATHS)
     install_pages(app, state.settings.branding)
     install_error_handlers(app, api)
     for rule in table.quart_rules():
@@ -110,11 +111,7 @@ def build_quart_app(state: AppState, table: RouteTable) -> ASGIApp:
     @app.after_request
     async def cors(response: Response) -> Response:
         # Automatic OPTIONS answers preflights; public documents and the API allow any origin.
-        path = request.path
-        if path.startswith(api):
-            response.headers.update(API_CORS)
-        elif request.method == "OPTIONS" and "/.well-known/" in path:
-            response.headers.update(CORS)
+        response.headers.update(cors_of(request.path, base))
         return response
 
     asgi: ASGIApp = app  # type: ignore[assignment]  # Quart types ASGI scopes as TypedDicts

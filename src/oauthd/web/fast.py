@@ -25,7 +25,7 @@ from oauthd.oauth.params import Params
 from oauthd.web.access_log import ROUTE, ASGIApp, Receive, Scope, Send
 from oauthd.web.errors import public_error
 from oauthd.web.forms import parse_form, parse_query
-from oauthd.web.responses import JSON, error_body, error_headers
+from oauthd.web.responses import JSON, asgi_headers, error_body, error_headers
 
 __all__ = ["ApiRequest", "ApiResponse", "FastPath", "FastRoutes"]
 
@@ -77,7 +77,7 @@ class FastRoutes:
     def add(
         self, path: str, methods: tuple[str, ...], handler: Handler, cors: Mapping[str, str]
     ) -> None:
-        cors_headers = [(k.lower().encode(), v.encode()) for k, v in cors.items()]
+        cors_headers = asgi_headers(cors)
         entry = self.paths.setdefault(path, _Path({}, cors_headers))
         for method in methods:
             entry.handlers[method] = handler
@@ -107,7 +107,7 @@ class FastPath:
             (b"content-type", response.content_type.encode()),
             (b"content-length", str(len(response.body)).encode()),
         ]
-        headers += [(k.lower().encode(), v.encode()) for k, v in response.headers.items()]
+        headers += asgi_headers(response.headers)
         headers += entry.cors_headers
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         body = b"" if scope["method"] == "HEAD" else response.body

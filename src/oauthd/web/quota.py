@@ -40,7 +40,7 @@ from oauthd.metrics import DEFAULT_TENANT, Metrics
 from oauthd.runtime import Limiter
 from oauthd.settings import Rate
 from oauthd.web.access_log import ASGIApp, Receive, Scope, Send
-from oauthd.web.responses import API_CORS, API_PATHS, CORS, error_body, error_headers
+from oauthd.web.responses import asgi_headers, cors_of, error_body, error_headers
 from oauthd.web.routes import health, metrics
 from oauthd.web.security_headers import EVERY_RESPONSE
 from oauthd.web.state import AppState
@@ -51,14 +51,7 @@ QUOTA_ENDPOINT = "*"  # the metrics endpoint label of a refusal: no route was ma
 REFUSAL = TooManyRequests("this service is receiving too many requests; try again later")
 BODY = error_body(REFUSAL)
 
-
-def _encoded(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
-    return [(name.lower().encode(), value.encode()) for name, value in headers.items()]
-
-
-HEADERS = [h for h in _encoded(error_headers(REFUSAL)) if h[0] != b"retry-after"]
-API = _encoded(API_CORS)
-DOCUMENTS = _encoded(CORS)
+HEADERS = [h for h in asgi_headers(error_headers(REFUSAL)) if h[0] != b"retry-after"]
 
 
 class RequestQuota:
@@ -70,10 +63,10 @@ class RequestQuota:
         tenant: str,
         queue_s: float = 0.0,
         spared: frozenset[str] = frozenset(),
-        api: tuple[str, ...] = (),
+        base: str = "",
     ) -> None:
         self.app = app
-        self.api = api  # the JSON API's paths (prefixes), whose answers carry API_CORS
+        self.base = base  # the issuer's path, under which the JSON API's paths are
         self.limit = limit
         self.queue_s = queue_s
         self.metrics = metrics
@@ -94,11 +87,6 @@ class RequestQuota:
         await trio.sleep(self.queue_s)
         await self.refuse(scope["path"], send)
 
-    def cors(self, path: str) -> list[tuple[bytes, bytes]]:
-        if path.startswith(self.api):
-            return API
-        return DOCUMENTS if "/.well-known/" in path else []
-
     async def refuse(self, path: str, send: Send) -> None:
         start = time.perf_counter()
         wait = self.limit.blocked("") or 1
@@ -108,7 +96,7 @@ class RequestQuota:
             (b"content-type", b"application/json"),
             (b"content-length", self._length),
             *EVERY_RESPONSE,
-            *self.cors(path),
+            *asgi_headers(cors_of(path, self.base)),
         ]
         await send({"type": "http.response.start", "status": 429, "headers": headers})
         await send({"type": "http.response.body", "body": BODY})
@@ -127,5 +115,5 @@ def with_request_quota(app: ASGIApp, state: AppState) -> ASGIApp:
     if state.tenant == DEFAULT_TENANT:
         spared = frozenset((health.PATH, state.path(metrics.PATH)))
     queue_s = state.settings.limits.tenant_queue_s
-    api = tuple(state.path(p) for p in API_PATHS)
-    return RequestQuota(app, limit, state.metrics, state.tenant, queue_s, spared, api)
+    base = state.path("")
+    return RequestQuota(app, limit, state.metrics, state.tenant, queue_s, spared, base)

@@ -16,6 +16,8 @@ __all__ = [
     "CORS",
     "JSON",
     "NO_STORE",
+    "asgi_headers",
+    "cors_of",
     "error_body",
     "error_headers",
     "error_response",
@@ -51,6 +53,21 @@ API_PATHS = (
     "/introspect",
     "/device_authorization",
 )
+
+
+def cors_of(path: str, base: str) -> Mapping[str, str]:
+    """The CORS headers of every answer at `path`, errors and 404s included (CORS-1, CORS-2):
+    the JSON API's at the API paths under `base` (the issuer's path), the public documents' at
+    any /.well-known/ URL, served or not (an MCP client probing them in turn must be able to
+    read a 404); none elsewhere, the pages and /authorize above all (CORS-4)."""
+    if path.startswith(base) and path[len(base) :].startswith(API_PATHS):
+        return API_CORS
+    return CORS if "/.well-known/" in path else {}
+
+
+def asgi_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    """Headers as an ASGI message carries them: lower-case names, bytes."""
+    return [(name.lower().encode(), value.encode()) for name, value in headers.items()]
 
 
 def json_bytes(document: Any) -> bytes:

@@ -26,6 +26,7 @@ from typing import Literal
 import trio
 
 from oauthd.web.access_log import ASGIApp, Receive, Scope, Send
+from oauthd.web.responses import asgi_headers, cors_of
 from oauthd.web.security_headers import SecurityHeaders
 from oauthd.web.throttle import trusted_peer
 
@@ -79,7 +80,9 @@ PAGE = (
 )
 
 
-async def _answer(scope: Scope, send: Send, status: int, error: str, description: str) -> None:
+async def _answer(
+    scope: Scope, send: Send, status: int, error: str, description: str, base: str
+) -> None:
     html = "text/html" in dict(scope.get("headers", ())).get(b"accept", b"").decode("latin-1")
     if html and status == 403:
         body, kind = PAGE.encode(), b"text/html; charset=utf-8"
@@ -89,6 +92,7 @@ async def _answer(scope: Scope, send: Send, status: int, error: str, description
         (b"content-type", kind),
         (b"content-length", str(len(body)).encode()),
         (b"cache-control", b"no-store"),
+        *asgi_headers(cors_of(scope["path"], base)),
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -166,26 +170,31 @@ class TenantRouter:
             return
         self.before()
         tenant = self.hosts.get(request_host(scope, self.trusted_proxies)) if self.hosts else None
+        base = ""  # the tenant's issuer path: a host tenant's issuer is an origin alone
         if tenant is None:
             tenant = tenant_of_path(scope["path"], self.root_path)
             if tenant is None:
                 await self.root(scope, receive, send)
                 return
+            base = f"{self.root_path}/t/{tenant}"
             if tenant in self.hosted:  # reached at its own host only: no such path tenant
-                await SecurityHeaders(_not_found)(scope, receive, send)
+                await _refusal(base, 404, "not_found", "no such tenant")(scope, receive, send)
                 return
         app = await self.app_of(tenant)
         if app is None:
-            await SecurityHeaders(_not_found)(scope, receive, send)
+            await _refusal(base, 404, "not_found", "no such tenant")(scope, receive, send)
         elif app == "disabled":
-            await SecurityHeaders(_disabled)(scope, receive, send)
+            why = "this tenant is disabled"
+            await _refusal(base, 403, "temporarily_unavailable", why)(scope, receive, send)
         else:
             await app(scope, receive, send)
 
 
-async def _not_found(scope: Scope, _receive: Receive, send: Send) -> None:
-    await _answer(scope, send, 404, "not_found", "no such tenant")
+def _refusal(base: str, status: int, error: str, description: str) -> ASGIApp:
+    """The router's own answer for a tenant it cannot serve, with the headers every response
+    carries and the CORS headers of the path (`responses.cors_of`)."""
 
+    async def answer(scope: Scope, _receive: Receive, send: Send) -> None:
+        await _answer(scope, send, status, error, description, base)
 
-async def _disabled(scope: Scope, _receive: Receive, send: Send) -> None:
-    await _answer(scope, send, 403, "temporarily_unavailable", "this tenant is disabled")
+    return SecurityHeaders(answer)
