@@ -10,7 +10,6 @@ worker acts on a change within that bound."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,6 +22,7 @@ from oauthd.settings import Settings, load_tenant_settings
 from oauthd.storage import Store
 from oauthd.storage.registry import (
     REGISTRY,
+    TENANT_ID,
     TenantRow,
     TenantState,
     changes_since,
@@ -57,7 +57,6 @@ __all__ = [
     "tenant_settings",
 ]
 
-TENANT_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 REGISTRY_POLL_S = 1.0  # every process sees a registry change within this long
 DEFAULT_PORTS = {"https": 443, "http": 80}
 

@@ -27,6 +27,7 @@ from oauthd.storage.inventory import (
     schema_version,
     take_inventory,
 )
+from oauthd.storage.registry import REGISTRY_FILE, registry_file
 from oauthd.storage.sqlite import SchemaError, Store
 
 __all__ = ["CheckOptions", "CheckReport", "Finding", "check_data_dir", "registered_tenants"]
@@ -67,7 +68,7 @@ def check_data_dir(data_dir: Path, options: CheckOptions = CheckOptions()) -> Ch
         if finding is not None:
             report.findings.append(finding)
     damaged = {f.path for f in report.findings if f.problem in ("damaged", "unreadable")}
-    tenants = set() if "registry.sqlite" in damaged else registered_tenants(data_dir)
+    tenants = set() if REGISTRY_FILE in damaged else registered_tenants(data_dir)
     for tenant in inventory.tenants:
         report.findings += _check_index(data_dir, tenant, inventory, damaged, options)
         if tenant != "default" and tenant not in tenants:
@@ -78,7 +79,7 @@ def check_data_dir(data_dir: Path, options: CheckOptions = CheckOptions()) -> Ch
 
 def registered_tenants(data_dir: Path) -> set[str]:
     """The tenants the registry names; none if there is no registry yet."""
-    path = data_dir / "registry.sqlite"
+    path = registry_file(data_dir)
     if not path.is_file():
         return set()
     with closing(open_read_only(path)) as conn:

@@ -25,7 +25,7 @@ from oauthd.storage.clients import CLIENT
 from oauthd.storage.directory import DIRECTORY
 from oauthd.storage.federation import FEDERATION
 from oauthd.storage.keys import KEYS
-from oauthd.storage.registry import REGISTRY
+from oauthd.storage.registry import REGISTRY, REGISTRY_FILE, TENANT_ID, registry_file
 from oauthd.storage.sqlite import Schema, SchemaError
 
 __all__ = [
@@ -45,7 +45,6 @@ TENANT_FILES = {
     "federation.sqlite": "federation",
 }
 SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
-TENANT_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 SHARD_NAME = re.compile(r"([0-9a-f]{20})\.sqlite")
 TEMPLATE_NAME = re.compile(r"\.template-v(\d+)\.sqlite")
 SCRATCH_NAME = re.compile(r"\..+\.sqlite\.[0-9a-f]{16}")
@@ -79,7 +78,7 @@ def take_inventory(data_dir: Path) -> Inventory:
         if entry.is_dir() and TENANT_ID.fullmatch(entry.name):
             inventory.tenants.append(entry.name)
             _tenant(data_dir, entry, inventory)
-        elif entry.name == "registry.sqlite":
+        elif entry.name == REGISTRY_FILE:
             inventory.shards.append(ShardFile(entry.name, "", "registry"))
         elif not _side_file(entry.name):
             inventory.foreign.append(entry.name)
@@ -141,7 +140,7 @@ def refuse_newer_data(data_dir: Path, tenant: str) -> None:
     """SchemaError if the registry or `tenant`'s shards were written by a newer oauthd (one
     whose client template is newer counts too): checked before anything opens them for
     writing, so a newer data dir is refused whole instead of served in part."""
-    paths = [data_dir / "registry.sqlite", *(data_dir / tenant / n for n in TENANT_FILES)]
+    paths = [registry_file(data_dir), *(data_dir / tenant / n for n in TENANT_FILES)]
     for path in paths:
         try:
             version = stored_version(path)

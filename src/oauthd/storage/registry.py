@@ -10,6 +10,7 @@ every process, for each tenant added)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from oauthd.storage.sqlite import Schema, Store
 
 __all__ = [
     "REGISTRY",
+    "REGISTRY_FILE",
+    "TENANT_ID",
     "Changes",
     "TenantRow",
     "TenantState",
@@ -37,6 +40,8 @@ __all__ = [
 ]
 
 TenantState = Literal["active", "disabled", "removing"]
+TENANT_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # a tenant's id, and its directory's name
+REGISTRY_FILE = "registry.sqlite"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +84,7 @@ COLUMNS = "tenant, issuer, state, settings, created_at, updated_at"
 
 
 def registry_file(data_dir: Path) -> Path:
-    return data_dir / "registry.sqlite"
+    return data_dir / REGISTRY_FILE
 
 
 def open_registry(data_dir: Path, *, fsync: bool = False, busy_timeout_ms: int = 5000) -> Store:
