@@ -300,12 +300,18 @@ async def open_runtime(
         tenancy.nursery = nursery
         nursery.start_soon(tenancy.watch)
         try:
-            await system.ask(keys_address(TENANT), Tick())  # first start makes the first key
+            # The first start makes the first key.
+            next_at = await system.ask(keys_address(TENANT), Tick())
         except ServerError as exc:
             # The keys shard cannot be opened or decrypted: an operator's problem, not a crash.
             raise ConfigError(settings.source, "keys", exc.detail or exc.description) from None
         nursery.start_soon(
-            run_key_schedule, system, keys_address(TENANT), clock, settings.keys.reload_interval_s
+            run_key_schedule,
+            system,
+            keys_address(TENANT),
+            clock,
+            settings.keys.reload_interval_s,
+            next_at,
         )
         for record in clients:
             await system.ask(directory_address(TENANT), RegisterClient(record))
@@ -391,7 +397,7 @@ class Tenancy:
         own = self.env.find(tenant)
         if own is None:
             return "disabled"  # active, but its settings cannot be served here (logged)
-        await self.system.ask(keys_address(tenant), Tick())
+        next_at = await self.system.ask(keys_address(tenant), Tick())
         for record in configured_clients(own.settings, self.environ, int(own.clock.now())):
             await self.system.ask(directory_address(tenant), RegisterClient(record))
         if tenant not in self.schedules and self.nursery is not None:
@@ -401,7 +407,7 @@ class Tenancy:
 
             async def schedule() -> None:
                 with scope:
-                    await run_key_schedule(self.system, address, own.clock, interval)
+                    await run_key_schedule(self.system, address, own.clock, interval, next_at)
 
             self.nursery.start_soon(schedule)
             self._wake.set()

@@ -1,5 +1,6 @@
-"""Shard storage (docs/architecture.md "Storage"): WAL, versioned schemas with ordered migrations,
-transactions that roll back, no file for a shard that does not exist, hashed secrets."""
+"""Shard storage (docs/architecture.md "Storage"): WAL (a rollback journal for the keys shard),
+versioned schemas with ordered migrations, transactions that roll back, no file for a shard
+that does not exist, hashed secrets."""
 
 from __future__ import annotations
 
@@ -76,17 +77,45 @@ def raw(path: Path, sql: str) -> list[tuple[object, ...]]:
         conn.close()
 
 
-@pytest.mark.parametrize("schema", [CLIENT, DIRECTORY, KEYS])
-def test_shards_are_in_wal_mode_and_record_their_schema_version(
-    tmp_path: Path, schema: Schema
+@pytest.mark.parametrize(
+    ("schema", "journal"), [(CLIENT, "wal"), (DIRECTORY, "wal"), (KEYS, "delete")]
+)
+def test_shards_are_in_their_journal_mode_and_record_their_schema_version(
+    tmp_path: Path, schema: Schema, journal: str
 ) -> None:
-    """Every shard is in WAL mode, and PRAGMA user_version records its schema version."""
+    """Shards written on the request path are in WAL mode, the keys shard (read when its actor
+    opens, written at a rotation) in a rollback journal; PRAGMA user_version records the
+    schema version."""
+    assert schema.journal == journal
     path = tmp_path / "nested" / "dir" / "shard.sqlite"
     with opened(path, schema) as store:
-        assert store.query("PRAGMA journal_mode") == [("wal",)]
-    assert raw(path, "PRAGMA journal_mode") == [("wal",)]  # persistent in the file
+        assert store.query("PRAGMA journal_mode") == [(journal,)]
+    assert raw(path, "PRAGMA journal_mode") == [(journal,)]  # persistent in the file
     assert raw(path, "PRAGMA user_version") == [(schema.version,)]
     assert schema.version >= 1
+
+
+def test_a_wal_keys_shard_moves_to_a_rollback_journal_when_opened_alone(tmp_path: Path) -> None:
+    """A keys shard written by an older oauthd (WAL) keeps its keys and moves to a rollback
+    journal on open; while another connection has it open it stays in WAL, works, and moves
+    at a later open."""
+    path = tmp_path / "keys.sqlite"
+    with opened(path, Schema("keys", KEYS.migrations)) as store:  # as an older oauthd made it
+        store.conn.execute("INSERT INTO keys (kid, alg) VALUES ('k1', 'ES256')")
+    assert raw(path, "PRAGMA journal_mode") == [("wal",)]
+    other = sqlite3.connect(path)
+    other.execute("SELECT count(*) FROM keys").fetchall()  # holds the file open
+    try:
+        with opened(path, KEYS) as store:
+            assert store.query("PRAGMA journal_mode") == [("wal",)]
+            with store.transaction():
+                store.conn.execute("INSERT INTO keys (kid, alg) VALUES ('k2', 'ES256')")
+    finally:
+        other.close()
+    with opened(path, KEYS) as store:
+        assert store.query("PRAGMA journal_mode") == [("delete",)]
+        assert store.query("SELECT kid FROM keys ORDER BY kid") == [("k1",), ("k2",)]
+    assert not path.with_name("keys.sqlite-wal").exists()
 
 
 def test_migrations_run_in_order_on_a_new_shard(tmp_path: Path) -> None:

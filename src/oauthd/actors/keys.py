@@ -112,10 +112,10 @@ class KeyManager(ShardActor):
 
     def loaded(self) -> None:
         with self.store.transaction():
-            self._apply(
-                plan_schedule(self._times(load_keys(self.store)), self._now(), self._settings)
-            )
-            self._reload()
+            rows = load_keys(self.store)
+            plan = plan_schedule(self._times(rows), self._now(), self._settings)
+            self._apply(plan)
+            self._reload(None if plan else rows)
 
     # --- messages ----------------------------------------------------------------------------
 
@@ -179,8 +179,9 @@ class KeyManager(ShardActor):
             self.audit("key_created", kid=key.kid, alg=key.alg, activate_at=new.activate_at)
             log.info("key %s (%s) created, signs from %d", key.kid, key.alg, new.activate_at)
 
-    def _reload(self) -> None:
-        self._rows = load_keys(self.store)
+    def _reload(self, rows: list[KeyRow] | None = None) -> None:
+        """Take the shard's keys (`rows` when just read in this transaction) and publish."""
+        self._rows = load_keys(self.store) if rows is None else rows
         self._seen_version = self.store.data_version()
         self._publish(self._now())
 
@@ -218,16 +219,25 @@ class KeyManager(ShardActor):
 
 
 async def run_key_schedule(
-    system: ActorSystem, address: Address, clock: Clock, reload_interval_s: float
+    system: ActorSystem,
+    address: Address,
+    clock: Clock,
+    reload_interval_s: float,
+    next_at: float | None = None,
 ) -> None:
     """Wake the KeyManager at each scheduled change, and every `reload_interval_s` to notice
     changes made by other processes. A failed tick (the shard locked by another process past
-    its busy timeout) is retried; the keyring keeps its last snapshot meanwhile."""
+    its busy timeout) is retried; the keyring keeps its last snapshot meanwhile. `next_at`:
+    the answer of a Tick just asked, to sleep from rather than tick again at once."""
     while True:
-        try:
-            next_at = await system.ask(address, Tick())
-        except OAuthError as exc:
-            log.warning("key schedule tick failed, retrying in %s s: %s", reload_interval_s, exc)
-            next_at = math.inf
+        if next_at is None:
+            try:
+                next_at = await system.ask(address, Tick())
+            except OAuthError as exc:
+                log.warning(
+                    "key schedule tick failed, retrying in %s s: %s", reload_interval_s, exc
+                )
+                next_at = math.inf
         wait_s = min(reload_interval_s, max(next_at - clock.now(), 0.0))
+        next_at = None
         await trio.sleep(wait_s if math.isfinite(wait_s) else reload_interval_s)

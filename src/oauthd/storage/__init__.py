@@ -1,7 +1,8 @@
 """The only importer of sqlite3, sqlite-utils and argon2: shard files, schemas, migrations, hashes.
 
-Each shard is one SQLite file in WAL mode whose schema is versioned by `PRAGMA user_version`
-and brought up to date by its ordered migrations when it is opened (docs/architecture.md "Storage").
+Each shard is one SQLite file (in WAL mode, but the keys shard) whose schema is versioned by
+`PRAGMA user_version` and brought up to date by its ordered migrations when it is opened
+(docs/architecture.md "Storage").
 """
 
 from oauthd.storage.clients import (

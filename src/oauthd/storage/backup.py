@@ -4,7 +4,8 @@ A backup directory holds `manifest.json` and `objects/<2 hex>/<sha256>.sqlite`, 
 copied shard, named by the SHA-256 of its bytes. Each shard is copied with SQLite's online
 backup API from a read-only connection: one read transaction, a consistent snapshot of the
 shard's last commit, taken beside live writers (in WAL mode a reader blocks no writer, and this
-one never checkpoints). A live WAL database is never copied as files. The copy is
+one never checkpoints; the keys shard's rollback journal makes a rotation wait for its copy,
+a few rows). A live WAL database is never copied as files. The copy is
 `quick_check`ed and its rows counted before it is accepted; a shard that cannot be read is
 reported and the backup goes on (its last good copy, if any, stays in the manifest). Copies are
 byte images of the shards: signing keys sealed under `keys.encryption_key_env` stay sealed.

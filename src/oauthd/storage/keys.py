@@ -39,7 +39,9 @@ def _v1(db: sqlite_utils.Database) -> None:
     )
 
 
-KEYS = Schema("keys", (_v1,))
+# Read when a tenant's KeyManager opens (its first request after a start or an idle spell)
+# and written at a rotation: a rollback journal opens faster than WAL (`Schema.journal`).
+KEYS = Schema("keys", (_v1,), journal="delete")
 
 
 def load_keys(store: Store) -> list[KeyRow]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -39,11 +39,20 @@ class LockBusy(Exception):
 class Schema:
     """A shard type: its name and its ordered migrations; the version is their count.
     `page_size`: the page size of a new file (None: SQLite's default, 4096), and the one a
-    `Rewrite` step brings an older file to."""
+    `Rewrite` step brings an older file to.
+
+    `journal`: "wal" for a shard written on the request path (a commit appends to the -wal,
+    no fsync under `synchronous = NORMAL`, and readers never wait for the writer), or
+    "delete" (a rollback journal) for one that is read when its actor opens and written
+    rarely, e.g. the keys shard: opening a WAL file makes its -wal and -shm again, and the
+    last connection's close checkpoints and deletes them, some 0.2 ms per open on this
+    kind of machine; a rollback-journal file is just opened. Its commits fsync (a
+    rotation: rare)."""
 
     name: str
     migrations: tuple[Migration | Rewrite, ...]
     page_size: int | None = None
+    journal: str = "wal"
 
     @property
     def version(self) -> int:
@@ -85,23 +94,35 @@ class Store:
             timeout=busy_timeout_ms / 1000,
         )
         try:
-            self._configure(create, schema.page_size)
+            self._configure(create, schema)
             self._migrate(schema)
         except BaseException:
             self.conn.close()
             raise
 
-    def _configure(self, create: bool, page_size: int | None) -> None:
-        # NORMAL in WAL survives a killed process; FULL also survives power loss. Opening a
+    def _configure(self, create: bool, schema: Schema) -> None:
+        # NORMAL in WAL survives a killed process; FULL also survives power loss (and in a
+        # rollback journal, NORMAL syncs each commit as FULL does, less often). Opening a
         # shard is on the request path of every cold actor, so it runs as few statements as
         # it can: SQLite's default page cache already stays small for a small shard.
         self.conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-        # WAL and the page size are properties of the file: set once, by whoever may create
-        # it. The page size only takes on an empty file, before WAL (SQLite ignores it later).
-        if create and page_size is not None:
-            self.conn.execute(f"PRAGMA page_size = {int(page_size)}")
-        if create and self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        # The journal mode and the page size are properties of the file: set by whoever may
+        # create it. The page size only takes on an empty file, before WAL (SQLite ignores it
+        # later).
+        if create and schema.page_size is not None:
+            self.conn.execute(f"PRAGMA page_size = {int(schema.page_size)}")
+        if create and self.conn.execute("PRAGMA journal_mode").fetchone()[0] != schema.journal:
+            self._set_journal(schema.journal)
+
+    def _set_journal(self, journal: str) -> None:
+        """Put the file in `journal` mode. Leaving WAL needs the file alone: while another
+        connection (another process) has it open, SQLite refuses at once, and the file stays
+        in WAL, which is as correct, only slower to open; the next open tries again."""
+        if journal == "wal":
             self.conn.execute("PRAGMA journal_mode = WAL")
+            return
+        with suppress(LockBusy):
+            self._without_waiting(f"PRAGMA journal_mode = {journal.upper()}")
 
     @cached_property
     def db(self) -> sqlite_utils.Database:
@@ -154,7 +175,7 @@ class Store:
             self.conn.execute("PRAGMA synchronous = FULL")
             self.conn.execute("VACUUM")
         finally:
-            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute(f"PRAGMA journal_mode = {schema.journal.upper()}")
             self.conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
         if schema.page_size is not None and page_size != schema.page_size:
