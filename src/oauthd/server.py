@@ -344,7 +344,7 @@ class Tenancy:
         self.env = env
         self.environ = environ
         self.system = system
-        self.reader = RegistryReader(settings.data_dir)
+        self.reader = RegistryReader(settings, env.backend)
         self.listeners: list[Callable[[str], None]] = []
         self.schedules: dict[str, trio.CancelScope] = {}
         self.nursery: trio.Nursery | None = None
