@@ -89,6 +89,8 @@ def keys_address(tenant: str) -> Address:
 
 
 class KeyManager(ShardActor[KeyStore]):
+    loads_writing = True  # the schedule is applied when it opens: a first key is made
+
     def __init__(
         self,
         open_store: Callable[[], KeyStore],
@@ -108,11 +110,8 @@ class KeyManager(ShardActor[KeyStore]):
         self._seen_version = -1
 
     def loaded(self) -> None:
-        with self.store.transaction():
-            self._apply(
-                plan_schedule(self._times(self.store.load_keys()), self._now(), self._settings)
-            )
-            self._reload()
+        self._apply(plan_schedule(self._times(self.store.load_keys()), self._now(), self._settings))
+        self._reload()
 
     # --- messages ----------------------------------------------------------------------------
 

@@ -88,6 +88,7 @@ class ShardActor(Generic[S]):
     are listed."""
 
     handler_modules: ClassVar[tuple[ModuleType, ...]] = ()
+    loads_writing: ClassVar[bool] = False  # whether `loaded` may write (its transaction's kind)
     _handlers: ClassVar[dict[type[Any], tuple[Handler, bool]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -129,11 +130,16 @@ class ShardActor(Generic[S]):
     async def open(self) -> None:
         self._store = self._open_store()
         self._events = []
-        self.loaded()
+        await self._store.run(self._load, writes=self.loads_writing)
         self._committed()
 
+    def _load(self) -> None:
+        self._events = []  # a run that raised (or ran again) left its events unwritten
+        self.loaded()
+
     def loaded(self) -> None:
-        """Hook: fill in-memory caches from the freshly opened shard."""
+        """Hook: fill in-memory caches from the freshly opened shard, inside a transaction
+        (a writing one if `loads_writing`)."""
 
     async def receive(self, message: Any) -> Any:
         entry = self._handlers.get(type(message))
