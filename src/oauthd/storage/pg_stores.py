@@ -21,6 +21,7 @@ first; the rows are the same dataclasses.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -43,7 +44,7 @@ from oauthd.storage.grants import (
 )
 from oauthd.storage.keys import KeyRow
 from oauthd.storage.people import ConsentRow, SessionRow, UserRow
-from oauthd.storage.postgres import Database, PgSchema
+from oauthd.storage.postgres import LOCK, Database, PgSchema
 from oauthd.storage.registry import COLUMNS as TENANT_COLUMNS
 from oauthd.storage.registry import Changes, TenantRow
 from oauthd.storage.seam import Backend
@@ -62,6 +63,11 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+BUMP = (
+    "INSERT INTO oauthd_versions VALUES (%s, 1) ON CONFLICT (address)"
+    " DO UPDATE SET version = oauthd_versions.version + 1"
+)
+_current = threading.local()  # `conn`: the transaction this thread is in (PgShard._using)
 C = "tenant text NOT NULL, shard_key text NOT NULL"  # a client's rows
 D = "tenant text NOT NULL"  # a tenant's
 
@@ -134,55 +140,56 @@ class PgShard:
     ) -> None:
         self._db = db
         self._limiter = limiter
-        self._address = address
+        self.address = address
         self._scope = scope
         self._conn: psycopg.Connection | None = None  # inside a transaction of this store
-        self._own = 0  # the versions this store added itself
+        self._changed = False  # a statement of the transaction changed a row
+        self._own = 0  # the versions this store's own commits added
 
     async def run(self, work: Callable[[], T], *, writes: bool) -> T:
+        """`writes` means nothing here: every message holds the actor's lock."""
         return await trio.to_thread.run_sync(
-            self._ordered, work, writes, limiter=self._limiter, abandon_on_cancel=False
+            self._ordered, work, limiter=self._limiter, abandon_on_cancel=False
         )
 
-    def _ordered(self, work: Callable[[], T], writes: bool) -> T:
+    def _ordered(self, work: Callable[[], T]) -> T:
         def inside(conn: psycopg.Connection) -> T:
-            with self._using(conn, writes):
+            with self._using(conn):
                 return work()
 
-        result = self._db.ordered(self._address, inside)
-        self._own += writes  # committed: ordered() returned
+        result = self._db.ordered(self.address, inside)
+        self._own += self._changed  # committed: ordered() returned
         return result
 
     @contextmanager
-    def _using(self, conn: psycopg.Connection, writes: bool) -> Iterator[psycopg.Connection]:
-        """This store's statements go to `conn` meanwhile; a write counts a version."""
-        self._conn = conn
+    def _using(self, conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+        """This store's statements go to `conn` meanwhile, and so do those of a store opened
+        inside by this thread (`PgBackend.create_client`). If one changed a row, the address's
+        version moves with the transaction."""
+        outer = getattr(_current, "conn", None)
+        self._conn, self._changed, _current.conn = conn, False, conn
         try:
             yield conn
-            if writes:
-                conn.execute(
-                    "INSERT INTO oauthd_versions VALUES (%s, 1) ON CONFLICT (address)"
-                    " DO UPDATE SET version = oauthd_versions.version + 1",
-                    (self._address,),
-                )
+            if self._changed:
+                conn.execute(BUMP, (self.address,))
         finally:
-            self._conn = None
+            self._conn, _current.conn = None, outer
 
     @contextmanager
     def transaction(self, *, wait: bool = True) -> Iterator[psycopg.Connection]:
         """The ordered transaction for a caller that may block (it always waits here)."""
-        with self._db.holding(self._address) as conn, self._using(conn, True):
+        with self._db.holding(self.address) as conn, self._using(conn):
             yield conn
-        self._own += 1
+        self._own += self._changed
 
     @contextmanager
     def reading(self, *, wait: bool = True) -> Iterator[psycopg.Connection]:
-        with self._db.holding(self._address) as conn, self._using(conn, False):
+        with self.transaction() as conn:
             yield conn
 
     def data_version(self) -> int:
         found = self._read(
-            "SELECT version FROM oauthd_versions WHERE address = %s", (self._address,)
+            "SELECT version FROM oauthd_versions WHERE address = %s", (self.address,)
         )
         return (int(found[0][0]) if found else 0) - self._own
 
@@ -195,7 +202,7 @@ class PgShard:
         """Rows of a statement without the scope (the caller's own parameters only)."""
         if self._conn is not None:
             return self._conn.execute(sql.encode(), params).fetchall()
-        return self._db.ordered(self._address, lambda c: c.execute(sql.encode(), params).fetchall())
+        return self._db.ordered(self.address, lambda c: c.execute(sql.encode(), params).fetchall())
 
     def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Rows of a statement whose first parameters are the scope's."""
@@ -206,7 +213,16 @@ class PgShard:
         (0: first; an UPDATE's SET values come before its WHERE); rows changed."""
         assert self._conn is not None, "a write outside the store's transaction"
         values = (*params[:at], *self._scope, *params[at:])
-        return self._conn.execute(sql.encode(), values).rowcount
+        count = self._conn.execute(sql.encode(), values).rowcount
+        self._changed = self._changed or count > 0
+        return count
+
+    def changed_rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """`rows` of a statement that changes what it returns (UPDATE/DELETE ... RETURNING)."""
+        assert self._conn is not None, "a write outside the store's transaction"
+        found = self.rows(sql, params)
+        self._changed = self._changed or bool(found)
+        return found
 
 
 K = "tenant = %s AND shard_key = %s"  # a client's rows
@@ -699,7 +715,7 @@ class PgDirectoryStore(PgShard):
             raise ValueError("a user, a client or both")
         where = " AND ".join([T_, *(clause for clause, _ in chosen)])
         params = tuple(value for _, value in chosen)
-        found = self.rows(
+        found = self.changed_rows(
             f"DELETE FROM consents WHERE {where} RETURNING user_id, client_id",  # noqa: S608
             params,
         )
@@ -760,7 +776,7 @@ class PgFederationStore(PgShard):
         )
 
     def take_login(self, state: str, binding: str) -> LoginRow | None:
-        found = self.rows(
+        found = self.changed_rows(
             "DELETE FROM logins WHERE tenant = %s AND state_hash = %s AND binding_hash = %s"
             " RETURNING binding_hash, request_id, started_at, expires_at, max_age, force_login",
             (hash_secret(state), hash_secret(binding)),
@@ -808,7 +824,7 @@ class PgRegistryStore(PgShard):
         return str(found[0][0]) if found else None
 
     def _next_seq(self) -> int:
-        return int(self.rows("UPDATE changes SET seq = seq + 1 RETURNING seq")[0][0])
+        return int(self.changed_rows("UPDATE changes SET seq = seq + 1 RETURNING seq")[0][0])
 
     def insert_tenant(self, row: TenantRow) -> None:
         seq = self._next_seq()
@@ -897,9 +913,18 @@ class PgBackend:
         return True
 
     def create_client(self, settings: Settings, tenant: str, record: ClientRecord) -> str:
+        """Under the client's own lock. Inside the directory's transaction (registering), on
+        its connection: the index row and the registration commit together, and a second
+        connection is never waited for while one is held."""
         shard_key = shard_key_for(record.client_id)
         store = self.open_client(settings, tenant, shard_key)
-        with store.transaction():  # its own address's lock: ordered with the client's actor
+        conn = getattr(_current, "conn", None)
+        if conn is None:
+            with store.transaction():
+                store.save_client(record)
+            return shard_key
+        conn.execute(LOCK, (store.address,))  # the directory's, then the client's: one order
+        with store._using(conn):
             store.save_client(record)
         return shard_key
 

@@ -34,7 +34,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from oauthd.errors import TemporarilyUnavailable
 from oauthd.storage.sqlite import SchemaError
 
-__all__ = ["ATTEMPTS", "Database", "PgSchema"]
+__all__ = ["ATTEMPTS", "LOCK", "Database", "PgSchema"]
 
 T = TypeVar("T")
 ATTEMPTS = 5  # runs of one message's transaction before a conflict is answered with 503
