@@ -9,16 +9,12 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.flow import Authorization, authorize_code, redeem, register, tokens_for
 from tests.interop.test_cli import free_port, run
 from tests.interop.test_workers import (
-    PER_PROCESS,
-    ROUNDS,
-    async_clients,
-    race,
+    redemptions_have_one_winner,
+    refreshes_rotate_once,
     start,
     write_config,
 )
@@ -52,17 +48,7 @@ async def test_a_code_redeemed_through_two_hosts_has_one_winner(
 ) -> None:
     """OAuth 2.1 §4.1.3 across hosts: each code, redeemed at once through both, yields
     exactly one 200; every other attempt is invalid_grant. 50 codes."""
-    a, b = async_clients(hosts)
-    async with a, b:
-        client = await register(a)
-        auth = Authorization(client["client_id"])
-        for i in range(ROUNDS):
-            code = (await authorize_code((a, b)[i % 2], auth))["code"]
-            responses = await race((a, b), lambda http, code=code: redeem(http, auth, code))
-            statuses = sorted(r.status_code for r in responses)
-            assert statuses == [200] + [400] * (2 * PER_PROCESS - 1), (i, statuses)
-            errors = {r.json()["error"] for r in responses if r.status_code == 400}
-            assert errors == {"invalid_grant"}
+    await redemptions_have_one_winner(hosts)
 
 
 async def test_a_refresh_token_sent_through_two_hosts_rotates_once(
@@ -71,27 +57,7 @@ async def test_a_refresh_token_sent_through_two_hosts_rotates_once(
     """OAuth 2.1 §4.3.1 across hosts: one refresh token sent at once through both rotates into
     exactly one successor; the others get that same pair (grace-window replay). Fifty
     rotations in a chain, each raced; the last successor is live on both hosts."""
-    a, b = async_clients(hosts)
-    async with a, b:
-        client = await register(a)
-        auth = Authorization(client["client_id"], resource=None)
-        token = (await tokens_for(a, auth))["refresh_token"]
-
-        async def send(http: httpx.AsyncClient, token: str) -> httpx.Response:
-            data = {"grant_type": "refresh_token", "refresh_token": token}
-            return await http.post("/token", data={**data, "client_id": auth.client_id})
-
-        for i in range(ROUNDS):
-            responses = await race((a, b), lambda http, token=token: send(http, token))
-            assert [r.status_code for r in responses] == [200] * (2 * PER_PROCESS), (
-                i,
-                [r.text for r in responses],
-            )
-            pairs = {(r.json()["access_token"], r.json()["refresh_token"]) for r in responses}
-            assert len(pairs) == 1, i
-            ((_, token),) = pairs
-        for http in (a, b):
-            assert (await send(http, token)).status_code == 200
+    await refreshes_rotate_once(hosts)
 
 
 @pytest.mark.parametrize(

@@ -46,20 +46,8 @@ T = TypeVar("T")
 class SqliteShard(Store):
     """A shard file opened for an actor, with the actor's transaction (`run`)."""
 
-    def __init__(
-        self,
-        path: Path,
-        schema: Schema,
-        *,
-        create: bool,
-        fsync: bool = False,
-        busy_timeout_ms: int = 5000,
-    ) -> None:
-        super().__init__(path, schema, create=create, fsync=fsync, busy_timeout_ms=busy_timeout_ms)
-        self._fsync = fsync
-
     async def run(self, work: Callable[[], T], *, writes: bool) -> T:
-        if self._fsync:
+        if self._synchronous == "FULL":  # storage.fsync: the commit waits for the disk
             return await trio.to_thread.run_sync(self._once, work, writes, True)
         try:
             return self._once(work, writes, False)

@@ -24,6 +24,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import astuple
 from typing import Any, TypeVar
 
 import psycopg
@@ -33,7 +34,7 @@ from oauthd.settings import Settings
 from oauthd.storage.admin import GrantRow, UserListing
 from oauthd.storage.clients import COLUMNS as CLIENT_COLUMNS
 from oauthd.storage.clients import ClientRecord, record_from_row, record_values, shard_key_for
-from oauthd.storage.federation import LoginRow
+from oauthd.storage.federation import LoginRow, login_values
 from oauthd.storage.grants import (
     AccessTokenRow,
     CodeRow,
@@ -41,9 +42,10 @@ from oauthd.storage.grants import (
     FamilyRow,
     PendingRow,
     RefreshRow,
+    device_row,
 )
 from oauthd.storage.keys import KeyRow
-from oauthd.storage.people import ConsentRow, SessionRow, UserRow
+from oauthd.storage.people import ConsentRow, SessionRow, UserRow, consent_row, consent_values
 from oauthd.storage.postgres import LOCK, Database, PgSchema
 from oauthd.storage.registry import COLUMNS as TENANT_COLUMNS
 from oauthd.storage.registry import Changes, TenantRow
@@ -430,19 +432,7 @@ class PgClientStore(PgShard):
             f" auth_time FROM device_codes WHERE {K} AND code_hash = %s",
             (code_hash,),
         )
-        if not found:
-            return None
-        code_hash, request, expires_at, interval, next_poll_at, status, user_id, auth = found[0]
-        return DeviceRow(
-            code_hash,
-            json.loads(request),
-            expires_at,
-            interval,
-            next_poll_at,
-            status,
-            user_id,
-            auth,
-        )
+        return device_row(found[0]) if found else None
 
     def set_device_poll(self, code_hash: str, interval: int, next_poll_at: int) -> None:
         self.change(
@@ -663,12 +653,7 @@ class PgDirectoryStore(PgShard):
             f" WHERE {T_} AND user_id = %s AND client_id = %s",
             (user_id, client_id),
         )
-        if not found:
-            return None
-        scope, resources, redirects = found[0]
-        return ConsentRow(
-            tuple(scope.split()), tuple(json.loads(resources)), tuple(json.loads(redirects))
-        )
+        return consent_row(found[0]) if found else None
 
     def save_consent(self, user_id: str, client_id: str, consent: ConsentRow, now: int) -> None:
         self.change(
@@ -676,14 +661,7 @@ class PgDirectoryStore(PgShard):
             " ON CONFLICT (tenant, user_id, client_id) DO UPDATE SET scope = excluded.scope,"
             " resources = excluded.resources, granted_at = excluded.granted_at,"
             " redirects = excluded.redirects",
-            (
-                user_id,
-                client_id,
-                " ".join(consent.scope),
-                json.dumps(consent.resources),
-                now,
-                json.dumps(consent.redirects),
-            ),
+            consent_values(user_id, client_id, consent, now),
         )
 
     # --- the admin CLI's ---
@@ -733,19 +711,7 @@ class PgKeyStore(PgShard):
         return [KeyRow(*row) for row in found]
 
     def insert_key(self, row: KeyRow) -> None:
-        self.change(
-            "INSERT INTO keys VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                row.kid,
-                row.alg,
-                row.created_at,
-                row.activate_at,
-                row.retire_at,
-                row.remove_at,
-                row.public_jwk,
-                row.private_jwk,
-            ),
-        )
+        self.change("INSERT INTO keys VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", astuple(row))
 
     def update_key_times(self, kid: str, retire_at: int, remove_at: int) -> None:
         self.change(
@@ -764,15 +730,7 @@ class PgFederationStore(PgShard):
     def insert_login(self, state: str, binding: str, row: LoginRow) -> None:
         self.change(
             "INSERT INTO logins VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                hash_secret(state),
-                hash_secret(binding),
-                row.request_id,
-                row.started_at,
-                row.expires_at,
-                row.max_age,
-                int(row.force_login),
-            ),
+            login_values(state, binding, row),
         )
 
     def take_login(self, state: str, binding: str) -> LoginRow | None:
