@@ -33,7 +33,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests: the cluster, the flow
 
-from tests.flow import Authorization, authorize_code, redeem, register, register_machine
+from tests.flow import RESOURCE, Authorization, authorize_code, redeem, register, register_machine
 from tests.postgres import server_binaries, throwaway_cluster
 
 from oauthd.server import serve
@@ -42,6 +42,7 @@ from oauthd.settings import (
     LogSettings,
     Rate,
     RegistrationSettings,
+    ResourceSettings,
     Settings,
     StorageSettings,
     settings_for_tests,
@@ -102,6 +103,7 @@ def settings_for(data: Path, backend: Literal["sqlite", "postgres"]) -> Settings
         log=LogSettings(access_log=False),
         limits=LimitSettings(token_per_ip=many, register_per_ip=many),
         registration=RegistrationSettings(allow_client_credentials=True),
+        resources=(ResourceSettings(RESOURCE, ("mcp:tools",)),),
         storage=StorageSettings(backend=backend, dsn_env=DSN_ENV),
     )
 
