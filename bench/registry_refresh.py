@@ -19,6 +19,8 @@ from pathlib import Path
 
 from coldclients import percentile
 from oauthd.actors.registry import RegistryReader
+from oauthd.settings import settings_for_tests
+from oauthd.storage import SQLITE
 from oauthd.storage.registry import TenantRow, insert_tenant, open_registry, update_tenant
 
 ISSUER = "https://auth.bench.example"
@@ -35,7 +37,7 @@ def main(count: int) -> None:
         with writer.transaction():
             for row in rows:
                 insert_tenant(writer, row)
-        reader = RegistryReader(data)
+        reader = RegistryReader(settings_for_tests(data_dir=data), SQLITE)
         started = time.process_time()
         reader.refresh()
         first_ms = (time.process_time() - started) * 1000

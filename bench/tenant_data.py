@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -27,6 +28,7 @@ from oauthd.runtime import SystemClock
 from oauthd.settings import Settings
 from oauthd.storage import (
     DIRECTORY,
+    SQLITE,
     Store,
     client_shard_path,
     create_client_shard,
@@ -85,7 +87,7 @@ def make_tenants(data_dir: Path, root: Settings, count: int) -> Made:
     for i in range(count):
         tenant = tenant_id(i)
         directory = tenant_dir(data_dir, tenant)
-        trio.run(first_key, directory, own)
+        trio.run(first_key, tenant, own)
         cid = tenant_client(i)
         key = create_client_shard(directory, client_record(cid, now, machine=True))
         index = Store(directory / "directory.sqlite", DIRECTORY, create=True)
@@ -97,9 +99,10 @@ def make_tenants(data_dir: Path, root: Settings, count: int) -> Made:
     return Made(count, time.perf_counter() - started)
 
 
-async def first_key(directory: Path, own: Settings) -> None:
+async def first_key(tenant: str, own: Settings) -> None:
     """What a tenant's first activation does to its keys shard: plan, generate, seal, store."""
-    manager = KeyManager(directory, own.keys, own.storage, SystemClock(), KeyringHolder(), None)
+    opener = partial(SQLITE.open_keys, own, tenant)
+    manager = KeyManager(opener, own.keys, SystemClock(), KeyringHolder(), None)
     await manager.open()
     await manager.close()
 

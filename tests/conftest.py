@@ -1,8 +1,13 @@
-"""Shared fixtures: settings in a temporary data dir, and a real oauthd serving on a free port."""
+"""Shared fixtures: settings in a temporary data dir, and a real oauthd serving on a free port.
+
+A test module marked `pytest.mark.both_backends` runs each of its tests that uses
+`make_settings` twice: on SQLite and on PostgreSQL (a new database of the session's throwaway
+cluster per test, tests/postgres.py)."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -22,6 +27,7 @@ from oauthd.settings import (
     RegistrationSettings,
     ResourceSettings,
     Settings,
+    StorageSettings,
     settings_for_tests,
 )
 from tests.postgres import INSTALL, Cluster, missing, server_binaries, throwaway_cluster
@@ -44,9 +50,37 @@ def settings_in(directory: Path, **overrides: Any) -> Settings:
     return settings_for_tests(**{**base, **overrides})
 
 
+BACKENDS = ("sqlite", "postgres")
+DSN_ENV = "TEST_PG_DSN"  # the variable `[storage] dsn_env` names in the postgres leg
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("both_backends") is None:
+        return
+    if "storage_backend" in metafunc.fixturenames:
+        metafunc.parametrize("storage_backend", BACKENDS, indirect=True)
+
+
 @pytest.fixture
-def make_settings(tmp_path: Path) -> Callable[..., Settings]:
-    """Settings with a fresh data dir; keyword arguments replace top-level fields."""
+def storage_backend(request: pytest.FixtureRequest) -> str:
+    """The `[storage] backend` of `make_settings`: each of BACKENDS in a module marked
+    `both_backends`, else TEST_STORAGE_BACKEND (sqlite when unset: `TEST_STORAGE_BACKEND=postgres
+    pytest tests/spec` runs every spec test built on make_settings on PostgreSQL)."""
+    return str(getattr(request, "param", os.environ.get("TEST_STORAGE_BACKEND", "sqlite")))
+
+
+@pytest.fixture
+def make_settings(
+    tmp_path: Path, storage_backend: str, request: pytest.FixtureRequest
+) -> Callable[..., Settings]:
+    """Settings with a fresh data dir (and a fresh PostgreSQL database in the postgres leg);
+    keyword arguments replace top-level fields."""
+    if storage_backend == "postgres":
+        cluster: Cluster = request.getfixturevalue("postgres_cluster")
+        monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+        monkeypatch.setenv(DSN_ENV, cluster.create_database())
+        storage = StorageSettings(backend="postgres", dsn_env=DSN_ENV)
+        return partial(settings_in, tmp_path / "data", storage=storage)
     return partial(settings_in, tmp_path / "data")
 
 

@@ -25,7 +25,8 @@ import os
 import resource
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import Any
@@ -52,14 +53,23 @@ from oauthd.actors.registry import (
     tenant_settings,
 )
 from oauthd.actors.tenant_admin import TenantAdmin
-from oauthd.errors import ConfigError, OAuthError, ServerError
+from oauthd.errors import ConfigError, OAuthError, ServerError, TemporarilyUnavailable
 from oauthd.keys import KeyringHolder, parse_client_jwks, parse_kek
 from oauthd.logs import flush_logs, flush_logs_every
 from oauthd.metrics import Metrics
 from oauthd.oauth.rfc7591_registration import default_response_types, hash_initial_access_token
 from oauthd.runtime import ActorSystem, Clock, Limiter, SystemClock
 from oauthd.settings import Settings
-from oauthd.storage import ClientRecord, SchemaError, hash_secret, refuse_newer_data, tenant_dir
+from oauthd.storage import (
+    SQLITE,
+    Backend,
+    ClientRecord,
+    SchemaError,
+    hash_secret,
+    refuse_newer_data,
+    tenant_dir,
+)
+from oauthd.storage.pg_stores import open_postgres
 from oauthd.web import (
     AdminState,
     AppState,
@@ -85,6 +95,8 @@ __all__ = [
 
 log = logging.getLogger("oauthd.server")
 TENANT = DEFAULT_TENANT
+PG_POOL_SIZE = 8  # PostgreSQL connections per process: transactions at once
+PG_TIMEOUT_S = 5.0  # a request waits this long for one, then gets a 503
 PARSED_SETTINGS = 1024  # tenants whose parsed settings are kept (~2 KB each)
 
 
@@ -283,43 +295,70 @@ async def open_runtime(
     check_data_dir(settings)
     raise_fd_limit(settings)
     clients = configured_clients(settings, environ, int(clock.now()))
-    env = Env(
-        settings,
-        clock,
-        KeyringHolder(),
-        load_kek(settings, environ),
-        fetch_transport,
-        load_upstream_secret(settings, environ),
-        load_initial_access_tokens(settings, environ),
-        metrics=Metrics(settings.metrics.max_tenant_labels),
-    )
-    system = ActorSystem(settings.actors, kinds(env))
-    tenancy = Tenancy(settings, env, environ, system)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(system.run)
-        tenancy.nursery = nursery
-        nursery.start_soon(tenancy.watch)
-        try:
-            # The first start makes the first key.
-            next_at = await system.ask(keys_address(TENANT), Tick())
-        except ServerError as exc:
-            # The keys shard cannot be opened or decrypted: an operator's problem, not a crash.
-            raise ConfigError(settings.source, "keys", exc.detail or exc.description) from None
-        nursery.start_soon(
-            run_key_schedule,
-            system,
-            keys_address(TENANT),
+    async with open_backend(settings, environ) as backend:
+        env = Env(
+            settings,
             clock,
-            settings.keys.reload_interval_s,
-            next_at,
+            KeyringHolder(),
+            load_kek(settings, environ),
+            fetch_transport,
+            load_upstream_secret(settings, environ),
+            load_initial_access_tokens(settings, environ),
+            metrics=Metrics(settings.metrics.max_tenant_labels),
+            backend=backend,
         )
-        for record in clients:
-            await system.ask(directory_address(TENANT), RegisterClient(record))
-        if janitor:
-            nursery.start_soon(run_janitor, system, env, TENANT, settings.janitor.interval_s)
-            nursery.start_soon(tenancy.collect, settings.janitor.interval_s)
-        task_status.started(Runtime(settings, system, env, tenancy))
-        await trio.sleep_forever()
+        system = ActorSystem(settings.actors, kinds(env))
+        tenancy = Tenancy(settings, env, environ, system)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(system.run)
+            tenancy.nursery = nursery
+            nursery.start_soon(tenancy.watch)
+            try:
+                # The first start makes the first key.
+                next_at = await system.ask(keys_address(TENANT), Tick())
+            except ServerError as exc:
+                # The keys shard cannot be opened or decrypted: an operator's problem, not a crash.
+                raise ConfigError(settings.source, "keys", exc.detail or exc.description) from None
+            nursery.start_soon(
+                run_key_schedule,
+                system,
+                keys_address(TENANT),
+                clock,
+                settings.keys.reload_interval_s,
+                next_at,
+            )
+            for record in clients:
+                await system.ask(directory_address(TENANT), RegisterClient(record))
+            if janitor:
+                nursery.start_soon(run_janitor, system, env, TENANT, settings.janitor.interval_s)
+                nursery.start_soon(tenancy.collect, settings.janitor.interval_s)
+            task_status.started(Runtime(settings, system, env, tenancy))
+            await trio.sleep_forever()
+
+
+@asynccontextmanager
+async def open_backend(settings: Settings, environ: Mapping[str, str]) -> AsyncIterator[Backend]:
+    """The storage backend of `[storage] backend`: SQLite files under data_dir, or the
+    PostgreSQL database named by the variable `[storage] dsn_env` (its tables brought up to
+    date first; its pool closed on exit)."""
+    if settings.storage.backend == "sqlite":
+        yield SQLITE
+        return
+    name = settings.storage.dsn_env
+    dsn = environ.get(name, "")
+    if not dsn:
+        raise ConfigError(settings.source, "storage.dsn_env", f"the variable {name} is not set")
+    opening = partial(open_postgres, dsn, pool_size=PG_POOL_SIZE, timeout_s=PG_TIMEOUT_S)
+    try:
+        backend, db = await trio.to_thread.run_sync(opening)
+    except (SchemaError, TemporarilyUnavailable) as exc:
+        detail = getattr(exc, "detail", "") or str(exc)
+        raise ConfigError(settings.source, "storage", f"PostgreSQL: {detail}") from None
+    try:
+        yield backend
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(db.close)
 
 
 def app_state(runtime: Runtime, env: Env, metrics_token: str) -> AppState:
@@ -350,7 +389,7 @@ class Tenancy:
         self.env = env
         self.environ = environ
         self.system = system
-        self.reader = RegistryReader(settings.data_dir)
+        self.reader = RegistryReader(settings, env.backend)
         self.listeners: list[Callable[[str], None]] = []
         self.schedules: dict[str, trio.CancelScope] = {}
         self.nursery: trio.Nursery | None = None

@@ -200,12 +200,10 @@ def async_clients(urls: tuple[str, str]) -> tuple[httpx.AsyncClient, httpx.Async
     return a, b
 
 
-async def test_concurrent_redemptions_over_two_processes_have_one_winner(
-    pair: tuple[str, str],
-) -> None:
-    """OAuth 2.1 §4.1.3 across processes: each code, redeemed at once through both, yields
-    exactly one 200; every other attempt is invalid_grant. 50 codes."""
-    a, b = async_clients(pair)
+async def redemptions_have_one_winner(urls: tuple[str, str]) -> None:
+    """ROUNDS codes, each redeemed at once through both servers: one 200, the rest
+    invalid_grant."""
+    a, b = async_clients(urls)
     async with a, b:
         client = await register(a)
         auth = Authorization(client["client_id"])
@@ -218,13 +216,10 @@ async def test_concurrent_redemptions_over_two_processes_have_one_winner(
             assert errors == {"invalid_grant"}
 
 
-async def test_concurrent_refreshes_over_two_processes_rotate_once(
-    pair: tuple[str, str],
-) -> None:
-    """OAuth 2.1 §4.3.1 across processes: one refresh token sent at once through both rotates
-    into exactly one successor; the others get that same pair (grace-window replay). Fifty
-    rotations in a chain, each raced."""
-    a, b = async_clients(pair)
+async def refreshes_rotate_once(urls: tuple[str, str]) -> None:
+    """A chain of ROUNDS rotations, each refresh token sent at once through both servers: one
+    successor, the same pair for every sender; the last one is live on both."""
+    a, b = async_clients(urls)
     async with a, b:
         client = await register(a)
         auth = Authorization(client["client_id"], resource=None)
@@ -243,9 +238,25 @@ async def test_concurrent_refreshes_over_two_processes_rotate_once(
             pairs = {(r.json()["access_token"], r.json()["refresh_token"]) for r in responses}
             assert len(pairs) == 1, i
             ((_, token),) = pairs
-        # The last successor is live on both processes.
         for http in (a, b):
             assert (await send(http, token)).status_code == 200
+
+
+async def test_concurrent_redemptions_over_two_processes_have_one_winner(
+    pair: tuple[str, str],
+) -> None:
+    """OAuth 2.1 §4.1.3 across processes: each code, redeemed at once through both, yields
+    exactly one 200; every other attempt is invalid_grant. 50 codes."""
+    await redemptions_have_one_winner(pair)
+
+
+async def test_concurrent_refreshes_over_two_processes_rotate_once(
+    pair: tuple[str, str],
+) -> None:
+    """OAuth 2.1 §4.3.1 across processes: one refresh token sent at once through both rotates
+    into exactly one successor; the others get that same pair (grace-window replay). Fifty
+    rotations in a chain, each raced."""
+    await refreshes_rotate_once(pair)
 
 
 async def test_rfc7592_update_and_delete_are_seen_by_the_other_process_at_once(

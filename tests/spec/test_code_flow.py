@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import jwt
+import pytest
 
 from tests.conftest import ISSUER, Server
 from tests.flow import Authorization, authorize_code, redeem, register
+
+pytestmark = pytest.mark.both_backends  # SQLite and PostgreSQL (tests/conftest.py)
 
 
 async def test_s4_1_register_authorize_login_consent_token_userinfo_refresh(server: Server) -> None:

@@ -17,6 +17,8 @@ from oauthd.settings import ResourceSettings, Settings
 from tests.conftest import ManualClock, Server, running_server
 from tests.flow import LOOPBACK, RESOURCE, Authorization, authorize_code, pkce, redeem, register
 
+pytestmark = pytest.mark.both_backends  # SQLite and PostgreSQL (tests/conftest.py)
+
 OTHER_RESOURCE = "https://other.example.com/mcp"
 CODE_TTL_S = 60  # the default (TokenSettings.code_ttl_s)
 

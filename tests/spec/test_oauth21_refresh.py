@@ -14,6 +14,8 @@ from oauthd.settings import ResourceSettings, Settings, TokenSettings
 from tests.conftest import ManualClock, Server, running_server
 from tests.flow import RESOURCE, Authorization, authorize_code, register, tokens_for
 
+pytestmark = pytest.mark.both_backends  # SQLite and PostgreSQL (tests/conftest.py)
+
 OTHER_RESOURCE = "https://other.example.com/mcp"
 UNGRANTED_RESOURCE = "https://third.example.com/mcp"
 GRACE_S = 5

@@ -15,6 +15,8 @@ from oauthd.settings import ActorSettings, Settings, TokenSettings
 from tests.conftest import ManualClock, Server, running_server
 from tests.flow import Authorization, authorize_code, redeem, register, tokens_for
 
+pytestmark = pytest.mark.both_backends  # SQLite and PostgreSQL (tests/conftest.py)
+
 N = 50
 GRACE_S = 5
 

@@ -4,19 +4,24 @@ takes with it."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import jwt
+import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from oauthd.settings import ClientSettings, ResourceSettings, Settings
 from tests.conftest import ManualClock, Server, running_server
 from tests.flow import LOOPBACK, RESOURCE, Authorization, authorize_code, register, tokens_for
+
+pytestmark = pytest.mark.both_backends  # SQLite and PostgreSQL (tests/conftest.py)
 
 OTHER_RESOURCE = "https://other.example.com/mcp"
 CONF_ID, CONF_ENV, CONF_SECRET = "conf", "OAUTHD_TEST_CONF_SECRET", "conf-secret-0123456789"
@@ -159,15 +164,19 @@ def other_key() -> ec.EllipticCurvePrivateKey:
 
 
 def server_key(settings: Settings, token: str) -> tuple[str, Any]:
-    """The server's own private key that signed `token` (read from keys.sqlite): to mint
+    """The server's own private key that signed `token` (read from its storage): to mint
     tokens that are validly signed but otherwise wrong."""
     kid = jwt.get_unverified_header(token)["kid"]
-    conn = sqlite3.connect(settings.data_dir / "default" / "keys.sqlite")
-    try:
-        (private,) = conn.execute("SELECT private_jwk FROM keys WHERE kid = ?", (kid,)).fetchone()
-    finally:
-        conn.close()
-    return kid, jwt.PyJWK.from_json(private).key
+    if settings.storage.backend == "postgres":
+        with psycopg.connect(os.environ[settings.storage.dsn_env]) as pg:
+            found = pg.execute(
+                "SELECT private_jwk FROM keys WHERE tenant = 'default' AND kid = %s", (kid,)
+            ).fetchone()
+    else:
+        with closing(sqlite3.connect(settings.data_dir / "default" / "keys.sqlite")) as conn:
+            found = conn.execute("SELECT private_jwk FROM keys WHERE kid = ?", (kid,)).fetchone()
+    assert found is not None
+    return kid, jwt.PyJWK.from_json(found[0]).key
 
 
 # --- §2.1: revoking a refresh token ends the grant ----------------------------------------------

@@ -6,8 +6,12 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from oauthd.settings import KeySettings, Settings
 from tests.conftest import Server, running_server
+
+pytestmark = pytest.mark.both_backends  # SQLite and PostgreSQL (tests/conftest.py)
 
 JWKS = "/.well-known/jwks.json"
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}

@@ -12,6 +12,8 @@ import pytest
 from tests.conftest import Server
 from tests.flow import LOOPBACK, Authorization, tokens_for
 
+pytestmark = pytest.mark.both_backends  # SQLite and PostgreSQL (tests/conftest.py)
+
 # A public P-256 point (RFC 7518 §6.2.1), for a private_key_jwt registration.
 EC_X = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU"
 EC_Y = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"

@@ -21,6 +21,8 @@ from tests.flow import (
     tokens_for,
 )
 
+pytestmark = pytest.mark.both_backends  # SQLite and PostgreSQL (tests/conftest.py)
+
 SERVER_MANAGED = (
     "registration_access_token",
     "registration_client_uri",

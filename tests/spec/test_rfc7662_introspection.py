@@ -37,6 +37,8 @@ from tests.spec.test_rfc7009_revocation import (
     server_key,
 )
 
+pytestmark = pytest.mark.both_backends  # SQLite and PostgreSQL (tests/conftest.py)
+
 INACTIVE = {"active": False}
 MEMBERS = {"active", "scope", "client_id", "sub", "aud", "iss", "exp", "iat", "token_type"}
 

@@ -20,6 +20,8 @@ from oauthd.settings import ClientSettings, Settings
 from tests.conftest import ISSUER, ManualClock, Server, running_server
 from tests.flow import RESOURCE, consent, form_field, login
 
+pytestmark = pytest.mark.both_backends  # SQLite and PostgreSQL (tests/conftest.py)
+
 DEVICE = "urn:ietf:params:oauth:grant-type:device_code"
 USER_CODE = re.compile(r"[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}")
 NOT_VALID = "That code is not valid"

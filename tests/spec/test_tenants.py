@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,6 +26,7 @@ from oauthd.actors.registry import (
 )
 from oauthd.keys import KeyringHolder
 from oauthd.runtime import ActorSystem, Command, SystemClock
+from oauthd.server import open_backend
 from oauthd.settings import Settings
 from oauthd.storage.registry import remove_tenant_dir
 from tests.conftest import ISSUER, Server, running_server
@@ -37,10 +39,11 @@ DEVICE = "urn:ietf:params:oauth:grant-type:device_code"
 
 @asynccontextmanager
 async def registry(settings: Settings) -> AsyncIterator[Callable[[Command[Any]], Any]]:
-    """The Registry as another process (the CLI) reaches it: its own actors, the same file."""
-    env = Env(settings, SystemClock(), KeyringHolder(), None)
-    system = ActorSystem(settings.actors, kinds(env))
-    async with trio.open_nursery() as nursery:
+    """The Registry as another process (the CLI) reaches it: its own actors, the same
+    storage (file or database)."""
+    async with open_backend(settings, os.environ) as backend, trio.open_nursery() as nursery:
+        env = Env(settings, SystemClock(), KeyringHolder(), None, backend=backend)
+        system = ActorSystem(settings.actors, kinds(env))
         await nursery.start(system.run)
 
         async def ask(message: Command[Any]) -> Any:

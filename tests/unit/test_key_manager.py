@@ -26,6 +26,7 @@ from oauthd.keys.jwk import unseal
 from oauthd.runtime import TrioClock
 from oauthd.server import TENANT, Runtime, open_runtime
 from oauthd.settings import ActorSettings, KeySettings, Settings, StorageSettings, TokenSettings
+from oauthd.storage import SQLITE
 
 DAY = 86_400
 HOUR = 3_600
@@ -247,12 +248,7 @@ async def test_rotation_by_another_process_reaches_the_server_within_reload_inte
     async with running(settings, clock) as runtime:
         before = runtime.keyring.current.signer_kid
         other = KeyManager(
-            settings.data_dir / TENANT,
-            settings.keys,
-            settings.storage,
-            clock,
-            KeyringHolder(),
-            None,
+            partial(SQLITE.open_keys, settings, TENANT), settings.keys, clock, KeyringHolder(), None
         )
         await other.open()
         infos = await other.receive(RotateKeys(immediate=True))

@@ -8,6 +8,8 @@ from dataclasses import astuple, replace
 from pathlib import Path
 
 from oauthd.actors.registry import RegistryReader
+from oauthd.settings import settings_for_tests
+from oauthd.storage import SQLITE
 from oauthd.storage.registry import (
     REGISTRY,
     TenantRow,
@@ -20,6 +22,10 @@ from oauthd.storage.registry import (
     update_tenant,
 )
 from oauthd.storage.sqlite import Schema, Store
+
+
+def reader_of(data_dir: Path) -> RegistryReader:
+    return RegistryReader(settings_for_tests(data_dir=data_dir), SQLITE)
 
 
 def row(tenant: str, updated_at: int = 0) -> TenantRow:
@@ -44,7 +50,7 @@ def test_a_refresh_reads_what_changed_and_agrees_with_a_whole_read(tmp_path: Pat
     """Inserts, updates, deletes and a tenant added again after its removal: each refresh
     answers the tenants changed, and the view equals a whole read of the registry."""
     writer = open_registry(tmp_path)
-    reader = RegistryReader(tmp_path)
+    reader = reader_of(tmp_path)
     steps = [
         ([("insert", "a"), ("insert", "b"), ("insert", "c")], {"a", "b", "c"}),
         ([("update", "b", 5)], {"b"}),
@@ -59,7 +65,7 @@ def test_a_refresh_reads_what_changed_and_agrees_with_a_whole_read(tmp_path: Pat
         assert reader.refresh() == expected
         assert reader.rows == whole(writer)
     assert reader.rows["a"].updated_at == 9
-    late = RegistryReader(tmp_path)  # a process started after all of it
+    late = reader_of(tmp_path)  # a process started after all of it
     assert late.refresh() == {"a", "b"}
     assert late.rows == whole(writer)
 
@@ -85,7 +91,7 @@ def test_a_version_1_registry_is_migrated_with_its_rows(tmp_path: Path) -> None:
     old = Store(registry_file(tmp_path), version_1, create=True)
     old.conn.execute("INSERT INTO tenants VALUES (?, ?, ?, ?, ?, ?)", astuple(row("old")))
     old.close()
-    reader = RegistryReader(tmp_path)
+    reader = reader_of(tmp_path)
     assert reader.refresh() == {"old"}
     writer = open_registry(tmp_path)
     assert writer.query("PRAGMA user_version") == [(REGISTRY.version,)]

@@ -30,6 +30,7 @@ from oauthd.keys import KeyringHolder
 from oauthd.runtime import Actor, ActorSystem, Address, Kind, TrioClock
 from oauthd.settings import ActorSettings, Settings, StorageSettings, settings_for_tests
 from oauthd.storage import ClientRecord, LockBusy, Schema, Store
+from oauthd.storage.embedded import SqliteShard
 
 # --- a small shard actor: a counter per name, on its own SQLite file ----------------------------
 
@@ -98,11 +99,9 @@ def _add(conn: sqlite3.Connection, name: str) -> None:
     )
 
 
-class Counter(ShardActor):
-    schema = COUNTER
-
+class Counter(ShardActor[SqliteShard]):
     def __init__(self, path: Path, tally: Tally) -> None:
-        super().__init__(path, StorageSettings(), create=True)
+        super().__init__(lambda: SqliteShard(path, COUNTER, create=True))
         self.tally = tally
         self.handled = 0  # in-memory state: a restart resets it
 

@@ -207,13 +207,11 @@ def test_impossible_value_names_file_and_key(tmp_path: Path, text: str, key: str
     assert_names(config_error(tmp_path, text), str(tmp_path / "oauthd.toml"), key)
 
 
-def test_postgres_backend_is_refused_until_every_actor_stores_in_it(tmp_path: Path) -> None:
-    """`[storage] backend = "postgres"` is not selectable half-done: the ConfigError names the
-    key and what still stores in SQLite only."""
-    text = BASE + "[storage]\nbackend = 'postgres'\ndsn_env = 'OAUTHD_TEST_DSN'\n"
-    error = config_error(tmp_path, text)
-    assert_names(error, str(tmp_path / "oauthd.toml"), "storage.backend")
-    assert "client shards, directory, keys, federation and registry" in str(error)
+def test_postgres_backend_is_selected_with_the_variable_of_its_dsn(tmp_path: Path) -> None:
+    """`[storage] backend = "postgres"` loads with `dsn_env`, the variable's name only (the
+    DSN is a secret, never in the file)."""
+    storage = load(tmp_path, BASE + "[storage]\nbackend = 'postgres'\ndsn_env = 'PG_DSN'\n").storage
+    assert (storage.backend, storage.dsn_env) == ("postgres", "PG_DSN")
 
 
 @pytest.mark.parametrize("listen", ["127.0.0.1", "127.0.0.1:http", ":8787", "127.0.0.1:65536", ""])

@@ -185,7 +185,7 @@ async def test_registry_adds_updates_disables_and_deletes_tenants(
     root = make_settings()
     env = Env(root, SystemClock(), KeyringHolder(), None)
     registry = registry_address()
-    reader = RegistryReader(root.data_dir)
+    reader = RegistryReader(root, env.backend)
     assert reader.refresh() == set()
     assert not (root.data_dir / "registry.sqlite").exists()
     async with running(env) as system:
@@ -232,7 +232,7 @@ async def test_an_own_origin_issuer_is_an_origin_alone_on_a_host_no_one_else_has
     root = make_settings()
     env = Env(root, SystemClock(), KeyringHolder(), None)
     registry = registry_address()
-    reader = RegistryReader(root.data_dir)
+    reader = RegistryReader(root, env.backend)
     async with running(env) as system:
         acme = await system.ask(registry, AddTenant("acme", "https://login.acme.test"))
         assert acme.issuer == "https://login.acme.test"

@@ -1,5 +1,5 @@
 """The ClientActor: owns one client's shard. Its registration is cached in memory and
-re-read when another process has committed to the shard (PRAGMA data_version).
+re-read when another process has committed to the shard (the store's `data_version`).
 
 Its handlers are plain functions over the `ClientShard` it implements, one module per
 concern: the browser part of the code flow (`client_authz`: pending requests, codes), the
@@ -11,6 +11,7 @@ authenticate the client share `client_auth.authenticate`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 from oauthd.actors import (
     client_admin,
@@ -25,15 +26,7 @@ from oauthd.actors.shard import ShardActor, command, query
 from oauthd.actors.wiring import Env
 from oauthd.errors import InvalidClient
 from oauthd.runtime import Address, Command, Query
-from oauthd.storage import (
-    ClientRecord,
-    client_shard_path,
-    collect_client_shard,
-    delete_client,
-    load_client,
-    shard_key_for,
-)
-from oauthd.storage.clients import CLIENT
+from oauthd.storage import ClientRecord, ClientStore, shard_key_for
 
 __all__ = ["ClientActor", "Collect", "Collected", "GetClient", "client_address"]
 
@@ -63,8 +56,7 @@ def client_address(tenant: str, client_id: str) -> Address:
     return Address(tenant, "client", shard_key_for(client_id))
 
 
-class ClientActor(ShardActor, ClientShard):
-    schema = CLIENT
+class ClientActor(ShardActor[ClientStore], ClientShard):
     handler_modules = (
         client_admin,
         client_authz,
@@ -75,9 +67,9 @@ class ClientActor(ShardActor, ClientShard):
     )
 
     def __init__(self, env: Env, tenant: str, shard_key: str) -> None:
-        path = client_shard_path(env.tenant_dir(tenant), shard_key)
         super().__init__(
-            path, env.settings.storage, create=False, observe=env.metrics.observer(tenant)
+            partial(env.backend.open_client, env.settings, tenant, shard_key),
+            observe=env.metrics.observer(tenant),
         )
         self.env = env
         self.shard_key = shard_key
@@ -85,7 +77,7 @@ class ClientActor(ShardActor, ClientShard):
         self._seen_version = -1
 
     def loaded(self) -> None:
-        self._client = load_client(self.store)
+        self._client = self.store.load_client()
         self._seen_version = self.store.data_version()
 
     def now(self) -> int:
@@ -114,8 +106,8 @@ class ClientActor(ShardActor, ClientShard):
     @command(Collect)
     def collect(self, _message: Collect) -> Collected:
         now = self.now()
-        counts = collect_client_shard(self.store, now)
-        record = load_client(self.store)  # not client(): a deleted client must answer too
+        counts = self.store.collect_client_shard(now)
+        record = self.store.load_client()  # not client(): a deleted client must answer too
         quota = self.env.settings.client_quota(record.source) if record else None
         if record is not None and record.deleted_at is None and quota is not None:
             # A dynamic or document client never used, or idle past its lifetime, goes the
@@ -125,8 +117,8 @@ class ClientActor(ShardActor, ClientShard):
             expired = now >= expires_at
             counts["expired_clients"] = int(expired)
             if expired:
-                delete_client(self.store, now)
+                self.store.delete_client(now)
                 self.forget()
-                record = load_client(self.store)
+                record = self.store.load_client()
         deleted = record.client_id if record is not None and record.deleted_at is not None else None
         return Collected(counts, deleted)

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from oauthd.actors.context import ClientShard
 from oauthd.actors.shard import command, query
 from oauthd.runtime import Command, Query
-from oauthd.storage import admin, delete_client
 from oauthd.storage.admin import GrantRow
 
 __all__ = ["ListGrants", "RemoveClient", "RevokeGrants"]
@@ -36,13 +35,13 @@ class RemoveClient(Command[None]):
 @query(ListGrants)
 def list_grants(shard: ClientShard, message: ListGrants) -> list[GrantRow]:
     shard.client()
-    return admin.list_grants(shard.store, message.user_id, shard.now())
+    return shard.store.list_grants(message.user_id, shard.now())
 
 
 @command(RevokeGrants)
 def revoke_grants(shard: ClientShard, message: RevokeGrants) -> list[GrantRow]:
     client_id = shard.client().client_id
-    ended = admin.revoke_grants(shard.store, message.user_id, shard.now())
+    ended = shard.store.revoke_grants(message.user_id, shard.now())
     for grant in ended:
         shard.audit("grant_revoked", client_id=client_id, sub=grant.user_id, family=grant.family_id)
     return ended
@@ -51,6 +50,6 @@ def revoke_grants(shard: ClientShard, message: RevokeGrants) -> list[GrantRow]:
 @command(RemoveClient)
 def remove_client(shard: ClientShard, _message: RemoveClient) -> None:
     client_id = shard.client().client_id
-    delete_client(shard.store, shard.now())
+    shard.store.delete_client(shard.now())
     shard.forget()
     shard.audit("client_deleted", client_id=client_id, by="cli")

@@ -18,7 +18,6 @@ from oauthd.keys.client_assertion import UnknownKey
 from oauthd.oauth.rfc6749_client_auth import ClientCredentials, check_method
 from oauthd.oauth.rfc7523_client_assertion import check_assertion_claims
 from oauthd.storage import ClientRecord, check_secret
-from oauthd.storage.clients import spend_assertion_jti
 
 __all__ = [
     "TOKEN_PATH",
@@ -106,7 +105,7 @@ def _spend_assertion(
     checked = check_assertion_claims(
         claims, client_id=client.client_id, audiences=(issuer, issuer + TOKEN_PATH), now=now
     )
-    if not spend_assertion_jti(shard.store, checked.jti, checked.exp, now):
+    if not shard.store.spend_assertion_jti(checked.jti, checked.exp, now):
         raise InvalidClient("client assertion was already used")
 
 

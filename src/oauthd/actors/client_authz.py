@@ -31,14 +31,6 @@ from oauthd.oauth.rfc8252_redirects import matches_registered
 from oauthd.storage import hash_secret
 from oauthd.storage.grants import (
     PendingRow,
-    consume_pending,
-    decide_device_code,
-    insert_code,
-    insert_pending,
-    load_device_code,
-    load_pending,
-    set_pending_csrf,
-    set_pending_request,
 )
 
 __all__ = ["PENDING_TTL_S"]
@@ -61,12 +53,12 @@ def _check_still_registered(shard: ClientShard, request: AuthorizationRequest) -
 def start_pending(shard: ClientShard, message: StartPending) -> str:
     request_id = issue_handle("ar", shard.shard_key)
     data = request_to_json(message.request)
-    insert_pending(shard.store, request_id, message.browser, data, shard.now(), PENDING_TTL_S)
+    shard.store.insert_pending(request_id, message.browser, data, shard.now(), PENDING_TTL_S)
     return request_id
 
 
 def _pending(shard: ClientShard, request_id: str, browser: str) -> PendingRow:
-    row = load_pending(shard.store, request_id)
+    row = shard.store.load_pending(request_id)
     # The same answer for unknown, expired and other-browser requests: nothing to probe.
     if (
         row is None
@@ -90,7 +82,7 @@ def _checked(shard: ClientShard, request_id: str, browser: str, csrf: str) -> Au
 def prepare_pending(shard: ClientShard, message: PreparePending) -> Pending:
     row = _pending(shard, message.request_id, message.browser)
     csrf = issue_secret()
-    set_pending_csrf(shard.store, message.request_id, csrf)
+    shard.store.set_pending_csrf(message.request_id, csrf)
     return Pending(request_from_json(row.request), csrf)
 
 
@@ -102,7 +94,7 @@ def check_pending(shard: ClientShard, message: CheckPending) -> AuthorizationReq
 @command(ApprovePending)
 def approve_pending(shard: ClientShard, message: ApprovePending) -> CodeIssued | DeviceDecided:
     request = _checked(shard, message.request_id, message.browser, message.csrf)
-    consume_pending(shard.store, message.request_id)  # single use
+    shard.store.consume_pending(message.request_id)  # single use
     if request.device_code_hash is not None:
         return _decide_device(shard, request, message.user_id, message.auth_time)
     return _issue_code(shard, request, message.user_id, message.auth_time)
@@ -112,14 +104,14 @@ def approve_pending(shard: ClientShard, message: ApprovePending) -> CodeIssued |
 def consent_pending(shard: ClientShard, message: ConsentPending) -> AuthorizationRequest:
     request = _checked(shard, message.request_id, message.browser, message.csrf)
     consented = dataclasses.replace(request, consented=True)
-    set_pending_request(shard.store, message.request_id, request_to_json(consented))
+    shard.store.set_pending_request(message.request_id, request_to_json(consented))
     return consented
 
 
 @command(DenyPending)
 def deny_pending(shard: ClientShard, message: DenyPending) -> CodeIssued | DeviceDecided:
     request = _checked(shard, message.request_id, message.browser, message.csrf)
-    consume_pending(shard.store, message.request_id)
+    shard.store.consume_pending(message.request_id)
     if request.device_code_hash is not None:
         return _decide_device(shard, request, None, None)
     return CodeIssued(request.redirect_uri, request.state, None)
@@ -131,12 +123,12 @@ def _decide_device(
     """RFC 8628 §3.3: the person's decision is recorded on the device code, which the
     device's next poll answers; a code decided, expired or redeemed meanwhile is not."""
     code_hash = request.device_code_hash or ""
-    row = load_device_code(shard.store, code_hash)
+    row = shard.store.load_device_code(code_hash)
     if row is None or row.status != "pending" or row.expires_at <= shard.now():
         raise InvalidRequest("this code has expired; start again on your device")
     approved = user_id is not None
     status = "approved" if approved else "denied"
-    decide_device_code(shard.store, code_hash, status, user_id, auth_time)
+    shard.store.decide_device_code(code_hash, status, user_id, auth_time)
     return DeviceDecided(approved, request.user_code or "")
 
 
@@ -161,5 +153,5 @@ def _issue_code(
         "resources": list(request.resources),
         "nonce": request.nonce,
     }
-    insert_code(shard.store, code, grant, shard.now() + shard.env.settings.tokens.code_ttl_s)
+    shard.store.insert_code(code, grant, shard.now() + shard.env.settings.tokens.code_ttl_s)
     return CodeIssued(request.redirect_uri, request.state, code)

@@ -40,12 +40,6 @@ from oauthd.runtime import Command, Query
 from oauthd.storage import ClientRecord, hash_secret
 from oauthd.storage.grants import (
     FamilyRow,
-    insert_device_code,
-    insert_family,
-    insert_refresh,
-    load_device_code,
-    mark_device_redeemed,
-    set_device_poll,
 )
 
 __all__ = [
@@ -106,8 +100,8 @@ def start_device_authorization(
     ttl = settings.tokens.device_code_ttl_s
     device_code = issue_device_code(shard.shard_key)
     request = {"scope": list(scope), "resources": list(resources)}
-    code_hash = insert_device_code(
-        shard.store, device_code, request, now, now + ttl, DEFAULT_INTERVAL_S
+    code_hash = shard.store.insert_device_code(
+        device_code, request, now, now + ttl, DEFAULT_INTERVAL_S
     )
     return DeviceStarted(device_code, code_hash, now + ttl, ttl, DEFAULT_INTERVAL_S)
 
@@ -117,7 +111,7 @@ def get_device_request(
     shard: ClientShard, message: GetDeviceRequest
 ) -> AuthorizationRequest | None:
     client = shard.client()
-    row = load_device_code(shard.store, message.code_hash)
+    row = shard.store.load_device_code(message.code_hash)
     if row is None or row.status != "pending" or has_expired(row.expires_at, shard.now()):
         return None
     return AuthorizationRequest(
@@ -146,7 +140,7 @@ def poll_device_code(
         raise InvalidRequest("device_code is required")
     # A code of another client's shard never reaches this one; here it is unknown.
     known = parse_device_code(message.device_code) == shard.shard_key
-    row = load_device_code(shard.store, hash_secret(message.device_code)) if known else None
+    row = shard.store.load_device_code(hash_secret(message.device_code)) if known else None
     now = shard.now()
     if row is None or row.status == "redeemed":
         raise InvalidGrant("the device code is invalid")  # DEVICE-5, DEVICE-6
@@ -156,7 +150,7 @@ def poll_device_code(
         raise AccessDenied("the user denied the request")
     if row.status == "pending":
         poll = next_poll(now, row.next_poll_at, row.interval)
-        set_device_poll(shard.store, row.code_hash, poll.interval, poll.next_poll_at)
+        shard.store.set_device_poll(row.code_hash, poll.interval, poll.next_poll_at)
         if poll.too_soon:
             raise CommitThenRaise(SlowDown(f"poll at most every {poll.interval} seconds"))
         raise CommitThenRaise(AuthorizationPending("the user has not yet decided"))
@@ -175,10 +169,10 @@ def poll_device_code(
         expires_at=now + shard.env.settings.tokens.refresh_token_ttl_s,
         revoked_at=None,
     )
-    insert_family(shard.store, family, now)
-    mark_device_redeemed(shard.store, row.code_hash, family.family_id)
+    shard.store.insert_family(family, now)
+    shard.store.mark_device_redeemed(row.code_hash, family.family_id)
     refresh = None
     if "refresh_token" in client.grant_types:
         refresh = issue_handle("rt", shard.shard_key)
-        insert_refresh(shard.store, refresh, family.family_id, now)
+        shard.store.insert_refresh(refresh, family.family_id, now)
     return mint_tokens(shard, DEVICE_GRANT, client, family, target, refresh, None)

@@ -30,7 +30,6 @@ from oauthd.oauth.rfc8707_resources import token_target
 from oauthd.oauth.rfc9068_access_token import AccessTokenClaims
 from oauthd.oauth.token_liveness import Liveness
 from oauthd.runtime import Command, Query
-from oauthd.storage.grants import load_refresh, revoke_access_token, revoke_family
 
 __all__ = [
     "AuthenticateCaller",
@@ -100,16 +99,16 @@ def revoke_token(shard: ClientShard, message: RevokeToken) -> None:
     if access is not None:
         # An access token ends alone: its refresh token stays alive (RFC 7009 §2.1 MAY).
         if access.client_id == client.client_id:
-            revoke_access_token(shard.store, access.jti, now)
+            shard.store.revoke_access_token(access.jti, now)
             shard.audit("token_revoked", client_id=client.client_id, jti=access.jti)
         return
     if parse_handle(message.token, "rt") != shard.shard_key:
         return  # not a refresh token of this client's shard: foreign or garbage
-    row = load_refresh(shard.store, message.token)
+    row = shard.store.load_refresh(message.token)
     if row is not None:
         # A rotated token still names its grant; presenting it to /token after the grace
         # window would end the grant as well (OAuth 2.1 §4.3.1).
-        revoke_family(shard.store, row.family_id, now)
+        shard.store.revoke_family(row.family_id, now)
         shard.audit("token_revoked", client_id=client.client_id, family=row.family_id)
 
 

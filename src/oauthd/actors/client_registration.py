@@ -14,7 +14,6 @@ from oauthd.oauth.rfc6750_bearer import InvalidToken
 from oauthd.oauth.rfc7591_registration import ClientMetadata, InvalidClientMetadata
 from oauthd.runtime import Command, Query
 from oauthd.storage import ClientRecord, check_secret
-from oauthd.storage.clients import delete_client, save_client
 
 __all__ = [
     "DeleteRegistration",
@@ -89,7 +88,7 @@ def update_registration(shard: ClientShard, message: UpdateRegistration) -> Clie
         scope=meta.scope,
         metadata=json.dumps(meta.public_members()),
     )
-    save_client(shard.store, updated)
+    shard.store.save_client(updated)
     shard.forget()
     return updated
 
@@ -97,7 +96,7 @@ def update_registration(shard: ClientShard, message: UpdateRegistration) -> Clie
 @command(DeleteRegistration)
 def delete_registration(shard: ClientShard, message: DeleteRegistration) -> None:
     client = _authorized(shard, message.token)
-    delete_client(shard.store, shard.now())
+    shard.store.delete_client(shard.now())
     shard.forget()
     shard.audit("client_deleted", client_id=client.client_id, by="rfc7592")
 
@@ -109,6 +108,6 @@ def update_from_document(shard: ClientShard, message: UpdateFromDocument) -> Cli
         raise InvalidClientMetadata("this client is not known by a metadata document")
     updated = message.record.succeeding(client)
     if updated != client:
-        save_client(shard.store, updated)
+        shard.store.save_client(updated)
         shard.forget()
     return updated

@@ -32,16 +32,9 @@ from oauthd.oauth.scopes import format_scope, known_scopes, parse_scope
 from oauthd.oauth.token_liveness import Liveness, has_expired
 from oauthd.runtime import Command
 from oauthd.settings import ID_TOKEN_ALG
-from oauthd.storage import ClientRecord, touch_client
+from oauthd.storage import ClientRecord
 from oauthd.storage.grants import (
     FamilyRow,
-    insert_access_token,
-    insert_family,
-    insert_refresh,
-    load_code,
-    mark_code_redeemed,
-    mark_refresh_rotated,
-    revoke_family,
 )
 
 __all__ = ["IssueClientToken", "mint_tokens"]
@@ -65,7 +58,7 @@ def redeem_code(shard: ClientShard, client: ClientRecord, message: RedeemCode) -
     require_grant(client, "authorization_code")
     if message.code is None:
         raise InvalidRequest("code is required")
-    row = load_code(shard.store, message.code) if parse_handle(message.code, "ac") else None
+    row = shard.store.load_code(message.code) if parse_handle(message.code, "ac") else None
     if row is None:
         raise InvalidGrant("the code is invalid")
     grant = row.grant
@@ -77,7 +70,7 @@ def redeem_code(shard: ClientShard, client: ClientRecord, message: RedeemCode) -
     if row.redeemed_at is not None:
         # OAuth 2.1 §4.1.3: a second redemption revokes what the first one issued.
         if row.family_id:
-            revoke_family(shard.store, row.family_id, now)
+            shard.store.revoke_family(row.family_id, now)
             shard.audit("code_reuse_detected", client_id=client.client_id, family=row.family_id)
         raise CommitThenRaise(InvalidGrant("the code was already used"))
     if has_expired(row.expires_at, now):
@@ -94,12 +87,12 @@ def redeem_code(shard: ClientShard, client: ClientRecord, message: RedeemCode) -
         expires_at=now + shard.env.settings.tokens.refresh_token_ttl_s,
         revoked_at=None,
     )
-    insert_family(shard.store, family, now)
-    mark_code_redeemed(shard.store, message.code, now, family.family_id)
+    shard.store.insert_family(family, now)
+    shard.store.mark_code_redeemed(message.code, now, family.family_id)
     refresh = None
     if "refresh_token" in client.grant_types:
         refresh = issue_handle("rt", shard.shard_key)
-        insert_refresh(shard.store, refresh, family.family_id, now)
+        shard.store.insert_refresh(refresh, family.family_id, now)
     nonce = grant.get("nonce")
     return mint_tokens(shard, "authorization_code", client, family, target, refresh, nonce)
 
@@ -146,10 +139,10 @@ def refresh_tokens(
     issuer = shard.env.settings.issuer
     target = token_target(message.resources, family.resources, issuer, scope)
     successor = issue_handle("rt", shard.shard_key)
-    insert_refresh(shard.store, successor, family.family_id, now)
+    shard.store.insert_refresh(successor, family.family_id, now)
     response = mint_tokens(shard, "refresh_token", client, family, target, successor, None)
     sealed = seal_for(token, json.dumps(response.to_json()).encode())
-    mark_refresh_rotated(shard.store, token, now, sealed)
+    shard.store.mark_refresh_rotated(token, now, sealed)
     return response
 
 
@@ -175,7 +168,7 @@ def _replay(
                 refresh_token=body.get("refresh_token"),
                 id_token=body.get("id_token"),
             )
-    revoke_family(shard.store, family.family_id, now)
+    shard.store.revoke_family(family.family_id, now)
     shard.audit(
         "refresh_reuse_detected",
         client_id=shard.client().client_id,
@@ -242,7 +235,7 @@ def _access_token(
         auth_time=auth_time,
     )
     access_token = shard.env.keyring.current.sign(claims, typ=TYP)
-    insert_access_token(shard.store, jti, family_id, now + ttl)
+    shard.store.insert_access_token(jti, family_id, now + ttl)
     shard.audit(
         "token_issued",
         grant_type=grant_type,
@@ -252,7 +245,7 @@ def _access_token(
         scope=format_scope(scope),
     )
     if client.use_is_stale(now):  # a dynamic client in use lives on (at most a write a day)
-        touch_client(shard.store, now)
+        shard.store.touch_client(now)
         shard.forget()
     return access_token, ttl
 

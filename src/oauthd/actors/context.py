@@ -1,24 +1,20 @@
-"""What a handler module's functions are given: the actor whose shard they work in, open
+"""What a handler module's functions are given: the actor whose store they work in, open
 inside the message's transaction. `ClientActor` implements `ClientShard` (its handlers are in
-the `client_*` modules) and `Directory` implements `Shard` (`people`, `people_admin`)."""
+the `client_*` modules) and `Directory` implements `Shard` (`people`, `people_admin`). The
+stores are the storage seam's (`storage/seam.py`): the handlers do not know the backend."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
 from oauthd.actors.wiring import Env
-from oauthd.storage import ClientRecord, Store
+from oauthd.storage import ClientRecord, ClientStore, DirectoryStore
 
-__all__ = ["ClientShard", "Shard"]
+__all__ = ["ClientShard", "Context", "Shard"]
 
 
-class Shard(Protocol):
+class Context(Protocol):
     env: Env  # settings, clock, keyring: what every actor shares
-
-    @property
-    def store(self) -> Store:
-        """The shard, inside this message's transaction."""
-        ...
 
     def now(self) -> int:
         """The clock's time in whole seconds."""
@@ -29,10 +25,24 @@ class Shard(Protocol):
         ...
 
 
-class ClientShard(Shard, Protocol):
+class Shard(Context, Protocol):
+    """A tenant's directory."""
+
+    @property
+    def store(self) -> DirectoryStore:
+        """The directory, inside this message's transaction."""
+        ...
+
+
+class ClientShard(Context, Protocol):
     """One client's shard."""
 
     shard_key: str  # carried by every handle this shard issues
+
+    @property
+    def store(self) -> ClientStore:
+        """The client's shard, inside this message's transaction."""
+        ...
 
     def client(self) -> ClientRecord:
         """The registration in force; invalid_client once the client is deleted."""

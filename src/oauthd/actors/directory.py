@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 from oauthd.actors import people, people_admin
 from oauthd.actors.context import Shard
@@ -19,19 +20,7 @@ from oauthd.actors.wiring import Env
 from oauthd.errors import TemporarilyUnavailable
 from oauthd.oauth.rfc8628_device import issue_user_code
 from oauthd.runtime import Address, Command, Query
-from oauthd.storage import (
-    DIRECTORY,
-    ClientRecord,
-    collect_directory,
-    count_clients,
-    create_client_shard,
-    index_client,
-    index_user_code,
-    list_clients,
-    load_user_code,
-    shard_key_for,
-    unindex_client,
-)
+from oauthd.storage import ClientRecord, DirectoryStore, shard_key_for
 
 __all__ = [
     "CollectDirectory",
@@ -99,22 +88,18 @@ class CollectDirectory(Command[dict[str, int]]):
     """Command: delete expired browser sessions and device user codes; replies with counts."""
 
 
-class Directory(ShardActor, Shard):
+class Directory(ShardActor[DirectoryStore], Shard):
     """Its handlers for people are in `people` and `people_admin`."""
 
-    schema = DIRECTORY
     handler_modules = (people, people_admin)
 
     def __init__(self, env: Env, tenant: str) -> None:
-        tenant_dir = env.tenant_dir(tenant)
         super().__init__(
-            tenant_dir / "directory.sqlite",
-            env.settings.storage,
-            create=True,
+            partial(env.backend.open_directory, env.settings, tenant),
             observe=env.metrics.observer(tenant),
         )
         self.env = env
-        self._tenant_dir = tenant_dir
+        self._tenant = tenant
 
     def now(self) -> int:
         return int(self.env.clock.now())
@@ -124,8 +109,8 @@ class Directory(ShardActor, Shard):
         record = message.record
         self.check_quota(record)
         shard_key = shard_key_for(record.client_id)
-        index_client(self.store, record.client_id, shard_key, record.source, self.now())
-        create_client_shard(self._tenant_dir, record, fsync=self._storage.fsync)
+        self.store.index_client(record.client_id, shard_key, record.source, self.now())
+        self.env.backend.create_client(self.env.settings, self._tenant, record)
         self.audit("client_registered", client_id=record.client_id, source=record.source)
         return shard_key
 
@@ -136,7 +121,7 @@ class Directory(ShardActor, Shard):
         if quota is None:
             return
         table, limits = quota
-        if count_clients(self.store, record.source) >= limits.max_clients:
+        if self.store.count_clients(record.source) >= limits.max_clients:
             # 503, not RFC 7591's 400: nothing is wrong with the request, and the janitor's
             # next pass may free room by deleting unused and expired clients.
             raise TemporarilyUnavailable(
@@ -147,31 +132,31 @@ class Directory(ShardActor, Shard):
 
     @command(UnindexClient)
     def unindex(self, message: UnindexClient) -> None:
-        unindex_client(self.store, message.client_id)
+        self.store.unindex_client(message.client_id)
 
     @command(CollectDirectory)
     def collect(self, _message: CollectDirectory) -> dict[str, int]:
-        return collect_directory(self.store, self.now())
+        return self.store.collect_directory(self.now())
 
     @query(ListClients)
     def list_clients(self, _message: ListClients) -> list[tuple[str, str, int]]:
-        return list_clients(self.store)
+        return self.store.list_clients()
 
     @query(CountClients)
     def count(self, _message: CountClients) -> int:
-        return count_clients(self.store)
+        return self.store.count_clients()
 
     @command(IndexUserCode)
     def draw_user_code(self, message: IndexUserCode) -> str:
         now = self.now()
         for _ in range(USER_CODE_DRAWS):
             code = issue_user_code()
-            if index_user_code(
-                self.store, code, message.shard_key, message.code_hash, message.expires_at, now
+            if self.store.index_user_code(
+                code, message.shard_key, message.code_hash, message.expires_at, now
             ):
                 return code
         raise TemporarilyUnavailable("too many device authorizations are outstanding")
 
     @query(FindUserCode)
     def find_user_code(self, message: FindUserCode) -> tuple[str, str] | None:
-        return load_user_code(self.store, message.user_code, self.now())
+        return self.store.load_user_code(message.user_code, self.now())

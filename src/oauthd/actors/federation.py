@@ -25,7 +25,6 @@ import httpx
 import trio
 
 from oauthd.actors.outbound import OutboundError, bounded_request
-from oauthd.actors.shard import committed
 from oauthd.actors.wiring import Env
 from oauthd.decoding import loads_bounded
 from oauthd.errors import InvalidRequest
@@ -52,14 +51,8 @@ from oauthd.oauth.oidc_federation import (
 )
 from oauthd.runtime import Address, Command
 from oauthd.settings import is_loopback_host
-from oauthd.storage import Store
-from oauthd.storage.federation import (
-    FEDERATION,
-    LoginRow,
-    collect_logins,
-    insert_login,
-    take_login,
-)
+from oauthd.storage import FederationStore
+from oauthd.storage.federation import LoginRow
 
 __all__ = [
     "BeginLogin",
@@ -137,9 +130,9 @@ class Federation:
     def __init__(self, env: Env, tenant: str, secret: str) -> None:
         self._env = env
         self._settings = env.settings.federation
-        self._path = env.tenant_dir(tenant) / "federation.sqlite"
+        self._tenant = tenant
         self._secret = secret
-        self._store: Store | None = None
+        self._store: FederationStore | None = None
         self._http: httpx.AsyncClient | None = None
         self._metadata: tuple[float, ProviderMetadata] | None = None
         self._metadata_retry_at = 0.0  # a failed refetch: no new attempt before this
@@ -152,19 +145,12 @@ class Federation:
         self._callback = env.settings.issuer + "/callback"
 
     @property
-    def store(self) -> Store:
+    def store(self) -> FederationStore:
         assert self._store is not None, "federation used before open()"
         return self._store
 
     async def open(self) -> None:
-        storage = self._env.settings.storage
-        self._store = Store(
-            self._path,
-            FEDERATION,
-            create=True,
-            fsync=storage.fsync,
-            busy_timeout_ms=storage.busy_timeout_ms,
-        )
+        self._store = self._env.backend.open_federation(self._env.settings, self._tenant)
         transport: Any = self._env.fetch_transport
         self._http = httpx.AsyncClient(
             transport=transport,
@@ -191,19 +177,14 @@ class Federation:
             return await self._finish(message)
         if isinstance(message, CollectLogins):
             now = int(self._now())
-            return await self._write(lambda: collect_logins(self.store, now))
+            return await self._write(lambda: self.store.collect_logins(now))
         raise TypeError(f"unsupported message {type(message).__name__}")
 
     async def _write(self, change: Callable[[], T]) -> T:
-        """One transaction, by the shard actors' rule (`committed`). Messages here run
+        """One transaction, by the shard actors' rule (the store's `run`). Messages here run
         concurrently, so the connection is held by one transaction at a time: the lock."""
-
-        def run(wait: bool) -> T:
-            with self.store.transaction(wait=wait):
-                return change()
-
         async with self._store_lock:
-            return await committed(self._env.settings.storage, run)
+            return await self.store.run(change, writes=True)
 
     # --- begin ---------------------------------------------------------------------------------
 
@@ -225,7 +206,7 @@ class Federation:
             max_age=message.max_age,
             force_login=message.force_login,
         )
-        await self._write(lambda: insert_login(self.store, state, message.binding, row))
+        await self._write(lambda: self.store.insert_login(state, message.binding, row))
         return authorization_url(
             metadata,
             client_id=self._settings.client_id,
@@ -243,7 +224,7 @@ class Federation:
     async def _finish(self, message: FinishLogin) -> LoggedIn | LoginFailed:
         now = int(self._now())
         # single use: taken before anything else can happen
-        row = await self._write(lambda: take_login(self.store, message.state, message.binding))
+        row = await self._write(lambda: self.store.take_login(message.state, message.binding))
         if row is None or row.expires_at <= now:
             raise InvalidRequest(EXPIRED)
         try:

@@ -27,7 +27,6 @@ import math
 from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import trio
 
@@ -37,12 +36,7 @@ from oauthd.actors.federation import CollectLogins, federation_address
 from oauthd.actors.wiring import Env
 from oauthd.errors import NotFound, OAuthError
 from oauthd.runtime import ActorSystem, Address
-from oauthd.storage import (
-    client_shard_modified_at,
-    list_client_shards,
-    remove_client_shard,
-    shard_key_for,
-)
+from oauthd.storage import shard_key_for
 
 __all__ = [
     "IDLE_ROUND_PASSES",
@@ -95,17 +89,17 @@ class TenantRound:
 
 async def collect_once(system: ActorSystem, env: Env, tenant: str) -> JanitorReport:
     report = JanitorReport()
-    tenant_dir = env.tenant_dir(tenant)
-    shard_keys = list_client_shards(tenant_dir)  # before the index: see the module docstring
+    backend, settings = env.backend, env.settings
+    shard_keys = backend.list_clients(settings, tenant)  # before the index: see the docstring
     clients = await system.ask(directory_address(tenant), ListClients())
     indexed = {shard_key_for(client_id) for client_id, _source, _created in clients}
     stray_before = env.clock.now() - STRAY_AFTER_S
     for shard_key in shard_keys:
         address = Address(tenant, "client", shard_key)
         if shard_key not in indexed:
-            modified = client_shard_modified_at(tenant_dir, shard_key)
+            modified = backend.client_modified_at(settings, tenant, shard_key)
             if modified is not None and modified < stray_before:
-                if await _remove(system, address, tenant_dir):
+                if await _remove(system, env, address):
                     report.removed.append(shard_key)
                     report.counts["stray_shards"] += 1
                 continue
@@ -121,7 +115,7 @@ async def collect_once(system: ActorSystem, env: Env, tenant: str) -> JanitorRep
         report.counts.update(collected.counts)
         if collected.deleted_client is not None:
             await system.ask(directory_address(tenant), UnindexClient(collected.deleted_client))
-            if await _remove(system, address, tenant_dir):
+            if await _remove(system, env, address):
                 report.removed.append(shard_key)
     report.counts.update(await system.ask(directory_address(tenant), CollectDirectory()))
     if env.settings_of(tenant).federation.enabled:
@@ -130,10 +124,11 @@ async def collect_once(system: ActorSystem, env: Env, tenant: str) -> JanitorRep
     return report
 
 
-async def _remove(system: ActorSystem, address: Address, tenant_dir: Path) -> bool:
+async def _remove(system: ActorSystem, env: Env, address: Address) -> bool:
     """Remove a client's shard once its actor has closed; False if one is busy with it."""
     if await system.retire(address) and not system.is_live(address):
-        remove_client_shard(tenant_dir, address.key)  # no checkpoint since the check
+        # no checkpoint since the check
+        env.backend.remove_client(env.settings, address.tenant, address.key)
         return True
     return False
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import trio
 
@@ -32,8 +32,8 @@ from oauthd.keys import (
 )
 from oauthd.keys.jwk import seal
 from oauthd.runtime import ActorSystem, Address, Clock, Command, Query
-from oauthd.settings import KeySettings, StorageSettings
-from oauthd.storage import KEYS, KeyRow, delete_keys, insert_key, load_keys, update_key_times
+from oauthd.settings import KeySettings
+from oauthd.storage import KeyRow, KeyStore
 
 __all__ = [
     "KeyInfo",
@@ -88,19 +88,18 @@ def keys_address(tenant: str) -> Address:
     return Address(tenant, "keys", "")
 
 
-class KeyManager(ShardActor):
-    schema = KEYS
+class KeyManager(ShardActor[KeyStore]):
+    loads_writing = True  # the schedule is applied when it opens: a first key is made
 
     def __init__(
         self,
-        tenant_dir: Path,
+        open_store: Callable[[], KeyStore],
         settings: KeySettings,
-        storage: StorageSettings,
         clock: Clock,
         holder: KeyringHolder,
         kek: bytes | None,
     ) -> None:
-        super().__init__(tenant_dir / "keys.sqlite", storage, create=True)
+        super().__init__(open_store)
         self._settings = settings
         self._clock = clock
         self._holder = holder
@@ -111,18 +110,17 @@ class KeyManager(ShardActor):
         self._seen_version = -1
 
     def loaded(self) -> None:
-        with self.store.transaction():
-            rows = load_keys(self.store)
-            plan = plan_schedule(self._times(rows), self._now(), self._settings)
-            self._apply(plan)
-            self._reload(None if plan else rows)
+        rows = self.store.load_keys()
+        plan = plan_schedule(self._times(rows), self._now(), self._settings)
+        self._apply(plan)
+        self._reload(None if plan else rows)
 
     # --- messages ----------------------------------------------------------------------------
 
     @command(Tick)
     def tick(self, _message: Tick) -> float:
         now = self._now()
-        plan = plan_schedule(self._times(load_keys(self.store)), now, self._settings)
+        plan = plan_schedule(self._times(self.store.load_keys()), now, self._settings)
         if plan or self.store.data_version() != self._seen_version:
             self._apply(plan)
             self._reload()
@@ -133,7 +131,7 @@ class KeyManager(ShardActor):
     @command(RotateKeys)
     def rotate(self, message: RotateKeys) -> list[KeyInfo]:
         now = self._now()
-        keys = self._times(load_keys(self.store))
+        keys = self._times(self.store.load_keys())
         self._apply(plan_rotation(keys, now, self._settings, immediate=message.immediate))
         self._reload()
         log.info("keys rotated (immediate=%s); signer %s", message.immediate, self._signer)
@@ -160,9 +158,9 @@ class KeyManager(ShardActor):
 
     def _apply(self, plan: Plan) -> None:
         if plan.delete:
-            delete_keys(self.store, list(plan.delete))
+            self.store.delete_keys(list(plan.delete))
         for kid, retire_at, remove_at in plan.retire:
-            update_key_times(self.store, kid, retire_at, remove_at)
+            self.store.update_key_times(kid, retire_at, remove_at)
         for new in plan.create:
             key = generate_key(new.alg, self._settings.rsa_bits)
             row = KeyRow(
@@ -175,13 +173,13 @@ class KeyManager(ShardActor):
                 key.public_jwk,
                 seal(key.private_jwk, self._kek),
             )
-            insert_key(self.store, row)
+            self.store.insert_key(row)
             self.audit("key_created", kid=key.kid, alg=key.alg, activate_at=new.activate_at)
             log.info("key %s (%s) created, signs from %d", key.kid, key.alg, new.activate_at)
 
     def _reload(self, rows: list[KeyRow] | None = None) -> None:
-        """Take the shard's keys (`rows` when just read in this transaction) and publish."""
-        self._rows = load_keys(self.store) if rows is None else rows
+        """Take the store's keys (`rows` when just read in this transaction) and publish."""
+        self._rows = self.store.load_keys() if rows is None else rows
         self._seen_version = self.store.data_version()
         self._publish(self._now())
 

@@ -21,19 +21,6 @@ from oauthd.storage import hash_secret
 from oauthd.storage.people import (
     ConsentRow,
     UserRow,
-    count_users,
-    delete_session,
-    insert_identity,
-    insert_session,
-    insert_user,
-    load_consent,
-    load_identity,
-    load_session,
-    load_user,
-    load_user_by_email,
-    save_consent,
-    set_session_csrf,
-    update_profile,
 )
 
 __all__ = [
@@ -158,28 +145,28 @@ def create_user(shard: Shard, user: UserRow, now: int) -> None:
     login, `oauthd users add`), within `limits.max_users` (0: no cap). Past it the person is
     told the service takes no new accounts (503); existing users sign in as before."""
     cap = shard.env.settings.limits.max_users
-    if cap and count_users(shard.store) >= cap:
+    if cap and shard.store.count_users() >= cap:
         raise TemporarilyUnavailable(
             "this service is not accepting new accounts right now",
             detail=f"limits.max_users ({cap}) reached",
             retry_after_s=QUOTA_RETRY_S,
         )
-    insert_user(shard.store, user, now)
+    shard.store.insert_user(user, now)
 
 
 @query(FindUser)
 def find_user(shard: Shard, message: FindUser) -> UserRow | None:
-    return load_user_by_email(shard.store, message.email)
+    return shard.store.load_user_by_email(message.email)
 
 
 @query(GetUser)
 def get_user(shard: Shard, message: GetUser) -> UserRow | None:
-    return load_user(shard.store, message.user_id)
+    return shard.store.load_user(message.user_id)
 
 
 @command(EnsureUser)
 def ensure_user(shard: Shard, message: EnsureUser) -> UserRow:
-    existing = load_user_by_email(shard.store, message.email)
+    existing = shard.store.load_user_by_email(message.email)
     if existing is not None:
         return existing
     user = UserRow(
@@ -198,17 +185,17 @@ def link_identity(shard: Shard, message: LinkIdentity) -> UserRow:
     """Users are found by (provider, subject) only, never by email: an upstream account
     with someone's address must not open their account here."""
     email = message.email
-    holder = load_user_by_email(shard.store, email) if email else None
-    user_id = load_identity(shard.store, message.provider, message.subject)
+    holder = shard.store.load_user_by_email(email) if email else None
+    user_id = shard.store.load_identity(message.provider, message.subject)
     if holder is not None and holder.user_id != user_id:
         email = ""  # the address belongs to another user here: do not copy it
     if user_id is None:
         user = UserRow(secrets.token_urlsafe(16), email, message.name, bool(email), "")
         create_user(shard, user, shard.now())
-        insert_identity(shard.store, message.provider, message.subject, user.user_id, shard.now())
+        shard.store.insert_identity(message.provider, message.subject, user.user_id, shard.now())
         return user
-    update_profile(shard.store, user_id, email, message.name, bool(email))
-    linked = load_user(shard.store, user_id)
+    shard.store.update_profile(user_id, email, message.name, bool(email))
+    linked = shard.store.load_user(user_id)
     assert linked is not None, "an identity names a user that exists"
     return linked
 
@@ -216,20 +203,20 @@ def link_identity(shard: Shard, message: LinkIdentity) -> UserRow:
 @command(StartSession)
 def start_session(shard: Shard, message: StartSession) -> str:
     if message.previous:
-        delete_session(shard.store, message.previous)
+        shard.store.delete_session(message.previous)
     session_id = issue_secret()
     ttl = shard.env.settings.sessions.ttl_s
-    insert_session(shard.store, session_id, message.user_id, shard.now(), ttl)
+    shard.store.insert_session(session_id, message.user_id, shard.now(), ttl)
     shard.audit("login_succeeded", method=message.method, sub=message.user_id)
     return session_id
 
 
 @query(GetSession)
 def get_session(shard: Shard, message: GetSession) -> SessionView | None:
-    row = load_session(shard.store, message.session_id)
+    row = shard.store.load_session(message.session_id)
     if row is None or row.expires_at <= shard.now():
         return None
-    user = load_user(shard.store, row.user_id)
+    user = shard.store.load_user(row.user_id)
     if user is None:
         return None
     return SessionView(message.session_id, user, row.auth_time)
@@ -238,23 +225,23 @@ def get_session(shard: Shard, message: GetSession) -> SessionView | None:
 @command(PrepareLogout)
 def prepare_logout(shard: Shard, message: PrepareLogout) -> str:
     csrf = issue_secret()
-    set_session_csrf(shard.store, message.session_id, csrf)
+    shard.store.set_session_csrf(message.session_id, csrf)
     return csrf
 
 
 @command(EndSession)
 def end_session(shard: Shard, message: EndSession) -> None:
-    row = load_session(shard.store, message.session_id)
+    row = shard.store.load_session(message.session_id)
     if row is None:
         return  # already gone: logging out twice is not an error
     if not row.csrf_hash or not hmac.compare_digest(row.csrf_hash, hash_secret(message.csrf)):
         raise Forbidden("the form has expired; reload the page and try again")
-    delete_session(shard.store, message.session_id)
+    shard.store.delete_session(message.session_id)
 
 
 @query(HasConsent)
 def has_consent(shard: Shard, message: HasConsent) -> bool:
-    stored = load_consent(shard.store, message.user_id, message.client_id)
+    stored = shard.store.load_consent(message.user_id, message.client_id)
     remembered = Remembered(stored.scope, stored.resources, stored.redirects) if stored else None
     gap = remembered_gap(remembered, message.scope, message.resources, message.redirect_uri)
     return gap is None
@@ -262,14 +249,14 @@ def has_consent(shard: Shard, message: HasConsent) -> bool:
 
 @command(GrantConsent)
 def grant_consent(shard: Shard, message: GrantConsent) -> None:
-    stored = load_consent(shard.store, message.user_id, message.client_id)
+    stored = shard.store.load_consent(message.user_id, message.client_id)
     before = stored or ConsentRow((), (), ())
     merged = ConsentRow(
         tuple(dict.fromkeys(before.scope + message.scope)),
         tuple(dict.fromkeys(before.resources + message.resources)),
         tuple(dict.fromkeys((*before.redirects, consent_target(message.redirect_uri)))),
     )
-    save_consent(shard.store, message.user_id, message.client_id, merged, shard.now())
+    shard.store.save_consent(message.user_id, message.client_id, merged, shard.now())
     shard.audit(
         "consent_granted",
         sub=message.user_id,

@@ -10,9 +10,8 @@ from oauthd.actors.context import Shard
 from oauthd.actors.people import create_user
 from oauthd.actors.shard import command, query
 from oauthd.runtime import Command, Query
-from oauthd.storage import admin
-from oauthd.storage.admin import UserListing, delete_consents, delete_user
-from oauthd.storage.people import UserRow, load_user, load_user_by_email
+from oauthd.storage.admin import UserListing
+from oauthd.storage.people import UserRow
 
 __all__ = ["AddUser", "ListUsers", "RemoveUser", "RevokeConsents"]
 
@@ -51,7 +50,7 @@ class RevokeConsents(Command[int]):
 
 @command(AddUser)
 def add_user(shard: Shard, message: AddUser) -> UserRow | None:
-    if load_user_by_email(shard.store, message.email) is not None:
+    if shard.store.load_user_by_email(message.email) is not None:
         return None
     user = UserRow(
         secrets.token_urlsafe(16), message.email, message.name, False, message.password_hash
@@ -63,24 +62,24 @@ def add_user(shard: Shard, message: AddUser) -> UserRow | None:
 
 @query(ListUsers)
 def list_users(shard: Shard, _message: ListUsers) -> list[UserListing]:
-    return admin.list_users(shard.store)
+    return shard.store.list_users()
 
 
 @command(RemoveUser)
 def remove_user(shard: Shard, message: RemoveUser) -> UserRow | None:
-    user = load_user_by_email(shard.store, message.user) or load_user(shard.store, message.user)
+    user = shard.store.load_user_by_email(message.user) or shard.store.load_user(message.user)
     if user is None:
         return None
-    for user_id, client_id in delete_consents(shard.store, user.user_id, None):
+    for user_id, client_id in shard.store.delete_consents(user.user_id, None):
         shard.audit("consent_revoked", sub=user_id, client_id=client_id)
-    ended = delete_user(shard.store, user.user_id)
+    ended = shard.store.delete_user(user.user_id)
     shard.audit("user_removed", sub=user.user_id, email=user.email, signed_out=ended)
     return user
 
 
 @command(RevokeConsents)
 def revoke_consents(shard: Shard, message: RevokeConsents) -> int:
-    forgotten = delete_consents(shard.store, message.user_id, message.client_id)
+    forgotten = shard.store.delete_consents(message.user_id, message.client_id)
     for user_id, client_id in forgotten:
         shard.audit("consent_revoked", sub=user_id, client_id=client_id)
     return len(forgotten)

@@ -11,7 +11,7 @@ worker acts on a change within that bound."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from functools import partial
 from urllib.parse import urlsplit
 
 from oauthd.actors.shard import ShardActor, command, query
@@ -19,22 +19,8 @@ from oauthd.actors.wiring import DEFAULT_TENANT, Env
 from oauthd.errors import ConfigError, Conflict, InvalidRequest, NotFound
 from oauthd.runtime import Address, Command, Query
 from oauthd.settings import Settings, load_tenant_settings
-from oauthd.storage import Store
-from oauthd.storage.registry import (
-    REGISTRY,
-    TENANT_ID,
-    TenantRow,
-    TenantState,
-    changes_since,
-    delete_tenant,
-    insert_tenant,
-    issuer_taken,
-    load_tenant,
-    load_tenants,
-    open_registry,
-    registry_file,
-    update_tenant,
-)
+from oauthd.storage import Backend, RegistryStore
+from oauthd.storage.registry import TENANT_ID, TenantRow, TenantState
 
 __all__ = [
     "REGISTRY_POLL_S",
@@ -189,18 +175,16 @@ class ListTenants(Query[list[TenantRow]]):
     pass
 
 
-class Registry(ShardActor):
-    schema = REGISTRY
-
+class Registry(ShardActor[RegistryStore]):
     def __init__(self, env: Env) -> None:
-        super().__init__(registry_file(env.settings.data_dir), env.settings.storage, create=True)
+        super().__init__(partial(env.backend.open_registry, env.settings))
         self.env = env
 
     def now(self) -> int:
         return int(self.env.clock.now())
 
     def _existing(self, tenant: str) -> TenantRow:
-        row = load_tenant(self.store, tenant)
+        row = self.store.load_tenant(tenant)
         if row is None or row.state == "removing":
             raise NotFound(f"no tenant {tenant!r}")
         return row
@@ -212,20 +196,20 @@ class Registry(ShardActor):
     def _check_issuer(self, row: TenantRow) -> None:
         _checked(self.env.settings, row)
         rivals = _rivals(row.issuer) if is_host_tenant(row) else (row.issuer,)
-        taken = issuer_taken(self.store, rivals, row.tenant)
+        taken = self.store.issuer_taken(rivals, row.tenant)
         if taken is not None:
             raise Conflict(f"issuer: another tenant's issuer {taken} has the same host")
 
     @command(AddTenant)
     def add(self, message: AddTenant) -> TenantRow:
         check_tenant_id(message.tenant)
-        if load_tenant(self.store, message.tenant) is not None:
+        if self.store.load_tenant(message.tenant) is not None:
             raise Conflict(f"tenant {message.tenant!r} already exists")
         now = self.now()
         issuer = self._issuer(message.tenant, message.issuer)
         row = TenantRow(message.tenant, issuer, "active", message.settings, now, now)
         self._check_issuer(row)
-        insert_tenant(self.store, row)
+        self.store.insert_tenant(row)
         self.audit("tenant_added", tenant=row.tenant)
         return row
 
@@ -241,7 +225,7 @@ class Registry(ShardActor):
             self.now(),
         )
         self._check_issuer(row)
-        update_tenant(self.store, row)
+        self.store.update_tenant(row)
         self.audit("tenant_updated", tenant=row.tenant)
         return row
 
@@ -251,23 +235,23 @@ class Registry(ShardActor):
         row = TenantRow(
             old.tenant, old.issuer, message.state, old.settings, old.created_at, self.now()
         )
-        update_tenant(self.store, row)
+        self.store.update_tenant(row)
         self.audit("tenant_state", tenant=row.tenant, state=row.state)
         return row
 
     @command(DeleteTenant)
     def delete(self, message: DeleteTenant) -> None:
-        delete_tenant(self.store, message.tenant)
+        self.store.delete_tenant(message.tenant)
         self.audit("tenant_removed", tenant=message.tenant)
 
     @query(GetTenant)
     def get(self, message: GetTenant) -> TenantRow | None:
-        row = load_tenant(self.store, message.tenant)
+        row = self.store.load_tenant(message.tenant)
         return None if row is None or row.state == "removing" else row
 
     @query(ListTenants)
     def list_all(self, _message: ListTenants) -> list[TenantRow]:
-        return [row for row in load_tenants(self.store) if row.state != "removing"]
+        return [row for row in self.store.load_tenants() if row.state != "removing"]
 
 
 class RegistryReader:
@@ -277,29 +261,30 @@ class RegistryReader:
     keeps `hosts` (each `Host` value of an own-origin issuer -> its tenant) in step, so the
     front door finds a host tenant with one dict lookup."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self._data_dir = data_dir
-        self._store: Store | None = None
+    def __init__(self, settings: Settings, backend: Backend) -> None:
+        self._settings = settings
+        self._backend = backend
+        self._store: RegistryStore | None = None
         self._version = -1
         self._seq = -1  # the last change read; -1: none yet, the first read takes every row
         self.rows: dict[str, TenantRow] = {}
         self.hosts: dict[str, str] = {}  # changed in place: the router holds this dict
         self.hosted: set[str] = set()  # the tenants in `hosts`, never reached by a path
 
-    def _open(self) -> Store:
+    def _open(self) -> RegistryStore:
         if self._store is None:
-            self._store = open_registry(self._data_dir)
+            self._store = self._backend.open_registry(self._settings)
         return self._store
 
     def refresh(self) -> set[str]:
-        if self._store is None and not registry_file(self._data_dir).exists():
+        if self._store is None and not self._backend.has_registry(self._settings):
             return set()  # no tenant was ever added: a single-tenant data dir gains no file
         store = self._open()
         version = store.data_version()
         if version == self._version:
             return set()
         self._version = version
-        changes = changes_since(store, self._seq)
+        changes = store.changes_since(self._seq)
         self._seq = changes.seq
         new: dict[str, TenantRow | None] = dict.fromkeys(changes.removed)
         new.update((row.tenant, row) for row in changes.rows)

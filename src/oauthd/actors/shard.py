@@ -1,13 +1,11 @@
-"""The base of actors that own one SQLite shard: each message is one transaction, committed
-before the reply leaves (the output gate). Handlers are plain synchronous functions, so a
-message can never be interrupted half way. They run on the event loop (a WAL commit without
-fsync costs microseconds, a thread hop more) except when something would wait: in fsync-per-
-commit mode every handler runs in a thread, because there the commit waits for the disk; and a
-write whose shard is locked by another process (another worker on the same client) is retried
-in a thread, where SQLite's busy wait stalls no other request.
+"""The base of actors that own one shard: each message is one transaction, committed before
+the reply leaves (the output gate). Handlers are plain synchronous functions over the actor's
+store (`storage/seam.py`), so a message can never be interrupted half way; the store's `run`
+decides where the transaction runs (SQLite: on the event loop unless it must wait, in a thread
+when it must; see `storage/embedded.py`).
 
-The actor still handles one message at a time: `receive` returns only when the thread is done,
-and a thread is never abandoned, so a cancelled caller cannot cut a transaction short.
+The actor still handles one message at a time: `receive` returns only when its transaction is
+done, and a thread is never abandoned, so a cancelled caller cannot cut a transaction short.
 Closing a shard runs in a thread too (see `close`).
 
 Audit events a handler queues with `audit()` are written after its transaction committed, and
@@ -17,24 +15,22 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from types import ModuleType
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import trio
 
 from oauthd import audit
 from oauthd.errors import InvalidRequest, OAuthError
 from oauthd.runtime import Command, Message, Query
-from oauthd.settings import StorageSettings
-from oauthd.storage import LockBusy, Schema, Store
+from oauthd.storage import Ordered
 
-__all__ = ["CommitThenRaise", "ShardActor", "command", "committed", "query"]
+__all__ = ["CommitThenRaise", "ShardActor", "command", "query"]
 
 A = TypeVar("A")  # what a handler works on: the actor, or the context it implements
 M = TypeVar("M", bound=Message[Any])
 R = TypeVar("R")
-T = TypeVar("T")
+S = TypeVar("S", bound=Ordered)  # the store an actor's handlers work on
 H = TypeVar("H", bound=Callable[..., Any])
 Handler = Callable[[Any, Any], Any]
 Observer = Callable[[str, Mapping[str, object]], None]
@@ -84,28 +80,15 @@ def _marked(fn: H, message_type: type[Message[Any]], *, writes: bool) -> H:
     return fn
 
 
-async def committed(storage: StorageSettings, run: Callable[[bool], T]) -> T:
-    """Run `run(wait)`, one synchronous transaction, where it stalls nothing: on the event loop
-    with wait=False when no lock is held elsewhere, in a thread when it must wait (another
-    process holds a lock of the shard: LockBusy, nothing committed) and in fsync mode
-    (the commit waits for the disk). The thread is never abandoned, so a cancelled caller
-    cannot cut a transaction short."""
-    if storage.fsync:
-        return await trio.to_thread.run_sync(run, True)
-    try:
-        return run(False)
-    except LockBusy:
-        return await trio.to_thread.run_sync(run, True)
+class ShardActor(Generic[S]):
+    """A subclass is made with the opener of its store, and declares its handlers: methods
+    marked `@command` or `@query` in its own body, and the marked functions of the modules in
+    `handler_modules`, each taking the actor as its first argument. A message type with two
+    handlers is refused at import, so no handler's meaning depends on the order in which they
+    are listed."""
 
-
-class ShardActor:
-    """A subclass declares its `schema` and its handlers: methods marked `@command` or `@query`
-    in its own body, and the marked functions of the modules in `handler_modules`, each taking
-    the actor as its first argument. A message type with two handlers is refused at import,
-    so no handler's meaning depends on the order in which they are listed."""
-
-    schema: ClassVar[Schema]
     handler_modules: ClassVar[tuple[ModuleType, ...]] = ()
+    loads_writing: ClassVar[bool] = False  # whether `loaded` may write (its transaction's kind)
     _handlers: ClassVar[dict[type[Any], tuple[Handler, bool]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -121,18 +104,9 @@ class ShardActor:
             handlers[marker[0]] = (value, marker[1])
         cls._handlers = handlers
 
-    def __init__(
-        self,
-        path: Path,
-        storage: StorageSettings,
-        *,
-        create: bool,
-        observe: Observer | None = None,
-    ) -> None:
-        self._path = path
-        self._storage = storage
-        self._create = create
-        self._store: Store | None = None
+    def __init__(self, open_store: Callable[[], S], *, observe: Observer | None = None) -> None:
+        self._open_store = open_store
+        self._store: S | None = None
         self._observe = observe  # sees each committed event too (metrics)
         self._events: list[tuple[str, audit.AuditFields]] = []
 
@@ -149,49 +123,45 @@ class ShardActor:
                 self._observe(event, fields)
 
     @property
-    def store(self) -> Store:
+    def store(self) -> S:
         assert self._store is not None, "actor used before open()"
         return self._store
 
     async def open(self) -> None:
-        self._store = Store(
-            self._path,
-            self.schema,
-            create=self._create,
-            fsync=self._storage.fsync,
-            busy_timeout_ms=self._storage.busy_timeout_ms,
-        )
+        self._store = self._open_store()
         self._events = []
-        self.loaded()
+        await self._store.run(self._load, writes=self.loads_writing)
         self._committed()
 
+    def _load(self) -> None:
+        self._events = []  # a run that raised (or ran again) left its events unwritten
+        self.loaded()
+
     def loaded(self) -> None:
-        """Hook: fill in-memory caches from the freshly opened shard."""
+        """Hook: fill in-memory caches from the freshly opened shard, inside a transaction
+        (a writing one if `loads_writing`)."""
 
     async def receive(self, message: Any) -> Any:
         entry = self._handlers.get(type(message))
         if entry is None:
             raise InvalidRequest("unsupported message", detail=type(message).__name__)
-        return await committed(self._storage, lambda wait: self._run(entry, message, wait=wait))
-
-    def _run(self, entry: tuple[Handler, bool], message: Any, *, wait: bool = True) -> Any:
         handler, writes = entry
-        self._events = []  # a message that raised left its events unwritten
-        if not writes:
-            with self.store.reading(wait=wait):
-                result = handler(self, message)
-            self._committed()
-            return result
-        failure: OAuthError | None = None
-        with self.store.transaction(wait=wait):
-            try:
-                result = handler(self, message)
-            except CommitThenRaise as outcome:
-                failure = outcome.error  # leave the block normally: COMMIT, then answer
+        result, failure = await self.store.run(
+            lambda: self._handle(handler, message), writes=writes
+        )
         self._committed()
         if failure is not None:
             raise failure
         return result
+
+    def _handle(self, handler: Handler, message: Any) -> tuple[Any, OAuthError | None]:
+        """One run of the handler inside the transaction; a `CommitThenRaise` leaves it
+        normally, so its writes commit, and is answered once they have."""
+        self._events = []  # a run that raised (or ran again) left its events unwritten
+        try:
+            return handler(self, message), None
+        except CommitThenRaise as outcome:
+            return None, outcome.error
 
     async def close(self) -> None:
         store, self._store = self._store, None

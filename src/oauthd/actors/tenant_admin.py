@@ -34,7 +34,6 @@ from oauthd.actors.registry import (
 from oauthd.actors.wiring import Env
 from oauthd.errors import NotFound
 from oauthd.runtime import ActorSystem
-from oauthd.storage.registry import remove_tenant_dir
 
 __all__ = ["REMOVE_GRACE_S", "TenantAdmin", "key_json", "removal_json", "tenant_json"]
 
@@ -89,7 +88,7 @@ class TenantAdmin:
         await self.system.ask(registry, SetTenantState(tenant, "removing"))
         await trio.sleep(REMOVE_GRACE_S)  # running servers stop its actors meanwhile
         directory = self.env.tenant_dir(tenant)
-        await trio.to_thread.run_sync(remove_tenant_dir, directory)
+        await trio.to_thread.run_sync(self.env.backend.remove_tenant, self.env.settings, tenant)
         await self.system.ask(registry, DeleteTenant(tenant))
         return directory
 

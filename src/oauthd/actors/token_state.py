@@ -12,13 +12,10 @@ from oauthd.oauth.token_liveness import (
     refresh_token_expires_at,
     refresh_token_liveness,
 )
-from oauthd.storage import Store
+from oauthd.storage import ClientStore
 from oauthd.storage.grants import (
     FamilyRow,
     RefreshRow,
-    load_access_token,
-    load_family,
-    load_refresh,
 )
 
 __all__ = ["RefreshState", "is_access_token_live", "load_refresh_state"]
@@ -32,10 +29,12 @@ class RefreshState:
     expires_at: int  # when it dies unless used first
 
 
-def load_refresh_state(store: Store, token: str, idle_s: int, now: float) -> RefreshState | None:
+def load_refresh_state(
+    store: ClientStore, token: str, idle_s: int, now: float
+) -> RefreshState | None:
     """A refresh token of this shard and its grant; None when either is not on record."""
-    row = load_refresh(store, token)
-    family = load_family(store, row.family_id) if row else None
+    row = store.load_refresh(token)
+    family = store.load_family(row.family_id) if row else None
     if row is None or family is None:
         return None
     liveness = refresh_token_liveness(
@@ -52,9 +51,9 @@ def load_refresh_state(store: Store, token: str, idle_s: int, now: float) -> Ref
     return RefreshState(row, family, liveness, expires_at)
 
 
-def is_access_token_live(store: Store, jti: str, now: float) -> bool:
+def is_access_token_live(store: ClientStore, jti: str, now: float) -> bool:
     """An access token this shard issued (its jti on record), not revoked, not expired."""
-    row = load_access_token(store, jti)
+    row = store.load_access_token(jti)
     if row is None:
         return False
     liveness = access_token_liveness(expires_at=row.expires_at, revoked_at=row.revoked_at, now=now)

@@ -11,10 +11,10 @@ An address whose tenant this process does not know spawns nothing."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from oauthd.errors import NotFound
@@ -22,7 +22,7 @@ from oauthd.keys import KeyringHolder
 from oauthd.metrics import Metrics
 from oauthd.runtime import Actor, Address, Clock, Kind
 from oauthd.settings import Settings
-from oauthd.storage import client_shard_file, tenant_dir
+from oauthd.storage import SQLITE, Backend, tenant_dir
 
 __all__ = ["DEFAULT_TENANT", "Env", "TenantConfig", "TenantTable", "kinds"]
 
@@ -88,8 +88,9 @@ class TenantTable:
 class Env:
     """What actors share: settings, the clock, the keyring, the key-encryption key, the HTTP
     transport of the actors that call out (None: the network; tests pass an in-process one),
-    the federation's client secret, and the server's metrics (counted on committed events).
-    `settings`, `keyring`, `upstream_secret` and `initial_access_tokens` are `tenant`'s."""
+    the federation's client secret, the server's metrics (counted on committed events) and
+    the storage backend every actor opens its store with (`storage/seam.py`). `settings`,
+    `keyring`, `upstream_secret` and `initial_access_tokens` are `tenant`'s."""
 
     settings: Settings
     clock: Clock
@@ -102,6 +103,7 @@ class Env:
     metrics: Metrics = field(default_factory=Metrics)
     tenant: str = DEFAULT_TENANT
     tenants: TenantTable = field(default_factory=TenantTable)  # shared by every view
+    backend: Backend = SQLITE  # server-wide, shared by every view
 
     def tenant_dir(self, tenant: str) -> Path:
         return tenant_dir(self.settings.data_dir, tenant)
@@ -140,21 +142,17 @@ def kinds(env: Env) -> list[Kind]:
         return ClientActor(env.of(address.tenant), address.tenant, address.key)
 
     hex_digits = frozenset("0123456789abcdef")
-    roots: dict[str, str] = {}  # tenant -> its directory as a string, for the spawn check
 
     def known(address: Address) -> bool:
         # An unknown tenant spawns nothing, so it creates no directory either.
         return env.knows(address.tenant)
 
     def client_exists(address: Address) -> bool:
-        # Garbage never spawns an actor: only a shard key of hex digits naming a file does.
+        # Garbage never spawns an actor: only a shard key of hex digits naming a shard does.
         key = address.key
         if len(key) != 20 or not hex_digits.issuperset(key) or not known(address):
             return False
-        root = roots.get(address.tenant)
-        if root is None:
-            root = roots[address.tenant] = str(env.tenant_dir(address.tenant))
-        return os.path.isfile(client_shard_file(root, key))
+        return env.backend.client_exists(env.settings, address.tenant, key)
 
     def directory(address: Address) -> Actor:
         return Directory(env.of(address.tenant), address.tenant)
@@ -163,7 +161,11 @@ def kinds(env: Env) -> list[Kind]:
         own = env.of(address.tenant)
         s = own.settings
         return KeyManager(
-            own.tenant_dir(address.tenant), s.keys, s.storage, own.clock, own.keyring, own.kek
+            partial(own.backend.open_keys, s, address.tenant),
+            s.keys,
+            own.clock,
+            own.keyring,
+            own.kek,
         )
 
     def fetcher(address: Address) -> Actor:

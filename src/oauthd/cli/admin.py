@@ -37,7 +37,7 @@ from oauthd.oauth.scopes import known_scopes
 from oauthd.runtime import Address
 from oauthd.server import Runtime
 from oauthd.settings import Settings
-from oauthd.storage import ClientRecord, hash_password, list_client_shards, shard_key_for
+from oauthd.storage import ClientRecord, hash_password, shard_key_for
 from oauthd.storage.admin import GrantRow
 
 __all__ = ["NOT_FOUND", "add_parsers"]
@@ -302,7 +302,8 @@ async def each_shard(
 ) -> list[tuple[str, GrantRow]]:
     """Ask every live client's shard in turn; (client_id, grant) for what they answer."""
     found: list[tuple[str, GrantRow]] = []
-    for shard_key in list_client_shards(runtime.env.tenant_dir(tenant)):
+    env = runtime.env
+    for shard_key in env.backend.list_clients(env.settings, tenant):
         address = Address(tenant, "client", shard_key)
         try:
             client = await runtime.system.ask(address, GetClient())

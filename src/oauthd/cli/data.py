@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from oauthd.actors.janitor import STRAY_AFTER_S
@@ -22,6 +23,7 @@ from oauthd.storage.check import CheckOptions, check_data_dir
 __all__ = ["add_parsers"]
 
 OK, PROBLEMS, USAGE = 0, 1, 2
+Command = Callable[[Settings, argparse.Namespace], int]
 BACKUP_NICE = 10  # a background job: requests keep their share of a shared core
 
 
@@ -43,10 +45,10 @@ def add_parsers(
         metavar="N",
         help=f"lower this process's CPU priority by N first (0-19, default {BACKUP_NICE})",
     )
-    b.set_defaults(run=backup_command)
+    b.set_defaults(run=embedded_only("backup", backup_command))
     r = sub.add_parser("restore", parents=[config], help="restore a backup as the data dir")
     r.add_argument("--from", dest="source", required=True, type=Path, help="backup directory")
-    r.set_defaults(run=restore_command)
+    r.set_defaults(run=embedded_only("restore", restore_command))
     c = sub.add_parser("check-data", parents=[config], help="check every shard and the layout")
     c.add_argument("--quick", action="store_true", help="quick_check instead of integrity_check")
     c.add_argument(
@@ -54,7 +56,26 @@ def add_parsers(
         action="store_true",
         help="remove orphan client shards and migrate old schemas (nothing else)",
     )
-    c.set_defaults(run=check_command)
+    c.set_defaults(run=embedded_only("check-data", check_command))
+
+
+def embedded_only(name: str, command: Command) -> Command:
+    """These commands work on the SQLite files of the data dir: with PostgreSQL holding the
+    state there is nothing of it to copy or check there, so they refuse rather than report a
+    backup or a check of nothing."""
+
+    def run(settings: Settings, args: argparse.Namespace) -> int:
+        if settings.storage.backend == "postgres":
+            print(
+                f"oauthd: {name} refused: it works on the SQLite data dir, and the state is in "
+                "PostgreSQL ([storage] backend); use PostgreSQL's own tools (pg_dump, "
+                "pg_basebackup, amcheck)",
+                file=sys.stderr,
+            )
+            return USAGE
+        return command(settings, args)
+
+    return run
 
 
 def backup_command(settings: Settings, args: argparse.Namespace) -> int:

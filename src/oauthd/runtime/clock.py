@@ -22,11 +22,17 @@ class SystemClock:
 
 
 class TrioClock:
-    """Wall time that advances with trio's clock, so `autojump_clock` moves it in tests."""
+    """Wall time that advances with trio's clock, so `autojump_clock` moves it in tests. It
+    can be read from a worker thread of the run too (a transaction that had to wait, every
+    transaction on PostgreSQL), by asking the loop."""
 
     def __init__(self, epoch: float | None = None) -> None:
         self._epoch = time.time() if epoch is None else epoch
         self._start = trio.current_time()
 
     def now(self) -> float:
-        return self._epoch + (trio.current_time() - self._start)
+        try:
+            current = trio.current_time()
+        except RuntimeError:  # not on the loop: in a thread of trio.to_thread
+            current = trio.from_thread.run_sync(trio.current_time)
+        return self._epoch + (current - self._start)

@@ -410,22 +410,11 @@ def _is_own_logo(url: str, issuer: str) -> bool:
     return (parts.scheme, parts.netloc) == (own.scheme, own.netloc) and parts.path.startswith("/")
 
 
-# What still stores in SQLite alone; `postgres` is refused while this is not empty.
-NOT_ON_POSTGRES = "client shards, directory, keys, federation and registry"
-
-
 def check_storage(s: Settings) -> None:
     """The PostgreSQL backend needs the variable that holds its DSN (a secret, never in the
-    file), and is not selectable before every actor stores in it (issue 19)."""
-    if s.storage.backend != "postgres":
-        return
-    if not s.storage.dsn_env:
+    file); whether it is set is checked when the server opens the database."""
+    if s.storage.backend == "postgres" and not s.storage.dsn_env:
         raise ConfigError(s.source, "storage.dsn_env", "required when storage.backend is postgres")
-    raise ConfigError(
-        s.source,
-        "storage.backend",
-        f"'postgres' is not available yet: the {NOT_ON_POSTGRES} are stored in SQLite only",
-    )
 
 
 CHECKS: tuple[Callable[[Settings], None], ...] = (

@@ -199,8 +199,8 @@ class ServerSettings:
 class StorageSettings:
     fsync: bool = False  # true: fsync every commit (power-loss durable; commits go to a thread)
     busy_timeout_ms: int = 5000  # wait this long for another process's write lock
-    # Where state lives: "sqlite", files under data_dir (the default). "postgres" (issue 19) is
-    # refused until every actor can store in it (`settings/checks.py: check_storage`).
+    # Where state lives: "sqlite", files under data_dir (the default), or "postgres", one
+    # database that any number of hosts share (README "Running on PostgreSQL").
     backend: Literal["sqlite", "postgres"] = "sqlite"
     dsn_env: str = ""  # the variable holding the PostgreSQL DSN (never the DSN in the file)
 

@@ -28,18 +28,36 @@ from oauthd.storage.directory import (
     load_user_code,
     unindex_client,
 )
+from oauthd.storage.embedded import SQLITE
 from oauthd.storage.expiry import collect_client_shard, collect_directory
 from oauthd.storage.inventory import refuse_newer_data
 from oauthd.storage.keys import KEYS, KeyRow, delete_keys, insert_key, load_keys, update_key_times
+from oauthd.storage.seam import (
+    Backend,
+    ClientStore,
+    DirectoryStore,
+    FederationStore,
+    KeyStore,
+    Ordered,
+    RegistryStore,
+)
 from oauthd.storage.secrets import check_password, check_secret, hash_password, hash_secret
 from oauthd.storage.sqlite import LockBusy, Schema, SchemaError, Store, tenant_dir
 
 __all__ = [
     "DIRECTORY",
     "KEYS",
+    "SQLITE",
+    "Backend",
     "ClientRecord",
+    "ClientStore",
+    "DirectoryStore",
+    "FederationStore",
     "KeyRow",
+    "KeyStore",
     "LockBusy",
+    "Ordered",
+    "RegistryStore",
     "Schema",
     "SchemaError",
     "Store",

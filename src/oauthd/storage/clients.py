@@ -24,6 +24,7 @@ import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
@@ -175,24 +176,29 @@ def client_shard_path(tenant_dir: Path, shard_key: str) -> Path:
 def save_client(store: Store, record: ClientRecord) -> None:
     store.conn.execute(
         f"INSERT OR REPLACE INTO client ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608 (constant columns)
-        (
-            record.client_id,
-            record.client_name,
-            json.dumps(record.redirect_uris),
-            json.dumps(record.grant_types),
-            json.dumps(record.response_types),
-            record.token_endpoint_auth_method,
-            record.scope,
-            int(record.first_party),
-            record.secret_hash,
-            record.source,
-            record.created_at,
-            record.metadata,
-            record.registration_token_hash,
-            record.deleted_at,
-            record.last_used_at,
-            record.fresh_until,
-        ),
+        record_values(record),
+    )
+
+
+def record_values(record: ClientRecord) -> tuple[object, ...]:
+    """The registration as the values of COLUMNS (lists as JSON), for any backend."""
+    return (
+        record.client_id,
+        record.client_name,
+        json.dumps(record.redirect_uris),
+        json.dumps(record.grant_types),
+        json.dumps(record.response_types),
+        record.token_endpoint_auth_method,
+        record.scope,
+        int(record.first_party),
+        record.secret_hash,
+        record.source,
+        record.created_at,
+        record.metadata,
+        record.registration_token_hash,
+        record.deleted_at,
+        record.last_used_at,
+        record.fresh_until,
     )
 
 
@@ -291,9 +297,11 @@ def remove_client_shard(tenant_dir: Path, shard_key: str) -> None:
 
 def load_client(store: Store) -> ClientRecord | None:
     rows = store.query(f"SELECT {COLUMNS} FROM client LIMIT 1")  # noqa: S608 (constant columns)
-    if not rows:
-        return None
-    row = rows[0]
+    return record_from_row(rows[0]) if rows else None
+
+
+def record_from_row(row: tuple[Any, ...]) -> ClientRecord:
+    """A registration from the values of COLUMNS, for any backend."""
     return ClientRecord(
         client_id=row[0],
         client_name=row[1],

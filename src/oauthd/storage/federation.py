@@ -47,16 +47,20 @@ class LoginRow:
 
 def insert_login(store: Store, state: str, binding: str, row: LoginRow) -> None:
     store.conn.execute(
-        "INSERT INTO logins VALUES (?,?,?,?,?,?,?)",
-        (
-            hash_secret(state),
-            hash_secret(binding),
-            row.request_id,
-            row.started_at,
-            row.expires_at,
-            row.max_age,
-            int(row.force_login),
-        ),
+        "INSERT INTO logins VALUES (?,?,?,?,?,?,?)", login_values(state, binding, row)
+    )
+
+
+def login_values(state: str, binding: str, row: LoginRow) -> tuple[object, ...]:
+    """A login's columns, state and browser binding hashed, for any backend."""
+    return (
+        hash_secret(state),
+        hash_secret(binding),
+        row.request_id,
+        row.started_at,
+        row.expires_at,
+        row.max_age,
+        int(row.force_login),
     )
 
 

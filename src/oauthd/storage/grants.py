@@ -387,9 +387,12 @@ def load_device_code(store: Store, code_hash: str) -> DeviceRow | None:
         "auth_time FROM device_codes WHERE code_hash = ?",
         (code_hash,),
     )
-    if not found:
-        return None
-    code_hash, request, expires_at, interval, next_poll_at, status, user_id, auth_time = found[0]
+    return device_row(found[0]) if found else None
+
+
+def device_row(values: tuple[Any, ...]) -> DeviceRow:
+    """A device code from its columns as `load_device_code` selects them, for any backend."""
+    code_hash, request, expires_at, interval, next_poll_at, status, user_id, auth_time = values
     return DeviceRow(
         code_hash,
         json.loads(request),

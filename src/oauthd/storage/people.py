@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import sqlite_utils
 
@@ -189,24 +190,26 @@ def load_consent(store: Store, user_id: str, client_id: str) -> ConsentRow | Non
         "SELECT scope, resources, redirects FROM consents WHERE user_id = ? AND client_id = ?",
         (user_id, client_id),
     )
-    if not rows:
-        return None
-    scope, resources, redirects = rows[0]
+    return consent_row(rows[0]) if rows else None
+
+
+def consent_row(values: tuple[Any, ...]) -> ConsentRow:
+    """A consent from its scope, resources and redirects columns, for any backend."""
+    scope, resources, redirects = values
     return ConsentRow(
         tuple(scope.split()), tuple(json.loads(resources)), tuple(json.loads(redirects))
     )
+
+
+def consent_values(user_id: str, client_id: str, consent: ConsentRow, now: int) -> tuple[Any, ...]:
+    """The values of (user_id, client_id, scope, resources, granted_at, redirects)."""
+    resources, redirects = json.dumps(consent.resources), json.dumps(consent.redirects)
+    return (user_id, client_id, " ".join(consent.scope), resources, now, redirects)
 
 
 def save_consent(store: Store, user_id: str, client_id: str, consent: ConsentRow, now: int) -> None:
     store.conn.execute(
         "INSERT OR REPLACE INTO consents (user_id, client_id, scope, resources, granted_at, "
         "redirects) VALUES (?,?,?,?,?,?)",
-        (
-            user_id,
-            client_id,
-            " ".join(consent.scope),
-            json.dumps(consent.resources),
-            now,
-            json.dumps(consent.redirects),
-        ),
+        consent_values(user_id, client_id, consent, now),
     )

@@ -22,7 +22,8 @@ the schema's own advisory lock, and refuses a database written by a newer oauthd
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -33,7 +34,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from oauthd.errors import TemporarilyUnavailable
 from oauthd.storage.sqlite import SchemaError
 
-__all__ = ["ATTEMPTS", "Database", "PgSchema"]
+__all__ = ["ATTEMPTS", "LOCK", "Database", "PgSchema"]
 
 T = TypeVar("T")
 ATTEMPTS = 5  # runs of one message's transaction before a conflict is answered with 503
@@ -97,10 +98,16 @@ class Database:
             ) from None
 
     def _locked(self, address: str, work: Callable[[psycopg.Connection], T]) -> T:
+        with self.holding(address) as conn:
+            return work(conn)
+
+    @contextmanager
+    def holding(self, address: str) -> Iterator[psycopg.Connection]:
+        """One transaction holding the lock of `address` (no retry: see `ordered`)."""
         try:
             with self._pool.connection() as conn, conn.transaction():
                 conn.execute(LOCK, (address,))
-                return work(conn)
+                yield conn
         except CONFLICTS:
             raise
         except (psycopg.OperationalError, PoolTimeout) as exc:
