@@ -529,8 +529,8 @@ class Tenancy:
         served, self._served = self._served | self.schedules.keys(), set()
         visited = []
         for tenant in self._round.visit(active, served):
-            if not self.env.tenant_dir(tenant).is_dir():
-                continue  # never served: nothing to collect
+            if not self._remote and not self.env.tenant_dir(tenant).is_dir():
+                continue  # never served: nothing to collect (a remote backend has no dir)
             visited.append(tenant)
             try:
                 await collect_once(self.system, self.env, tenant)
