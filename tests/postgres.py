@@ -26,7 +26,8 @@ from itertools import count
 from pathlib import Path
 
 import psycopg
-import pytest
+
+from tests import components
 
 INSTALL = "install it with `apt-get install postgresql` (as .ci/run does)"
 SUPERUSER = "oauthd"
@@ -47,9 +48,7 @@ def server_binaries() -> Path | None:
 
 def missing(reason: str) -> None:
     """No PostgreSQL: a skip on a developer's machine, a failure in CI."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"PostgreSQL tests cannot run under CI: {reason}", pytrace=False)
-    pytest.skip(f"PostgreSQL tests skipped: {reason}")
+    components.missing("PostgreSQL", reason)
 
 
 def free_port() -> int:

@@ -390,6 +390,7 @@ class Tenancy:
         self.environ = environ
         self.system = system
         self.reader = RegistryReader(settings, env.backend)
+        self._remote = env.backend.remote  # see `sync_due`
         self.listeners: list[Callable[[str], None]] = []
         self.schedules: dict[str, trio.CancelScope] = {}
         self.nursery: trio.Nursery | None = None
@@ -405,13 +406,34 @@ class Tenancy:
     def sync_due(self) -> None:
         """Before a request: re-read the registry if the last look is older than
         REGISTRY_POLL_S (one PRAGMA, or a stat while there is no registry), so no request acts
-        on a change older than that, a host tenant's new origin included."""
-        if trio.current_time() - self._synced >= REGISTRY_POLL_S:
+        on a change older than that, a host tenant's new origin included. With a remote
+        backend a read may wait for the network, so `watch` reads it every REGISTRY_POLL_S
+        in a thread instead, and requests use the snapshot: the same bound."""
+        if not self._remote and trio.current_time() - self._synced >= REGISTRY_POLL_S:
             self.sync()
 
     def sync(self) -> None:
+        """Read the registry now, on the loop: a local backend's (see `refresh`)."""
         self._synced = trio.current_time()
-        for tenant in self.reader.refresh():
+        self._changed(self.reader.refresh())
+
+    async def refresh(self) -> None:
+        """Read the registry now, where that stalls no request: inline for a local backend,
+        in a thread for a remote one. A registry that cannot be reached (the database is down)
+        leaves the snapshot as it was: requests go on and meet the storage's 503 themselves."""
+        if not self._remote:
+            self.sync()
+            return
+        self._synced = trio.current_time()
+        try:
+            read = await trio.to_thread.run_sync(self.reader.read)
+        except TemporarilyUnavailable as exc:
+            log.warning("registry not read, serving the last one read: %s", exc.detail)
+            return
+        self._changed(self.reader.apply(read))
+
+    def _changed(self, tenants: set[str]) -> None:
+        for tenant in tenants:
             for listener in self.listeners:
                 listener(tenant)
             if self.holds(tenant):  # the first read "changes" every row: most are not here
@@ -426,7 +448,7 @@ class Tenancy:
         """A tenant's app on its first request: None when unknown (nothing spawned),
         "disabled", or the app, once its KeyManager has a key (a new tenant's first) and the
         clients of its settings are registered; its key schedule runs until it is dropped."""
-        self.sync()  # activation is rare: act on the registry as it is now
+        await self.refresh()  # activation is rare: act on the registry as it is now
         self._served.add(tenant)
         row = self.row(tenant)
         if row is None or row.state == "removing":
@@ -472,7 +494,7 @@ class Tenancy:
 
     def row(self, tenant: str) -> TenantRow | None:
         row = self.reader.get(tenant)
-        if row is None and TENANT_ID.fullmatch(tenant) and tenant != TENANT:
+        if row is None and not self._remote and TENANT_ID.fullmatch(tenant) and tenant != TENANT:
             self.sync()  # one cheap PRAGMA: a tenant added a moment ago is seen at once
             row = self.reader.get(tenant)
         return row
@@ -504,13 +526,13 @@ class Tenancy:
         tenant's; a tenant that is not live here is put away after its pass (its actors
         closed, its settings forgotten), so a pass leaves nothing of idle tenants behind.
         Answers the tenants visited."""
-        self.sync()
+        await self.refresh()
         active = sorted(t for t, row in self.reader.rows.items() if row.state == "active")
         served, self._served = self._served | self.schedules.keys(), set()
         visited = []
         for tenant in self._round.visit(active, served):
-            if not self.env.tenant_dir(tenant).is_dir():
-                continue  # never served: nothing to collect
+            if not self._remote and not self.env.tenant_dir(tenant).is_dir():
+                continue  # never served: nothing to collect (a remote backend has no dir)
             visited.append(tenant)
             try:
                 await collect_once(self.system, self.env, tenant)
@@ -526,13 +548,13 @@ class Tenancy:
         REGISTRY_POLL_S, so an idle tenant that was disabled or removed has its actors stopped
         (before `tenants remove` deletes its directory). With none live there is nothing to
         stop, and a single-tenant server never wakes for it; requests look for themselves
-        (`sync_due`)."""
+        (`sync_due`). With a remote backend requests do not look, so this always reads."""
         try:
             while True:
-                if not self.schedules:
+                if not self.schedules and not self._remote:
                     self._wake = trio.Event()
                     await self._wake.wait()
-                self.sync()
+                await self.refresh()
                 await trio.sleep(REGISTRY_POLL_S)
         finally:
             self.reader.close()

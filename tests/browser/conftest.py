@@ -36,6 +36,7 @@ from oauthd.settings import (
     Settings,
     settings_for_tests,
 )
+from tests import components
 
 try:
     from playwright.sync_api import Browser, ConsoleMessage, Page, Request, sync_playwright
@@ -63,9 +64,7 @@ def find_chromium() -> str | None:
 
 def missing(reason: str, *, module: bool = False) -> None:
     """No browser: a skip on a developer's machine, a failure in CI."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"browser tests cannot run under CI: {reason}", pytrace=False)
-    pytest.skip(f"browser tests skipped: {reason}", allow_module_level=module)
+    components.missing("browser", reason, module=module)
 
 
 @pytest.fixture(scope="session")

@@ -25,8 +25,9 @@ import bisect
 import logging
 import math
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import trio
 
@@ -46,6 +47,8 @@ __all__ = [
     "collect_once",
     "run_janitor",
 ]
+
+T = TypeVar("T")
 
 log = logging.getLogger("oauthd.janitor")
 
@@ -90,14 +93,16 @@ class TenantRound:
 async def collect_once(system: ActorSystem, env: Env, tenant: str) -> JanitorReport:
     report = JanitorReport()
     backend, settings = env.backend, env.settings
-    shard_keys = backend.list_clients(settings, tenant)  # before the index: see the docstring
+    # Before the index (see the docstring); in a thread: a walk of every shard of the tenant,
+    # or a query of a remote database.
+    shard_keys = await trio.to_thread.run_sync(backend.list_clients, settings, tenant)
     clients = await system.ask(directory_address(tenant), ListClients())
     indexed = {shard_key_for(client_id) for client_id, _source, _created in clients}
     stray_before = env.clock.now() - STRAY_AFTER_S
     for shard_key in shard_keys:
         address = Address(tenant, "client", shard_key)
         if shard_key not in indexed:
-            modified = backend.client_modified_at(settings, tenant, shard_key)
+            modified = await _blocking(env, backend.client_modified_at, settings, tenant, shard_key)
             if modified is not None and modified < stray_before:
                 if await _remove(system, env, address):
                     report.removed.append(shard_key)
@@ -124,11 +129,21 @@ async def collect_once(system: ActorSystem, env: Env, tenant: str) -> JanitorRep
     return report
 
 
+async def _blocking(env: Env, call: Callable[..., T], *args: Any) -> T:
+    """`call(*args)`, a read or change of storage outside any actor: on the loop for local
+    files (microseconds), in a thread for a remote backend (a round trip, or the pool's wait
+    while the database is down)."""
+    if env.backend.remote:
+        return await trio.to_thread.run_sync(call, *args)
+    return call(*args)
+
+
 async def _remove(system: ActorSystem, env: Env, address: Address) -> bool:
-    """Remove a client's shard once its actor has closed; False if one is busy with it."""
+    """Remove a client's shard once its actor has closed; False if one is busy with it. With
+    local files, no checkpoint between the check and the removal, so no actor opens the shard
+    meanwhile; a remote backend's removal takes the client's lock, which orders it."""
     if await system.retire(address) and not system.is_live(address):
-        # no checkpoint since the check
-        env.backend.remove_client(env.settings, address.tenant, address.key)
+        await _blocking(env, env.backend.remove_client, env.settings, address.tenant, address.key)
         return True
     return False
 

@@ -20,7 +20,7 @@ from oauthd.errors import ConfigError, Conflict, InvalidRequest, NotFound
 from oauthd.runtime import Address, Command, Query
 from oauthd.settings import Settings, load_tenant_settings
 from oauthd.storage import Backend, RegistryStore
-from oauthd.storage.registry import TENANT_ID, TenantRow, TenantState
+from oauthd.storage.registry import TENANT_ID, Changes, TenantRow, TenantState
 
 __all__ = [
     "REGISTRY_POLL_S",
@@ -277,14 +277,27 @@ class RegistryReader:
         return self._store
 
     def refresh(self) -> set[str]:
+        """`read` then `apply`, where reading cannot stall anyone (a local file)."""
+        return self.apply(self.read())
+
+    def read(self) -> tuple[int, Changes] | None:
+        """The registry's version and the changes after the last one applied, or None if
+        nothing changed. Blocking: a remote backend's caller runs it in a thread, and it
+        touches none of the snapshot the event loop reads."""
         if self._store is None and not self._backend.has_registry(self._settings):
-            return set()  # no tenant was ever added: a single-tenant data dir gains no file
+            return None  # no tenant was ever added: a single-tenant data dir gains no file
         store = self._open()
         version = store.data_version()
         if version == self._version:
+            return None
+        return version, store.changes_since(self._seq)
+
+    def apply(self, read: tuple[int, Changes] | None) -> set[str]:
+        """Bring the snapshot up to what `read` found: the tenants whose row changed. A read
+        overtaken by another one applied meanwhile is ignored."""
+        if read is None or read[1].seq < self._seq:
             return set()
-        self._version = version
-        changes = store.changes_since(self._seq)
+        self._version, changes = read
         self._seq = changes.seq
         new: dict[str, TenantRow | None] = dict.fromkeys(changes.removed)
         new.update((row.tenant, row) for row in changes.rows)

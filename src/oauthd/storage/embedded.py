@@ -148,6 +148,8 @@ class SqliteBackend:
     """Shard files under `settings.data_dir` (docs/architecture.md "Storage"). Stateless but
     for the spawn check's cache of tenant directories, so one serves every process."""
 
+    remote = False  # a read is a PRAGMA or a page of a local file: microseconds
+
     def __init__(self) -> None:
         self._roots: dict[tuple[Path, str], str] = {}  # (data dir, tenant) -> its directory
 

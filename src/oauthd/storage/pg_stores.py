@@ -837,6 +837,8 @@ class PgBackend:
     PG_SCHEMA by the server before any actor opens). A store's address is its actor's,
     `tenant/kind/key`; at most `threads` transactions run at once (the pool's size)."""
 
+    remote = True
+
     def __init__(self, db: Database, threads: int) -> None:
         self._db = db
         self._limiter = trio.CapacityLimiter(threads)

@@ -199,7 +199,13 @@ class RegistryStore(Ordered, Protocol):
 class Backend(Protocol):
     """Opens the stores and handles shards as a whole. `settings` are the tenant's (their
     server-wide keys, `data_dir` and `storage`, say where and how); opening may block briefly
-    (a file opened, migrations run) and is done where the actors open today."""
+    (a file opened, migrations run) and is done where the actors open today.
+
+    `remote`: a read outside an actor's message crosses the network and may wait (for a
+    database that is down, up to the pool's timeout), so it must never run on the event loop;
+    the registry is then read by a watcher in a thread, not before each request."""
+
+    remote: bool
 
     def open_client(self, settings: Settings, tenant: str, shard_key: str) -> ClientStore:
         """An existing client's shard (never made here: see `create_client`)."""
