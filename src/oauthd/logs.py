@@ -19,6 +19,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from json.encoder import encode_basestring_ascii as _quoted
 from typing import TextIO
 
 import trio
@@ -81,6 +82,12 @@ class LineFormat:
         fields: AuditFields | None = None,
     ) -> str:
         stamp = self._timestamp(created)
+        if self.as_json and fields is None and not exc:  # the access log's: no dict made
+            # json.dumps' own string escaping (ASCII), its separators and member order
+            return (
+                f'{{"ts": "{stamp}", "level": {_quoted(level.lower())}, "logger": '
+                f'{_quoted(logger)}, "message": {_quoted(message)}}}\n'
+            )
         if self.as_json:
             entry: dict[str, object] = {
                 "ts": stamp,
