@@ -36,20 +36,58 @@ from oauthd.web.responses import JSON, asgi_headers, error_body, error_headers
 __all__ = ["ApiRequest", "ApiResponse", "FastPath", "FastRoutes"]
 
 
-@dataclass(frozen=True, slots=True)
 class ApiRequest:
-    """What a JSON endpoint reads: method, query, headers (lower-case names, the first value
-    of each), the raw body and its media type, the peer's address and every X-Forwarded-For
-    value (for the client IP, web/throttle.py)."""
+    """What a JSON endpoint reads: method, path, query, headers (lower-case names, the first
+    value of each), the raw body and its media type, the peer's address and every
+    X-Forwarded-For value (for the client IP, web/throttle.py). Each is read from the ASGI
+    scope when first asked for: a document's handler asks for none."""
 
-    method: str
-    path: str
-    query: Params
-    headers: Mapping[str, str]
-    body: bytes
-    mimetype: str
-    peer: str | None = None
-    forwarded_for: str = ""
+    __slots__ = ("_forwarded", "_headers", "_query", "_scope", "body", "method", "path")
+
+    def __init__(self, scope: Scope, body: bytes) -> None:
+        self._scope = scope
+        self._headers: dict[str, str] | None = None
+        self._query: Params | None = None
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.body = body
+        self._forwarded = ""
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._headers if self._headers is not None else self._read_headers()
+
+    @property
+    def forwarded_for(self) -> str:
+        if self._headers is None:
+            self._read_headers()
+        return self._forwarded
+
+    def _read_headers(self) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        forwarded: list[str] = []
+        for name, value in self._scope["headers"]:
+            key = name.decode("latin-1").lower()
+            headers.setdefault(key, value.decode("latin-1"))
+            if key == "x-forwarded-for":
+                forwarded.append(value.decode("latin-1"))
+        self._headers, self._forwarded = headers, ",".join(forwarded)
+        return headers
+
+    @property
+    def query(self) -> Params:
+        if self._query is None:
+            self._query = parse_query(self._scope.get("query_string", b""))
+        return self._query
+
+    @property
+    def mimetype(self) -> str:
+        return self.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+    @property
+    def peer(self) -> str | None:
+        client = self._scope.get("client")
+        return str(client[0]) if client else None
 
     def form(self) -> Params:
         """The body as an OAuth form (OAuth 2.1 App. B): form-encoded UTF-8 only."""
@@ -145,34 +183,11 @@ class FastPath:
         assert handler is not None
         try:
             body = b"" if entry.shared else await self._body(receive)
-            return await handler(self._request(scope, body))
+            return await handler(ApiRequest(scope, body))
         except ClientGone:
             raise
         except Exception as exc:  # the funnel the Quart routes share (web/errors.py)
             return _error(public_error(exc, method, scope["path"]))
-
-    def _request(self, scope: Scope, body: bytes) -> ApiRequest:
-        headers: dict[str, str] = {}
-        forwarded: list[str] = []
-        for name, value in scope["headers"]:
-            key = name.decode("latin-1").lower()
-            headers.setdefault(key, value.decode("latin-1"))
-            if key == "x-forwarded-for":
-                forwarded.append(value.decode("latin-1"))
-        mimetype = headers.get("content-type", "").partition(";")[0].strip().lower()
-        query = parse_query(scope.get("query_string", b""))
-        client = scope.get("client")
-        peer = str(client[0]) if client else None
-        return ApiRequest(
-            scope["method"],
-            scope["path"],
-            query,
-            headers,
-            body,
-            mimetype,
-            peer,
-            ",".join(forwarded),
-        )
 
     async def _body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []
