@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from oauthd.logs import LineFormat
+from oauthd.logs import AuditFields, LineFormat
 
 MESSAGES = [
     "GET /token 200 1.20ms client:default/0123",
@@ -31,3 +31,32 @@ def test_json_line_without_fields_is_json_dumps_of_the_entry(message: str) -> No
     assert line == json.dumps(entry) + "\n"
     assert line.count("\n") == 1
     assert json.loads(line)["message"] == message
+
+
+@pytest.mark.parametrize("message", MESSAGES)
+def test_json_audit_line_is_json_dumps_of_the_entry(message: str) -> None:
+    """An audit line (fields as members after "event"; a field named like a member is left
+    out) is byte for byte what json.dumps writes for the same entry."""
+    fields: AuditFields = {
+        "client_id": 'c"\\\n\u00e9',
+        "jti": message,
+        "expires_in": 3600,
+        "negative": -5,
+        "first_party": True,
+        "consented": False,
+        "level": "shadowed",
+        "event": "shadowed",
+    }
+    created = 1_765_000_000.5
+    line = LineFormat(as_json=True).line(
+        created, "INFO", "oauthd.audit", "token_issued", "", fields
+    )
+    entry = {
+        "ts": "2025-12-06T05:46:40.500Z",
+        "level": "info",
+        "logger": "oauthd.audit",
+        "message": "token_issued",
+        "event": "token_issued",
+    }
+    entry.update({k: v for k, v in fields.items() if k not in entry})
+    assert line == json.dumps(entry) + "\n"
