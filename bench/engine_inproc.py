@@ -14,21 +14,13 @@ from typing import Any
 
 import trio
 
-from oauthd.web.native import Limits
+from oauthd.settings import settings_for_tests
 from oauthd.web.native.connection import Connection
+from oauthd.web.serving import native_limits
 
 BODY = b'{"keys":[]}' * 20
 REQUEST = b"GET /.well-known/jwks.json HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: wrk\r\n\r\n"
-LIMITS = Limits(
-    keep_alive_s=60.0,
-    header_timeout_s=60.0,
-    body_timeout_s=60.0,
-    max_connections=10,
-    max_body_bytes=65_536,
-    max_target=8_192,
-    max_headers=16_384,
-    graceful_timeout_s=1.0,
-)
+LIMITS = native_limits(settings_for_tests())  # the defaults of `oauthd serve`
 ROUNDS = 5
 WARM_UP = 2_000
 

@@ -17,7 +17,7 @@ from typing import Any
 from oauthd.logs import log_access
 from oauthd.metrics import UNMATCHED, Metrics
 
-__all__ = ["CURRENT_SCOPE", "ROUTE", "AccessLog", "RequestLog", "note_actor"]
+__all__ = ["CURRENT_SCOPE", "ROUTE", "RequestLog", "note_actor"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -80,30 +80,3 @@ class RequestLog:
             path = scope["path"].encode("unicode_escape").decode("ascii")
             actor = scope.get("oauthd.actor", "-")
             log_access(f"{scope['method']} {path} {status} {seconds * 1000:.2f}ms {actor}")
-
-
-class AccessLog:
-    """`RequestLog` as a layer of its own, for the admin API (`web/front.py` notes the
-    requests of a tenant's app)."""
-
-    def __init__(self, app: ASGIApp, log: RequestLog) -> None:
-        self.app = app
-        self.log = log
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = self.log.begin(scope)
-        status = 0
-
-        async def send_and_note(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_note)
-        finally:
-            self.log.done(scope, status, start)

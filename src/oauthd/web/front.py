@@ -1,6 +1,7 @@
-"""The one ASGI layer in front of a tenant's routes (web/app.py): every request to the app
-crosses it, and everything that every request pays is paid here, in one call and one wrapper
-of `send` (issue 17: it was three layers, each wrapping `send`).
+"""The one ASGI layer in front of an app's routes (a tenant's, web/app.py; the admin API,
+web/admin.py): every request to the app crosses it, and everything that every request pays is
+paid here, in one call and one wrapper of `send` (issue 17: it was three layers, each wrapping
+`send`).
 
 It applies rules that live in their own modules:
 - the request line and header limits, 414 and 431 (`request_size.oversized`, ERR-3), and

@@ -1,7 +1,7 @@
 """Headers every response carries, whoever answers it: a Quart route, the fast path, an error
-handler or the request limits. Added outside the routes, by the layer every request to a
-tenant's app crosses (web/front.py) and by `SecurityHeaders` around the other apps, so no route
-can forget them.
+handler or the request limits. Added outside the routes, by the layer every request to an app
+crosses (web/front.py) and by `SecurityHeaders` around the tenant router's refusals, so no
+route can forget them.
 
 `X-Content-Type-Options: nosniff` (Fetch §3.5, HTML-6): a browser never guesses a type other
 than the declared one, so a JSON error that reflects input is never run as HTML or script.
@@ -25,8 +25,8 @@ def with_every_response(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[by
 
 
 class SecurityHeaders:
-    """`with_every_response` as a layer of its own, for the apps outside a tenant's
-    (`web/front.py` applies it in a tenant's app): the router's refusals, the admin API."""
+    """`with_every_response` as a layer of its own, for the tenant router's own refusals
+    (`web/front.py` applies it to the apps: a tenant's, the admin API)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
