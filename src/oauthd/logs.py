@@ -19,6 +19,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from json.encoder import encode_basestring_ascii as _quoted
 from typing import TextIO
 
 import trio
@@ -81,6 +82,8 @@ class LineFormat:
         fields: AuditFields | None = None,
     ) -> str:
         stamp = self._timestamp(created)
+        if self.as_json and not exc:  # access and audit lines: written without json.dumps
+            return _json_line(stamp, level, logger, message, fields)
         if self.as_json:
             entry: dict[str, object] = {
                 "ts": stamp,
@@ -91,12 +94,42 @@ class LineFormat:
             if fields is not None:
                 entry["event"] = message
                 entry.update({k: v for k, v in fields.items() if k not in entry})
-            if exc:
-                entry["exc"] = exc
+            entry["exc"] = exc
             return json.dumps(entry) + "\n"
         if fields:
             message = f"{message} {format_fields(fields)}"
         return f"{stamp} {level} {logger} {message}\n" + (f"{exc}\n" if exc else "")
+
+
+_MEMBERS = frozenset(("ts", "level", "logger", "message", "event"))
+
+
+def _json_line(
+    stamp: str, level: str, logger: str, message: str, fields: AuditFields | None
+) -> str:
+    """`LineFormat.line`'s JSON object, byte for byte what json.dumps writes for it (its
+    ASCII string escaping, separators and member order), built without a dict: a line per
+    request and per token is on the hot path."""
+    line = (
+        f'{{"ts": "{stamp}", "level": {_quoted(level.lower())}, "logger": {_quoted(logger)}, '
+        f'"message": {_quoted(message)}'
+    )
+    if fields is not None:
+        line += f', "event": {_quoted(message)}'
+        for key, value in fields.items():
+            if key not in _MEMBERS:
+                line += f", {_quoted(key)}: {_json_value(value)}"
+    return line + "}\n"
+
+
+def _json_value(value: str | int | bool) -> str:
+    if isinstance(value, str):
+        return _quoted(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return int.__repr__(value)  # as json.dumps writes an int
+    return json.dumps(value)
 
 
 class BufferedHandler(logging.Handler):

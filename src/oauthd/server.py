@@ -5,7 +5,7 @@
     ├── run_key_schedule()          wakes the KeyManager at each scheduled key change
     ├── run_janitor()               every janitor.interval_s: expired rows, deleted shards
     └── serve_http()                the HTTP engine ([server] engine: native or Hypercorn)
-                                    -> TenantRouter -> AccessLog -> Quart-Trio -> ask(actor)
+                                    -> TenantRouter -> Front -> FastPath | Quart-Trio -> ask(actor)
 
 With `--workers N` (workers.py) each worker process runs this same tree on a listening socket
 it inherits; only worker 0 runs the janitor (`WorkerRole`).

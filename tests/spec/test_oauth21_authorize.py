@@ -416,6 +416,44 @@ async def test_oidc_s3_1_2_1_post_to_authorize_is_the_same_request(server: Serve
     assert refused.headers["location"].startswith(auth.redirect_uri + "?error=invalid_request")
 
 
+async def test_oidc_s3_1_2_1_get_and_post_answer_a_live_session_alike(server: Server) -> None:
+    """AUTHZ-12: with a session and consent, GET (the fast path) and POST (the Quart route)
+    answer with the same 303: a fresh code, state and iss, no-store, and nothing else set."""
+    client = await signed_in_client(server)
+    auth = Authorization(client["client_id"])
+    got = await get_authorize(server.http, auth.params)
+    posted = await server.http.post("/authorize", data=auth.params)
+    for response in (got, posted):
+        assert response.status_code == 303
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["content-type"] == "text/html; charset=utf-8"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert "set-cookie" not in response.headers
+        assert response.content == b""
+        assert redirected(response)["state"] == auth.state
+    assert sorted(got.headers.keys()) == sorted(posted.headers.keys())
+    assert redirected(got)["code"] != redirected(posted)["code"]
+    assert (await redeem(server.http, auth, redirected(got)["code"])).status_code == 200
+
+
+async def test_s4_1_1_a_live_session_still_gets_every_check(server: Server) -> None:
+    """AUTHZ-12: with a session, a request that needs a page or an error is answered as
+    without one on GET: a bad redirect URI shown, a bad request redirected with its error,
+    prompt=login sent to log in, a GET with a body validated the same way."""
+    client = await signed_in_client(server)
+    auth = Authorization(client["client_id"])
+    shown = await get_authorize(server.http, {**auth.params, "redirect_uri": "https://x"})
+    assert shown.status_code == 400
+    assert "location" not in shown.headers
+    refused = await get_authorize(server.http, {**auth.params, "code_challenge_method": "plain"})
+    assert redirected_error(refused)["error"] == "invalid_request"
+    forced = await get_authorize(server.http, {**auth.params, "prompt": "login"})
+    assert forced.headers["location"].startswith("/login?")
+    url = "/authorize?" + urlencode(auth.params)
+    with_body = await server.http.request("GET", url, content=b"x=1")
+    assert "code" in redirected(with_body)
+
+
 # --- AUTHZ-14, 15: scope -------------------------------------------------------------------
 
 

@@ -123,6 +123,27 @@ async def test_streamed_response_without_length_is_chunked() -> None:
         await client.aclose()
 
 
+async def test_responses_larger_than_the_socket_buffer_arrive_whole_and_in_order() -> None:
+    """RFC 9112 §9.3.2: pipelined responses in order, each whole, when the socket takes a
+    write only in part (the engine's write at once, then the rest after waiting)."""
+    piece = bytes(range(256)) * 4096  # 1 MiB
+
+    async def big(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        mark = scope["path"].encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(3):
+            await send({"type": "http.response.body", "body": mark + piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async with serving(big) as (url, _):
+        client = await RawClient.connect(url)
+        await client.send(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n")
+        for mark in (b"/1", b"/2"):
+            response = await client.response()
+            assert response.body == (mark + piece) * 3
+        await client.aclose()
+
+
 async def test_app_raising_before_its_response_gets_a_500_without_traceback(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -107,8 +107,20 @@ class Limiter:
         """Whole seconds until every one of `keys` may be counted again, or None if all may
         be now. Counts nothing."""
         now = self.clock.now()
-        wait = max((self._wait(_short(key), now, in_flight) for key in keys), default=0.0)
+        wait = 0.0
+        for key in keys:
+            wait = max(wait, self._wait(_short(key), now, in_flight))
         return max(1, math.ceil(wait)) if wait > EPSILON else None
+
+    def _verdict(self, key: str) -> tuple[int | None, bool]:
+        """For `reserve`, from one reading of the clock: the seconds `key` must wait if its
+        failures alone are over the limit (else None), and whether the attempts in flight
+        take what is left."""
+        key, now = _short(key), self.clock.now()
+        alone = self._wait(key, now, in_flight=False)
+        if alone > EPSILON:
+            return max(1, math.ceil(alone)), True
+        return None, self._wait(key, now) > EPSILON
 
     def record(self, *keys: str) -> None:
         """Count one event for each key, allowed or not (a failure that already happened)."""
@@ -186,12 +198,18 @@ async def reserve(*holds: tuple[Limiter, str]) -> Attempt | int:
     seconds to wait."""
     woken: tuple[Limiter, str] | None = None  # the (limiter, key) whose judgment woke us
     while True:
-        wait = max((limit.blocked(key, in_flight=False) or 0 for limit, key in holds), default=0)
+        wait = 0
+        crowded: tuple[Limiter, str] | None = None  # the first hold that attempts fill
+        for limit, key in holds:
+            refused, full = limit._verdict(key)
+            if refused is not None:
+                wait = max(wait, refused)
+            elif full and crowded is None:
+                crowded = (limit, key)
         if wait:
             if woken is not None:  # refused: the others waiting there are judged in turn
                 woken[0]._wake_one(woken[1])
             return wait
-        crowded = next(((limit, key) for limit, key in holds if limit.blocked(key)), None)
         if crowded is None:
             break
         if woken is not None and woken != crowded:  # waiting elsewhere: pass the place on

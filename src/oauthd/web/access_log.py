@@ -17,7 +17,7 @@ from typing import Any
 from oauthd.logs import log_access
 from oauthd.metrics import UNMATCHED, Metrics
 
-__all__ = ["CURRENT_SCOPE", "ROUTE", "AccessLog", "note_actor"]
+__all__ = ["CURRENT_SCOPE", "ROUTE", "RequestLog", "note_actor"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -42,19 +42,17 @@ def note_actor(name: str) -> None:
         scope["oauthd.actor"] = name
 
 
-class AccessLog:
-    """Times every request and notes its status once, for two readers: the access log (a line
-    per request, when `enabled`) and the request metrics (route template and status)."""
+class RequestLog:
+    """Notes each request once it is answered, for two readers: the access log (a line per
+    request, when `enabled`) and the request metrics (route template and status)."""
 
     def __init__(
         self,
-        app: ASGIApp,
         metrics: Metrics,
         enabled: bool = True,
         label: tuple[str, str] = ("", ""),
         tenant: str = "default",
     ) -> None:
-        self.app = app
         self.metrics = metrics
         self.enabled = enabled
         # (prefix, template): a path tenant's routes are labelled /t/{tenant}/..., so the
@@ -62,34 +60,23 @@ class AccessLog:
         self.label = label
         self.tenant = tenant  # the `tenant` label (bounded by the metrics themselves)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 0
+    def begin(self, scope: Scope) -> float:
+        """The request's start, for `done`; `note_actor` writes into `scope` from now on."""
         CURRENT_SCOPE.set(scope)
+        return time.perf_counter()
 
-        async def send_and_note(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_note)
-        finally:
-            seconds = time.perf_counter() - start
-            endpoint = scope.get(ROUTE, UNMATCHED)
-            prefix, template = self.label
-            if prefix and endpoint.startswith(prefix):
-                endpoint = template + endpoint[len(prefix) :]
-            elif prefix and prefix in endpoint:  # a well-known document with the path inserted
-                endpoint = endpoint.replace(prefix, template, 1)
-            self.metrics.request(endpoint, status, seconds, self.tenant)
-            if status == TOO_MANY_REQUESTS:  # only rate limits answer 429: one count for all
-                self.metrics.rate_limited(endpoint, self.tenant)
-            if self.enabled:
-                path = scope["path"].encode("unicode_escape").decode("ascii")
-                actor = scope.get("oauthd.actor", "-")
-                log_access(f"{scope['method']} {path} {status} {seconds * 1000:.2f}ms {actor}")
+    def done(self, scope: Scope, status: int, start: float) -> None:
+        seconds = time.perf_counter() - start
+        endpoint = scope.get(ROUTE, UNMATCHED)
+        prefix, template = self.label
+        if prefix and endpoint.startswith(prefix):
+            endpoint = template + endpoint[len(prefix) :]
+        elif prefix and prefix in endpoint:  # a well-known document with the path inserted
+            endpoint = endpoint.replace(prefix, template, 1)
+        self.metrics.request(endpoint, status, seconds, self.tenant)
+        if status == TOO_MANY_REQUESTS:  # only rate limits answer 429: one count for all
+            self.metrics.rate_limited(endpoint, self.tenant)
+        if self.enabled:
+            path = scope["path"].encode("unicode_escape").decode("ascii")
+            actor = scope.get("oauthd.actor", "-")
+            log_access(f"{scope['method']} {path} {status} {seconds * 1000:.2f}ms {actor}")

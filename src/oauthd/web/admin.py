@@ -45,10 +45,10 @@ from oauthd.errors import InvalidRequest, InvalidToken, TooManyRequests, Unsuppo
 from oauthd.metrics import UNMATCHED, Metrics
 from oauthd.oauth.rfc6750_bearer import read_bearer
 from oauthd.runtime import Limiter
-from oauthd.web.access_log import ROUTE, AccessLog, ASGIApp
+from oauthd.web.access_log import ROUTE, ASGIApp, RequestLog
 from oauthd.web.errors import public_error
+from oauthd.web.front import Front
 from oauthd.web.responses import NO_STORE, error_response, json_bytes, json_response
-from oauthd.web.security_headers import SecurityHeaders
 from oauthd.web.throttle import client_ip, ip_key
 
 __all__ = ["AdminState", "create_admin_app", "token_digest"]
@@ -227,4 +227,4 @@ def create_admin_app(state: AdminState) -> ASGIApp:
     for path, method, route in routes:
         app.add_url_rule(path, route.__name__, route, methods=[method])
     asgi: ASGIApp = app  # type: ignore[assignment]  # Quart types ASGI scopes as TypedDicts
-    return SecurityHeaders(AccessLog(asgi, state.metrics, enabled=state.access_log))
+    return Front(asgi, RequestLog(state.metrics, enabled=state.access_log))

@@ -1,6 +1,7 @@
 """The application: the routes of one tenant (web/routing.py), the fast path in front of a
-Quart-Trio app made when first needed, error mapping, body limits, the access log, and request
-metrics by route template."""
+Quart-Trio app made when first needed, error mapping, body limits, and in front of it all the
+one layer every request crosses (web/front.py: head limits, security headers, the access log
+and request metrics by route template)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ from quart_trio import QuartTrio
 
 from oauthd.errors import RequestTooLarge
 from oauthd.metrics import UNMATCHED
-from oauthd.web.access_log import ROUTE, AccessLog, ASGIApp
+from oauthd.web.access_log import ROUTE, ASGIApp, RequestLog
 from oauthd.web.errors import install_error_handlers
 from oauthd.web.fast import FastPath
+from oauthd.web.front import Front
 from oauthd.web.pages import install_pages
 from oauthd.web.quota import with_request_quota
-from oauthd.web.request_size import RequestSizeLimits
 from oauthd.web.responses import API_PATHS, cors_of
 from oauthd.web.routes import (
     authorize,
@@ -37,7 +38,6 @@ from oauthd.web.routes import (
     userinfo,
 )
 from oauthd.web.routing import DeferredApp, RouteTable
-from oauthd.web.security_headers import SecurityHeaders
 from oauthd.web.state import AppState
 
 __all__ = ["AppState", "create_app"]
@@ -69,18 +69,13 @@ def create_app(state: AppState) -> ASGIApp:
     discovery.register(table, state, contributions)
     quart = DeferredApp(partial(build_quart_app, state, table))
     fast = FastPath(quart, table.fast, state.settings.limits.max_body_bytes)
-    limited = RequestSizeLimits(fast)
     label = ("", "")
     if state.tenant != "default":  # a path tenant: /t/<id> becomes /t/{tenant} in metrics
         label = (state.path(""), state.path("").rpartition("/")[0] + "/{tenant}")
-    logged = AccessLog(
-        limited,
-        state.metrics,
-        enabled=state.settings.log.access_log,
-        label=label,
-        tenant=state.tenant,
+    log = RequestLog(
+        state.metrics, enabled=state.settings.log.access_log, label=label, tenant=state.tenant
     )
-    return with_request_quota(SecurityHeaders(logged), state)
+    return with_request_quota(Front(fast, log), state)
 
 
 def build_quart_app(state: AppState, table: RouteTable) -> ASGIApp:

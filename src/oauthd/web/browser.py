@@ -8,6 +8,7 @@ browser; `session` names the logged-in session and is replaced at every login.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -22,11 +23,13 @@ from oauthd.web.state import AppState
 
 __all__ = [
     "Cookies",
+    "client_location",
     "current_session",
     "form_params",
     "query_params",
     "redirect_to_client",
     "see_other",
+    "see_other_headers",
 ]
 
 
@@ -65,8 +68,9 @@ class Cookies:
             self.name(base), path=self.path, secure=self.secure, httponly=True, samesite="Lax"
         )
 
-    def read(self, base: str) -> str | None:
-        value = request.cookies.get(self.name(base))
+    def read(self, base: str, jar: Mapping[str, str] | None = None) -> str | None:
+        """The cookie's value in `jar` (by default the Quart request's cookies)."""
+        value = (request.cookies if jar is None else jar).get(self.name(base))
         return value if value and len(value) <= 100 else None
 
     def require_browser(self) -> str:
@@ -83,8 +87,12 @@ class Cookies:
         return (existing, False) if existing else (secrets.token_urlsafe(32), True)
 
 
-async def current_session(state: AppState, cookies: Cookies) -> SessionView | None:
-    session_id = cookies.read("session")
+async def current_session(
+    state: AppState, cookies: Cookies, jar: Mapping[str, str] | None = None
+) -> SessionView | None:
+    """The live session the browser's cookie names (`jar`: its cookies, by default the Quart
+    request's), or None."""
+    session_id = cookies.read("session", jar)
     if session_id is None:
         return None
     view = await ask_directory(state, GetSession(session_id))
@@ -106,7 +114,12 @@ def query_params() -> Params:
 
 def see_other(location: str) -> Response:
     """303 after a form POST, never 307/308 (OAuth 2.1 §7.5.3, AUTHZ-11)."""
-    return Response("", status=303, headers={"Location": location, "Cache-Control": "no-store"})
+    return Response("", status=303, headers=see_other_headers(location))
+
+
+def see_other_headers(location: str) -> dict[str, str]:
+    """The headers of a 303 to `location` (`see_other`), for the fast path too."""
+    return {"Location": location, "Cache-Control": "no-store"}
 
 
 def redirect_to_client(
@@ -115,6 +128,15 @@ def redirect_to_client(
     params: dict[str, str | None],
     error: OAuthError | None = None,
 ) -> Response:
+    return see_other(client_location(state, redirect_uri, params, error))
+
+
+def client_location(
+    state: AppState,
+    redirect_uri: str,
+    params: dict[str, str | None],
+    error: OAuthError | None = None,
+) -> str:
     """Append response parameters to the validated redirect URI, keeping its own query
     (OAuth 2.1 §4.1.2), with `iss` on every response (RFC 9207 §2)."""
     values: dict[str, str] = {}
@@ -126,4 +148,4 @@ def redirect_to_client(
     values["iss"] = state.settings.issuer
     parts = urlsplit(redirect_uri)
     query = "&".join(q for q in (parts.query, urlencode(values)) if q)
-    return see_other(urlunsplit((parts.scheme, parts.netloc, parts.path, query, "")))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))

@@ -12,6 +12,12 @@ anything unexpected as `server_error`) and out as JSON through `error_body` (the
 `responses.error_response` sends), CORS on every response of the
 JSON API, 413 over `limits.max_body_bytes`, 405 with `Allow`, HEAD for GET, and an OPTIONS
 preflight answer.
+
+A path can also be shared with a Quart route (`FastRoutes.share`): the fast handler answers
+the common case of a body-less request and passes anything else on (returns None) before it
+has changed anything, and the Quart route then answers the request from the start, with its
+pages, forms and error pages. Every other method, and any request with a body, goes to Quart
+unread. /authorize is one: its redirect with a code for a live session (issue 17).
 """
 
 from __future__ import annotations
@@ -30,20 +36,58 @@ from oauthd.web.responses import JSON, asgi_headers, error_body, error_headers
 __all__ = ["ApiRequest", "ApiResponse", "FastPath", "FastRoutes"]
 
 
-@dataclass(frozen=True, slots=True)
 class ApiRequest:
-    """What a JSON endpoint reads: method, query, headers (lower-case names, the first value
-    of each), the raw body and its media type, the peer's address and every X-Forwarded-For
-    value (for the client IP, web/throttle.py)."""
+    """What a JSON endpoint reads: method, path, query, headers (lower-case names, the first
+    value of each), the raw body and its media type, the peer's address and every
+    X-Forwarded-For value (for the client IP, web/throttle.py). Each is read from the ASGI
+    scope when first asked for: a document's handler asks for none."""
 
-    method: str
-    path: str
-    query: Params
-    headers: Mapping[str, str]
-    body: bytes
-    mimetype: str
-    peer: str | None = None
-    forwarded_for: str = ""
+    __slots__ = ("_forwarded", "_headers", "_query", "_scope", "body", "method", "path")
+
+    def __init__(self, scope: Scope, body: bytes) -> None:
+        self._scope = scope
+        self._headers: dict[str, str] | None = None
+        self._query: Params | None = None
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.body = body
+        self._forwarded = ""
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._headers if self._headers is not None else self._read_headers()
+
+    @property
+    def forwarded_for(self) -> str:
+        if self._headers is None:
+            self._read_headers()
+        return self._forwarded
+
+    def _read_headers(self) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        forwarded: list[str] = []
+        for name, value in self._scope["headers"]:
+            key = name.decode("latin-1").lower()
+            headers.setdefault(key, value.decode("latin-1"))
+            if key == "x-forwarded-for":
+                forwarded.append(value.decode("latin-1"))
+        self._headers, self._forwarded = headers, ",".join(forwarded)
+        return headers
+
+    @property
+    def query(self) -> Params:
+        if self._query is None:
+            self._query = parse_query(self._scope.get("query_string", b""))
+        return self._query
+
+    @property
+    def mimetype(self) -> str:
+        return self.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+    @property
+    def peer(self) -> str | None:
+        client = self._scope.get("client")
+        return str(client[0]) if client else None
 
     def form(self) -> Params:
         """The body as an OAuth form (OAuth 2.1 App. B): form-encoded UTF-8 only."""
@@ -59,13 +103,16 @@ class ApiResponse:
 
 
 Handler = Callable[[ApiRequest], Awaitable[ApiResponse]]
+# A shared path's handler: None passes the request on to the Quart route, unanswered.
+SharedHandler = Callable[[ApiRequest], Awaitable[ApiResponse | None]]
 
 
 @dataclass(slots=True)
 class _Path:
-    handlers: dict[str, Handler]
+    handlers: dict[str, SharedHandler]
     cors_headers: list[tuple[bytes, bytes]]  # sent with every response of the path
     allowed: list[str] = field(default_factory=list)  # for Allow on OPTIONS and 405
+    shared: bool = False  # a Quart route answers what the handlers do not
 
 
 @dataclass(slots=True)
@@ -84,6 +131,13 @@ class FastRoutes:
         head = ("HEAD",) if "GET" in entry.handlers else ()
         entry.allowed = sorted({*entry.handlers, "OPTIONS", *head})
 
+    def share(self, path: str, method: str, handler: SharedHandler) -> None:
+        """`handler` answers body-less `method` requests at `path` that it can, and returns
+        None for the others; those, and every other request at `path`, go to the Quart route
+        there (which keeps its own CORS, OPTIONS and error pages)."""
+        entry = self.paths.setdefault(path, _Path({}, [], shared=True))
+        entry.handlers[method] = handler
+
 
 class FastPath:
     """ASGI middleware: the fast endpoints here, everything else to `app` (Quart)."""
@@ -95,7 +149,7 @@ class FastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         entry = self.paths.get(scope["path"]) if scope["type"] == "http" else None
-        if entry is None:
+        if entry is None or (entry.shared and not _takes(entry, scope)):
             await self.app(scope, receive, send)
             return
         scope[ROUTE] = scope["path"]  # the metrics label: a fast path is its own template
@@ -103,6 +157,9 @@ class FastPath:
             response = await self._respond(entry, scope, receive)
         except ClientGone:
             return  # nothing to answer, and a partial body is never acted on
+        if response is None:  # passed on by a shared path's handler, its body unread
+            await self.app(scope, receive, send)
+            return
         headers = [
             (b"content-type", response.content_type.encode()),
             (b"content-length", str(len(response.body)).encode()),
@@ -113,46 +170,24 @@ class FastPath:
         body = b"" if scope["method"] == "HEAD" else response.body
         await send({"type": "http.response.body", "body": body})
 
-    async def _respond(self, entry: _Path, scope: Scope, receive: Receive) -> ApiResponse:
+    async def _respond(self, entry: _Path, scope: Scope, receive: Receive) -> ApiResponse | None:
         method = scope["method"]
-        allowed = entry.allowed
-        if method == "OPTIONS":  # a CORS preflight (CORS-1): the path's CORS headers answer it
-            return ApiResponse(200, b"", {"Allow": ", ".join(allowed)}, "text/plain")
-        if _declared_length(scope) > self.max_body:
-            return _error(RequestTooLarge("request body too large"))  # ERR-3, before routing
         handler = entry.handlers.get("GET" if method == "HEAD" else method)
-        if handler is None:
-            return _error(MethodNotAllowed(allowed))
+        if not entry.shared:  # a shared path's handler sees only what `_takes` lets through
+            if method == "OPTIONS":  # a CORS preflight (CORS-1): the path's CORS headers
+                return ApiResponse(200, b"", {"Allow": ", ".join(entry.allowed)}, "text/plain")
+            if _declared_length(scope) > self.max_body:
+                return _error(RequestTooLarge("request body too large"))  # ERR-3, unread
+            if handler is None:
+                return _error(MethodNotAllowed(entry.allowed))
+        assert handler is not None
         try:
-            return await handler(await self._request(scope, receive))
+            body = b"" if entry.shared else await self._body(receive)
+            return await handler(ApiRequest(scope, body))
         except ClientGone:
             raise
         except Exception as exc:  # the funnel the Quart routes share (web/errors.py)
             return _error(public_error(exc, method, scope["path"]))
-
-    async def _request(self, scope: Scope, receive: Receive) -> ApiRequest:
-        headers: dict[str, str] = {}
-        forwarded: list[str] = []
-        for name, value in scope["headers"]:
-            key = name.decode("latin-1").lower()
-            headers.setdefault(key, value.decode("latin-1"))
-            if key == "x-forwarded-for":
-                forwarded.append(value.decode("latin-1"))
-        body = await self._body(receive)
-        mimetype = headers.get("content-type", "").partition(";")[0].strip().lower()
-        query = parse_query(scope.get("query_string", b""))
-        client = scope.get("client")
-        peer = str(client[0]) if client else None
-        return ApiRequest(
-            scope["method"],
-            scope["path"],
-            query,
-            headers,
-            body,
-            mimetype,
-            peer,
-            ",".join(forwarded),
-        )
 
     async def _body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []
@@ -177,6 +212,18 @@ class ClientGone(Exception):
 
 def _error(exc: OAuthError) -> ApiResponse:
     return ApiResponse(exc.status, error_body(exc), error_headers(exc))
+
+
+def _takes(entry: _Path, scope: Scope) -> bool:
+    """Whether a shared path's handler sees the request: a method it takes, and no body
+    (which Quart, answering instead, could not read once the fast path had)."""
+    method = scope["method"]
+    if ("GET" if method == "HEAD" else method) not in entry.handlers:
+        return False
+    return not any(
+        (name == b"content-length" and value != b"0") or name == b"transfer-encoding"
+        for name, value in scope["headers"]
+    )
 
 
 def _declared_length(scope: Scope) -> int:

@@ -29,7 +29,7 @@ from oauthd.oauth.rfc8628_device import display_user_code
 from oauthd.runtime import Address
 from oauthd.storage import ClientRecord
 from oauthd.web.asks import ask, ask_directory, ask_pending
-from oauthd.web.browser import Cookies, redirect_to_client, see_other
+from oauthd.web.browser import Cookies, client_location, redirect_to_client, see_other
 from oauthd.web.errors import bad_request_status
 from oauthd.web.pages import error_page, page
 from oauthd.web.state import AppState
@@ -37,6 +37,7 @@ from oauthd.web.state import AppState
 __all__ = [
     "SignedIn",
     "begin_interaction",
+    "code_location",
     "consent_reason",
     "deliver_code",
     "finish_login",
@@ -98,9 +99,12 @@ def deliver_code(
     if issued.code is None:
         error = refusal or AccessDenied("the user denied the request")
         return redirect_to_client(state, issued.redirect_uri, {"state": issued.state}, error)
-    return redirect_to_client(
-        state, issued.redirect_uri, {"code": issued.code, "state": issued.state}
-    )
+    return see_other(code_location(state, issued))
+
+
+def code_location(state: AppState, issued: CodeIssued) -> str:
+    """Where a code goes: the request's redirect URI with the code, its state and `iss`."""
+    return client_location(state, issued.redirect_uri, {"code": issued.code, "state": issued.state})
 
 
 async def begin_interaction(

@@ -10,10 +10,19 @@ How each rule of RFC 9112 is kept here:
 - Pipelining (§9.3.2): requests are read and answered strictly in order, one at a time.
 - A connection whose request body was not read to its end is closed after the response: what
   is left of it must never be read as the next request (§9.3, request smuggling).
+
+The socket is read and written with the fewest passes through trio's scheduler (`receive`,
+`write`): trio's `receive_some` takes two when it has to wait (the wait, then a checkpoint
+after the read) and its `send_all` one more, plus one for the write lock, so a request with
+its response cost four; here it costs one. A read still passes through the scheduler once,
+waiting or not (so a connection whose client always has the next request ready cannot keep
+the others waiting), and cannot lose what it read to a cancellation; a write that the socket
+takes whole at once returns without a pass (the next read makes it).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,17 +112,19 @@ class Connection:
             if self.parser.in_head and not header_clock:
                 deadline = trio.current_time() + self.limits.header_timeout_s
                 header_clock = True
-            with trio.CancelScope(deadline=deadline) as scope:
-                if not self.parser.in_head:
-                    self.idle_scope = scope
-                    if self.draining:
-                        scope.cancel()
-                data = await self.stream.receive_some(RECEIVE_SIZE)
-            self.idle_scope = None
-            if scope.cancelled_caught:
-                if self.parser.in_head:
-                    return Refusal(408, "the request headers took too long")
-                return None
+            data = None if self.parser.in_head else await self.arrived()
+            if data is None:
+                with trio.CancelScope(deadline=deadline) as scope:
+                    if not self.parser.in_head:
+                        self.idle_scope = scope
+                        if self.draining:
+                            scope.cancel()
+                    data = await self.receive()
+                self.idle_scope = None
+                if scope.cancelled_caught:
+                    if self.parser.in_head:
+                        return Refusal(408, "the request headers took too long")
+                    return None
             if not data:
                 self.eof = True
                 return None
@@ -125,7 +136,7 @@ class Connection:
             if self.eof or self.parser.upgraded:
                 return None
             with trio.move_on_at(deadline):
-                data = await self.stream.receive_some(RECEIVE_SIZE)
+                data = await self.receive()
                 if not data:
                     self.eof = True
                     return None
@@ -145,14 +156,60 @@ class Connection:
             while not self.eof:
                 if self.parser.events or self.parser.upgraded:
                     await trio.sleep_forever()
-                data = await self.stream.receive_some(RECEIVE_SIZE)
+                data = await self.receive()
                 if not data:
                     self.eof = True
                     break
                 self.parser.feed(data)
         exchange.listening = None
 
+    async def arrived(self) -> bytes | None:
+        """Between requests: let the other connections' tasks run first, then read what has
+        arrived meanwhile; None if nothing has (or the server is draining). On a busy server
+        the client's next request is usually there by then, and is read without a deadline
+        scope, registering the socket with epoll and waiting for it."""
+        await trio.lowlevel.checkpoint()  # nothing read yet: a cancellation loses nothing
+        if self.draining:
+            return None
+        try:
+            return os.read(self.stream.socket.fileno(), RECEIVE_SIZE)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
+
+    async def receive(self) -> bytes:
+        """Up to RECEIVE_SIZE bytes; b"" at EOF. One pass through the scheduler: the wait for
+        the socket, or, with bytes already there, a checkpoint that no cancellation can
+        interrupt once they are read (trio's own rule for its sockets)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        waited = False
+        while True:
+            try:
+                data = os.read(self.stream.socket.fileno(), RECEIVE_SIZE)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(self.stream.socket)
+                waited = True
+                continue
+            except OSError as exc:
+                raise trio.BrokenResourceError(str(exc)) from exc
+            if not waited:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            return data
+
     async def write(self, data: bytes) -> None:
+        """Send all of `data`, in order with any other write: at once when no other write is
+        waiting and the socket takes it all, else the rest after the writes before it."""
+        if not self.send_lock.locked():
+            try:
+                sent = os.write(self.stream.socket.fileno(), data)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                raise trio.BrokenResourceError(str(exc)) from exc
+            if sent == len(data):
+                return
+            data = data[sent:]
         async with self.send_lock:
             await self.stream.send_all(data)
 
