@@ -36,8 +36,10 @@ SECRET = "bench-secret-" + "x" * 32
 CLIENTS = 16
 
 
-def config(tmp: Path, port: int) -> Path:
-    path = tmp / f"oauthd-{port}.toml"
+def config(tmp: Path, port: int, *, extra: str = "", listen_port: int | None = None) -> Path:
+    """The config of a server whose issuer is on `port`, listening there (or on
+    `listen_port`, behind a balancer on `port`); `extra`: more top-level tables."""
+    path = tmp / f"oauthd-{listen_port or port}.toml"
     clients = "".join(
         f'[[clients]]\nclient_id = "bench-{i}"\ngrant_types = ["client_credentials"]\n'
         'client_secret_env = "BENCH_CLIENT_SECRET"\n'
@@ -46,8 +48,9 @@ def config(tmp: Path, port: int) -> Path:
     path.write_text(
         f'issuer = "http://127.0.0.1:{port}"\n'
         f'data_dir = "{tmp / "data"}"\n'
-        f'listen = "127.0.0.1:{port}"\n'
+        f'listen = "127.0.0.1:{listen_port or port}"\n'
         'resources = [{ uri = "https://mcp.example.com/mcp", scopes = ["mcp:tools"] }]\n'
+        f"{extra}"
         f"{clients}"
         '[log]\nlevel = "warning"\nformat = "json"\naccess_log = false\n'
         + lifted_limits(),  # wrk is one IP: the per-IP limits would refuse most requests
@@ -107,9 +110,14 @@ def start(row: Row, tmp: Path) -> None:
 
 
 def wrk(row: Row, seconds: int, connections: int) -> dict[str, float]:
+    return wrk_run(f"http://127.0.0.1:{row.port}", row.auths, seconds, connections)
+
+
+def wrk_run(url: str, auths: list[str], seconds: int, connections: int) -> dict[str, float]:
+    """client_credentials at `url` with wrk on CPU 1, round-robin over `auths`."""
     argv = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
-    argv += ["--timeout", "10s", "-s", str(HERE / "token.lua"), f"http://127.0.0.1:{row.port}"]
-    out = subprocess.run([*argv, "--", *row.auths], capture_output=True, text=True, check=True)
+    argv += ["--timeout", "10s", "-s", str(HERE / "token.lua"), url]
+    out = subprocess.run([*argv, "--", *auths], capture_output=True, text=True, check=True)
     line = next(x for x in out.stdout.splitlines() if x.startswith("BENCH "))
     return {k: float(v) for k, v in (p.split("=") for p in line.split()[1:])}
 
