@@ -27,10 +27,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests: the cluster, HAProxy
 
@@ -76,6 +80,7 @@ class Row:
     url: str = ""
     pids: list[int] = field(default_factory=list)
     haproxy: int = 0  # its process, for the row behind HAProxy
+    ports: list[int] = field(default_factory=list)  # each host's own port
     rps: list[float] = field(default_factory=list)
     p99_us: list[float] = field(default_factory=list)
     cpu: dict[str, float] = field(default_factory=dict)  # group -> CPU seconds
@@ -122,21 +127,37 @@ def start_rows(stack: ExitStack, tmp: Path, cluster: Cluster) -> list[Row]:
     port = free_port()
     sqlite = Row("SQLite, 1 host", postmaster, f"http://127.0.0.1:{port}")
     sqlite.pids.append(stack.enter_context(host(tmp, port, port, "", secret)))
+    sqlite.ports.append(port)
     rows.append(sqlite)
     env = {**secret, DSN_ENV: cluster.create_database()}
     port = free_port()
     one = Row("PostgreSQL, 1 host", postmaster, f"http://127.0.0.1:{port}")
     one.pids.append(stack.enter_context(host(tmp, port, port, STORAGE, env)))
+    one.ports.append(port)
     rows.append(one)
     env = {**secret, DSN_ENV: cluster.create_database()}
     front, ports = free_port(), [free_port() for _ in range(3)]
     three = Row("PostgreSQL, 3 hosts behind HAProxy", postmaster)
     three.pids += [stack.enter_context(host(tmp, front, p, STORAGE, env)) for p in ports]
+    three.ports += ports
     three.url = stack.enter_context(balancer(tmp / "haproxy", front, ports))
     three.haproxy = haproxy_pid(front)
     subprocess.run(["taskset", "-a", "-p", "-c", "0", str(three.haproxy)], check=True)
     rows.append(three)
     return rows
+
+
+def token_statuses(ports: list[int]) -> Counter[str]:
+    """The /token answers of the hosts on `ports` by status, from their own /metrics."""
+    counts: Counter[str] = Counter()
+    for port in ports:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = sample.labels
+                if sample.name == "oauthd_http_requests_total" and labels["endpoint"] == "/token":
+                    counts[labels["status"]] += int(sample.value)
+    return counts
 
 
 def haproxy_pid(port: int) -> int:
@@ -178,6 +199,7 @@ def main() -> None:
                 row.errors += int(r["errors"])
                 row.rps.append(r["requests"] / wall)
                 row.p99_us.append(r["p99_us"])
+        statuses = {row.name: token_statuses(row.ports) for row in rows}
     load = Path("/proc/loadavg").read_text().split()[:3]
     print(f"wrk -t1 -c{connections}, {rounds} rounds x {duration // rounds} s; load {load}")
     print("| row | req/s (median) | p99 | CPU/req: oauthd | PostgreSQL | HAProxy | errors |")
@@ -189,6 +211,8 @@ def main() -> None:
             f"{statistics.median(row.p99_us) / 1000:.1f} ms | {per['oauthd']:,.0f} us | "
             f"{per['postgres']:,.0f} us | {per['haproxy']:,.0f} us | {row.errors} |"
         )
+    for name, counts in statuses.items():
+        print(f"{name}: /token answers by status {dict(sorted(counts.items()))}")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 Debian's `haproxy` package (installed by `.ci/run`) runs in the foreground (`-db`) from a
 config written into a temporary directory: one HTTP frontend on a free port of 127.0.0.1,
 balancing each request round-robin over the given backends, with an HTTP health check on
-/healthz every 100 ms so a backend that dies is taken out of the rotation within a few
-checks. A request HAProxy cannot connect to a backend for is sent to another one
+/healthz every 100 ms so a backend that dies (its port refuses) is taken out of the rotation
+within a few checks; a busy one may take up to 5 s to answer its check before it counts as
+down (a check waits its turn behind the requests in flight). A request HAProxy cannot connect to a backend for is sent to another one
 (`option redispatch`): it never reached oauthd, so nothing is sent twice. A request that
 reached a backend that then died is answered 502 by HAProxy and not retried.
 
@@ -47,6 +48,7 @@ def config(port: int, backends: list[int]) -> str:
         "  timeout connect 1s\n"
         "  timeout client 30s\n"
         "  timeout server 30s\n"
+        "  timeout check 5s\n"
         "  retries 3\n"
         "  option redispatch 1\n"
         "frontend oauthd\n"
