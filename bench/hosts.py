@@ -42,24 +42,11 @@ from tests.haproxy import balancer
 from tests.postgres import Cluster, server_binaries, throwaway_cluster
 
 from loadgen import CLOCK_TICKS, answers_ok, free_port
-from workers import CLIENTS, SECRET, basic, config, wrk_run
+from workers import CLIENTS, SECRET, basic, config, tree_cpu_seconds, wrk_run
 
 OAUTHD = str(Path(sys.executable).with_name("oauthd"))
 DSN_ENV = "BENCH_PG_DSN"
 STORAGE = f'[storage]\nbackend = "postgres"\ndsn_env = "{DSN_ENV}"\n'
-
-
-def tree_cpu(root: int) -> float:
-    """User + system CPU of `root` and its children (a postmaster and its backends)."""
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(stat.parent.name) == root or int(fields[1]) == root:
-            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return total
 
 
 def pids_cpu(pids: list[int]) -> float:
@@ -91,7 +78,7 @@ class Row:
     def sample(self) -> dict[str, float]:
         return {
             "oauthd": pids_cpu(self.pids),
-            "postgres": tree_cpu(self.postmaster),
+            "postgres": tree_cpu_seconds(self.postmaster),
             "haproxy": pids_cpu([self.haproxy] if self.haproxy else []),
         }
 

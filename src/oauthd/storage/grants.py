@@ -214,20 +214,25 @@ class FamilyRow:
     revoked_at: int | None
 
 
+def family_values(family: FamilyRow, now: int) -> tuple[object, ...]:
+    """A new family's columns but the last (revoked_at, NULL), for any backend."""
+    return (
+        family.family_id,
+        family.user_id,
+        family.scope,
+        json.dumps(family.resources),
+        family.auth_time,
+        now,
+        family.expires_at,
+    )
+
+
 def insert_family(store: Store, family: FamilyRow, now: int) -> None:
     insert(
         store,
         "families",
         "INSERT INTO families VALUES (?,?,?,?,?,?,?,NULL)",
-        (
-            family.family_id,
-            family.user_id,
-            family.scope,
-            json.dumps(family.resources),
-            family.auth_time,
-            now,
-            family.expires_at,
-        ),
+        family_values(family, now),
     )
 
 

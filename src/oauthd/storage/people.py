@@ -92,18 +92,20 @@ def load_user_by_email(store: Store, email: str) -> UserRow | None:
     return _user(rows[0]) if rows else None
 
 
-def insert_user(store: Store, user: UserRow, now: int) -> None:
-    store.conn.execute(
-        "INSERT INTO users VALUES (?,?,?,?,?,?)",
-        (
-            user.user_id,
-            user.email or None,
-            user.name,
-            int(user.email_verified),
-            user.password_hash,
-            now,
-        ),
+def user_values(user: UserRow, now: int) -> tuple[object, ...]:
+    """A new user's columns, for any backend."""
+    return (
+        user.user_id,
+        user.email or None,
+        user.name,
+        int(user.email_verified),
+        user.password_hash,
+        now,
     )
+
+
+def insert_user(store: Store, user: UserRow, now: int) -> None:
+    store.conn.execute("INSERT INTO users VALUES (?,?,?,?,?,?)", user_values(user, now))
 
 
 def count_users(store: Store) -> int:

@@ -43,9 +43,17 @@ from oauthd.storage.grants import (
     PendingRow,
     RefreshRow,
     device_row,
+    family_values,
 )
 from oauthd.storage.keys import KeyRow
-from oauthd.storage.people import ConsentRow, SessionRow, UserRow, consent_row, consent_values
+from oauthd.storage.people import (
+    ConsentRow,
+    SessionRow,
+    UserRow,
+    consent_row,
+    consent_values,
+    user_values,
+)
 from oauthd.storage.postgres import LOCK, Database, PgSchema
 from oauthd.storage.registry import COLUMNS as TENANT_COLUMNS
 from oauthd.storage.registry import Changes, TenantRow
@@ -338,15 +346,7 @@ class PgClientStore(PgShard):
     def insert_family(self, family: FamilyRow, now: int) -> None:
         self.change(
             "INSERT INTO families VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, NULL)",
-            (
-                family.family_id,
-                family.user_id,
-                family.scope,
-                json.dumps(family.resources),
-                family.auth_time,
-                now,
-                family.expires_at,
-            ),
+            family_values(family, now),
         )
 
     def load_family(self, family_id: str) -> FamilyRow | None:
@@ -585,17 +585,7 @@ class PgDirectoryStore(PgShard):
         return _user(found[0]) if found else None
 
     def insert_user(self, user: UserRow, now: int) -> None:
-        self.change(
-            "INSERT INTO users VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (
-                user.user_id,
-                user.email or None,
-                user.name,
-                int(user.email_verified),
-                user.password_hash,
-                now,
-            ),
-        )
+        self.change("INSERT INTO users VALUES (%s, %s, %s, %s, %s, %s, %s)", user_values(user, now))
 
     def count_users(self) -> int:
         return int(self.rows(f"SELECT count(*) FROM users WHERE {T_}")[0][0])  # noqa: S608
