@@ -243,9 +243,12 @@ def load_family(store: Store, family_id: str) -> FamilyRow | None:
         "FROM families WHERE family_id = ?",
         (family_id,),
     )
-    if not found:
-        return None
-    fid, user_id, scope, resources, auth_time, expires_at, revoked_at = found[0]
+    return family_row(found[0]) if found else None
+
+
+def family_row(columns: tuple[Any, ...]) -> FamilyRow:
+    """A family from its columns as `load_family` selects them, for any backend."""
+    fid, user_id, scope, resources, auth_time, expires_at, revoked_at = columns
     return FamilyRow(
         fid, user_id, scope, tuple(json.loads(resources)), auth_time, expires_at, revoked_at
     )

@@ -43,6 +43,7 @@ from oauthd.storage.grants import (
     PendingRow,
     RefreshRow,
     device_row,
+    family_row,
     family_values,
 )
 from oauthd.storage.keys import KeyRow
@@ -355,12 +356,7 @@ class PgClientStore(PgShard):
             f" FROM families WHERE {K} AND family_id = %s",
             (family_id,),
         )
-        if not found:
-            return None
-        fid, user_id, scope, resources, auth_time, expires_at, revoked_at = found[0]
-        return FamilyRow(
-            fid, user_id, scope, tuple(json.loads(resources)), auth_time, expires_at, revoked_at
-        )
+        return family_row(found[0]) if found else None
 
     def revoke_family(self, family_id: str, now: int) -> None:
         for table in ("families", "access_tokens"):
