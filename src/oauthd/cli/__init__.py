@@ -27,6 +27,7 @@ from oauthd.server import (
     TENANT,
     Runtime,
     WorkerRole,
+    check_storage,
     configured_clients,
     load_admin_tokens,
     load_initial_access_tokens,
@@ -156,8 +157,9 @@ def check_listen_option(listen: str | None) -> None:
 
 
 def check_config(settings: Settings, args: argparse.Namespace) -> int:
-    """Loads what serving would load, then says so; no logging is set up, so the one line
-    printed is the whole answer."""
+    """Loads what serving would load and looks at the storage (PostgreSQL: connects once,
+    writes nothing), then says so; no logging is set up, so the lines printed are the whole
+    answer."""
     import os
 
     configured_clients(settings, os.environ, 0)
@@ -169,7 +171,9 @@ def check_config(settings: Settings, args: argparse.Namespace) -> int:
     login = "dev" if settings.dev_mode else "password" if settings.password_login else "none"
     if not settings.dev_mode and settings.federation.enabled:
         login = f"federation via {settings.federation.upstream_issuer}"
+    storage = check_storage(settings, os.environ)
     print(f"{settings.source}: ok (issuer {settings.issuer}, login: {login})")
+    print(storage)
     return 0
 
 

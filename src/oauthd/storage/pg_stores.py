@@ -46,7 +46,7 @@ from oauthd.storage.grants import (
 )
 from oauthd.storage.keys import KeyRow
 from oauthd.storage.people import ConsentRow, SessionRow, UserRow, consent_row, consent_values
-from oauthd.storage.postgres import LOCK, Database, PgSchema
+from oauthd.storage.postgres import LOCK, Database, PgSchema, Probe, probe
 from oauthd.storage.registry import COLUMNS as TENANT_COLUMNS
 from oauthd.storage.registry import Changes, TenantRow
 from oauthd.storage.seam import Backend
@@ -62,6 +62,7 @@ __all__ = [
     "PgRegistryStore",
     "PgShard",
     "open_postgres",
+    "probe_postgres",
 ]
 
 T = TypeVar("T")
@@ -929,3 +930,9 @@ def open_postgres(dsn: str, *, pool_size: int, timeout_s: float) -> tuple[Backen
         db.close()
         raise
     return PgBackend(db, pool_size), db
+
+
+def probe_postgres(dsn: str, *, timeout_s: int) -> Probe:
+    """One look at the database at `dsn` (blocking): where it is and the version of oauthd's
+    tables there, changing nothing; SchemaError with the reason when it cannot be used."""
+    return probe(dsn, PG_SCHEMA, timeout_s=timeout_s)
