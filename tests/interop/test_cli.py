@@ -18,9 +18,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import DSN_ENV
-from tests.postgres import Cluster
-
 OAUTHD = [sys.executable, "-m", "oauthd"]
 STARTUP_S = 15.0  # generous bound for a cold interpreter; a start takes ~1 s
 EXIT_S = 5.0
@@ -56,31 +53,12 @@ def write_config(tmp_path: Path, body: str, *, dev_mode: bool = True) -> Config:
     return Config(path, issuer, issuer)
 
 
-def storage_table(
-    request: pytest.FixtureRequest, backend: str, monkeypatch: pytest.MonkeyPatch
-) -> str:
-    """The `[storage]` table of a config in the `backend` leg (tests/conftest.py): none for
-    SQLite; for PostgreSQL a new database of the session's cluster, its DSN in ENV, so every
-    `oauthd` this module starts finds it."""
-    if backend == "sqlite":
-        return ""
-    cluster: Cluster = request.getfixturevalue("postgres_cluster")
-    monkeypatch.setitem(ENV, DSN_ENV, cluster.create_database())
-    return f'[storage]\nbackend = "postgres"\ndsn_env = "{DSN_ENV}"\n'
-
-
 @pytest.fixture
-def config(
-    tmp_path: Path,
-    storage_backend: str,
-    request: pytest.FixtureRequest,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Config:
+def config(tmp_path: Path, storage_toml: str) -> Config:
     return write_config(
         tmp_path,
         "[keys]\nreload_interval_s = 0.2\n"
-        '[log]\nlevel = "info"\nformat = "text"\naccess_log = true\n'
-        + storage_table(request, storage_backend, monkeypatch),
+        '[log]\nlevel = "info"\nformat = "text"\naccess_log = true\n' + storage_toml,
         dev_mode=False,
     )
 

@@ -15,7 +15,14 @@ import pytest
 
 from tests.conftest import DSN_ENV
 from tests.flow import Authorization, form_field, secure_cookies_on_loopback
-from tests.interop.test_cli import ENV, OAUTHD, Config, run, serving, storage_table, write_config
+from tests.interop.test_cli import (
+    ENV,
+    OAUTHD,
+    Config,
+    run,
+    serving,
+    write_config,
+)
 
 pytestmark = pytest.mark.both_backends  # SQLite and PostgreSQL (tests/conftest.py)
 
@@ -290,16 +297,10 @@ def code_flow_with_refresh(http: httpx.Client, cfg: Config) -> dict[str, str]:
 
 
 @pytest.fixture
-def config(
-    tmp_path: Path,
-    storage_backend: str,
-    request: pytest.FixtureRequest,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Config:
+def config(tmp_path: Path, storage_toml: str) -> Config:
     """A dev-mode server whose login creates users for any credentials (the grants tests)."""
-    storage = storage_table(request, storage_backend, monkeypatch)
     return write_config(
-        tmp_path, '[dev]\nallow_any_credentials = true\n[log]\nlevel = "info"\n' + storage
+        tmp_path, '[dev]\nallow_any_credentials = true\n[log]\nlevel = "info"\n' + storage_toml
     )
 
 

@@ -16,7 +16,6 @@ from tests.interop.test_cli import (
     Config,
     run,
     serving,
-    storage_table,
     wait_until,
     write_config,
 )
@@ -26,14 +25,8 @@ pytestmark = pytest.mark.both_backends  # SQLite and PostgreSQL (tests/conftest.
 
 
 @pytest.fixture
-def config(
-    tmp_path: Path,
-    storage_backend: str,
-    request: pytest.FixtureRequest,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Config:
-    storage = storage_table(request, storage_backend, monkeypatch)
-    return write_config(tmp_path, '[log]\nlevel = "info"\n' + storage)
+def config(tmp_path: Path, storage_toml: str) -> Config:
+    return write_config(tmp_path, '[log]\nlevel = "info"\n' + storage_toml)
 
 
 def tenants(config: Config, *args: str) -> tuple[int, Any, str]:
