@@ -312,10 +312,12 @@ async def open_runtime(
         async with trio.open_nursery() as nursery:
             await nursery.start(system.run)
             tenancy.nursery = nursery
-            # The registry as it is now, before any request or CLI command: a remote one is
+            # A remote registry as it is now, before any request or CLI command: it is
             # otherwise read first by `watch`, and a command asking for a tenant before that
-            # read found none ("no tenant 'a'" right after `tenants add a`).
-            await tenancy.refresh()
+            # read found none ("no tenant 'a'" right after `tenants add a`). A local one is
+            # read by the first request itself (`sync_due`).
+            if backend.remote:
+                await tenancy.refresh()
             nursery.start_soon(tenancy.watch)
             try:
                 # The first start makes the first key.
