@@ -5,8 +5,9 @@ config written into a temporary directory: one HTTP frontend on a free port of 1
 balancing each request round-robin over the given backends, with an HTTP health check on
 /healthz every 100 ms so a backend that dies (its port refuses) is taken out of the rotation
 within a few checks; a busy one may take up to 5 s to answer its check before it counts as
-down (a check waits its turn behind the requests in flight). A request HAProxy cannot connect to a backend for is sent to another one
-(`option redispatch`): it never reached oauthd, so nothing is sent twice. A request that
+down (a check waits its turn behind the requests in flight). A request HAProxy cannot
+connect to a backend for is sent to another one (`option redispatch`): it never reached
+oauthd, so nothing is sent twice. A request that
 reached a backend that then died is answered 502 by HAProxy and not retried.
 
 No HAProxy: the tests that need it skip with a message, except under CI=true, where they fail.

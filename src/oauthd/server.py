@@ -69,7 +69,7 @@ from oauthd.storage import (
     refuse_newer_data,
     tenant_dir,
 )
-from oauthd.storage.pg_stores import open_postgres
+from oauthd.storage.pg_stores import PG_SCHEMA, open_postgres, probe_postgres
 from oauthd.web import (
     AdminState,
     AppState,
@@ -312,6 +312,12 @@ async def open_runtime(
         async with trio.open_nursery() as nursery:
             await nursery.start(system.run)
             tenancy.nursery = nursery
+            # A remote registry as it is now, before any request or CLI command: it is
+            # otherwise read first by `watch`, and a command asking for a tenant before that
+            # read found none ("no tenant 'a'" right after `tenants add a`). A local one is
+            # read by the first request itself (`sync_due`).
+            if backend.remote:
+                await tenancy.refresh()
             nursery.start_soon(tenancy.watch)
             try:
                 # The first start makes the first key.
@@ -344,10 +350,7 @@ async def open_backend(settings: Settings, environ: Mapping[str, str]) -> AsyncI
     if settings.storage.backend == "sqlite":
         yield SQLITE
         return
-    name = settings.storage.dsn_env
-    dsn = environ.get(name, "")
-    if not dsn:
-        raise ConfigError(settings.source, "storage.dsn_env", f"the variable {name} is not set")
+    dsn = load_dsn(settings, environ)
     opening = partial(open_postgres, dsn, pool_size=PG_POOL_SIZE, timeout_s=PG_TIMEOUT_S)
     try:
         backend, db = await trio.to_thread.run_sync(opening)
@@ -359,6 +362,35 @@ async def open_backend(settings: Settings, environ: Mapping[str, str]) -> AsyncI
     finally:
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(db.close)
+
+
+def load_dsn(settings: Settings, environ: Mapping[str, str]) -> str:
+    """The PostgreSQL DSN, from the variable `[storage] dsn_env` names (never from the file)."""
+    name = settings.storage.dsn_env
+    dsn = environ.get(name, "")
+    if not dsn:
+        raise ConfigError(settings.source, "storage.dsn_env", f"the variable {name} is not set")
+    return dsn
+
+
+def check_storage(settings: Settings, environ: Mapping[str, str]) -> str:
+    """`oauthd check-config`'s look at the storage: one line saying what it found, or a
+    ConfigError naming `storage` (unset variable, unreachable, login refused, newer schema).
+    PostgreSQL is connected to once and nothing is written; SQLite needs nothing checked."""
+    if settings.storage.backend == "sqlite":
+        return f"storage: SQLite files under {settings.data_dir}"
+    try:
+        found = probe_postgres(load_dsn(settings, environ), timeout_s=int(PG_TIMEOUT_S))
+    except SchemaError as exc:
+        raise ConfigError(settings.source, "storage", str(exc)) from None
+    ours = PG_SCHEMA.version
+    if found.version == ours:
+        schema = f"schema version {ours}, this oauthd's"
+    elif found.version == 0:
+        schema = f"no oauthd tables yet (made at first start, version {ours})"
+    else:
+        schema = f"schema version {found.version}, brought to {ours} at the next start"
+    return f"storage: PostgreSQL at {found.target} reachable, {schema}"
 
 
 def app_state(runtime: Runtime, env: Env, metrics_token: str) -> AppState:

@@ -54,11 +54,11 @@ def write_config(tmp_path: Path, body: str, *, dev_mode: bool = True) -> Config:
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Config:
+def config(tmp_path: Path, storage_toml: str) -> Config:
     return write_config(
         tmp_path,
         "[keys]\nreload_interval_s = 0.2\n"
-        '[log]\nlevel = "info"\nformat = "text"\naccess_log = true\n',
+        '[log]\nlevel = "info"\nformat = "text"\naccess_log = true\n' + storage_toml,
         dev_mode=False,
     )
 
@@ -223,6 +223,7 @@ def test_access_log_has_one_line_per_request_and_never_the_query(
     assert not any(line.startswith("2026-01-01") for line in log.splitlines())
 
 
+@pytest.mark.both_backends
 def test_restart_on_the_same_data_dir_serves_the_same_jwks(config: Config, tmp_path: Path) -> None:
     """Keys are durable: a restarted server publishes the key set it published before."""
     with serving(config, tmp_path / "first.err") as server:
@@ -233,6 +234,7 @@ def test_restart_on_the_same_data_dir_serves_the_same_jwks(config: Config, tmp_p
         assert jwks_kids(config) == before
 
 
+@pytest.mark.both_backends
 def test_keys_rotate_reaches_a_running_server_within_reload_interval(
     config: Config, tmp_path: Path
 ) -> None:
@@ -293,7 +295,8 @@ def test_clients_add_registers_a_client_the_server_knows(config: Config, tmp_pat
 
 
 def test_gc_removes_a_deleted_clients_shard_and_prints_counts(config: Config) -> None:
-    """`oauthd gc` runs one janitor pass on the data dir: it prints what it deleted, and a
+    """SQLite only: it marks the client deleted in its shard file and looks for the file.
+    `oauthd gc` runs one janitor pass on the data dir: it prints what it deleted, and a
     client deregistered over RFC 7592 §2.3 leaves no shard file and no index entry."""
     added = run("clients", "add", "--config", str(config.path), "--redirect-uri", "https://a/cb")
     assert added.returncode == 0, added.stderr

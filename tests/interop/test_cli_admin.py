@@ -1,5 +1,6 @@
 """The admin commands (`oauthd clients|users|grants`) against a live `oauthd serve`: they share
-its data dir through the same actors and SQLite locks, and the server sees their changes."""
+its storage through the same actors and locks (SQLite files or PostgreSQL: both legs), and the
+server sees their changes."""
 
 from __future__ import annotations
 
@@ -9,10 +10,21 @@ from contextlib import closing
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
+from tests.conftest import DSN_ENV
 from tests.flow import Authorization, form_field, secure_cookies_on_loopback
-from tests.interop.test_cli import ENV, OAUTHD, Config, run, serving, write_config
+from tests.interop.test_cli import (
+    ENV,
+    OAUTHD,
+    Config,
+    run,
+    serving,
+    write_config,
+)
+
+pytestmark = pytest.mark.both_backends  # SQLite and PostgreSQL (tests/conftest.py)
 
 PASSWORD = "correct horse battery staple"
 
@@ -76,6 +88,17 @@ def test_clients_show_and_remove_against_a_live_server(config: Config, tmp_path:
         assert "Traceback" not in server.log()
 
 
+def password_hashes(config: Config) -> list[str]:
+    """The stored password of every user of the default tenant, from the config's storage."""
+    if DSN_ENV in ENV and "postgres" in config.path.read_text():
+        with psycopg.connect(ENV[DSN_ENV]) as conn:
+            rows = conn.execute("SELECT password_hash FROM users WHERE tenant = 'default'")
+            return [str(row[0]) for row in rows]
+    directory = config.path.parent / "data" / "default" / "directory.sqlite"
+    with closing(sqlite3.connect(directory)) as db:
+        return [str(row[0]) for row in db.execute("SELECT password_hash FROM users")]
+
+
 def test_users_add_reads_the_password_from_stdin_and_lists_the_user(
     config: Config, tmp_path: Path
 ) -> None:
@@ -108,9 +131,7 @@ def test_users_add_reads_the_password_from_stdin_and_lists_the_user(
         assert listed.returncode == 0, listed.stderr
         assert listed.stdout.splitlines()[0].split()[:3] == ["email", "name", "user_id"]
         assert "bob@example.com" in listed.stdout
-    directory = config.path.parent / "data" / "default" / "directory.sqlite"
-    with closing(sqlite3.connect(directory)) as db:
-        (stored,) = db.execute("SELECT password_hash FROM users").fetchone()
+    (stored,) = password_hashes(config)
     assert stored.startswith("$argon2id$")
     assert PASSWORD not in stored
 
@@ -276,9 +297,11 @@ def code_flow_with_refresh(http: httpx.Client, cfg: Config) -> dict[str, str]:
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Config:
+def config(tmp_path: Path, storage_toml: str) -> Config:
     """A dev-mode server whose login creates users for any credentials (the grants tests)."""
-    return write_config(tmp_path, '[dev]\nallow_any_credentials = true\n[log]\nlevel = "info"\n')
+    return write_config(
+        tmp_path, '[dev]\nallow_any_credentials = true\n[log]\nlevel = "info"\n' + storage_toml
+    )
 
 
 def test_password_login_lets_a_local_user_sign_in_outside_dev_mode(

@@ -1,9 +1,11 @@
 """Federation end to end: a second oauthd in dev mode is the upstream identity provider, and a
 federating oauthd in front of it issues its own tokens. A person logs in through both
-servers' HTML pages, as a new user would (issue 6 acceptance; HTML-5, HTML-10)."""
+servers' HTML pages, as a new user would (issue 6 acceptance; HTML-5, HTML-10). The front runs
+on both storage backends; the upstream, another server, keeps its own SQLite files."""
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import sqlite3
@@ -14,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+import psycopg
 import pytest
 
 from oauthd.settings import (
@@ -23,8 +26,9 @@ from oauthd.settings import (
     FederationSettings,
     LimitSettings,
     Settings,
+    StorageSettings,
 )
-from tests.conftest import Server, running_server
+from tests.conftest import DSN_ENV, Server, running_server
 from tests.flow import (
     ALICE,
     Authorization,
@@ -33,6 +37,8 @@ from tests.flow import (
     register,
     secure_cookies_on_loopback,
 )
+
+pytestmark = pytest.mark.both_backends  # the front on SQLite and PostgreSQL (tests/conftest.py)
 
 SECRET_ENV = "FRONT_UPSTREAM_SECRET"
 CLIENT_REDIRECT = "http://127.0.0.1:5555/cb"
@@ -133,6 +139,7 @@ async def federating_pair(
         issuer=up_issuer,
         listen=f"127.0.0.1:{up_port}",
         data_dir=tmp_path / "upstream",
+        storage=StorageSettings(),  # its own files: the leg's database is the front's
         clients=(front_at_upstream,),
         dev=DevSettings((DevUser(*ALICE, "Alice"), DevUser(*BOB, "Bob"))),
     )
@@ -158,9 +165,15 @@ async def federating_pair(
 
 
 def linked_identity(front: Server) -> list[tuple[str, str, str]]:
-    path = front.settings.data_dir / "default" / "directory.sqlite"
-    with sqlite3.connect(path) as db:
-        rows = db.execute("SELECT provider, subject, user_id FROM identities").fetchall()
+    """The front's links of upstream subjects to its users, from its storage."""
+    if front.settings.storage.backend == "postgres":
+        with psycopg.connect(os.environ[DSN_ENV]) as conn:
+            sql = "SELECT provider, subject, user_id FROM identities WHERE tenant = 'default'"
+            rows = conn.execute(sql).fetchall()
+    else:
+        path = front.settings.data_dir / "default" / "directory.sqlite"
+        with sqlite3.connect(path) as db:
+            rows = db.execute("SELECT provider, subject, user_id FROM identities").fetchall()
     return [(str(p), str(s), str(u)) for p, s, u in rows]
 
 

@@ -1,7 +1,8 @@
 """The `oauthd` command: serve | check-config | keys list|rotate | gc, and the admin commands
 clients add|list|show|remove, users add|list|remove, grants list|revoke (cli/admin.py), and
 tenants add|list|show|update|disable|enable|remove (cli/tenants.py), and the data dir's
-backup | restore | check-data (cli/data.py).
+backup | restore | check-data (cli/data.py), and `migrate` from a data dir into
+PostgreSQL (cli/migrate.py).
 Exit codes: 0 ok, 1 not found, 2 usage or configuration error."""
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import trio
 from oauthd.actors import KeyInfo
 from oauthd.actors.janitor import collect_once
 from oauthd.actors.tenant_admin import key_json
-from oauthd.cli import admin, data, tenants
+from oauthd.cli import admin, data, migrate, tenants
 from oauthd.cli.command import Command, config_option, on_runtime, tenant_option
 from oauthd.errors import ConfigError, NotFound
 from oauthd.logs import flush_logs, setup_logging
@@ -27,6 +28,7 @@ from oauthd.server import (
     TENANT,
     Runtime,
     WorkerRole,
+    check_storage,
     configured_clients,
     load_admin_tokens,
     load_initial_access_tokens,
@@ -74,6 +76,7 @@ def parser() -> argparse.ArgumentParser:
     admin.add_parsers(sub, config)
     tenants.add_parsers(sub, config)
     data.add_parsers(sub, config)
+    migrate.add_parser(sub, config)
     g = sub.add_parser(
         "gc", parents=[config], help="delete expired rows and deleted clients' shards now"
     )
@@ -156,8 +159,9 @@ def check_listen_option(listen: str | None) -> None:
 
 
 def check_config(settings: Settings, args: argparse.Namespace) -> int:
-    """Loads what serving would load, then says so; no logging is set up, so the one line
-    printed is the whole answer."""
+    """Loads what serving would load and looks at the storage (PostgreSQL: connects once,
+    writes nothing), then says so; no logging is set up, so the lines printed are the whole
+    answer."""
     import os
 
     configured_clients(settings, os.environ, 0)
@@ -169,7 +173,9 @@ def check_config(settings: Settings, args: argparse.Namespace) -> int:
     login = "dev" if settings.dev_mode else "password" if settings.password_login else "none"
     if not settings.dev_mode and settings.federation.enabled:
         login = f"federation via {settings.federation.upstream_issuer}"
+    storage = check_storage(settings, os.environ)
     print(f"{settings.source}: ok (issuer {settings.issuer}, login: {login})")
+    print(storage)
     return 0
 
 

@@ -14,19 +14,29 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 import trio
 
 from oauthd.settings import Settings
-from oauthd.storage import admin, clients, directory, expiry, federation, grants, keys, people
+from oauthd.storage import (
+    admin,
+    clients,
+    directory,
+    expiry,
+    federation,
+    grant_tables,
+    grants,
+    keys,
+    people,
+)
 from oauthd.storage import registry as registry_rows
 from oauthd.storage.clients import CLIENT, ClientRecord
 from oauthd.storage.directory import DIRECTORY
 from oauthd.storage.federation import FEDERATION
 from oauthd.storage.keys import KEYS
 from oauthd.storage.registry import REGISTRY, registry_file
-from oauthd.storage.seam import Backend
+from oauthd.storage.seam import Backend, Rows
 from oauthd.storage.sqlite import LockBusy, Schema, Store, tenant_dir
 
 __all__ = [
@@ -44,7 +54,10 @@ T = TypeVar("T")
 
 
 class SqliteShard(Store):
-    """A shard file opened for an actor, with the actor's transaction (`run`)."""
+    """A shard file opened for an actor, with the actor's transaction (`run`). `TABLES`: its
+    tables, each with the name the seam gives it (`dump_rows`, `load_rows`)."""
+
+    TABLES: ClassVar[dict[str, str]] = {}
 
     async def run(self, work: Callable[[], T], *, writes: bool) -> T:
         if self._synchronous == "FULL":  # storage.fsync: the commit waits for the disk
@@ -58,11 +71,23 @@ class SqliteShard(Store):
         with self.transaction(wait=wait) if writes else self.reading(wait=wait):
             return work()
 
+    def dump_rows(self) -> Rows:
+        return {name: list(self.db.table(table).rows) for table, name in self.TABLES.items()}
+
+    def load_rows(self, rows: Rows) -> None:
+        for table, name in self.TABLES.items():
+            self.conn.execute(f"DELETE FROM [{table}]")  # noqa: S608 (a constant name)
+            self.db.table(table).insert_all(rows.get(name, ()))
+
 
 S = TypeVar("S", bound=SqliteShard)
 
 
 class SqliteClientStore(SqliteShard):
+    TABLES: ClassVar[dict[str, str]] = {
+        "client": "clients",
+        **{table: table for table in grant_tables.TABLES},
+    }
     load_client = clients.load_client
     save_client = clients.save_client
     delete_client = clients.delete_client
@@ -96,6 +121,10 @@ class SqliteClientStore(SqliteShard):
 
 
 class SqliteDirectoryStore(SqliteShard):
+    TABLES: ClassVar[dict[str, str]] = {
+        "clients": "client_index",
+        **{t: t for t in ("user_codes", "users", "identities", "sessions", "consents")},
+    }
     index_client = directory.index_client
     count_clients = directory.count_clients
     unindex_client = directory.unindex_client
@@ -122,6 +151,7 @@ class SqliteDirectoryStore(SqliteShard):
 
 
 class SqliteKeyStore(SqliteShard):
+    TABLES: ClassVar[dict[str, str]] = {"keys": "keys"}
     load_keys = keys.load_keys
     insert_key = keys.insert_key
     update_key_times = keys.update_key_times
@@ -129,12 +159,14 @@ class SqliteKeyStore(SqliteShard):
 
 
 class SqliteFederationStore(SqliteShard):
+    TABLES: ClassVar[dict[str, str]] = {"logins": "logins"}
     insert_login = federation.insert_login
     take_login = federation.take_login
     collect_logins = federation.collect_logins
 
 
 class SqliteRegistryStore(SqliteShard):
+    TABLES: ClassVar[dict[str, str]] = {"tenants": "tenants", "removed": "removed"}
     load_tenant = registry_rows.load_tenant
     load_tenants = registry_rows.load_tenants
     changes_since = registry_rows.changes_since

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import astuple
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import psycopg
 import trio
@@ -55,10 +55,10 @@ from oauthd.storage.people import (
     consent_values,
     user_values,
 )
-from oauthd.storage.postgres import LOCK, Database, PgSchema
+from oauthd.storage.postgres import LOCK, Database, PgSchema, Probe, probe
 from oauthd.storage.registry import COLUMNS as TENANT_COLUMNS
 from oauthd.storage.registry import Changes, TenantRow
-from oauthd.storage.seam import Backend
+from oauthd.storage.seam import Backend, Rows
 from oauthd.storage.secrets import hash_secret
 
 __all__ = [
@@ -71,6 +71,7 @@ __all__ = [
     "PgRegistryStore",
     "PgShard",
     "open_postgres",
+    "probe_postgres",
 ]
 
 T = TypeVar("T")
@@ -144,7 +145,10 @@ PG_SCHEMA = PgSchema(
 
 class PgShard:
     """One actor's rows: `scope` are the key columns' values (tenant, and shard key), put
-    before every statement's own parameters."""
+    before every statement's own parameters. `TABLES`: the tables holding its rows."""
+
+    TABLES: ClassVar[tuple[str, ...]] = ()
+    SCOPE = ("tenant", "shard_key")  # the names of the scope's columns, in its order
 
     def __init__(
         self, db: Database, limiter: trio.CapacityLimiter, address: str, scope: tuple[str, ...]
@@ -207,6 +211,40 @@ class PgShard:
     def close(self) -> None:
         """Nothing to release: connections belong to the pool."""
 
+    # --- whole rows (oauthd migrate) ----------------------------------------------------------
+
+    def _where(self) -> str:
+        return " AND ".join(f"{column} = %s" for column in self.SCOPE[: len(self._scope)])
+
+    def dump_rows(self) -> Rows:
+        assert self._conn is not None, "a dump outside the store's transaction"
+        scope = set(self.SCOPE[: len(self._scope)])
+        dumped: Rows = {}
+        for table in self.TABLES:
+            cursor = self._conn.execute(
+                f"SELECT * FROM {table} WHERE {self._where() or 'true'}".encode(),  # noqa: S608
+                self._scope,
+            )
+            names = [column.name for column in cursor.description or ()]
+            dumped[table] = [
+                {k: v for k, v in zip(names, row, strict=True) if k not in scope}
+                for row in cursor.fetchall()
+            ]
+        return dumped
+
+    def load_rows(self, rows: Rows) -> None:
+        assert self._conn is not None, "a load outside the store's transaction"
+        scope = self.SCOPE[: len(self._scope)]
+        for table in self.TABLES:
+            self.change(f"DELETE FROM {table} WHERE {self._where() or 'true'}")  # noqa: S608
+            for row in rows.get(table, ()):
+                columns = ", ".join(f'"{name}"' for name in (*scope, *row))
+                marks = ", ".join(["%s"] * (len(scope) + len(row)))
+                self.change(
+                    f"INSERT INTO {table} ({columns}) VALUES ({marks})",  # noqa: S608
+                    tuple(row.values()),
+                )
+
     # --- statements ------------------------------------------------------------------------
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -242,6 +280,17 @@ _CLIENT_MARKS = ",".join(["%s"] * 18)  # tenant, shard key and CLIENT_COLUMNS
 
 class PgClientStore(PgShard):
     """A client's rows (`clients.py`, `grants.py`, `admin.py`, `expiry.py` in SQLite)."""
+
+    TABLES = (
+        "clients",
+        "pending",
+        "codes",
+        "families",
+        "refresh_tokens",
+        "access_tokens",
+        "device_codes",
+        "assertion_jtis",
+    )
 
     # --- the registration ---
 
@@ -522,6 +571,8 @@ def _user(row: tuple[Any, ...]) -> UserRow:
 class PgDirectoryStore(PgShard):
     """A tenant's directory (`directory.py`, `people.py`, `admin.py` in SQLite)."""
 
+    TABLES = ("client_index", "user_codes", "users", "identities", "sessions", "consents")
+
     def index_client(self, client_id: str, shard_key: str, source: str, now: int) -> None:
         self.change(
             "INSERT INTO client_index VALUES (%s, %s, %s, %s, %s) ON CONFLICT (tenant, client_id)"
@@ -689,6 +740,8 @@ class PgDirectoryStore(PgShard):
 class PgKeyStore(PgShard):
     """A tenant's signing keys (`keys.py` in SQLite)."""
 
+    TABLES = ("keys",)
+
     def load_keys(self) -> list[KeyRow]:
         found = self.rows(
             "SELECT kid, alg, created_at, activate_at, retire_at, remove_at, public_jwk,"  # noqa: S608
@@ -712,6 +765,8 @@ class PgKeyStore(PgShard):
 
 class PgFederationStore(PgShard):
     """A tenant's upstream logins in flight (`federation.py` in SQLite)."""
+
+    TABLES = ("logins",)
 
     def insert_login(self, state: str, binding: str, row: LoginRow) -> None:
         self.change(
@@ -737,7 +792,17 @@ class PgFederationStore(PgShard):
 
 
 class PgRegistryStore(PgShard):
-    """The server's tenants (`registry.py` in SQLite); its scope is empty."""
+    """The server's tenants (`registry.py` in SQLite); its scope is empty. Its `changes` is
+    a counter, not rows: loaded rows move it past their numbers, so the next change is newer."""
+
+    TABLES = ("tenants", "removed")
+
+    def load_rows(self, rows: Rows) -> None:
+        super().load_rows(rows)
+        self.change(
+            "UPDATE changes SET seq = GREATEST(seq, (SELECT MAX(seq) FROM tenants),"
+            " (SELECT MAX(seq) FROM removed))"
+        )
 
     def load_tenant(self, tenant: str) -> TenantRow | None:
         found = self.rows(f"SELECT {TENANT_COLUMNS} FROM tenants WHERE tenant = %s", (tenant,))  # noqa: S608
@@ -795,26 +860,12 @@ class PgRegistryStore(PgShard):
 
 
 # Every table of a client's rows, and of a tenant's (the registry's are the server's).
-CLIENT_TABLES = (
-    "clients",
-    "pending",
-    "codes",
-    "families",
-    "refresh_tokens",
-    "access_tokens",
-    "device_codes",
-    "assertion_jtis",
-)
+CLIENT_TABLES = PgClientStore.TABLES
 TENANT_TABLES = (
     *CLIENT_TABLES,
-    "client_index",
-    "user_codes",
-    "users",
-    "identities",
-    "sessions",
-    "consents",
-    "keys",
-    "logins",
+    *PgDirectoryStore.TABLES,
+    *PgKeyStore.TABLES,
+    *PgFederationStore.TABLES,
 )
 
 
@@ -915,3 +966,9 @@ def open_postgres(dsn: str, *, pool_size: int, timeout_s: float) -> tuple[Backen
         db.close()
         raise
     return PgBackend(db, pool_size), db
+
+
+def probe_postgres(dsn: str, *, timeout_s: int) -> Probe:
+    """One look at the database at `dsn` (blocking): where it is and the version of oauthd's
+    tables there, changing nothing; SchemaError with the reason when it cannot be used."""
+    return probe(dsn, PG_SCHEMA, timeout_s=timeout_s)

@@ -17,24 +17,26 @@ reconnects on its own when the database is back.
 
 A `PgSchema` is versioned like a SQLite `Schema`: its version is the number of its migrations,
 kept per schema name in `oauthd_schema`; opening runs the missing ones in one transaction under
-the schema's own advisory lock, and refuses a database written by a newer oauthd.
+the schema's own advisory lock, and refuses a database written by a newer oauthd. `probe` looks
+without changing anything (`oauthd check-config`): one connection, the version found.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from oauthd.errors import TemporarilyUnavailable
 from oauthd.storage.sqlite import SchemaError
 
-__all__ = ["ATTEMPTS", "LOCK", "Database", "PgSchema"]
+__all__ = ["ATTEMPTS", "LOCK", "Database", "PgSchema", "Probe", "probe"]
 
 T = TypeVar("T")
 ATTEMPTS = 5  # runs of one message's transaction before a conflict is answered with 503
@@ -143,3 +145,71 @@ class Database:
             return schema.version
 
         return self.ordered(f"schema:{schema.name}", run)
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What one connection to the database found: where it went (no password) and the
+    version of `schema` there (0: not made yet; oauthd makes it when it starts)."""
+
+    target: str
+    version: int
+
+
+def probe(dsn: str, schema: PgSchema, *, timeout_s: int) -> Probe:
+    """Connect once to `dsn` and read the version of `schema`, changing nothing. SchemaError
+    with a one-line reason, the DSN's password never in it, when the DSN is malformed, the
+    server cannot be reached, refuses the login, or holds a newer schema than `schema`."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        raise SchemaError("PostgreSQL: the DSN is not a valid connection string") from None
+    target = describe(params)
+    try:
+        with psycopg.connect(dsn, connect_timeout=timeout_s, autocommit=True) as conn:
+            version = schema_version(conn, schema.name)
+    except psycopg.Error as exc:
+        reason = redact(" ".join(str(exc).split()), params)
+        raise SchemaError(f"PostgreSQL at {target}: {failure(exc)}: {reason}") from None
+    if version > schema.version:
+        raise SchemaError(
+            f"PostgreSQL at {target}: {schema.name} schema version {version} is newer than "
+            f"this oauthd understands ({schema.version})"
+        )
+    return Probe(target, version)
+
+
+def failure(exc: psycopg.Error) -> str:
+    """What kind of failure a connection attempt met, in words an operator acts on. A failed
+    connection carries no SQLSTATE in psycopg, only the server's FATAL message: a server that
+    answered refused the login (role, password, pg_hba.conf) or the database."""
+    message = str(exc)
+    if exc.sqlstate == "3D000" or ("FATAL:" in message and "database" in message):
+        return "no such database"
+    if (exc.sqlstate or "").startswith("28") or "FATAL:" in message:
+        return "authentication failed"
+    if isinstance(exc, psycopg.OperationalError):
+        return "unreachable"
+    return "cannot use the database"
+
+
+def schema_version(conn: psycopg.Connection, name: str) -> int:
+    """The version of schema `name` in the database; 0 when oauthd never wrote to it."""
+    if conn.execute("SELECT to_regclass('oauthd_schema')").fetchone() == (None,):
+        return 0
+    row = conn.execute("SELECT version FROM oauthd_schema WHERE name = %s", (name,)).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def describe(params: Mapping[str, object]) -> str:
+    """user@host:port/dbname of a parsed DSN, for messages: never its password."""
+    user = f"{params['user']}@" if params.get("user") else ""
+    host = params.get("host") or params.get("hostaddr") or "localhost"
+    port = f":{params['port']}" if params.get("port") else ""
+    return f"{user}{host}{port}/{params.get('dbname', '')}"
+
+
+def redact(message: str, params: Mapping[str, object]) -> str:
+    """The server's or libpq's message with the DSN's password, should it appear, masked."""
+    password = str(params.get("password") or "")
+    return message.replace(password, "***") if password else message

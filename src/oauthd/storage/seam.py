@@ -15,6 +15,10 @@ holding an actor for the same shard order its messages. `data_version()` changes
 another process committed to the shard, so an actor's cache (a client's registration, the
 keys) is re-read under the lock before it decides anything.
 
+Every store also hands over its rows whole (`dump_rows`, `load_rows`): by table, under the
+PostgreSQL table names, each row as stored (hashes stay hashes, sealed keys stay sealed), for
+`oauthd migrate` (storage/transfer.py), which copies a shard from one backend to the other.
+
 The embedded implementation is SQLite (`storage/embedded.py`): each store is a `Store` whose
 methods are the per-kind modules' functions, bound to it.
 """
@@ -49,9 +53,11 @@ __all__ = [
     "KeyStore",
     "Ordered",
     "RegistryStore",
+    "Rows",
 ]
 
 T = TypeVar("T")
+Rows = dict[str, list[dict[str, Any]]]  # a shard's rows by table, each row by column
 
 
 class Ordered(Protocol):
@@ -75,6 +81,15 @@ class Ordered(Protocol):
 
     def data_version(self) -> int:
         """A number that changes when another process commits to this shard."""
+        ...
+
+    def dump_rows(self) -> Rows:
+        """Every row of this shard as stored (inside `transaction()` or `reading()`)."""
+        ...
+
+    def load_rows(self, rows: Rows) -> None:
+        """Make this shard's rows `rows`, dumped by another backend's shard of the same kind
+        (inside `transaction()`): what it held before is removed."""
         ...
 
     def close(self) -> None: ...
