@@ -127,8 +127,8 @@ def start_rows(stack: ExitStack, tmp: Path, cluster: Cluster) -> list[Row]:
     three = Row("PostgreSQL, 3 hosts behind HAProxy", postmaster)
     three.pids += [stack.enter_context(host(tmp, front, p, STORAGE, env)) for p in ports]
     three.ports += ports
-    three.url = stack.enter_context(balancer(tmp / "haproxy", front, ports))
-    three.haproxy = haproxy_pid(front)
+    proxy = stack.enter_context(balancer(tmp / "haproxy", front, ports))
+    three.url, three.haproxy = proxy.url, proxy.pid
     subprocess.run(["taskset", "-a", "-p", "-c", "0", str(three.haproxy)], check=True)
     rows.append(three)
     return rows
@@ -145,16 +145,6 @@ def token_statuses(ports: list[int]) -> Counter[str]:
                 if sample.name == "oauthd_http_requests_total" and labels["endpoint"] == "/token":
                     counts[labels["status"]] += int(sample.value)
     return counts
-
-
-def haproxy_pid(port: int) -> int:
-    """The HAProxy listening on `port` (this bench's, not another's)."""
-    out = subprocess.run(["pgrep", "-f", "haproxy -db -f"], capture_output=True, text=True)
-    for pid in out.stdout.split():
-        config = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[-2].decode()
-        if f":{port}\n" in Path(config).read_text():
-            return int(pid)
-    raise RuntimeError(f"no HAProxy on port {port}")
 
 
 def main() -> None:

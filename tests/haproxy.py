@@ -20,9 +20,11 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.components import missing
+from tests.interop.test_cli import wait_until
 
 INSTALL = "install it with `apt-get install haproxy` (as .ci/run does)"
 CHECK_MS = 100
@@ -72,9 +74,15 @@ def _accepting(port: int) -> bool:
         return False
 
 
+@dataclass(frozen=True, slots=True)
+class Balancer:
+    url: str
+    pid: int
+
+
 @contextmanager
-def balancer(root: Path, port: int, backends: list[int]) -> Iterator[str]:
-    """HAProxy on `port` in front of `backends` until the block ends: its URL."""
+def balancer(root: Path, port: int, backends: list[int]) -> Iterator[Balancer]:
+    """HAProxy on `port` in front of `backends` until the block ends."""
     program = binary()
     root.mkdir(parents=True, exist_ok=True)
     path = root / "haproxy.cfg"
@@ -86,14 +94,13 @@ def balancer(root: Path, port: int, backends: list[int]) -> Iterator[str]:
         [program, "-db", "-f", str(path)], stdout=log, stderr=subprocess.STDOUT
     )
     try:
-        from tests.interop.test_cli import wait_until
 
         def ready() -> bool:
             assert process.poll() is None, (root / "haproxy.log").read_text()
             return _accepting(port)
 
         wait_until(ready, 15, "HAProxy to listen")
-        yield f"http://127.0.0.1:{port}"
+        yield Balancer(f"http://127.0.0.1:{port}", process.pid)
     finally:
         process.terminate()
         try:

@@ -67,7 +67,7 @@ def deployment(tmp_path: Path, dsn: str) -> Iterator[Deployment]:
                 config, root / "serve.log", url, "--listen", f"127.0.0.1:{port}", env={DSN_ENV: dsn}
             )
             hosts.append(stack.enter_context(started))
-        url = stack.enter_context(balancer(tmp_path / "haproxy", front, ports))
+        url = stack.enter_context(balancer(tmp_path / "haproxy", front, ports)).url
         yield Deployment(url, hosts, [h.url for h in hosts])
 
 
