@@ -5,6 +5,7 @@ without stalling the requests of other tenants."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import threading
 from collections.abc import Callable
 
@@ -78,3 +79,21 @@ async def test_the_first_registry_read_stops_nothing_a_first_activation_made(
         await trio.sleep(1)
         assert runtime.system.is_live(keys_address("t3"))
         assert runtime.system.stats().activations == opened
+
+
+async def test_activations_keep_the_collectors_generation_1_as_small_as_its_own_passes_would(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Each activation ends with a young collection; they count towards generation 1 as the
+    collector's own do, and once the count reaches its threshold the pass takes generation 1
+    too, so generation 1 never holds more than a threshold's worth of activations."""
+    threshold = gc.get_threshold()[1]
+    async with open_test_runtime(make_settings()) as runtime:
+        for i in range(3 * threshold):
+            await runtime.system.ask(registry_address(), AddTenant(f"t{i}"))
+        counts = []
+        for i in range(3 * threshold):
+            await runtime.tenancy.activate(f"t{i}", no_app)
+            counts.append(gc.get_count()[1])
+            runtime.tenancy.drop(f"t{i}")
+        assert max(counts) <= threshold
