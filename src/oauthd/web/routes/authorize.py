@@ -71,7 +71,7 @@ def client_view(client: ClientRecord) -> ClientView:
 
 
 def register(app: RouteTable, state: AppState) -> Contribution:
-    app.add_views(partial(views, app, state))  # made with the Quart app (web/routing.py)
+    app.add_views(partial(views, state=state))  # made with the Quart app (web/routing.py)
     at_once_here = partial(at_once, state, server_view(state), Cookies.of(state))
     app.fast.share(state.path(PATH), "GET", at_once_here)
     scopes = known_scopes(state.settings)

@@ -37,7 +37,7 @@ NOT_VALID = "That code is not valid. Check the code on your device and try again
 
 
 def register(app: RouteTable, state: AppState) -> Contribution:
-    app.add_views(partial(views, app, state))  # made with the Quart app (web/routing.py)
+    app.add_views(partial(views, state=state))  # made with the Quart app (web/routing.py)
     return Contribution()
 
 

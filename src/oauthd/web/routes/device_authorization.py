@@ -37,7 +37,7 @@ SINGLE_VALUED = (
 
 
 def register(app: RouteTable, state: AppState) -> Contribution:
-    app.add_views(partial(views, app, state))  # made with the Quart app (web/routing.py)
+    app.add_views(partial(views, state=state))  # made with the Quart app (web/routing.py)
     return Contribution(members={"device_authorization_endpoint": state.url(PATH)})
 
 

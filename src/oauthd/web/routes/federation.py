@@ -57,7 +57,7 @@ EXPIRED = "this sign-in has expired or was already used; start again from the ap
 
 
 def register(app: RouteTable, state: AppState) -> Contribution:
-    app.add_views(partial(views, app, state))  # made with the Quart app (web/routing.py)
+    app.add_views(partial(views, state=state))  # made with the Quart app (web/routing.py)
     return Contribution()
 
 

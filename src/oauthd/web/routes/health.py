@@ -28,7 +28,7 @@ ROUND_TRIP_S = 2.0  # an actor slower than this to answer is not ready
 
 
 def register(app: RouteTable, state: AppState) -> Contribution:
-    app.add_views(partial(views, app, state))  # made with the Quart app (web/routing.py)
+    app.add_views(partial(views, state=state))  # made with the Quart app (web/routing.py)
     return Contribution()
 
 

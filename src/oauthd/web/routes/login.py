@@ -49,7 +49,7 @@ DUMMY = hash_password(secrets.token_urlsafe(32))
 
 
 def register(app: RouteTable, state: AppState) -> Contribution:
-    app.add_views(partial(views, app, state))  # made with the Quart app (web/routing.py)
+    app.add_views(partial(views, state=state))  # made with the Quart app (web/routing.py)
     return Contribution()
 
 

@@ -47,7 +47,7 @@ JSON = "application/json"
 
 
 def register(app: RouteTable, state: AppState) -> Contribution:
-    app.add_views(partial(views, app, state))  # made with the Quart app (web/routing.py)
+    app.add_views(partial(views, state=state))  # made with the Quart app (web/routing.py)
     return Contribution(members={"registration_endpoint": state.url(PATH)})
 
 
