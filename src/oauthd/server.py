@@ -36,9 +36,9 @@ import trio
 from oauthd.actors import (
     DEFAULT_TENANT,
     Env,
+    NextKeyChange,
     RegisterClient,
     TenantConfig,
-    Tick,
     directory_address,
     keys_address,
     kinds,
@@ -320,8 +320,8 @@ async def open_runtime(
                 await tenancy.refresh()
             nursery.start_soon(tenancy.watch)
             try:
-                # The first start makes the first key.
-                next_at = await system.ask(keys_address(TENANT), Tick())
+                # The KeyManager's start applies the schedule: a first start makes the first key.
+                next_at = await system.ask(keys_address(TENANT), NextKeyChange())
             except ServerError as exc:
                 # The keys shard cannot be opened or decrypted: an operator's problem, not a crash.
                 raise ConfigError(settings.source, "keys", exc.detail or exc.description) from None
@@ -507,7 +507,7 @@ class Tenancy:
         own = self.env.find(tenant)
         if own is None:
             return "disabled"  # active, but its settings cannot be served here (logged)
-        next_at = await self.system.ask(keys_address(tenant), Tick())
+        next_at = await self.system.ask(keys_address(tenant), NextKeyChange())
         for record in configured_clients(own.settings, self.environ, int(own.clock.now())):
             await self.system.ask(directory_address(tenant), RegisterClient(record))
         if tenant not in self.schedules and self.nursery is not None:

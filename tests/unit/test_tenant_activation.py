@@ -8,6 +8,8 @@ import dataclasses
 import gc
 import threading
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -126,3 +128,25 @@ async def test_a_tenants_routes_are_freed_when_it_is_let_go_not_left_to_a_full_c
             assert route_tables() == before
         finally:
             gc.enable()
+
+
+async def test_an_activation_reads_the_tenants_keys_shard_in_one_transaction(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The KeyManager applies the key schedule and reads the keys as it opens; the activation
+    then asks it when the next change is due, which needs no second transaction."""
+    statements: list[str] = []
+    init = Store.__init__
+
+    def tracing(store: Store, path: Path, *args: Any, **kwargs: Any) -> None:
+        init(store, path, *args, **kwargs)
+        if path.name == "keys.sqlite":
+            store.conn.set_trace_callback(statements.append)
+
+    monkeypatch.setattr(Store, "__init__", tracing)
+    async with open_test_runtime(make_settings()) as runtime:
+        await runtime.system.ask(registry_address(), AddTenant("acme"))
+        statements.clear()  # the default tenant's
+        await runtime.tenancy.activate("acme", no_app)
+        assert statements.count("BEGIN IMMEDIATE") == 1
+        assert "acme" in runtime.tenancy.schedules  # its key schedule runs

@@ -39,6 +39,7 @@ __all__ = [
     "KeyInfo",
     "KeyManager",
     "ListKeys",
+    "NextKeyChange",
     "ReloadKeys",
     "RotateKeys",
     "Tick",
@@ -82,6 +83,13 @@ class ReloadKeys(Query[None]):
 @dataclass(frozen=True, slots=True)
 class ListKeys(Query[list[KeyInfo]]):
     """Query: every key with its state."""
+
+
+@dataclass(frozen=True, slots=True)
+class NextKeyChange(Query[float]):
+    """Query: the time of the next scheduled change of the keys as last read, with no
+    transaction (a KeyManager that just opened has applied the schedule and read the shard):
+    a tenant's activation asks it to start its key schedule."""
 
 
 def keys_address(tenant: str) -> Address:
@@ -146,6 +154,10 @@ class KeyManager(ShardActor[KeyStore]):
     @query(ListKeys)
     def list_keys(self, _message: ListKeys) -> list[KeyInfo]:
         return self._infos(self._now())
+
+    @query(NextKeyChange)
+    def next_change(self, _message: NextKeyChange) -> float:
+        return next_event_at(self._times(self._rows), self._now(), self._settings)
 
     # --- internals ---------------------------------------------------------------------------
 
