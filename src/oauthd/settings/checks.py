@@ -5,7 +5,6 @@ order, for a loaded file and for `settings_for_tests` alike."""
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import json
 import math
@@ -20,6 +19,7 @@ from oauthd.settings.schema import (
     ClientQuota,
     Rate,
     Settings,
+    fields_of,
     is_loopback_host,
     split_listen,
 )
@@ -92,7 +92,7 @@ def check_positive(s: Settings) -> None:
         "server": s.server,
     }
     for name, section in sections.items():
-        for f in dataclasses.fields(section):
+        for f in fields_of(type(section)):
             value = getattr(section, f.name)
             is_number = isinstance(value, int | float) and not isinstance(value, bool)
             if is_number and value == 0 and f"{name}.{f.name}" in ZERO_IS_OFF:
@@ -232,7 +232,7 @@ def check_rate(s: Settings, key: str, rate: Rate) -> None:
 
 def check_limits(s: Settings) -> None:
     """Rates an operator can mean: 1 to a million requests in 1 s to a day; bounded memory."""
-    for f in dataclasses.fields(s.limits):
+    for f in fields_of(type(s.limits)):
         rate = getattr(s.limits, f.name)
         if not isinstance(rate, Rate):
             continue

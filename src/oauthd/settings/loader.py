@@ -16,7 +16,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from oauthd.errors import ConfigError
 from oauthd.settings.checks import check_settings
-from oauthd.settings.schema import Settings
+from oauthd.settings.schema import Settings, fields_of
 
 __all__ = [
     "ENV_PREFIX",
@@ -61,7 +61,7 @@ def apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str], source:
         target: type[Any] = Settings
         table = raw
         for i, part in enumerate(path):
-            fields = {f.name: f for f in dataclasses.fields(target)}
+            fields = {f.name: f for f in fields_of(target)}
             hint = _hints(target).get(part) if part in fields and part != "source" else None
             if hint is None:
                 break
@@ -140,13 +140,13 @@ def _convert_dataclass(cls: type[Any], value: Any, source: str, key: str) -> Any
     if not isinstance(value, dict):
         raise ConfigError(source, key or "(root)", f"expected a table, got {_kind(value)}")
     hints = _hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = {f.name for f in fields_of(cls)}
     for name in value:
         if name not in names:
             where = f"{key}.{name}" if key else name
             raise ConfigError(source, where, "unknown key")
     kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
+    for f in fields_of(cls):
         where = f"{key}.{f.name}" if key else f.name
         default = f.default
         if f.name in value:
@@ -161,7 +161,7 @@ def _convert_dataclass(cls: type[Any], value: Any, source: str, key: str) -> Any
 
 
 def _members(value: Any) -> dict[str, Any]:
-    return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    return {f.name: getattr(value, f.name) for f in fields_of(type(value))}
 
 
 def _convert_scalar(hint: Any, value: Any, source: str, key: str) -> Any:
@@ -255,7 +255,7 @@ def load_tenant_settings(root: Settings, issuer: str, text: str, source: str) ->
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, "(syntax)", str(exc)) from None
-    names = {f.name for f in dataclasses.fields(Settings)} - {"source"}
+    names = {f.name for f in fields_of(Settings)} - {"source"}
     for name in raw:
         if name not in TENANT_TABLES:
             why = "server-wide: set in the file, not per tenant" if name in names else None
