@@ -1,5 +1,6 @@
 """storage/postgres.py against a real PostgreSQL: versioned schemas, one actor's transactions
-ordered across processes by its lock, bounded retries, and a database that is down."""
+ordered across processes by its lock, bounded retries, and a database that is down (503 at
+once for a moment once it is found unreachable, and a bounded wait for a turn of the pool)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from textwrap import dedent
 
 import psycopg
 import pytest
+import trio
+import trio.testing
 from psycopg import errors as pg_errors
 
 from oauthd.errors import TemporarilyUnavailable
 from oauthd.storage import SchemaError
-from oauthd.storage.postgres import ATTEMPTS, Database, PgSchema
+from oauthd.storage.pg_stores import PgBackend
+from oauthd.storage.postgres import ATTEMPTS, UNREACHABLE_S, Database, PgSchema
 from tests.postgres import Cluster, server_binaries, throwaway_cluster
 
 COUNTER = PgSchema(
@@ -26,8 +30,18 @@ COUNTER = PgSchema(
 )
 
 
-def opened(dsn: str, timeout_s: float = 5.0) -> Database:
-    database = Database(dsn, pool_size=2, timeout_s=timeout_s)
+class Clock:
+    """The breaker's clock, moved by the test (the pool's own timeout stays real)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def opened(dsn: str, timeout_s: float = 5.0, clock: Clock | None = None) -> Database:
+    database = Database(dsn, pool_size=2, timeout_s=timeout_s, clock=clock or Clock())
     database.open()
     return database
 
@@ -135,10 +149,12 @@ def own_cluster(postgres_cluster: Cluster) -> Iterator[Cluster]:
         yield cluster
 
 
-def served_again(database: Database) -> object:
+def served_again(database: Database, clock: Clock) -> object:
     """What a client retrying after each 503 gets once the database is back: the pool
-    reconnects in the background, each try waiting at most the pool's timeout for it."""
+    reconnects in the background, each try waiting at most the pool's timeout for it (each
+    try made past the moment in which a 503 comes at once)."""
     for _ in range(120):
+        clock.now += UNREACHABLE_S
         try:
             return database.ordered("a", lambda c: c.execute("SELECT 1").fetchone())
         except TemporarilyUnavailable:
@@ -149,7 +165,8 @@ def served_again(database: Database) -> object:
 def test_database_down_is_503_with_retry_after_then_recovers(own_cluster: Cluster) -> None:
     """A database that is down answers temporarily_unavailable with Retry-After, never a
     server error; once it is back the same pool serves again, without a restart."""
-    database = opened(own_cluster.dsn(), timeout_s=0.5)
+    clock = Clock()
+    database = opened(own_cluster.dsn(), timeout_s=0.5, clock=clock)
     try:
         assert database.ordered("a", lambda c: c.execute("SELECT 1").fetchone()) == (1,)
         own_cluster.stop()
@@ -158,6 +175,70 @@ def test_database_down_is_503_with_retry_after_then_recovers(own_cluster: Cluste
         assert down.value.status == 503
         assert down.value.headers() == {"Retry-After": "1"}
         own_cluster.start()
-        assert served_again(database) == (1,)
+        assert served_again(database, clock) == (1,)
     finally:
         database.close()
+
+
+def test_once_found_unreachable_the_next_callers_get_503_without_waiting_on_the_pool(
+    own_cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests come faster than a dead database answers them: after one caller waited out
+    the pool's timeout, those of the next UNREACHABLE_S get their 503 at once, without asking
+    the pool; past it, the pool is asked again, and serves once the database is back."""
+    clock = Clock()
+    database = opened(own_cluster.dsn(), timeout_s=0.5, clock=clock)
+    asked: list[float] = []
+    connection = database._pool.connection
+
+    def counting(*args: object, **kwargs: object) -> object:
+        asked.append(clock.now)
+        return connection(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(database._pool, "connection", counting)
+    select = lambda c: c.execute("SELECT 1").fetchone()  # noqa: E731
+    try:
+        own_cluster.stop()
+        with pytest.raises(TemporarilyUnavailable):
+            database.ordered("a", select)  # waits out the pool's timeout
+        assert len(asked) == 1
+        clock.now += UNREACHABLE_S / 2
+        with pytest.raises(TemporarilyUnavailable) as fast:
+            database.ordered("b", select)
+        assert len(asked) == 1  # answered without the pool
+        assert fast.value.headers() == {"Retry-After": "1"}
+        clock.now += UNREACHABLE_S
+        with pytest.raises(TemporarilyUnavailable):
+            database.ordered("a", select)
+        assert len(asked) == 2  # the moment passed: the pool was asked again
+        own_cluster.start()
+        assert served_again(database, clock) == (1,)
+    finally:
+        database.close()
+
+
+async def test_a_message_waits_for_a_turn_of_the_pool_at_most_its_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """With every connection's thread taken, a message waits for a turn at most the pool's
+    timeout, then is answered 503: the wait does not grow with the messages queued ahead
+    (each of which may itself wait that long for a connection)."""
+    database = Database("postgresql:///unused", pool_size=1, timeout_s=5.0)  # never opened
+    backend = PgBackend(database, threads=1)
+    store = backend.open_registry(object())  # type: ignore[arg-type]
+    held = trio.Event()
+    async with trio.open_nursery() as nursery:
+
+        async def taking_the_only_turn() -> None:
+            async with backend._limiter:
+                held.set()
+                await trio.sleep(60)
+
+        nursery.start_soon(taking_the_only_turn)
+        await held.wait()
+        started = trio.current_time()
+        with pytest.raises(TemporarilyUnavailable) as waited:
+            await store.run(lambda: None, writes=False)
+        assert trio.current_time() - started == pytest.approx(5.0)
+        assert waited.value.status == 503
+        nursery.cancel_scope.cancel()

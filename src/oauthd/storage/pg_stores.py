@@ -5,8 +5,9 @@ A store is opened per actor and runs each of its messages as `Database.ordered` 
 actor's address (`tenant/kind/key`): one transaction that first takes the address's advisory
 lock, so the reads that decide a write see the last commit of that actor on any host. The
 driver is synchronous, so `run` goes to a worker thread, at most `pool_size` at once (a trio
-`CapacityLimiter`), never on the event loop; `work` may run again after a serialization
-failure or a deadlock, and does nothing outside the transaction.
+`CapacityLimiter`, waited for at most the pool's timeout), never on the event loop; `work` may
+run again after a serialization failure or a deadlock, and does nothing outside the
+transaction.
 
 `data_version()` is what `PRAGMA data_version` is to a SQLite shard: a number that changes
 when another process commits to the actor's state. Each writing message adds one to its
@@ -55,7 +56,7 @@ from oauthd.storage.people import (
     consent_values,
     user_values,
 )
-from oauthd.storage.postgres import LOCK, Database, PgSchema, Probe, probe
+from oauthd.storage.postgres import LOCK, Database, PgSchema, Probe, probe, unavailable
 from oauthd.storage.registry import COLUMNS as TENANT_COLUMNS
 from oauthd.storage.registry import Changes, TenantRow
 from oauthd.storage.seam import Backend, Rows
@@ -162,10 +163,22 @@ class PgShard:
         self._own = 0  # the versions this store's own commits added
 
     async def run(self, work: Callable[[], T], *, writes: bool) -> T:
-        """`writes` means nothing here: every message holds the actor's lock."""
-        return await trio.to_thread.run_sync(
-            self._ordered, work, limiter=self._limiter, abandon_on_cancel=False
-        )
+        """`writes` means nothing here: every message holds the actor's lock. A message waits
+        for its turn (a worker thread, then a connection) at most the pool's timeout each,
+        and not at all while the database is known to be unreachable: 503 instead, so that
+        the time to an answer does not grow with the requests queued ahead."""
+        self._db.check_reachable()
+        await self._turn()
+        try:
+            return await trio.to_thread.run_sync(self._ordered, work, abandon_on_cancel=False)
+        finally:
+            self._limiter.release()
+
+    async def _turn(self) -> None:
+        with trio.move_on_after(self._db.timeout_s):
+            await self._limiter.acquire()
+            return
+        raise unavailable(f"no turn within {self._db.timeout_s:g} s")
 
     def _ordered(self, work: Callable[[], T]) -> T:
         def inside(conn: psycopg.Connection) -> T:

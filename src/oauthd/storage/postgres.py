@@ -13,7 +13,11 @@ more than once: a serialization failure or a deadlock (SQLSTATE 40001, 40P01) ro
 transaction back and runs it again, up to `ATTEMPTS` times; it must do nothing outside the
 transaction. A database that cannot be reached, or no connection free within the pool's
 timeout, is `TemporarilyUnavailable` (503 with Retry-After), never a server error; the pool
-reconnects on its own when the database is back.
+reconnects on its own when the database is back. Once a caller has found the database
+unreachable, the callers of the next `UNREACHABLE_S` get their 503 at once instead of each
+waiting out the pool's timeout: requests arrive faster than a dead database answers them, and
+one actor's messages each waiting in turn would make the last one wait for all of them (a
+request held past HAProxy's 30 s, found by tests/interop/test_postgres_haproxy.py).
 
 A `PgSchema` is versioned like a SQLite `Schema`: its version is the number of its migrations,
 kept per schema name in `oauthd_schema`; opening runs the missing ones in one transaction under
@@ -23,6 +27,8 @@ without changing anything (`oauthd check-config`): one connection, the version f
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,11 +42,25 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from oauthd.errors import TemporarilyUnavailable
 from oauthd.storage.sqlite import SchemaError
 
-__all__ = ["ATTEMPTS", "LOCK", "Database", "PgSchema", "Probe", "probe"]
+__all__ = [
+    "ATTEMPTS",
+    "LOCK",
+    "UNREACHABLE_S",
+    "Database",
+    "PgSchema",
+    "Probe",
+    "probe",
+    "unavailable",
+]
 
 T = TypeVar("T")
 ATTEMPTS = 5  # runs of one message's transaction before a conflict is answered with 503
 RETRY_AFTER_S = 1  # what a 503 for an unreachable database tells the client to wait
+UNREACHABLE_S = 1.0  # after the database was found unreachable, 503 at once for this long
+# SQLSTATEs of a database that is not there: connection exceptions, and a server shutting
+# down, crashed or still starting (57P01-57P03). A failure with no SQLSTATE is the client's
+# own: refused, reset, closed.
+LOST = ("08", "57P01", "57P02", "57P03")
 CONFLICTS = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)  # 40001, 40P01
 LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 VERSIONS = "CREATE TABLE IF NOT EXISTS oauthd_schema (name text PRIMARY KEY, version int NOT NULL)"
@@ -63,7 +83,17 @@ class Database:
     """A pool of `pool_size` connections to the database at `dsn`, opened by `open()`.
     `timeout_s`: how long a caller waits for a connection before it gets a 503."""
 
-    def __init__(self, dsn: str, *, pool_size: int, timeout_s: float) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        pool_size: int,
+        timeout_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.timeout_s = timeout_s
+        self._clock = clock
+        self._unreachable_until = -math.inf
         self._pool = ConnectionPool(
             dsn,
             min_size=1,
@@ -103,9 +133,16 @@ class Database:
         with self.holding(address) as conn:
             return work(conn)
 
+    def check_reachable(self) -> None:
+        """TemporarilyUnavailable if a caller found the database unreachable less than
+        UNREACHABLE_S ago (thread-safe: one float, written whole)."""
+        if self._clock() < self._unreachable_until:
+            raise unavailable("found unreachable a moment ago")
+
     @contextmanager
     def holding(self, address: str) -> Iterator[psycopg.Connection]:
         """One transaction holding the lock of `address` (no retry: see `ordered`)."""
+        self.check_reachable()
         try:
             with self._pool.connection() as conn, conn.transaction():
                 conn.execute(LOCK, (address,))
@@ -113,11 +150,9 @@ class Database:
         except CONFLICTS:
             raise
         except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise TemporarilyUnavailable(
-                "the server cannot reach its storage; try again",
-                detail=f"PostgreSQL: {type(exc).__name__}: {exc}",
-                retry_after_s=RETRY_AFTER_S,
-            ) from None
+            if _lost(exc):
+                self._unreachable_until = self._clock() + UNREACHABLE_S
+            raise unavailable(f"{type(exc).__name__}: {exc}") from None
 
     def migrate(self, schema: PgSchema) -> int:
         """Bring `schema` up to date: its missing migrations in one transaction, under its own
@@ -145,6 +180,24 @@ class Database:
             return schema.version
 
         return self.ordered(f"schema:{schema.name}", run)
+
+
+def _lost(exc: Exception) -> bool:
+    """Whether `exc` says the database cannot be reached (or no connection came within the
+    pool's timeout), rather than that one statement failed."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    state = getattr(exc, "sqlstate", None)
+    return state is None or state.startswith(LOST[0]) or state in LOST[1:]
+
+
+def unavailable(detail: str) -> TemporarilyUnavailable:
+    """The 503 (with Retry-After) of a database that cannot serve now."""
+    return TemporarilyUnavailable(
+        "the server cannot reach its storage; try again",
+        detail=f"PostgreSQL: {detail}",
+        retry_after_s=RETRY_AFTER_S,
+    )
 
 
 @dataclass(frozen=True, slots=True)
