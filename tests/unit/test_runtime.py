@@ -637,6 +637,41 @@ async def test_shutdown_lets_a_message_in_progress_commit_before_closing(tmp_pat
     assert (tally.opens, tally.closes) == (1, 1)
 
 
+async def test_an_ask_that_would_spawn_while_the_system_shuts_down_is_503_not_a_crash() -> None:
+    """Once the system is stopping, an ask for an actor not yet live (a janitor's pass, a
+    request in flight) is told the server is not running; it never spawns into the closing
+    nursery (which raised RuntimeError and took the whole runtime down with it)."""
+    system = ActorSystem(ActorSettings(), [SCRIPTED])
+    release = trio.Event()
+
+    async def held() -> str:
+        await release.wait()
+        return "done"
+
+    async def quick() -> str:
+        return "ran"
+
+    async with trio.open_nursery() as outer:
+        server = trio.CancelScope()
+
+        async def serve(*, task_status: trio.TaskStatus[None]) -> None:
+            with server:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(system.run)
+                    task_status.started()
+
+        await outer.start(serve)
+        outer.start_soon(system.ask, Address("default", "scripted", "busy"), Run(held))
+        await trio.testing.wait_all_tasks_blocked()
+        server.cancel()  # the busy actor's message keeps the system's nursery closing
+        await trio.testing.wait_all_tasks_blocked()
+        try:
+            with pytest.raises(TemporarilyUnavailable):
+                await system.ask(Address("default", "scripted", "new"), Run(quick))
+        finally:
+            release.set()
+
+
 # --- concurrent kinds: actors that mostly wait on the network ----------------------------------
 
 CONCURRENT = Kind("scripted", lambda _address: Scripted(), pinned=True, concurrent=True)

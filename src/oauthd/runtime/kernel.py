@@ -168,7 +168,14 @@ class ActorSystem:
                 self._nursery = nursery
                 nursery.start_soon(self._reap_idle)
                 task_status.started(self)
-                await trio.sleep_forever()
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    # Stopping: the nursery waits for its actors to close from here on, and
+                    # an ask meanwhile (a janitor's pass, a request in flight) must not spawn
+                    # into it: into a closing nursery an actor starts cancelled, into a
+                    # closed one start_soon raises RuntimeError.
+                    self._nursery = None
         finally:
             self._nursery = None
 
