@@ -90,6 +90,7 @@ def test_shards_are_in_their_journal_mode_and_record_their_schema_version(
     path = tmp_path / "nested" / "dir" / "shard.sqlite"
     with opened(path, schema) as store:
         assert store.query("PRAGMA journal_mode") == [(journal,)]
+        assert store.closes_slowly is (journal == "wal")  # a WAL file's close checkpoints
     assert raw(path, "PRAGMA journal_mode") == [(journal,)]  # persistent in the file
     assert raw(path, "PRAGMA user_version") == [(schema.version,)]
     assert schema.version >= 1
@@ -108,12 +109,14 @@ def test_a_wal_keys_shard_moves_to_a_rollback_journal_when_opened_alone(tmp_path
     try:
         with opened(path, KEYS) as store:
             assert store.query("PRAGMA journal_mode") == [("wal",)]
+            assert store.closes_slowly  # still WAL: its actor closes it in a thread
             with store.transaction():
                 store.conn.execute("INSERT INTO keys (kid, alg) VALUES ('k2', 'ES256')")
     finally:
         other.close()
     with opened(path, KEYS) as store:
         assert store.query("PRAGMA journal_mode") == [("delete",)]
+        assert not store.closes_slowly
         assert store.query("SELECT kid FROM keys ORDER BY kid") == [("k1",), ("k2",)]
     assert not path.with_name("keys.sqlite-wal").exists()
 

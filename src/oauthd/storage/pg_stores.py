@@ -148,6 +148,8 @@ class PgShard:
     """One actor's rows: `scope` are the key columns' values (tenant, and shard key), put
     before every statement's own parameters. `TABLES`: the tables holding its rows."""
 
+    closes_slowly = False  # close() releases nothing: the connections are the pool's
+
     TABLES: ClassVar[tuple[str, ...]] = ()
     SCOPE = ("tenant", "shard_key")  # the names of the scope's columns, in its order
 

@@ -61,7 +61,13 @@ Rows = dict[str, list[dict[str, Any]]]  # a shard's rows by table, each row by c
 
 
 class Ordered(Protocol):
-    """An open shard: one actor's messages, each one ordered transaction."""
+    """An open shard: one actor's messages, each one ordered transaction.
+
+    `closes_slowly`: whether `close()` may block for a while (the last connection to a SQLite
+    WAL file checkpoints it, fsyncs and deletes its -wal and -shm), so its actor closes it in
+    a worker thread; a store whose close is quick is closed where it is."""
+
+    closes_slowly: bool
 
     async def run(self, work: Callable[[], T], *, writes: bool) -> T:
         """Run `work()`, one message's reads and writes, as one transaction (`writes`: under

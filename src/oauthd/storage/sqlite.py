@@ -77,6 +77,10 @@ class Store:
         busy_timeout_ms: int = 5000,
     ) -> None:
         self.path = path
+        # Unless known otherwise, the file is in WAL mode, whose last close checkpoints it,
+        # fsyncs and deletes its -wal and -shm (`closes_slowly`: its actor closes it in a
+        # thread); one in a rollback journal closes in microseconds.
+        self.closes_slowly = True
         self._busy_timeout_ms = busy_timeout_ms
         self._waiting = True  # the connection's busy timeout: busy_timeout_ms (True) or 0
         self._synchronous = "FULL" if fsync else "NORMAL"
@@ -111,18 +115,22 @@ class Store:
         # later).
         if create and schema.page_size is not None:
             self.conn.execute(f"PRAGMA page_size = {int(schema.page_size)}")
-        if create and self.conn.execute("PRAGMA journal_mode").fetchone()[0] != schema.journal:
-            self._set_journal(schema.journal)
+        if create:
+            mode = self.conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode != schema.journal:
+                mode = self._set_journal(schema.journal, mode)
+            self.closes_slowly = mode == "wal"
 
-    def _set_journal(self, journal: str) -> None:
-        """Put the file in `journal` mode. Leaving WAL needs the file alone: while another
-        connection (another process) has it open, SQLite refuses at once, and the file stays
-        in WAL, which is as correct, only slower to open; the next open tries again."""
+    def _set_journal(self, journal: str, current: str) -> str:
+        """Put the file, in `current` mode, in `journal` mode; answers the mode it is in then.
+        Leaving WAL needs the file alone: while another connection (another process) has it
+        open, SQLite refuses at once, and the file stays in WAL, which is as correct, only
+        slower to open; the next open tries again."""
         if journal == "wal":
-            self.conn.execute("PRAGMA journal_mode = WAL")
-            return
+            return str(self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
         with suppress(LockBusy):
-            self._without_waiting(f"PRAGMA journal_mode = {journal.upper()}")
+            return str(self._without_waiting(f"PRAGMA journal_mode = {journal.upper()}")[0][0])
+        return current
 
     @cached_property
     def db(self) -> sqlite_utils.Database:
