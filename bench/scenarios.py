@@ -14,6 +14,7 @@ its p99 (latency at a load a server is deployed for, not under saturation).
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 from collections.abc import Callable, Iterator
@@ -115,6 +116,17 @@ SCENARIOS = (
 )
 
 
+def selected() -> tuple[Scenario, ...]:
+    """The scenarios BENCH_SCENARIOS names (comma-separated keys, e.g. `cc,refresh,flow`),
+    in the table's order; all of them when it is unset."""
+    wanted = [k.strip() for k in os.environ.get("BENCH_SCENARIOS", "").split(",") if k.strip()]
+    unknown = set(wanted) - {s.key for s in SCENARIOS}
+    if unknown:
+        keys = ", ".join(s.key for s in SCENARIOS)
+        raise SystemExit(f"BENCH_SCENARIOS: unknown {', '.join(sorted(unknown))} (known: {keys})")
+    return tuple(s for s in SCENARIOS if not wanted or s.key in wanted)
+
+
 @contextmanager
 def running(notes: list[str], name: str, server: Server) -> Iterator[Server]:
     with server:
@@ -140,7 +152,7 @@ def targets_for(
 ) -> dict[str, Target]:
     """{scenario key: target}."""
     targets = {}
-    for s in SCENARIOS:
+    for s in selected():
         path, script, args = s.make(p, tmp, load)
         name = f"{provider} {s.title.format(introspected=p.introspected)}"
         url = p.base_url + path

@@ -36,13 +36,17 @@ def keyring(alg: str) -> tuple[Keyring, str]:
 
 
 @pytest.mark.parametrize("alg", ["ES256", "RS256", "EdDSA"])
-def test_s7_1_tokens_verify_in_pyjwt_and_in_oauthd(alg: str) -> None:
-    """RFC 7515 §7.1: the compact form other libraries verify (PyJWT here)."""
+def test_s7_1_tokens_verify_in_pyjwt_joserfc_and_oauthd(alg: str) -> None:
+    """RFC 7515 §7.1: the compact form other libraries verify (PyJWT and joserfc here)."""
     ring, public = keyring(alg)
     token = ring.sign(CLAIMS, "at+jwt")
     key = jwt.PyJWK(json.loads(public)).key
     assert jwt.decode(token, key, algorithms=[alg], audience=CLAIMS["aud"]) == CLAIMS
     assert jwt.get_unverified_header(token)["typ"] == "at+jwt"
+    jose_key = JWKRegistry.import_key(json.loads(public))
+    verified = jws.deserialize_compact(token, jose_key, algorithms=[alg])
+    assert json.loads(verified.payload) == CLAIMS
+    assert verified.protected == {"alg": alg, "kid": json.loads(public)["kid"], "typ": "at+jwt"}
     header, claims = ring.verify(token)
     assert (header["alg"], claims) == (alg, CLAIMS)
 

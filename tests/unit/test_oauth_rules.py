@@ -212,6 +212,16 @@ def test_oauth21_s3_1_repeated_parameters_and_empty_values() -> None:
     assert params.get("state") is None
 
 
+def test_oauth21_s3_1_repeated_names_the_first_repeated_of_the_names_asked() -> None:
+    """TOKEN-16: `repeated` reports a repeated defined parameter, in the order asked, and
+    neither a repeated parameter it was not asked about nor one whose repeats are empty."""
+    params = Params.of([("b", "1"), ("a", "1"), ("x", "1"), ("a", "2"), ("b", "2"), ("x", "2")])
+    assert params.repeated(("c", "a", "b")) == "a"
+    assert params.repeated(("b", "a")) == "b"
+    assert params.repeated(("c",)) is None
+    assert Params.of([("a", "1"), ("a", ""), ("b", "1")]).repeated(("a", "b")) is None
+
+
 def _basic(client_id: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
 

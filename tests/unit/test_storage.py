@@ -29,6 +29,7 @@ from oauthd.storage import (
     shard_key_for,
 )
 from oauthd.storage.clients import CLIENT
+from oauthd.storage.sqlite import WAL_AUTOCHECKPOINT_PAGES
 
 ran: list[str] = []
 
@@ -94,6 +95,24 @@ def test_shards_are_in_their_journal_mode_and_record_their_schema_version(
     assert raw(path, "PRAGMA journal_mode") == [(journal,)]  # persistent in the file
     assert raw(path, "PRAGMA user_version") == [(schema.version,)]
     assert schema.version >= 1
+
+
+def test_a_writer_checkpoints_its_wal_past_wal_autocheckpoint_pages(tmp_path: Path) -> None:
+    """A shard's -wal is checkpointed by the commit that takes it past WAL_AUTOCHECKPOINT_PAGES
+    pages, not at SQLite's default of 1,000 (so a hot shard copies and syncs a page written
+    again and again a quarter as often), and not later."""
+    path = tmp_path / "s.sqlite"
+    wal = path.with_name("s.sqlite-wal")
+    frame = 4096 + 24  # a frame: the page and its header (the test schema's default pages)
+    largest = 0
+    with opened(path, V1) as store:
+        for i in range(WAL_AUTOCHECKPOINT_PAGES + 500):
+            with store.transaction():
+                store.conn.execute("INSERT INTO item (id, name) VALUES (?, ?)", (i, "x" * 3000))
+            largest = max(largest, wal.stat().st_size)
+        assert store.query("PRAGMA wal_autocheckpoint") == [(WAL_AUTOCHECKPOINT_PAGES,)]
+    frames = largest // frame
+    assert WAL_AUTOCHECKPOINT_PAGES <= frames < WAL_AUTOCHECKPOINT_PAGES + 10
 
 
 def test_a_wal_keys_shard_moves_to_a_rollback_journal_when_opened_alone(tmp_path: Path) -> None:

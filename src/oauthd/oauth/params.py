@@ -33,11 +33,12 @@ class Params:
         return tuple(v for k, v in self.pairs if k == name)
 
     def repeated(self, names: Iterable[str]) -> str | None:
-        """The first of `names` that is repeated, if any."""
-        for name in names:
-            if sum(1 for k, _ in self.pairs if k == name) > 1:
-                return name
-        return None
+        """The first of `names` that is repeated, if any (one pass over the pairs)."""
+        seen: set[str] = set()
+        twice: set[str] = set()
+        for k, _ in self.pairs:
+            (twice if k in seen else seen).add(k)
+        return next((name for name in names if name in twice), None) if twice else None
 
     def require(self, name: str) -> str:
         value = self.get(name)

@@ -12,9 +12,29 @@ from typing import Any
 
 import sqlite_utils
 
-__all__ = ["LockBusy", "Migration", "Rewrite", "Schema", "SchemaError", "Store", "tenant_dir"]
+__all__ = [
+    "WAL_AUTOCHECKPOINT_PAGES",
+    "LockBusy",
+    "Migration",
+    "Rewrite",
+    "Schema",
+    "SchemaError",
+    "Store",
+    "tenant_dir",
+]
 
 Migration = Callable[[sqlite_utils.Database], None]
+
+# A WAL file is checkpointed (its pages copied back into the database file, both fsynced: under
+# `synchronous = NORMAL` the only fsyncs) by the COMMIT that takes it past this many pages.
+# SQLite's default, 1,000, made that work 7-10% of a token's CPU on a hot shard (bench/README.md
+# "Part 5b"): at 4,000, a page written by many commits (a table's last leaf, an index's
+# inner pages) is copied and synced once where it was four times. A hot shard's -wal file grows
+# to ~4 MB (at a client shard's 1 KB pages) while it is open; the last connection's close
+# still checkpoints and deletes it. Durability as configured: under FULL every commit is
+# synced anyway; under NORMAL a commit survives a killed process either way (it is in the
+# -wal), and a power cut may lose the commits since the last sync, as before.
+WAL_AUTOCHECKPOINT_PAGES = 4000
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +103,7 @@ class Store:
         self.closes_slowly = True
         self._busy_timeout_ms = busy_timeout_ms
         self._waiting = True  # the connection's busy timeout: busy_timeout_ms (True) or 0
+        self._wrote = False  # whether a write transaction ran yet (`transaction`)
         self._synchronous = "FULL" if fsync else "NORMAL"
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -207,6 +228,9 @@ class Store:
         """BEGIN IMMEDIATE ... COMMIT; ROLLBACK on any exception. `wait=False`: raise LockBusy
         (rolled back) instead of waiting up to the busy timeout for another process's lock
         (SQLite's busy handler sleeps, which on an event loop stalls every other request)."""
+        if not self._wrote:  # only a writer checkpoints: set before its first write, not at open
+            self.conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+            self._wrote = True
         with self._busy_raises(wait):
             self.conn.execute("BEGIN IMMEDIATE")
             try:

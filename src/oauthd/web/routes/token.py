@@ -109,7 +109,7 @@ def register(app: RouteTable, state: AppState) -> Contribution:
         params = request.form()
         source = ip_key_of(state, request.peer, request.forwarded_for)
         throttle(per_ip, source)
-        if any(request.query.get_all(name) for name in NOT_IN_QUERY):
+        if any(name in NOT_IN_QUERY for name, _ in request.query.pairs):
             raise InvalidRequest("credentials must not be sent in the URI")
         grant_type = params.get("grant_type")
         if grant_type is None:
