@@ -29,6 +29,7 @@ from oauthd.storage.backup import (
     restore_data_dir,
 )
 from oauthd.storage.check import check_data_dir
+from oauthd.storage.clients import CLIENT
 from tests.conftest import running_server
 from tests.flow import RESOURCE, Authorization, redeem
 from tests.interop.test_cli import write_config
@@ -73,7 +74,7 @@ async def test_backup_copies_every_shard_with_its_manifest(
         "default",
         "client",
         key,
-        8,
+        CLIENT.version,
     )
     assert client["rows"]["client"] == 1
     assert client["rows"]["refresh_tokens"] == 1

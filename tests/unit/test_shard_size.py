@@ -4,6 +4,7 @@ keeping every row, safe against a kill -9 and against another connection holding
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import sqlite3
@@ -56,6 +57,7 @@ from oauthd.storage.grants import (
 )
 from oauthd.storage.sqlite import Rewrite
 from tests.conftest import running_server
+from tests.fixtures.upgrades import materialize
 from tests.flow import Authorization, register, tokens_for
 from tests.spec.test_rfc7009_revocation import introspect, refresh, revoke, secret_tokens
 
@@ -77,9 +79,13 @@ def on_disk(path: Path) -> int:
     return sum(f.stat().st_size for f in files if f.exists())
 
 
-def raw(path: Path, sql: str) -> list[tuple[Any, ...]]:
+FAMILY = "idx_access_tokens_family_id"
+REVOKE_FAMILY = "UPDATE access_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL"
+
+
+def raw(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     with closing(sqlite3.connect(path)) as conn:
-        return conn.execute(sql).fetchall()
+        return conn.execute(sql, params).fetchall()
 
 
 def tables(path: Path) -> set[str]:
@@ -368,23 +374,33 @@ def test_kill_9_during_the_migration_leaves_a_good_shard(tmp_path: Path) -> None
     dry_run = run_killer(path, 0)
     assert dry_run.returncode == 0, dry_run.stderr
     total = int(dry_run.stdout)
-    seen = set()
-    for kill_at in sorted({*range(1, total, 4), *range(total - 3, total + 1)}):
+
+    def killed_at(kill_at: int) -> tuple[int, int]:
+        """The (version, page size) a kill at `kill_at` leaves, after checking the shard."""
         for leftover in path.parent.iterdir():
             leftover.unlink()
         path.write_bytes(pristine)
         killed = run_killer(path, kill_at)
         assert killed.returncode == -signal.SIGKILL, (kill_at, killed.stderr)
         assert raw(path, "PRAGMA integrity_check") == [("ok",)], kill_at
-        seen.add(raw(path, "SELECT * FROM pragma_user_version, pragma_page_size")[0])
+        left = raw(path, "SELECT * FROM pragma_user_version, pragma_page_size")[0]
         assert {t: r for t, r in contents(path).items() if r} == before, kill_at
         Store(path, CLIENT, create=False).close()
         assert raw(path, "PRAGMA user_version") == [(CLIENT.version,)], kill_at
         assert raw(path, "PRAGMA page_size") == [(PAGE_SIZE,)], kill_at
         assert raw(path, "PRAGMA journal_mode") == [("wal",)], kill_at
         assert contents(path) == before, kill_at
+        return left
+
+    # Every 4th moment, then every moment between two that left different states: each step
+    # of the migration (a version recorded, the file rewritten) is killed on both sides.
+    sampled = sorted({*range(1, total, 4), total})
+    seen = {at: killed_at(at) for at in sampled}
+    for before_at, after_at in itertools.pairwise(sampled):
+        if seen[before_at] != seen[after_at]:
+            seen.update({at: killed_at(at) for at in range(before_at + 1, after_at)})
     # killed in v7's transaction, before VACUUM and after it
-    assert {(6, 4096), (7, 4096), (7, PAGE_SIZE)} <= seen
+    assert {(6, 4096), (7, 4096), (7, PAGE_SIZE)} <= set(seen.values())
 
 
 def test_a_rewrite_step_gives_a_new_file_its_page_size(tmp_path: Path) -> None:
@@ -428,3 +444,23 @@ def test_removing_a_shard_removes_a_rollback_journal_too(tmp_path: Path) -> None
     remove_client_shard(tmp_path, key)
     assert not path.exists()
     assert not journal.exists()
+
+
+def test_v8_shard_keeps_client_credentials_tokens_out_of_the_family_index(
+    tmp_path: Path,
+) -> None:
+    """From v9 the access tokens' family index is partial: a token without a family (a
+    client_credentials token) writes no entry in it, and revoking a grant's family still
+    finds its tokens through it. A v8 shard gets it on open, its rows kept."""
+    materialize("client-v8-directory-v5", tmp_path)
+    shards = [p for p in tmp_path.rglob("clients/*/*.sqlite") if "access_tokens" in tables(p)]
+    assert shards
+    for path in shards:
+        rows = raw(path, "SELECT * FROM access_tokens ORDER BY jti")
+        Store(path, CLIENT, create=False).close()
+        assert raw(path, "PRAGMA user_version") == [(CLIENT.version,)]
+        (index,) = raw(path, "SELECT sql FROM sqlite_master WHERE name = ?", (FAMILY,))
+        assert index[0].endswith("WHERE family_id IS NOT NULL")
+        assert raw(path, "SELECT * FROM access_tokens ORDER BY jti") == rows
+        plan = raw(path, f"EXPLAIN QUERY PLAN {REVOKE_FAMILY}", (0, "f"))
+        assert FAMILY in str(plan)

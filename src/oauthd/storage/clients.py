@@ -28,7 +28,7 @@ from typing import Any
 
 import sqlite_utils
 
-from oauthd.storage.grant_tables import change, insert, migrate_v7
+from oauthd.storage.grant_tables import change, insert, migrate_v7, migrate_v9
 from oauthd.storage.grants import migrate_v2 as migrate_grants
 from oauthd.storage.grants import migrate_v4 as migrate_device_codes
 from oauthd.storage.sqlite import Rewrite, Schema, Store
@@ -145,11 +145,12 @@ def _v6(db: sqlite_utils.Database) -> None:
 
 # v7 and v8 make a shard small on disk (bench/README.md "Shard size"): v7 drops the grant
 # tables a client has not used (`grant_tables.py` creates them on first use), v8 rewrites the
-# file in 1 KB pages (a table or index takes at least one page).
+# file in 1 KB pages (a table or index takes at least one page). v9 makes the access tokens'
+# family index partial.
 PAGE_SIZE = 1024
 CLIENT = Schema(
     "client",
-    (_v1, _v2, _v3, migrate_device_codes, _v5, _v6, migrate_v7, Rewrite()),
+    (_v1, _v2, _v3, migrate_device_codes, _v5, _v6, migrate_v7, Rewrite(), migrate_v9),
     page_size=PAGE_SIZE,
 )
 COLUMNS = (
