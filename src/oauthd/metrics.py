@@ -2,8 +2,9 @@
 
 Each running server has its own `Metrics` (its own `CollectorRegistry`, never the global one),
 so several servers in one process (the tests) count apart. Counters are incremented where
-things happen; the actor system's numbers and the signing keys' states are read at scrape
-time and handed to `render()`, never pushed.
+things happen (the request metrics as plain numbers, folded into their families at scrape
+time: `_Requests`); the actor system's numbers and the signing keys' states are read at
+scrape time and handed to `render()`, never pushed.
 
 Label sets are bounded: `endpoint` is a route template (`/register/<client_id>`) or `other`
 for unmatched paths, never a raw path; `status` is a status code the server sent; `grant_type`
