@@ -306,12 +306,16 @@ async def test_idle_actor_is_evicted_and_reactivates_with_its_state(
     assert tally.closes == 2  # shutdown closes the live actor
 
 
+@pytest.mark.parametrize("warm", [False, True])
 async def test_busy_actor_is_not_evicted_for_idleness(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, warm: bool
 ) -> None:
-    """An actor in the middle of a message is never evicted, however long the message takes."""
+    """An actor in the middle of a message is never evicted, however long the message takes;
+    also when the message runs on its asker's task (`warm`: the actor was idle)."""
     tally = Tally()
     async with running(counter_kind(tmp_path, tally), idle_timeout_s=60.0) as system:
+        if warm:
+            await system.ask(counter("c"), Add("warm-up"))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(system.ask, counter("c"), Hold())
             await trio.sleep(600)
@@ -510,16 +514,20 @@ async def test_full_mailbox_answers_temporarily_unavailable_with_retry_after(
 # --- a caller that goes away ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("warm", [False, True])
 async def test_caller_cancelled_mid_message_leaves_the_message_to_complete(
-    tmp_path: Path,
+    tmp_path: Path, warm: bool
 ) -> None:
-    """A caller cancelled while its message runs in the actor's task (here the first, which
-    waits for the actor to open) does not abort it: the whole transaction commits, and the
-    reply is dropped."""
+    """A caller cancelled while its message runs does not abort it: the whole transaction
+    commits, and the reply is dropped. Run in the actor's task (the first message, which
+    waits for the actor to open), the caller leaves at once; run on its own task (`warm`: the
+    actor was idle), it is cancelled once the message is done."""
     tally = Tally()
     shard = tmp_path / "c.sqlite"
     caller = trio.CancelScope()
     async with running(counter_kind(tmp_path, tally)) as system:
+        if warm:
+            await system.ask(counter("c"), Add("warm-up"))
         async with trio.open_nursery() as nursery:
 
             async def ask() -> None:
@@ -531,40 +539,12 @@ async def test_caller_cancelled_mid_message_leaves_the_message_to_complete(
             await trio.testing.wait_all_tasks_blocked()  # first write done, waiting for release
             caller.cancel()
             await trio.testing.wait_all_tasks_blocked()
-            assert caller.cancelled_caught
-            assert (on_disk(shard, "a"), on_disk(shard, "b")) == (0, 0)  # not committed yet
-            tally.release.set()
-        assert await system.ask(counter("c"), Get("a")) == (1, 2)
-        assert system.stats().restarts == 0
-    assert (on_disk(shard, "a"), on_disk(shard, "b")) == (1, 1)
-
-
-async def test_caller_cancelled_during_a_message_on_its_own_task_leaves_it_to_complete(
-    tmp_path: Path,
-) -> None:
-    """A caller cancelled while its message runs on its own task (the actor was idle) does
-    not abort it: the message commits whole, then the caller is cancelled without a reply."""
-    tally = Tally()
-    shard = tmp_path / "c.sqlite"
-    caller = trio.CancelScope()
-    async with running(counter_kind(tmp_path, tally)) as system:
-        await system.ask(counter("c"), Add("warm-up"))
-        async with trio.open_nursery() as nursery:
-
-            async def ask() -> None:
-                with caller:
-                    await system.ask(counter("c"), AddInTwoSteps("a", "b"))
-                    pytest.fail("the cancelled caller got a reply")
-
-            nursery.start_soon(ask)
-            await trio.testing.wait_all_tasks_blocked()  # first write done, waiting for release
-            caller.cancel()
-            await trio.testing.wait_all_tasks_blocked()
+            assert caller.cancelled_caught is not warm
             assert (on_disk(shard, "a"), on_disk(shard, "b")) == (0, 0)  # not committed yet
             tally.release.set()
         assert caller.cancelled_caught
         assert (on_disk(shard, "a"), on_disk(shard, "b")) == (1, 1)
-        assert await system.ask(counter("c"), Get("a")) == (1, 3)
+        assert await system.ask(counter("c"), Get("a")) == (1, 3 if warm else 2)
         assert system.stats().restarts == 0
 
 
@@ -700,52 +680,6 @@ async def test_inline_crash_whose_restart_fails_retires_the_actor(
         assert system.stats().activations == 2
 
 
-async def test_shutdown_waits_for_a_message_running_on_its_asking_task(tmp_path: Path) -> None:
-    """Stopping the system while an idle actor's message runs on its asker's task: the message
-    commits whole before the actor closes its shard."""
-    tally = Tally()
-    shard = tmp_path / "c.sqlite"
-    system = ActorSystem(ActorSettings(), [counter_kind(tmp_path, tally)])
-    async with trio.open_nursery() as outer:
-        server = trio.CancelScope()
-
-        async def serve(*, task_status: trio.TaskStatus[None]) -> None:
-            with server:
-                async with trio.open_nursery() as nursery:
-                    await nursery.start(system.run)
-                    task_status.started()
-
-        await outer.start(serve)
-        await system.ask(counter("c"), Add("warm-up"))
-        outer.start_soon(system.ask, counter("c"), AddInTwoSteps("a", "b"))
-        await trio.testing.wait_all_tasks_blocked()
-        server.cancel()
-        await trio.testing.wait_all_tasks_blocked()
-        assert tally.closes == 0  # still inside the message
-        assert (on_disk(shard, "a"), on_disk(shard, "b")) == (0, 0)
-        tally.release.set()
-    assert (on_disk(shard, "a"), on_disk(shard, "b")) == (1, 1)
-    assert (tally.opens, tally.closes) == (1, 1)
-
-
-async def test_an_actor_running_a_message_on_its_asking_task_is_not_evicted(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
-) -> None:
-    """However long a message on the asking task takes, its actor is not evicted for
-    idleness meanwhile."""
-    tally = Tally()
-    async with running(counter_kind(tmp_path, tally), idle_timeout_s=60.0) as system:
-        await system.ask(counter("c"), Add("warm-up"))
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(system.ask, counter("c"), Hold())
-            await trio.sleep(600)
-            assert system.is_live(counter("c"))
-            assert tally.closes == 0
-            tally.release.set()
-        await trio.sleep(100)
-        assert not system.is_live(counter("c"))
-
-
 # --- addresses -----------------------------------------------------------------------------------
 
 
@@ -795,9 +729,12 @@ async def test_shutdown_closes_every_live_actor(tmp_path: Path) -> None:
         await system.ask(counter("a"), Add("x"))
 
 
-async def test_shutdown_lets_a_message_in_progress_commit_before_closing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("warm", [False, True])
+async def test_shutdown_lets_a_message_in_progress_commit_before_closing(
+    tmp_path: Path, warm: bool
+) -> None:
     """Stopping the system does not cut a message half way: it commits whole, then the actor
-    closes its shard."""
+    closes its shard; also when it runs on its asker's task (`warm`: the actor was idle)."""
     tally = Tally()
     shard = tmp_path / "c.sqlite"
     system = ActorSystem(ActorSettings(), [counter_kind(tmp_path, tally)])
@@ -811,6 +748,8 @@ async def test_shutdown_lets_a_message_in_progress_commit_before_closing(tmp_pat
                     task_status.started()
 
         await outer.start(serve)
+        if warm:
+            await system.ask(counter("c"), Add("warm-up"))
         outer.start_soon(system.ask, counter("c"), AddInTwoSteps("a", "b"))
         await trio.testing.wait_all_tasks_blocked()
         server.cancel()
