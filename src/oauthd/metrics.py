@@ -2,8 +2,9 @@
 
 Each running server has its own `Metrics` (its own `CollectorRegistry`, never the global one),
 so several servers in one process (the tests) count apart. Counters are incremented where
-things happen; the actor system's numbers and the signing keys' states are read at scrape
-time and handed to `render()`, never pushed.
+things happen (the request metrics as plain numbers, folded into their families at scrape
+time: `_Requests`); the actor system's numbers and the signing keys' states are read at
+scrape time and handed to `render()`, never pushed.
 
 Label sets are bounded: `endpoint` is a route template (`/register/<client_id>`) or `other`
 for unmatched paths, never a raw path; `status` is a status code the server sent; `grant_type`
@@ -28,12 +29,23 @@ traffic the named ones leave out.
 
 from __future__ import annotations
 
+import math
+import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
+from itertools import accumulate
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 __all__ = [
     "CONTENT_TYPE",
@@ -52,6 +64,9 @@ OTHER_TENANTS = "_other"  # the tenant label of the tenants past metrics.max_ten
 KEY_STATES = ("published", "active", "retired")  # gone keys are not listed
 # Token requests take ~1-5 ms, logins ~150 ms (argon2), federation up to the upstream timeout.
 BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BOUNDS = (*BUCKETS_S, math.inf)
+# The `le` labels as prometheus_client writes them (its helper is untyped).
+_LE = tuple(floatToGoString(bound) for bound in _BOUNDS)  # type: ignore[no-untyped-call]
 
 
 class ActorStats(Protocol):
@@ -95,25 +110,71 @@ class _ScrapeTime:
         yield keys
 
 
+class _Latency:
+    """One request-latency series: a count per bucket (not cumulative), their sum, and when it
+    was made, as prometheus_client's Histogram keeps them."""
+
+    __slots__ = ("counts", "created", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * len(_BOUNDS)
+        self.total = 0.0
+        self.created = time.time()
+
+
+class _Requests:
+    """The request metrics as plain numbers, counted on the event loop (one request at a time
+    updates them, so no lock) and folded into the same families prometheus_client's Counter
+    and Histogram would expose, at scrape time: a request pays a dict look-up and two
+    additions, not a labelled child's lock and value objects (~2 us, issue 17)."""
+
+    def __init__(self) -> None:
+        # By (endpoint, status, tenant label): [count, created]; by (endpoint, tenant label).
+        self.counts: dict[tuple[str, int, str], list[float]] = {}
+        self.latency: dict[tuple[str, str], _Latency] = {}
+        # What a request updates, by (endpoint, status, tenant label): one look-up.
+        self.series: dict[tuple[str, int, str], tuple[list[float], _Latency]] = {}
+
+    def add(self, endpoint: str, status: int, label: str, seconds: float) -> None:
+        key = (endpoint, status, label)
+        series = self.series.get(key)
+        if series is None:
+            series = self.series[key] = (
+                self.counts.setdefault(key, [0.0, time.time()]),
+                self.latency.setdefault((endpoint, label), _Latency()),
+            )
+        count, latency = series
+        count[0] += 1
+        latency.counts[bisect_left(_BOUNDS, seconds)] += 1  # the first bound >= seconds
+        latency.total += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "oauthd_http_requests", "HTTP requests", labels=["endpoint", "status", "tenant"]
+        )
+        for (endpoint, status, label), (value, created) in self.counts.items():
+            requests.add_metric([endpoint, str(status), label], value, created=created)
+        yield requests
+        name = "oauthd_http_request_duration_seconds"
+        latency = HistogramMetricFamily(name, "HTTP request latency", labels=["endpoint", "tenant"])
+        for (endpoint, label), series in self.latency.items():
+            cumulative = [float(n) for n in accumulate(series.counts)]
+            latency.add_metric(
+                [endpoint, label], list(zip(_LE, cumulative, strict=True)), series.total
+            )
+            labels = {"endpoint": endpoint, "tenant": label}
+            latency.samples.append(Sample(f"{name}_created", labels, series.created))
+        yield latency
+
+
 class Metrics:
     def __init__(self, max_tenant_labels: int = 100) -> None:
         self.max_tenant_labels = max_tenant_labels
         self._tenants: set[str] = set()  # the tenants with a label value of their own
-        # The series a request updates, by (endpoint, status, tenant label): `labels()` takes
-        # a lock and builds a key on every call. Bounded as the series themselves are.
-        self._request_series: dict[tuple[str, int, str], tuple[Counter, Histogram]] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
-        self.requests = Counter(
-            "oauthd_http_requests", "HTTP requests", ["endpoint", "status", "tenant"], registry=r
-        )
-        self.latency = Histogram(
-            "oauthd_http_request_duration_seconds",
-            "HTTP request latency",
-            ["endpoint", "tenant"],
-            buckets=BUCKETS_S,
-            registry=r,
-        )
+        self._requests = _Requests()
+        r.register(self._requests)
         self.tokens = Counter(
             "oauthd_tokens_issued", "Access tokens issued", ["grant_type", "tenant"], registry=r
         )
@@ -144,18 +205,7 @@ class Metrics:
     def request(
         self, endpoint: str, status: int, seconds: float, tenant: str = DEFAULT_TENANT
     ) -> None:
-        label = self.tenant_label(tenant)
-        key = (endpoint, status, label)
-        series = self._request_series.get(key)
-        if series is None:
-            series = (
-                self.requests.labels(endpoint, str(status), label),
-                self.latency.labels(endpoint, label),
-            )
-            self._request_series[key] = series
-        count, latency = series
-        count.inc()
-        latency.observe(seconds)
+        self._requests.add(endpoint, status, self.tenant_label(tenant), seconds)
 
     def rate_limited(self, endpoint: str, tenant: str = DEFAULT_TENANT) -> None:
         """Count one request a rate limiter refused; `endpoint` is the route's path template."""

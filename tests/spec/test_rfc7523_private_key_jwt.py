@@ -227,6 +227,22 @@ async def test_s3_reused_jti_is_invalid_client(server: Server, key: ClientKey) -
     assert (await token(server.http, sign(key, claims_for(client_id)))).status_code == 200
 
 
+async def test_s3_reused_jti_at_introspection_is_invalid_client(
+    server: Server, key: ClientKey
+) -> None:
+    """INTRO-7, TOKEN-15: an assertion is spent at /introspect as at /token: the same one a
+    second time there, or then at /token, is 401 invalid_client."""
+    client_id = await register_jwt_client(server.http, jwks=key.jwks)
+    form = {"token": "opaque", "client_assertion_type": ASSERTION_TYPE}
+    assertion = sign(key, claims_for(client_id))
+    first = await server.http.post("/introspect", data={**form, "client_assertion": assertion})
+    assert first.status_code == 200, first.text
+    assert first.json() == {"active": False}
+    again = await server.http.post("/introspect", data={**form, "client_assertion": assertion})
+    assert_invalid_client(again)
+    assert_invalid_client(await token(server.http, assertion))
+
+
 async def test_s3_jti_stays_used_when_the_grant_fails(server: Server, key: ClientKey) -> None:
     """TOKEN-15: an assertion spent on a failed grant (invalid_scope) cannot be replayed."""
     client_id = await register_jwt_client(server.http, jwks=key.jwks)

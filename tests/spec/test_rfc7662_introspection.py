@@ -3,8 +3,10 @@ token, the members of an active answer, and exactly {"active": false} for everyt
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import closing
 from typing import Any
 
 import httpx
@@ -12,6 +14,7 @@ import jwt
 import pytest
 
 from oauthd.settings import Settings
+from oauthd.storage import client_shard_path, shard_key_for, tenant_dir
 from tests.conftest import ManualClock, Server, running_server
 from tests.flow import RESOURCE, Authorization, authorize_code
 from tests.spec.test_rfc7009_revocation import (
@@ -136,6 +139,22 @@ async def test_s2_1_get_is_method_not_allowed(server: Server) -> None:
     response = await server.http.get("/introspect")
     assert response.status_code == 405
     assert "POST" in response.headers["allow"]
+
+
+async def test_s2_1_caller_with_a_secret_is_checked_by_a_read(server: Server) -> None:
+    """INTRO-7: a client secret spends nothing, so checking it takes no write lock: the
+    resource server introspects while another process holds its shard's write lock."""
+    if server.settings.storage.backend == "postgres":
+        pytest.skip("SQLite's write lock (BEGIN IMMEDIATE) is what is held here")
+    _, tokens = await public_tokens(server)
+    assert (await as_rs(server.http, tokens["access_token"]))["active"] is True
+    shards = tenant_dir(server.settings.data_dir, "default")
+    with closing(sqlite3.connect(client_shard_path(shards, shard_key_for(RS_ID)))) as other:
+        other.isolation_level = None  # BEGIN and ROLLBACK as written
+        other.execute("BEGIN IMMEDIATE")
+        body = await as_rs(server.http, tokens["access_token"])
+        other.execute("ROLLBACK")
+    assert body["active"] is True
 
 
 # --- §2.2: active answers ----------------------------------------------------------------------

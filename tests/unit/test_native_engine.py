@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import trio
 
-from oauthd.web.native import Limits, open_listeners, serve_native
+from oauthd.web.native import Limits, exchange, open_listeners, serve_native
 from oauthd.web.native.server import NativeServer
 from tests.raw_http import RawClient, one_shot
 
@@ -181,6 +181,48 @@ async def test_rfc9110_s5_5_response_header_with_cr_or_lf_is_never_written(
     assert response.status == 500
     assert b"forged" not in response.body
     assert closed
+
+
+async def test_repeated_response_headers_are_written_alike() -> None:
+    """The same headers sent again give the same head (a rendered block is remembered): the
+    app's Content-Length and `Connection: close` are honoured each time, [name, value] lists
+    are rendered as tuples are, and a block with a cookie is never remembered."""
+    sent = {
+        "/close": [
+            (b"content-type", b"text/plain"),
+            (b"content-length", b"2"),
+            (b"Connection", b"close"),
+        ],
+        "/lists": [[b"content-type", b"text/plain"], [b"x-note", b"a"]],
+        "/cookie": [(b"content-type", b"text/plain"), (b"set-cookie", b"sid=secret")],
+    }
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = sent[scope["path"]]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async with serving(app) as (url, _):
+        heads = []
+        for path in ("/close", "/close", "/lists", "/lists", "/cookie", "/cookie"):
+            client = await RawClient.connect(url)
+            await client.send(b"GET %s HTTP/1.1\r\nHost: h\r\n\r\n" % path.encode())
+            response = await client.response()
+            if path == "/close":
+                assert await client.closed()
+            await client.aclose()
+            assert response.body == b"ok"
+            heads.append({k: v for k, v in response.headers.items() if k != "date"})
+    assert (
+        heads[0]
+        == heads[1]
+        == {"content-type": "text/plain", "content-length": "2", "connection": "close"}
+    )
+    assert (
+        heads[2] == heads[3] == {"content-type": "text/plain", "x-note": "a", "content-length": "2"}
+    )
+    assert heads[4] == heads[5]
+    assert not any(b"sid=secret" in block for block, _, _ in exchange._heads.values())
 
 
 @pytest.mark.parametrize("declared", [True, False])

@@ -306,12 +306,16 @@ async def test_idle_actor_is_evicted_and_reactivates_with_its_state(
     assert tally.closes == 2  # shutdown closes the live actor
 
 
+@pytest.mark.parametrize("warm", [False, True])
 async def test_busy_actor_is_not_evicted_for_idleness(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, warm: bool
 ) -> None:
-    """An actor in the middle of a message is never evicted, however long the message takes."""
+    """An actor in the middle of a message is never evicted, however long the message takes;
+    also when the message runs on its asker's task (`warm`: the actor was idle)."""
     tally = Tally()
     async with running(counter_kind(tmp_path, tally), idle_timeout_s=60.0) as system:
+        if warm:
+            await system.ask(counter("c"), Add("warm-up"))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(system.ask, counter("c"), Hold())
             await trio.sleep(600)
@@ -510,16 +514,20 @@ async def test_full_mailbox_answers_temporarily_unavailable_with_retry_after(
 # --- a caller that goes away ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("warm", [False, True])
 async def test_caller_cancelled_mid_message_leaves_the_message_to_complete(
-    tmp_path: Path,
+    tmp_path: Path, warm: bool
 ) -> None:
     """A caller cancelled while its message runs does not abort it: the whole transaction
-    commits, and the reply is dropped."""
+    commits, and the reply is dropped. Run in the actor's task (the first message, which
+    waits for the actor to open), the caller leaves at once; run on its own task (`warm`: the
+    actor was idle), it is cancelled once the message is done."""
     tally = Tally()
     shard = tmp_path / "c.sqlite"
     caller = trio.CancelScope()
     async with running(counter_kind(tmp_path, tally)) as system:
-        await system.ask(counter("c"), Add("warm-up"))
+        if warm:
+            await system.ask(counter("c"), Add("warm-up"))
         async with trio.open_nursery() as nursery:
 
             async def ask() -> None:
@@ -531,10 +539,12 @@ async def test_caller_cancelled_mid_message_leaves_the_message_to_complete(
             await trio.testing.wait_all_tasks_blocked()  # first write done, waiting for release
             caller.cancel()
             await trio.testing.wait_all_tasks_blocked()
-            assert caller.cancelled_caught
+            assert caller.cancelled_caught is not warm
             assert (on_disk(shard, "a"), on_disk(shard, "b")) == (0, 0)  # not committed yet
             tally.release.set()
-        assert await system.ask(counter("c"), Get("a")) == (1, 3)
+        assert caller.cancelled_caught
+        # Asked after it, Get runs after the message (which may still be queued to run).
+        assert await system.ask(counter("c"), Get("a")) == (1, 3 if warm else 2)
         assert system.stats().restarts == 0
     assert (on_disk(shard, "a"), on_disk(shard, "b")) == (1, 1)
 
@@ -559,6 +569,116 @@ async def test_caller_cancelled_while_queued_leaves_the_message_to_run(tmp_path:
             tally.release.set()
         assert await system.ask(counter("c"), Get("b")) == (1, 3)
     assert on_disk(tmp_path / "c.sqlite", "a") == 1
+
+
+# --- an idle actor: the message runs on the asking task (no task switch) -------------------------
+
+
+async def test_idle_actor_runs_the_message_on_the_asking_task_a_busy_one_queues_it() -> None:
+    """A warm actor with nothing in hand or queued handles a message on the asker's task; one
+    that arrives meanwhile waits in the mailbox and runs after it, on the actor's task."""
+    release = trio.Event()
+    ran_on: dict[str, trio.lowlevel.Task] = {}
+    order: list[str] = []
+
+    def recording(label: str, wait: bool = False) -> Run:
+        async def fn() -> str:
+            ran_on[label] = trio.lowlevel.current_task()
+            if wait:
+                await release.wait()
+            order.append(label)
+            return label
+
+        return Run(fn)
+
+    async with running(SCRIPTED) as system:
+        address = Address("default", "scripted", "")
+        assert await system.ask(address, recording("spawn")) == "spawn"
+        assert await system.ask(address, recording("idle")) == "idle"
+        assert ran_on["idle"] is trio.lowlevel.current_task()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(system.ask, address, recording("first", wait=True))
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(system.ask, address, recording("queued"))
+            await trio.testing.wait_all_tasks_blocked()
+            assert system.stats().mailbox_depth == 1  # not run beside "first"
+            release.set()
+    assert order == ["spawn", "idle", "first", "queued"]
+    assert ran_on["queued"] is ran_on["spawn"]  # the actor's own task
+    assert ran_on["first"] is not ran_on["spawn"]
+
+
+async def test_asks_during_an_inline_message_run_one_at_a_time_in_arrival_order() -> None:
+    """While a message runs on its asker's task, the others queue: no two are ever inside
+    `receive` at once, and they run in the order they arrived."""
+    serial = Serial()
+    arrived: list[int] = []
+
+    async def send(system: ActorSystem, n: int) -> None:
+        arrived.append(n)
+        assert await system.ask(Address("default", "serial", ""), n) == n * 2
+
+    async with running(Kind("serial", lambda _a: serial), mailbox_size=1000) as system:
+        await system.ask(Address("default", "serial", ""), -1)  # spawned: idle from now on
+        async with trio.open_nursery() as nursery:
+            for n in range(200):
+                nursery.start_soon(send, system, n)
+    assert serial.overlaps == 0
+    assert serial.seen == [-1, *arrived]
+
+
+async def test_inline_crash_fails_only_its_message_and_restarts_the_actor_from_disk(
+    tmp_path: Path,
+) -> None:
+    """A crash in a message run on the asking task is supervised as in the actor's task:
+    server_error for that message, its write rolled back, a fresh actor opened from disk."""
+    tally = Tally()
+    async with running(counter_kind(tmp_path, tally)) as system:
+        assert await system.ask(counter("c"), Add("x")) == 1
+        with pytest.raises(ServerError):
+            await system.ask(counter("c"), AddThenCrash("x"))
+        assert await system.ask(counter("c"), Get("x")) == (1, 1)  # rolled back; fresh instance
+        assert await system.ask(counter("c"), Add("x")) == 2
+        stats = system.stats()
+    assert (stats.restarts, stats.activations) == (1, 1)
+    assert (tally.opens, tally.closes) == (2, 2)
+    assert on_disk(tmp_path / "c.sqlite", "x") == 2
+
+
+class OpensOnce(Scripted):
+    """Opens the first time only: a restart after a crash fails to open."""
+
+    opened = 0
+
+    async def open(self) -> None:
+        OpensOnce.opened += 1
+        if OpensOnce.opened > 1:
+            raise RuntimeError("the shard is gone")
+
+
+async def test_inline_crash_whose_restart_fails_retires_the_actor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A crashed actor that cannot reopen is gone: the next message spawns a new one."""
+    monkeypatch.setattr(OpensOnce, "opened", 0)
+    kind = Kind("scripted", lambda _address: OpensOnce())
+    address = Address("default", "scripted", "")
+
+    async def crash() -> None:
+        raise RuntimeError("boom")
+
+    async def ok() -> str:
+        return "ok"
+
+    async with running(kind) as system:
+        assert await system.ask(address, Run(ok)) == "ok"
+        with pytest.raises(ServerError):
+            await system.ask(address, Run(crash))
+        await trio.testing.wait_all_tasks_blocked()
+        assert not system.is_live(address)
+        monkeypatch.setattr(OpensOnce, "opened", 0)
+        assert await system.ask(address, Run(ok)) == "ok"
+        assert system.stats().activations == 2
 
 
 # --- addresses -----------------------------------------------------------------------------------
@@ -610,9 +730,12 @@ async def test_shutdown_closes_every_live_actor(tmp_path: Path) -> None:
         await system.ask(counter("a"), Add("x"))
 
 
-async def test_shutdown_lets_a_message_in_progress_commit_before_closing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("warm", [False, True])
+async def test_shutdown_lets_a_message_in_progress_commit_before_closing(
+    tmp_path: Path, warm: bool
+) -> None:
     """Stopping the system does not cut a message half way: it commits whole, then the actor
-    closes its shard."""
+    closes its shard; also when it runs on its asker's task (`warm`: the actor was idle)."""
     tally = Tally()
     shard = tmp_path / "c.sqlite"
     system = ActorSystem(ActorSettings(), [counter_kind(tmp_path, tally)])
@@ -626,6 +749,8 @@ async def test_shutdown_lets_a_message_in_progress_commit_before_closing(tmp_pat
                     task_status.started()
 
         await outer.start(serve)
+        if warm:
+            await system.ask(counter("c"), Add("warm-up"))
         outer.start_soon(system.ask, counter("c"), AddInTwoSteps("a", "b"))
         await trio.testing.wait_all_tasks_blocked()
         server.cancel()

@@ -25,7 +25,9 @@ __all__ = [
     "JwksNeeded",
     "authenticate",
     "authenticated",
+    "check_credentials",
     "require_grant",
+    "spends",
 ]
 
 
@@ -62,21 +64,43 @@ class Authenticated:
     spent_assertion: bool
 
 
+def spends(credentials: ClientCredentials) -> bool:
+    """Whether authenticating with `credentials` writes: an RFC 7523 assertion's jti is
+    recorded as used (§3 item 7). A secret, or no secret, is only read."""
+    return credentials.method == "private_key_jwt"
+
+
 def authenticate(shard: ClientShard, credentials: ClientCredentials) -> Authenticated:
     """The client, if it proved who it is the way it registered. For private_key_jwt this
     records the assertion's jti, so call it from a @command handler."""
-    client = shard.client()
-    if client.client_id != credentials.client_id:
-        raise InvalidClient("unknown client")
-    check_method(credentials, client.token_endpoint_auth_method)
+    if spends(credentials):
+        client = _registered(shard, credentials)
+        _spend_assertion(shard, client, credentials)
+        return Authenticated(client, spent_assertion=True)
+    return Authenticated(check_credentials(shard, credentials), spent_assertion=False)
+
+
+def check_credentials(shard: ClientShard, credentials: ClientCredentials) -> ClientRecord:
+    """The client, if it proved who it is with credentials that spend nothing (a secret, or
+    none for a public client): a read, for a @query handler. An assertion is refused here,
+    never accepted unspent: it goes through `authenticate`."""
+    if spends(credentials):
+        raise InvalidClient("a client assertion is spent by a command, not checked by a query")
+    client = _registered(shard, credentials)
     if credentials.method in ("client_secret_basic", "client_secret_post") and not (
         credentials.secret and check_secret(credentials.secret, client.secret_hash)
     ):
         raise InvalidClient("client authentication failed")
-    if credentials.method == "private_key_jwt":
-        _spend_assertion(shard, client, credentials)
-        return Authenticated(client, spent_assertion=True)
-    return Authenticated(client, spent_assertion=False)
+    return client
+
+
+def _registered(shard: ClientShard, credentials: ClientCredentials) -> ClientRecord:
+    """The shard's client, if it is the one named and uses the method it registered."""
+    client = shard.client()
+    if client.client_id != credentials.client_id:
+        raise InvalidClient("unknown client")
+    check_method(credentials, client.token_endpoint_auth_method)
+    return client
 
 
 def _spend_assertion(

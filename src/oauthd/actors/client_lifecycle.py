@@ -1,6 +1,7 @@
 """ClientActor handlers for a token's life after it is issued: revocation (RFC 7009) and
 introspection (RFC 7662), and the caller authentication /introspect asks of the caller's
-own shard before it asks the token's.
+own shard before it asks the token's: a read for a secret (`CheckCaller`), a write only for
+an RFC 7523 assertion, whose jti is spent (`AuthenticateCaller`; see `caller_check`).
 
 The front door verifies a JWT access token's signature with the keyring before it sends it
 here (`read_access_token`), and routes it by its verified `client_id`; a refresh token goes
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from oauthd.actors.client_auth import authenticate
+from oauthd.actors.client_auth import authenticate, check_credentials, spends
 from oauthd.actors.context import ClientShard
 from oauthd.actors.shard import command, query
 from oauthd.actors.token_state import is_access_token_live, load_refresh_state
@@ -33,8 +34,10 @@ from oauthd.runtime import Command, Query
 
 __all__ = [
     "AuthenticateCaller",
+    "CheckCaller",
     "IntrospectToken",
     "RevokeToken",
+    "caller_check",
     "read_access_token",
 ]
 
@@ -44,6 +47,19 @@ class AuthenticateCaller(Command[str]):
     """Command: authenticate a client as at the token endpoint; replies with its client_id."""
 
     credentials: ClientCredentials
+
+
+@dataclass(frozen=True, slots=True)
+class CheckCaller(Query[str]):
+    """Query: the same for credentials that spend nothing (a client secret), read without
+    the shard's write lock; replies with its client_id."""
+
+    credentials: ClientCredentials
+
+
+def caller_check(credentials: ClientCredentials) -> AuthenticateCaller | CheckCaller:
+    """The message that authenticates a caller: a write only when it spends something."""
+    return AuthenticateCaller(credentials) if spends(credentials) else CheckCaller(credentials)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +100,11 @@ def read_access_token(
 @command(AuthenticateCaller)
 def authenticate_caller(shard: ClientShard, message: AuthenticateCaller) -> str:
     return authenticate(shard, message.credentials).client.client_id
+
+
+@query(CheckCaller)
+def check_caller(shard: ClientShard, message: CheckCaller) -> str:
+    return check_credentials(shard, message.credentials).client_id
 
 
 # --- RFC 7009 ------------------------------------------------------------------------------

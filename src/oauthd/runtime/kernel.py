@@ -4,10 +4,10 @@ The contract (docs/architecture.md "Actors"):
 
 - `ask(address, message)` spawns the actor on its first message and waits for its reply; a
   `Query[R]` or `Command[R]` (runtime/messages.py) replies an R.
-- An actor handles one message at a time, in its own task; `Actor.receive` is expected to run
+- An actor handles one message at a time, in arrival order; `Actor.receive` is expected to run
   the message in one transaction and return only after it committed (the output gate).
-- A caller that is cancelled does not abort its message: the message completes in the actor's
-  task, shielded from cancellation, and the reply is dropped.
+- A caller that is cancelled does not abort its message: the message completes, shielded from
+  cancellation, and the reply is dropped.
 - A full mailbox answers `TemporarilyUnavailable` (503 with Retry-After) at once.
 - An actor idle for `idle_timeout_s`, or the least recently used one when `max_live` actors are
   live, is evicted: its task ends and `Actor.close` releases its resources. State is on disk.
@@ -15,7 +15,13 @@ The contract (docs/architecture.md "Actors"):
   goes to the log, and the actor is replaced by a fresh one opened from disk.
 
 The caller/actor hand-off uses trio's low-level park/reschedule rather than channels and events:
-an ask is two task switches and no allocation beyond the message tuple and its reply slot.
+an ask is two task switches and no allocation beyond the message tuple and its reply slot. An
+ask to an idle actor (opened, waiting for mail, nothing queued) skips even those: the message
+runs on the asking task, with the cell marked busy so that others queue behind it, the actor's
+task held parked and shielded (it neither takes mail nor is cancelled meanwhile), and a crash
+supervised as in the actor's task (`_run_inline`). A cancelled caller's message then completes
+on the caller's own task, which is cancelled once it is done: a handler that waits (another
+process's write lock, fsync, PostgreSQL) holds its cancelled caller that long.
 """
 
 from __future__ import annotations
@@ -110,10 +116,12 @@ class _Cell:
     """One live actor: its mailbox and bookkeeping, owned by the system."""
 
     __slots__ = (
+        "actor",
         "address",
         "busy",
         "closed",
         "closing",
+        "gate",
         "kind",
         "last_used",
         "mailbox",
@@ -123,12 +131,21 @@ class _Cell:
     def __init__(self, address: Address, kind: Kind, now: float) -> None:
         self.address = address
         self.kind = kind
+        self.actor: Actor | None = None  # once open() has returned, until it is closed
+        self.gate: trio.CancelScope | None = None  # the actor task's scope (see _run_actor)
         self.mailbox: deque[tuple[Any, _Reply]] = deque()
         self.parked: trio.lowlevel.Task | None = None
         self.busy = True  # until open() has returned
         self.closing = False
         self.closed: trio.Event | None = None  # made by retire(), set once the actor closed
         self.last_used = now
+
+    def idle(self) -> bool:
+        """Whether the actor's task waits for mail with nothing in hand or queued: a message
+        may then run on the asking task (`ActorSystem._run_inline`)."""
+        return self.parked is not None and not (
+            self.busy or self.mailbox or self.closing or self.kind.concurrent
+        )
 
     def wake(self) -> None:
         task, self.parked = self.parked, None
@@ -194,6 +211,9 @@ class ActorSystem:
                 detail=f"mailbox of {address} is full",
                 retry_after_s=self._settings.retry_after_s,
             )
+        if cell.idle():
+            answer: R = await self._run_inline(cell, message)
+            return answer
         # No timestamp here: a cell with mail is never evicted, and the actor stamps
         # last_used when it finishes the message.
         reply = _Reply(trio.lowlevel.current_task())
@@ -201,6 +221,34 @@ class ActorSystem:
         cell.wake()
         result: R = await trio.lowlevel.wait_task_rescheduled(reply.abort)  # what receive() gave
         return result
+
+    async def _run_inline(self, cell: _Cell, message: Any) -> Any:
+        """Handle `message` on the asking task, the actor being idle: no task switch. The
+        contract holds as in the actor's task: the cell is busy (others queue behind it, in
+        order, and it is not evicted), the actor's task is kept from its mail (its park is
+        held here) and from cancellation (its gate shielded: shutdown waits for this message
+        as for any other), the message runs shielded from the asker's cancellation, and a
+        crash restarts the actor from disk. Mail queued meanwhile goes to the actor's task."""
+        actor, gate, parked = cell.actor, cell.gate, cell.parked
+        assert actor is not None  # parked for mail: opened, and its gate made
+        assert gate is not None
+        cell.busy, cell.parked, gate.shield = True, None, True
+        try:
+            with trio.CancelScope(shield=True):
+                try:
+                    return await actor.receive(message)
+                except OAuthError:
+                    raise
+                except Exception:
+                    log.exception("actor %s crashed on %s", cell.address, type(message).__name__)
+                    cell.actor = await self._restart(cell, actor)
+                    raise ServerError("internal error", detail="actor crashed") from None
+        finally:
+            cell.busy, cell.parked, gate.shield = False, parked, False
+            cell.last_used = trio.current_time()
+            if cell.mailbox or cell.actor is None:
+                cell.wake()
+            await trio.lowlevel.checkpoint_if_cancelled()
 
     def is_live(self, address: Address) -> bool:
         return address in self._live
@@ -312,21 +360,21 @@ class ActorSystem:
         if cell.kind.concurrent:
             await self._run_concurrent(cell)
             return
-        actor = await self._open(cell)
         # One scope for the actor's life, shielded only while a message runs: a message never
         # stops half way, while waiting for mail stays cancellable (shutdown, eviction).
         # Toggling one scope costs far less than entering a new shielded scope per message.
-        gate = trio.CancelScope()
+        gate = cell.gate = trio.CancelScope()
+        cell.actor = await self._open(cell)
         try:
             with gate:
-                while actor is not None:
+                while cell.actor is not None:
                     mail = await self._next_mail(cell)
                     if mail is None:
                         break
                     message, reply = mail
                     cell.busy = True
                     gate.shield = True
-                    actor = await self._deliver(cell, actor, message, reply)
+                    cell.actor = await self._deliver(cell, cell.actor, message, reply)
                     gate.shield = False
                     cell.busy = False
                     cell.last_used = trio.current_time()
@@ -334,13 +382,14 @@ class ActorSystem:
                         await trio.lowlevel.cancel_shielded_checkpoint()
         finally:
             with trio.CancelScope(shield=True):
-                await self._shut(cell, actor)
+                await self._shut(cell, cell.actor)
 
     @staticmethod
     async def _next_mail(cell: _Cell) -> tuple[Any, _Reply] | None:
-        """The next message, waiting for one; None once the actor is closing and has none."""
-        while not cell.mailbox:
-            if cell.closing:
+        """The next message, waiting for one; None once the actor is closing and has none,
+        or is gone (a message run inline crashed it and it failed to reopen)."""
+        while not cell.mailbox or cell.actor is None:
+            if cell.closing or cell.actor is None:
                 return None
             await cell.wait_for_mail()
         return cell.mailbox.popleft()
@@ -348,7 +397,7 @@ class ActorSystem:
     async def _run_concurrent(self, cell: _Cell) -> None:
         """Each message in its own task. Eviction waits for the ones in flight; shutdown
         cancels them, and their callers are told the server is shutting down."""
-        actor = await self._open(cell)
+        actor = cell.actor = await self._open(cell)
         try:
             async with trio.open_nursery() as inflight:
                 while actor is not None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterable
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,12 @@ NO_BODY_STATUS = frozenset({204, 304})
 # Response headers the engine writes itself, whatever the app sent (framing, persistence).
 _FRAMING = frozenset({b"content-length", b"connection", b"transfer-encoding", b"date", b"server"})
 ASGI = {"version": "3.0", "spec_version": "2.3"}
+# Rendered header blocks remembered by the headers they came from (`_rendered`): the API's and
+# the documents' responses repeat a few sets. Past the bound the memory starts over; headers
+# that carry secrets (a session cookie, a redirect with a code) are never remembered.
+HEADS_REMEMBERED = 256
+_NOT_REMEMBERED = frozenset({b"set-cookie", b"location"})
+_heads: dict[tuple[tuple[bytes, bytes], ...], tuple[bytes, int, bool]] = {}
 
 
 class _DateHeader:
@@ -289,20 +296,9 @@ class Exchange:
     def _render_head(self, whole_length: int) -> bytes:
         """The status line and headers; `whole_length`: the body's length when it is sent in
         one piece (-1: streamed)."""
-        length = -1
-        kept = []
-        for name, value in self.headers:
-            lowered = name.lower()
-            if lowered in _FRAMING:  # the engine writes these itself
-                if lowered == b"content-length":
-                    length = int(value)
-                elif lowered == b"connection" and value.lower() == b"close":
-                    self.keep_alive = False
-                continue
-            kept.append(b"%s: %s\r\n" % (lowered, value))
-        fields = b"".join(kept)
-        if fields.count(b"\n") != len(kept) or fields.count(b"\r") != len(kept):
-            raise ValueError("a response header holds CR or LF")  # RFC 9110 §5.5
+        fields, length, close = _rendered(self.headers)
+        if close:
+            self.keep_alive = False
         lines = [status_line(self.status), fields]
         bodiless = self.status in NO_BODY_STATUS or self.status < 200
         if length >= 0:
@@ -348,3 +344,45 @@ def _peer_gone(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return all(_peer_gone(e) for e in exc.exceptions)
     return isinstance(exc, gone)
+
+
+def _rendered(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes, int, bool]:
+    """`_render_fields(headers)`, remembered (`HEADS_REMEMBERED`) unless they carry secrets:
+    a pure function of the headers, so a remembered block is the one it would render."""
+    key = tuple(headers)
+    try:
+        found = _heads.get(key)
+    except TypeError:  # [name, value] lists: rendered each time
+        return _render_fields(key)[0]
+    if found is None:
+        found, secret = _render_fields(key)
+        if not secret:
+            if len(_heads) >= HEADS_REMEMBERED:
+                _heads.clear()
+            _heads[key] = found
+    return found
+
+
+def _render_fields(
+    headers: tuple[tuple[bytes, bytes], ...],
+) -> tuple[tuple[bytes, int, bool], bool]:
+    """((the header lines but the framing ones, which the engine writes itself, the app's
+    Content-Length or -1, whether it asked for `Connection: close`), whether they carry a
+    secret)."""
+    length = -1
+    close = secret = False
+    kept = []
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered in _FRAMING:
+            if lowered == b"content-length":
+                length = int(value)
+            elif lowered == b"connection" and value.lower() == b"close":
+                close = True
+            continue
+        secret = secret or lowered in _NOT_REMEMBERED
+        kept.append(b"%s: %s\r\n" % (lowered, value))
+    fields = b"".join(kept)
+    if fields.count(b"\n") != len(kept) or fields.count(b"\r") != len(kept):
+        raise ValueError("a response header holds CR or LF")  # RFC 9110 §5.5
+    return (fields, length, close), secret

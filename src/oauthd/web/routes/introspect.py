@@ -1,17 +1,18 @@
-"""POST /introspect (RFC 7662): authenticate the caller at its own shard, then ask the token's
-shard, which decides whether this caller may see it. A JWT is routed by its verified
-`client_id`; a refresh token to the caller's own shard, the only one that may introspect it
-(the shard checks that the handle's shard key is its own). Anything that cannot be routed is
-inactive without asking an actor, so garbage never spawns one.
+"""POST /introspect (RFC 7662): authenticate the caller at its own shard (a read for a client
+secret, a write only to spend an RFC 7523 assertion), then ask the token's shard, which decides
+whether this caller may see it. A JWT is routed by its verified `client_id`; a refresh token to
+the caller's own shard, the only one that may introspect it (the shard checks that the handle's
+shard key is its own). Anything that cannot be routed is inactive without asking an actor, so
+garbage never spawns one.
 
-Each calling client may introspect `limits.introspect_per_client` times per window (RFC 7662
-§4: token scanning), and failed authentications per client IP and client_id are limited as
-at /token."""
+Each calling client may introspect `limits.introspect_per_client` times per window (RFC 7662 §4:
+token scanning), and failed authentications per client IP and client_id are limited as at
+/token."""
 
 from __future__ import annotations
 
 from oauthd.actors import client_address
-from oauthd.actors.client_lifecycle import AuthenticateCaller, IntrospectToken, read_access_token
+from oauthd.actors.client_lifecycle import IntrospectToken, caller_check, read_access_token
 from oauthd.errors import InvalidClient, NotFound
 from oauthd.oauth.handles import parse_handle
 from oauthd.oauth.rfc6749_client_auth import read_credentials
@@ -72,7 +73,7 @@ def register(app: RouteTable, state: AppState) -> Contribution:
         caller_id: str = await auth_failures.attempt(
             ip_key_of(state, request.peer, request.forwarded_for),
             credentials.client_id,
-            lambda: ask_as_client(state, credentials, AuthenticateCaller),
+            lambda: ask_as_client(state, credentials, caller_check),
         )
         # Counted once authenticated: naming a client must not spend its budget (RATE-6).
         throttle(per_client, f"client:{caller_id}", what="too many introspections")
