@@ -197,6 +197,25 @@ async def running(*actor_kinds: Kind, **settings: Any) -> AsyncIterator[ActorSys
         nursery.cancel_scope.cancel()
 
 
+@asynccontextmanager
+async def stoppable(
+    system: ActorSystem,
+) -> AsyncIterator[tuple[trio.Nursery, trio.CancelScope]]:
+    """`system` serving under a scope the test cancels to stop it, and an outer nursery whose
+    tasks (asks in flight) outlive that stop."""
+    async with trio.open_nursery() as outer:
+        server = trio.CancelScope()
+
+        async def serve(*, task_status: trio.TaskStatus[None]) -> None:
+            with server:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(system.run)
+                    task_status.started()
+
+        await outer.start(serve)
+        yield outer, server
+
+
 # --- the input gate: one message at a time, in arrival order -------------------------------------
 
 
@@ -739,16 +758,7 @@ async def test_shutdown_lets_a_message_in_progress_commit_before_closing(
     tally = Tally()
     shard = tmp_path / "c.sqlite"
     system = ActorSystem(ActorSettings(), [counter_kind(tmp_path, tally)])
-    async with trio.open_nursery() as outer:
-        server = trio.CancelScope()
-
-        async def serve(*, task_status: trio.TaskStatus[None]) -> None:
-            with server:
-                async with trio.open_nursery() as nursery:
-                    await nursery.start(system.run)
-                    task_status.started()
-
-        await outer.start(serve)
+    async with stoppable(system) as (outer, server):
         if warm:
             await system.ask(counter("c"), Add("warm-up"))
         outer.start_soon(system.ask, counter("c"), AddInTwoSteps("a", "b"))
@@ -776,16 +786,7 @@ async def test_an_ask_that_would_spawn_while_the_system_shuts_down_is_503_not_a_
     async def quick() -> str:
         return "ran"
 
-    async with trio.open_nursery() as outer:
-        server = trio.CancelScope()
-
-        async def serve(*, task_status: trio.TaskStatus[None]) -> None:
-            with server:
-                async with trio.open_nursery() as nursery:
-                    await nursery.start(system.run)
-                    task_status.started()
-
-        await outer.start(serve)
+    async with stoppable(system) as (outer, server):
         outer.start_soon(system.ask, Address("default", "scripted", "busy"), Run(held))
         await trio.testing.wait_all_tasks_blocked()
         server.cancel()  # the busy actor's message keeps the system's nursery closing
