@@ -38,6 +38,7 @@ from oauthd.storage.clients import CLIENT, PAGE_SIZE, spend_assertion_jti
 from oauthd.storage.expiry import collect_client_shard
 from oauthd.storage.grant_tables import TABLES
 from oauthd.storage.grants import (
+    REVOKE_FAMILY_TOKENS,
     FamilyRow,
     insert_access_token,
     insert_code,
@@ -80,7 +81,6 @@ def on_disk(path: Path) -> int:
 
 
 FAMILY = "idx_access_tokens_family_id"
-REVOKE_FAMILY = "UPDATE access_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL"
 
 
 def raw(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -462,5 +462,5 @@ def test_v8_shard_keeps_client_credentials_tokens_out_of_the_family_index(
         (index,) = raw(path, "SELECT sql FROM sqlite_master WHERE name = ?", (FAMILY,))
         assert index[0].endswith("WHERE family_id IS NOT NULL")
         assert raw(path, "SELECT * FROM access_tokens ORDER BY jti") == rows
-        plan = raw(path, f"EXPLAIN QUERY PLAN {REVOKE_FAMILY}", (0, "f"))
+        plan = raw(path, f"EXPLAIN QUERY PLAN {REVOKE_FAMILY_TOKENS}", (0, "f"))
         assert FAMILY in str(plan)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from oauthd.storage.grant_tables import change, rows
+from oauthd.storage.grants import revoke_family
 from oauthd.storage.sqlite import Store
 
 __all__ = [
@@ -103,12 +104,7 @@ def revoke_grants(store: Store, user_id: str | None, now: int) -> list[GrantRow]
     returns the grants ended."""
     grants = list_grants(store, user_id, now)
     for g in grants:
-        change(store, "UPDATE families SET revoked_at = ? WHERE family_id = ?", (now, g.family_id))
-        change(
-            store,
-            "UPDATE access_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL",
-            (now, g.family_id),
-        )
+        revoke_family(store, g.family_id, now)
     if user_id is None:
         change(store, "DELETE FROM codes WHERE redeemed_at IS NULL")
         change(store, "DELETE FROM device_codes WHERE status = 'approved'")

@@ -20,6 +20,7 @@ from oauthd.storage.secrets import hash_secret
 from oauthd.storage.sqlite import Store
 
 __all__ = [
+    "REVOKE_FAMILY_TOKENS",
     "AccessTokenRow",
     "CodeRow",
     "DeviceRow",
@@ -254,6 +255,13 @@ def family_row(columns: tuple[Any, ...]) -> FamilyRow:
     )
 
 
+# Searches the access tokens' partial family index (grant_tables.FAMILY_INDEX): `family_id = ?`
+# implies `family_id IS NOT NULL`.
+REVOKE_FAMILY_TOKENS = (
+    "UPDATE access_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL"
+)
+
+
 def revoke_family(store: Store, family_id: str, now: int) -> None:
     """Ends the grant: its refresh tokens and every access token issued from it."""
     change(
@@ -261,11 +269,7 @@ def revoke_family(store: Store, family_id: str, now: int) -> None:
         "UPDATE families SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL",
         (now, family_id),
     )
-    change(
-        store,
-        "UPDATE access_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL",
-        (now, family_id),
-    )
+    change(store, REVOKE_FAMILY_TOKENS, (now, family_id))
 
 
 # --- refresh tokens -----------------------------------------------------------------------
