@@ -160,11 +160,21 @@ async def under_load(url: str, fault: Callable[[Load], Awaitable[None]]) -> Load
     return load
 
 
+RETRIES = 10  # 503s a client retries after Retry-After
+
+
 async def every_grant_survived(url: str, acked: list[tuple[str, str]]) -> None:
-    """Each acknowledged grant's refresh token still works, through the balancer."""
+    """Each acknowledged grant's refresh token still works, through the balancer, for a
+    client that honours a 503's Retry-After (a host that found the database unreachable a
+    moment ago answers 503 at once for a second: see storage/postgres.py)."""
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         for client_id, token in acked:
             response = await refresh(http, client_id, token)
+            for _ in range(RETRIES):
+                if response.status_code != 503:
+                    break
+                await trio.sleep(int(response.headers.get("retry-after", "1")))
+                response = await refresh(http, client_id, token)
             assert response.status_code == 200, response.text
 
 
