@@ -700,6 +700,85 @@ async def test_inline_crash_whose_restart_fails_retires_the_actor(
         assert system.stats().activations == 2
 
 
+async def test_retire_tenant_survives_an_actor_that_ends_itself_while_it_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`retire_tenant` waits for a busy actor; if that actor's message crashes and its restart
+    fails, the actor ends by itself (unlisted by its own task): the retirement then finds it
+    gone and returns, instead of evicting it a second time."""
+    monkeypatch.setattr(OpensOnce, "opened", 0)
+    address = Address("acme", "scripted", "")
+    release = trio.Event()
+
+    async def crash_later() -> None:
+        await release.wait()
+        raise RuntimeError("boom")
+
+    async def ask_crash(system: ActorSystem) -> None:
+        with pytest.raises(ServerError):
+            await system.ask(address, Run(crash_later))
+
+    async with running(Kind("scripted", lambda _address: OpensOnce())) as system:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask_crash, system)
+            await trio.testing.wait_all_tasks_blocked()
+            retired = trio.Event()
+
+            async def retire() -> None:
+                await system.retire_tenant("acme")
+                retired.set()
+
+            nursery.start_soon(retire)
+            await trio.testing.wait_all_tasks_blocked()
+            assert not retired.is_set()  # the message in hand finishes first
+            release.set()
+        assert retired.is_set()
+        assert not system.is_live(address)
+
+
+class ClosesSlowly(Scripted):
+    """Its close waits for the test's gate (a shard's checkpoint, in a thread)."""
+
+    def __init__(self, gate: trio.Event, closed: list[str]) -> None:
+        self.gate, self.closed = gate, closed
+
+    async def close(self) -> None:
+        await self.gate.wait()
+        self.closed.append("closed")
+
+
+async def test_retire_tenant_waits_for_an_actor_another_eviction_is_closing() -> None:
+    """An actor already being closed (evicted past `max_live`) when its tenant is retired is
+    waited for too: a removed tenant's directory goes only once every shard of it is closed."""
+    gate, closed = trio.Event(), []
+    kind = Kind("scripted", lambda _address: ClosesSlowly(gate, closed))
+
+    async def ok() -> str:
+        return "ok"
+
+    retired = trio.Event()
+    async with running(kind, max_live=1) as system:
+        try:
+            await system.ask(Address("acme", "scripted", "a"), Run(ok))
+            await system.ask(Address("other", "scripted", "b"), Run(ok))  # evicts acme's
+            await trio.testing.wait_all_tasks_blocked()
+            assert closed == []  # its close is still running
+            async with trio.open_nursery() as nursery:
+
+                async def retire() -> None:
+                    await system.retire_tenant("acme")
+                    retired.set()
+
+                nursery.start_soon(retire)
+                await trio.testing.wait_all_tasks_blocked()
+                assert not retired.is_set()
+                gate.set()
+            assert closed == ["closed"]
+        finally:
+            gate.set()  # else a failed assertion leaves the close waiting, and the test hangs
+    assert retired.is_set()
+
+
 # --- addresses -----------------------------------------------------------------------------------
 
 

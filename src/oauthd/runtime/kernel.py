@@ -137,7 +137,7 @@ class _Cell:
         self.parked: trio.lowlevel.Task | None = None
         self.busy = True  # until open() has returned
         self.closing = False
-        self.closed: trio.Event | None = None  # made by retire(), set once the actor closed
+        self.closed = trio.Event()  # set once the actor task has closed its resources
         self.last_used = now
 
     def idle(self) -> bool:
@@ -168,7 +168,9 @@ class ActorSystem:
         self._settings = settings
         self._kinds = {kind.name: kind for kind in kinds}
         self._live: OrderedDict[Address, _Cell] = OrderedDict()
-        self._by_tenant: dict[str, set[Address]] = {}  # the live addresses of each tenant
+        # Each tenant's cells whose task has not finished closing: live, or evicted and still
+        # closing their resources (retire_tenant waits for both).
+        self._by_tenant: dict[str, set[_Cell]] = {}
         self._nursery: trio.Nursery | None = None
         self._activations = 0
         self._evictions = 0
@@ -262,7 +264,6 @@ class ActorSystem:
             return True
         if not self._evictable(cell):
             return False
-        cell.closed = trio.Event()
         self._evict(cell)
         await cell.closed.wait()
         return True
@@ -272,19 +273,18 @@ class ActorSystem:
         in hand or in its mailbox, and wait until they have closed their resources (a tenant
         changed, disabled or removed: its shards are closed before its directory goes).
         Actors spawned meanwhile, by a request for the tenant as it is now, are left alone."""
-        waiting = [self._live[address] for address in self._by_tenant.get(tenant, ())]
+        waiting = list(self._by_tenant.get(tenant, ()))
         while waiting:
             busy = []
             for cell in waiting:
-                if cell.closing:
-                    if cell.closed is not None:
-                        await cell.closed.wait()
-                elif cell.busy or cell.mailbox:
+                # Closing already (evicted, or its task ended: a crash it could not reopen
+                # from, shutdown): waited for all the same, its shard may still be closing.
+                if not cell.closing and (cell.busy or cell.mailbox):
                     busy.append(cell)
-                else:
-                    cell.closed = trio.Event()
+                    continue
+                if not cell.closing:
                     self._evict(cell)
-                    await cell.closed.wait()
+                await cell.closed.wait()
             waiting = busy
             if waiting:
                 await trio.sleep(0.01)  # their messages finish first
@@ -311,7 +311,7 @@ class ActorSystem:
         self._evict_over_cap()
         cell = _Cell(address, kind, trio.current_time())
         self._live[address] = cell
-        self._by_tenant.setdefault(address.tenant, set()).add(address)
+        self._by_tenant.setdefault(address.tenant, set()).add(cell)
         self._activations += 1
         self._nursery.start_soon(self._run_actor, cell, name=f"actor {address}")
         return cell
@@ -320,15 +320,12 @@ class ActorSystem:
         return not (cell.busy or cell.mailbox or cell.kind.pinned or cell.closing)
 
     def _unlist(self, cell: _Cell) -> None:
+        """No message reaches `cell` any more (the next spawns afresh): it is closing."""
         del self._live[cell.address]
-        addresses = self._by_tenant[cell.address.tenant]
-        addresses.discard(cell.address)
-        if not addresses:
-            del self._by_tenant[cell.address.tenant]
+        cell.closing = True
 
     def _evict(self, cell: _Cell) -> None:
         self._unlist(cell)
-        cell.closing = True
         self._evictions += 1
         cell.wake()
 
@@ -462,13 +459,16 @@ class ActorSystem:
         return await self._open(cell)
 
     async def _shut(self, cell: _Cell, actor: Actor | None) -> None:
-        if self._live.get(cell.address) is cell:
+        if not cell.closing:  # its task ended by itself: no eviction unlisted it
             self._unlist(cell)
         self._fail_queued(cell, TemporarilyUnavailable("the server is shutting down"))
         if actor is not None:
             await self._close_quietly(cell, actor)
-        if cell.closed is not None:
-            cell.closed.set()
+        cells = self._by_tenant[cell.address.tenant]
+        cells.discard(cell)
+        if not cells:
+            del self._by_tenant[cell.address.tenant]
+        cell.closed.set()
 
     @staticmethod
     async def _close_quietly(cell: _Cell, actor: Actor) -> None:
