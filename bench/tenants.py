@@ -12,7 +12,10 @@ tenants, one after the other on one keep-alive connection: a client_credentials 
 tenant's first request: activation and token), its RFC 8414 metadata, and a second token.
 Reports the RSS after, and p50/p99 of each kind of request in wall time and in the server's
 CPU time (its main thread's /proc schedstat, nanoseconds: steadier on a busy machine). The
-data files were just written or read, so the page cache is warm.
+target is for a warm page cache, so the served tenants' directories are walked and their
+files read just before (`warm_page_cache`): a reused data dir's pages may have left the cache
+since (this VM's kernel pages out file pages idle for a minute), and a cold tenant's request
+would then wait for the disk.
 
 Part 2. Adds `--clients` clients spread over the tenants (byte copies of each tenant's own
 shard, tenant_data.add_clients), reports the data dir's disk use, restarts the server and
@@ -157,9 +160,20 @@ def prepare(data: Path, tenants: int) -> Row:
     )
 
 
+def warm_page_cache(data: Path, tenants: list[int]) -> None:
+    """Every file of these tenants read, and their directories listed: in the page cache."""
+    for t in tenants:
+        for folder, _dirs, files in os.walk(data / tenant_id(t)):
+            for name in files:
+                with open(os.path.join(folder, name), "rb") as file:
+                    while file.read(1 << 20):
+                        pass
+
+
 def serve_tenants(tmp: Path, data: Path, tenants: int, serve: int, seed: int) -> list[Row]:
     rows = []
     picks = random.Random(seed).sample(range(tenants), min(serve, tenants))
+    warm_page_cache(data, picks)
     with ExitStack() as stack:
         server, port, startup_s = start(stack, tmp, data, "tenants")
         pid = server.process.pid
