@@ -89,22 +89,20 @@ async def test_the_first_registry_read_stops_nothing_a_first_activation_made(
         assert runtime.system.stats().activations == opened
 
 
-async def test_activations_keep_the_collectors_generation_1_as_small_as_its_own_passes_would(
+async def test_an_activation_moves_what_it_made_to_the_collectors_oldest_generation(
     make_settings: Callable[..., Settings],
 ) -> None:
-    """Each activation ends with a young collection; they count towards generation 1 as the
-    collector's own do, and once the count reaches its threshold the pass takes generation 1
-    too, so generation 1 never holds more than a threshold's worth of activations."""
-    threshold = gc.get_threshold()[1]
+    """Each activation ends with a pass over generations 0 and 1: what it made, and keeps for
+    as long as the tenant is active, goes straight to the oldest generation, so generation 1
+    never piles up activations for one of its passes to walk all at once."""
     async with open_test_runtime(make_settings()) as runtime:
-        for i in range(3 * threshold):
+        for i in range(3):
             await runtime.system.ask(registry_address(), AddTenant(f"t{i}"))
-        counts = []
-        for i in range(3 * threshold):
-            await runtime.tenancy.activate(f"t{i}", no_app)
-            counts.append(gc.get_count()[1])
+        for i in range(3):
+            made = await runtime.tenancy.activate(f"t{i}", lambda _env: [object()])
+            assert any(o is made for o in gc.get_objects(generation=2))
+            assert not any(o is made for o in gc.get_objects(generation=1))
             runtime.tenancy.drop(f"t{i}")
-        assert max(counts) <= threshold
 
 
 def route_tables() -> int:
