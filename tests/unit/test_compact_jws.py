@@ -14,13 +14,14 @@ from dataclasses import dataclass
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry, Key
 
 from oauthd.keys import GeneratedKey, Keyring, TokenInvalid, build_keyring, generate_key
-from oauthd.keys.compact import sign_raw
+from oauthd.keys.compact import import_jwk, sign_raw
 
 CLAIMS = {"iss": "https://as.example", "sub": "u1", "aud": "https://rs.example", "exp": 2**31}
 
@@ -316,3 +317,26 @@ def test_rfc8259_s9_deep_nesting_is_refused_where_joserfc_crashes(pair: Pair) ->
     with pytest.raises(RecursionError):
         json.loads(jws.deserialize_compact(token, pair.public, algorithms=[pair.alg]).payload)
     assert not pair.oauthd_accepts(token)
+
+
+@pytest.mark.parametrize("alg", ["ES256", "RS256", "EdDSA"])
+def test_a_stored_jwk_imports_as_the_same_key_joserfc_reads(alg: str) -> None:
+    """RFC 7518 §6.2-§6.3, RFC 8037 §2: a stored JWK, imported straight from its members, is
+    the key joserfc reads from it, private and public; a verifier gets no private part."""
+    key = generate_key(alg)
+    private, public = json.loads(key.private_jwk), json.loads(key.public_jwk)
+    mine = import_jwk(private)
+    theirs = JWKRegistry.import_key(private)
+    raw = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    expected = theirs.public_key.public_bytes(*raw)
+    assert mine.public_key().public_bytes(*raw) == expected
+    assert import_jwk(public).public_bytes(*raw) == expected
+    assert not hasattr(import_jwk(public), "sign")
+
+
+def test_a_jwk_on_another_curve_is_refused() -> None:
+    """Only P-256 EC keys are oauthd's (ES256, RFC 7518 §3.4)."""
+    key = generate_key("ES256")
+    p384 = {**json.loads(key.private_jwk), "crv": "P-384"}
+    with pytest.raises(ValueError, match="curve"):
+        import_jwk(p384)

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 
 from oauthd.decoding import b64url_decode as b64decode
 
-__all__ = ["b64decode", "b64encode", "sign_raw", "verify_raw"]
+__all__ = ["b64decode", "b64encode", "import_jwk", "sign_raw", "verify_raw"]
 
 _ES256_BYTES = 32
 # The algorithm objects are immutable: made once, not on every signature (~2 us each).
@@ -34,6 +34,38 @@ _SHA256 = hashes.SHA256()
 
 def b64encode(data: bytes) -> bytes:
     return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def _int(member: str) -> int:
+    return int.from_bytes(b64decode(member), "big")
+
+
+def import_jwk(jwk: dict[str, Any]) -> Any:
+    """The `cryptography` key of one of oauthd's own stored JWKs (RFC 7518 §6.2, §6.3;
+    RFC 8037 §2): private when it has `d`. Straight from its members, as `sign_raw` signs:
+    joserfc's import (its member registry and key objects) doubled the cost of a key's
+    first use, on a cold tenant's first token. `cryptography` checks the key either way
+    (a private EC point on its curve, an RSA key's consistency: tens of ms, so RSA keys are
+    imported only when used)."""
+    kty = jwk["kty"]
+    if kty == "EC":
+        if jwk["crv"] != "P-256":
+            raise ValueError(f"unsupported curve {jwk['crv']!r}")
+        public = ec.EllipticCurvePublicNumbers(_int(jwk["x"]), _int(jwk["y"]), ec.SECP256R1())
+        if "d" in jwk:
+            return ec.EllipticCurvePrivateNumbers(_int(jwk["d"]), public).private_key()
+        return public.public_key()
+    if kty == "RSA":
+        rsa_public = rsa.RSAPublicNumbers(_int(jwk["e"]), _int(jwk["n"]))
+        if "d" in jwk:
+            p, q, d, dp, dq, qi = (_int(jwk[m]) for m in ("p", "q", "d", "dp", "dq", "qi"))
+            return rsa.RSAPrivateNumbers(p, q, d, dp, dq, qi, rsa_public).private_key()
+        return rsa_public.public_key()
+    if kty == "OKP" and jwk["crv"] == "Ed25519":
+        if "d" in jwk:
+            return ed25519.Ed25519PrivateKey.from_private_bytes(b64decode(jwk["d"]))
+        return ed25519.Ed25519PublicKey.from_public_bytes(b64decode(jwk["x"]))
+    raise ValueError(f"unsupported key type {kty!r}")
 
 
 def sign_raw(alg: str, key: Any, data: bytes) -> bytes:

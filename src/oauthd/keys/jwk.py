@@ -14,11 +14,11 @@ from typing import Any
 
 from joserfc import jwe
 from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, Key, OctKey, OKPKey, RSAKey
+from joserfc.jwk import Key, OctKey
 from joserfc.jwk import generate_key as _generate
 
 from oauthd.decoding import parse_json_segment, split_compact
-from oauthd.keys.compact import b64decode, b64encode, sign_raw, verify_raw
+from oauthd.keys.compact import b64decode, b64encode, import_jwk, sign_raw, verify_raw
 
 __all__ = [
     "ALGORITHMS",
@@ -102,16 +102,6 @@ def unseal(stored: str, kek: bytes | None) -> str:
     return message.plaintext.decode()
 
 
-def _import(jwk_json: str) -> Key:
-    data = json.loads(jwk_json)
-    kty = data["kty"]
-    if kty == "EC":
-        return ECKey.import_key(data)
-    if kty == "RSA":
-        return RSAKey.import_key(data)
-    return OKPKey.import_key(data)
-
-
 class _LazyKey:
     """A stored JWK, imported on first use. Importing a private RSA key costs tens of
     milliseconds (cryptography checks the key), and a tenant's KeyManager loads every key on
@@ -123,12 +113,13 @@ class _LazyKey:
         self.kid = kid
         self.alg = alg
         self._jwk = jwk_json
-        self._key: Key | None = None
+        self._key: Any = None
 
     @property
-    def key(self) -> Key:
+    def key(self) -> Any:
+        """The `cryptography` key: private for a signer, public for a verifier."""
         if self._key is None:
-            self._key = _import(self._jwk)
+            self._key = import_jwk(json.loads(self._jwk))
         return self._key
 
 
@@ -193,7 +184,7 @@ class Keyring:
             header = self._headers[(signer.kid, typ)] = b64encode(json.dumps(fields).encode())
         payload = b64encode(json.dumps(claims, separators=(",", ":")).encode())
         signing_input = header + b"." + payload
-        signature = sign_raw(signer.alg, signer.key.private_key, signing_input)
+        signature = sign_raw(signer.alg, signer.key, signing_input)
         return (signing_input + b"." + b64encode(signature)).decode()
 
     def names_unknown_key(self, token: str) -> bool:
@@ -231,7 +222,7 @@ class Keyring:
             encoded_header, payload, signature = split_compact(token)
             signing_input = f"{encoded_header}.{payload}".encode("ascii")
             valid = verify_raw(
-                verifier.alg, verifier.key.public_key, signing_input, b64decode(signature)
+                verifier.alg, verifier.key, signing_input, b64decode(signature)
             )
             claims = parse_json_segment(payload) if valid else {}
         except ValueError as exc:
