@@ -39,6 +39,20 @@ async def app(_scope: Any, _receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
+def scope_of(tenant: str) -> dict[str, Any]:
+    return {"type": "http", "method": "GET", "path": f"/t/{tenant}/jwks", "headers": []}
+
+
+async def request(router: TenantRouter, tenant: str) -> None:
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(_message: dict[str, Any]) -> None:
+        pass
+
+    await router(scope_of(tenant), receive, send)
+
+
 async def test_tenant_apps_are_an_lru_bounded_in_number_and_idle_time(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -53,14 +67,37 @@ async def test_tenant_apps_are_an_lru_bounded_in_number_and_idle_time(
 
     router = TenantRouter(app, "", activate, dropped.append, max_apps=2, idle_s=60.0)
     for tenant in ("a", "b", "a", "c"):
-        assert await router.app_of(tenant) is app
+        await request(router, tenant)
     assert built == ["a", "b", "c"]
     assert dropped == ["b"]
     assert list(router.apps) == ["a", "c"]
     await trio.sleep(61)
-    await router.app_of("a")
+    await request(router, "a")
     assert built == ["a", "b", "c", "a"]
     assert sorted(dropped) == ["a", "b", "c"]
+
+
+async def test_a_tenant_past_the_bound_is_let_go_after_the_response_that_activated_another() -> (
+    None
+):
+    """Letting a tenant go (its shards closed, its key schedule stopped) is not the latency of
+    the cold request that pushed it out: it happens once that request has been answered."""
+    dropped: list[str] = []
+    seen_at_response: list[list[str]] = []
+
+    async def responding(_scope: Any, _receive: Any, send: Any) -> None:
+        seen_at_response.append(list(dropped))
+        await app(_scope, _receive, send)
+
+    async def activate(_tenant: str) -> Any:
+        return responding
+
+    router = TenantRouter(app, "", activate, dropped.append, max_apps=1, idle_s=60.0)
+    await request(router, "a")
+    await request(router, "b")
+    assert seen_at_response == [[], []]  # "a" still held while "b" answered its first request
+    assert dropped == ["a"]
+    assert list(router.apps) == ["b"]
 
 
 async def test_one_activation_for_concurrent_first_requests(

@@ -12,8 +12,10 @@ issuer's path. Every other request goes to the root (`default`) app.
 
 Apps are built on a tenant's first request by `activate` (which also makes its first key)
 and kept in an LRU of at most `max_apps`, dropped after `idle_s` without a request; a dropped
-or changed tenant is handed to `drop` so its actors stop too. An unknown tenant is a 404 that
-spawns nothing; a disabled one a 403 `temporarily_unavailable`, its data kept."""
+or changed tenant is handed to `drop` so its actors stop too. A tenant pushed out by another's
+activation is let go once the request that activated that one has been answered. An unknown
+tenant is a 404 that spawns nothing; a disabled one a 403 `temporarily_unavailable`, its data
+kept."""
 
 from __future__ import annotations
 
@@ -158,8 +160,7 @@ class TenantRouter:
                 return made
             app: ASGIApp = made
             self.apps[tenant] = (app, trio.current_time())
-            self._sweep(trio.current_time())
-            return app
+            return app  # one past max_apps until its request is answered (`__call__`)
         finally:
             del self._building[tenant]
             done.set()
@@ -187,7 +188,13 @@ class TenantRouter:
             why = "this tenant is disabled"
             await _refusal(base, 403, "temporarily_unavailable", why)(scope, receive, send)
         else:
-            await app(scope, receive, send)
+            try:
+                await app(scope, receive, send)
+            finally:
+                # An activation may have taken the apps past max_apps: the least recently
+                # used is let go (its shards closed, its key schedule stopped) once this
+                # request is answered, not within the cold request's own latency.
+                self._sweep(trio.current_time())
 
 
 def _refusal(base: str, status: int, error: str, description: str) -> ASGIApp:
