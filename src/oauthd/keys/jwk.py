@@ -221,9 +221,7 @@ class Keyring:
         try:
             encoded_header, payload, signature = split_compact(token)
             signing_input = f"{encoded_header}.{payload}".encode("ascii")
-            valid = verify_raw(
-                verifier.alg, verifier.key, signing_input, b64decode(signature)
-            )
+            valid = verify_raw(verifier.alg, verifier.key, signing_input, b64decode(signature))
             claims = parse_json_segment(payload) if valid else {}
         except ValueError as exc:
             raise TokenInvalid("malformed token") from exc
