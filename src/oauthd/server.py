@@ -663,17 +663,27 @@ async def serve(
     listen: str | None = None,
     fetch_transport: object | None = None,
     worker: WorkerRole | None = None,
+    before_listen: Callable[[], None] = lambda: None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until `shutdown` returns: in-flight requests finish, then actors close.
     `fetch_transport`: an httpx transport for the Fetcher (tests; None is the network).
-    `worker`: this process is one of `--workers N` (its socket, readiness and shutdown)."""
+    `worker`: this process is one of `--workers N` (its socket, readiness and shutdown).
+    `before_listen`: called once everything is up, just before the listener opens."""
     started = time.perf_counter()
     if worker is not None:
         shutdown = partial(wait_for_signal_or_eof, worker.lifeline_fd)
     try:
         await _serve(
-            settings, shutdown, clock, listen, started, task_status, fetch_transport, worker
+            settings,
+            shutdown,
+            clock,
+            listen,
+            started,
+            task_status,
+            fetch_transport,
+            worker,
+            before_listen,
         )
     finally:
         flush_logs()
@@ -703,16 +713,20 @@ def front_door(runtime: Runtime) -> TenantRouter:
 
 
 async def serve_process(settings: Settings, **options: Any) -> None:
-    """`oauthd serve` as the whole of this process: `serve` (with its `options`), and once it
-    is serving, the objects startup left (modules, classes, settings, routes: ~80,000) are
+    """`oauthd serve` as the whole of this process: `serve` (with its `options`), and before
+    it listens, the objects startup left (modules, classes, settings, routes: ~80,000) are
     moved out of the garbage collector's sight (`gc.freeze`). A full collection, every few
     hundred requests, otherwise walks them all: ~40 ms on this project's VM, on the event
-    loop, a p99 spike for whichever requests are in flight. Tests run `serve` instead, so
-    that a test process never freezes what its other tests made."""
-    async with trio.open_nursery() as nursery:
-        await nursery.start(partial(serve, settings, **options))
-        gc.collect()  # what startup made and dropped goes first: frozen garbage is never freed
-        gc.freeze()
+    loop, a p99 spike for whichever requests are in flight. Before the listener opens, so
+    that no request (a readiness probe's, or the first ones after it) waits for that pass.
+    Tests run `serve` instead, so that a test process never freezes what its other tests
+    made."""
+    await serve(settings, before_listen=freeze_startup_heap, **options)
+
+
+def freeze_startup_heap() -> None:
+    gc.collect()  # what startup made and dropped goes first: frozen garbage is never freed
+    gc.freeze()
 
 
 async def _serve(
@@ -724,6 +738,7 @@ async def _serve(
     task_status: trio.TaskStatus[list[str]],
     fetch_transport: object | None = None,
     worker: WorkerRole | None = None,
+    before_listen: Callable[[], None] = lambda: None,
 ) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(flush_logs_every)
@@ -757,6 +772,7 @@ async def _serve(
             await admin_done.wait()
             nursery.cancel_scope.cancel()  # in-flight requests are done: now close the actors
 
+        before_listen()
         admin_binds = await serve_admin(nursery, runtime, worker, stopping.wait, admin_done)
         binds: list[str] = await nursery.start(http)
         log.info(
