@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from oauthd.errors import InvalidGrant
-from oauthd.web.fast import ApiRequest, ApiResponse, FastPath, FastRoutes
+from oauthd.web.fast import ApiRequest, ApiResponse, FastPath, FastRoutes, document_handler
 from oauthd.web.responses import API_CORS
 
 MAX = 64
@@ -134,3 +134,21 @@ async def test_options_preflight_and_head() -> None:
     assert status == 400
     assert body == b""
     assert int(headers["content-length"]) > 0
+
+
+async def test_a_document_is_rendered_on_its_first_request_and_once() -> None:
+    """A document route renders its bytes when first asked for (not when the routes are made,
+    as a cold tenant's activation makes them), then serves the same bytes."""
+    rendered: list[int] = []
+
+    def render() -> bytes:
+        rendered.append(1)
+        return b'{"issuer":"https://as.example"}'
+
+    handler = document_handler(render, {"Cache-Control": "public, max-age=300"})
+    assert rendered == []
+    request = ApiRequest({"type": "http", "method": "GET", "path": "/", "headers": []}, b"")
+    first, second = await handler(request), await handler(request)
+    assert rendered == [1]
+    assert first.body == second.body == b'{"issuer":"https://as.example"}'
+    assert first.headers == {"Cache-Control": "public, max-age=300"}

@@ -33,7 +33,7 @@ from oauthd.web.errors import public_error
 from oauthd.web.forms import parse_form, parse_query
 from oauthd.web.responses import JSON, asgi_headers, error_body, error_headers
 
-__all__ = ["ApiRequest", "ApiResponse", "FastPath", "FastRoutes"]
+__all__ = ["ApiRequest", "ApiResponse", "FastPath", "FastRoutes", "document_handler"]
 
 
 class ApiRequest:
@@ -113,6 +113,20 @@ class _Path:
     cors_headers: list[tuple[bytes, bytes]]  # sent with every response of the path
     allowed: list[str] = field(default_factory=list)  # for Allow on OPTIONS and 405
     shared: bool = False  # a Quart route answers what the handlers do not
+
+
+def document_handler(render: Callable[[], bytes], headers: Mapping[str, str]) -> Handler:
+    """A GET handler for a document whose bytes never change for its route table: rendered
+    on the first request for it, then served as they are. A cold tenant's first request is
+    usually not for its metadata documents, so its activation does not pay for them."""
+    body: list[bytes] = []
+
+    async def serve(_request: ApiRequest) -> ApiResponse:
+        if not body:
+            body.append(render())
+        return ApiResponse(200, body[0], headers)
+
+    return serve
 
 
 @dataclass(slots=True)

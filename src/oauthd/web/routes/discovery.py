@@ -1,9 +1,10 @@
-"""Metadata documents: RFC 8414 §3 and OpenID Connect Discovery §4, as bytes made once, served
-by the fast path (web/fast.py) like the JWKS."""
+"""Metadata documents: RFC 8414 §3 and OpenID Connect Discovery §4, as bytes made once (on their
+first request), served by the fast path (web/fast.py) like the JWKS."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 
 from oauthd.keys import ASSERTION_ALGORITHMS
 from oauthd.oauth.rfc8414_metadata import (
@@ -12,7 +13,7 @@ from oauthd.oauth.rfc8414_metadata import (
     document_paths,
     render_metadata,
 )
-from oauthd.web.fast import ApiRequest, ApiResponse
+from oauthd.web.fast import document_handler
 from oauthd.web.responses import CORS
 from oauthd.web.routing import RouteTable
 from oauthd.web.state import AppState
@@ -23,17 +24,13 @@ HEADERS = {"Cache-Control": "public, max-age=300"}  # CORS comes with the route
 
 
 def register(app: RouteTable, state: AppState, contributions: Iterable[Contribution]) -> None:
+    """The documents are built here, so that endpoints disagreeing on a member fail when the
+    routes are made, and rendered on their first request."""
     issuer = state.settings.issuer
     as_doc, oidc_doc = build_metadata(issuer, contributions, ASSERTION_ALGORITHMS)
-    as_bytes, oidc_bytes = render_metadata(as_doc), render_metadata(oidc_doc)
+    authorization_server = document_handler(partial(render_metadata, as_doc), HEADERS)
+    openid_configuration = document_handler(partial(render_metadata, oidc_doc), HEADERS)
     paths = document_paths(issuer)
-
-    async def authorization_server(_request: ApiRequest) -> ApiResponse:
-        return ApiResponse(200, as_bytes, HEADERS)
-
-    async def openid_configuration(_request: ApiRequest) -> ApiResponse:
-        return ApiResponse(200, oidc_bytes, HEADERS)
-
     for path in paths.authorization_server:
         app.fast.add(path, ("GET",), authorization_server, CORS)
     for path in paths.openid:

@@ -3,6 +3,7 @@ protected-resource metadata that its challenges point to (RFC 9728)."""
 
 from __future__ import annotations
 
+from functools import partial
 from urllib.parse import parse_qsl, urlsplit
 
 from oauthd.actors.grants import CheckAccessToken
@@ -20,7 +21,7 @@ from oauthd.oauth.rfc8414_metadata import Contribution
 from oauthd.oauth.rfc8707_resources import USERINFO_PATH, userinfo_audience, userinfo_resources
 from oauthd.oauth.rfc9068_access_token import AccessTokenClaims, check_access_token
 from oauthd.web.asks import ask_client, ask_directory, keyring_for
-from oauthd.web.fast import ApiRequest, ApiResponse
+from oauthd.web.fast import ApiRequest, ApiResponse, document_handler
 from oauthd.web.forms import FORM
 from oauthd.web.responses import API_CORS, CORS, NO_STORE, error_body, json_bytes
 from oauthd.web.routing import RouteTable
@@ -114,18 +115,14 @@ def register(app: RouteTable, state: AppState) -> Contribution:
 
 
 def add_protected_resource(app: RouteTable, state: AppState, resource: str) -> None:
-    issuer = state.settings.issuer
-    prm = json_bytes(
-        {
-            "resource": resource,
-            "authorization_servers": [issuer],
-            "bearer_methods_supported": ["header"],
-            "scopes_supported": ["openid", "profile", "email"],
-        }
+    document = {
+        "resource": resource,
+        "authorization_servers": [state.settings.issuer],
+        "bearer_methods_supported": ["header"],
+        "scopes_supported": ["openid", "profile", "email"],
+    }
+    protected_resource = document_handler(
+        partial(json_bytes, document), {"Cache-Control": "public, max-age=300"}
     )
-
-    async def protected_resource(_request: ApiRequest) -> ApiResponse:
-        return ApiResponse(200, prm, {"Cache-Control": "public, max-age=300"})
-
     path = PRM_PATH + urlsplit(resource).path  # RFC 9728 §3.1: inserted before the path
     app.fast.add(path, ("GET",), protected_resource, CORS)
