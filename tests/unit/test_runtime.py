@@ -1000,6 +1000,27 @@ def test_transactions_on_the_loop_run_no_busy_timeout_statements(tmp_path: Path)
         store.close()
 
 
+def test_read_without_wait_raises_lock_busy(tmp_path: Path) -> None:
+    """Store.read(wait=False), an actor's read on the loop, turns a lock another connection
+    holds into LockBusy at once (no busy wait), and runs once it is let go."""
+    store = Store(tmp_path / "s.sqlite", COUNTER, create=True, busy_timeout_ms=60_000)
+    other = sqlite3.connect(tmp_path / "s.sqlite", isolation_level=None)
+
+    def locking() -> None:  # a statement that needs the write lock
+        _add(store.conn, "a")
+
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(LockBusy):
+            store.read(locking, wait=False)
+        other.execute("COMMIT")
+        store.read(locking, wait=False)
+        assert store.query("SELECT value FROM counter") == [(1,)]
+    finally:
+        other.close()
+        store.close()
+
+
 def test_transaction_without_wait_raises_lock_busy(tmp_path: Path) -> None:
     """Store.transaction(wait=False) raises LockBusy at once, with nothing run, while another
     connection holds the write lock."""

@@ -68,7 +68,9 @@ class SqliteShard(Store):
             return await trio.to_thread.run_sync(self._once, work, writes, True)
 
     def _once(self, work: Callable[[], T], writes: bool, wait: bool) -> T:
-        with self.transaction(wait=wait) if writes else self.reading(wait=wait):
+        if not writes:
+            return self.read(work, wait=wait)
+        with self.transaction(wait=wait):
             return work()
 
     def dump_rows(self) -> Rows:
