@@ -53,8 +53,9 @@ class SchemaError(Exception):
 
 class LockBusy(Exception):
     """`transaction(wait=False)` or `reading(wait=False)`: another connection (another
-    process) holds a lock this needs. Nothing was committed (a write transaction is rolled
-    back); the caller may retry where waiting is harmless."""
+    process) holds a lock this needs; `run_now` (storage/seam.py): the message would wait.
+    Nothing was committed (a write transaction is rolled back); the caller may retry where
+    waiting is harmless."""
 
 
 @dataclass(frozen=True, slots=True)
