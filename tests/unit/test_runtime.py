@@ -664,6 +664,84 @@ async def test_inline_crash_fails_only_its_message_and_restarts_the_actor_from_d
     assert on_disk(tmp_path / "c.sqlite", "x") == 2
 
 
+class PlainCounter(ShardActor[SqliteShard]):
+    """A shard actor as the server's are: no `receive` of its own, so an inline message goes
+    through `receive_now` (no cancel scope) unless its store must wait."""
+
+    def __init__(self, path: Path, tally: Tally) -> None:
+        super().__init__(lambda: SqliteShard(path, COUNTER, create=True))
+        self.tally = tally
+
+    async def open(self) -> None:
+        self.tally.opens += 1
+        await super().open()
+
+    @command(Add)
+    def add(self, message: Add) -> int:
+        _add(self.store.conn, message.name)
+        rows = self.store.query("SELECT value FROM counter WHERE name = ?", (message.name,))
+        return int(rows[0][0])
+
+    @command(AddThenCrash)
+    def add_then_crash(self, message: AddThenCrash) -> None:
+        _add(self.store.conn, message.name)
+        raise RuntimeError("boom")
+
+
+def plain_kind(tmp_path: Path, tally: Tally) -> Kind:
+    return Kind("plain", lambda address: PlainCounter(tmp_path / f"{address.key}.sqlite", tally))
+
+
+async def test_inline_message_run_at_once_commits_and_a_crash_restarts_the_actor(
+    tmp_path: Path,
+) -> None:
+    """An idle shard actor's message that its store runs at once (`receive_now`) commits before
+    the reply; a crash there is supervised as anywhere: server_error, rolled back, reopened."""
+    tally = Tally()
+    plain = Address("default", "plain", "p")
+    async with running(plain_kind(tmp_path, tally)) as system:
+        assert await system.ask(plain, Add("x")) == 1
+        assert await system.ask(plain, Add("x")) == 2  # inline
+        assert on_disk(tmp_path / "p.sqlite", "x") == 2
+        with pytest.raises(ServerError):
+            await system.ask(plain, AddThenCrash("x"))
+        assert await system.ask(plain, Add("x")) == 3
+        assert system.stats().restarts == 1
+    assert tally.opens == 2
+
+
+async def test_inline_message_whose_store_must_wait_completes_for_a_cancelled_caller(
+    tmp_path: Path,
+) -> None:
+    """An idle shard actor's message that finds the shard's write lock held by another process
+    waits for it in a thread, shielded: its caller cancelled meanwhile, it still commits."""
+    tally = Tally()
+    plain = Address("default", "plain", "p")
+    caller = trio.CancelScope()
+    async with running(plain_kind(tmp_path, tally)) as system:
+        assert await system.ask(plain, Add("x")) == 1
+        other = sqlite3.connect(tmp_path / "p.sqlite", isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            async with trio.open_nursery() as nursery:
+
+                async def ask() -> None:
+                    with caller:
+                        await system.ask(plain, Add("x"))
+                        pytest.fail("the cancelled caller got a reply")
+
+                nursery.start_soon(ask)
+                await trio.testing.wait_all_tasks_blocked()  # in a thread, waiting for the lock
+                caller.cancel()
+                await trio.testing.wait_all_tasks_blocked()
+                assert not caller.cancelled_caught  # held until its message is done
+                other.execute("COMMIT")
+            assert caller.cancelled_caught
+        finally:
+            other.close()
+        assert await system.ask(plain, Add("x")) == 3
+
+
 class OpensOnce(Scripted):
     """Opens the first time only: a restart after a crash fails to open."""
 
@@ -997,6 +1075,27 @@ def test_transactions_on_the_loop_run_no_busy_timeout_statements(tmp_path: Path)
             _add(conn, "a")
         assert store.query("PRAGMA busy_timeout") == [(StorageSettings().busy_timeout_ms,)]
     finally:
+        store.close()
+
+
+def test_read_without_wait_raises_lock_busy(tmp_path: Path) -> None:
+    """Store.read(wait=False), an actor's read on the loop, turns a lock another connection
+    holds into LockBusy at once (no busy wait), and runs once it is let go."""
+    store = Store(tmp_path / "s.sqlite", COUNTER, create=True, busy_timeout_ms=60_000)
+    other = sqlite3.connect(tmp_path / "s.sqlite", isolation_level=None)
+
+    def locking() -> None:  # a statement that needs the write lock
+        _add(store.conn, "a")
+
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(LockBusy):
+            store.read(locking, wait=False)
+        other.execute("COMMIT")
+        store.read(locking, wait=False)
+        assert store.query("SELECT value FROM counter") == [(1,)]
+    finally:
+        other.close()
         store.close()
 
 

@@ -22,8 +22,8 @@ import trio
 
 from oauthd import audit
 from oauthd.errors import InvalidRequest, OAuthError
-from oauthd.runtime import Command, Message, Query
-from oauthd.storage import Ordered
+from oauthd.runtime import NOT_NOW, Command, Message, Query
+from oauthd.storage import LockBusy, Ordered
 
 __all__ = ["CommitThenRaise", "ShardActor", "command", "query"]
 
@@ -90,9 +90,11 @@ class ShardActor(Generic[S]):
     handler_modules: ClassVar[tuple[ModuleType, ...]] = ()
     loads_writing: ClassVar[bool] = False  # whether `loaded` may write (its transaction's kind)
     _handlers: ClassVar[dict[type[Any], tuple[Handler, bool]]] = {}
+    _receives_now: ClassVar[bool] = True  # False: a subclass's own `receive` sees every message
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        cls._receives_now = cls.receive is ShardActor.receive
         handlers = dict(cls._handlers)
         sources = [vars(module) for module in cls.handler_modules] + [vars(cls)]
         for value in {id(v): v for source in sources for v in source.values()}.values():
@@ -142,13 +144,34 @@ class ShardActor(Generic[S]):
         (a writing one if `loads_writing`)."""
 
     async def receive(self, message: Any) -> Any:
+        handler, writes = self._handler(message)
+        return self._answer(
+            await self.store.run(lambda: self._handle(handler, message), writes=writes)
+        )
+
+    def receive_now(self, message: Any) -> Any:
+        """`receive` when the store runs the message where it is asked, without waiting
+        (`run_now`): the kernel then needs no cancel scope around it (`NOT_NOW` otherwise,
+        nothing run or all of it rolled back, and the kernel calls `receive`)."""
+        if not self._receives_now:
+            return NOT_NOW
+        handler, writes = self._handler(message)
+        try:
+            done = self.store.run_now(lambda: self._handle(handler, message), writes=writes)
+        except LockBusy:
+            return NOT_NOW
+        return self._answer(done)
+
+    def _handler(self, message: Any) -> tuple[Handler, bool]:
         entry = self._handlers.get(type(message))
         if entry is None:
             raise InvalidRequest("unsupported message", detail=type(message).__name__)
-        handler, writes = entry
-        result, failure = await self.store.run(
-            lambda: self._handle(handler, message), writes=writes
-        )
+        return entry
+
+    def _answer(self, done: tuple[Any, OAuthError | None]) -> Any:
+        """The reply of a committed message: its audit events written, then its result or
+        the error it committed before raising."""
+        result, failure = done
         self._committed()
         if failure is not None:
             raise failure

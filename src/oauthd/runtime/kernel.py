@@ -21,7 +21,10 @@ runs on the asking task, with the cell marked busy so that others queue behind i
 task held parked and shielded (it neither takes mail nor is cancelled meanwhile), and a crash
 supervised as in the actor's task (`_run_inline`). A cancelled caller's message then completes
 on the caller's own task, which is cancelled once it is done: a handler that waits (another
-process's write lock, fsync, PostgreSQL) holds its cancelled caller that long.
+process's write lock, fsync, PostgreSQL) holds its cancelled caller that long. An actor may
+also offer `receive_now`, the message run to its end without waiting (no checkpoint, so
+nothing can cancel it) or not at all (`NOT_NOW`): an inline message it answers needs no cancel
+scope of its own, ~5 us of trio's work per ask; one it does not runs shielded as above.
 """
 
 from __future__ import annotations
@@ -39,11 +42,15 @@ from oauthd.errors import NotFound, OAuthError, ServerError, TemporarilyUnavaila
 from oauthd.runtime.messages import Message
 from oauthd.settings import ActorSettings
 
-__all__ = ["Actor", "ActorSystem", "Address", "Kind", "SystemStats"]
+__all__ = ["NOT_NOW", "Actor", "ActorSystem", "Address", "Kind", "SystemStats"]
 
 log = logging.getLogger("oauthd.runtime")
 
 R = TypeVar("R")
+
+# What an actor's `receive_now(message)` answers when the message would have to wait (nothing
+# of it done): the kernel then runs it with `receive`, shielded.
+NOT_NOW: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,16 +242,22 @@ class ActorSystem:
         assert actor is not None  # parked for mail: opened, and its gate made
         assert gate is not None
         cell.busy, cell.parked, gate.shield = True, None, True
+        receive_now = getattr(actor, "receive_now", None)
         try:
-            with trio.CancelScope(shield=True):
-                try:
-                    return await actor.receive(message)
-                except OAuthError:
-                    raise
-                except Exception:
-                    log.exception("actor %s crashed on %s", cell.address, type(message).__name__)
+            try:
+                reply = NOT_NOW if receive_now is None else receive_now(message)
+                if reply is NOT_NOW:
+                    with trio.CancelScope(shield=True):
+                        reply = await actor.receive(message)
+            except OAuthError:
+                raise
+            except Exception:
+                log.exception("actor %s crashed on %s", cell.address, type(message).__name__)
+                with trio.CancelScope(shield=True):
                     cell.actor = await self._restart(cell, actor)
-                    raise ServerError("internal error", detail="actor crashed") from None
+                raise ServerError("internal error", detail="actor crashed") from None
+            else:
+                return reply
         finally:
             cell.busy, cell.parked, gate.shield = False, parked, False
             cell.last_used = trio.current_time()

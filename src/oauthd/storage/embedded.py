@@ -60,15 +60,20 @@ class SqliteShard(Store):
     TABLES: ClassVar[dict[str, str]] = {}
 
     async def run(self, work: Callable[[], T], *, writes: bool) -> T:
-        if self._synchronous == "FULL":  # storage.fsync: the commit waits for the disk
-            return await trio.to_thread.run_sync(self._once, work, writes, True)
         try:
-            return self._once(work, writes, False)
+            return self.run_now(work, writes=writes)
         except LockBusy:
             return await trio.to_thread.run_sync(self._once, work, writes, True)
 
+    def run_now(self, work: Callable[[], T], *, writes: bool) -> T:
+        if self._synchronous == "FULL":  # storage.fsync: the commit waits for the disk
+            raise LockBusy(f"{self.path}: commits wait for the disk")
+        return self._once(work, writes, False)
+
     def _once(self, work: Callable[[], T], writes: bool, wait: bool) -> T:
-        with self.transaction(wait=wait) if writes else self.reading(wait=wait):
+        if not writes:
+            return self.read(work, wait=wait)
+        with self.transaction(wait=wait):
             return work()
 
     def dump_rows(self) -> Rows:

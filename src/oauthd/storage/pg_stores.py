@@ -61,6 +61,7 @@ from oauthd.storage.registry import COLUMNS as TENANT_COLUMNS
 from oauthd.storage.registry import Changes, TenantRow
 from oauthd.storage.seam import Backend, Rows
 from oauthd.storage.secrets import hash_secret
+from oauthd.storage.sqlite import LockBusy
 
 __all__ = [
     "PG_SCHEMA",
@@ -175,6 +176,10 @@ class PgShard:
             return await trio.to_thread.run_sync(self._ordered, work, abandon_on_cancel=False)
         finally:
             self._limiter.release()
+
+    def run_now(self, work: Callable[[], T], *, writes: bool) -> T:
+        """Never: every message waits for its turn and a connection (`run`)."""
+        raise LockBusy(f"{self.address}: a PostgreSQL message waits for its turn")
 
     async def _turn(self) -> None:
         with trio.move_on_after(self._db.timeout_s):

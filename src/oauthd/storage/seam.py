@@ -76,6 +76,13 @@ class Ordered(Protocol):
         elsewhere, a serialization failure): it must do nothing outside the transaction."""
         ...
 
+    def run_now(self, work: Callable[[], T], *, writes: bool) -> T:
+        """`run` where it is called (the event loop), when that needs no wait; `LockBusy`,
+        with nothing run or all of it rolled back, when it would wait (a lock held by another
+        process, a commit that waits for the disk, a backend where every message waits for
+        its turn): `run` then."""
+        ...
+
     def transaction(self, *, wait: bool = True) -> AbstractContextManager[object]:
         """The write transaction, for a caller that may block (opening, a worker thread).
         `wait=False`: `LockBusy` at once, nothing committed, when another process holds it."""

@@ -8,7 +8,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlite_utils
 
@@ -36,6 +36,8 @@ Migration = Callable[[sqlite_utils.Database], None]
 # -wal), and a power cut may lose the commits since the last sync, as before.
 WAL_AUTOCHECKPOINT_PAGES = 4000
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True, slots=True)
 class Rewrite:
@@ -51,8 +53,9 @@ class SchemaError(Exception):
 
 class LockBusy(Exception):
     """`transaction(wait=False)` or `reading(wait=False)`: another connection (another
-    process) holds a lock this needs. Nothing was committed (a write transaction is rolled
-    back); the caller may retry where waiting is harmless."""
+    process) holds a lock this needs; `run_now` (storage/seam.py): the message would wait.
+    Nothing was committed (a write transaction is rolled back); the caller may retry where
+    waiting is harmless."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,10 @@ class Schema:
     @property
     def version(self) -> int:
         return len(self.migrations)
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
 
 
 def tenant_dir(data_dir: Path, tenant: str) -> Path:
@@ -248,20 +255,35 @@ class Store:
         with self._busy_raises(wait):
             yield self.conn
 
+    def read(self, work: Callable[[], T], *, wait: bool) -> T:
+        """`work()` under `reading`'s rules, as a plain call: an actor's read (every query
+        message) costs two generator context managers less (~2 us of a ~3 us read)."""
+        self._wait_for_locks(wait)
+        try:
+            return work()
+        except sqlite3.OperationalError as exc:
+            if not wait and _is_busy(exc):
+                raise LockBusy(str(self.path)) from None
+            raise
+
     @contextmanager
     def _busy_raises(self, wait: bool) -> Iterator[None]:
         """The connection's busy timeout set for `wait`, and SQLITE_BUSY as LockBusy when not
-        waiting. The timeout is a PRAGMA statement (~15 us): it changes only when `wait` does,
-        so the loop's transactions, all wait=False, run none."""
-        if wait != self._waiting:
-            self.conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms if wait else 0}")
-            self._waiting = wait
+        waiting."""
+        self._wait_for_locks(wait)
         try:
             yield
         except sqlite3.OperationalError as exc:
-            if not wait and exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
+            if not wait and _is_busy(exc):
                 raise LockBusy(str(self.path)) from None
             raise
+
+    def _wait_for_locks(self, wait: bool) -> None:
+        """The busy timeout for `wait`. It is a PRAGMA statement (~15 us): it changes only
+        when `wait` does, so the loop's transactions, all wait=False, run none."""
+        if wait != self._waiting:
+            self.conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms if wait else 0}")
+            self._waiting = wait
 
     def _without_waiting(self, sql: str) -> list[tuple[Any, ...]]:
         """Run `sql` without waiting for another connection's lock: LockBusy at once (nothing
@@ -270,7 +292,7 @@ class Store:
         try:
             return self.conn.execute(sql).fetchall()
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
+            if _is_busy(exc):
                 raise LockBusy(str(self.path)) from None
             raise
         finally:
