@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 import sqlite_utils
-import trio
-import trio.testing
 
 from oauthd.storage import (
     DIRECTORY,
@@ -30,9 +28,7 @@ from oauthd.storage import (
     load_client,
     shard_key_for,
 )
-from oauthd.storage.checkpoint import CHECK_EVERY, CHECKPOINT_PAGES, WRITER_CHECKPOINT_PAGES
 from oauthd.storage.clients import CLIENT
-from oauthd.storage.embedded import SqliteShard
 from oauthd.storage.sqlite import WAL_AUTOCHECKPOINT_PAGES
 
 ran: list[str] = []
@@ -117,92 +113,6 @@ def test_a_writer_checkpoints_its_wal_past_wal_autocheckpoint_pages(tmp_path: Pa
         assert store.query("PRAGMA wal_autocheckpoint") == [(WAL_AUTOCHECKPOINT_PAGES,)]
     frames = largest // frame
     assert WAL_AUTOCHECKPOINT_PAGES <= frames < WAL_AUTOCHECKPOINT_PAGES + 10
-
-
-def in_database_file(path: Path) -> int:
-    """Rows of `item` in the database file itself: what checkpoints copied there, not the -wal."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
-    try:
-        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'item'").fetchall():
-            return 0  # not even the table: its creation is still in the -wal
-        return int(conn.execute("SELECT count(*) FROM item").fetchone()[0])
-    finally:
-        conn.close()
-
-
-async def write_items(shard: SqliteShard, start: int, count: int) -> None:
-    """`count` commits through the actor's transaction (`run`: on the loop, or in a thread while
-    the checkpoint holds the shard's writes), a page each."""
-    for i in range(start, start + count):
-        row = (i, "x" * 3000)
-        await shard.run(
-            lambda row=row: shard.conn.execute("INSERT INTO item VALUES (?, ?)", row),
-            writes=True,
-        )
-
-
-async def test_an_actor_s_shard_is_checkpointed_in_a_thread_not_by_its_commit(
-    tmp_path: Path,
-) -> None:
-    """An actor's shard commits on the event loop: its -wal is checkpointed by a thread once
-    past CHECKPOINT_PAGES pages (looked at every CHECK_EVERY commits), never by the COMMIT on
-    the loop (SQLite's own threshold on it is WRITER_CHECKPOINT_PAGES), to its end (so the
-    -wal restarts), and the writer's view of the file is not disturbed by it."""
-    path = tmp_path / "s.sqlite"
-    wal = path.with_name("s.sqlite-wal")
-    shard = SqliteShard(path, V1, create=True)  # opened on a loop, as an actor does
-    checkpoints = shard._checkpoints
-    assert checkpoints is not None
-    try:
-        written = 0
-        due = (CHECKPOINT_PAGES - 2 * CHECK_EVERY) * 4120  # frames of 4 KB pages, not yet due
-        while not wal.exists() or wal.stat().st_size < due:
-            await write_items(shard, written, 1)
-            written += 1
-        assert shard.query("PRAGMA wal_autocheckpoint") == [(WRITER_CHECKPOINT_PAGES,)]
-        assert in_database_file(path) == 0  # all still in the -wal
-        await write_items(shard, written, 2 * CHECK_EVERY)
-        written += 2 * CHECK_EVERY
-        version = shard.data_version()
-        await trio.to_thread.run_sync(checkpoints.idle.wait)
-        await trio.testing.wait_all_tasks_blocked()  # the writes released
-        assert not checkpoints.holds_writes() or checkpoints.restart_next
-        assert in_database_file(path) == written  # copied by the thread, to the -wal's end
-        assert checkpoints.pending_frames() == 0
-        assert shard.data_version() == version
-        await write_items(shard, written, 8)  # the first of them restarts the -wal
-        written += 8
-        assert 0 < checkpoints.pending_frames() < 32
-        assert not checkpoints.holds_writes()
-    finally:
-        await trio.to_thread.run_sync(shard.close)
-    assert not wal.exists()  # the last close still checkpoints and removes it
-    assert raw(path, "SELECT count(*) FROM item") == [(written,)]
-
-
-async def test_closing_a_shard_waits_for_its_checkpoint(tmp_path: Path) -> None:
-    """A shard closed while its checkpoint may run closes after it: its last close
-    checkpoints the rest and deletes its -wal and -shm, every commit kept."""
-    path = tmp_path / "s.sqlite"
-    shard = SqliteShard(path, V1, create=True)
-    await write_items(shard, 0, CHECKPOINT_PAGES)  # some two frames a commit: past due
-    assert shard._checkpoints is not None
-    await trio.to_thread.run_sync(shard.close)
-    assert shard._checkpoints.idle.is_set()
-    assert not path.with_name("s.sqlite-wal").exists()
-    assert not path.with_name("s.sqlite-shm").exists()
-    assert in_database_file(path) == CHECKPOINT_PAGES
-
-
-def test_a_shard_opened_off_a_loop_checkpoints_as_sqlite_does(tmp_path: Path) -> None:
-    """A shard a tool opens outside a trio loop keeps SQLite's own checkpoint on its writer."""
-    shard = SqliteShard(tmp_path / "s.sqlite", V1, create=True)
-    try:
-        assert shard._checkpoints is None
-        shard.run_now(lambda: shard.conn.execute("INSERT INTO item VALUES (1, 'x')"), writes=True)
-        assert shard.query("PRAGMA wal_autocheckpoint") == [(WAL_AUTOCHECKPOINT_PAGES,)]
-    finally:
-        shard.close()
 
 
 def test_a_wal_keys_shard_moves_to_a_rollback_journal_when_opened_alone(tmp_path: Path) -> None:
@@ -436,16 +346,3 @@ def test_store_rejects_a_path_that_is_not_a_database(
         Store(path, V1, create=True)
     if path.is_file():
         assert path.read_bytes().startswith(b"not a database")
-
-
-async def test_a_shard_closed_on_its_loop_during_a_checkpoint_does_not_hang(
-    tmp_path: Path,
-) -> None:
-    """Closed on the loop itself while its checkpoint waits for that loop to hold its writes,
-    a shard still closes: the checkpoint gives up its last step, and nothing is lost."""
-    path = tmp_path / "s.sqlite"
-    shard = SqliteShard(path, V1, create=True)
-    await write_items(shard, 0, CHECKPOINT_PAGES)
-    shard.close()  # blocks the loop: the thread cannot be answered
-    assert raw(path, "SELECT count(*) FROM item") == [(CHECKPOINT_PAGES,)]
-    assert not path.with_name("s.sqlite-wal").exists()

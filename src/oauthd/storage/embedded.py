@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import ClassVar, TypeVar
 
 import trio
 
@@ -31,7 +31,6 @@ from oauthd.storage import (
     people,
 )
 from oauthd.storage import registry as registry_rows
-from oauthd.storage.checkpoint import WRITER_CHECKPOINT_PAGES, BackgroundCheckpoint
 from oauthd.storage.clients import CLIENT, ClientRecord
 from oauthd.storage.directory import DIRECTORY
 from oauthd.storage.federation import FEDERATION
@@ -59,67 +58,23 @@ class SqliteShard(Store):
     tables, each with the name the seam gives it (`dump_rows`, `load_rows`)."""
 
     TABLES: ClassVar[dict[str, str]] = {}
-    _checkpoints: BackgroundCheckpoint | None = None  # made before its first write
 
     async def run(self, work: Callable[[], T], *, writes: bool) -> T:
-        held = writes and self._checkpoints is not None and self._checkpoints.holds_writes()
-        if held and await self._checkpoints.writes_may_go():  # type: ignore[union-attr]  # held: not None
-            return await trio.to_thread.run_sync(
-                self._once, work, writes, True
-            )  # restarts the -wal
         try:
             return self.run_now(work, writes=writes)
         except LockBusy:
             return await trio.to_thread.run_sync(self._once, work, writes, True)
 
-    async def _restarts_wal(self) -> bool:
-        """A write while the shard's checkpoint holds its writes waits for it; True for the
-        one that then restarts the -wal (its header's fsync), which runs in a thread."""
-        checkpoints = self._checkpoints
-        if checkpoints is None or not checkpoints.holds_writes():
-            return False
-        return await checkpoints.writes_may_go()
-
     def run_now(self, work: Callable[[], T], *, writes: bool) -> T:
         if self._synchronous == "FULL":  # storage.fsync: the commit waits for the disk
             raise LockBusy(f"{self.path}: commits wait for the disk")
-        checkpoints = self._checkpoints
-        if writes and checkpoints is not None and checkpoints.holds_writes():
-            raise LockBusy(f"{self.path}: its checkpoint holds its writes")
         return self._once(work, writes, False)
 
     def _once(self, work: Callable[[], T], writes: bool, wait: bool) -> T:
         if not writes:
             return self.read(work, wait=wait)
         with self.transaction(wait=wait):
-            done = work()
-        if self._checkpoints is not None:
-            self._checkpoints.committed()
-        return done
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        try:
-            token = trio.lowlevel.current_trio_token()
-        except RuntimeError:  # opened off a loop (a tool): SQLite's own checkpoints, as ever
-            return
-        # Opened for an actor on a trio loop: checkpointed in a thread, not by the COMMIT on
-        # the loop that takes its -wal past the threshold (storage/checkpoint.py).
-        busy_s = self._busy_timeout_ms / 1000
-        self._checkpoints = BackgroundCheckpoint(self.path, self._synchronous, busy_s, token)
-        if self._wrote:  # a migration wrote as it opened
-            self.first_write()
-
-    def first_write(self) -> None:
-        if self._checkpoints is None:
-            super().first_write()
-        else:
-            self.conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}")
-
-    def close(self) -> None:
-        if self._checkpoints is not None:
-            self._checkpoints.stop()  # so that this last close checkpoints and deletes the -wal
-        super().close()
+            return work()
 
     def dump_rows(self) -> Rows:
         return {name: list(self.db.table(table).rows) for table, name in self.TABLES.items()}

@@ -230,17 +230,13 @@ class Store:
             )
         return version
 
-    def first_write(self) -> None:
-        """Before the connection's first write transaction: its checkpoint threshold."""
-        self.conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
-
     @contextmanager
     def transaction(self, *, wait: bool = True) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE ... COMMIT; ROLLBACK on any exception. `wait=False`: raise LockBusy
         (rolled back) instead of waiting up to the busy timeout for another process's lock
         (SQLite's busy handler sleeps, which on an event loop stalls every other request)."""
         if not self._wrote:  # only a writer checkpoints: set before its first write, not at open
-            self.first_write()
+            self.conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
             self._wrote = True
         with self._busy_raises(wait):
             self.conn.execute("BEGIN IMMEDIATE")
