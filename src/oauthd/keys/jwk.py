@@ -130,7 +130,7 @@ Verified = tuple[dict[str, Any], dict[str, Any]]
 
 class Keyring:
     """An immutable snapshot: the signers (one per algorithm; one of them signs access tokens),
-    every verifying key, and the JWKS bytes.
+    every verifying key, and the JWKS bytes (made on first use).
 
     It remembers the last VERIFIED_KEPT tokens whose signature it verified: a client presents
     one access token again and again (userinfo, introspection, a resource server), and the
@@ -141,10 +141,11 @@ class Keyring:
     __slots__ = (
         "_access",
         "_headers",
+        "_jwks",
+        "_public",
         "_signers",
         "_verified",
         "_verifiers",
-        "jwks_bytes",
         "kids",
     )
 
@@ -153,15 +154,26 @@ class Keyring:
         signers: Sequence[_LazyKey],
         access_kid: str | None,
         verifiers: Mapping[str, _LazyKey],
-        jwks_bytes: bytes,
+        public_jwks: Sequence[str],
     ) -> None:
         self._signers = {s.alg: s for s in signers}
         self._access = next((s for s in signers if s.kid == access_kid), None)
         self._verifiers = dict(verifiers)
         self._headers: dict[tuple[str, str], bytes] = {}
         self._verified: OrderedDict[str, Verified] = OrderedDict()
-        self.jwks_bytes = jwks_bytes
+        self._public = tuple(public_jwks)
+        self._jwks: bytes | None = None
         self.kids = tuple(self._verifiers)
+
+    @property
+    def jwks_bytes(self) -> bytes:
+        """The JWKS (RFC 7517 §5), public members only (§9.2): made on its first request, not
+        when the keys load (a cold tenant's first token has no use for it). Two threads making
+        it at once make the same bytes."""
+        if self._jwks is None:
+            keys = [json.loads(jwk) for jwk in self._public]
+            self._jwks = json.dumps({"keys": keys}, separators=(",", ":")).encode()
+        return self._jwks
 
     @property
     def signer_kid(self) -> str | None:
@@ -248,18 +260,15 @@ def build_keyring(
     `signer_kid` signs access tokens; `other_signers` are the signing keys of the other
     algorithms (at most one each). The JWKS holds public members only (RFC 7517 §9.2)."""
     verifiers: dict[str, _LazyKey] = {}
-    public: list[dict[str, Any]] = []
     signers: list[_LazyKey] = []
     for kid, alg, public_jwk, sealed in keys:
         verifiers[kid] = _LazyKey(kid, alg, public_jwk)
-        public.append(json.loads(public_jwk))
         if kid == signer_kid or kid in other_signers:
             # Unsealed now, so that a wrong key-encryption key shows when the keys load.
             signers.append(_LazyKey(kid, alg, unseal(sealed, kek)))
     # The access signer goes last, so that it is its algorithm's signer.
     signers.sort(key=lambda s: s.kid == signer_kid)
-    jwks_bytes = json.dumps({"keys": public}, separators=(",", ":")).encode()
-    return Keyring(signers, signer_kid, verifiers, jwks_bytes)
+    return Keyring(signers, signer_kid, verifiers, [public_jwk for _, _, public_jwk, _ in keys])
 
 
 class KeyringHolder:
@@ -268,7 +277,7 @@ class KeyringHolder:
     __slots__ = ("current", "version")
 
     def __init__(self) -> None:
-        self.current = Keyring((), None, {}, b'{"keys":[]}')
+        self.current = Keyring((), None, {}, ())
         self.version = 0
 
     def replace(self, keyring: Keyring) -> None:

@@ -10,6 +10,7 @@ import json
 import math
 import re
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -77,6 +78,16 @@ def check_admin(s: Settings) -> None:
         raise ConfigError(s.source, "admin.token_env", "required when admin.listen is set")
 
 
+_NAMES: dict[type[Any], tuple[str, ...]] = {}
+
+
+def _field_names(cls: type[Any]) -> tuple[str, ...]:
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _NAMES[cls] = tuple(f.name for f in fields_of(cls))
+    return names
+
+
 def check_positive(s: Settings) -> None:
     sections: dict[str, Any] = {
         "tokens": s.tokens,
@@ -92,13 +103,15 @@ def check_positive(s: Settings) -> None:
         "server": s.server,
     }
     for name, section in sections.items():
-        for f in fields_of(type(section)):
-            value = getattr(section, f.name)
-            is_number = isinstance(value, int | float) and not isinstance(value, bool)
-            if is_number and value == 0 and f"{name}.{f.name}" in ZERO_IS_OFF:
+        for key in _field_names(type(section)):
+            value = getattr(section, key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
                 continue
-            if is_number and not (math.isfinite(value) and value > 0):  # TOML allows nan, inf
-                raise ConfigError(s.source, f"{name}.{f.name}", f"must be positive, got {value}")
+            if value > 0 and math.isfinite(value):  # TOML allows nan and inf
+                continue
+            if value == 0 and f"{name}.{key}" in ZERO_IS_OFF:
+                continue
+            raise ConfigError(s.source, f"{name}.{key}", f"must be positive, got {value}")
     if not (math.isfinite(s.graceful_timeout_s) and s.graceful_timeout_s >= 0):
         raise ConfigError(s.source, "graceful_timeout_s", "must be a finite, non-negative number")
 
@@ -361,6 +374,7 @@ def _luminance(color: str) -> float:
     return 0.2126 * r + 0.7152 * g + 0.0722 * b
 
 
+@lru_cache(maxsize=256)  # a tenant's settings are checked on each activation: same colours
 def contrast_ratio(a: str, b: str) -> float:
     """WCAG 2.2 contrast ratio of two hex colours, from 1 to 21."""
     high, low = sorted((_luminance(a), _luminance(b)), reverse=True)

@@ -139,12 +139,20 @@ def convert(hint: Any, value: Any, source: str, key: str) -> Any:
 def _convert_dataclass(cls: type[Any], value: Any, source: str, key: str) -> Any:
     if not isinstance(value, dict):
         raise ConfigError(source, key or "(root)", f"expected a table, got {_kind(value)}")
-    hints = _hints(cls)
     names = {f.name for f in fields_of(cls)}
     for name in value:
         if name not in names:
             where = f"{key}.{name}" if key else name
             raise ConfigError(source, where, "unknown key")
+    return cls(**_convert_members(cls, value, source, key))
+
+
+def _convert_members(
+    cls: type[Any], value: dict[str, Any], source: str, key: str
+) -> dict[str, Any]:
+    """The members of `value` (a table of `cls`, its keys known) converted, by name; those it
+    leaves out are not there (the class's defaults), a required one missing is an error."""
+    hints = _hints(cls)
     kwargs: dict[str, Any] = {}
     for f in fields_of(cls):
         where = f"{key}.{f.name}" if key else f.name
@@ -157,7 +165,13 @@ def _convert_dataclass(cls: type[Any], value: Any, source: str, key: str) -> Any
             kwargs[f.name] = convert(hints[f.name], given, source, where)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(source, where, "required key is missing")
-    return cls(**kwargs)
+    return kwargs
+
+
+def _default(cls: type[Any], name: str) -> Any:
+    """The default of `cls`'s member `name`, as `cls()` would make it."""
+    f = cls.__dataclass_fields__[name]
+    return f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
 
 
 def _members(value: Any) -> dict[str, Any]:
@@ -267,11 +281,15 @@ def load_tenant_settings(root: Settings, issuer: str, text: str, source: str) ->
                 raise ConfigError(
                     source, f"{table}.{key}", "server-wide: set in the file, not per tenant"
                 )
-    own: Settings = convert(Settings, {**raw, "issuer": issuer}, source, "")
-    tables: dict[str, Any] = {name: getattr(own, name) for name in TENANT_TABLES}
-    tables["keys"] = dataclasses.replace(root.keys, algorithm=own.keys.algorithm)
+    # Only the tenant's tables are converted (no whole `Settings` of defaults made for them):
+    # the rest comes from `root`, already converted and checked.
+    own = _convert_members(Settings, {**raw, "issuer": issuer}, source, "")
+    tables = {
+        name: own[name] if name in own else _default(Settings, name) for name in TENANT_TABLES
+    }
+    tables["keys"] = dataclasses.replace(root.keys, algorithm=tables["keys"].algorithm)
     tables["limits"] = dataclasses.replace(
-        own.limits, **{key: getattr(root.limits, key) for key in SERVER_WIDE_LIMITS}
+        tables["limits"], **{key: getattr(root.limits, key) for key in SERVER_WIDE_LIMITS}
     )
     settings = dataclasses.replace(root, issuer=issuer, source=source, **tables)
     check_settings(settings)

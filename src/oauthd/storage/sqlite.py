@@ -236,7 +236,8 @@ class Store:
         (rolled back) instead of waiting up to the busy timeout for another process's lock
         (SQLite's busy handler sleeps, which on an event loop stalls every other request)."""
         if not self._wrote:  # only a writer checkpoints: set before its first write, not at open
-            self.conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+            if self.closes_slowly:  # in WAL (or not known otherwise): a rollback journal has none
+                self.conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
             self._wrote = True
         with self._busy_raises(wait):
             self.conn.execute("BEGIN IMMEDIATE")

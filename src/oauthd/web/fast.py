@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from oauthd.errors import MethodNotAllowed, OAuthError, RequestTooLarge
@@ -110,7 +111,7 @@ SharedHandler = Callable[[ApiRequest], Awaitable[ApiResponse | None]]
 @dataclass(slots=True)
 class _Path:
     handlers: dict[str, SharedHandler]
-    cors_headers: list[tuple[bytes, bytes]]  # sent with every response of the path
+    cors_headers: tuple[tuple[bytes, bytes], ...]  # sent with every response of the path
     allowed: list[str] = field(default_factory=list)  # for Allow on OPTIONS and 405
     shared: bool = False  # a Quart route answers what the handlers do not
 
@@ -129,6 +130,13 @@ def document_handler(render: Callable[[], bytes], headers: Mapping[str, str]) ->
     return serve
 
 
+@lru_cache(maxsize=16)
+def _encoded(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, bytes], ...]:
+    """`asgi_headers` of a route's CORS headers, once: every tenant's routes pass the same
+    few (web/responses.py), nine paths on each cold tenant's activation."""
+    return tuple(asgi_headers(dict(headers)))
+
+
 @dataclass(slots=True)
 class FastRoutes:
     """The table of fast endpoints (`RouteTable.fast`); routes add themselves in `register`."""
@@ -138,8 +146,7 @@ class FastRoutes:
     def add(
         self, path: str, methods: tuple[str, ...], handler: Handler, cors: Mapping[str, str]
     ) -> None:
-        cors_headers = asgi_headers(cors)
-        entry = self.paths.setdefault(path, _Path({}, cors_headers))
+        entry = self.paths.setdefault(path, _Path({}, _encoded(tuple(cors.items()))))
         for method in methods:
             entry.handlers[method] = handler
         head = ("HEAD",) if "GET" in entry.handlers else ()
@@ -149,7 +156,7 @@ class FastRoutes:
         """`handler` answers body-less `method` requests at `path` that it can, and returns
         None for the others; those, and every other request at `path`, go to the Quart route
         there (which keeps its own CORS, OPTIONS and error pages)."""
-        entry = self.paths.setdefault(path, _Path({}, [], shared=True))
+        entry = self.paths.setdefault(path, _Path({}, (), shared=True))
         entry.handlers[method] = handler
 
 
