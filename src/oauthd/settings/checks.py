@@ -78,16 +78,6 @@ def check_admin(s: Settings) -> None:
         raise ConfigError(s.source, "admin.token_env", "required when admin.listen is set")
 
 
-_NAMES: dict[type[Any], tuple[str, ...]] = {}
-
-
-def _field_names(cls: type[Any]) -> tuple[str, ...]:
-    names = _NAMES.get(cls)
-    if names is None:
-        names = _NAMES[cls] = tuple(f.name for f in fields_of(cls))
-    return names
-
-
 def check_positive(s: Settings) -> None:
     sections: dict[str, Any] = {
         "tokens": s.tokens,
@@ -103,7 +93,8 @@ def check_positive(s: Settings) -> None:
         "server": s.server,
     }
     for name, section in sections.items():
-        for key in _field_names(type(section)):
+        for f in fields_of(type(section)):  # cached per class
+            key = f.name
             value = getattr(section, key)
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 continue
