@@ -3,6 +3,7 @@ actor and its readers, and actors that read the settings of their own tenant."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -35,6 +36,20 @@ from oauthd.errors import ConfigError, InvalidRequest, NotFound
 from oauthd.keys import KeyringHolder
 from oauthd.runtime import ActorSystem, SystemClock
 from oauthd.settings import Settings, load_tenant_settings
+from oauthd.settings.checks import (
+    CHECKS,
+    SERVER_SECTIONS,
+    TENANT_CHECKS,
+    TENANT_SECTIONS,
+    check_admin,
+    check_listen,
+    check_metrics,
+    check_positive,
+    check_storage,
+    check_workers,
+)
+from oauthd.settings.loader import TENANT_TABLES
+from oauthd.settings.schema import fields_of
 
 ROOT = "http://127.0.0.1:8787"
 
@@ -100,6 +115,10 @@ token_per_ip = { requests = 5, window_s = 60 }
         ("[[clients]]\nclient_id = 'x'\n", "clients[0].client_secret_env"),
         ("nonsense = 1\n", "nonsense"),
         ("[limits]\nmax_users = -1\n", "limits.max_users"),
+        ("[tokens]\naccess_token_ttl_s = 0\n", "tokens.access_token_ttl_s"),
+        ("[federation]\ntimeout_s = -1.0\n", "federation.timeout_s"),
+        ("[registration]\nmax_clients = 0\n", "registration.max_clients"),
+        ("[client_metadata]\ntimeout_s = nan\n", "client_metadata.timeout_s"),
         ("[limits]\nmax_users = 'many'\n", "limits.max_users"),
         ("[limits]\ntenant_requests = { requests = -5 }\n", "limits.tenant_requests.requests"),
         (
@@ -119,6 +138,33 @@ def test_tenant_settings_errors_name_the_key(
     with pytest.raises(ConfigError) as raised:
         load_tenant_settings(make_settings(), f"{ROOT}/t/acme", text, "tenant acme")
     assert raised.value.key == key
+
+
+def test_a_tenants_checks_leave_out_only_what_it_takes_from_the_file() -> None:
+    """A tenant's settings skip the checks of the file's own keys (checked when it was
+    loaded), never one of the tenant's: every table a tenant sets that holds numbers is
+    among the sections `check_tenant_positive` reads ([keys] gives a tenant its algorithm
+    alone), and the sections it leaves out are the file's."""
+    defaults = Settings(issuer=ROOT)
+    numeric = set()
+    for f in fields_of(Settings):
+        section = getattr(defaults, f.name)
+        if dataclasses.is_dataclass(section) and any(
+            isinstance(getattr(section, g.name), int | float)
+            and not isinstance(getattr(section, g.name), bool)
+            for g in fields_of(type(section))
+        ):
+            numeric.add(f.name)
+    assert numeric & (set(TENANT_TABLES) - {"keys"}) == set(TENANT_SECTIONS)
+    assert numeric - set(TENANT_SECTIONS) - {"metrics"} == set(SERVER_SECTIONS)
+    assert set(CHECKS) - set(TENANT_CHECKS) == {
+        check_listen,
+        check_admin,
+        check_storage,
+        check_workers,
+        check_metrics,
+        check_positive,  # for check_tenant_positive
+    }
 
 
 def test_tenant_quotas_are_the_tenants_own(make_settings: Callable[..., Settings]) -> None:

@@ -1,7 +1,8 @@
 """The checks of values no type can rule out: an http issuer outside dev mode, a key retired
 before the tokens it signed expire, a rate nobody can mean. Each `check_*` takes the whole
 `Settings` and raises a `ConfigError` naming the key; `check_settings` runs them all, in
-order, for a loaded file and for `settings_for_tests` alike."""
+order, for a loaded file and for `settings_for_tests` alike, and `check_tenant_settings` those
+that read what a tenant sets (its other keys are the file's, already checked)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import math
 import re
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
 from urllib.parse import urlsplit
 
 from oauthd.errors import ConfigError
@@ -25,7 +25,16 @@ from oauthd.settings.schema import (
     split_listen,
 )
 
-__all__ = ["CHECKS", "MAX_WORKERS", "check_settings", "contrast_ratio"]
+__all__ = [
+    "CHECKS",
+    "MAX_WORKERS",
+    "SERVER_SECTIONS",
+    "TENANT_CHECKS",
+    "TENANT_SECTIONS",
+    "check_settings",
+    "check_tenant_settings",
+    "contrast_ratio",
+]
 
 
 def check_issuer(s: Settings) -> None:
@@ -78,21 +87,26 @@ def check_admin(s: Settings) -> None:
         raise ConfigError(s.source, "admin.token_env", "required when admin.listen is set")
 
 
+# The sections whose numbers must be positive: those a tenant sets for itself (its tables,
+# settings/loader.py TENANT_TABLES), then the file's own, which a tenant's settings take as
+# they are (checked when the file was loaded).
+TENANT_SECTIONS = ("tokens", "limits", "registration", "federation", "client_metadata")
+SERVER_SECTIONS = ("keys", "actors", "storage", "sessions", "janitor", "server")
+
+
 def check_positive(s: Settings) -> None:
-    sections: dict[str, Any] = {
-        "tokens": s.tokens,
-        "keys": s.keys,
-        "actors": s.actors,
-        "limits": s.limits,
-        "registration": s.registration,
-        "storage": s.storage,
-        "sessions": s.sessions,
-        "janitor": s.janitor,
-        "federation": s.federation,
-        "client_metadata": s.client_metadata,
-        "server": s.server,
-    }
-    for name, section in sections.items():
+    _check_positive(s, TENANT_SECTIONS + SERVER_SECTIONS)
+    if not (math.isfinite(s.graceful_timeout_s) and s.graceful_timeout_s >= 0):
+        raise ConfigError(s.source, "graceful_timeout_s", "must be a finite, non-negative number")
+
+
+def check_tenant_positive(s: Settings) -> None:
+    _check_positive(s, TENANT_SECTIONS)
+
+
+def _check_positive(s: Settings, sections: tuple[str, ...]) -> None:
+    for name in sections:
+        section = getattr(s, name)
         for f in fields_of(type(section)):  # cached per class
             key = f.name
             value = getattr(section, key)
@@ -103,8 +117,6 @@ def check_positive(s: Settings) -> None:
             if value == 0 and f"{name}.{key}" in ZERO_IS_OFF:
                 continue
             raise ConfigError(s.source, f"{name}.{key}", f"must be positive, got {value}")
-    if not (math.isfinite(s.graceful_timeout_s) and s.graceful_timeout_s >= 0):
-        raise ConfigError(s.source, "graceful_timeout_s", "must be a finite, non-negative number")
 
 
 MAX_WORKERS = 256  # far past any core count; a typo such as 1000 is caught
@@ -442,7 +454,23 @@ CHECKS: tuple[Callable[[Settings], None], ...] = (
 )
 
 
+# A tenant's settings (settings/loader.py `load_tenant_settings`): the checks that read what a
+# tenant sets, in the same order. The others read only the file's server-wide keys, which the
+# tenant's settings take from the file as they are, checked when it was loaded.
+TENANT_CHECKS: tuple[Callable[[Settings], None], ...] = tuple(
+    check_tenant_positive if check is check_positive else check
+    for check in CHECKS
+    if check not in (check_listen, check_admin, check_storage, check_workers, check_metrics)
+)
+
+
 def check_settings(settings: Settings) -> None:
     """Every check, in order: the first fault found is the one named."""
     for check in CHECKS:
+        check(settings)
+
+
+def check_tenant_settings(settings: Settings) -> None:
+    """`check_settings` for a tenant's settings over an already checked file's."""
+    for check in TENANT_CHECKS:
         check(settings)

@@ -11,11 +11,12 @@ import tomllib
 import types
 import typing
 from collections.abc import Callable, Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from oauthd.errors import ConfigError
-from oauthd.settings.checks import check_settings
+from oauthd.settings.checks import check_settings, check_tenant_settings
 from oauthd.settings.schema import Settings, fields_of
 
 __all__ = [
@@ -261,18 +262,30 @@ TENANT_KEYS_KEYS = ("algorithm",)  # [keys]: the schedule and the key-encryption
 SERVER_WIDE_LIMITS = ("max_body_bytes", "max_tracked_keys", "trusted_proxies")
 
 
+@cache
+def _tenant_defaults() -> dict[str, Any]:
+    """Each tenant table's schema default, made once: the tables are frozen (tuples and frozen
+    dataclasses), so every tenant that leaves one out shares its default."""
+    return {name: _default(Settings, name) for name in TENANT_TABLES}
+
+
+@cache
+def _file_keys() -> frozenset[str]:
+    return frozenset(f.name for f in fields_of(Settings)) - {"source"}
+
+
 def load_tenant_settings(root: Settings, issuer: str, text: str, source: str) -> Settings:
     """A tenant's settings: the per-tenant tables of `text` (TOML, the file's shape), schema
-    defaults for those it leaves out, and the server-wide keys of `root` (the file). Checked
-    like the file; a server-wide or unknown key is a ConfigError naming it."""
+    defaults for those it leaves out, and the server-wide keys of `root` (the file, already
+    checked). Checked like the file, but for the checks of server-wide keys alone; a
+    server-wide or unknown key is a ConfigError naming it."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, "(syntax)", str(exc)) from None
-    names = {f.name for f in fields_of(Settings)} - {"source"}
     for name in raw:
         if name not in TENANT_TABLES:
-            why = "server-wide: set in the file, not per tenant" if name in names else None
+            why = "server-wide: set in the file, not per tenant" if name in _file_keys() else None
             raise ConfigError(source, name, why or "unknown key")
     for table, allowed in (("keys", TENANT_KEYS_KEYS), ("limits", None)):
         given = raw.get(table, {})
@@ -284,13 +297,11 @@ def load_tenant_settings(root: Settings, issuer: str, text: str, source: str) ->
     # Only the tenant's tables are converted (no whole `Settings` of defaults made for them):
     # the rest comes from `root`, already converted and checked.
     own = _convert_members(Settings, {**raw, "issuer": issuer}, source, "")
-    tables = {
-        name: own[name] if name in own else _default(Settings, name) for name in TENANT_TABLES
-    }
+    tables = {name: own.get(name, default) for name, default in _tenant_defaults().items()}
     tables["keys"] = dataclasses.replace(root.keys, algorithm=tables["keys"].algorithm)
     tables["limits"] = dataclasses.replace(
         tables["limits"], **{key: getattr(root.limits, key) for key in SERVER_WIDE_LIMITS}
     )
     settings = dataclasses.replace(root, issuer=issuer, source=source, **tables)
-    check_settings(settings)
+    check_tenant_settings(settings)
     return settings
