@@ -345,6 +345,31 @@ async def test_failed_tick_is_retried_and_does_not_stop_the_server(
         assert [k.kid for k in listed if k.signing] == [signer]
 
 
+async def test_opening_with_nothing_due_reads_past_another_process_s_write_lock(
+    settings_with: Callable[..., Settings], autojump_clock: trio.testing.MockClock
+) -> None:
+    """A KeyManager that opens (a tenant's activation) with no change due only reads its
+    shard: another process holding the write lock (`oauthd keys rotate` mid-transaction)
+    neither delays it nor fails it, even with a busy timeout too short to wait it out."""
+    clock = TrioClock(epoch=EPOCH)
+    settings = dataclasses.replace(settings_with(), storage=StorageSettings(busy_timeout_ms=1))
+    async with running(settings, clock) as first:
+        signer = first.keyring.current.signer_kid
+    lock = sqlite3.connect(settings.data_dir / TENANT / "keys.sqlite", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        holder = KeyringHolder()
+        manager = KeyManager(
+            partial(SQLITE.open_keys, settings, TENANT), settings.keys, clock, holder, None
+        )
+        await manager.open()
+        assert holder.current.signer_kid == signer
+        await manager.close()
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+
+
 # --- two lines: ES256 access tokens, RS256 ID tokens -------------------------------------------
 
 

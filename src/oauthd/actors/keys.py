@@ -123,6 +123,17 @@ class KeyManager(ShardActor[KeyStore]):
         self._apply(plan)
         self._reload(None if plan else rows)
 
+    def loaded_by_reading(self) -> bool:
+        """A tenant's activation opens its KeyManager, and its schedule has almost never
+        anything to apply then: the keys are read without the write lock. The version is read
+        first, so that a commit between the two reads makes the next look read them again."""
+        version = self.store.data_version()
+        rows = self.store.load_keys()
+        if plan_schedule(self._times(rows), self._now(), self._settings):
+            return False  # a first key, a rotation, a key to retire or delete: `loaded`
+        self._take(rows, version)
+        return True
+
     # --- messages ----------------------------------------------------------------------------
 
     @command(Tick)
@@ -191,8 +202,12 @@ class KeyManager(ShardActor[KeyStore]):
 
     def _reload(self, rows: list[KeyRow] | None = None) -> None:
         """Take the store's keys (`rows` when just read in this transaction) and publish."""
-        self._rows = self.store.load_keys() if rows is None else rows
-        self._seen_version = self.store.data_version()
+        self._take(self.store.load_keys() if rows is None else rows, self.store.data_version())
+
+    def _take(self, rows: list[KeyRow], version: int) -> None:
+        """Publish `rows`, the keys as of the shard's data `version`."""
+        self._rows = rows
+        self._seen_version = version
         self._publish(self._now())
 
     def _signer_changed(self, now: float) -> bool:

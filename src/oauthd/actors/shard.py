@@ -132,6 +132,8 @@ class ShardActor(Generic[S]):
     async def open(self) -> None:
         self._store = self._open_store()
         self._events = []
+        if self.loads_writing and await self._store.run(self.loaded_by_reading, writes=False):
+            return
         await self._store.run(self._load, writes=self.loads_writing)
         self._committed()
 
@@ -142,6 +144,13 @@ class ShardActor(Generic[S]):
     def loaded(self) -> None:
         """Hook: fill in-memory caches from the freshly opened shard, inside a transaction
         (a writing one if `loads_writing`)."""
+
+    def loaded_by_reading(self) -> bool:
+        """Hook of an actor whose `loaded` may write: fill the caches from reads alone and
+        answer True when there is nothing to write, so that opening takes no write lock (which
+        would wait for, and hold up, every other process's writer); False runs `loaded` in a
+        write transaction. It must write nothing and queue no audit event."""
+        return False
 
     async def receive(self, message: Any) -> Any:
         handler, writes = self._handler(message)
