@@ -38,7 +38,7 @@ from oauthd.runtime import ActorSystem, SystemClock
 from oauthd.settings import Settings, load_tenant_settings
 from oauthd.settings.checks import (
     CHECKS,
-    SERVER_SECTIONS,
+    POSITIVE_SECTIONS,
     TENANT_CHECKS,
     TENANT_SECTIONS,
     check_admin,
@@ -48,8 +48,7 @@ from oauthd.settings.checks import (
     check_storage,
     check_workers,
 )
-from oauthd.settings.loader import TENANT_TABLES
-from oauthd.settings.schema import fields_of
+from oauthd.settings.schema import TENANT_TABLES, fields_of
 
 ROOT = "http://127.0.0.1:8787"
 
@@ -142,9 +141,9 @@ def test_tenant_settings_errors_name_the_key(
 
 def test_a_tenants_checks_leave_out_only_what_it_takes_from_the_file() -> None:
     """A tenant's settings skip the checks of the file's own keys (checked when it was
-    loaded), never one of the tenant's: every table a tenant sets that holds numbers is
-    among the sections `check_tenant_positive` reads ([keys] gives a tenant its algorithm
-    alone), and the sections it leaves out are the file's."""
+    loaded), never one of the tenant's: every section that holds numbers has them checked
+    (the metrics' label bound by `check_metrics`), each of a tenant's own tables among them
+    by `check_tenant_positive`, and the checks left out are those of server-wide keys."""
     defaults = Settings(issuer=ROOT)
     numeric = set()
     for f in fields_of(Settings):
@@ -155,8 +154,8 @@ def test_a_tenants_checks_leave_out_only_what_it_takes_from_the_file() -> None:
             for g in fields_of(type(section))
         ):
             numeric.add(f.name)
-    assert numeric & (set(TENANT_TABLES) - {"keys"}) == set(TENANT_SECTIONS)
-    assert numeric - set(TENANT_SECTIONS) - {"metrics"} == set(SERVER_SECTIONS)
+    assert numeric - {"metrics"} == set(POSITIVE_SECTIONS)
+    assert numeric & set(TENANT_TABLES) == set(TENANT_SECTIONS)
     assert set(CHECKS) - set(TENANT_CHECKS) == {
         check_listen,
         check_admin,

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from oauthd.settings.checks import MAX_WORKERS, contrast_ratio
 from oauthd.settings.loader import (
-    TENANT_TABLES,
     load_settings,
     load_tenant_settings,
     settings_for_tests,
 )
 from oauthd.settings.schema import (
     ID_TOKEN_ALG,
+    TENANT_TABLES,
     ActorSettings,
     AdminSettings,
     BrandingSettings,

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from oauthd.errors import ConfigError
 from oauthd.settings.schema import (
     DAY_S,
+    TENANT_TABLES,
     ClientQuota,
     Rate,
     Settings,
@@ -28,7 +29,7 @@ from oauthd.settings.schema import (
 __all__ = [
     "CHECKS",
     "MAX_WORKERS",
-    "SERVER_SECTIONS",
+    "POSITIVE_SECTIONS",
     "TENANT_CHECKS",
     "TENANT_SECTIONS",
     "check_settings",
@@ -87,15 +88,27 @@ def check_admin(s: Settings) -> None:
         raise ConfigError(s.source, "admin.token_env", "required when admin.listen is set")
 
 
-# The sections whose numbers must be positive: those a tenant sets for itself (its tables,
-# settings/loader.py TENANT_TABLES), then the file's own, which a tenant's settings take as
-# they are (checked when the file was loaded).
-TENANT_SECTIONS = ("tokens", "limits", "registration", "federation", "client_metadata")
-SERVER_SECTIONS = ("keys", "actors", "storage", "sessions", "janitor", "server")
+# The sections whose numbers must be positive (a zero only where ZERO_IS_OFF). A tenant's
+# settings check those among its own tables (TENANT_TABLES); the others are the file's, which
+# a tenant takes as they are, checked when the file was loaded.
+POSITIVE_SECTIONS = (
+    "tokens",
+    "keys",
+    "actors",
+    "limits",
+    "registration",
+    "storage",
+    "sessions",
+    "janitor",
+    "federation",
+    "client_metadata",
+    "server",
+)
+TENANT_SECTIONS = tuple(name for name in POSITIVE_SECTIONS if name in TENANT_TABLES)
 
 
 def check_positive(s: Settings) -> None:
-    _check_positive(s, TENANT_SECTIONS + SERVER_SECTIONS)
+    _check_positive(s, POSITIVE_SECTIONS)
     if not (math.isfinite(s.graceful_timeout_s) and s.graceful_timeout_s >= 0):
         raise ConfigError(s.source, "graceful_timeout_s", "must be a finite, non-negative number")
 

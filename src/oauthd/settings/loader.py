@@ -17,11 +17,10 @@ from typing import Any, Literal, get_args, get_origin
 
 from oauthd.errors import ConfigError
 from oauthd.settings.checks import check_settings, check_tenant_settings
-from oauthd.settings.schema import Settings, fields_of
+from oauthd.settings.schema import TENANT_TABLES, Settings, fields_of
 
 __all__ = [
     "ENV_PREFIX",
-    "TENANT_TABLES",
     "load_settings",
     "load_tenant_settings",
     "settings_for_tests",
@@ -243,21 +242,6 @@ def settings_for_tests(**overrides: Any) -> Settings:
     return settings
 
 
-# The tables a tenant other than `default` sets for itself (docs/architecture.md "Tenants");
-# every other key is server-wide and comes from the file.
-TENANT_TABLES = (
-    "tokens",
-    "resources",
-    "clients",
-    "dev",
-    "password_login",
-    "federation",
-    "branding",
-    "limits",
-    "registration",
-    "client_metadata",
-    "keys",
-)
 TENANT_KEYS_KEYS = ("algorithm",)  # [keys]: the schedule and the key-encryption key are the file's
 SERVER_WIDE_LIMITS = ("max_body_bytes", "max_tracked_keys", "trusted_proxies")
 

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 __all__ = [
     "DAY_S",
     "ID_TOKEN_ALG",
+    "TENANT_TABLES",
     "ActorSettings",
     "AdminSettings",
     "BrandingSettings",
@@ -43,6 +44,22 @@ __all__ = [
 ]
 
 DAY_S = 86_400
+
+# The tables a tenant other than `default` sets for itself (docs/architecture.md "Tenants");
+# every other key is server-wide and comes from the file.
+TENANT_TABLES = (
+    "tokens",
+    "resources",
+    "clients",
+    "dev",
+    "password_login",
+    "federation",
+    "branding",
+    "limits",
+    "registration",
+    "client_metadata",
+    "keys",
+)
 # OIDC Core §3.1.3.7, Registration §2: the ID token algorithm by default (not a secret)
 ID_TOKEN_ALG = "RS256"  # noqa: S105
 
